@@ -1,0 +1,6 @@
+//! The shoal agent: the per-host daemon's parts and the CLI that drives them.
+//! See the README's architecture section for how the parts fit together.
+
+pub mod cli;
+pub mod netns;
+pub mod overlay;

@@ -1,0 +1,61 @@
+//! The VXLAN overlay data plane of one host.
+//!
+//! Given networks (id, VNI, subnet, gateway, MTU), endpoints (IP, MAC, VTEP)
+//! and local sandboxes, it programs a namespace per network holding a bridge
+//! and a VXLAN device (learning off, ARP proxy on, UDP 4789), static FDB and
+//! neighbour entries for remote endpoints, and veths into sandbox namespaces.
+//!
+//! Reconciliation is level-triggered: read the kernel, plan the difference,
+//! apply it. Re-applying a spec changes nothing, and an agent that starts on a
+//! host already holding this state adopts it.
+//!
+//! It never shells out to `ip`, and never decides which endpoints exist: the
+//! caller (a file today, the gossip tables later) does.
+
+mod kernel;
+pub mod names;
+mod plan;
+mod rtnl;
+mod spec;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use kernel::{FakeKernel, OverlayKernel};
+pub use plan::{plan, Change};
+pub use rtnl::RtnlKernel;
+pub use spec::{Attachment, OverlaySpec, SandboxSpec};
+pub use state::{HostState, VXLAN_PORT};
+
+use crate::netns::NetnsError;
+
+/// Errors of the overlay.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("invalid overlay spec: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("netlink: {op}: {message}")]
+    Netlink { op: String, message: String },
+    #[error("kernel state: {0}")]
+    Kernel(String),
+}
+
+/// Brings the host to `spec`: validates it, observes the kernel, applies the
+/// planned changes in order, and returns them. Stops at the first failure;
+/// the next reconciliation picks up from whatever was applied.
+pub fn reconcile(
+    kernel: &mut dyn OverlayKernel,
+    spec: &OverlaySpec,
+) -> Result<Vec<Change>, OverlayError> {
+    spec.validate()?;
+    let desired = HostState::desired(spec);
+    let observed = kernel.observe()?;
+    let changes = plan(&desired, &observed);
+    for change in &changes {
+        kernel.apply(change)?;
+    }
+    Ok(changes)
+}

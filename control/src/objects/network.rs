@@ -1,0 +1,220 @@
+//! Overlay networks and the endpoints attached to them.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::MacAddr;
+
+/// VNIs below this are left to the operator's other uses, as Docker does.
+pub const VNI_MIN: u32 = 4096;
+/// The largest VNI VXLAN can carry (24 bits).
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+/// Bytes VXLAN adds to every frame: outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14.
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// The smallest MTU an IPv4 network may have (RFC 791).
+const MTU_MIN: u32 = 576;
+
+/// One overlay network as the data plane needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Stable id; names the network's namespace on every host.
+    pub id: String,
+    /// VXLAN network identifier, unique in the swarm.
+    pub vni: u32,
+    pub subnet: Ipv4Net,
+    /// Address of the network's bridge on every host; tasks route through it.
+    pub gateway: Ipv4Addr,
+    /// MTU of the bridge, VXLAN device and sandboxes; `None` derives it from
+    /// the underlay (underlay MTU minus [`VXLAN_OVERHEAD`]).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// A task's address on a network, as gossiped to every node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Network id this endpoint belongs to.
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// Underlay address of the node that hosts the endpoint.
+    pub vtep: Ipv4Addr,
+}
+
+/// Why a network definition was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetworkError {
+    #[error("network id must be 1-40 characters of [a-zA-Z0-9_.-], got `{0}`")]
+    BadId(String),
+    #[error("network `{id}`: VNI {vni} is outside {VNI_MIN}-{VNI_MAX}")]
+    VniOutOfRange { id: String, vni: u32 },
+    #[error("network `{id}`: gateway {gateway} is not a host address of subnet {subnet}")]
+    GatewayOutsideSubnet {
+        id: String,
+        gateway: Ipv4Addr,
+        subnet: Ipv4Net,
+    },
+    #[error("network `{id}`: subnet {subnet} is too small; use a /30 or larger")]
+    SubnetTooSmall { id: String, subnet: Ipv4Net },
+    #[error("network `{id}`: MTU {mtu} is below the IPv4 minimum of {MTU_MIN}")]
+    MtuTooSmall { id: String, mtu: u32 },
+    #[error("network `{id}`: VNI {vni} is already used by network `{other}`")]
+    DuplicateVni { id: String, vni: u32, other: String },
+    #[error("endpoint {ip} is not inside subnet {subnet} of network `{network}`")]
+    EndpointOutsideSubnet {
+        network: String,
+        ip: Ipv4Addr,
+        subnet: Ipv4Net,
+    },
+}
+
+impl NetworkSpec {
+    /// Checks the network on its own; [`NetworkSpec::validate_all`] also
+    /// checks networks against each other.
+    pub fn validate(&self) -> Result<(), NetworkError> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 40
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !id_ok {
+            return Err(NetworkError::BadId(self.id.clone()));
+        }
+        if !(VNI_MIN..=VNI_MAX).contains(&self.vni) {
+            return Err(NetworkError::VniOutOfRange {
+                id: self.id.clone(),
+                vni: self.vni,
+            });
+        }
+        if self.subnet.prefix_len() > 30 {
+            return Err(NetworkError::SubnetTooSmall {
+                id: self.id.clone(),
+                subnet: self.subnet,
+            });
+        }
+        if !self.is_host_address(self.gateway) {
+            return Err(NetworkError::GatewayOutsideSubnet {
+                id: self.id.clone(),
+                gateway: self.gateway,
+                subnet: self.subnet,
+            });
+        }
+        if let Some(mtu) = self.mtu.filter(|m| *m < MTU_MIN) {
+            return Err(NetworkError::MtuTooSmall {
+                id: self.id.clone(),
+                mtu,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates each network and refuses two networks sharing a VNI.
+    pub fn validate_all(networks: &[NetworkSpec]) -> Result<(), NetworkError> {
+        for (i, net) in networks.iter().enumerate() {
+            net.validate()?;
+            if let Some(other) = networks[..i].iter().find(|o| o.vni == net.vni) {
+                return Err(NetworkError::DuplicateVni {
+                    id: net.id.clone(),
+                    vni: net.vni,
+                    other: other.id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `ip` is inside the subnet and is neither its network nor
+    /// its broadcast address.
+    pub fn is_host_address(&self, ip: Ipv4Addr) -> bool {
+        self.subnet.contains(&ip) && ip != self.subnet.network() && ip != self.subnet.broadcast()
+    }
+
+    /// The MTU the network runs with on an underlay of `underlay_mtu`.
+    pub fn effective_mtu(&self, underlay_mtu: u32) -> u32 {
+        self.mtu
+            .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
+    }
+
+    /// Checks that an endpoint's address belongs to this network.
+    pub fn check_endpoint(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
+        if self.is_host_address(ip) {
+            Ok(())
+        } else {
+            Err(NetworkError::EndpointOutsideSubnet {
+                network: self.id.clone(),
+                ip,
+                subnet: self.subnet,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(id: &str, vni: u32, subnet: &str, gw: &str) -> NetworkSpec {
+        NetworkSpec {
+            id: id.into(),
+            vni,
+            subnet: subnet.parse().unwrap(),
+            gateway: gw.parse().unwrap(),
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn mtu_defaults_to_underlay_minus_vxlan_overhead() {
+        let n = net("a", 4096, "10.0.0.0/24", "10.0.0.1");
+        assert_eq!(n.effective_mtu(1500), 1450);
+        assert_eq!(n.effective_mtu(9000), 8950);
+        let fixed = NetworkSpec {
+            mtu: Some(1400),
+            ..n
+        };
+        assert_eq!(fixed.effective_mtu(1500), 1400);
+    }
+
+    #[test]
+    fn refuses_bad_networks_with_the_reason() {
+        assert!(net("a", 4096, "10.0.0.0/24", "10.0.0.1").validate().is_ok());
+        assert_eq!(
+            net("a", 12, "10.0.0.0/24", "10.0.0.1").validate(),
+            Err(NetworkError::VniOutOfRange {
+                id: "a".into(),
+                vni: 12
+            })
+        );
+        assert!(matches!(
+            net("a", 4096, "10.0.0.0/24", "10.0.1.1").validate(),
+            Err(NetworkError::GatewayOutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            net("a", 4096, "10.0.0.0/24", "10.0.0.255").validate(),
+            Err(NetworkError::GatewayOutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            net("a/b", 4096, "10.0.0.0/24", "10.0.0.1").validate(),
+            Err(NetworkError::BadId(_))
+        ));
+        assert!(matches!(
+            net("a", 4096, "10.0.0.0/31", "10.0.0.1").validate(),
+            Err(NetworkError::SubnetTooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_duplicate_vnis() {
+        let nets = [
+            net("a", 4096, "10.0.0.0/24", "10.0.0.1"),
+            net("b", 4096, "10.0.1.0/24", "10.0.1.1"),
+        ];
+        assert!(matches!(
+            NetworkSpec::validate_all(&nets),
+            Err(NetworkError::DuplicateVni { .. })
+        ));
+    }
+}
