@@ -15,14 +15,17 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+};
 use shoal_control::objects::MacAddr;
 
 use super::names;
@@ -347,7 +350,7 @@ impl RtnlKernel {
             nl.set_link(LinkUnspec::new_with_index(index).setns_by_fd(fd).build())
                 .await
         })?;
-        let name = vxlan.name.clone();
+        let (name, learning) = (vxlan.name.clone(), vxlan.bridge_learning);
         self.nl(Some(&ns_path), op, |nl| async move {
             let index = nl.require_index(&name).await?;
             let bridge = nl.require_index(names::BRIDGE).await?;
@@ -357,7 +360,9 @@ impl RtnlKernel {
                     .up()
                     .build(),
             )
-            .await
+            .await?;
+            nl.set_port(LinkBridgePort::new(index).learning(learning).build())
+                .await
         })
     }
 
@@ -458,6 +463,11 @@ impl Nl {
     async fn set_link(&self, msg: LinkMessage) -> Result<(), rtnetlink::Error> {
         self.count();
         self.handle.link().set(msg).execute().await
+    }
+
+    async fn set_port(&self, msg: LinkMessage) -> Result<(), rtnetlink::Error> {
+        self.count();
+        self.handle.link().set_port(msg).execute().await
     }
 
     /// Deletes an interface by name; a missing one is fine.
@@ -711,6 +721,7 @@ fn vxlan_state(name: &str, link: &LinkMessage, info: &[InfoVxlan]) -> VxlanState
         mtu: link_mtu(link),
         up: link.header.flags.contains(LinkFlags::Up),
         on_bridge: false,
+        bridge_learning: bridge_port_learning(link),
     };
     for attr in info {
         match attr {
@@ -723,6 +734,27 @@ fn vxlan_state(name: &str, link: &LinkMessage, info: &[InfoVxlan]) -> VxlanState
         }
     }
     state
+}
+
+/// Whether a bridge port learns source MACs (the kernel's default is yes).
+fn bridge_port_learning(link: &LinkMessage) -> bool {
+    link.attributes
+        .iter()
+        .filter_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => Some(infos),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(port)) => Some(port),
+            _ => None,
+        })
+        .flatten()
+        .find_map(|p| match p {
+            InfoBridgePort::Learning(on) => Some(*on),
+            _ => None,
+        })
+        .unwrap_or(true)
 }
 
 fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {

@@ -59,6 +59,10 @@ pub struct VxlanState {
     pub mtu: u32,
     pub up: bool,
     pub on_bridge: bool,
+    /// Whether the bridge learns MACs behind this port. Off: remote MACs are
+    /// known only from the static VXLAN entries, so a withdrawn endpoint
+    /// leaves no learned entry behind to misdirect a reused address.
+    pub bridge_learning: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -117,6 +121,7 @@ impl HostState {
                         mtu,
                         up: true,
                         on_bridge: true,
+                        bridge_learning: false,
                     }),
                     fdb: remote.clone().map(|e| (e.mac, e.vtep)).collect(),
                     neigh: remote.map(|e| (e.ip, e.mac)).collect(),
