@@ -2,5 +2,6 @@
 //! See the README's architecture section for how the parts fit together.
 
 pub mod cli;
+pub mod ebpf;
 pub mod netns;
 pub mod overlay;

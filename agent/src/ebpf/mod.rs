@@ -1,0 +1,71 @@
+//! The agent's eBPF data plane: finding shoal's eBPF object, loading its
+//! programs onto interfaces with aya, and reading and writing their maps.
+//!
+//! This module only executes: it attaches what it is told to and writes the
+//! map entries it is given. It never decides what to block or route (that is
+//! the control plane's job), never loads anything but shoal's own object, and
+//! never leaves a program attached after its owner (`Guard`, ...) is dropped;
+//! only maps outlive the agent, and only when pinned under a bpffs directory.
+
+mod guard;
+mod loader;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use guard::{Guard, GuardStats, L4Proto};
+pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
+
+/// Errors from loading, attaching or using shoal's eBPF programs and maps.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(
+        "no eBPF object: this shoal binary was built without one and none was found at {searched}; \
+         run `cargo xtask build-ebpf` and rebuild shoal, or set {OBJECT_ENV} to the object's path"
+    )]
+    ObjectNotFound { searched: String },
+    #[error("cannot read the eBPF object {path}: {source}")]
+    ReadObject { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot load the eBPF object from {origin} into the kernel (needs root or CAP_BPF; \
+         rebuild it with `cargo xtask build-ebpf` if it is stale): {source}"
+    )]
+    Load {
+        origin: String,
+        source: Box<aya::EbpfError>,
+    },
+    #[error(
+        "the eBPF object from {origin} has no {kind} `{name}`; rebuild it with `cargo xtask build-ebpf`"
+    )]
+    MissingInObject {
+        origin: String,
+        kind: &'static str,
+        name: &'static str,
+    },
+    #[error("cannot add the clsact qdisc to interface `{iface}`: {source}")]
+    Clsact {
+        iface: String,
+        source: aya::programs::tc::TcError,
+    },
+    #[error("eBPF program `{program}`: cannot {action}: {source}")]
+    Program {
+        program: &'static str,
+        action: String,
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("eBPF map `{map}`: cannot {action}: {source}")]
+    Map {
+        map: &'static str,
+        action: String,
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("bpffs pin directory {path}: {source}")]
+    PinDir { path: PathBuf, source: io::Error },
+    #[error(
+        "pin directory {path} is not on a bpffs; mount one first \
+         (`mount -t bpf bpf {BPFFS_ROOT}`, which `ebpf::ensure_bpffs` does)"
+    )]
+    NotBpffs { path: PathBuf },
+    #[error("cannot mount bpffs at {path}: {source}")]
+    MountBpffs { path: PathBuf, source: nix::Error },
+}

@@ -1,0 +1,241 @@
+//! Tearing down what the harness created: processes in its namespaces, mounts under its
+//! run dirs, the run dirs and the namespaces themselves. Used by `Underlay`'s `Drop` and
+//! by `cleanup_leftovers` (`cargo xtask clean`). Every step is attempted even when an
+//! earlier one failed, and nothing outside `shoal-*` names is ever touched.
+
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+};
+
+use nix::mount::{umount2, MntFlags};
+
+use crate::{
+    command, mountinfo, namespace,
+    naming::{self, NETNS_DIR, RUN_ROOT},
+    HarnessError, Result,
+};
+
+/// Something cleanup removed, for the caller to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A process still running in one of the harness's namespaces, SIGKILLed.
+    Process {
+        pid: u32,
+        comm: String,
+        namespace: PathBuf,
+    },
+    /// A mount under a run dir, detached and its mount point deleted.
+    Mount(PathBuf),
+    /// A run dir, deleted with everything in it.
+    Dir(PathBuf),
+    /// A network namespace, deleted with `ip netns del`.
+    Netns(String),
+}
+
+impl fmt::Display for Removed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Removed::Process {
+                pid,
+                comm,
+                namespace,
+            } => write!(
+                f,
+                "killed process {pid} ({comm}) in {}",
+                namespace.display()
+            ),
+            Removed::Mount(path) => write!(f, "unmounted {}", path.display()),
+            Removed::Dir(path) => write!(f, "removed {}", path.display()),
+            Removed::Netns(name) => write!(f, "deleted netns {name}"),
+        }
+    }
+}
+
+/// Removes every network namespace named `shoal-*` and every run dir under
+/// /run/shoal-test, with the mounts under them and the processes inside them.
+///
+/// `filter` narrows this to one run or one underlay: it selects names equal to it or
+/// continuing it after a `-` (`shoal-t1a2b3c` selects every underlay of that run,
+/// `shoal-t1a2b3c-1` only the first). Every step is attempted; if any failed, the error
+/// lists the failures and what was removed anyway.
+pub fn cleanup_leftovers(filter: Option<&str>) -> Result<Vec<Removed>> {
+    let netns = matching_entries(Path::new(NETNS_DIR), filter);
+    let run_dirs: Vec<PathBuf> = matching_entries(Path::new(RUN_ROOT), filter)
+        .into_iter()
+        .map(|name| Path::new(RUN_ROOT).join(name))
+        .collect();
+    let netns_paths: Vec<PathBuf> = netns.iter().map(|n| Path::new(NETNS_DIR).join(n)).collect();
+
+    let mut teardown = Teardown::default();
+    teardown.kill_members(&netns_paths, &run_dirs);
+    for dir in &run_dirs {
+        teardown.unmount_under(dir);
+        teardown.remove_dir(dir);
+    }
+    for name in &netns {
+        teardown.delete_netns(name);
+    }
+    teardown.finish()
+}
+
+/// Names of the entries of `dir` that are the harness's and match `filter`.
+fn matching_entries(dir: &Path, filter: Option<&str>) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| naming::matches_filter(name, filter))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Cleanup steps done so far, and those that failed.
+#[derive(Debug, Default)]
+pub(crate) struct Teardown {
+    pub(crate) removed: Vec<Removed>,
+    pub(crate) failures: Vec<HarnessError>,
+}
+
+impl Teardown {
+    /// SIGKILLs every process in the namespaces `netns`, or in a namespace bind-mounted
+    /// somewhere under one of `run_dirs`.
+    pub(crate) fn kill_members(&mut self, netns: &[PathBuf], run_dirs: &[PathBuf]) {
+        let mut namespaces = netns.to_vec();
+        match mountinfo::mounts() {
+            Ok(mounts) => {
+                for dir in run_dirs {
+                    namespaces.extend(
+                        mountinfo::under(&mounts, dir)
+                            .into_iter()
+                            .filter(mountinfo::Mount::is_namespace)
+                            .map(|mount| mount.mount_point),
+                    );
+                }
+            }
+            Err(err) => self.failures.push(err),
+        }
+        for member in namespace::members(&namespaces) {
+            match namespace::sigkill(member.pid) {
+                Ok(()) => self.removed.push(Removed::Process {
+                    pid: member.pid,
+                    comm: member.comm,
+                    namespace: member.namespace,
+                }),
+                Err(err) => self.failures.push(err),
+            }
+        }
+    }
+
+    /// Detaches every mount at or below `dir`, topmost first, and deletes its mount point.
+    pub(crate) fn unmount_under(&mut self, dir: &Path) {
+        let mounts = match mountinfo::mounts() {
+            Ok(mounts) => mounts,
+            Err(err) => return self.failures.push(err),
+        };
+        for mount in mountinfo::under(&mounts, dir) {
+            let path = mount.mount_point;
+            if let Err(source) = umount2(&path, MntFlags::MNT_DETACH) {
+                self.failures.push(HarnessError::Unmount { path, source });
+                continue;
+            }
+            // The mount point may still be covered by another mount; the dir removal
+            // below deletes it once it is not.
+            let _ = if path.is_dir() {
+                fs::remove_dir(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            self.removed.push(Removed::Mount(path));
+        }
+    }
+
+    /// Deletes `dir` and its contents, unless something is still mounted under it.
+    pub(crate) fn remove_dir(&mut self, dir: &Path) {
+        if !dir.exists() {
+            return;
+        }
+        match mountinfo::mounts() {
+            Ok(mounts) => {
+                if let Some(mount) = mountinfo::under(&mounts, dir).into_iter().next() {
+                    return self.failures.push(HarnessError::StillMounted {
+                        dir: dir.to_owned(),
+                        mount: mount.mount_point,
+                    });
+                }
+            }
+            Err(err) => return self.failures.push(err),
+        }
+        match fs::remove_dir_all(dir) {
+            Ok(()) => self.removed.push(Removed::Dir(dir.to_owned())),
+            Err(source) => self.failures.push(HarnessError::Io {
+                action: "remove",
+                path: dir.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Deletes the network namespace `name` if it still exists.
+    pub(crate) fn delete_netns(&mut self, name: &str) {
+        if !Path::new(NETNS_DIR).join(name).exists() {
+            return;
+        }
+        match command::ip(&["netns", "del", name]) {
+            Ok(()) => self.removed.push(Removed::Netns(name.to_owned())),
+            Err(err) => self.failures.push(err),
+        }
+    }
+
+    /// What was removed, or an error listing what failed.
+    pub(crate) fn finish(self) -> Result<Vec<Removed>> {
+        if self.failures.is_empty() {
+            Ok(self.removed)
+        } else {
+            Err(HarnessError::CleanupIncomplete {
+                removed: self.removed,
+                failures: self.failures,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_items_read_as_sentences() {
+        let process = Removed::Process {
+            pid: 7,
+            comm: "sleep".into(),
+            namespace: "/run/netns/shoal-t1-1-h1".into(),
+        };
+        assert_eq!(
+            process.to_string(),
+            "killed process 7 (sleep) in /run/netns/shoal-t1-1-h1"
+        );
+        assert_eq!(
+            Removed::Netns("shoal-t1-1-h1".into()).to_string(),
+            "deleted netns shoal-t1-1-h1"
+        );
+    }
+
+    #[test]
+    fn finish_lists_failures_and_keeps_what_was_removed() {
+        let teardown = Teardown {
+            removed: vec![Removed::Dir("/run/shoal-test/shoal-t1-1".into())],
+            failures: vec![HarnessError::InvalidConfig("boom".into())],
+        };
+        match teardown.finish() {
+            Err(HarnessError::CleanupIncomplete { removed, failures }) => {
+                assert_eq!(removed.len(), 1);
+                assert_eq!(failures.len(), 1);
+            }
+            other => panic!("expected CleanupIncomplete, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Multi-host test harness for shoal: simulated machines as network namespaces on a
+//! shared bridge, the real `shoal` binary run inside them, link failures on demand, and
+//! cleanup that leaves nothing behind even when a test panics.
+//!
+//! ```no_run
+//! use shoal_tests::{require_root, Underlay};
+//!
+//! require_root();
+//! let ul = Underlay::builder().hosts(3).mtu(1500).build()?;
+//! let (h1, h2) = (ul.host(0), ul.host(1));
+//! let ping = h1.exec("ping", &["-c", "1", "-W", "1", &h2.addr().to_string()])?;
+//! assert!(ping.status.success());
+//! h1.spawn_shoal(&["agent"])?;
+//! # Ok::<(), shoal_tests::HarnessError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod cleanup;
+mod command;
+mod error;
+mod host;
+mod mountinfo;
+mod namespace;
+mod naming;
+pub mod overlay;
+mod process;
+mod underlay;
+
+use std::{
+    fmt,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+pub use cleanup::{cleanup_leftovers, Removed};
+pub use error::HarnessError;
+pub use host::Host;
+pub use naming::NAME_PREFIX;
+pub use underlay::{Underlay, UnderlayBuilder};
+
+/// Result of a harness operation.
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
+
+/// Panics with an explanation unless the effective user is root. Call it first in every
+/// test that builds an `Underlay`: such a test must fail loudly without root, never skip.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "this test needs root (euid 0): it creates network namespaces, veths and a \
+             bridge. Run it as root, e.g. `sudo -E cargo test -p shoal-tests`"
+        );
+    }
+}
+
+/// The `shoal` binary the harness runs: `$SHOAL_BIN` if set, else `debug/shoal` in
+/// `$CARGO_TARGET_DIR` if set, else `<workspace>/target/debug/shoal`.
+pub fn shoal_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            crate_dir.parent().unwrap_or(crate_dir).join("target")
+        },
+        PathBuf::from,
+    );
+    target.join("debug").join("shoal")
+}
+
+/// Writes a harness message to stderr, tagged with the current thread (for tests, the
+/// test's name). Never panics, unlike `eprintln!`, so `Drop` can use it while a test is
+/// unwinding; the price is that cargo's output capture does not hold these lines back.
+pub(crate) fn warn(args: fmt::Arguments<'_>) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("unnamed thread");
+    let _ = writeln!(std::io::stderr().lock(), "shoal-tests [{test}]: {args}");
+}

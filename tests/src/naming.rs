@@ -1,0 +1,120 @@
+//! Names and addresses of everything an underlay creates, chosen so that one run never
+//! touches another's: prefixes `shoal-<runid>-<n>`, namespace names derived from them,
+//! and host addresses in 198.18.0.0/15 (RFC 2544 benchmarking space).
+
+use std::{
+    hash::{BuildHasher, RandomState},
+    net::Ipv4Addr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
+};
+
+/// Every netns and run dir the harness creates starts with this.
+pub const NAME_PREFIX: &str = "shoal-";
+/// Parent of every underlay's run root.
+pub(crate) const RUN_ROOT: &str = "/run/shoal-test";
+/// Where `ip netns` keeps its namespace files.
+pub(crate) const NETNS_DIR: &str = "/run/netns";
+/// The underlay interface inside every host.
+pub(crate) const HOST_IFACE: &str = "eth0";
+/// The bridge inside the underlay namespace.
+pub(crate) const BRIDGE: &str = "br0";
+/// Prefix length of the underlay subnet 198.18.0.0/15.
+pub(crate) const UNDERLAY_PREFIX_LEN: u8 = 15;
+/// Most hosts one underlay can have: addresses stay within 198.18.0.1-254.
+pub(crate) const MAX_HOSTS: usize = 254;
+
+const UNDERLAY_NETWORK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+
+/// A random id for this process, `t` and six hex digits, fixed for its lifetime.
+fn run_id() -> &'static str {
+    static RUN_ID: OnceLock<String> = OnceLock::new();
+    RUN_ID.get_or_init(|| {
+        // RandomState is seeded from the OS's randomness once per process.
+        let random = RandomState::new().hash_one(std::process::id());
+        format!("t{:06x}", random & 0xff_ffff)
+    })
+}
+
+/// The next unused prefix of this process: `shoal-<runid>-<n>`.
+pub(crate) fn next_prefix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(1);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{NAME_PREFIX}{}-{n}", run_id())
+}
+
+/// The name of host `index` (0-based): `h1`, `h2`, ...
+pub(crate) fn host_name(index: usize) -> String {
+    format!("h{}", index + 1)
+}
+
+/// The netns of host `host` in the underlay `prefix`.
+pub(crate) fn host_netns(prefix: &str, host: &str) -> String {
+    format!("{prefix}-{host}")
+}
+
+/// The netns holding the bridge of the underlay `prefix`.
+pub(crate) fn underlay_netns(prefix: &str) -> String {
+    format!("{prefix}-underlay")
+}
+
+/// The underlay address of host `index` (0-based): 198.18.0.(index + 1).
+pub(crate) fn host_addr(index: usize) -> Option<Ipv4Addr> {
+    if index >= MAX_HOSTS {
+        return None;
+    }
+    let offset = u32::try_from(index + 1).ok()?;
+    Some(Ipv4Addr::from(u32::from(UNDERLAY_NETWORK) + offset))
+}
+
+/// Whether `name` is the harness's and selected by `filter`.
+///
+/// A filter selects names equal to it or continuing it after a `-`, so `shoal-t1a2b3c-1`
+/// selects `shoal-t1a2b3c-1-h1` but not `shoal-t1a2b3c-10-h1`.
+pub(crate) fn matches_filter(name: &str, filter: Option<&str>) -> bool {
+    if !name.starts_with(NAME_PREFIX) {
+        return false;
+    }
+    match filter {
+        None => true,
+        Some(filter) => name
+            .strip_prefix(filter)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-')),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_unique_within_a_process_and_share_the_run_id() {
+        let a = next_prefix();
+        let b = next_prefix();
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("{NAME_PREFIX}{}-", run_id())), "{a}");
+        assert_eq!(run_id().len(), 7);
+    }
+
+    #[test]
+    fn hosts_are_numbered_from_one() {
+        assert_eq!(host_name(0), "h1");
+        assert_eq!(host_netns("shoal-t000001-3", "h2"), "shoal-t000001-3-h2");
+        assert_eq!(host_addr(0), Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(host_addr(253), Some(Ipv4Addr::new(198, 18, 0, 254)));
+        assert_eq!(host_addr(254), None);
+    }
+
+    #[test]
+    fn filter_matches_whole_dash_separated_parts() {
+        assert!(matches_filter("shoal-t1-1-h1", None));
+        assert!(!matches_filter("other-t1-1-h1", None));
+        assert!(matches_filter("shoal-t1-1-h1", Some("shoal-t1-1")));
+        assert!(matches_filter("shoal-t1-1", Some("shoal-t1-1")));
+        assert!(matches_filter("shoal-t1-1-h1", Some("shoal-t1")));
+        assert!(!matches_filter("shoal-t1-10-h1", Some("shoal-t1-1")));
+        assert!(!matches_filter("other-x", Some("other")));
+    }
+}

@@ -1,0 +1,76 @@
+//! `cargo xtask`: everything about building and testing shoal that is not plain
+//! cargo: installing the system packages and the eBPF toolchain, building the
+//! eBPF object with Debian's rustc, and running the root-only test suite.
+
+mod demo;
+mod deps;
+mod ebpf;
+mod run;
+mod suite;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  demo [--keep]  the main job: 3 namespaced hosts build a VXLAN overlay with the real
+                 `shoal` binary; sandboxes talk across hosts (needs root)
+  install-deps   install the missing apt packages and bpf-linker 0.13 (needs root)
+  build-ebpf     build the eBPF object (ebpf/programs) with Debian's rustc
+  test           install-deps, build-ebpf, build and test the workspace (needs root)
+  clean          remove network namespaces and other leftovers named shoal-*
+";
+
+fn main() -> ExitCode {
+    match run_task() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain on one line; no backtrace even with RUST_BACKTRACE set.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        bail!("no task given");
+    };
+    let root = workspace_root();
+    if task == "demo" {
+        return match rest {
+            [] => demo::run(&root, false),
+            [keep] if keep == "--keep" => demo::run(&root, true),
+            _ => bail!("usage: cargo xtask demo [--keep]"),
+        };
+    }
+    if !rest.is_empty() {
+        bail!("`{task}` takes no arguments, got: {}", rest.join(" "));
+    }
+    match task.as_str() {
+        "install-deps" => deps::install_all(),
+        "build-ebpf" => ebpf::build(&root).map(|_| ()),
+        "test" => suite::test(&root),
+        "clean" => suite::clean(),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown task `{other}`")
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
