@@ -4,6 +4,8 @@
 
 mod mac;
 mod network;
+mod node;
 
 pub use mac::{MacAddr, MacParseError};
 pub use network::{Endpoint, NetworkError, NetworkSpec, VNI_MAX, VNI_MIN, VXLAN_OVERHEAD};
+pub use node::{new_node_id, to_base36, Availability, Node, NodeState, Role};

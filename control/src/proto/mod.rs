@@ -1,0 +1,7 @@
+//! Generated gRPC code for every service in `control/proto/`.
+#![allow(clippy::all, missing_docs)]
+
+/// The CLI-facing `Control` service.
+pub mod control {
+    tonic::include_proto!("shoal.control");
+}
