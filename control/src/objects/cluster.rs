@@ -1,0 +1,31 @@
+//! The cluster-wide object: identity, CA material, join secrets and settings.
+
+use serde::{Deserialize, Serialize};
+
+/// Default lifetime of node certificates (Swarm's: 90 days).
+pub const DEFAULT_CERT_EXPIRY_SECS: u64 = 90 * 24 * 3600;
+
+/// One per swarm, created by `swarm init`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    /// Root CA certificate (PEM); its SHA-256 digest is in every join token.
+    pub ca_cert_pem: String,
+    /// Root CA private key (PEM). Only managers hold the store, and the store
+    /// is encrypted at rest when autolock is on.
+    pub ca_key_pem: String,
+    /// Secret half of the worker join token (25 base36 characters).
+    pub worker_secret: String,
+    /// Secret half of the manager join token.
+    pub manager_secret: String,
+    /// Lifetime of node certificates; renewal starts at 50-80% of it.
+    pub cert_expiry_secs: u64,
+    /// Whether managers keep their Raft data and keys encrypted at rest.
+    #[serde(default)]
+    pub autolock: bool,
+    /// Key of the gossip layer (issue 4), rotated by the managers.
+    #[serde(default)]
+    pub gossip_key: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
