@@ -1,0 +1,110 @@
+//! The cluster API as the CLI and agents use it: requests, responses and the
+//! rules that decide them (Swarm's refusals for node changes, quorum errors).
+//! The transport is a single gRPC method carrying these types as JSON (see
+//! `proto/control.proto`); keeping them as Rust enums keeps one definition.
+
+mod node_rules;
+mod view;
+
+pub use node_rules::{check_demote, check_remove, NodeRuleError};
+pub use view::{ManagerStatus, NodeView, Reachability};
+
+use serde::{Deserialize, Serialize};
+
+use crate::objects::{Availability, Role};
+
+/// What a client may ask. Variants marked "manager" are refused to worker
+/// certificates and answered only by managers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ApiRequest {
+    /// Any node: what this node is and knows.
+    Info,
+    /// manager: `swarm join-token ROLE [--rotate]`.
+    JoinToken { role: Role, rotate: bool },
+    /// manager: `node ls`.
+    NodeList,
+    /// manager: `node inspect NODE` (id, id prefix or hostname).
+    NodeInspect { node: String },
+    /// manager: `node update`.
+    NodeUpdate {
+        node: String,
+        availability: Option<Availability>,
+        label_add: Vec<(String, String)>,
+        label_rm: Vec<String>,
+    },
+    /// manager: `node promote` / `node demote`.
+    NodeSetRole { node: String, role: Role },
+    /// manager: `node rm [--force]`.
+    NodeRemove { node: String, force: bool },
+    /// manager: `swarm update --autolock` / `--cert-expiry`.
+    SwarmUpdate { autolock: Option<bool>, cert_expiry_secs: Option<u64> },
+    /// manager: the current unlock key (`swarm unlock-key`).
+    UnlockKey,
+}
+
+impl ApiRequest {
+    /// Whether a worker certificate may make this request.
+    pub fn workers_allowed(&self) -> bool {
+        matches!(self, ApiRequest::Info)
+    }
+
+    /// Whether the request changes cluster state (needs the leader and quorum).
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            ApiRequest::Info | ApiRequest::NodeList | ApiRequest::NodeInspect { .. } | ApiRequest::UnlockKey
+        ) && !matches!(self, ApiRequest::JoinToken { rotate: false, .. })
+    }
+}
+
+/// What the cluster answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApiResponse {
+    Info(serde_json::Value),
+    Token { token: String },
+    Nodes { nodes: Vec<NodeView> },
+    Node { node: Box<NodeView> },
+    Done { message: String },
+}
+
+/// The error every write gets when managers lack a majority.
+pub fn no_quorum_message(reachable: usize, managers: usize) -> String {
+    let needed = managers / 2 + 1;
+    format!(
+        "no quorum: {reachable} of {managers} managers reachable; writes are refused until {needed} are. \
+         If the others are gone for good, run `shoal swarm init --force-new-cluster` on a surviving manager"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_message_says_how_many_are_needed() {
+        let m = no_quorum_message(1, 3);
+        assert!(m.starts_with("no quorum: 1 of 3 managers reachable"), "{m}");
+        assert!(m.contains("until 2 are"));
+        assert!(no_quorum_message(2, 5).contains("until 3 are"));
+    }
+
+    #[test]
+    fn workers_may_only_ask_info() {
+        assert!(ApiRequest::Info.workers_allowed());
+        assert!(!ApiRequest::NodeList.workers_allowed());
+        assert!(!ApiRequest::NodeList.is_write());
+        assert!(ApiRequest::NodeRemove { node: "x".into(), force: false }.is_write());
+        assert!(!ApiRequest::JoinToken { role: Role::Worker, rotate: false }.is_write());
+        assert!(ApiRequest::JoinToken { role: Role::Worker, rotate: true }.is_write());
+    }
+
+    #[test]
+    fn requests_travel_as_tagged_json() {
+        let req = ApiRequest::NodeSetRole { node: "n1".into(), role: Role::Manager };
+        let json = serde_json::to_string(&req).unwrap();
+        assert_eq!(json, r#"{"op":"node_set_role","node":"n1","role":"manager"}"#);
+        assert_eq!(serde_json::from_str::<ApiRequest>(&json).unwrap(), req);
+    }
+}
