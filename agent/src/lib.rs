@@ -2,6 +2,7 @@
 //! See the README's architecture section for how the parts fit together.
 
 pub mod cli;
+pub mod daemon;
 pub mod ebpf;
 pub mod netns;
 pub mod overlay;

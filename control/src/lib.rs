@@ -5,5 +5,9 @@
 //! logic, so it can be tested and simulated at scale without root.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod ca;
 pub mod objects;
 pub mod proto;
+pub mod raft;
+pub mod store;

@@ -23,6 +23,7 @@ mod mountinfo;
 mod namespace;
 mod naming;
 pub mod overlay;
+pub mod swarm;
 mod process;
 mod underlay;
 

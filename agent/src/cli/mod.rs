@@ -1,26 +1,31 @@
 //! The command line: Docker-like verbs, each a thin layer over one part of
-//! the agent. Prints for people by default and JSON with `--format json`.
+//! the agent. Cluster verbs go to the local agent over its Unix socket.
 
+mod client;
+mod format;
 mod overlay;
+mod swarm;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+pub use swarm::parse_duration;
 
 /// Runs services across a fleet of Linux hosts, the way Docker Swarm mode
 /// does, with an eBPF-first data plane.
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, about)]
 pub struct Cli {
-    /// Where the agent keeps runtime state (namespaces, sockets). Several
+    /// Where the agent keeps runtime state (namespaces, its socket). Several
     /// agents on one machine each need their own.
-    #[arg(
-        long,
-        global = true,
-        env = "SHOAL_RUN_DIR",
-        default_value = "/run/shoal"
-    )]
+    #[arg(long, global = true, env = "SHOAL_RUN_DIR", default_value = "/run/shoal")]
     pub run_dir: PathBuf,
+
+    /// The agent to talk to: `unix:///path/to/shoal.sock` (default:
+    /// `<run-dir>/shoal.sock`).
+    #[arg(short = 'H', long = "host", global = true, env = "SHOAL_HOST")]
+    pub host: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -28,16 +33,57 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent daemon on this host.
+    Agent(AgentArgs),
+    /// Manage the swarm.
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCommand),
+    /// Manage the swarm's nodes.
+    #[command(subcommand)]
+    Node(swarm::NodeCommand),
     /// Program this host's VXLAN overlay directly (plumbing; the agent drives
     /// it from gossip in a swarm).
     #[command(subcommand)]
     Overlay(overlay::OverlayCommand),
 }
 
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Durable state: identity, certificates, Raft data.
+    #[arg(long, default_value = "/var/lib/shoal")]
+    pub state_dir: PathBuf,
+    /// The Unix socket the CLI talks to (default: `<run-dir>/shoal.sock`).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The name this node shows in `node ls` (default: the kernel hostname).
+    #[arg(long)]
+    pub hostname: Option<String>,
+}
+
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
-        match self.command {
-            Command::Overlay(cmd) => cmd.run(&self.run_dir),
+        let socket = client::socket_path(self.host.as_deref(), &self.run_dir)?;
+        // `overlay exec` must stay single-threaded until it execs: no runtime.
+        if let Command::Overlay(cmd) = self.command {
+            return cmd.run(&self.run_dir);
         }
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            match self.command {
+                Command::Agent(args) => {
+                    let socket = args.socket.unwrap_or(socket);
+                    crate::daemon::run(crate::daemon::Options {
+                        state_dir: args.state_dir,
+                        run_dir: self.run_dir,
+                        socket,
+                        hostname: args.hostname,
+                    })
+                    .await
+                }
+                Command::Swarm(cmd) => cmd.run(&socket).await,
+                Command::Node(cmd) => cmd.run(&socket).await,
+                Command::Overlay(_) => unreachable!("handled above"),
+            }
+        })
     }
 }

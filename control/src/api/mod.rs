@@ -3,10 +3,14 @@
 //! The transport is a single gRPC method carrying these types as JSON (see
 //! `proto/control.proto`); keeping them as Rust enums keeps one definition.
 
+mod local;
 mod node_rules;
+mod session;
 mod view;
 
+pub use local::LocalRequest;
 pub use node_rules::{check_demote, check_remove, NodeRuleError};
+pub use session::*;
 pub use view::{ManagerStatus, NodeView, Reachability};
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +45,9 @@ pub enum ApiRequest {
     SwarmUpdate { autolock: Option<bool>, cert_expiry_secs: Option<u64> },
     /// manager: the current unlock key (`swarm unlock-key`).
     UnlockKey,
+    /// manager (internal): a node that joined or was promoted as a manager
+    /// is ready; the leader adds it to the Raft group.
+    AddManager { node_id: String },
 }
 
 impl ApiRequest {
@@ -63,7 +70,7 @@ impl ApiRequest {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApiResponse {
     Info(serde_json::Value),
-    Token { token: String },
+    Token { token: String, addr: String },
     Nodes { nodes: Vec<NodeView> },
     Node { node: Box<NodeView> },
     Done { message: String },

@@ -79,7 +79,7 @@ mod tests {
         assert_eq!(check_remove(&w_up, &all, true), Ok(()));
         assert_eq!(check_remove(&w_down, &all, false), Ok(()));
         assert_eq!(check_remove(&m2, &all, true), Err(NodeRuleError::IsManager("m2".into())));
-        assert_eq!(check_remove(&m1, &[m1.clone()], true), Err(NodeRuleError::LastManager("m1".into())));
+        assert_eq!(check_remove(&m1, std::slice::from_ref(&m1), true), Err(NodeRuleError::LastManager("m1".into())));
     }
 
     #[test]

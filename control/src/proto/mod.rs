@@ -5,3 +5,8 @@
 pub mod control {
     tonic::include_proto!("shoal.control");
 }
+
+/// Raft between managers (`RaftNode` in `crate::raft` serves and calls it).
+pub mod raft {
+    tonic::include_proto!("shoal.raft");
+}

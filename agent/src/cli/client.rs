@@ -1,0 +1,47 @@
+//! The CLI's connection to its local agent: gRPC over the agent's Unix socket
+//! (`-H unix://PATH`, `SHOAL_HOST`, or `<run-dir>/shoal.sock`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use hyper_util::rt::TokioIo;
+use shoal_control::api::{ApiResponse, LocalRequest};
+use shoal_control::proto::control::control_client::ControlClient;
+use shoal_control::proto::control::Json;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Resolves `-H`: `unix:///path` or a bare path; default in the run dir.
+pub fn socket_path(host: Option<&str>, run_dir: &Path) -> anyhow::Result<PathBuf> {
+    match host {
+        None => Ok(run_dir.join("shoal.sock")),
+        Some(h) if h.starts_with("unix://") => Ok(PathBuf::from(&h["unix://".len()..])),
+        Some(h) if h.starts_with('/') => Ok(PathBuf::from(h)),
+        Some(h) => bail!("unsupported host `{h}`: use unix:///path/to/shoal.sock"),
+    }
+}
+
+/// Opens a channel to the agent at `socket`.
+pub async fn connect(socket: &Path) -> anyhow::Result<Channel> {
+    let path = socket.to_path_buf();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    Endpoint::try_from("http://localhost")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .with_context(|| {
+            format!("cannot reach the shoal agent at {}: is `shoal agent` running?", socket.display())
+        })
+}
+
+/// Sends one request to the local agent and returns its answer.
+pub async fn call(socket: &Path, request: &LocalRequest) -> anyhow::Result<ApiResponse> {
+    let channel = connect(socket).await?;
+    let json = serde_json::to_string(request)?;
+    let reply = ControlClient::new(channel)
+        .call(Json { json })
+        .await
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+    serde_json::from_str(&reply.into_inner().json).context("the agent sent an unreadable answer")
+}

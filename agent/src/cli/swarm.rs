@@ -1,0 +1,322 @@
+//! `shoal swarm ...` and `shoal node ...`: Docker's verbs, sent to the local
+//! agent, printed the way Docker prints them.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NodeView};
+use shoal_control::objects::{Availability, Role};
+
+use super::client;
+use super::format;
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Make this node the first manager of a new swarm.
+    Init {
+        /// Address other nodes reach this one on.
+        #[arg(long)]
+        advertise_addr: String,
+        /// Port of the manager API (mutual TLS).
+        #[arg(long, default_value_t = 2377)]
+        listen_port: u16,
+        /// Restart a manager that lost quorum as a one-manager swarm, keeping its state.
+        #[arg(long)]
+        force_new_cluster: bool,
+        /// Encrypt the managers' Raft data and keys at rest; print the unlock key.
+        #[arg(long)]
+        autolock: bool,
+        /// Lifetime of node certificates (e.g. 2160h, 90d, 30s).
+        #[arg(long, value_parser = parse_duration)]
+        cert_expiry: Option<Duration>,
+    },
+    /// Join a swarm as a worker or manager, as the token says.
+    Join {
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        #[arg(long, default_value_t = 2377)]
+        listen_port: u16,
+        /// A manager's address, `IP[:PORT]`.
+        manager: String,
+    },
+    /// Print or rotate a join token.
+    JoinToken {
+        role: Role,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Leave the swarm.
+    Leave {
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Change swarm settings.
+    Update {
+        #[arg(long)]
+        autolock: Option<bool>,
+        #[arg(long, value_parser = parse_duration)]
+        cert_expiry: Option<Duration>,
+    },
+    /// Unlock a locked manager (reads the key from standard input).
+    Unlock,
+    /// Print the key that unlocks an autolocked manager.
+    UnlockKey {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List the swarm's nodes.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        /// `json`, or a Go template such as '{{.ID}} {{.Status.State}}'.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show nodes in detail (`self` is this node).
+    Inspect {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Change a node's availability or labels.
+    Update(NodeUpdateArgs),
+    /// Make workers managers.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers.
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove nodes from the swarm.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeUpdateArgs {
+    #[arg(long)]
+    availability: Option<Availability>,
+    /// `key=value`; repeatable.
+    #[arg(long = "label-add")]
+    label_add: Vec<String>,
+    /// `key`; repeatable.
+    #[arg(long = "label-rm")]
+    label_rm: Vec<String>,
+    node: String,
+}
+
+impl SwarmCommand {
+    pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
+        let request = match self {
+            SwarmCommand::Init { advertise_addr, listen_port, force_new_cluster, autolock, cert_expiry } => {
+                LocalRequest::Init {
+                    advertise_addr,
+                    listen_port,
+                    force_new_cluster,
+                    autolock,
+                    cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                }
+            }
+            SwarmCommand::Join { token, advertise_addr, listen_port, manager } => {
+                LocalRequest::Join { token, manager, advertise_addr, listen_port }
+            }
+            SwarmCommand::JoinToken { role, quiet, rotate } => {
+                let reply = client::call(socket, &LocalRequest::Api(ApiRequest::JoinToken { role, rotate })).await?;
+                let ApiResponse::Token { token, addr } = reply else { bail!("unexpected answer: {reply:?}") };
+                if quiet {
+                    println!("{token}");
+                } else {
+                    if rotate {
+                        println!("Successfully rotated {role} join token.\n");
+                    }
+                    println!(
+                        "To add a {role} to this swarm, run the following command:\n\n    shoal swarm join --token {token} {addr}\n"
+                    );
+                }
+                return Ok(());
+            }
+            SwarmCommand::Leave { force } => LocalRequest::Leave { force },
+            SwarmCommand::Update { autolock, cert_expiry } => LocalRequest::Api(ApiRequest::SwarmUpdate {
+                autolock,
+                cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+            }),
+            SwarmCommand::Unlock => {
+                eprint!("Please enter unlock key: ");
+                let mut key = String::new();
+                std::io::stdin().lock().read_line(&mut key).context("cannot read the unlock key")?;
+                LocalRequest::Unlock { key: key.trim().to_string() }
+            }
+            SwarmCommand::UnlockKey { quiet } => {
+                let reply = client::call(socket, &LocalRequest::Api(ApiRequest::UnlockKey)).await?;
+                let ApiResponse::Token { token, .. } = reply else { bail!("unexpected answer: {reply:?}") };
+                if quiet {
+                    println!("{token}");
+                } else {
+                    println!("To unlock a swarm manager after it restarts, run `shoal swarm unlock` and enter:\n\n    {token}\n");
+                }
+                return Ok(());
+            }
+        };
+        print_done(client::call(socket, &request).await?)
+    }
+}
+
+impl NodeCommand {
+    pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
+        match self {
+            NodeCommand::Ls { quiet, format } => {
+                let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeList)).await?;
+                let ApiResponse::Nodes { nodes } = reply else { bail!("unexpected answer: {reply:?}") };
+                print_node_list(&nodes, quiet, format.as_deref())
+            }
+            NodeCommand::Inspect { nodes, format } => {
+                let mut views = Vec::new();
+                for node in nodes {
+                    let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeInspect { node })).await?;
+                    let ApiResponse::Node { node } = reply else { bail!("unexpected answer: {reply:?}") };
+                    views.push(serde_json::to_value(*node)?);
+                }
+                match format.as_deref() {
+                    None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
+                    Some(template) => {
+                        for v in &views {
+                            println!("{}", format::render(template, v)?);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            NodeCommand::Update(args) => {
+                let label_add = args
+                    .label_add
+                    .iter()
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                        _ => bail!("invalid label `{kv}`: use key=value"),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let request = ApiRequest::NodeUpdate {
+                    node: args.node.clone(),
+                    availability: args.availability,
+                    label_add,
+                    label_rm: args.label_rm,
+                };
+                client::call(socket, &LocalRequest::Api(request)).await?;
+                println!("{}", args.node);
+                Ok(())
+            }
+            NodeCommand::Promote { nodes } => set_roles(socket, nodes, Role::Manager).await,
+            NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
+            NodeCommand::Rm { force, nodes } => {
+                for node in nodes {
+                    client::call(socket, &LocalRequest::Api(ApiRequest::NodeRemove { node: node.clone(), force }))
+                        .await?;
+                    println!("{node}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn set_roles(socket: &Path, nodes: Vec<String>, role: Role) -> anyhow::Result<()> {
+    for node in nodes {
+        let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeSetRole { node, role })).await?;
+        print_done(reply)?;
+    }
+    Ok(())
+}
+
+fn print_done(reply: ApiResponse) -> anyhow::Result<()> {
+    match reply {
+        ApiResponse::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> anyhow::Result<()> {
+    if quiet {
+        for n in nodes {
+            println!("{}", n.id);
+        }
+        return Ok(());
+    }
+    match format {
+        Some("json") => {
+            for n in nodes {
+                println!("{}", serde_json::to_string(n)?);
+            }
+        }
+        Some(template) => {
+            for n in nodes {
+                println!("{}", format::render(template, &serde_json::to_value(n)?)?);
+            }
+        }
+        None => {
+            let rows: Vec<Vec<String>> = nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.id.clone(),
+                        n.description.hostname.clone(),
+                        n.status_column(),
+                        n.spec.availability.to_string(),
+                        n.manager_column().to_string(),
+                    ]
+                })
+                .collect();
+            print!("{}", format::table(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], &rows));
+        }
+    }
+    Ok(())
+}
+
+/// `90d`, `2160h`, `30m`, `45s`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

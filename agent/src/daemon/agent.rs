@@ -1,0 +1,436 @@
+//! The agent's membership: not in a swarm, or a member running the worker
+//! session and, for managers, the manager parts. Init, join, leave, resume at
+//! start, and reconfiguration when the managers change this node's role.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use shoal_control::api::{ApiRequest, ApiResponse, JoinRequest, JoinResponse, LocalRequest, RenewRequest, RenewResponse};
+use shoal_control::ca::{self, JoinToken, NodeKey, RootCa};
+use shoal_control::objects::{new_node_id, Cluster, Node, NodeState, Role, DEFAULT_CERT_EXPIRY_SECS};
+use shoal_control::proto::control::ca_client::CaClient;
+use shoal_control::proto::control::Json;
+use shoal_control::store::Command;
+use tokio::sync::{mpsc, Mutex};
+use tonic::Status;
+
+use super::identity::{Certs, NodeIdentity, StateDir};
+use super::manager::{self, now_secs, Manager};
+use super::peers::{from_json, to_json, Peers};
+use super::worker::{Session, SessionEvent};
+use super::Options;
+
+const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to a swarm and try again.";
+const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+struct Member {
+    identity: Arc<RwLock<NodeIdentity>>,
+    certs: Arc<RwLock<Certs>>,
+    peers: Peers,
+    session: Session,
+    manager: Option<Manager>,
+}
+
+pub struct Agent {
+    state: StateDir,
+    hostname: String,
+    member: Mutex<Option<Member>>,
+    events: mpsc::Sender<SessionEvent>,
+    events_rx: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
+}
+
+fn status(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+impl Agent {
+    pub fn new(opts: &Options) -> anyhow::Result<Agent> {
+        let (tx, rx) = mpsc::channel(16);
+        let hostname = match &opts.hostname {
+            Some(h) => h.clone(),
+            None => hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
+        };
+        Ok(Agent {
+            state: StateDir::new(&opts.state_dir),
+            hostname,
+            member: Mutex::new(None),
+            events: tx,
+            events_rx: Mutex::new(Some(rx)),
+        })
+    }
+
+    /// Rejoins the swarm recorded in the state dir, if any, and starts
+    /// reacting to session events.
+    pub async fn resume(self: Arc<Self>) -> anyhow::Result<()> {
+        if let Some(rx) = self.events_rx.lock().await.take() {
+            tokio::spawn(self.clone().react(rx));
+        }
+        let Some(identity) = self.state.load_identity()? else { return Ok(()) };
+        let (ca_pem, cert_pem, key) = self.state.load_certs()?;
+        let certs = Certs { ca_pem, cert_pem, key_pem: String::from_utf8(key)? };
+        self.become_member(identity, certs, None).await?;
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        if let Some(member) = self.member.lock().await.take() {
+            member.session.stop().await;
+            if let Some(m) = member.manager {
+                m.stop().await;
+            }
+        }
+    }
+
+    pub async fn handle_local(self: Arc<Self>, req: LocalRequest) -> Result<ApiResponse, Status> {
+        match req {
+            LocalRequest::Init { advertise_addr, listen_port, force_new_cluster, autolock: _, cert_expiry_secs } => {
+                if force_new_cluster {
+                    return self.force_new_cluster().await;
+                }
+                self.init(advertise_addr, listen_port, cert_expiry_secs.unwrap_or(DEFAULT_CERT_EXPIRY_SECS)).await
+            }
+            LocalRequest::Join { token, manager, advertise_addr, listen_port } => {
+                self.join(&token, &manager, advertise_addr, listen_port).await
+            }
+            LocalRequest::Leave { force } => self.leave(force).await,
+            LocalRequest::Unlock { .. } => Err(Status::failed_precondition("this node is not locked")),
+            LocalRequest::Api(req) => self.api(req).await,
+        }
+    }
+
+    async fn api(&self, req: ApiRequest) -> Result<ApiResponse, Status> {
+        let guard = self.member.lock().await;
+        let member = guard.as_ref().ok_or_else(|| Status::failed_precondition(NOT_IN_SWARM))?;
+        match &member.manager {
+            Some(m) => {
+                let ctx = m.ctx.clone();
+                drop(guard);
+                ctx.handle(req).await
+            }
+            None => Err(Status::failed_precondition(NOT_A_MANAGER)),
+        }
+    }
+
+    async fn init(&self, advertise_addr: String, listen_port: u16, expiry: u64) -> Result<ApiResponse, Status> {
+        if self.member.lock().await.is_some() {
+            return Err(Status::already_exists(
+                "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.",
+            ));
+        }
+        let addr: IpAddr = advertise_addr
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("advertise address must be an IP address, got `{advertise_addr}`")))?;
+        let cluster_id = new_node_id(rand::random());
+        let node_id = new_node_id(rand::random());
+        let root = RootCa::generate(&cluster_id).map_err(status)?;
+        let NodeKey { key_pem, csr_pem } = NodeKey::generate().map_err(status)?;
+        let cert_pem = root
+            .sign(&csr_pem, &node_id, Role::Manager, &cluster_id, Duration::from_secs(expiry))
+            .map_err(status)?;
+        let identity = NodeIdentity {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            role: Role::Manager,
+            hostname: self.hostname.clone(),
+            addr: addr.to_string(),
+            listen_port,
+            raft_id: Some(rand::random::<u64>() >> 1),
+            managers: vec![format!("{addr}:{listen_port}")],
+            autolock: false,
+        };
+        let certs = Certs { ca_pem: root.cert_pem().to_string(), cert_pem, key_pem };
+        self.state.save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes()).map_err(status)?;
+        self.state.save_identity(&identity).map_err(status)?;
+        let now = now_secs();
+        let cluster = Cluster {
+            id: cluster_id,
+            ca_cert_pem: root.cert_pem().to_string(),
+            ca_key_pem: root.key_pem().to_string(),
+            worker_secret: JoinToken::new_secret().map_err(status)?,
+            manager_secret: JoinToken::new_secret().map_err(status)?,
+            cert_expiry_secs: expiry,
+            autolock: false,
+            gossip_key: rand::random::<[u8; 32]>().to_vec(),
+            created_at: now,
+        };
+        let node = Node {
+            id: node_id.clone(),
+            hostname: self.hostname.clone(),
+            addr: addr.to_string(),
+            role: Role::Manager,
+            availability: Default::default(),
+            labels: Default::default(),
+            state: NodeState::Ready,
+            raft_id: identity.raft_id,
+            created_at: now,
+            updated_at: now,
+        };
+        self.become_member(identity.clone(), certs, Some((cluster.clone(), node))).await.map_err(status)?;
+        let token = JoinToken { digest: ca::ca_digest(&cluster.ca_cert_pem).map_err(status)?, secret: cluster.worker_secret };
+        Ok(ApiResponse::Done {
+            message: format!(
+                "Swarm initialized: current node ({node_id}) is now a manager.\n\n\
+                 To add a worker to this swarm, run the following command:\n\n    \
+                 shoal swarm join --token {token} {}\n\n\
+                 To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n",
+                identity.api_addr()
+            ),
+        })
+    }
+
+    async fn force_new_cluster(&self) -> Result<ApiResponse, Status> {
+        let mut guard = self.member.lock().await;
+        let identity = self
+            .state
+            .load_identity()
+            .map_err(status)?
+            .filter(|i| i.role == Role::Manager)
+            .ok_or_else(|| Status::failed_precondition("--force-new-cluster needs a manager's state on this node"))?;
+        if let Some(member) = guard.take() {
+            member.session.stop().await;
+            if let Some(m) = member.manager {
+                m.stop().await;
+            }
+        }
+        drop(guard);
+        let raft_id = identity.raft_id.ok_or_else(|| Status::failed_precondition("manager without a raft id"))?;
+        shoal_control::store::force_new_cluster(
+            &self.state.raft_dir(),
+            raft_id,
+            &identity.api_addr(),
+            Arc::new(shoal_control::store::Plain),
+        )
+        .map_err(status)?;
+        let identity = NodeIdentity { managers: vec![identity.api_addr()], ..identity };
+        self.state.save_identity(&identity).map_err(status)?;
+        let (ca_pem, cert_pem, key) = self.state.load_certs().map_err(status)?;
+        let certs = Certs { ca_pem, cert_pem, key_pem: String::from_utf8(key).map_err(status)? };
+        self.become_member(identity.clone(), certs, None).await.map_err(status)?;
+        Ok(ApiResponse::Done {
+            message: format!("Swarm re-initialized: current node ({}) is now the only manager; the state is kept.", identity.node_id),
+        })
+    }
+
+    async fn join(&self, token: &str, manager: &str, advertise: Option<String>, listen_port: u16) -> Result<ApiResponse, Status> {
+        if self.member.lock().await.is_some() {
+            return Err(Status::already_exists("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one."));
+        }
+        let parsed: JoinToken = token.parse().map_err(|e: ca::CaError| Status::invalid_argument(e.to_string()))?;
+        let manager_addr = if manager.contains(':') { manager.to_string() } else { format!("{manager}:2377") };
+        let sock: SocketAddr = manager_addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| Status::invalid_argument(format!("cannot resolve manager address `{manager}`")))?;
+        let ca_pem = ca::fetch_root_ca(sock, &parsed.digest).await.map_err(|e| Status::permission_denied(e.to_string()))?;
+        let addr = match advertise {
+            Some(a) => a,
+            None => local_ip_towards(sock).map_err(status)?.to_string(),
+        };
+        let NodeKey { key_pem, csr_pem } = NodeKey::generate().map_err(status)?;
+        let request = JoinRequest { token: token.to_string(), csr_pem, hostname: self.hostname.clone(), addr: addr.clone(), listen_port };
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{manager_addr}"))
+            .map_err(status)?
+            .tls_config(ca::tls::client_config(&ca_pem, None).map_err(status)?)
+            .map_err(status)?
+            .timeout(Duration::from_secs(30));
+        let channel = endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot reach {manager_addr}: {e}")))?;
+        let reply = CaClient::new(channel).join(Json { json: to_json(&request)? }).await?;
+        let resp: JoinResponse = from_json(&reply.into_inner().json)?;
+        let identity = NodeIdentity {
+            node_id: resp.node_id.clone(),
+            cluster_id: resp.cluster_id,
+            role: resp.role,
+            hostname: self.hostname.clone(),
+            addr,
+            listen_port,
+            raft_id: resp.raft_id,
+            managers: if resp.managers.is_empty() { vec![manager_addr] } else { resp.managers },
+            autolock: false,
+        };
+        let certs = Certs { ca_pem: resp.ca_pem, cert_pem: resp.cert_pem, key_pem };
+        self.state.save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes()).map_err(status)?;
+        self.state.save_identity(&identity).map_err(status)?;
+        self.become_member(identity, certs, None).await.map_err(status)?;
+        Ok(ApiResponse::Done { message: format!("This node joined a swarm as a {}.", resp.role) })
+    }
+
+    async fn leave(&self, force: bool) -> Result<ApiResponse, Status> {
+        let mut guard = self.member.lock().await;
+        let member = guard.as_ref().ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+        if member.manager.is_some() && !force {
+            return Err(Status::failed_precondition(
+                "You are attempting to leave the swarm on a node that is participating as a manager. \
+                 Demote it first with `shoal node demote`, or use `--force` to leave anyway (the remaining \
+                 managers may lose quorum).",
+            ));
+        }
+        if let Some(member) = guard.take() {
+            member.session.stop().await;
+            if let Some(m) = member.manager {
+                m.stop().await;
+            }
+        }
+        self.state.wipe().map_err(status)?;
+        Ok(ApiResponse::Done { message: "Node left the swarm.".into() })
+    }
+
+    /// Starts the parts of `identity`'s role. `bootstrap` is the first
+    /// cluster and node objects when this node creates the swarm.
+    async fn become_member(&self, identity: NodeIdentity, certs: Certs, bootstrap: Option<(Cluster, Node)>) -> anyhow::Result<()> {
+        let identity = Arc::new(RwLock::new(identity));
+        let certs = Arc::new(RwLock::new(certs));
+        let peers = Peers::new(certs.clone());
+        let manager = match read(&identity).role {
+            Role::Manager => Some(self.start_manager(&identity, &certs, &peers, bootstrap).await?),
+            Role::Worker => None,
+        };
+        let session = Session::start(identity.clone(), peers.clone(), self.events.clone());
+        *self.member.lock().await = Some(Member { identity, certs, peers, session, manager });
+        Ok(())
+    }
+
+    async fn start_manager(
+        &self,
+        identity: &Arc<RwLock<NodeIdentity>>,
+        certs: &Arc<RwLock<Certs>>,
+        peers: &Peers,
+        bootstrap: Option<(Cluster, Node)>,
+    ) -> anyhow::Result<Manager> {
+        let id = read(identity);
+        let fresh = !self.state.raft_dir().exists();
+        let raft = manager::open_raft(&self.state, &id, peers).await?;
+        let listen = SocketAddr::new("0.0.0.0".parse()?, id.listen_port);
+        let is_bootstrap = bootstrap.is_some();
+        if is_bootstrap {
+            raft.initialize().await?;
+        }
+        let m = Manager::start(raft, identity.clone(), certs.clone(), peers.clone(), listen).await?;
+        if let Some((cluster, node)) = bootstrap {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let cmd = Command::Batch(vec![
+                Command::Set { kind: "cluster".into(), id: "cluster".into(), value: serde_json::to_value(&cluster)?, expect_version: None },
+                Command::Set { kind: "node".into(), id: node.id.clone(), value: serde_json::to_value(&node)?, expect_version: None },
+            ]);
+            loop {
+                match m.ctx.submit(cmd.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() < deadline => {
+                        tracing::debug!("waiting for leadership: {}", e.message());
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => anyhow::bail!("could not record the new swarm: {}", e.message()),
+                }
+            }
+        } else if fresh {
+            // A new manager: ask the leader to add it to the Raft group.
+            let request = ApiRequest::AddManager { node_id: id.node_id.clone() };
+            let mut last = None;
+            for attempt in 0..20 {
+                let target = id.managers.get(attempt % id.managers.len().max(1)).cloned().unwrap_or_default();
+                match peers.call(&target, &request).await {
+                    Ok(_) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            if let Some(e) = last {
+                anyhow::bail!("the leader did not add this node to the managers: {}", e.message());
+            }
+        }
+        Ok(m)
+    }
+
+    /// Applies what the heartbeat session learned.
+    async fn react(self: Arc<Self>, mut rx: mpsc::Receiver<SessionEvent>) {
+        while let Some(event) = rx.recv().await {
+            let result = match event {
+                SessionEvent::ManagersChanged(managers) => self.set_managers(managers).await,
+                SessionEvent::RoleChanged(role) => self.change_role(role).await,
+                SessionEvent::Removed => {
+                    tracing::warn!("this node was removed from the swarm; leaving");
+                    self.leave(true).await.map(|_| ()).map_err(|e| anyhow::anyhow!(e.message().to_string()))
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!("reconfiguring after a session event failed: {e:#}");
+            }
+        }
+    }
+
+    async fn set_managers(&self, managers: Vec<String>) -> anyhow::Result<()> {
+        let guard = self.member.lock().await;
+        let Some(member) = guard.as_ref() else { return Ok(()) };
+        let updated = {
+            let mut id = member.identity.write().map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
+            id.managers = managers;
+            id.clone()
+        };
+        self.state.save_identity(&updated)?;
+        Ok(())
+    }
+
+    /// Promotion or demotion: renew the certificate for the new role, then
+    /// start or stop the manager parts.
+    async fn change_role(&self, role: Role) -> anyhow::Result<()> {
+        let mut guard = self.member.lock().await;
+        let Some(member) = guard.as_mut() else { return Ok(()) };
+        let id = read(&member.identity);
+        let NodeKey { key_pem, csr_pem } = NodeKey::generate()?;
+        let json = to_json(&RenewRequest { csr_pem })?;
+        let mut reply = None;
+        for addr in &id.managers {
+            if let Ok(r) = member.peers.ca_renew(addr, json.clone()).await {
+                reply = Some(r);
+                break;
+            }
+        }
+        let resp: RenewResponse = from_json(&reply.ok_or_else(|| anyhow::anyhow!("no manager renewed the certificate"))?)?;
+        if resp.role != role {
+            return Ok(());
+        }
+        let ca_pem = read(&member.certs).ca_pem;
+        self.state.save_certs(&ca_pem, &resp.cert_pem, key_pem.as_bytes())?;
+        *member.certs.write().map_err(|_| anyhow::anyhow!("cert lock poisoned"))? = Certs { ca_pem, cert_pem: resp.cert_pem, key_pem };
+        member.peers.reset();
+        let updated = {
+            let mut w = member.identity.write().map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
+            w.role = role;
+            w.raft_id = resp.raft_id;
+            w.clone()
+        };
+        self.state.save_identity(&updated)?;
+        match role {
+            Role::Manager if member.manager.is_none() => {
+                let _ = std::fs::remove_dir_all(self.state.raft_dir());
+                let m = self.start_manager(&member.identity, &member.certs, &member.peers, None).await?;
+                member.manager = Some(m);
+                tracing::info!("promoted: now a manager");
+            }
+            Role::Worker => {
+                if let Some(m) = member.manager.take() {
+                    m.stop().await;
+                }
+                let _ = std::fs::remove_dir_all(self.state.raft_dir());
+                tracing::info!("demoted: now a worker");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read().map(|v| v.clone()).unwrap_or_else(|p| p.into_inner().clone())
+}
+
+/// The local address the kernel would use to reach `peer`.
+fn local_ip_towards(peer: SocketAddr) -> std::io::Result<IpAddr> {
+    let sock = UdpSocket::bind(("0.0.0.0", 0))?;
+    sock.connect(peer)?;
+    Ok(sock.local_addr()?.ip())
+}

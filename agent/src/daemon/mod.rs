@@ -1,0 +1,54 @@
+//! `shoal agent`: the per-host daemon. It serves the CLI on a Unix socket,
+//! remembers its swarm membership in the state dir, and runs the parts its
+//! role needs: every node heartbeats to the managers; managers also run the
+//! Raft store and the manager API (see `manager`).
+//!
+//! It never decides cluster state on its own: that is the managers' store.
+
+mod agent;
+mod identity;
+mod local;
+mod manager;
+mod peers;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use agent::Agent;
+
+/// Where the daemon keeps things.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub socket: PathBuf,
+    pub hostname: Option<String>,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    install_crypto_provider();
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
+    let agent = Arc::new(Agent::new(&opts)?);
+    agent.clone().resume().await?;
+    let server = local::serve(agent.clone(), &opts.socket).await?;
+    tracing::info!("shoal agent ready on {}", opts.socket.display());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.abort();
+    agent.shutdown().await;
+    let _ = std::fs::remove_file(&opts.socket);
+    Ok(())
+}
+
+/// rustls needs one process-wide crypto provider; shoal uses ring only.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,82 @@
+//! Every node's session with the managers: a heartbeat each period to the
+//! leader (or the next manager when one fails), learning the current manager
+//! list and the role the managers hold for this node. A role change or a
+//! removal is reported to the agent, which reconfigures itself.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use shoal_control::api::{Heartbeat, HeartbeatResponse, HEARTBEAT_PERIOD_MS};
+use shoal_control::objects::Role;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::identity::NodeIdentity;
+use super::peers::{from_json, to_json, Peers};
+
+/// What the session tells the agent.
+#[derive(Debug)]
+pub enum SessionEvent {
+    RoleChanged(Role),
+    ManagersChanged(Vec<String>),
+    Removed,
+}
+
+pub struct Session {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    pub fn start(identity: Arc<RwLock<NodeIdentity>>, peers: Peers, events: mpsc::Sender<SessionEvent>) -> Session {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(identity, peers, events, stop.clone()));
+        Session { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    identity: Arc<RwLock<NodeIdentity>>,
+    peers: Peers,
+    events: mpsc::Sender<SessionEvent>,
+    stop: CancellationToken,
+) {
+    let mut next = 0usize;
+    let mut period = Duration::from_millis(HEARTBEAT_PERIOD_MS);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let Ok(me) = identity.read().map(|i| i.clone()) else { return };
+        if me.managers.is_empty() {
+            continue;
+        }
+        let addr = me.managers[next % me.managers.len()].clone();
+        let Ok(json) = to_json(&Heartbeat { node_id: me.node_id.clone() }) else { return };
+        let reply = tokio::time::timeout(Duration::from_secs(2), peers.heartbeat(&addr, json)).await;
+        match reply {
+            Ok(Ok(json)) => {
+                let Ok(resp) = from_json::<HeartbeatResponse>(&json) else { continue };
+                period = Duration::from_millis(resp.period_ms.clamp(100, 10_000));
+                next = 0;
+                if !resp.managers.is_empty() && resp.managers != me.managers {
+                    let _ = events.send(SessionEvent::ManagersChanged(resp.managers)).await;
+                }
+                if resp.role != me.role {
+                    let _ = events.send(SessionEvent::RoleChanged(resp.role)).await;
+                }
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied && status.message().contains("removed") => {
+                let _ = events.send(SessionEvent::Removed).await;
+            }
+            _ => next += 1,
+        }
+    }
+}
