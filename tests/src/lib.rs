@@ -23,8 +23,8 @@ mod mountinfo;
 mod namespace;
 mod naming;
 pub mod overlay;
-pub mod swarm;
 mod process;
+pub mod swarm;
 mod underlay;
 
 use std::{

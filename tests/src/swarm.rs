@@ -22,44 +22,72 @@ pub fn start_agent(host: &Host) -> Result<u32> {
     let _ = std::fs::remove_file(&socket);
     let pid = host.spawn_shoal(&["agent", "--state-dir", &state, "--hostname", host.name()])?;
     let ready = wait_for(Duration::from_secs(15), || {
-        socket.exists() && host.shoal(&["node", "ls", "-q"]).map(|o| !text(&o).contains("cannot reach")).unwrap_or(false)
+        socket.exists()
+            && host
+                .shoal(&["node", "ls", "-q"])
+                .map(|o| !text(&o).contains("cannot reach"))
+                .unwrap_or(false)
     });
     if !ready {
-        panic!("shoal agent on {} did not open {}", host.name(), socket.display());
+        panic!(
+            "shoal agent on {} did not open {}",
+            host.name(),
+            socket.display()
+        );
     }
     Ok(pid)
 }
 
 /// Runs a CLI command against the host's agent.
 pub fn cli(host: &Host, args: &[&str]) -> Output {
-    host.shoal(args).unwrap_or_else(|e| panic!("cannot run shoal on {}: {e}", host.name()))
+    host.shoal(args)
+        .unwrap_or_else(|e| panic!("cannot run shoal on {}: {e}", host.name()))
 }
 
 /// Runs a CLI command that must succeed; returns its stdout.
 pub fn cli_ok(host: &Host, args: &[&str]) -> String {
     let out = cli(host, args);
-    assert!(out.status.success(), "`shoal {}` on {} failed: {}", args.join(" "), host.name(), text(&out));
+    assert!(
+        out.status.success(),
+        "`shoal {}` on {} failed: {}",
+        args.join(" "),
+        host.name(),
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// stdout and stderr together.
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// `node ls --format json` on `host`, one value per node; empty if it fails.
 pub fn nodes(host: &Host) -> Vec<Value> {
     let out = cli(host, &["node", "ls", "--format", "json"]);
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// The hostname of the manager `host` sees as leader.
 pub fn leader(host: &Host) -> Option<String> {
-    nodes(host).iter().find(|n| n["ManagerStatus"]["Leader"] == true).map(|n| hostname(n))
+    nodes(host)
+        .iter()
+        .find(|n| n["ManagerStatus"]["Leader"] == true)
+        .map(|n| hostname(n))
 }
 
 pub fn hostname(node: &Value) -> String {
-    node["Description"]["Hostname"].as_str().unwrap_or_default().to_string()
+    node["Description"]["Hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A node's view by hostname, as `host` sees it.
@@ -82,7 +110,15 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// `swarm init` on `first`, then joins `managers` and `workers` with the
 /// tokens it prints. Returns (worker token, manager token).
 pub fn form(first: &Host, managers: &[&Host], workers: &[&Host]) -> (String, String) {
-    cli_ok(first, &["swarm", "init", "--advertise-addr", &first.addr().to_string()]);
+    cli_ok(
+        first,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &first.addr().to_string(),
+        ],
+    );
     let worker_token = cli_ok(first, &["swarm", "join-token", "-q", "worker"]);
     let manager_token = cli_ok(first, &["swarm", "join-token", "-q", "manager"]);
     let target = format!("{}:2377", first.addr());

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use shoal_tests::swarm::{cli, cli_ok, form, hostname, leader, node, nodes, start_agent, text, wait_for};
+use shoal_tests::swarm::{
+    cli, cli_ok, form, hostname, leader, node, nodes, start_agent, text, wait_for,
+};
 use shoal_tests::{require_root, Underlay};
 
 /// 3 managers and 2 workers: roles and statuses, tokens, drain, promote and
@@ -23,34 +25,77 @@ fn three_managers_two_workers() {
     assert!(
         wait_for(Duration::from_secs(10), || {
             let ns = nodes(h[0]);
-            ns.len() == 5 && ns.iter().all(|n| n["Status"]["State"] == "ready")
-                && ns.iter().filter(|n| n["ManagerStatus"]["Reachability"] == "reachable").count() == 3
+            ns.len() == 5
+                && ns.iter().all(|n| n["Status"]["State"] == "ready")
+                && ns
+                    .iter()
+                    .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+                    .count()
+                    == 3
         }),
         "nodes never became ready and reachable: {}",
         cli_ok(h[0], &["node", "ls"])
     );
     let table = cli_ok(h[0], &["node", "ls"]);
     assert!(table.starts_with("ID"), "{table}");
-    assert!(table.contains("MANAGER STATUS") && table.contains("Leader") && table.contains("Reachable"), "{table}");
-    assert_eq!(cli_ok(h[1], &["node", "inspect", "self", "--format", "{{ .ManagerStatus.Reachability }}"]), "reachable");
+    assert!(
+        table.contains("MANAGER STATUS") && table.contains("Leader") && table.contains("Reachable"),
+        "{table}"
+    );
+    assert_eq!(
+        cli_ok(
+            h[1],
+            &[
+                "node",
+                "inspect",
+                "self",
+                "--format",
+                "{{ .ManagerStatus.Reachability }}"
+            ]
+        ),
+        "reachable"
+    );
     assert_eq!(leader(h[2]).as_deref(), Some("h1"));
 
     // Workers cannot read or change cluster state.
     let refused = cli(h[3], &["node", "ls"]);
-    assert!(!refused.status.success() && text(&refused).contains("not a swarm manager"), "{}", text(&refused));
+    assert!(
+        !refused.status.success() && text(&refused).contains("not a swarm manager"),
+        "{}",
+        text(&refused)
+    );
 
     // A wrong token cannot join: a rotated-away one neither.
     let target = format!("{}:2377", h[0].addr());
     let old = cli_ok(h[0], &["swarm", "join-token", "-q", "worker"]);
     cli_ok(h[0], &["swarm", "join-token", "--rotate", "worker"]);
     let bad = cli(outsider, &["swarm", "join", "--token", &old, &target]);
-    assert!(!bad.status.success(), "a rotated-away token joined: {}", text(&bad));
+    assert!(
+        !bad.status.success(),
+        "a rotated-away token joined: {}",
+        text(&bad)
+    );
     let forged = format!("{}{}", &old[..old.len() - 25], "0000000000000000000000000");
     let bad = cli(outsider, &["swarm", "join", "--token", &forged, &target]);
-    assert!(!bad.status.success() && text(&bad).contains("join token rejected"), "{}", text(&bad));
+    assert!(
+        !bad.status.success() && text(&bad).contains("join token rejected"),
+        "{}",
+        text(&bad)
+    );
 
     // Drain, promote and demote as in Swarm.
-    cli_ok(h[0], &["node", "update", "--availability", "drain", "--label-add", "zone=a", "h4"]);
+    cli_ok(
+        h[0],
+        &[
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            "--label-add",
+            "zone=a",
+            "h4",
+        ],
+    );
     let ns = nodes(h[0]);
     let h4 = node(&ns, "h4").expect("h4");
     assert_eq!(h4["Spec"]["Availability"], "drain");
@@ -58,65 +103,127 @@ fn three_managers_two_workers() {
     cli_ok(h[0], &["node", "promote", "h5"]);
     assert!(
         wait_for(Duration::from_secs(15), || {
-            node(&nodes(h[0]), "h5").is_some_and(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+            node(&nodes(h[0]), "h5")
+                .is_some_and(|n| n["ManagerStatus"]["Reachability"] == "reachable")
         }),
         "promoted h5 never became a reachable manager: {}",
         cli_ok(h[0], &["node", "ls"])
     );
-    assert!(cli(h[4], &["node", "ls"]).status.success(), "the promoted node cannot read cluster state");
+    assert!(
+        cli(h[4], &["node", "ls"]).status.success(),
+        "the promoted node cannot read cluster state"
+    );
     cli_ok(h[0], &["node", "demote", "h5"]);
     assert!(
         wait_for(Duration::from_secs(15), || {
-            node(&nodes(h[0]), "h5").is_some_and(|n| n["ManagerStatus"].is_null() && n["Spec"]["Role"] == "worker")
+            node(&nodes(h[0]), "h5")
+                .is_some_and(|n| n["ManagerStatus"].is_null() && n["Spec"]["Role"] == "worker")
                 && !cli(h[4], &["node", "ls"]).status.success()
         }),
         "h5 was not demoted"
     );
     let rm = cli(h[0], &["node", "rm", "h2"]);
-    assert!(!rm.status.success() && text(&rm).contains("must be demoted"), "{}", text(&rm));
+    assert!(
+        !rm.status.success() && text(&rm).contains("must be demoted"),
+        "{}",
+        text(&rm)
+    );
     let rm = cli(h[0], &["node", "rm", "h4"]);
-    assert!(!rm.status.success() && text(&rm).contains("not down"), "{}", text(&rm));
+    assert!(
+        !rm.status.success() && text(&rm).contains("not down"),
+        "{}",
+        text(&rm)
+    );
 
     // Kill the leader: a new one is elected and h1 is shown Unreachable.
     let killed = Instant::now();
     h[0].kill_processes();
-    let elected = wait_for(Duration::from_secs(10), || leader(h[1]).is_some_and(|l| l != "h1"));
+    let elected = wait_for(Duration::from_secs(10), || {
+        leader(h[1]).is_some_and(|l| l != "h1")
+    });
     let failover = killed.elapsed();
-    assert!(elected, "no new leader after killing h1: {}", text(&cli(h[1], &["node", "ls"])));
-    println!("leader failover (kill -> new leader visible in node ls): {} ms", failover.as_millis());
+    assert!(
+        elected,
+        "no new leader after killing h1: {}",
+        text(&cli(h[1], &["node", "ls"]))
+    );
+    println!(
+        "leader failover (kill -> new leader visible in node ls): {} ms",
+        failover.as_millis()
+    );
     assert!(
         wait_for(Duration::from_secs(10), || {
-            node(&nodes(h[1]), "h1").is_some_and(|n| n["ManagerStatus"]["Reachability"] == "unreachable")
+            node(&nodes(h[1]), "h1")
+                .is_some_and(|n| n["ManagerStatus"]["Reachability"] == "unreachable")
         }),
         "h1 not shown unreachable"
     );
-    cli_ok(h[1], &["node", "update", "--label-add", "after=failover", "h4"]);
+    cli_ok(
+        h[1],
+        &["node", "update", "--label-add", "after=failover", "h4"],
+    );
 
     // Kill a second manager: no quorum. Writes fail fast with the reason;
     // reads of the last known state still answer.
     let new_leader = leader(h[1]).expect("leader");
-    let (victim, survivor) = if new_leader == "h2" { (h[1], h[2]) } else { (h[2], h[1]) };
+    let (victim, survivor) = if new_leader == "h2" {
+        (h[1], h[2])
+    } else {
+        (h[2], h[1])
+    };
     victim.kill_processes();
     let started = Instant::now();
     let write = cli(survivor, &["node", "update", "--label-add", "x=y", "h4"]);
     let took = started.elapsed();
     assert!(!write.status.success(), "a write succeeded without quorum");
-    assert!(text(&write).contains("no quorum: 1 of 3 managers reachable"), "{}", text(&write));
-    assert!(took < Duration::from_secs(8), "the quorum error took {took:?}");
-    assert_eq!(nodes(survivor).len(), 5, "reads stopped answering without quorum");
+    assert!(
+        text(&write).contains("no quorum: 1 of 3 managers reachable"),
+        "{}",
+        text(&write)
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the quorum error took {took:?}"
+    );
+    assert_eq!(
+        nodes(survivor).len(),
+        5,
+        "reads stopped answering without quorum"
+    );
 
     // Recover: the survivor becomes a one-manager swarm, keeping its state.
-    cli_ok(survivor, &["swarm", "init", "--force-new-cluster", "--advertise-addr", &survivor.addr().to_string()]);
+    cli_ok(
+        survivor,
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            &survivor.addr().to_string(),
+        ],
+    );
     assert!(
         wait_for(Duration::from_secs(10), || {
-            cli(survivor, &["node", "update", "--label-add", "recovered=yes", "h4"]).status.success()
+            cli(
+                survivor,
+                &["node", "update", "--label-add", "recovered=yes", "h4"],
+            )
+            .status
+            .success()
         }),
         "writes still fail after --force-new-cluster"
     );
     let ns = nodes(survivor);
     assert_eq!(ns.len(), 5, "nodes lost in recovery");
-    assert_eq!(node(&ns, "h4").expect("h4")["Spec"]["Labels"]["after"], "failover", "a committed write was lost");
-    assert_eq!(leader(survivor), Some(hostname(node(&ns, survivor.name()).expect("self"))));
+    assert_eq!(
+        node(&ns, "h4").expect("h4")["Spec"]["Labels"]["after"],
+        "failover",
+        "a committed write was lost"
+    );
+    assert_eq!(
+        leader(survivor),
+        Some(hostname(node(&ns, survivor.name()).expect("self")))
+    );
 }
 
 /// 5 managers tolerate losing 2, not 3.
@@ -131,7 +238,11 @@ fn five_managers_tolerate_two_losses() {
     form(h[0], &[h[1], h[2], h[3], h[4]], &[]);
     assert!(
         wait_for(Duration::from_secs(15), || {
-            nodes(h[4]).iter().filter(|n| n["ManagerStatus"]["Reachability"] == "reachable").count() == 5
+            nodes(h[4])
+                .iter()
+                .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+                .count()
+                == 5
         }),
         "5 managers never reachable: {}",
         text(&cli(h[4], &["node", "ls"]))
@@ -140,13 +251,95 @@ fn five_managers_tolerate_two_losses() {
     h[1].kill_processes();
     assert!(
         wait_for(Duration::from_secs(10), || {
-            cli(h[4], &["node", "update", "--label-add", "two=down", "h5"]).status.success()
+            cli(h[4], &["node", "update", "--label-add", "two=down", "h5"])
+                .status
+                .success()
         }),
         "writes failed with 3 of 5 managers: {}",
-        text(&cli(h[4], &["node", "update", "--label-add", "two=down", "h5"]))
+        text(&cli(
+            h[4],
+            &["node", "update", "--label-add", "two=down", "h5"]
+        ))
     );
     h[2].kill_processes();
     let write = cli(h[4], &["node", "update", "--label-add", "three=down", "h5"]);
-    assert!(!write.status.success(), "a write succeeded with 2 of 5 managers");
-    assert!(text(&write).contains("no quorum: 2 of 5 managers reachable"), "{}", text(&write));
+    assert!(
+        !write.status.success(),
+        "a write succeeded with 2 of 5 managers"
+    );
+    assert!(
+        text(&write).contains("no quorum: 2 of 5 managers reachable"),
+        "{}",
+        text(&write)
+    );
+}
+
+/// Certificates renew themselves before they expire: with a 6 s lifetime,
+/// the nodes keep working well past it, on new certificates.
+#[test]
+fn certificates_renew_before_expiry() {
+    require_root();
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    let (m, w) = (ul.host(0), ul.host(1));
+    start_agent(m).expect("agent");
+    start_agent(w).expect("agent");
+    cli_ok(
+        m,
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &m.addr().to_string(),
+            "--cert-expiry",
+            "6s",
+        ],
+    );
+    let token = cli_ok(m, &["swarm", "join-token", "-q", "worker"]);
+    cli_ok(
+        w,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            &format!("{}:2377", m.addr()),
+        ],
+    );
+    let cert = |h: &shoal_tests::Host| {
+        std::fs::read_to_string(shoal_tests::swarm::state_dir(h).join("certs/node.pem"))
+            .unwrap_or_default()
+    };
+    let (m_first, w_first) = (cert(m), cert(w));
+    let started = Instant::now();
+    // Three lifetimes: without renewal every certificate would have expired twice.
+    while started.elapsed() < Duration::from_secs(18) {
+        std::thread::sleep(Duration::from_secs(2));
+        let ns = nodes(m);
+        assert_eq!(
+            ns.len(),
+            2,
+            "node ls failed at {:?}: {}",
+            started.elapsed(),
+            text(&cli(m, &["node", "ls"]))
+        );
+        assert!(
+            wait_for(Duration::from_secs(3), || nodes(m)
+                .iter()
+                .all(|n| n["Status"]["State"] == "ready")),
+            "a node went down at {:?}: {}",
+            started.elapsed(),
+            text(&cli(m, &["node", "ls"]))
+        );
+    }
+    assert_ne!(
+        cert(m),
+        m_first,
+        "the manager's certificate was never renewed"
+    );
+    assert_ne!(
+        cert(w),
+        w_first,
+        "the worker's certificate was never renewed"
+    );
+    cli_ok(m, &["node", "update", "--label-add", "renewed=yes", "h2"]);
 }

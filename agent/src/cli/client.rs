@@ -27,11 +27,16 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Channel> {
     Endpoint::try_from("http://localhost")?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .with_context(|| {
-            format!("cannot reach the shoal agent at {}: is `shoal agent` running?", socket.display())
+            format!(
+                "cannot reach the shoal agent at {}: is `shoal agent` running?",
+                socket.display()
+            )
         })
 }
 

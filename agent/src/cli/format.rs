@@ -14,7 +14,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     let mut out = String::new();
     for row in std::iter::once(&header).chain(rows) {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         out.push_str(line.join("   ").trim_end());
         out.push('\n');
     }
@@ -39,13 +43,16 @@ pub fn render(template: &str, value: &Value) -> Result<String, TemplateError> {
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| TemplateError::Unclosed(template.to_string()))?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| TemplateError::Unclosed(template.to_string()))?;
         let action = after[..end].trim();
         let (as_json, path) = match action.strip_prefix("json ") {
             Some(path) => (true, path.trim()),
             None => (false, action),
         };
-        let field = lookup(value, path).ok_or_else(|| TemplateError::Unsupported(action.to_string()))?;
+        let field =
+            lookup(value, path).ok_or_else(|| TemplateError::Unsupported(action.to_string()))?;
         match (as_json, field) {
             (_, None) => out.push_str("<no value>"),
             (false, Some(Value::String(s))) => out.push_str(s),
@@ -80,10 +87,20 @@ mod tests {
 
     #[test]
     fn renders_fields_like_docker() {
-        let v = json!({"ManagerStatus": {"Reachability": "reachable", "Leader": true}, "ID": "abc"});
-        assert_eq!(render("{{ .ManagerStatus.Reachability }}", &v).unwrap(), "reachable");
-        assert_eq!(render("{{.ID}}: {{.ManagerStatus.Leader}}", &v).unwrap(), "abc: true");
-        assert_eq!(render("{{json .ManagerStatus}}", &v).unwrap(), r#"{"Leader":true,"Reachability":"reachable"}"#);
+        let v =
+            json!({"ManagerStatus": {"Reachability": "reachable", "Leader": true}, "ID": "abc"});
+        assert_eq!(
+            render("{{ .ManagerStatus.Reachability }}", &v).unwrap(),
+            "reachable"
+        );
+        assert_eq!(
+            render("{{.ID}}: {{.ManagerStatus.Leader}}", &v).unwrap(),
+            "abc: true"
+        );
+        assert_eq!(
+            render("{{json .ManagerStatus}}", &v).unwrap(),
+            r#"{"Leader":true,"Reachability":"reachable"}"#
+        );
         assert_eq!(render("{{ .Nope.X }}", &v).unwrap(), "<no value>");
         assert!(render("{{ range . }}", &v).is_err());
         assert!(render("{{ .ID ", &v).is_err());
@@ -91,7 +108,13 @@ mod tests {
 
     #[test]
     fn aligns_columns() {
-        let t = table(&["ID", "HOSTNAME"], &[vec!["a".into(), "host-1".into()], vec!["bbbb".into(), "h".into()]]);
+        let t = table(
+            &["ID", "HOSTNAME"],
+            &[
+                vec!["a".into(), "host-1".into()],
+                vec!["bbbb".into(), "h".into()],
+            ],
+        );
         assert_eq!(t, "ID     HOSTNAME\na      host-1\nbbbb   h\n");
     }
 }

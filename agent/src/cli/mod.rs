@@ -19,7 +19,12 @@ pub use swarm::parse_duration;
 pub struct Cli {
     /// Where the agent keeps runtime state (namespaces, its socket). Several
     /// agents on one machine each need their own.
-    #[arg(long, global = true, env = "SHOAL_RUN_DIR", default_value = "/run/shoal")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_RUN_DIR",
+        default_value = "/run/shoal"
+    )]
     pub run_dir: PathBuf,
 
     /// The agent to talk to: `unix:///path/to/shoal.sock` (default:
@@ -67,7 +72,9 @@ impl Cli {
         if let Command::Overlay(cmd) = self.command {
             return cmd.run(&self.run_dir);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(async move {
             match self.command {
                 Command::Agent(args) => {

@@ -127,21 +127,43 @@ pub struct NodeUpdateArgs {
 impl SwarmCommand {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
         let request = match self {
-            SwarmCommand::Init { advertise_addr, listen_port, force_new_cluster, autolock, cert_expiry } => {
-                LocalRequest::Init {
-                    advertise_addr,
-                    listen_port,
-                    force_new_cluster,
-                    autolock,
-                    cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
-                }
-            }
-            SwarmCommand::Join { token, advertise_addr, listen_port, manager } => {
-                LocalRequest::Join { token, manager, advertise_addr, listen_port }
-            }
-            SwarmCommand::JoinToken { role, quiet, rotate } => {
-                let reply = client::call(socket, &LocalRequest::Api(ApiRequest::JoinToken { role, rotate })).await?;
-                let ApiResponse::Token { token, addr } = reply else { bail!("unexpected answer: {reply:?}") };
+            SwarmCommand::Init {
+                advertise_addr,
+                listen_port,
+                force_new_cluster,
+                autolock,
+                cert_expiry,
+            } => LocalRequest::Init {
+                advertise_addr,
+                listen_port,
+                force_new_cluster,
+                autolock,
+                cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+            },
+            SwarmCommand::Join {
+                token,
+                advertise_addr,
+                listen_port,
+                manager,
+            } => LocalRequest::Join {
+                token,
+                manager,
+                advertise_addr,
+                listen_port,
+            },
+            SwarmCommand::JoinToken {
+                role,
+                quiet,
+                rotate,
+            } => {
+                let reply = client::call(
+                    socket,
+                    &LocalRequest::Api(ApiRequest::JoinToken { role, rotate }),
+                )
+                .await?;
+                let ApiResponse::Token { token, addr } = reply else {
+                    bail!("unexpected answer: {reply:?}")
+                };
                 if quiet {
                     println!("{token}");
                 } else {
@@ -155,19 +177,29 @@ impl SwarmCommand {
                 return Ok(());
             }
             SwarmCommand::Leave { force } => LocalRequest::Leave { force },
-            SwarmCommand::Update { autolock, cert_expiry } => LocalRequest::Api(ApiRequest::SwarmUpdate {
+            SwarmCommand::Update {
+                autolock,
+                cert_expiry,
+            } => LocalRequest::Api(ApiRequest::SwarmUpdate {
                 autolock,
                 cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
             }),
             SwarmCommand::Unlock => {
                 eprint!("Please enter unlock key: ");
                 let mut key = String::new();
-                std::io::stdin().lock().read_line(&mut key).context("cannot read the unlock key")?;
-                LocalRequest::Unlock { key: key.trim().to_string() }
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut key)
+                    .context("cannot read the unlock key")?;
+                LocalRequest::Unlock {
+                    key: key.trim().to_string(),
+                }
             }
             SwarmCommand::UnlockKey { quiet } => {
                 let reply = client::call(socket, &LocalRequest::Api(ApiRequest::UnlockKey)).await?;
-                let ApiResponse::Token { token, .. } = reply else { bail!("unexpected answer: {reply:?}") };
+                let ApiResponse::Token { token, .. } = reply else {
+                    bail!("unexpected answer: {reply:?}")
+                };
                 if quiet {
                     println!("{token}");
                 } else {
@@ -185,14 +217,20 @@ impl NodeCommand {
         match self {
             NodeCommand::Ls { quiet, format } => {
                 let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeList)).await?;
-                let ApiResponse::Nodes { nodes } = reply else { bail!("unexpected answer: {reply:?}") };
+                let ApiResponse::Nodes { nodes } = reply else {
+                    bail!("unexpected answer: {reply:?}")
+                };
                 print_node_list(&nodes, quiet, format.as_deref())
             }
             NodeCommand::Inspect { nodes, format } => {
                 let mut views = Vec::new();
                 for node in nodes {
-                    let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeInspect { node })).await?;
-                    let ApiResponse::Node { node } = reply else { bail!("unexpected answer: {reply:?}") };
+                    let reply =
+                        client::call(socket, &LocalRequest::Api(ApiRequest::NodeInspect { node }))
+                            .await?;
+                    let ApiResponse::Node { node } = reply else {
+                        bail!("unexpected answer: {reply:?}")
+                    };
                     views.push(serde_json::to_value(*node)?);
                 }
                 match format.as_deref() {
@@ -228,8 +266,14 @@ impl NodeCommand {
             NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
             NodeCommand::Rm { force, nodes } => {
                 for node in nodes {
-                    client::call(socket, &LocalRequest::Api(ApiRequest::NodeRemove { node: node.clone(), force }))
-                        .await?;
+                    client::call(
+                        socket,
+                        &LocalRequest::Api(ApiRequest::NodeRemove {
+                            node: node.clone(),
+                            force,
+                        }),
+                    )
+                    .await?;
                     println!("{node}");
                 }
                 Ok(())
@@ -240,7 +284,11 @@ impl NodeCommand {
 
 async fn set_roles(socket: &Path, nodes: Vec<String>, role: Role) -> anyhow::Result<()> {
     for node in nodes {
-        let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeSetRole { node, role })).await?;
+        let reply = client::call(
+            socket,
+            &LocalRequest::Api(ApiRequest::NodeSetRole { node, role }),
+        )
+        .await?;
         print_done(reply)?;
     }
     Ok(())
@@ -287,7 +335,13 @@ fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> any
                     ]
                 })
                 .collect();
-            print!("{}", format::table(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], &rows));
+            print!(
+                "{}",
+                format::table(
+                    &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"],
+                    &rows
+                )
+            );
         }
     }
     Ok(())
@@ -296,13 +350,19 @@ fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> any
 /// `90d`, `2160h`, `30m`, `45s`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s")),
+        _ => {
+            return Err(format!(
+                "invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s"
+            ))
+        }
     };
     Ok(Duration::from_secs(secs))
 }

@@ -6,9 +6,13 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use shoal_control::api::{ApiRequest, ApiResponse, JoinRequest, JoinResponse, LocalRequest, RenewRequest, RenewResponse};
+use shoal_control::api::{
+    ApiRequest, ApiResponse, JoinRequest, JoinResponse, LocalRequest, RenewRequest, RenewResponse,
+};
 use shoal_control::ca::{self, JoinToken, NodeKey, RootCa};
-use shoal_control::objects::{new_node_id, Cluster, Node, NodeState, Role, DEFAULT_CERT_EXPIRY_SECS};
+use shoal_control::objects::{
+    new_node_id, Cluster, Node, NodeState, Role, DEFAULT_CERT_EXPIRY_SECS,
+};
 use shoal_control::proto::control::ca_client::CaClient;
 use shoal_control::proto::control::Json;
 use shoal_control::store::Command;
@@ -30,6 +34,45 @@ struct Member {
     peers: Peers,
     session: Session,
     manager: Option<Manager>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Member {
+    async fn stop(self) {
+        self.renewal.abort();
+        self.session.stop().await;
+        if let Some(m) = self.manager {
+            m.stop().await;
+        }
+    }
+}
+
+/// Sends `RenewDue` at a random point in 50-80% of the certificate's life
+/// (Swarm's rule), so a fleet never renews all at once.
+fn schedule_renewal(
+    cert_pem: &str,
+    events: mpsc::Sender<SessionEvent>,
+) -> tokio::task::JoinHandle<()> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let wait = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .ok()
+        .and_then(|der| ca::peer_identity(der.as_ref()).ok())
+        .map(|id| {
+            ca::time_until_renewal(
+                id.not_before,
+                id.not_after,
+                std::time::SystemTime::now(),
+                rand::random(),
+            )
+        });
+    tokio::spawn(async move {
+        let Some(wait) = wait else {
+            tracing::error!("cannot read this node's certificate dates; it will not be renewed");
+            return;
+        };
+        tokio::time::sleep(wait).await;
+        let _ = events.send(SessionEvent::RenewDue).await;
+    })
 }
 
 pub struct Agent {
@@ -49,7 +92,9 @@ impl Agent {
         let (tx, rx) = mpsc::channel(16);
         let hostname = match &opts.hostname {
             Some(h) => h.clone(),
-            None => hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into()),
+            None => hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
         };
         Ok(Agent {
             state: StateDir::new(&opts.state_dir),
@@ -66,42 +111,66 @@ impl Agent {
         if let Some(rx) = self.events_rx.lock().await.take() {
             tokio::spawn(self.clone().react(rx));
         }
-        let Some(identity) = self.state.load_identity()? else { return Ok(()) };
+        let Some(identity) = self.state.load_identity()? else {
+            return Ok(());
+        };
         let (ca_pem, cert_pem, key) = self.state.load_certs()?;
-        let certs = Certs { ca_pem, cert_pem, key_pem: String::from_utf8(key)? };
+        let certs = Certs {
+            ca_pem,
+            cert_pem,
+            key_pem: String::from_utf8(key)?,
+        };
         self.become_member(identity, certs, None).await?;
         Ok(())
     }
 
     pub async fn shutdown(&self) {
         if let Some(member) = self.member.lock().await.take() {
-            member.session.stop().await;
-            if let Some(m) = member.manager {
-                m.stop().await;
-            }
+            member.stop().await;
         }
     }
 
     pub async fn handle_local(self: Arc<Self>, req: LocalRequest) -> Result<ApiResponse, Status> {
         match req {
-            LocalRequest::Init { advertise_addr, listen_port, force_new_cluster, autolock: _, cert_expiry_secs } => {
+            LocalRequest::Init {
+                advertise_addr,
+                listen_port,
+                force_new_cluster,
+                autolock: _,
+                cert_expiry_secs,
+            } => {
                 if force_new_cluster {
                     return self.force_new_cluster().await;
                 }
-                self.init(advertise_addr, listen_port, cert_expiry_secs.unwrap_or(DEFAULT_CERT_EXPIRY_SECS)).await
+                self.init(
+                    advertise_addr,
+                    listen_port,
+                    cert_expiry_secs.unwrap_or(DEFAULT_CERT_EXPIRY_SECS),
+                )
+                .await
             }
-            LocalRequest::Join { token, manager, advertise_addr, listen_port } => {
-                self.join(&token, &manager, advertise_addr, listen_port).await
+            LocalRequest::Join {
+                token,
+                manager,
+                advertise_addr,
+                listen_port,
+            } => {
+                self.join(&token, &manager, advertise_addr, listen_port)
+                    .await
             }
             LocalRequest::Leave { force } => self.leave(force).await,
-            LocalRequest::Unlock { .. } => Err(Status::failed_precondition("this node is not locked")),
+            LocalRequest::Unlock { .. } => {
+                Err(Status::failed_precondition("this node is not locked"))
+            }
             LocalRequest::Api(req) => self.api(req).await,
         }
     }
 
     async fn api(&self, req: ApiRequest) -> Result<ApiResponse, Status> {
         let guard = self.member.lock().await;
-        let member = guard.as_ref().ok_or_else(|| Status::failed_precondition(NOT_IN_SWARM))?;
+        let member = guard
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition(NOT_IN_SWARM))?;
         match &member.manager {
             Some(m) => {
                 let ctx = m.ctx.clone();
@@ -112,21 +181,34 @@ impl Agent {
         }
     }
 
-    async fn init(&self, advertise_addr: String, listen_port: u16, expiry: u64) -> Result<ApiResponse, Status> {
+    async fn init(
+        &self,
+        advertise_addr: String,
+        listen_port: u16,
+        expiry: u64,
+    ) -> Result<ApiResponse, Status> {
         if self.member.lock().await.is_some() {
             return Err(Status::already_exists(
                 "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.",
             ));
         }
-        let addr: IpAddr = advertise_addr
-            .parse()
-            .map_err(|_| Status::invalid_argument(format!("advertise address must be an IP address, got `{advertise_addr}`")))?;
+        let addr: IpAddr = advertise_addr.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "advertise address must be an IP address, got `{advertise_addr}`"
+            ))
+        })?;
         let cluster_id = new_node_id(rand::random());
         let node_id = new_node_id(rand::random());
         let root = RootCa::generate(&cluster_id).map_err(status)?;
         let NodeKey { key_pem, csr_pem } = NodeKey::generate().map_err(status)?;
         let cert_pem = root
-            .sign(&csr_pem, &node_id, Role::Manager, &cluster_id, Duration::from_secs(expiry))
+            .sign(
+                &csr_pem,
+                &node_id,
+                Role::Manager,
+                &cluster_id,
+                Duration::from_secs(expiry),
+            )
             .map_err(status)?;
         let identity = NodeIdentity {
             node_id: node_id.clone(),
@@ -139,8 +221,14 @@ impl Agent {
             managers: vec![format!("{addr}:{listen_port}")],
             autolock: false,
         };
-        let certs = Certs { ca_pem: root.cert_pem().to_string(), cert_pem, key_pem };
-        self.state.save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes()).map_err(status)?;
+        let certs = Certs {
+            ca_pem: root.cert_pem().to_string(),
+            cert_pem,
+            key_pem,
+        };
+        self.state
+            .save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes())
+            .map_err(status)?;
         self.state.save_identity(&identity).map_err(status)?;
         let now = now_secs();
         let cluster = Cluster {
@@ -166,8 +254,13 @@ impl Agent {
             created_at: now,
             updated_at: now,
         };
-        self.become_member(identity.clone(), certs, Some((cluster.clone(), node))).await.map_err(status)?;
-        let token = JoinToken { digest: ca::ca_digest(&cluster.ca_cert_pem).map_err(status)?, secret: cluster.worker_secret };
+        self.become_member(identity.clone(), certs, Some((cluster.clone(), node)))
+            .await
+            .map_err(status)?;
+        let token = JoinToken {
+            digest: ca::ca_digest(&cluster.ca_cert_pem).map_err(status)?,
+            secret: cluster.worker_secret,
+        };
         Ok(ApiResponse::Done {
             message: format!(
                 "Swarm initialized: current node ({node_id}) is now a manager.\n\n\
@@ -186,15 +279,18 @@ impl Agent {
             .load_identity()
             .map_err(status)?
             .filter(|i| i.role == Role::Manager)
-            .ok_or_else(|| Status::failed_precondition("--force-new-cluster needs a manager's state on this node"))?;
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "--force-new-cluster needs a manager's state on this node",
+                )
+            })?;
         if let Some(member) = guard.take() {
-            member.session.stop().await;
-            if let Some(m) = member.manager {
-                m.stop().await;
-            }
+            member.stop().await;
         }
         drop(guard);
-        let raft_id = identity.raft_id.ok_or_else(|| Status::failed_precondition("manager without a raft id"))?;
+        let raft_id = identity
+            .raft_id
+            .ok_or_else(|| Status::failed_precondition("manager without a raft id"))?;
         shoal_control::store::force_new_cluster(
             &self.state.raft_dir(),
             raft_id,
@@ -202,41 +298,79 @@ impl Agent {
             Arc::new(shoal_control::store::Plain),
         )
         .map_err(status)?;
-        let identity = NodeIdentity { managers: vec![identity.api_addr()], ..identity };
+        let identity = NodeIdentity {
+            managers: vec![identity.api_addr()],
+            ..identity
+        };
         self.state.save_identity(&identity).map_err(status)?;
         let (ca_pem, cert_pem, key) = self.state.load_certs().map_err(status)?;
-        let certs = Certs { ca_pem, cert_pem, key_pem: String::from_utf8(key).map_err(status)? };
-        self.become_member(identity.clone(), certs, None).await.map_err(status)?;
+        let certs = Certs {
+            ca_pem,
+            cert_pem,
+            key_pem: String::from_utf8(key).map_err(status)?,
+        };
+        self.become_member(identity.clone(), certs, None)
+            .await
+            .map_err(status)?;
         Ok(ApiResponse::Done {
             message: format!("Swarm re-initialized: current node ({}) is now the only manager; the state is kept.", identity.node_id),
         })
     }
 
-    async fn join(&self, token: &str, manager: &str, advertise: Option<String>, listen_port: u16) -> Result<ApiResponse, Status> {
+    async fn join(
+        &self,
+        token: &str,
+        manager: &str,
+        advertise: Option<String>,
+        listen_port: u16,
+    ) -> Result<ApiResponse, Status> {
         if self.member.lock().await.is_some() {
             return Err(Status::already_exists("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one."));
         }
-        let parsed: JoinToken = token.parse().map_err(|e: ca::CaError| Status::invalid_argument(e.to_string()))?;
-        let manager_addr = if manager.contains(':') { manager.to_string() } else { format!("{manager}:2377") };
+        let parsed: JoinToken = token
+            .parse()
+            .map_err(|e: ca::CaError| Status::invalid_argument(e.to_string()))?;
+        let manager_addr = if manager.contains(':') {
+            manager.to_string()
+        } else {
+            format!("{manager}:2377")
+        };
         let sock: SocketAddr = manager_addr
             .to_socket_addrs()
             .ok()
             .and_then(|mut a| a.next())
-            .ok_or_else(|| Status::invalid_argument(format!("cannot resolve manager address `{manager}`")))?;
-        let ca_pem = ca::fetch_root_ca(sock, &parsed.digest).await.map_err(|e| Status::permission_denied(e.to_string()))?;
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("cannot resolve manager address `{manager}`"))
+            })?;
+        let ca_pem = ca::fetch_root_ca(sock, &parsed.digest)
+            .await
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
         let addr = match advertise {
             Some(a) => a,
             None => local_ip_towards(sock).map_err(status)?.to_string(),
         };
         let NodeKey { key_pem, csr_pem } = NodeKey::generate().map_err(status)?;
-        let request = JoinRequest { token: token.to_string(), csr_pem, hostname: self.hostname.clone(), addr: addr.clone(), listen_port };
+        let request = JoinRequest {
+            token: token.to_string(),
+            csr_pem,
+            hostname: self.hostname.clone(),
+            addr: addr.clone(),
+            listen_port,
+        };
         let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{manager_addr}"))
             .map_err(status)?
             .tls_config(ca::tls::client_config(&ca_pem, None).map_err(status)?)
             .map_err(status)?
             .timeout(Duration::from_secs(30));
-        let channel = endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot reach {manager_addr}: {e}")))?;
-        let reply = CaClient::new(channel).join(Json { json: to_json(&request)? }).await?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot reach {manager_addr}: {e}")))?;
+        let reply = CaClient::new(channel)
+            .join(Json {
+                json: to_json(&request)?,
+            })
+            .await?;
         let resp: JoinResponse = from_json(&reply.into_inner().json)?;
         let identity = NodeIdentity {
             node_id: resp.node_id.clone(),
@@ -246,19 +380,35 @@ impl Agent {
             addr,
             listen_port,
             raft_id: resp.raft_id,
-            managers: if resp.managers.is_empty() { vec![manager_addr] } else { resp.managers },
+            managers: if resp.managers.is_empty() {
+                vec![manager_addr]
+            } else {
+                resp.managers
+            },
             autolock: false,
         };
-        let certs = Certs { ca_pem: resp.ca_pem, cert_pem: resp.cert_pem, key_pem };
-        self.state.save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes()).map_err(status)?;
+        let certs = Certs {
+            ca_pem: resp.ca_pem,
+            cert_pem: resp.cert_pem,
+            key_pem,
+        };
+        self.state
+            .save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes())
+            .map_err(status)?;
         self.state.save_identity(&identity).map_err(status)?;
-        self.become_member(identity, certs, None).await.map_err(status)?;
-        Ok(ApiResponse::Done { message: format!("This node joined a swarm as a {}.", resp.role) })
+        self.become_member(identity, certs, None)
+            .await
+            .map_err(status)?;
+        Ok(ApiResponse::Done {
+            message: format!("This node joined a swarm as a {}.", resp.role),
+        })
     }
 
     async fn leave(&self, force: bool) -> Result<ApiResponse, Status> {
         let mut guard = self.member.lock().await;
-        let member = guard.as_ref().ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
+        let member = guard
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("This node is not part of a swarm"))?;
         if member.manager.is_some() && !force {
             return Err(Status::failed_precondition(
                 "You are attempting to leave the swarm on a node that is participating as a manager. \
@@ -267,27 +417,42 @@ impl Agent {
             ));
         }
         if let Some(member) = guard.take() {
-            member.session.stop().await;
-            if let Some(m) = member.manager {
-                m.stop().await;
-            }
+            member.stop().await;
         }
         self.state.wipe().map_err(status)?;
-        Ok(ApiResponse::Done { message: "Node left the swarm.".into() })
+        Ok(ApiResponse::Done {
+            message: "Node left the swarm.".into(),
+        })
     }
 
     /// Starts the parts of `identity`'s role. `bootstrap` is the first
     /// cluster and node objects when this node creates the swarm.
-    async fn become_member(&self, identity: NodeIdentity, certs: Certs, bootstrap: Option<(Cluster, Node)>) -> anyhow::Result<()> {
+    async fn become_member(
+        &self,
+        identity: NodeIdentity,
+        certs: Certs,
+        bootstrap: Option<(Cluster, Node)>,
+    ) -> anyhow::Result<()> {
         let identity = Arc::new(RwLock::new(identity));
         let certs = Arc::new(RwLock::new(certs));
         let peers = Peers::new(certs.clone());
         let manager = match read(&identity).role {
-            Role::Manager => Some(self.start_manager(&identity, &certs, &peers, bootstrap).await?),
+            Role::Manager => Some(
+                self.start_manager(&identity, &certs, &peers, bootstrap)
+                    .await?,
+            ),
             Role::Worker => None,
         };
         let session = Session::start(identity.clone(), peers.clone(), self.events.clone());
-        *self.member.lock().await = Some(Member { identity, certs, peers, session, manager });
+        let renewal = schedule_renewal(&read(&certs).cert_pem, self.events.clone());
+        *self.member.lock().await = Some(Member {
+            identity,
+            certs,
+            peers,
+            session,
+            manager,
+            renewal,
+        });
         Ok(())
     }
 
@@ -306,12 +471,23 @@ impl Agent {
         if is_bootstrap {
             raft.initialize().await?;
         }
-        let m = Manager::start(raft, identity.clone(), certs.clone(), peers.clone(), listen).await?;
+        let m =
+            Manager::start(raft, identity.clone(), certs.clone(), peers.clone(), listen).await?;
         if let Some((cluster, node)) = bootstrap {
             let deadline = Instant::now() + Duration::from_secs(10);
             let cmd = Command::Batch(vec![
-                Command::Set { kind: "cluster".into(), id: "cluster".into(), value: serde_json::to_value(&cluster)?, expect_version: None },
-                Command::Set { kind: "node".into(), id: node.id.clone(), value: serde_json::to_value(&node)?, expect_version: None },
+                Command::Set {
+                    kind: "cluster".into(),
+                    id: "cluster".into(),
+                    value: serde_json::to_value(&cluster)?,
+                    expect_version: None,
+                },
+                Command::Set {
+                    kind: "node".into(),
+                    id: node.id.clone(),
+                    value: serde_json::to_value(&node)?,
+                    expect_version: None,
+                },
             ]);
             loop {
                 match m.ctx.submit(cmd.clone()).await {
@@ -325,10 +501,16 @@ impl Agent {
             }
         } else if fresh {
             // A new manager: ask the leader to add it to the Raft group.
-            let request = ApiRequest::AddManager { node_id: id.node_id.clone() };
+            let request = ApiRequest::AddManager {
+                node_id: id.node_id.clone(),
+            };
             let mut last = None;
             for attempt in 0..20 {
-                let target = id.managers.get(attempt % id.managers.len().max(1)).cloned().unwrap_or_default();
+                let target = id
+                    .managers
+                    .get(attempt % id.managers.len().max(1))
+                    .cloned()
+                    .unwrap_or_default();
                 match peers.call(&target, &request).await {
                     Ok(_) => {
                         last = None;
@@ -339,7 +521,10 @@ impl Agent {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             if let Some(e) = last {
-                anyhow::bail!("the leader did not add this node to the managers: {}", e.message());
+                anyhow::bail!(
+                    "the leader did not add this node to the managers: {}",
+                    e.message()
+                );
             }
         }
         Ok(m)
@@ -351,9 +536,13 @@ impl Agent {
             let result = match event {
                 SessionEvent::ManagersChanged(managers) => self.set_managers(managers).await,
                 SessionEvent::RoleChanged(role) => self.change_role(role).await,
+                SessionEvent::RenewDue => self.renew().await,
                 SessionEvent::Removed => {
                     tracing::warn!("this node was removed from the swarm; leaving");
-                    self.leave(true).await.map(|_| ()).map_err(|e| anyhow::anyhow!(e.message().to_string()))
+                    self.leave(true)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| anyhow::anyhow!(e.message().to_string()))
                 }
             };
             if let Err(e) = result {
@@ -364,9 +553,14 @@ impl Agent {
 
     async fn set_managers(&self, managers: Vec<String>) -> anyhow::Result<()> {
         let guard = self.member.lock().await;
-        let Some(member) = guard.as_ref() else { return Ok(()) };
+        let Some(member) = guard.as_ref() else {
+            return Ok(());
+        };
         let updated = {
-            let mut id = member.identity.write().map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
+            let mut id = member
+                .identity
+                .write()
+                .map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
             id.managers = managers;
             id.clone()
         };
@@ -374,11 +568,36 @@ impl Agent {
         Ok(())
     }
 
-    /// Promotion or demotion: renew the certificate for the new role, then
-    /// start or stop the manager parts.
-    async fn change_role(&self, role: Role) -> anyhow::Result<()> {
+    /// Scheduled renewal: a new key and certificate, then the next timer.
+    async fn renew(&self) -> anyhow::Result<()> {
         let mut guard = self.member.lock().await;
-        let Some(member) = guard.as_mut() else { return Ok(()) };
+        let Some(member) = guard.as_mut() else {
+            return Ok(());
+        };
+        let result = self.renew_certificate(member).await;
+        if result.is_ok() {
+            if let Some(m) = member.manager.as_mut() {
+                m.restart_server().await?;
+            }
+            tracing::info!("certificate renewed");
+        }
+        // On failure, try again soon; the old certificate is still valid.
+        let cert = read(&member.certs).cert_pem;
+        member.renewal = match &result {
+            Ok(_) => schedule_renewal(&cert, self.events.clone()),
+            Err(_) => {
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = events.send(SessionEvent::RenewDue).await;
+                })
+            }
+        };
+        result.map(|_| ())
+    }
+
+    /// Asks a manager for a certificate with a fresh key; installs it.
+    async fn renew_certificate(&self, member: &Member) -> anyhow::Result<RenewResponse> {
         let id = read(&member.identity);
         let NodeKey { key_pem, csr_pem } = NodeKey::generate()?;
         let json = to_json(&RenewRequest { csr_pem })?;
@@ -389,16 +608,40 @@ impl Agent {
                 break;
             }
         }
-        let resp: RenewResponse = from_json(&reply.ok_or_else(|| anyhow::anyhow!("no manager renewed the certificate"))?)?;
+        let resp: RenewResponse = from_json(
+            &reply.ok_or_else(|| anyhow::anyhow!("no manager renewed the certificate"))?,
+        )?;
+        let ca_pem = read(&member.certs).ca_pem;
+        self.state
+            .save_certs(&ca_pem, &resp.cert_pem, key_pem.as_bytes())?;
+        *member
+            .certs
+            .write()
+            .map_err(|_| anyhow::anyhow!("cert lock poisoned"))? = Certs {
+            ca_pem,
+            cert_pem: resp.cert_pem.clone(),
+            key_pem,
+        };
+        member.peers.reset();
+        Ok(resp)
+    }
+
+    /// Promotion or demotion: renew the certificate for the new role, then
+    /// start or stop the manager parts.
+    async fn change_role(&self, role: Role) -> anyhow::Result<()> {
+        let mut guard = self.member.lock().await;
+        let Some(member) = guard.as_mut() else {
+            return Ok(());
+        };
+        let resp = self.renew_certificate(member).await?;
         if resp.role != role {
             return Ok(());
         }
-        let ca_pem = read(&member.certs).ca_pem;
-        self.state.save_certs(&ca_pem, &resp.cert_pem, key_pem.as_bytes())?;
-        *member.certs.write().map_err(|_| anyhow::anyhow!("cert lock poisoned"))? = Certs { ca_pem, cert_pem: resp.cert_pem, key_pem };
-        member.peers.reset();
         let updated = {
-            let mut w = member.identity.write().map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
+            let mut w = member
+                .identity
+                .write()
+                .map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
             w.role = role;
             w.raft_id = resp.raft_id;
             w.clone()
@@ -407,7 +650,9 @@ impl Agent {
         match role {
             Role::Manager if member.manager.is_none() => {
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
-                let m = self.start_manager(&member.identity, &member.certs, &member.peers, None).await?;
+                let m = self
+                    .start_manager(&member.identity, &member.certs, &member.peers, None)
+                    .await?;
                 member.manager = Some(m);
                 tracing::info!("promoted: now a manager");
             }
@@ -425,7 +670,9 @@ impl Agent {
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
-    lock.read().map(|v| v.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    lock.read()
+        .map(|v| v.clone())
+        .unwrap_or_else(|p| p.into_inner().clone())
 }
 
 /// The local address the kernel would use to reach `peer`.

@@ -70,7 +70,10 @@ impl StateDir {
     pub fn load_identity(&self) -> io::Result<Option<NodeIdentity>> {
         match fs::read(self.identity_file()) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.identity_file().display()))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", self.identity_file().display()),
+                )
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

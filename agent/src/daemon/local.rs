@@ -23,7 +23,9 @@ impl Control for LocalApi {
     async fn call(&self, req: Request<Json>) -> Result<Response<Json>, Status> {
         let request: LocalRequest = from_json(&req.into_inner().json)?;
         let reply = self.0.clone().handle_local(request).await?;
-        Ok(Response::new(Json { json: to_json(&reply)? }))
+        Ok(Response::new(Json {
+            json: to_json(&reply)?,
+        }))
     }
 }
 
@@ -33,7 +35,8 @@ pub async fn serve(agent: Arc<Agent>, socket: &Path) -> anyhow::Result<JoinHandl
     }
     match std::fs::remove_file(socket) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot replace stale socket {}", socket.display()))
+            return Err(e)
+                .with_context(|| format!("cannot replace stale socket {}", socket.display()))
         }
         _ => {}
     }
@@ -41,7 +44,8 @@ pub async fn serve(agent: Arc<Agent>, socket: &Path) -> anyhow::Result<JoinHandl
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let router = tonic::transport::Server::builder().add_service(ControlServer::new(LocalApi(agent)));
+    let router =
+        tonic::transport::Server::builder().add_service(ControlServer::new(LocalApi(agent)));
     Ok(tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming(incoming).await {
             tracing::error!("local API stopped: {e}");

@@ -30,7 +30,11 @@ pub struct Peers {
 
 impl Peers {
     pub fn new(certs: Arc<RwLock<Certs>>) -> Self {
-        Peers { certs, tls: Arc::default(), channels: Arc::default() }
+        Peers {
+            certs,
+            tls: Arc::default(),
+            channels: Arc::default(),
+        }
     }
 
     /// Drops cached channels and TLS settings, after a certificate renewal.
@@ -48,7 +52,11 @@ impl Peers {
         if let Some(cfg) = self.tls.read().ok().and_then(|t| t.clone()) {
             return Ok(cfg);
         }
-        let certs = self.certs.read().map_err(|_| Status::internal("certificate lock poisoned"))?.clone();
+        let certs = self
+            .certs
+            .read()
+            .map_err(|_| Status::internal("certificate lock poisoned"))?
+            .clone();
         let cfg = tls::client_config(&certs.ca_pem, Some((&certs.cert_pem, &certs.key_pem)))
             .map_err(|e| Status::internal(format!("this node's TLS material is unusable: {e}")))?;
         if let Ok(mut t) = self.tls.write() {
@@ -70,11 +78,17 @@ impl Peers {
                 endpoint
             }
         };
-        Ok(endpoint.connect_timeout(CONNECT_TIMEOUT).timeout(CALL_TIMEOUT).tcp_nodelay(true))
+        Ok(endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true))
     }
 
     pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
-        let mut cache = self.channels.lock().map_err(|_| Status::internal("channel cache poisoned"))?;
+        let mut cache = self
+            .channels
+            .lock()
+            .map_err(|_| Status::internal("channel cache poisoned"))?;
         if let Some(ch) = cache.get(addr) {
             return Ok(ch.clone());
         }
@@ -88,23 +102,41 @@ impl Peers {
     }
 
     /// `Control.Call` on another manager.
-    pub async fn call<T: serde::Serialize>(&self, addr: &str, request: &T) -> Result<ApiResponse, Status> {
+    pub async fn call<T: serde::Serialize>(
+        &self,
+        addr: &str,
+        request: &T,
+    ) -> Result<ApiResponse, Status> {
         let json = to_json(request)?;
-        let reply = ControlClient::new(self.channel(addr)?).call(Json { json }).await?;
+        let reply = ControlClient::new(self.channel(addr)?)
+            .call(Json { json })
+            .await?;
         from_json(&reply.into_inner().json)
     }
 
     /// `Ca.Join` on a manager, relayed by a manager for a joining node.
     pub async fn ca_join(&self, addr: &str, json: String) -> Result<String, Status> {
-        Ok(CaClient::new(self.channel(addr)?).join(Json { json }).await?.into_inner().json)
+        Ok(CaClient::new(self.channel(addr)?)
+            .join(Json { json })
+            .await?
+            .into_inner()
+            .json)
     }
 
     pub async fn ca_renew(&self, addr: &str, json: String) -> Result<String, Status> {
-        Ok(CaClient::new(self.channel(addr)?).renew(Json { json }).await?.into_inner().json)
+        Ok(CaClient::new(self.channel(addr)?)
+            .renew(Json { json })
+            .await?
+            .into_inner()
+            .json)
     }
 
     pub async fn heartbeat(&self, addr: &str, json: String) -> Result<String, Status> {
-        Ok(DispatcherClient::new(self.channel(addr)?).heartbeat(Json { json }).await?.into_inner().json)
+        Ok(DispatcherClient::new(self.channel(addr)?)
+            .heartbeat(Json { json })
+            .await?
+            .into_inner()
+            .json)
     }
 }
 
@@ -113,5 +145,6 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
 }
 
 pub fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Status> {
-    serde_json::from_str(json).map_err(|e| Status::invalid_argument(format!("unreadable message: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| Status::invalid_argument(format!("unreadable message: {e}")))
 }

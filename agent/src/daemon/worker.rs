@@ -19,6 +19,8 @@ use super::peers::{from_json, to_json, Peers};
 #[derive(Debug)]
 pub enum SessionEvent {
     RoleChanged(Role),
+    /// This node's certificate reached its renewal point.
+    RenewDue,
     ManagersChanged(Vec<String>),
     Removed,
 }
@@ -29,7 +31,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn start(identity: Arc<RwLock<NodeIdentity>>, peers: Peers, events: mpsc::Sender<SessionEvent>) -> Session {
+    pub fn start(
+        identity: Arc<RwLock<NodeIdentity>>,
+        peers: Peers,
+        events: mpsc::Sender<SessionEvent>,
+    ) -> Session {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(identity, peers, events, stop.clone()));
         Session { stop, task }
@@ -54,26 +60,40 @@ async fn run(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let Ok(me) = identity.read().map(|i| i.clone()) else { return };
+        let Ok(me) = identity.read().map(|i| i.clone()) else {
+            return;
+        };
         if me.managers.is_empty() {
             continue;
         }
         let addr = me.managers[next % me.managers.len()].clone();
-        let Ok(json) = to_json(&Heartbeat { node_id: me.node_id.clone() }) else { return };
-        let reply = tokio::time::timeout(Duration::from_secs(2), peers.heartbeat(&addr, json)).await;
+        let Ok(json) = to_json(&Heartbeat {
+            node_id: me.node_id.clone(),
+        }) else {
+            return;
+        };
+        let reply =
+            tokio::time::timeout(Duration::from_secs(2), peers.heartbeat(&addr, json)).await;
         match reply {
             Ok(Ok(json)) => {
-                let Ok(resp) = from_json::<HeartbeatResponse>(&json) else { continue };
+                let Ok(resp) = from_json::<HeartbeatResponse>(&json) else {
+                    continue;
+                };
                 period = Duration::from_millis(resp.period_ms.clamp(100, 10_000));
                 next = 0;
                 if !resp.managers.is_empty() && resp.managers != me.managers {
-                    let _ = events.send(SessionEvent::ManagersChanged(resp.managers)).await;
+                    let _ = events
+                        .send(SessionEvent::ManagersChanged(resp.managers))
+                        .await;
                 }
                 if resp.role != me.role {
                     let _ = events.send(SessionEvent::RoleChanged(resp.role)).await;
                 }
             }
-            Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied && status.message().contains("removed") => {
+            Ok(Err(status))
+                if status.code() == tonic::Code::PermissionDenied
+                    && status.message().contains("removed") =>
+            {
                 let _ = events.send(SessionEvent::Removed).await;
             }
             _ => next += 1,

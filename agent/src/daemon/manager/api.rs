@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use shoal_control::api::{
-    check_demote, check_remove, ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest, JoinResponse,
-    NodeView, RenewRequest, RenewResponse, HEARTBEAT_PERIOD_MS,
+    check_demote, check_remove, ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest,
+    JoinResponse, NodeView, RenewRequest, RenewResponse, HEARTBEAT_PERIOD_MS,
 };
 use shoal_control::ca::{ca_digest, peer_identity, JoinToken, PeerIdentity, RootCa};
 use shoal_control::objects::{new_node_id, Cluster, Node, NodeState, Role};
@@ -32,13 +32,22 @@ impl ManagerCtx {
             let retry = match self.require_leader() {
                 Ok(None) => return self.write(req).await,
                 Ok(Some(leader)) => match self.peers.call(&leader, &req).await {
-                    Err(s) if s.code() == tonic::Code::Unavailable && !s.message().starts_with("no quorum") => s,
+                    Err(s)
+                        if s.code() == tonic::Code::Unavailable
+                            && !s.message().starts_with("no quorum") =>
+                    {
+                        s
+                    }
                     other => return other,
                 },
                 Err(s) => s,
             };
             if Instant::now() >= deadline {
-                return Err(if retry.message().starts_with("no quorum") { retry } else { self.quorum_error() });
+                return Err(if retry.message().starts_with("no quorum") {
+                    retry
+                } else {
+                    self.quorum_error()
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -59,13 +68,20 @@ impl ManagerCtx {
             }
             ApiRequest::NodeInspect { node } => {
                 let node = self.find_node(&node)?;
-                Ok(ApiResponse::Node { node: Box::new(self.view(&node)) })
+                Ok(ApiResponse::Node {
+                    node: Box::new(self.view(&node)),
+                })
             }
             ApiRequest::JoinToken { role, .. } => {
                 let cluster = self.cluster()?;
-                Ok(ApiResponse::Token { token: token_for(&cluster, role)?, addr: self.me().api_addr() })
+                Ok(ApiResponse::Token {
+                    token: token_for(&cluster, role)?,
+                    addr: self.me().api_addr(),
+                })
             }
-            other => Err(Status::unimplemented(format!("{other:?} is not supported yet"))),
+            other => Err(Status::unimplemented(format!(
+                "{other:?} is not supported yet"
+            ))),
         }
     }
 
@@ -73,15 +89,24 @@ impl ManagerCtx {
         match req {
             ApiRequest::JoinToken { role, rotate: true } => {
                 let mut cluster = self.cluster()?;
-                let secret = JoinToken::new_secret().map_err(|e| Status::internal(e.to_string()))?;
+                let secret =
+                    JoinToken::new_secret().map_err(|e| Status::internal(e.to_string()))?;
                 match role {
                     Role::Worker => cluster.worker_secret = secret,
                     Role::Manager => cluster.manager_secret = secret,
                 }
                 self.put_cluster(&cluster).await?;
-                Ok(ApiResponse::Token { token: token_for(&cluster, role)?, addr: self.me().api_addr() })
+                Ok(ApiResponse::Token {
+                    token: token_for(&cluster, role)?,
+                    addr: self.me().api_addr(),
+                })
             }
-            ApiRequest::NodeUpdate { node, availability, label_add, label_rm } => {
+            ApiRequest::NodeUpdate {
+                node,
+                availability,
+                label_add,
+                label_rm,
+            } => {
                 let current = self.find_node(&node)?;
                 let version = self.node(&current.id).map(|(_, v)| v);
                 let mut updated = current.clone();
@@ -90,21 +115,30 @@ impl ManagerCtx {
                 }
                 for key in &label_rm {
                     if updated.labels.remove(key).is_none() {
-                        return Err(Status::invalid_argument(format!("key {key} doesn't exist in node's labels")));
+                        return Err(Status::invalid_argument(format!(
+                            "key {key} doesn't exist in node's labels"
+                        )));
                     }
                 }
                 updated.labels.extend(label_add);
                 updated.updated_at = now_secs();
                 self.put_node(&updated, version).await?;
-                Ok(ApiResponse::Done { message: updated.id })
+                Ok(ApiResponse::Done {
+                    message: updated.id,
+                })
             }
             ApiRequest::NodeSetRole { node, role } => self.set_role(&node, role).await,
             ApiRequest::NodeRemove { node, force } => {
                 let node = self.find_node(&node)?;
-                check_remove(&node, &self.nodes(), force).map_err(|e| Status::failed_precondition(e.to_string()))?;
+                check_remove(&node, &self.nodes(), force)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
                 let version = self.node(&node.id).map(|(_, v)| v);
-                self.submit(Command::Delete { kind: "node".into(), id: node.id.clone(), expect_version: version })
-                    .await?;
+                self.submit(Command::Delete {
+                    kind: "node".into(),
+                    id: node.id.clone(),
+                    expect_version: version,
+                })
+                .await?;
                 Ok(ApiResponse::Done { message: node.id })
             }
             ApiRequest::AddManager { node_id } => {
@@ -112,20 +146,35 @@ impl ManagerCtx {
                 let raft_id = node
                     .raft_id
                     .filter(|_| node.role == Role::Manager)
-                    .ok_or_else(|| Status::failed_precondition(format!("node {node_id} is not a manager")))?;
+                    .ok_or_else(|| {
+                        Status::failed_precondition(format!("node {node_id} is not a manager"))
+                    })?;
                 let addr = format!("{}:{}", node.addr, self.me().listen_port);
-                self.raft.add_voter(raft_id, &addr).await.map_err(|e| Status::unavailable(e.to_string()))?;
-                Ok(ApiResponse::Done { message: format!("node {node_id} joined the managers") })
+                self.raft
+                    .add_voter(raft_id, &addr)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                Ok(ApiResponse::Done {
+                    message: format!("node {node_id} joined the managers"),
+                })
             }
-            other => Err(Status::unimplemented(format!("{other:?} is not supported yet"))),
+            other => Err(Status::unimplemented(format!(
+                "{other:?} is not supported yet"
+            ))),
         }
     }
 
     async fn set_role(&self, name: &str, role: Role) -> Result<ApiResponse, Status> {
         let node = self.find_node(name)?;
         if node.role == role {
-            let what = if role == Role::Manager { "already a manager" } else { "already a worker" };
-            return Ok(ApiResponse::Done { message: format!("Node {} is {what}.", node.id) });
+            let what = if role == Role::Manager {
+                "already a manager"
+            } else {
+                "already a worker"
+            };
+            return Ok(ApiResponse::Done {
+                message: format!("Node {} is {what}.", node.id),
+            });
         }
         let version = self.node(&node.id).map(|(_, v)| v);
         let mut updated = node.clone();
@@ -134,22 +183,44 @@ impl ManagerCtx {
         if role == Role::Manager {
             updated.raft_id = Some(rand::random::<u64>() >> 1);
         } else {
-            let reachable = self.reach.count(&self.manager_addrs(), &self.me().api_addr());
-            check_demote(&node, &self.nodes(), reachable).map_err(|e| Status::failed_precondition(e.to_string()))?;
+            let reachable = self
+                .reach
+                .count(&self.manager_addrs(), &self.me().api_addr());
+            check_demote(&node, &self.nodes(), reachable)
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
             if let Some(raft_id) = node.raft_id {
-                self.raft.remove_voter(raft_id).await.map_err(|e| Status::unavailable(e.to_string()))?;
+                self.raft
+                    .remove_voter(raft_id)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
             }
             updated.raft_id = None;
         }
         self.put_node(&updated, version).await?;
-        let verb = if role == Role::Manager { "promoted to a manager" } else { "demoted in the swarm" };
-        Ok(ApiResponse::Done { message: format!("Node {} {verb}.", node.id) })
+        let verb = if role == Role::Manager {
+            "promoted to a manager"
+        } else {
+            "demoted in the swarm"
+        };
+        Ok(ApiResponse::Done {
+            message: format!("Node {} {verb}.", node.id),
+        })
     }
 
     async fn put_cluster(&self, cluster: &Cluster) -> Result<(), Status> {
         let value = serde_json::to_value(cluster).map_err(|e| Status::internal(e.to_string()))?;
-        match self.submit(Command::Set { kind: "cluster".into(), id: "cluster".into(), value, expect_version: None }).await? {
-            Response::Conflict { .. } => Err(Status::aborted("the cluster object changed concurrently; retry")),
+        match self
+            .submit(Command::Set {
+                kind: "cluster".into(),
+                id: "cluster".into(),
+                value,
+                expect_version: None,
+            })
+            .await?
+        {
+            Response::Conflict { .. } => Err(Status::aborted(
+                "the cluster object changed concurrently; retry",
+            )),
             _ => Ok(()),
         }
     }
@@ -158,16 +229,25 @@ impl ManagerCtx {
     fn find_node(&self, name: &str) -> Result<Node, Status> {
         let nodes = self.nodes();
         let me = self.me();
-        let wanted = if name == "self" { me.node_id.as_str() } else { name };
+        let wanted = if name == "self" {
+            me.node_id.as_str()
+        } else {
+            name
+        };
         if let Some(n) = nodes.iter().find(|n| n.id == wanted) {
             return Ok(n.clone());
         }
-        let matches: Vec<&Node> =
-            nodes.iter().filter(|n| n.id.starts_with(wanted) || n.hostname == wanted).collect();
+        let matches: Vec<&Node> = nodes
+            .iter()
+            .filter(|n| n.id.starts_with(wanted) || n.hostname == wanted)
+            .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Status::not_found(format!("node {name} not found"))),
-            _ => Err(Status::invalid_argument(format!("node {name} is ambiguous ({} matches)", matches.len()))),
+            _ => Err(Status::invalid_argument(format!(
+                "node {name} is ambiguous ({} matches)",
+                matches.len()
+            ))),
         }
     }
 
@@ -189,8 +269,12 @@ impl ManagerCtx {
             return self.peers.ca_join(&leader, json.to_string()).await;
         }
         let cluster = self.cluster()?;
-        let token: JoinToken = req.token.parse().map_err(|e: shoal_control::ca::CaError| Status::invalid_argument(e.to_string()))?;
-        let digest = ca_digest(&cluster.ca_cert_pem).map_err(|e| Status::internal(e.to_string()))?;
+        let token: JoinToken = req
+            .token
+            .parse()
+            .map_err(|e: shoal_control::ca::CaError| Status::invalid_argument(e.to_string()))?;
+        let digest =
+            ca_digest(&cluster.ca_cert_pem).map_err(|e| Status::internal(e.to_string()))?;
         let role = token
             .check(&digest, &cluster.worker_secret, &cluster.manager_secret)
             .map_err(|e| Status::permission_denied(e.to_string()))?;
@@ -231,12 +315,19 @@ impl ManagerCtx {
     /// holds for it now (so promotion and demotion take effect).
     pub fn renew(&self, caller: &PeerIdentity, json: &str) -> Result<String, Status> {
         let req: RenewRequest = from_json(json)?;
-        let (node, _) = self
-            .node(&caller.node_id)
-            .ok_or_else(|| Status::permission_denied(format!("node {} was removed from the swarm", caller.node_id)))?;
+        let (node, _) = self.node(&caller.node_id).ok_or_else(|| {
+            Status::permission_denied(format!(
+                "node {} was removed from the swarm",
+                caller.node_id
+            ))
+        })?;
         let cluster = self.cluster()?;
         let cert_pem = sign(&cluster, &req.csr_pem, &node.id, node.role)?;
-        to_json(&RenewResponse { cert_pem, role: node.role, raft_id: node.raft_id })
+        to_json(&RenewResponse {
+            cert_pem,
+            role: node.role,
+            raft_id: node.raft_id,
+        })
     }
 
     /// `Dispatcher.Heartbeat`: records the node as alive (on the leader,
@@ -244,18 +335,24 @@ impl ManagerCtx {
     pub async fn heartbeat(&self, caller: &PeerIdentity, json: &str) -> Result<String, Status> {
         let hb: Heartbeat = from_json(json)?;
         if hb.node_id != caller.node_id {
-            return Err(Status::permission_denied("a node may only heartbeat for itself"));
+            return Err(Status::permission_denied(
+                "a node may only heartbeat for itself",
+            ));
         }
-        let (node, _) = self
-            .node(&hb.node_id)
-            .ok_or_else(|| Status::permission_denied(format!("node {} was removed from the swarm", hb.node_id)))?;
+        let (node, _) = self.node(&hb.node_id).ok_or_else(|| {
+            Status::permission_denied(format!("node {} was removed from the swarm", hb.node_id))
+        })?;
         if self.is_leader() {
             if let Ok(mut seen) = self.seen.lock() {
                 seen.insert(hb.node_id.clone(), Instant::now());
             }
             if node.state != NodeState::Ready {
                 let version = self.node(&node.id).map(|(_, v)| v);
-                let ready = Node { state: NodeState::Ready, updated_at: now_secs(), ..node.clone() };
+                let ready = Node {
+                    state: NodeState::Ready,
+                    updated_at: now_secs(),
+                    ..node.clone()
+                };
                 self.put_node(&ready, version).await?;
             }
         } else if let Some(leader) = self.leader_addr() {
@@ -266,7 +363,11 @@ impl ManagerCtx {
         let mut managers = self.manager_addrs();
         let leader = self.leader_addr();
         managers.sort_by_key(|a| Some(a) != leader.as_ref());
-        to_json(&HeartbeatResponse { role: node.role, managers, period_ms: HEARTBEAT_PERIOD_MS })
+        to_json(&HeartbeatResponse {
+            role: node.role,
+            managers,
+            period_ms: HEARTBEAT_PERIOD_MS,
+        })
     }
 }
 
@@ -280,9 +381,16 @@ fn token_for(cluster: &Cluster, role: Role) -> Result<String, Status> {
 }
 
 fn sign(cluster: &Cluster, csr_pem: &str, node_id: &str, role: Role) -> Result<String, Status> {
-    let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(|e| Status::internal(e.to_string()))?;
-    ca.sign(csr_pem, node_id, role, &cluster.id, Duration::from_secs(cluster.cert_expiry_secs))
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+    let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    ca.sign(
+        csr_pem,
+        node_id,
+        role,
+        &cluster.id,
+        Duration::from_secs(cluster.cert_expiry_secs),
+    )
+    .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// Parses the caller's identity from the TLS layer's certificate chain.

@@ -46,13 +46,20 @@ pub struct ManagerCtx {
 /// A running manager role; dropping it does not stop it, `stop` does.
 pub struct Manager {
     pub ctx: Arc<ManagerCtx>,
+    listen: SocketAddr,
     stop: CancellationToken,
+    /// The API server has its own token so it can restart with a renewed
+    /// certificate (tonic's TLS settings are fixed once serving).
+    server: (JoinHandle<()>, CancellationToken),
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ManagerCtx {
     pub fn me(&self) -> NodeIdentity {
-        self.identity.read().map(|i| i.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.identity
+            .read()
+            .map(|i| i.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn objects(&self) -> Objects {
@@ -108,7 +115,9 @@ impl ManagerCtx {
 
     pub fn is_leader(&self) -> bool {
         let me = self.me();
-        self.raft.leader().is_some_and(|(id, _)| Some(id) == me.raft_id)
+        self.raft
+            .leader()
+            .is_some_and(|(id, _)| Some(id) == me.raft_id)
     }
 
     pub fn quorum_error(&self) -> Status {
@@ -121,10 +130,12 @@ impl ManagerCtx {
     pub async fn submit(&self, cmd: Command) -> Result<Response, Status> {
         match self.raft.write_within(cmd, WRITE_TIMEOUT).await {
             Ok(resp) => Ok(resp),
-            Err(WriteError::ForwardToLeader { .. }) | Err(WriteError::LeaderChanged) => {
-                Err(Status::unavailable("leadership moved while writing; retry the command"))
+            Err(WriteError::ForwardToLeader { .. }) | Err(WriteError::LeaderChanged) => Err(
+                Status::unavailable("leadership moved while writing; retry the command"),
+            ),
+            Err(WriteError::NoLeader { .. }) | Err(WriteError::Timeout { .. }) => {
+                Err(self.quorum_error())
             }
-            Err(WriteError::NoLeader { .. }) | Err(WriteError::Timeout { .. }) => Err(self.quorum_error()),
             Err(WriteError::Invalid(m)) => Err(Status::invalid_argument(m)),
             Err(e) => Err(Status::internal(e.to_string())),
         }
@@ -134,12 +145,18 @@ impl ManagerCtx {
     pub async fn put_node(&self, node: &Node, expect_version: Option<u64>) -> Result<(), Status> {
         let value = serde_json::to_value(node).map_err(|e| Status::internal(e.to_string()))?;
         match self
-            .submit(Command::Set { kind: "node".into(), id: node.id.clone(), value, expect_version })
+            .submit(Command::Set {
+                kind: "node".into(),
+                id: node.id.clone(),
+                value,
+                expect_version,
+            })
             .await?
         {
-            Response::Conflict { .. } => {
-                Err(Status::aborted(format!("node {} changed concurrently; retry the command", node.id)))
-            }
+            Response::Conflict { .. } => Err(Status::aborted(format!(
+                "node {} changed concurrently; retry the command",
+                node.id
+            ))),
             _ => Ok(()),
         }
     }
@@ -149,7 +166,9 @@ impl ManagerCtx {
         if self.is_leader() {
             return Ok(None);
         }
-        self.leader_addr().map(Some).ok_or_else(|| self.quorum_error())
+        self.leader_addr()
+            .map(Some)
+            .ok_or_else(|| self.quorum_error())
     }
 
     /// Leader only: marks Ready nodes that stopped heartbeating as Down.
@@ -175,10 +194,19 @@ impl ManagerCtx {
                 continue;
             }
             for node in self.nodes() {
-                let last = self.seen.lock().ok().and_then(|s| s.get(&node.id).copied()).unwrap_or(since);
+                let last = self
+                    .seen
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.get(&node.id).copied())
+                    .unwrap_or(since);
                 if node.state != NodeState::Down && last.elapsed() > down_after {
                     let version = self.node(&node.id).map(|(_, v)| v);
-                    let down = Node { state: NodeState::Down, updated_at: now_secs(), ..node };
+                    let down = Node {
+                        state: NodeState::Down,
+                        updated_at: now_secs(),
+                        ..node
+                    };
                     if let Err(e) = self.put_node(&down, version).await {
                         tracing::debug!("marking {} down: {}", down.id, e.message());
                     } else {
@@ -210,7 +238,8 @@ impl Manager {
             leader_since: Mutex::default(),
         });
         let stop = CancellationToken::new();
-        let server = services::serve(ctx.clone(), listen, stop.clone()).await?;
+        let server_stop = stop.child_token();
+        let server = services::serve(ctx.clone(), listen, server_stop.clone()).await?;
         let prober = {
             let list_ctx = ctx.clone();
             tokio::spawn(ctx.reach.clone().run(
@@ -221,12 +250,40 @@ impl Manager {
             ))
         };
         let detector = tokio::spawn(ctx.clone().detect_down(stop.clone()));
-        Ok(Manager { ctx, stop, tasks: vec![server, prober, detector] })
+        Ok(Manager {
+            ctx,
+            listen,
+            stop,
+            server: (server, server_stop),
+            tasks: vec![prober, detector],
+        })
+    }
+
+    /// Serves again with the current certificate, after a renewal.
+    pub async fn restart_server(&mut self) -> anyhow::Result<()> {
+        self.server.1.cancel();
+        let old = std::mem::replace(&mut self.server.0, tokio::spawn(async {}));
+        let _ = old.await;
+        let token = self.stop.child_token();
+        // The old listener may take a moment to release the port.
+        let mut last = None;
+        for _ in 0..20 {
+            match services::serve(self.ctx.clone(), self.listen, token.clone()).await {
+                Ok(handle) => {
+                    self.server = (handle, token);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("manager API did not restart")))
     }
 
     /// Stops the server and background tasks, then the Raft node.
     pub async fn stop(self) {
         self.stop.cancel();
+        let _ = self.server.0.await;
         for task in self.tasks {
             let _ = task.await;
         }
@@ -237,12 +294,28 @@ impl Manager {
 }
 
 /// Opens (or creates) the Raft store in the state dir.
-pub async fn open_raft(state: &StateDir, id: &NodeIdentity, peers: &Peers) -> anyhow::Result<RaftNode> {
-    let raft_id = id.raft_id.ok_or_else(|| anyhow::anyhow!("manager without a raft id"))?;
+pub async fn open_raft(
+    state: &StateDir,
+    id: &NodeIdentity,
+    peers: &Peers,
+) -> anyhow::Result<RaftNode> {
+    let raft_id = id
+        .raft_id
+        .ok_or_else(|| anyhow::anyhow!("manager without a raft id"))?;
     let connector = Arc::new(services::Connector(peers.clone()));
-    Ok(RaftNode::open(&state.raft_dir(), raft_id, &id.api_addr(), connector, Arc::new(Plain)).await?)
+    Ok(RaftNode::open(
+        &state.raft_dir(),
+        raft_id,
+        &id.api_addr(),
+        connector,
+        Arc::new(Plain),
+    )
+    .await?)
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

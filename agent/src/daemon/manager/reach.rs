@@ -41,7 +41,10 @@ impl Reach {
 
     /// How many of `managers` (API addresses) are reachable, this one included.
     pub fn count(&self, managers: &[String], own_addr: &str) -> usize {
-        managers.iter().filter(|a| self.of(a, own_addr) == Reachability::Reachable).count()
+        managers
+            .iter()
+            .filter(|a| self.of(a, own_addr) == Reachability::Reachable)
+            .count()
     }
 
     fn mark(&self, addr: &str) {

@@ -26,10 +26,12 @@ use super::ManagerCtx;
 /// The caller's identity from its client certificate, if it sent one that
 /// chains to this cluster's CA (TLS already verified the chain).
 fn caller<T>(req: &Request<T>) -> Result<PeerIdentity, Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a certificate from this cluster's CA is required"))?;
-    let leaf = certs.first().ok_or_else(|| Status::unauthenticated("a certificate from this cluster's CA is required"))?;
+    let certs = req.peer_certs().ok_or_else(|| {
+        Status::unauthenticated("a certificate from this cluster's CA is required")
+    })?;
+    let leaf = certs.first().ok_or_else(|| {
+        Status::unauthenticated("a certificate from this cluster's CA is required")
+    })?;
     identity_of(leaf.as_ref())
 }
 
@@ -42,22 +44,30 @@ impl Control for Api {
         let who = caller(&req)?;
         let request: ApiRequest = from_json(&req.into_inner().json)?;
         if who.role != Role::Manager && !request.workers_allowed() {
-            return Err(Status::permission_denied("worker certificates cannot call manager APIs"));
+            return Err(Status::permission_denied(
+                "worker certificates cannot call manager APIs",
+            ));
         }
         let reply = self.0.handle(request).await?;
-        Ok(Response::new(Json { json: to_json(&reply)? }))
+        Ok(Response::new(Json {
+            json: to_json(&reply)?,
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl Ca for Api {
     async fn join(&self, req: Request<Json>) -> Result<Response<Json>, Status> {
-        Ok(Response::new(Json { json: self.0.join(&req.into_inner().json).await? }))
+        Ok(Response::new(Json {
+            json: self.0.join(&req.into_inner().json).await?,
+        }))
     }
 
     async fn renew(&self, req: Request<Json>) -> Result<Response<Json>, Status> {
         let who = caller(&req)?;
-        Ok(Response::new(Json { json: self.0.renew(&who, &req.into_inner().json)? }))
+        Ok(Response::new(Json {
+            json: self.0.renew(&who, &req.into_inner().json)?,
+        }))
     }
 }
 
@@ -65,13 +75,23 @@ impl Ca for Api {
 impl Dispatcher for Api {
     async fn heartbeat(&self, req: Request<Json>) -> Result<Response<Json>, Status> {
         let who = caller(&req)?;
-        Ok(Response::new(Json { json: self.0.heartbeat(&who, &req.into_inner().json).await? }))
+        Ok(Response::new(Json {
+            json: self.0.heartbeat(&who, &req.into_inner().json).await?,
+        }))
     }
 }
 
 /// Binds `listen` and serves until `stop` is cancelled.
-pub async fn serve(ctx: Arc<ManagerCtx>, listen: SocketAddr, stop: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
-    let certs = ctx.certs.read().map_err(|_| anyhow::anyhow!("certificate lock poisoned"))?.clone();
+pub async fn serve(
+    ctx: Arc<ManagerCtx>,
+    listen: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let certs = ctx
+        .certs
+        .read()
+        .map_err(|_| anyhow::anyhow!("certificate lock poisoned"))?
+        .clone();
     let tls = tls::server_config(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -85,7 +105,10 @@ pub async fn serve(ctx: Arc<ManagerCtx>, listen: SocketAddr, stop: CancellationT
         .add_service(DispatcherServer::new(api))
         .add_service(shoal_control::raft::service(&ctx.raft));
     Ok(tokio::spawn(async move {
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stop.cancelled())
+            .await
+        {
             tracing::error!("manager API server stopped: {e}");
         }
     }))
