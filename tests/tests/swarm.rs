@@ -343,3 +343,168 @@ fn certificates_renew_before_expiry() {
     );
     cli_ok(m, &["node", "update", "--label-add", "renewed=yes", "h2"]);
 }
+
+fn unlock(host: &shoal_tests::Host, key: &str) -> std::process::Output {
+    let script = format!(
+        "echo '{key}' | {} --run-dir {} swarm unlock",
+        shoal_tests::shoal_bin().display(),
+        host.run_dir().display()
+    );
+    host.sh(&script).expect("sh")
+}
+
+/// Autolock: keys and Raft data are encrypted at rest, and a restarted
+/// manager serves nothing until it is unlocked with the key.
+#[test]
+fn autolocked_manager_needs_its_key_after_restart() {
+    require_root();
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    let (m, w) = (ul.host(0), ul.host(1));
+    start_agent(m).expect("agent");
+    start_agent(w).expect("agent");
+    form(m, &[], &[w]);
+    cli_ok(
+        m,
+        &[
+            "node",
+            "update",
+            "--label-add",
+            "secret=plaintext-canary-4711",
+            "h2",
+        ],
+    );
+    let out = cli_ok(m, &["swarm", "update", "--autolock=true"]);
+    let key = cli_ok(m, &["swarm", "unlock-key", "-q"]);
+    assert!(key.starts_with("SWMKEY-1-") && out.contains(&key), "{out}");
+
+    let state = shoal_tests::swarm::state_dir(m);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            std::fs::read(state.join("certs/node.key"))
+                .is_ok_and(|k| k.starts_with(b"shoal-sealed-v1"))
+        }),
+        "the manager's TLS key was not sealed"
+    );
+    let raft_files: Vec<_> = std::fs::read_dir(state.join("raft"))
+        .expect("raft dir")
+        .flatten()
+        .collect();
+    for f in &raft_files {
+        let bytes = std::fs::read(f.path()).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(b"plaintext-canary-4711".len())
+                .any(|w| w == b"plaintext-canary-4711"),
+            "{} holds cluster data in plaintext",
+            f.path().display()
+        );
+    }
+
+    m.kill_processes();
+    start_agent(m).expect("agent restart");
+    let locked = cli(m, &["node", "ls"]);
+    assert!(
+        !locked.status.success() && text(&locked).contains("needs to be unlocked"),
+        "{}",
+        text(&locked)
+    );
+    let wrong = unlock(
+        m,
+        "SWMKEY-1-00000000000000000000000000000000000000000000000000",
+    );
+    assert!(
+        !wrong.status.success() && text(&wrong).contains("invalid unlock key"),
+        "{}",
+        text(&wrong)
+    );
+    let ok = unlock(m, &key);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        wait_for(Duration::from_secs(10), || cli(m, &["node", "ls"])
+            .status
+            .success()),
+        "still locked"
+    );
+    let ns = nodes(m);
+    assert_eq!(
+        node(&ns, "h2").expect("h2")["Spec"]["Labels"]["secret"],
+        "plaintext-canary-4711"
+    );
+    cli_ok(m, &["node", "update", "--label-add", "unlocked=yes", "h2"]);
+}
+
+/// Backup and restore as the README documents: stop the manager, copy its
+/// state dir; to restore, put the copy back and `swarm init --force-new-cluster`.
+#[test]
+fn backup_and_restore_a_manager() {
+    require_root();
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    let (m, w) = (ul.host(0), ul.host(1));
+    start_agent(m).expect("agent");
+    start_agent(w).expect("agent");
+    form(m, &[], &[w]);
+    cli_ok(m, &["node", "update", "--label-add", "backed=up", "h2"]);
+    let state = shoal_tests::swarm::state_dir(m);
+    let backup = m.run_dir().join("backup");
+
+    m.kill_processes();
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&state)
+        .arg(&backup)
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    start_agent(m).expect("agent restart");
+    assert!(
+        wait_for(Duration::from_secs(10), || cli(m, &["node", "ls"])
+            .status
+            .success()),
+        "manager did not come back"
+    );
+    cli_ok(m, &["node", "update", "--label-add", "after=backup", "h2"]);
+
+    // Disaster: the state is lost. Restore the backup.
+    m.kill_processes();
+    std::fs::remove_dir_all(&state).expect("wipe");
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&backup)
+        .arg(&state)
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    start_agent(m).expect("agent restart");
+    cli_ok(
+        m,
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            &m.addr().to_string(),
+        ],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || cli(
+            m,
+            &["node", "update", "--label-add", "restored=yes", "h2"]
+        )
+        .status
+        .success()),
+        "writes fail after the restore"
+    );
+    let ns = nodes(m);
+    assert_eq!(ns.len(), 2, "the restored swarm lost nodes");
+    let h2 = node(&ns, "h2").expect("h2");
+    assert_eq!(h2["Spec"]["Labels"]["backed"], "up");
+    assert!(
+        h2["Spec"]["Labels"]["after"].is_null(),
+        "a change made after the backup survived the restore"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || node(&nodes(m), "h2")
+            .is_some_and(|n| n["Status"]["State"] == "ready")),
+        "the worker did not reconnect to the restored manager"
+    );
+}

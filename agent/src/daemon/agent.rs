@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use shoal_control::api::{
     ApiRequest, ApiResponse, JoinRequest, JoinResponse, LocalRequest, RenewRequest, RenewResponse,
 };
-use shoal_control::ca::{self, JoinToken, NodeKey, RootCa};
+use shoal_control::ca::{self, JoinToken, NodeKey, RootCa, UnlockKey};
 use shoal_control::objects::{
     new_node_id, Cluster, Node, NodeState, Role, DEFAULT_CERT_EXPIRY_SECS,
 };
@@ -19,6 +19,7 @@ use shoal_control::store::Command;
 use tokio::sync::{mpsc, Mutex};
 use tonic::Status;
 
+use super::at_rest::{DekSealer, SecretError};
 use super::identity::{Certs, NodeIdentity, StateDir};
 use super::manager::{self, now_secs, Manager};
 use super::peers::{from_json, to_json, Peers};
@@ -35,6 +36,8 @@ struct Member {
     session: Session,
     manager: Option<Manager>,
     renewal: tokio::task::JoinHandle<()>,
+    /// The unlock key, while autolock is on (managers only).
+    kek: Option<UnlockKey>,
 }
 
 impl Member {
@@ -79,6 +82,8 @@ pub struct Agent {
     state: StateDir,
     hostname: String,
     member: Mutex<Option<Member>>,
+    /// Set while an autolocked manager waits for `swarm unlock`.
+    locked: Mutex<Option<NodeIdentity>>,
     events: mpsc::Sender<SessionEvent>,
     events_rx: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
 }
@@ -100,6 +105,7 @@ impl Agent {
             state: StateDir::new(&opts.state_dir),
             hostname,
             member: Mutex::new(None),
+            locked: Mutex::new(None),
             events: tx,
             events_rx: Mutex::new(Some(rx)),
         })
@@ -114,13 +120,15 @@ impl Agent {
         let Some(identity) = self.state.load_identity()? else {
             return Ok(());
         };
-        let (ca_pem, cert_pem, key) = self.state.load_certs()?;
-        let certs = Certs {
-            ca_pem,
-            cert_pem,
-            key_pem: String::from_utf8(key)?,
-        };
-        self.become_member(identity, certs, None).await?;
+        if self.state.is_locked() {
+            tracing::warn!(
+                "this manager is autolocked: it serves nothing until `shoal swarm unlock`"
+            );
+            *self.locked.lock().await = Some(identity);
+            return Ok(());
+        }
+        let certs = self.state.load_certs(None)?;
+        self.become_member(identity, certs, None, None).await?;
         Ok(())
     }
 
@@ -136,18 +144,15 @@ impl Agent {
                 advertise_addr,
                 listen_port,
                 force_new_cluster,
-                autolock: _,
+                autolock,
                 cert_expiry_secs,
             } => {
                 if force_new_cluster {
                     return self.force_new_cluster().await;
                 }
-                self.init(
-                    advertise_addr,
-                    listen_port,
-                    cert_expiry_secs.unwrap_or(DEFAULT_CERT_EXPIRY_SECS),
-                )
-                .await
+                let expiry = cert_expiry_secs.unwrap_or(DEFAULT_CERT_EXPIRY_SECS);
+                self.init(advertise_addr, listen_port, expiry, autolock)
+                    .await
             }
             LocalRequest::Join {
                 token,
@@ -159,14 +164,36 @@ impl Agent {
                     .await
             }
             LocalRequest::Leave { force } => self.leave(force).await,
-            LocalRequest::Unlock { .. } => {
-                Err(Status::failed_precondition("this node is not locked"))
-            }
+            LocalRequest::Unlock { key } => self.unlock(&key).await,
             LocalRequest::Api(req) => self.api(req).await,
         }
     }
 
+    async fn unlock(&self, key: &str) -> Result<ApiResponse, Status> {
+        let mut locked = self.locked.lock().await;
+        let Some(identity) = locked.clone() else {
+            return Err(Status::failed_precondition("Error: swarm is not locked"));
+        };
+        let kek: UnlockKey = key
+            .parse()
+            .map_err(|e: ca::CaError| Status::invalid_argument(e.to_string()))?;
+        let certs = self
+            .state
+            .load_certs(Some(&kek))
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        self.become_member(identity, certs, None, Some(kek))
+            .await
+            .map_err(status)?;
+        *locked = None;
+        Ok(ApiResponse::Done {
+            message: "Swarm unlocked.".into(),
+        })
+    }
+
     async fn api(&self, req: ApiRequest) -> Result<ApiResponse, Status> {
+        if self.locked.lock().await.is_some() {
+            return Err(Status::failed_precondition(SecretError::Locked.to_string()));
+        }
         let guard = self.member.lock().await;
         let member = guard
             .as_ref()
@@ -186,6 +213,7 @@ impl Agent {
         advertise_addr: String,
         listen_port: u16,
         expiry: u64,
+        autolock: bool,
     ) -> Result<ApiResponse, Status> {
         if self.member.lock().await.is_some() {
             return Err(Status::already_exists(
@@ -226,8 +254,13 @@ impl Agent {
             cert_pem,
             key_pem,
         };
+        let kek = if autolock {
+            Some(UnlockKey::generate().map_err(status)?)
+        } else {
+            None
+        };
         self.state
-            .save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes())
+            .save_certs(&certs, kek.as_ref())
             .map_err(status)?;
         self.state.save_identity(&identity).map_err(status)?;
         let now = now_secs();
@@ -238,7 +271,8 @@ impl Agent {
             worker_secret: JoinToken::new_secret().map_err(status)?,
             manager_secret: JoinToken::new_secret().map_err(status)?,
             cert_expiry_secs: expiry,
-            autolock: false,
+            autolock,
+            unlock_key: kek.as_ref().map(|k| k.to_string()),
             gossip_key: rand::random::<[u8; 32]>().to_vec(),
             created_at: now,
         };
@@ -254,9 +288,14 @@ impl Agent {
             created_at: now,
             updated_at: now,
         };
-        self.become_member(identity.clone(), certs, Some((cluster.clone(), node)))
-            .await
-            .map_err(status)?;
+        self.become_member(
+            identity.clone(),
+            certs,
+            Some((cluster.clone(), node)),
+            kek.clone(),
+        )
+        .await
+        .map_err(status)?;
         let token = JoinToken {
             digest: ca::ca_digest(&cluster.ca_cert_pem).map_err(status)?,
             secret: cluster.worker_secret,
@@ -266,8 +305,9 @@ impl Agent {
                 "Swarm initialized: current node ({node_id}) is now a manager.\n\n\
                  To add a worker to this swarm, run the following command:\n\n    \
                  shoal swarm join --token {token} {}\n\n\
-                 To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n",
-                identity.api_addr()
+                 To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n{}",
+                identity.api_addr(),
+                kek.map(|k| unlock_instructions(&k.to_string())).unwrap_or_default(),
             ),
         })
     }
@@ -284,10 +324,15 @@ impl Agent {
                     "--force-new-cluster needs a manager's state on this node",
                 )
             })?;
+        let kek = guard.as_ref().and_then(|m| m.kek.clone());
         if let Some(member) = guard.take() {
             member.stop().await;
         }
         drop(guard);
+        let dek = self
+            .state
+            .data_key(kek.as_ref())
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let raft_id = identity
             .raft_id
             .ok_or_else(|| Status::failed_precondition("manager without a raft id"))?;
@@ -295,7 +340,7 @@ impl Agent {
             &self.state.raft_dir(),
             raft_id,
             &identity.api_addr(),
-            Arc::new(shoal_control::store::Plain),
+            Arc::new(DekSealer(dek)),
         )
         .map_err(status)?;
         let identity = NodeIdentity {
@@ -303,13 +348,11 @@ impl Agent {
             ..identity
         };
         self.state.save_identity(&identity).map_err(status)?;
-        let (ca_pem, cert_pem, key) = self.state.load_certs().map_err(status)?;
-        let certs = Certs {
-            ca_pem,
-            cert_pem,
-            key_pem: String::from_utf8(key).map_err(status)?,
-        };
-        self.become_member(identity.clone(), certs, None)
+        let certs = self
+            .state
+            .load_certs(kek.as_ref())
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        self.become_member(identity.clone(), certs, None, kek)
             .await
             .map_err(status)?;
         Ok(ApiResponse::Done {
@@ -392,11 +435,9 @@ impl Agent {
             cert_pem: resp.cert_pem,
             key_pem,
         };
-        self.state
-            .save_certs(&certs.ca_pem, &certs.cert_pem, certs.key_pem.as_bytes())
-            .map_err(status)?;
+        self.state.save_certs(&certs, None).map_err(status)?;
         self.state.save_identity(&identity).map_err(status)?;
-        self.become_member(identity, certs, None)
+        self.become_member(identity, certs, None, None)
             .await
             .map_err(status)?;
         Ok(ApiResponse::Done {
@@ -432,13 +473,14 @@ impl Agent {
         identity: NodeIdentity,
         certs: Certs,
         bootstrap: Option<(Cluster, Node)>,
+        kek: Option<UnlockKey>,
     ) -> anyhow::Result<()> {
         let identity = Arc::new(RwLock::new(identity));
         let certs = Arc::new(RwLock::new(certs));
         let peers = Peers::new(certs.clone());
         let manager = match read(&identity).role {
             Role::Manager => Some(
-                self.start_manager(&identity, &certs, &peers, bootstrap)
+                self.start_manager(&identity, &certs, &peers, bootstrap, kek.as_ref())
                     .await?,
             ),
             Role::Worker => None,
@@ -452,6 +494,7 @@ impl Agent {
             session,
             manager,
             renewal,
+            kek,
         });
         Ok(())
     }
@@ -462,10 +505,12 @@ impl Agent {
         certs: &Arc<RwLock<Certs>>,
         peers: &Peers,
         bootstrap: Option<(Cluster, Node)>,
+        kek: Option<&UnlockKey>,
     ) -> anyhow::Result<Manager> {
         let id = read(identity);
         let fresh = !self.state.raft_dir().exists();
-        let raft = manager::open_raft(&self.state, &id, peers).await?;
+        let dek = self.state.data_key(kek)?;
+        let raft = manager::open_raft(&self.state, &id, peers, Arc::new(DekSealer(dek))).await?;
         let listen = SocketAddr::new("0.0.0.0".parse()?, id.listen_port);
         let is_bootstrap = bootstrap.is_some();
         if is_bootstrap {
@@ -473,6 +518,7 @@ impl Agent {
         }
         let m =
             Manager::start(raft, identity.clone(), certs.clone(), peers.clone(), listen).await?;
+        m.watch_autolock(kek.map(|k| k.to_string()), self.events.clone());
         if let Some((cluster, node)) = bootstrap {
             let deadline = Instant::now() + Duration::from_secs(10);
             let cmd = Command::Batch(vec![
@@ -537,6 +583,7 @@ impl Agent {
                 SessionEvent::ManagersChanged(managers) => self.set_managers(managers).await,
                 SessionEvent::RoleChanged(role) => self.change_role(role).await,
                 SessionEvent::RenewDue => self.renew().await,
+                SessionEvent::AutolockChanged(key) => self.rekey(key).await,
                 SessionEvent::Removed => {
                     tracing::warn!("this node was removed from the swarm; leaving");
                     self.leave(true)
@@ -611,19 +658,52 @@ impl Agent {
         let resp: RenewResponse = from_json(
             &reply.ok_or_else(|| anyhow::anyhow!("no manager renewed the certificate"))?,
         )?;
-        let ca_pem = read(&member.certs).ca_pem;
-        self.state
-            .save_certs(&ca_pem, &resp.cert_pem, key_pem.as_bytes())?;
-        *member
-            .certs
-            .write()
-            .map_err(|_| anyhow::anyhow!("cert lock poisoned"))? = Certs {
-            ca_pem,
+        let certs = Certs {
+            ca_pem: read(&member.certs).ca_pem,
             cert_pem: resp.cert_pem.clone(),
             key_pem,
         };
+        self.state.save_certs(&certs, member.kek.as_ref())?;
+        *member
+            .certs
+            .write()
+            .map_err(|_| anyhow::anyhow!("cert lock poisoned"))? = certs;
         member.peers.reset();
         Ok(resp)
+    }
+
+    /// Autolock was turned on, off or rotated: re-seal this manager's keys.
+    async fn rekey(&self, key: Option<String>) -> anyhow::Result<()> {
+        let mut guard = self.member.lock().await;
+        let Some(member) = guard.as_mut() else {
+            return Ok(());
+        };
+        if member.manager.is_none() {
+            return Ok(());
+        }
+        let kek: Option<UnlockKey> = key.as_deref().map(str::parse).transpose()?;
+        let dek = self.state.data_key(member.kek.as_ref())?;
+        self.state
+            .reseal(&read(&member.certs), Some(&dek), kek.as_ref())?;
+        member.kek = kek;
+        let updated = {
+            let mut w = member
+                .identity
+                .write()
+                .map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
+            w.autolock = member.kek.is_some();
+            w.clone()
+        };
+        self.state.save_identity(&updated)?;
+        tracing::info!(
+            "autolock {}",
+            if updated.autolock {
+                "on: keys sealed"
+            } else {
+                "off"
+            }
+        );
+        Ok(())
     }
 
     /// Promotion or demotion: renew the certificate for the new role, then
@@ -650,8 +730,15 @@ impl Agent {
         match role {
             Role::Manager if member.manager.is_none() => {
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
+                let _ = std::fs::remove_file(self.state.dek_file());
                 let m = self
-                    .start_manager(&member.identity, &member.certs, &member.peers, None)
+                    .start_manager(
+                        &member.identity,
+                        &member.certs,
+                        &member.peers,
+                        None,
+                        member.kek.as_ref(),
+                    )
                     .await?;
                 member.manager = Some(m);
                 tracing::info!("promoted: now a manager");
@@ -661,12 +748,26 @@ impl Agent {
                     m.stop().await;
                 }
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
+                let _ = std::fs::remove_file(self.state.dek_file());
+                // Workers are never locked.
+                member.kek = None;
+                self.state.save_certs(&read(&member.certs), None)?;
                 tracing::info!("demoted: now a worker");
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// What `swarm init --autolock` and `swarm update --autolock=true` print.
+pub fn unlock_instructions(key: &str) -> String {
+    format!(
+        "\nTo unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Please remember to store this key in a password manager, since without it you\n\
+         will not be able to restart the manager.\n"
+    )
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {

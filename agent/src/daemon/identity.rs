@@ -7,7 +7,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use shoal_control::ca::UnlockKey;
 use shoal_control::objects::Role;
+
+use super::at_rest::{is_sealed, read_secret, write_secret, SecretError};
 
 /// Membership of this node, as last known.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +61,15 @@ impl StateDir {
         self.root.join("raft")
     }
 
+    /// The Raft store's data key (sealed with the unlock key under autolock).
+    pub fn dek_file(&self) -> PathBuf {
+        self.root.join("raft-dek")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.certs_dir().join("node.key")
+    }
+
     fn identity_file(&self) -> PathBuf {
         self.root.join("node.json")
     }
@@ -84,28 +96,80 @@ impl StateDir {
         write_atomic(&self.identity_file(), &serde_json::to_vec_pretty(id)?)
     }
 
-    /// Reads the certificates; the key is returned as stored (sealed when
-    /// autolock is on).
-    pub fn load_certs(&self) -> io::Result<(String, String, Vec<u8>)> {
+    /// Reads the certificates; a sealed key needs the unlock key.
+    pub fn load_certs(&self, kek: Option<&UnlockKey>) -> Result<Certs, SecretError> {
         let dir = self.certs_dir();
-        Ok((
-            fs::read_to_string(dir.join("ca.pem"))?,
-            fs::read_to_string(dir.join("node.pem"))?,
-            fs::read(dir.join("node.key"))?,
-        ))
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name)).map_err(|source| SecretError::Io {
+                path: dir.join(name).display().to_string(),
+                source,
+            })
+        };
+        let key = read_secret(&self.key_file(), kek)?;
+        Ok(Certs {
+            ca_pem: read("ca.pem")?,
+            cert_pem: read("node.pem")?,
+            key_pem: String::from_utf8(key)
+                .map_err(|_| SecretError::Damaged(self.key_file().display().to_string()))?,
+        })
     }
 
-    pub fn save_certs(&self, ca_pem: &str, cert_pem: &str, key_stored: &[u8]) -> io::Result<()> {
+    /// Writes the certificates, sealing the key with `kek` under autolock.
+    pub fn save_certs(&self, certs: &Certs, kek: Option<&UnlockKey>) -> io::Result<()> {
         let dir = self.certs_dir();
         fs::create_dir_all(&dir)?;
-        write_atomic(&dir.join("ca.pem"), ca_pem.as_bytes())?;
-        write_atomic(&dir.join("node.pem"), cert_pem.as_bytes())?;
-        write_atomic(&dir.join("node.key"), key_stored)
+        write_atomic(&dir.join("ca.pem"), certs.ca_pem.as_bytes())?;
+        write_atomic(&dir.join("node.pem"), certs.cert_pem.as_bytes())?;
+        write_secret(&self.key_file(), certs.key_pem.as_bytes(), kek)
+    }
+
+    /// The Raft data key: read (unsealing it with `kek`), or made on first use.
+    pub fn data_key(&self, kek: Option<&UnlockKey>) -> Result<UnlockKey, SecretError> {
+        let path = self.dek_file();
+        if path.exists() {
+            let text = read_secret(&path, kek)?;
+            return std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| SecretError::Damaged(path.display().to_string()));
+        }
+        let key = UnlockKey::generate().map_err(|e| SecretError::Io {
+            path: path.display().to_string(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        fs::create_dir_all(&self.root).map_err(|source| SecretError::Io {
+            path: self.root.display().to_string(),
+            source,
+        })?;
+        write_secret(&path, key.to_string().as_bytes(), kek).map_err(|source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(key)
+    }
+
+    /// Re-seals the data key and the node key with `kek` (or stores them
+    /// plain when `None`), after autolock was turned on, off or rotated.
+    pub fn reseal(
+        &self,
+        certs: &Certs,
+        dek: Option<&UnlockKey>,
+        kek: Option<&UnlockKey>,
+    ) -> io::Result<()> {
+        if let Some(dek) = dek {
+            write_secret(&self.dek_file(), dek.to_string().as_bytes(), kek)?;
+        }
+        write_secret(&self.key_file(), certs.key_pem.as_bytes(), kek)
+    }
+
+    /// Whether this node's keys are sealed: it starts locked.
+    pub fn is_locked(&self) -> bool {
+        is_sealed(&self.key_file())
     }
 
     /// Forgets the swarm: identity, certificates and Raft data.
     pub fn wipe(&self) -> io::Result<()> {
-        for path in [self.identity_file()] {
+        for path in [self.identity_file(), self.dek_file()] {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

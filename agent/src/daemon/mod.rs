@@ -5,7 +5,8 @@
 //!
 //! It never decides cluster state on its own: that is the managers' store.
 
-mod agent;
+pub(crate) mod agent;
+mod at_rest;
 mod identity;
 mod local;
 mod manager;

@@ -21,6 +21,8 @@ pub enum SessionEvent {
     RoleChanged(Role),
     /// This node's certificate reached its renewal point.
     RenewDue,
+    /// The swarm's unlock key changed (autolock on, off or rotated).
+    AutolockChanged(Option<String>),
     ManagersChanged(Vec<String>),
     Removed,
 }

@@ -23,6 +23,10 @@ pub struct Cluster {
     /// Whether managers keep their Raft data and keys encrypted at rest.
     #[serde(default)]
     pub autolock: bool,
+    /// The key that unlocks autolocked managers (`SWMKEY-1-...`); every
+    /// manager seals its key files with it. `None` when autolock is off.
+    #[serde(default)]
+    pub unlock_key: Option<String>,
     /// Key of the gossip layer (issue 4), rotated by the managers.
     #[serde(default)]
     pub gossip_key: Vec<u8>,

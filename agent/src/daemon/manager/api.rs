@@ -8,7 +8,7 @@ use shoal_control::api::{
     check_demote, check_remove, ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest,
     JoinResponse, NodeView, RenewRequest, RenewResponse, HEARTBEAT_PERIOD_MS,
 };
-use shoal_control::ca::{ca_digest, peer_identity, JoinToken, PeerIdentity, RootCa};
+use shoal_control::ca::{ca_digest, peer_identity, JoinToken, PeerIdentity, RootCa, UnlockKey};
 use shoal_control::objects::{new_node_id, Cluster, Node, NodeState, Role};
 use shoal_control::store::{Command, Response};
 use tonic::Status;
@@ -70,6 +70,16 @@ impl ManagerCtx {
                 let node = self.find_node(&node)?;
                 Ok(ApiResponse::Node {
                     node: Box::new(self.view(&node)),
+                })
+            }
+            ApiRequest::UnlockKey => {
+                let cluster = self.cluster()?;
+                let key = cluster.unlock_key.ok_or_else(|| {
+                    Status::failed_precondition("no unlock key is set: turn autolock on with `shoal swarm update --autolock=true`")
+                })?;
+                Ok(ApiResponse::Token {
+                    token: key,
+                    addr: self.me().api_addr(),
                 })
             }
             ApiRequest::JoinToken { role, .. } => {
@@ -140,6 +150,33 @@ impl ManagerCtx {
                 })
                 .await?;
                 Ok(ApiResponse::Done { message: node.id })
+            }
+            ApiRequest::SwarmUpdate {
+                autolock,
+                cert_expiry_secs,
+            } => {
+                let mut cluster = self.cluster()?;
+                let mut message = "Swarm updated.".to_string();
+                if let Some(secs) = cert_expiry_secs {
+                    cluster.cert_expiry_secs = secs.max(1);
+                }
+                match autolock {
+                    Some(true) if cluster.unlock_key.is_none() => {
+                        let key = UnlockKey::generate()
+                            .map_err(|e| Status::internal(e.to_string()))?
+                            .to_string();
+                        message.push_str(&crate::daemon::agent::unlock_instructions(&key));
+                        cluster.unlock_key = Some(key);
+                        cluster.autolock = true;
+                    }
+                    Some(false) => {
+                        cluster.unlock_key = None;
+                        cluster.autolock = false;
+                    }
+                    _ => {}
+                }
+                self.put_cluster(&cluster).await?;
+                Ok(ApiResponse::Done { message })
             }
             ApiRequest::AddManager { node_id } => {
                 let node = self.find_node(&node_id)?;

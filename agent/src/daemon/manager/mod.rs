@@ -18,13 +18,15 @@ use std::time::{Duration, Instant};
 use shoal_control::api::{no_quorum_message, DOWN_AFTER_MS};
 use shoal_control::objects::{Cluster, Node, NodeState, Role};
 use shoal_control::raft::{RaftNode, WriteError};
-use shoal_control::store::{Command, Objects, Plain, Response};
+use shoal_control::store::{AtRest, Command, Objects, Response};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::identity::{Certs, NodeIdentity, StateDir};
 use super::peers::Peers;
+use super::worker::SessionEvent;
 pub use reach::Reach;
 
 /// How long a commit may take before the write fails with the quorum error.
@@ -259,6 +261,32 @@ impl Manager {
         })
     }
 
+    /// Tells the agent whenever the swarm's unlock key differs from `current`,
+    /// so it re-seals its keys (autolock on, off, or a new key).
+    pub fn watch_autolock(&self, mut current: Option<String>, events: mpsc::Sender<SessionEvent>) {
+        let (ctx, stop) = (self.ctx.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Ok(cluster) = ctx.cluster() else { continue };
+                if cluster.unlock_key != current {
+                    current = cluster.unlock_key.clone();
+                    if events
+                        .send(SessionEvent::AutolockChanged(current.clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     /// Serves again with the current certificate, after a renewal.
     pub async fn restart_server(&mut self) -> anyhow::Result<()> {
         self.server.1.cancel();
@@ -293,11 +321,12 @@ impl Manager {
     }
 }
 
-/// Opens (or creates) the Raft store in the state dir.
+/// Opens (or creates) the Raft store in the state dir, sealed with `at_rest`.
 pub async fn open_raft(
     state: &StateDir,
     id: &NodeIdentity,
     peers: &Peers,
+    at_rest: Arc<dyn AtRest>,
 ) -> anyhow::Result<RaftNode> {
     let raft_id = id
         .raft_id
@@ -308,7 +337,7 @@ pub async fn open_raft(
         raft_id,
         &id.api_addr(),
         connector,
-        Arc::new(Plain),
+        at_rest,
     )
     .await?)
 }

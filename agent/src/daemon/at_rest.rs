@@ -1,0 +1,134 @@
+//! Encryption at rest for managers, as Swarm does it: the Raft store is
+//! always encrypted with a data key (DEK) kept in the state dir; autolock
+//! seals that key file and the node's TLS key with the operator's unlock key
+//! (KEK), so a stolen disk, or a restarted manager, reveals nothing until
+//! `shoal swarm unlock`.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use shoal_control::ca::{self, UnlockKey};
+use shoal_control::store::{AtRest, StoreError};
+
+const PLAIN: &str = "shoal-plain-v1\n";
+const SEALED: &str = "shoal-sealed-v1\n";
+
+/// Why a secret file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.")]
+    Locked,
+    #[error("invalid unlock key: it does not open this manager's keys")]
+    WrongKey,
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{0} is damaged: unknown format")]
+    Damaged(String),
+}
+
+/// Seals every value of the Raft store with the data key.
+pub struct DekSealer(pub UnlockKey);
+
+impl AtRest for DekSealer {
+    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        // Sealing only fails if the system RNG does; nothing sane can follow.
+        ca::seal(&self.0, plain).unwrap_or_else(|e| panic!("cannot seal Raft data: {e}"))
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        ca::open(&self.0, sealed).map_err(|e| StoreError::Sealed(e.to_string()))
+    }
+}
+
+/// Writes `secret` to `path`, sealed with `kek` when autolock is on.
+pub fn write_secret(path: &Path, secret: &[u8], kek: Option<&UnlockKey>) -> io::Result<()> {
+    let body = match kek {
+        Some(kek) => {
+            let sealed = ca::seal(kek, secret).map_err(|e| io::Error::other(e.to_string()))?;
+            format!("{SEALED}{}", hex(&sealed)).into_bytes()
+        }
+        None => [PLAIN.as_bytes(), secret].concat(),
+    };
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, body)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Whether the file at `path` is sealed (the node is autolocked).
+pub fn is_sealed(path: &Path) -> bool {
+    fs::read(path)
+        .map(|b| b.starts_with(SEALED.as_bytes()))
+        .unwrap_or(false)
+}
+
+/// Reads a secret written by [`write_secret`]; sealed ones need `kek`.
+pub fn read_secret(path: &Path, kek: Option<&UnlockKey>) -> Result<Vec<u8>, SecretError> {
+    let bytes = fs::read(path).map_err(|source| SecretError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if let Some(plain) = bytes.strip_prefix(PLAIN.as_bytes()) {
+        return Ok(plain.to_vec());
+    }
+    if let Some(sealed) = bytes.strip_prefix(SEALED.as_bytes()) {
+        let kek = kek.ok_or(SecretError::Locked)?;
+        let sealed =
+            unhex(sealed).ok_or_else(|| SecretError::Damaged(path.display().to_string()))?;
+        return ca::open(kek, &sealed).map_err(|_| SecretError::WrongKey);
+    }
+    // A key file from before this format: a plain PEM.
+    if bytes.starts_with(b"-----BEGIN") {
+        return Ok(bytes);
+    }
+    Err(SecretError::Damaged(path.display().to_string()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(text).ok()?.trim();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_plain_and_sealed() {
+        let dir = std::env::temp_dir().join(format!("shoal-at-rest-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dek");
+        let kek = UnlockKey::generate().unwrap();
+        write_secret(&path, b"data key", None).unwrap();
+        assert!(!is_sealed(&path));
+        assert_eq!(read_secret(&path, None).unwrap(), b"data key");
+        write_secret(&path, b"data key", Some(&kek)).unwrap();
+        assert!(is_sealed(&path));
+        assert!(
+            !fs::read(&path)
+                .unwrap()
+                .windows(8)
+                .any(|w| w == b"data key"),
+            "sealed file shows the secret"
+        );
+        assert!(matches!(read_secret(&path, None), Err(SecretError::Locked)));
+        let other = UnlockKey::generate().unwrap();
+        assert!(matches!(
+            read_secret(&path, Some(&other)),
+            Err(SecretError::WrongKey)
+        ));
+        assert_eq!(read_secret(&path, Some(&kek)).unwrap(), b"data key");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
