@@ -193,7 +193,12 @@ impl Cluster {
         .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let incoming = TcpListenerStream::new(listener).map(move |conn| {
-            conn.map(|inner| Throttled {
+            conn.map(|inner| {
+                // As the daemon's 2377 listener must: Raft messages are small.
+                let _ = inner.set_nodelay(true);
+                inner
+            })
+            .map(|inner| Throttled {
                 inner,
                 bytes_per_sec: bytes_per_sec.unwrap_or(u64::MAX / 2),
                 pause: None,

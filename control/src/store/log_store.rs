@@ -1,7 +1,8 @@
 //! The durable Raft log and vote: openraft's `RaftLogStorage` over redb.
 //!
-//! Every write is a committed, fsynced redb transaction before openraft is
-//! told it is done, and writes are applied in the order openraft issues them.
+//! Every log and vote write is a committed, fsynced redb transaction before
+//! openraft is told it is done, and writes are applied in the order openraft
+//! issues them.
 
 use std::fmt::Debug;
 use std::io;
@@ -91,9 +92,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(blocking(move || db.set_meta(key::VOTE, &vote)).await?)
     }
 
+    /// Not fsynced: it rides on the next durable commit. A committed index
+    /// lost in a crash is learned again from the leader, or from the local
+    /// log in a group of one.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let db = self.db.clone();
-        Ok(blocking(move || db.set_meta(key::COMMITTED, &committed)).await?)
+        Ok(blocking(move || {
+            let txn = db.write_lazy()?;
+            db.put_meta(&txn, key::COMMITTED, &committed)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await?)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {

@@ -1,6 +1,7 @@
-//! The state machine: applies committed [`Command`]s to the objects, durably
-//! (one redb transaction per applied batch), and publishes the result as an
-//! [`Objects`] view that reads take without waiting for Raft.
+//! The state machine: applies committed [`Command`]s to the objects (one redb
+//! transaction per applied batch, made durable by the next log append) and
+//! publishes the result as an [`Objects`] view that reads take without
+//! waiting for Raft.
 //!
 //! Snapshots are the objects serialized as JSON, stored in the same file and
 //! installed by replacing every object at once.
@@ -156,8 +157,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let db = self.db.clone();
         let (stored_changes, stored_log_id, stored_membership) =
             (changes.clone(), log_id.clone(), membership.clone());
+        // Not fsynced: the next durable commit (the log append of the next
+        // entry, a snapshot) carries it, and after a crash the entries are
+        // applied again from the durable log.
         blocking(move || {
-            let txn = db.write()?;
+            let txn = db.write_lazy()?;
             if !stored_changes.is_empty() {
                 db.put_changes(&txn, &stored_changes)?;
             }
