@@ -17,7 +17,12 @@ pub enum LocalRequest {
         cert_expiry_secs: Option<u64>,
     },
     /// `swarm join --token TOKEN MANAGER`.
-    Join { token: String, manager: String, advertise_addr: Option<String>, listen_port: u16 },
+    Join {
+        token: String,
+        manager: String,
+        advertise_addr: Option<String>,
+        listen_port: u16,
+    },
     /// `swarm leave [--force]`.
     Leave { force: bool },
     /// `swarm unlock`.

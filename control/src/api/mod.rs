@@ -42,7 +42,10 @@ pub enum ApiRequest {
     /// manager: `node rm [--force]`.
     NodeRemove { node: String, force: bool },
     /// manager: `swarm update --autolock` / `--cert-expiry`.
-    SwarmUpdate { autolock: Option<bool>, cert_expiry_secs: Option<u64> },
+    SwarmUpdate {
+        autolock: Option<bool>,
+        cert_expiry_secs: Option<u64>,
+    },
     /// manager: the current unlock key (`swarm unlock-key`).
     UnlockKey,
     /// manager (internal): a node that joined or was promoted as a manager
@@ -60,7 +63,10 @@ impl ApiRequest {
     pub fn is_write(&self) -> bool {
         !matches!(
             self,
-            ApiRequest::Info | ApiRequest::NodeList | ApiRequest::NodeInspect { .. } | ApiRequest::UnlockKey
+            ApiRequest::Info
+                | ApiRequest::NodeList
+                | ApiRequest::NodeInspect { .. }
+                | ApiRequest::UnlockKey
         ) && !matches!(self, ApiRequest::JoinToken { rotate: false, .. })
     }
 }
@@ -102,16 +108,34 @@ mod tests {
         assert!(ApiRequest::Info.workers_allowed());
         assert!(!ApiRequest::NodeList.workers_allowed());
         assert!(!ApiRequest::NodeList.is_write());
-        assert!(ApiRequest::NodeRemove { node: "x".into(), force: false }.is_write());
-        assert!(!ApiRequest::JoinToken { role: Role::Worker, rotate: false }.is_write());
-        assert!(ApiRequest::JoinToken { role: Role::Worker, rotate: true }.is_write());
+        assert!(ApiRequest::NodeRemove {
+            node: "x".into(),
+            force: false
+        }
+        .is_write());
+        assert!(!ApiRequest::JoinToken {
+            role: Role::Worker,
+            rotate: false
+        }
+        .is_write());
+        assert!(ApiRequest::JoinToken {
+            role: Role::Worker,
+            rotate: true
+        }
+        .is_write());
     }
 
     #[test]
     fn requests_travel_as_tagged_json() {
-        let req = ApiRequest::NodeSetRole { node: "n1".into(), role: Role::Manager };
+        let req = ApiRequest::NodeSetRole {
+            node: "n1".into(),
+            role: Role::Manager,
+        };
         let json = serde_json::to_string(&req).unwrap();
-        assert_eq!(json, r#"{"op":"node_set_role","node":"n1","role":"manager"}"#);
+        assert_eq!(
+            json,
+            r#"{"op":"node_set_role","node":"n1","role":"manager"}"#
+        );
         assert_eq!(serde_json::from_str::<ApiRequest>(&json).unwrap(), req);
     }
 }

@@ -11,12 +11,20 @@ pub enum NodeRuleError {
     #[error("can't remove or demote node {0}: it is the last manager of the swarm")]
     LastManager(String),
     #[error("can't demote node {id}: demoting it would leave {left} of {managers} managers and lose quorum; the others must be reachable first")]
-    WouldLoseQuorum { id: String, left: usize, managers: usize },
+    WouldLoseQuorum {
+        id: String,
+        left: usize,
+        managers: usize,
+    },
 }
 
 /// `node demote`: never the last manager; never if the remaining reachable
 /// managers would not be a majority of the new group.
-pub fn check_demote(node: &Node, all: &[Node], reachable_managers: usize) -> Result<(), NodeRuleError> {
+pub fn check_demote(
+    node: &Node,
+    all: &[Node],
+    reachable_managers: usize,
+) -> Result<(), NodeRuleError> {
     let managers = all.iter().filter(|n| n.role == Role::Manager).count();
     if node.role != Role::Manager {
         return Ok(());
@@ -27,7 +35,11 @@ pub fn check_demote(node: &Node, all: &[Node], reachable_managers: usize) -> Res
     let left = managers - 1;
     let reachable_after = reachable_managers.saturating_sub(1);
     if reachable_after < left / 2 + 1 {
-        return Err(NodeRuleError::WouldLoseQuorum { id: node.id.clone(), left: reachable_after, managers: left });
+        return Err(NodeRuleError::WouldLoseQuorum {
+            id: node.id.clone(),
+            left: reachable_after,
+            managers: left,
+        });
     }
     Ok(())
 }
@@ -75,20 +87,37 @@ mod tests {
         let w_up = node("w1", Role::Worker, NodeState::Ready);
         let w_down = node("w2", Role::Worker, NodeState::Down);
         let all = vec![m1.clone(), m2.clone(), w_up.clone(), w_down.clone()];
-        assert_eq!(check_remove(&w_up, &all, false), Err(NodeRuleError::NotDown("w1".into())));
+        assert_eq!(
+            check_remove(&w_up, &all, false),
+            Err(NodeRuleError::NotDown("w1".into()))
+        );
         assert_eq!(check_remove(&w_up, &all, true), Ok(()));
         assert_eq!(check_remove(&w_down, &all, false), Ok(()));
-        assert_eq!(check_remove(&m2, &all, true), Err(NodeRuleError::IsManager("m2".into())));
-        assert_eq!(check_remove(&m1, std::slice::from_ref(&m1), true), Err(NodeRuleError::LastManager("m1".into())));
+        assert_eq!(
+            check_remove(&m2, &all, true),
+            Err(NodeRuleError::IsManager("m2".into()))
+        );
+        assert_eq!(
+            check_remove(&m1, std::slice::from_ref(&m1), true),
+            Err(NodeRuleError::LastManager("m1".into()))
+        );
     }
 
     #[test]
     fn demote_keeps_a_majority() {
-        let ms: Vec<Node> = (1..=3).map(|i| node(&format!("m{i}"), Role::Manager, NodeState::Ready)).collect();
+        let ms: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("m{i}"), Role::Manager, NodeState::Ready))
+            .collect();
         assert_eq!(check_demote(&ms[0], &ms, 3), Ok(()));
         // 3 managers, 2 reachable: demoting a reachable one leaves 1 of 2.
-        assert!(matches!(check_demote(&ms[0], &ms, 2), Err(NodeRuleError::WouldLoseQuorum { .. })));
-        assert_eq!(check_demote(&ms[0], &ms[..1], 1), Err(NodeRuleError::LastManager("m1".into())));
+        assert!(matches!(
+            check_demote(&ms[0], &ms, 2),
+            Err(NodeRuleError::WouldLoseQuorum { .. })
+        ));
+        assert_eq!(
+            check_demote(&ms[0], &ms[..1], 1),
+            Err(NodeRuleError::LastManager("m1".into()))
+        );
         let w = node("w", Role::Worker, NodeState::Ready);
         assert_eq!(check_demote(&w, &ms, 3), Ok(()));
     }

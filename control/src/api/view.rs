@@ -64,9 +64,18 @@ impl NodeView {
             id: node.id.clone(),
             created_at: node.created_at,
             updated_at: node.updated_at,
-            spec: NodeSpecView { role: node.role, availability: node.availability, labels: node.labels.clone() },
-            description: DescriptionView { hostname: node.hostname.clone() },
-            status: StatusView { state: node.state.to_string().to_lowercase(), addr: node.addr.clone() },
+            spec: NodeSpecView {
+                role: node.role,
+                availability: node.availability,
+                labels: node.labels.clone(),
+            },
+            description: DescriptionView {
+                hostname: node.hostname.clone(),
+            },
+            status: StatusView {
+                state: node.state.to_string().to_lowercase(),
+                addr: node.addr.clone(),
+            },
             manager_status: manager.map(|(leader, reachability)| ManagerStatus {
                 leader,
                 reachability,

@@ -97,7 +97,9 @@ impl FromStr for Availability {
             "active" => Ok(Availability::Active),
             "pause" => Ok(Availability::Pause),
             "drain" => Ok(Availability::Drain),
-            other => Err(format!("invalid availability `{other}`: use active, pause or drain")),
+            other => Err(format!(
+                "invalid availability `{other}`: use active, pause or drain"
+            )),
         }
     }
 }
@@ -140,7 +142,9 @@ mod tests {
     fn node_ids_are_25_base36_chars() {
         assert_eq!(new_node_id(0).len(), 25);
         assert_eq!(new_node_id(u128::MAX).len(), 25);
-        assert!(new_node_id(u128::MAX).chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(new_node_id(u128::MAX)
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
         assert_eq!(to_base36(35, 2), "0z");
     }
 

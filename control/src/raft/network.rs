@@ -89,9 +89,8 @@ impl PeerContacts {
     pub(crate) fn reachable(&self, peer: u64, window: Duration) -> bool {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&peer).is_some_and(|c| {
-            c.last_ok.is_some_and(|ok| {
-                ok.elapsed() < window && c.last_err.is_none_or(|err| err <= ok)
-            })
+            c.last_ok
+                .is_some_and(|ok| ok.elapsed() < window && c.last_err.is_none_or(|err| err <= ok))
         })
     }
 }
@@ -143,7 +142,10 @@ impl Network {
                     channels.insert(key, channel.clone());
                     Ok(channel)
                 }
-                Err(e) => Err(format!("bad address `{}` for manager {target}: {e}", node.addr)),
+                Err(e) => Err(format!(
+                    "bad address `{}` for manager {target}: {e}",
+                    node.addr
+                )),
             },
         };
         PeerClient {
@@ -350,7 +352,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             }
         };
         self.note(&result);
-        let resp = result.map_err(|s| streaming_error(rpc_error(s)))?.into_inner();
+        let resp = result
+            .map_err(|s| streaming_error(rpc_error(s)))?
+            .into_inner();
         serde_json::from_slice(&resp.json).map_err(|e| NetworkError::new(&e).into())
     }
 }

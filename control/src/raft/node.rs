@@ -41,8 +41,9 @@ const MAX_NAME_BYTES: usize = 256;
 pub struct RaftTuning {
     /// How often the leader tells followers it is alive.
     pub heartbeat: Duration,
-    /// A follower that hears nothing from the leader for a random time in
-    /// this range starts an election.
+    /// A follower that hears nothing from the leader for the lease
+    /// (`election_timeout_max`) plus a random time in this range starts an
+    /// election.
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
     /// How long [`RaftNode::write`] waits for a command to be committed.
@@ -154,7 +155,9 @@ fn quorum(reachable: usize, voters: usize) -> String {
 }
 
 fn no_leader(reachable: usize, voters: usize) -> String {
-    if reachable < quorum_needed(voters) {
+    if voters == 0 {
+        "this manager belongs to no Raft group yet: initialize a swarm or join one".into()
+    } else if reachable < quorum_needed(voters) {
         quorum(reachable, voters)
     } else {
         format!("no Raft leader yet ({reachable} of {voters} managers reachable): an election is under way, retry in a moment")
@@ -383,7 +386,11 @@ impl RaftNode {
     /// election is under way, or a new leader has not heard from a quorum
     /// yet), it waits and tries again; without a reachable quorum it fails at
     /// once with [`WriteError::NoLeader`].
-    pub async fn write_within(&self, cmd: Command, timeout: Duration) -> Result<Response, WriteError> {
+    pub async fn write_within(
+        &self,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<Response, WriteError> {
         validate(&cmd)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -580,7 +587,9 @@ impl RaftNode {
     fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WriteError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.forward(f),
-            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => WriteError::LeaderChanged,
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                WriteError::LeaderChanged
+            }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
                 WriteError::Membership(e.to_string())
             }
@@ -714,4 +723,62 @@ fn validate(cmd: &Command) -> Result<(), WriteError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_how_many_managers_are_needed() {
+        let e = WriteError::NoLeader {
+            reachable: 1,
+            voters: 3,
+        };
+        assert_eq!(
+            e.to_string(),
+            "no quorum: 1 of 3 managers reachable; writes are refused until 2 are"
+        );
+        let e = WriteError::NoLeader {
+            reachable: 3,
+            voters: 3,
+        };
+        assert!(e.to_string().contains("election"), "{e}");
+        let e = WriteError::NoLeader {
+            reachable: 0,
+            voters: 0,
+        };
+        assert!(e.to_string().contains("no Raft group"), "{e}");
+        let e = WriteError::Timeout {
+            after: Duration::from_secs(5),
+            reachable: 2,
+            voters: 5,
+        };
+        assert!(
+            e.to_string()
+                .contains("no quorum: 2 of 5 managers reachable; writes are refused until 3 are"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn commands_are_checked_before_the_log() {
+        let ok = Command::delete("node", "a", None);
+        assert!(validate(&ok).is_ok());
+        let empty = Command::Batch(vec![ok, Command::delete("node", "", None)]);
+        assert!(matches!(validate(&empty), Err(WriteError::Invalid(_))));
+        let long = Command::delete(&"k".repeat(MAX_NAME_BYTES + 1), "a", None);
+        assert!(matches!(validate(&long), Err(WriteError::Invalid(_))));
+    }
+
+    #[test]
+    fn default_tuning_is_valid_for_openraft() {
+        let config = RaftTuning::default().openraft_config().unwrap();
+        assert_eq!(config.heartbeat_interval, 100);
+        let bad = RaftTuning {
+            election_timeout_min: Duration::from_millis(50),
+            ..RaftTuning::default()
+        };
+        assert!(matches!(bad.openraft_config(), Err(StoreError::Tuning(_))));
+    }
 }

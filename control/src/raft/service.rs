@@ -58,7 +58,9 @@ impl RaftService {
 
     fn running(&self) -> Result<(), Status> {
         if self.shared.stopped.load(Ordering::Acquire) {
-            Err(Status::unavailable("this manager's Raft member has stopped"))
+            Err(Status::unavailable(
+                "this manager's Raft member has stopped",
+            ))
         } else {
             Ok(())
         }
@@ -82,7 +84,9 @@ async fn next_chunk(
 ) -> Result<Option<SnapshotChunk>, Status> {
     tokio::time::timeout(timeout, stream.message())
         .await
-        .map_err(|_| Status::deadline_exceeded(format!("no snapshot chunk received for {timeout:?}")))?
+        .map_err(|_| {
+            Status::deadline_exceeded(format!("no snapshot chunk received for {timeout:?}"))
+        })?
 }
 
 fn stopped(e: impl std::fmt::Display) -> Status {
@@ -100,7 +104,8 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode("append-entries", &request.get_ref().json)?;
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode("append-entries", &request.get_ref().json)?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self
             .shared

@@ -112,8 +112,7 @@ impl Db {
     }
 
     /// A write transaction that becomes durable with the next durable one
-    /// (redb keeps commits in order): for state that can be recomputed from
-    /// the durable log after a crash, such as applied objects.
+    /// (redb keeps commits in order): for hints that can be lost in a crash.
     pub(crate) fn write_lazy(&self) -> Result<WriteTransaction, StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
@@ -228,7 +227,11 @@ impl Db {
             let (k, v) = row?;
             let (kind, id) = k.value();
             let what = format!("object {kind}/{id}");
-            out.push((kind.to_string(), id.to_string(), self.unseal(&what, v.value())?));
+            out.push((
+                kind.to_string(),
+                id.to_string(),
+                self.unseal(&what, v.value())?,
+            ));
         }
         Ok(out)
     }
@@ -342,24 +345,5 @@ mod tests {
         let _db = Db::open(dir.path(), Arc::new(Plain)).unwrap();
         let err = Db::open(dir.path(), Arc::new(Plain)).err().unwrap();
         assert!(matches!(err, StoreError::InUse { .. }), "{err}");
-    }
-}
-#[cfg(test)]
-mod bench_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn commit_latency() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path(), Arc::new(crate::store::Plain)).unwrap();
-        for lazy in [false, true] {
-            let start = std::time::Instant::now();
-            for i in 0..200u64 {
-                let txn = if lazy { db.write_lazy().unwrap() } else { db.write().unwrap() };
-                txn.open_table(LOG).unwrap().insert(i, [7u8; 300].as_slice()).unwrap();
-                txn.commit().unwrap();
-            }
-            println!("lazy={lazy}: {:?} per commit", start.elapsed() / 200);
-        }
     }
 }

@@ -49,7 +49,7 @@ fn last_log_id(db: &Db) -> Result<(Option<LogId>, Option<LogId>), StoreError> {
             let entry: Entry = db.unseal(&format!("log entry {}", k.value()), v.value())?;
             Some(entry.log_id)
         }
-        None => purged.clone(),
+        None => purged,
     };
     Ok((purged, last))
 }
@@ -88,7 +88,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let db = self.db.clone();
-        let vote = vote.clone();
+        let vote = *vote;
         Ok(blocking(move || db.set_meta(key::VOTE, &vote)).await?)
     }
 
@@ -112,7 +112,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(committed.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -142,7 +146,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = last_log_id.map_or(0, |l| l.index + 1);
         Ok(blocking(move || {
             let txn = db.write()?;
-            txn.open_table(LOG)?.retain_in::<u64, _>(from.., |_, _| false)?;
+            txn.open_table(LOG)?
+                .retain_in::<u64, _>(from.., |_, _| false)?;
             txn.commit()?;
             Ok(())
         })
@@ -154,7 +159,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(blocking(move || {
             let txn = db.write()?;
             db.put_meta(&txn, key::PURGED, &log_id)?;
-            txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+            txn.open_table(LOG)?
+                .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
             txn.commit()?;
             Ok(())
         })
@@ -178,7 +184,9 @@ mod tests {
         {
             let dir = tempfile::tempdir().expect("tempdir");
             let db = Arc::new(Db::open(dir.path(), Arc::new(Plain)).expect("open store"));
-            let sm = StateMachine::open(db.clone()).await.expect("open state machine");
+            let sm = StateMachine::open(db.clone())
+                .await
+                .expect("open state machine");
             Ok((dir, LogStore::new(db), sm))
         }
     }

@@ -2,7 +2,9 @@
 //! pure logic that applies a [`Command`] to them.
 //!
 //! [`Objects`] is an immutable view: cloning it is cheap, and a clone keeps
-//! showing the state at the log index it was taken at.
+//! showing the state at the log index it was taken at. Holding a view while
+//! writes are applied makes each of them copy the kinds it touches, so take
+//! a fresh one per decision rather than keeping one around.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,9 +50,7 @@ impl Objects {
         kind: &str,
         id: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
-        self.get(kind, id)
-            .map(|v| decode(kind, id, v))
-            .transpose()
+        self.get(kind, id).map(|v| decode(kind, id, v)).transpose()
     }
 
     /// Every object of `kind` decoded as `T`, ordered by id.
@@ -279,8 +279,14 @@ mod tests {
     #[test]
     fn versions_are_the_index_of_the_last_write() {
         let mut o = Objects::default();
-        assert_eq!(apply(&mut o, &set("node", "a", 1, None), 3), Response::Ok { version: 3 });
-        assert_eq!(apply(&mut o, &set("node", "a", 2, None), 7), Response::Ok { version: 7 });
+        assert_eq!(
+            apply(&mut o, &set("node", "a", 1, None), 3),
+            Response::Ok { version: 3 }
+        );
+        assert_eq!(
+            apply(&mut o, &set("node", "a", 2, None), 7),
+            Response::Ok { version: 7 }
+        );
         let v = o.get("node", "a").unwrap();
         assert_eq!((v.version, &v.value), (7, &json!(2)));
         assert_eq!(o.applied_index(), Some(7));
@@ -332,7 +338,10 @@ mod tests {
         apply(&mut o, &set("node", "a", 1, None), 2);
         assert!(matches!(
             apply(&mut o, &Command::delete("node", "a", Some(1)), 3),
-            Response::Conflict { current: Some(2), .. }
+            Response::Conflict {
+                current: Some(2),
+                ..
+            }
         ));
         assert!(apply(&mut o, &Command::delete("node", "a", Some(2)), 4).is_ok());
         assert!(o.get("node", "a").is_none());
@@ -347,7 +356,10 @@ mod tests {
             set("node", "b", 1, None),
             set("node", "a", 9, Some(0)),
         ]);
-        assert!(matches!(apply(&mut o, &failing, 2), Response::Conflict { .. }));
+        assert!(matches!(
+            apply(&mut o, &failing, 2),
+            Response::Conflict { .. }
+        ));
         assert!(o.get("node", "b").is_none());
         assert_eq!(o.get("node", "a").unwrap().value, json!(1));
 
@@ -369,7 +381,10 @@ mod tests {
         assert!(changes.stage(&o, &set("node", "a", 1, Some(0)), 1).is_ok());
         assert!(matches!(
             changes.stage(&o, &set("node", "a", 1, Some(0)), 2),
-            Response::Conflict { current: Some(1), .. }
+            Response::Conflict {
+                current: Some(1),
+                ..
+            }
         ));
     }
 

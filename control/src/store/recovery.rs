@@ -82,21 +82,21 @@ pub fn force_new_cluster(
         what: "new membership".into(),
         detail: e.to_string(),
     })?;
-    let membership = StoredMembership::new(Some(last.clone()), membership);
+    let membership = StoredMembership::new(Some(last), membership);
     let meta = SnapshotMeta {
-        last_log_id: Some(last.clone()),
+        last_log_id: Some(last),
         last_membership: membership.clone(),
     };
     let data = encode_snapshot(&objects)?;
 
     let txn = db.write()?;
     db.put_changes(&txn, &changes)?;
-    db.put_meta(&txn, key::APPLIED, &Some(last.clone()))?;
+    db.put_meta(&txn, key::APPLIED, &Some(last))?;
     db.put_meta(&txn, key::MEMBERSHIP, &membership)?;
     txn.delete_table(LOG)?;
     txn.open_table(LOG)?;
     db.put_meta(&txn, key::PURGED, &last)?;
-    db.put_meta(&txn, key::COMMITTED, &Some(last.clone()))?;
+    db.put_meta(&txn, key::COMMITTED, &Some(last))?;
     // A vote of our own in a term above any seen: the next election, which
     // only this member votes in, starts past every old leader.
     db.put_meta(&txn, key::VOTE, &Vote::new(term + 1, raft_id))?;

@@ -1,7 +1,6 @@
-//! The state machine: applies committed [`Command`]s to the objects (one redb
-//! transaction per applied batch, made durable by the next log append) and
-//! publishes the result as an [`Objects`] view that reads take without
-//! waiting for Raft.
+//! The state machine: applies committed [`Command`]s to the objects, durably
+//! (one redb transaction per applied batch), and publishes the result as an
+//! [`Objects`] view that reads take without waiting for Raft.
 //!
 //! Snapshots are the objects serialized as JSON, stored in the same file and
 //! installed by replacing every object at once.
@@ -92,12 +91,9 @@ impl StateMachine {
         let loader = db.clone();
         let applied = blocking(move || {
             let log_id: Option<LogId> = loader.meta::<Option<LogId>>(key::APPLIED)?.flatten();
-            let membership: StoredMembership =
-                loader.meta(key::MEMBERSHIP)?.unwrap_or_default();
-            let objects = Objects::from_objects(
-                loader.load_objects()?,
-                log_id.as_ref().map(|l| l.index),
-            );
+            let membership: StoredMembership = loader.meta(key::MEMBERSHIP)?.unwrap_or_default();
+            let objects =
+                Objects::from_objects(loader.load_objects()?, log_id.as_ref().map(|l| l.index));
             Ok(Applied {
                 objects,
                 log_id,
@@ -131,7 +127,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let base = self.view.current();
         let mut changes = Changes::default();
-        let mut log_id = base.log_id.clone();
+        let mut log_id = base.log_id;
         let mut membership = base.membership.clone();
         let mut replies = Vec::new();
         while let Some(item) = entries.next().await {
@@ -141,11 +137,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Response::Ok { version: index },
                 EntryPayload::Normal(cmd) => changes.stage(&base.objects, cmd, index),
                 EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Response::Ok { version: index }
                 }
             };
-            log_id = Some(entry.log_id.clone());
+            log_id = Some(entry.log_id);
             if let Some(responder) = responder {
                 replies.push((responder, response));
             }
@@ -153,15 +149,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if log_id == base.log_id {
             return Ok(());
         }
+        // Let go of the base view, so that the update below changes the
+        // objects in place instead of copying the kinds it touches.
+        drop(base);
 
         let db = self.db.clone();
         let (stored_changes, stored_log_id, stored_membership) =
-            (changes.clone(), log_id.clone(), membership.clone());
-        // Not fsynced: the next durable commit (the log append of the next
-        // entry, a snapshot) carries it, and after a crash the entries are
-        // applied again from the durable log.
+            (changes.clone(), log_id, membership.clone());
         blocking(move || {
-            let txn = db.write_lazy()?;
+            let txn = db.write()?;
             if !stored_changes.is_empty() {
                 db.put_changes(&txn, &stored_changes)?;
             }
@@ -173,7 +169,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await?;
 
         self.view.update(|state| {
-            state.objects.apply(&changes, log_id.as_ref().map(|l| l.index));
+            state
+                .objects
+                .apply(&changes, log_id.as_ref().map(|l| l.index));
             state.log_id = log_id;
             state.membership = membership;
         });
@@ -190,7 +188,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let index = meta.last_log_id.as_ref().map(|l| l.index);
         let objects = Objects::from_objects(decode_snapshot(&data)?, index);
         let db = self.db.clone();
@@ -242,7 +244,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let state = self.state.clone();
         let snapshot = blocking(move || {
             let meta = SnapshotMeta {
-                last_log_id: state.log_id.clone(),
+                last_log_id: state.log_id,
                 last_membership: state.membership.clone(),
             };
             let data = encode_snapshot(&state.objects)?;
@@ -358,8 +360,8 @@ mod tests {
         let mut objects = Objects::default();
         let mut changes = Changes::default();
         for (i, kind) in ["node", "cluster", "node"].iter().enumerate() {
-            let cmd = Command::set(kind, &format!("id{i}"), &serde_json::json!({"n": i}), None)
-                .unwrap();
+            let cmd =
+                Command::set(kind, &format!("id{i}"), &serde_json::json!({"n": i}), None).unwrap();
             changes.stage(&objects, &cmd, i as u64 + 1);
         }
         objects.apply(&changes, Some(3));

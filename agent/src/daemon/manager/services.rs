@@ -96,7 +96,17 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for the manager API: {e}"))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small RPCs (heartbeats, Raft appends) must not wait for Nagle: with it
+    // one writer gets about a third of the commits per second.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            if let Ok(stream) = &conn {
+                let _ = stream.set_nodelay(true);
+            }
+            conn
+        },
+    );
     let api = Api(ctx.clone());
     let router = Server::builder()
         .tls_config(tls)?

@@ -1,340 +1,17 @@
-//! Raft groups of real members in one process: gRPC over 127.0.0.1, stores in
-//! temporary directories. A "killed" member stops its Raft and its server.
+//! Raft groups of real members in one process: forming, replicating,
+//! restarting, losing leaders and quorum, catching up by snapshot, forced
+//! recovery and optimistic concurrency.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod harness;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 
 use super::*;
 use crate::store::{force_new_cluster, Command, Plain, Response};
-
-type Registry = Arc<Mutex<BTreeMap<u64, RaftNode>>>;
-
-/// A server-side connection that reads at most `bytes_per_sec`: a slow link.
-struct Throttled {
-    inner: tokio::net::TcpStream,
-    bytes_per_sec: u64,
-    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl tokio::io::AsyncRead for Throttled {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        if let Some(pause) = self.pause.as_mut() {
-            if std::future::Future::poll(pause.as_mut(), cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.pause = None;
-        }
-        let room = buf.remaining().min(16 << 10);
-        let mut limited = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(room));
-        let inner = std::pin::Pin::new(&mut self.inner);
-        match inner.poll_read(cx, &mut limited) {
-            Poll::Ready(Ok(())) => {
-                let n = limited.filled().len();
-                buf.advance(n);
-                let wait = Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
-                self.pause = Some(Box::pin(tokio::time::sleep(wait)));
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Throttled {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for Throttled {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
-}
-
-struct Server {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-}
-
-/// A group of members, each with a store under `root` and a gRPC server.
-struct Cluster {
-    root: tempfile::TempDir,
-    tuning: RaftTuning,
-    addrs: BTreeMap<u64, String>,
-    live: Registry,
-    servers: BTreeMap<u64, Server>,
-}
-
-fn tuning() -> RaftTuning {
-    RaftTuning {
-        write_timeout: Duration::from_secs(3),
-        ..RaftTuning::default()
-    }
-}
-
-fn set(kind: &str, id: impl ToString, value: serde_json::Value) -> Command {
-    Command::Set {
-        kind: kind.into(),
-        id: id.to_string(),
-        value,
-        expect_version: None,
-    }
-}
-
-async fn bind(addr: &str) -> TcpListener {
-    // A restarted member takes its old port back; it may linger briefly.
-    for _ in 0..50 {
-        if let Ok(l) = TcpListener::bind(addr).await {
-            return l;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot bind {addr}");
-}
-
-impl Cluster {
-    /// Starts `n` members and forms a group: member 1 initializes it and
-    /// adds the others as voters.
-    async fn new(n: u64, tuning: RaftTuning) -> Cluster {
-        let mut c = Cluster::empty(tuning);
-        for id in 1..=n {
-            c.start(id).await;
-        }
-        c.node(1).initialize().await.unwrap();
-        for id in 2..=n {
-            let addr = c.addrs[&id].clone();
-            c.node(1).add_voter(id, &addr).await.unwrap();
-        }
-        c
-    }
-
-    fn empty(tuning: RaftTuning) -> Cluster {
-        Cluster {
-            root: tempfile::tempdir().unwrap(),
-            tuning,
-            addrs: BTreeMap::new(),
-            live: Registry::default(),
-            servers: BTreeMap::new(),
-        }
-    }
-
-    fn dir(&self, id: u64) -> PathBuf {
-        self.root.path().join(format!("manager-{id}"))
-    }
-
-    fn node(&self, id: u64) -> RaftNode {
-        self.live.lock().unwrap()[&id].clone()
-    }
-
-    fn live_ids(&self) -> Vec<u64> {
-        self.live.lock().unwrap().keys().copied().collect()
-    }
-
-    /// Starts member `id` from its store, on its old address if it had one.
-    async fn start(&mut self, id: u64) {
-        self.start_throttled(id, None).await
-    }
-
-    /// [`Cluster::start`], with the member reading from the network at most
-    /// `bytes_per_sec` per connection.
-    async fn start_throttled(&mut self, id: u64, bytes_per_sec: Option<u64>) {
-        let bind_addr = self
-            .addrs
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| "127.0.0.1:0".into());
-        let listener = bind(&bind_addr).await;
-        let addr = listener.local_addr().unwrap().to_string();
-        self.addrs.insert(id, addr.clone());
-        let node = RaftNode::open_tuned(
-            &self.dir(id),
-            id,
-            &addr,
-            Arc::new(PlaintextConnector),
-            Arc::new(Plain),
-            self.tuning.clone(),
-        )
-        .await
-        .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = TcpListenerStream::new(listener).map(move |conn| {
-            conn.map(|inner| {
-                // As the daemon's 2377 listener must: Raft messages are small.
-                let _ = inner.set_nodelay(true);
-                inner
-            })
-            .map(|inner| Throttled {
-                inner,
-                bytes_per_sec: bytes_per_sec.unwrap_or(u64::MAX / 2),
-                pause: None,
-            })
-        });
-        let task = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service(&node))
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                }),
-        );
-        self.live.lock().unwrap().insert(id, node);
-        self.servers.insert(id, Server { stop, task });
-    }
-
-    /// Stops member `id`'s Raft and server, as a crash would.
-    async fn kill(&mut self, id: u64) {
-        let node = self.live.lock().unwrap().remove(&id).unwrap();
-        node.shutdown().await.unwrap();
-        drop(node);
-        let server = self.servers.remove(&id).unwrap();
-        let _ = server.stop.send(());
-        let abort = server.task.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), server.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
-    }
-
-    /// The live member that leads with the highest term seen by any live member.
-    fn leader(&self) -> Option<u64> {
-        let statuses: Vec<RaftStatus> = self
-            .live
-            .lock()
-            .unwrap()
-            .values()
-            .map(|n| n.metrics())
-            .collect();
-        let term = statuses.iter().map(|s| s.term).max()?;
-        statuses
-            .iter()
-            .find(|s| s.role == RaftRole::Leader && s.term == term)
-            .map(|s| s.raft_id)
-    }
-
-    async fn wait_leader(&self, within: Duration) -> u64 {
-        let start = Instant::now();
-        loop {
-            if let Some(id) = self.leader() {
-                return id;
-            }
-            assert!(start.elapsed() < within, "no leader within {within:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Waits until every live member applied at least `index`.
-    async fn wait_applied(&self, index: u64, within: Duration) {
-        let start = Instant::now();
-        loop {
-            let behind: Vec<(u64, Option<u64>)> = self
-                .live
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(id, n)| (*id, n.read().applied_index()))
-                .filter(|(_, applied)| *applied < Some(index))
-                .collect();
-            if behind.is_empty() {
-                return;
-            }
-            assert!(
-                start.elapsed() < within,
-                "members behind index {index}: {behind:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client {
-            live: self.live.clone(),
-        }
-    }
-}
-
-/// A client that writes through any live member and follows leader hints,
-/// as the CLI does through the daemon.
-#[derive(Clone)]
-struct Client {
-    live: Registry,
-}
-
-impl Client {
-    async fn write(&self, cmd: Command, within: Duration) -> Result<Response, WriteError> {
-        let start = Instant::now();
-        let mut target = None;
-        let mut turn = 0usize;
-        loop {
-            let node = {
-                let live = self.live.lock().unwrap();
-                let hinted = target.and_then(|t| live.get(&t).cloned());
-                hinted.or_else(|| {
-                    turn += 1;
-                    live.values().nth(turn % live.len().max(1)).cloned()
-                })
-            };
-            let node = node.expect("no live member");
-            let err = match node.write(cmd.clone()).await {
-                Ok(resp) => return Ok(resp),
-                Err(WriteError::ForwardToLeader { leader_id, .. })
-                    if self.live.lock().unwrap().contains_key(&leader_id) =>
-                {
-                    target = Some(leader_id);
-                    continue;
-                }
-                Err(
-                    e @ (WriteError::ForwardToLeader { .. }
-                    | WriteError::NoLeader { .. }
-                    | WriteError::Timeout { .. }
-                    | WriteError::LeaderChanged
-                    | WriteError::Fatal(_)),
-                ) => e,
-                Err(e) => return Err(e),
-            };
-            if start.elapsed() > within {
-                return Err(err);
-            }
-            target = None;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+use harness::{set, tuning, Cluster};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -378,7 +55,11 @@ async fn three_members_replicate_forward_and_restart_from_disk() {
     // A stopped follower keeps its state on disk and catches up after.
     c.kill(follower).await;
     for i in 20..25 {
-        last = match c.client().write(set("node", i, json!({"n": i})), Duration::from_secs(10)).await {
+        last = match c
+            .client()
+            .write(set("node", i, json!({"n": i})), Duration::from_secs(10))
+            .await
+        {
             Ok(Response::Ok { version }) => version,
             other => panic!("write {i}: {other:?}"),
         };
@@ -387,7 +68,11 @@ async fn three_members_replicate_forward_and_restart_from_disk() {
     let restarted = c.node(follower).read();
     assert_eq!(restarted.count("node"), 20, "state read back from disk");
     assert_eq!(
-        restarted.get_as::<serde_json::Value>("node", "7").unwrap().unwrap().value,
+        restarted
+            .get_as::<serde_json::Value>("node", "7")
+            .unwrap()
+            .unwrap()
+            .value,
         json!({"n": 7})
     );
     c.wait_applied(last, Duration::from_secs(10)).await;
@@ -421,8 +106,14 @@ async fn a_new_leader_is_elected_quickly_after_the_leader_dies() {
         }
     }
     let median = median(times.clone());
-    println!("leader failover: median {median:?} over {} runs (all: {times:?})", times.len());
-    assert!(median < Duration::from_secs(2), "median failover {median:?}");
+    println!(
+        "leader failover: median {median:?} over {} runs (all: {times:?})",
+        times.len()
+    );
+    assert!(
+        median < Duration::from_secs(2),
+        "median failover {median:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -461,7 +152,10 @@ async fn without_quorum_writes_fail_fast_and_reads_still_answer() {
         let took = start.elapsed();
         println!("leader_dies={leader_dies}: write failed after {took:?}: {err}");
         assert!(
-            matches!(err, WriteError::NoLeader { .. } | WriteError::Timeout { .. }),
+            matches!(
+                err,
+                WriteError::NoLeader { .. } | WriteError::Timeout { .. }
+            ),
             "{err:?}"
         );
         assert!(
@@ -566,11 +260,15 @@ async fn five_members_tolerate_two_losses_but_not_three() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, WriteError::NoLeader { .. } | WriteError::Timeout { .. }),
+            matches!(
+                err,
+                WriteError::NoLeader { .. } | WriteError::Timeout { .. }
+            ),
             "{err:?}"
         );
         assert!(
-            err.to_string().contains("no quorum: 2 of 5 managers reachable"),
+            err.to_string()
+                .contains("no quorum: 2 of 5 managers reachable"),
             "{err}"
         );
         assert!(start.elapsed() < Duration::from_secs(4));
@@ -611,7 +309,10 @@ async fn a_new_voter_catches_up_through_a_large_chunked_snapshot() {
     // Let the policy snapshot and purge.
     let start = Instant::now();
     while c.node(1).metrics().purged_index.is_none() {
-        assert!(start.elapsed() < Duration::from_secs(10), "log never purged");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "log never purged"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -669,7 +370,9 @@ async fn force_new_cluster_keeps_every_object_and_accepts_writes_alone() {
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let mut last = 0;
     for i in 0..10 {
-        if let Ok(Response::Ok { version }) = c.node(leader).write(set("service", i, json!(i))).await {
+        if let Ok(Response::Ok { version }) =
+            c.node(leader).write(set("service", i, json!(i))).await
+        {
             last = version;
         }
     }
@@ -695,13 +398,24 @@ async fn force_new_cluster_keeps_every_object_and_accepts_writes_alone() {
         }]
     );
     let resp = node.write(set("service", "new", json!(1))).await.unwrap();
-    assert!(matches!(resp, Response::Ok { version } if version > last), "{resp:?}");
+    assert!(
+        matches!(resp, Response::Ok { version } if version > last),
+        "{resp:?}"
+    );
 
     // Another member's id is refused on this directory.
     c.kill(survivor).await;
-    let err = force_new_cluster(&c.dir(survivor), survivor + 10, "127.0.0.1:1", Arc::new(Plain))
-        .unwrap_err();
-    assert!(matches!(err, crate::store::StoreError::WrongMember { .. }), "{err}");
+    let err = force_new_cluster(
+        &c.dir(survivor),
+        survivor + 10,
+        "127.0.0.1:1",
+        Arc::new(Plain),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, crate::store::StoreError::WrongMember { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -734,7 +448,9 @@ async fn expect_version_makes_conflicting_writes_fail() {
         Response::Conflict { current: Some(v), .. } if v == v2
     ));
     assert!(matches!(
-        node.write(Command::delete("node", "n1", Some(v1))).await.unwrap(),
+        node.write(Command::delete("node", "n1", Some(v1)))
+            .await
+            .unwrap(),
         Response::Conflict { .. }
     ));
     assert!(node
@@ -743,7 +459,9 @@ async fn expect_version_makes_conflicting_writes_fail() {
         .unwrap()
         .is_ok());
     assert!(matches!(
-        node.write(Command::delete("node", "n1", None)).await.unwrap(),
+        node.write(Command::delete("node", "n1", None))
+            .await
+            .unwrap(),
         Response::NotFound { .. }
     ));
     // Refused before reaching the log.
@@ -762,7 +480,11 @@ async fn expect_version_makes_conflicting_writes_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn write_throughput() {
-    let c = Cluster::new(3, tuning()).await;
+    let members: u64 = std::env::var("MEMBERS")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(3);
+    let c = Cluster::new(members, tuning()).await;
     let leader = c.node(c.wait_leader(Duration::from_secs(5)).await);
     for writers in [1usize, 64] {
         let run = Duration::from_secs(5);
@@ -773,7 +495,11 @@ async fn write_throughput() {
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while start.elapsed() < run {
-                    let cmd = set("task", format!("{w}-{n}"), json!({"state": "running", "n": n}));
+                    let cmd = set(
+                        "task",
+                        format!("{w}-{n}"),
+                        json!({"state": "running", "n": n}),
+                    );
                     assert!(leader.write(cmd).await.unwrap().is_ok());
                     n += 1;
                 }
@@ -790,4 +516,34 @@ async fn write_throughput() {
             total as f64 / secs
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removed_voters_leave_the_group_and_a_removed_leader_hands_over() {
+    let mut c = Cluster::new(3, tuning()).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let follower = *c.live_ids().iter().find(|id| **id != leader).unwrap();
+
+    c.node(leader).remove_voter(follower).await.unwrap();
+    let ids = |n: &RaftNode| n.members().iter().map(|m| m.raft_id).collect::<Vec<_>>();
+    assert!(!ids(&c.node(leader)).contains(&follower));
+    c.kill(follower).await;
+    // Two voters left: both are needed, and both are there.
+    let resp = c.node(leader).write(set("node", "a", json!(1))).await;
+    assert!(matches!(resp, Ok(Response::Ok { .. })), "{resp:?}");
+    // Removing it again does nothing.
+    c.node(leader).remove_voter(follower).await.unwrap();
+
+    // The leader removes itself: the other member takes over alone.
+    c.node(leader).remove_voter(leader).await.unwrap();
+    let other = *c.live_ids().iter().find(|id| **id != leader).unwrap();
+    let start = Instant::now();
+    while c.node(other).metrics().role != RaftRole::Leader {
+        assert!(start.elapsed() < Duration::from_secs(5), "no hand-over");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ids(&c.node(other)), vec![other]);
+    let resp = c.node(other).write(set("node", "b", json!(2))).await;
+    assert!(matches!(resp, Ok(Response::Ok { .. })), "{resp:?}");
+    assert_eq!(c.node(other).read().count("node"), 2);
 }
