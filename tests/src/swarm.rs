@@ -80,7 +80,7 @@ pub fn leader(host: &Host) -> Option<String> {
     nodes(host)
         .iter()
         .find(|n| n["ManagerStatus"]["Leader"] == true)
-        .map(|n| hostname(n))
+        .map(hostname)
 }
 
 pub fn hostname(node: &Value) -> String {
