@@ -135,6 +135,32 @@ fn three_managers_two_workers() {
         text(&rm)
     );
 
+    // A manager refuses a plain leave; a worker that leaves goes Down (its
+    // heartbeats stop) and can then be removed without --force.
+    let leave = cli(h[1], &["swarm", "leave"]);
+    assert!(
+        !leave.status.success() && text(&leave).contains("--force"),
+        "{}",
+        text(&leave)
+    );
+    let left = Instant::now();
+    cli_ok(h[4], &["swarm", "leave"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            node(&nodes(h[0]), "h5").is_some_and(|n| n["Status"]["State"] == "down")
+        }),
+        "h5 never shown down after leaving"
+    );
+    println!(
+        "worker shown Down {} ms after it stopped heartbeating",
+        left.elapsed().as_millis()
+    );
+    cli_ok(h[0], &["node", "rm", "h5"]);
+    assert!(
+        node(&nodes(h[0]), "h5").is_none(),
+        "h5 still listed after node rm"
+    );
+
     // Kill the leader: a new one is elected and h1 is shown Unreachable.
     let killed = Instant::now();
     h[0].kill_processes();
@@ -187,7 +213,7 @@ fn three_managers_two_workers() {
     );
     assert_eq!(
         nodes(survivor).len(),
-        5,
+        4,
         "reads stopped answering without quorum"
     );
 
@@ -214,7 +240,7 @@ fn three_managers_two_workers() {
         "writes still fail after --force-new-cluster"
     );
     let ns = nodes(survivor);
-    assert_eq!(ns.len(), 5, "nodes lost in recovery");
+    assert_eq!(ns.len(), 4, "nodes lost in recovery");
     assert_eq!(
         node(&ns, "h4").expect("h4")["Spec"]["Labels"]["after"],
         "failover",
