@@ -130,3 +130,18 @@ pub fn form(first: &Host, managers: &[&Host], workers: &[&Host]) -> (String, Str
     }
     (worker_token, manager_token)
 }
+
+/// Starts an agent on every host.
+pub fn start_agents(hosts: &[&Host]) {
+    for host in hosts {
+        start_agent(host).unwrap_or_else(|e| panic!("agent on {}: {e}", host.name()));
+    }
+}
+
+/// How many managers `host` sees as reachable.
+pub fn reachable_managers(host: &Host) -> usize {
+    nodes(host)
+        .iter()
+        .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+        .count()
+}

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use shoal_tests::swarm::{
-    cli, cli_ok, form, hostname, leader, node, nodes, start_agent, text, wait_for,
+    cli, cli_ok, form, hostname, leader, node, nodes, reachable_managers, start_agent,
+    start_agents, text, wait_for,
 };
 use shoal_tests::{require_root, Underlay};
 
@@ -15,9 +16,7 @@ fn three_managers_two_workers() {
     require_root();
     let ul = Underlay::builder().hosts(6).build().expect("underlay");
     let h: Vec<_> = ul.hosts().iter().collect();
-    for host in &h {
-        start_agent(host).expect("agent");
-    }
+    start_agents(&h);
     form(h[0], &[h[1], h[2]], &[h[3], h[4]]);
     let outsider = h[5];
 
@@ -258,17 +257,11 @@ fn five_managers_tolerate_two_losses() {
     require_root();
     let ul = Underlay::builder().hosts(5).build().expect("underlay");
     let h: Vec<_> = ul.hosts().iter().collect();
-    for host in &h {
-        start_agent(host).expect("agent");
-    }
+    start_agents(&h);
     form(h[0], &[h[1], h[2], h[3], h[4]], &[]);
     assert!(
         wait_for(Duration::from_secs(15), || {
-            nodes(h[4])
-                .iter()
-                .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
-                .count()
-                == 5
+            reachable_managers(h[4]) == 5
         }),
         "5 managers never reachable: {}",
         text(&cli(h[4], &["node", "ls"]))
@@ -544,17 +537,9 @@ fn leader_failover_median() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");
     let h: Vec<_> = ul.hosts().iter().collect();
-    for host in &h {
-        start_agent(host).expect("agent");
-    }
+    start_agents(&h);
     form(h[0], &[h[1], h[2]], &[]);
-    let all_reachable = |from: &shoal_tests::Host| {
-        nodes(from)
-            .iter()
-            .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
-            .count()
-            == 3
-    };
+    let all_reachable = |from: &shoal_tests::Host| reachable_managers(from) == 3;
     assert!(
         wait_for(Duration::from_secs(15), || all_reachable(h[0])),
         "managers never all reachable"
@@ -595,17 +580,11 @@ fn no_acknowledged_write_is_lost_when_the_leader_dies() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");
     let h: Vec<_> = ul.hosts().iter().collect();
-    for host in &h {
-        start_agent(host).expect("agent");
-    }
+    start_agents(&h);
     form(h[0], &[h[1], h[2]], &[]);
     assert!(
         wait_for(Duration::from_secs(15), || {
-            nodes(h[0])
-                .iter()
-                .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
-                .count()
-                == 3
+            reachable_managers(h[0]) == 3
         }),
         "managers never all reachable"
     );

@@ -598,20 +598,30 @@ impl Agent {
         }
     }
 
-    async fn set_managers(&self, managers: Vec<String>) -> anyhow::Result<()> {
-        let guard = self.member.lock().await;
-        let Some(member) = guard.as_ref() else {
-            return Ok(());
-        };
+    /// Changes this node's identity in memory and in the state dir.
+    fn update_identity(
+        &self,
+        member: &Member,
+        change: impl FnOnce(&mut NodeIdentity),
+    ) -> anyhow::Result<NodeIdentity> {
         let updated = {
             let mut id = member
                 .identity
                 .write()
                 .map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
-            id.managers = managers;
+            change(&mut id);
             id.clone()
         };
         self.state.save_identity(&updated)?;
+        Ok(updated)
+    }
+
+    async fn set_managers(&self, managers: Vec<String>) -> anyhow::Result<()> {
+        let guard = self.member.lock().await;
+        let Some(member) = guard.as_ref() else {
+            return Ok(());
+        };
+        self.update_identity(member, |id| id.managers = managers)?;
         Ok(())
     }
 
@@ -686,15 +696,8 @@ impl Agent {
         self.state
             .reseal(&read(&member.certs), Some(&dek), kek.as_ref())?;
         member.kek = kek;
-        let updated = {
-            let mut w = member
-                .identity
-                .write()
-                .map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
-            w.autolock = member.kek.is_some();
-            w.clone()
-        };
-        self.state.save_identity(&updated)?;
+        let autolock = member.kek.is_some();
+        let updated = self.update_identity(member, |id| id.autolock = autolock)?;
         tracing::info!(
             "autolock {}",
             if updated.autolock {
@@ -717,16 +720,10 @@ impl Agent {
         if resp.role != role {
             return Ok(());
         }
-        let updated = {
-            let mut w = member
-                .identity
-                .write()
-                .map_err(|_| anyhow::anyhow!("identity lock poisoned"))?;
-            w.role = role;
-            w.raft_id = resp.raft_id;
-            w.clone()
-        };
-        self.state.save_identity(&updated)?;
+        self.update_identity(member, |id| {
+            id.role = role;
+            id.raft_id = resp.raft_id;
+        })?;
         match role {
             Role::Manager if member.manager.is_none() => {
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
