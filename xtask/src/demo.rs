@@ -106,7 +106,7 @@ pub fn run(root: &Path, keep: bool) -> Result<()> {
     );
     failures += usize::from(crossed.is_some());
 
-    println!("\n-- what h1's red network holds (`bridge fdb show dev vx-4096`, `ip -d link show eth0` in red-h1)");
+    println!("\n-- what h1's red network holds (`bridge fdb show dev vx-4096`; red-h1's eth0)");
     let ns = Topology::network_ns(ul.host(0), "red");
     print_indented(&Topology::run_in(&ns, "bridge", &["fdb", "show", "dev", "vx-4096"])?.stdout);
     let sb = Topology::sandbox_ns(ul.host(0), "red-h1");
@@ -119,7 +119,7 @@ pub fn run(root: &Path, keep: bool) -> Result<()> {
             "\nThe hosts stay up. Try, as root:\n  \
              nsenter --net={} {} --run-dir {} overlay show\n  \
              nsenter --net={} {} --run-dir {} overlay exec red-h1 -- ping -c 3 {}\n\
-             Tear everything down with:\n  cargo xtask clean",
+             Tear everything down with:\n  cargo xtask clean {}",
             h1.netns_path().display(),
             shoal.display(),
             h1.run_dir().display(),
@@ -127,6 +127,7 @@ pub fn run(root: &Path, keep: bool) -> Result<()> {
             shoal.display(),
             h1.run_dir().display(),
             topo.sandbox_ip("red", 2),
+            ul.prefix(),
         );
         // Deliberately skip the underlay's cleanup; `cargo xtask clean` does it.
         std::mem::forget(ul);

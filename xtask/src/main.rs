@@ -22,7 +22,7 @@ tasks:
   install-deps   install the missing apt packages and bpf-linker 0.13 (needs root)
   build-ebpf     build the eBPF object (ebpf/programs) with Debian's rustc
   test           install-deps, build-ebpf, build and test the workspace (needs root)
-  clean          remove network namespaces and other leftovers named shoal-*
+  clean [PREFIX] remove network namespaces and other leftovers named shoal-* (or one run's)
 ";
 
 fn main() -> ExitCode {
@@ -43,6 +43,13 @@ fn run_task() -> Result<()> {
         bail!("no task given");
     };
     let root = workspace_root();
+    if task == "clean" {
+        return match rest {
+            [] => suite::clean(None),
+            [prefix] => suite::clean(Some(prefix)),
+            _ => bail!("usage: cargo xtask clean [PREFIX]"),
+        };
+    }
     if task == "demo" {
         return match rest {
             [] => demo::run(&root, false),
@@ -57,7 +64,6 @@ fn run_task() -> Result<()> {
         "install-deps" => deps::install_all(),
         "build-ebpf" => ebpf::build(&root).map(|_| ()),
         "test" => suite::test(&root),
-        "clean" => suite::clean(),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

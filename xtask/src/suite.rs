@@ -52,9 +52,10 @@ pub fn test(root: &Path) -> Result<()> {
     leftovers
 }
 
-/// `cargo xtask clean`: removes everything the harness names `shoal-*`.
-pub fn clean() -> Result<()> {
-    let removed = shoal_tests::cleanup_leftovers(None).context("cleaning up leftovers")?;
+/// `cargo xtask clean [PREFIX]`: removes everything the harness names
+/// `shoal-*`, or only one run's (`shoal-tXXXXXX-N`) when a prefix is given.
+pub fn clean(prefix: Option<&str>) -> Result<()> {
+    let removed = shoal_tests::cleanup_leftovers(prefix).context("cleaning up leftovers")?;
     if removed.is_empty() {
         println!("nothing to clean");
     }
