@@ -58,12 +58,25 @@ pub enum HarnessError {
     )]
     ShoalBinaryMissing { path: PathBuf },
 
-    /// The kernel has no netem qdisc, so loss and delay cannot be emulated.
+    /// `netem_bin()` points at a file that does not exist, so `impair` cannot start
+    /// the relay that emulates loss and delay.
     #[error(
-        "netem is not available in this kernel, so `{command}` failed ({stderr}); loss and delay \
-         need CONFIG_NET_SCH_NETEM built in or the sch_netem module loadable"
+        "the link impairment relay is not at {}: build it with `cargo build -p shoal-tests \
+         --bin shoal-netem` (`cargo build --workspace` does too), or point SHOAL_NETEM_BIN at it",
+        path.display()
     )]
-    NetemUnavailable { command: String, stderr: String },
+    NetemBinaryMissing { path: PathBuf },
+
+    /// The impairment relay started but did not say it was forwarding frames in time.
+    #[error(
+        "`{command}` did not report `ready` within {seconds}s; the host's link stays healed. \
+         Its log ends with: {log}"
+    )]
+    RelayNotReady {
+        command: String,
+        seconds: u64,
+        log: String,
+    },
 
     /// A mount under a run dir could not be detached.
     #[error("could not unmount {}: {source}", path.display())]

@@ -1,29 +1,24 @@
 //! One simulated machine: a network namespace with an underlay interface, a run dir for
 //! the `shoal` it runs, the processes the harness started in it, and the knobs that
-//! break its link (cut off, loss, delay). Never touches anything outside its own netns
-//! and its own port on the underlay bridge.
+//! break its link (cut off, loss, delay). Never touches anything outside its own netns,
+//! its own port on the underlay bridge and that port's impairment detour.
 
 use std::{
     ffi::OsStr,
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex, MutexGuard,
-    },
-    time::{Duration, Instant},
+    sync::{Mutex, MutexGuard},
 };
 
 use crate::{
-    command, namespace,
+    command,
+    impairment::{Link, LinkImpairment},
+    namespace,
     naming::{HOST_IFACE, NETNS_DIR},
     process::{self, ProcessTable, Started},
     shoal_bin, warn, HarnessError, Result,
 };
-
-/// How long a spawned process may take to get into the host's netns.
-const NETNS_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A host of an `Underlay`, borrowed from it with `Underlay::host`.
 #[derive(Debug)]
@@ -36,8 +31,9 @@ pub struct Host {
     /// The netns holding the bridge, and this host's port on it.
     underlay_netns: String,
     port: String,
+    mtu: u32,
     processes: Mutex<ProcessTable>,
-    impaired: AtomicBool,
+    impairment: Mutex<LinkImpairment>,
 }
 
 /// Where a host sits on the underlay; everything `Host::new` needs.
@@ -49,6 +45,7 @@ pub(crate) struct Placement {
     pub(crate) log_dir: PathBuf,
     pub(crate) underlay_netns: String,
     pub(crate) port: String,
+    pub(crate) mtu: u32,
 }
 
 impl Host {
@@ -61,6 +58,7 @@ impl Host {
             log_dir,
             underlay_netns,
             port,
+            mtu,
         } = placement;
         Self {
             name,
@@ -70,8 +68,9 @@ impl Host {
             log_dir,
             underlay_netns,
             port,
+            mtu,
             processes: Mutex::default(),
-            impaired: AtomicBool::new(false),
+            impairment: Mutex::default(),
         }
     }
 
@@ -161,34 +160,7 @@ impl Host {
             self.name,
             processes.started().len() + 1
         ));
-        let description = command::describe(&command);
-        let pid = processes.spawn(command, log.clone())?;
-
-        let netns = self.netns_path();
-        let deadline = Instant::now() + NETNS_ENTRY_TIMEOUT;
-        loop {
-            if namespace::contains(&netns, pid) && !process::is_nsenter(pid) {
-                return Ok(pid);
-            }
-            match processes.exit_status(pid) {
-                Some(status) if status.success() => return Ok(pid),
-                Some(status) => {
-                    return Err(HarnessError::CommandFailed {
-                        command: description,
-                        status,
-                        stderr: process::tail(&log),
-                    })
-                }
-                None if Instant::now() >= deadline => {
-                    return Err(HarnessError::NetnsEntryTimeout {
-                        command: description,
-                        netns: self.netns.clone(),
-                        seconds: NETNS_ENTRY_TIMEOUT.as_secs(),
-                    })
-                }
-                None => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
+        process::start_in_netns(&mut processes, command, log, &self.netns_path())
     }
 
     /// SIGKILLs every process the harness started in this host (and only those), and
@@ -199,9 +171,12 @@ impl Host {
         }
     }
 
-    /// Like `kill_processes`, returning what could not be killed.
+    /// Like `kill_processes`, and also kills the impairment relay (leaving the link
+    /// detoured: for teardown), returning what could not be killed.
     pub(crate) fn kill_tracked(&self) -> Vec<HarnessError> {
-        self.processes().kill_all()
+        let mut failures = self.processes().kill_all();
+        failures.extend(self.impairment().kill_relays());
+        failures
     }
 
     /// The PIDs of every process in the host's netns, whoever started it.
@@ -234,60 +209,71 @@ impl Host {
         ])
     }
 
-    /// Puts the host's link in a bad state: every packet sent *to* the host is dropped
-    /// with probability `loss_pct` percent and delayed by `delay_ms`, so a round trip
-    /// through the host takes `delay_ms` longer. Undone by `heal`.
+    /// Puts the host's link in a bad state: every frame sent *to* the host is dropped
+    /// with probability `loss_pct` percent and the others delayed by `delay_ms`, in
+    /// order; frames *from* the host are untouched. So a round trip through the host
+    /// takes `delay_ms` longer, and between two impaired hosts each direction crosses one
+    /// impairment: `impair(10.0, 50)` on both gives 50 ms one way, 100 ms round trip, and
+    /// 10% loss each way. Calling it again replaces the settings. Undone by `heal`.
     ///
-    /// Needs the netem qdisc; without it this returns `HarnessError::NetemUnavailable`
-    /// and the link is left as it was.
+    /// This kernel has no netem qdisc, so the host's port is taken off the bridge and
+    /// rejoined through the `shoal-netem` relay (see `netem_bin`), a process in the
+    /// underlay netns reading and writing frames on AF_PACKET sockets. Tx checksum
+    /// offload (and with it TSO) is off on `eth0` while impaired, so each lost frame is
+    /// one wire packet. The relay forwards some 60k frames/s toward the host (measured on
+    /// 2 vCPUs shared with the traffic) and counts what it drops in its log; changing the
+    /// settings restarts it, losing the frames it held. On error the link is left healed.
     pub fn impair(&self, loss_pct: f64, delay_ms: u32) -> Result<()> {
         if !(0.0..=100.0).contains(&loss_pct) {
             return Err(HarnessError::InvalidConfig(format!(
                 "loss must be between 0 and 100 percent, not {loss_pct}"
             )));
         }
-        let mut tc = Command::new("tc");
-        tc.args(["-n", &self.underlay_netns, "qdisc", "replace", "dev"])
-            .arg(&self.port)
-            .args(["root", "netem", "loss"])
-            .arg(format!("{loss_pct}%"))
-            .arg("delay")
-            .arg(format!("{delay_ms}ms"));
-        match command::run(&mut tc) {
-            Ok(_) => {
-                self.impaired.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(HarnessError::CommandFailed {
-                command, stderr, ..
-            }) if stderr.contains("qdisc kind is unknown") => {
-                Err(HarnessError::NetemUnavailable { command, stderr })
-            }
-            Err(err) => Err(err),
-        }
+        self.impairment().apply(self.link(), loss_pct, delay_ms)
     }
 
-    /// Undoes `cut_off` and `impair`: the link is up and passes every packet at once.
+    /// Undoes `cut_off` and `impair`: the relay is stopped, the host's port is back on
+    /// the bridge and up, and the link passes every frame at once.
     pub fn heal(&self) -> Result<()> {
-        if self.impaired.load(Ordering::SeqCst) {
-            let mut tc = Command::new("tc");
-            tc.args(["-n", &self.underlay_netns, "qdisc", "del", "dev"])
-                .arg(&self.port)
-                .arg("root");
-            command::run(&mut tc)?;
-            self.impaired.store(false, Ordering::SeqCst);
+        {
+            let mut impairment = self.impairment();
+            if impairment.is_active() {
+                impairment.remove(self.link())?;
+            }
         }
         command::ip(&["-n", &self.underlay_netns, "link", "set", &self.port, "up"])
     }
 
+    /// Where the host's link is, for the impairment detour.
+    fn link(&self) -> Link<'_> {
+        Link {
+            host: &self.name,
+            host_netns: &self.netns,
+            underlay_netns: &self.underlay_netns,
+            port: &self.port,
+            mtu: self.mtu,
+            log_dir: &self.log_dir,
+        }
+    }
+
     /// Every process started in this host, for the logs shown when a test panics.
+    /// The impairment relays are included.
     pub(crate) fn started(&self) -> Vec<Started> {
-        self.processes().started().to_vec()
+        let mut started = self.processes().started().to_vec();
+        started.extend_from_slice(self.impairment().started());
+        started
     }
 
     fn processes(&self) -> MutexGuard<'_, ProcessTable> {
         // A panic while holding the lock leaves the table consistent; keep using it.
         self.processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn impairment(&self) -> MutexGuard<'_, LinkImpairment> {
+        // As for `processes`: the state stays consistent across a panic.
+        self.impairment
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -315,6 +301,7 @@ mod tests {
             log_dir: "/run/shoal-test/shoal-t000001-1/logs".into(),
             underlay_netns: "shoal-t000001-1-underlay".into(),
             port: "h1".into(),
+            mtu: 1500,
         })
     }
 
@@ -329,10 +316,10 @@ mod tests {
     }
 
     #[test]
-    fn impair_rejects_impossible_loss_before_running_tc() {
-        let err = host()
-            .impair(150.0, 0)
-            .expect_err("150% loss is impossible");
-        assert!(matches!(err, HarnessError::InvalidConfig(_)), "{err}");
+    fn impair_rejects_impossible_loss_before_touching_the_link() {
+        for loss in [150.0, -1.0, f64::NAN] {
+            let err = host().impair(loss, 0).expect_err("impossible loss");
+            assert!(matches!(err, HarnessError::InvalidConfig(_)), "{err}");
+        }
     }
 }

@@ -19,6 +19,7 @@ mod cleanup;
 mod command;
 mod error;
 mod host;
+mod impairment;
 mod mountinfo;
 mod namespace;
 mod naming;
@@ -59,14 +60,38 @@ pub fn shoal_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("SHOAL_BIN") {
         return PathBuf::from(bin);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+    target_dir().join("debug").join("shoal")
+}
+
+/// The `shoal-netem` relay `Host::impair` runs, a binary of this crate: `$SHOAL_NETEM_BIN`
+/// if set, else `shoal-netem` beside the running test's build dir (`target/<profile>`,
+/// when the test binary is in `target/<profile>/deps`) if it is there, else
+/// `debug/shoal-netem` in the target dir as for `shoal_bin`.
+///
+/// Cargo builds it for `cargo test -p shoal-tests` and `cargo build --workspace`, not for
+/// another crate's tests: run `cargo build -p shoal-tests --bin shoal-netem` first.
+pub fn netem_bin() -> PathBuf {
+    const NAME: &str = "shoal-netem";
+    if let Some(bin) = std::env::var_os("SHOAL_NETEM_BIN") {
+        return PathBuf::from(bin);
+    }
+    let beside_test = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        let bin = deps.parent()?.join(NAME);
+        (deps.file_name()? == "deps" && bin.is_file()).then_some(bin)
+    });
+    beside_test.unwrap_or_else(|| target_dir().join("debug").join(NAME))
+}
+
+/// `$CARGO_TARGET_DIR` if set, else `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || {
             let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
             crate_dir.parent().unwrap_or(crate_dir).join("target")
         },
         PathBuf::from,
-    );
-    target.join("debug").join("shoal")
+    )
 }
 
 /// Writes a harness message to stderr, tagged with the current thread (for tests, the

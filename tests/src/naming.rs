@@ -60,6 +60,17 @@ pub(crate) fn underlay_netns(prefix: &str) -> String {
     format!("{prefix}-underlay")
 }
 
+/// The underlay end of the veth pair that detours host port `port` through the
+/// impairment relay: the relay reads and writes it (`h2-relay`).
+pub(crate) fn relay_end(port: &str) -> String {
+    format!("{port}-relay")
+}
+
+/// The bridge end of that veth pair, a port of the bridge (`h2-bridge`).
+pub(crate) fn relay_bridge_end(port: &str) -> String {
+    format!("{port}-bridge")
+}
+
 /// The underlay address of host `index` (0-based): 198.18.0.(index + 1).
 pub(crate) fn host_addr(index: usize) -> Option<Ipv4Addr> {
     if index >= MAX_HOSTS {
@@ -105,6 +116,15 @@ mod tests {
         assert_eq!(host_addr(0), Some(Ipv4Addr::new(198, 18, 0, 1)));
         assert_eq!(host_addr(253), Some(Ipv4Addr::new(198, 18, 0, 254)));
         assert_eq!(host_addr(254), None);
+    }
+
+    #[test]
+    fn detour_names_fit_an_interface_name() {
+        // IFNAMSIZ is 16 with the NUL: 15 characters at most, even for host 254.
+        let port = host_name(MAX_HOSTS - 1);
+        assert_eq!(relay_end(&port), "h254-relay");
+        assert!(relay_bridge_end(&port).len() <= 15);
+        assert_ne!(relay_end("h1"), relay_bridge_end("h1"));
     }
 
     #[test]

@@ -6,12 +6,15 @@ use std::{
     fs::File,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
 };
 
-use crate::{command, HarnessError, Result};
+use crate::{command, namespace, HarnessError, Result};
 
 /// Lines of each log shown when a test panics.
 const TAIL_LINES: usize = 40;
+/// How long a spawned process may take to get into its netns.
+const NETNS_ENTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A process started by the harness, and where its output goes.
 #[derive(Debug, Clone)]
@@ -84,6 +87,48 @@ impl ProcessTable {
     /// Every process ever started here, in start order.
     pub(crate) fn started(&self) -> &[Started] {
         &self.started
+    }
+}
+
+/// Starts `command` (an `nsenter --net=<netns>` command) as a tracked process of
+/// `table` logging to `log`, and waits until nsenter has entered `netns` and exec'd the
+/// program, or the program has exited. If it cannot be started (say, it does not exist)
+/// the error quotes nsenter's complaint.
+pub(crate) fn start_in_netns(
+    table: &mut ProcessTable,
+    command: Command,
+    log: PathBuf,
+    netns: &Path,
+) -> Result<u32> {
+    let description = command::describe(&command);
+    let pid = table.spawn(command, log.clone())?;
+    let deadline = Instant::now() + NETNS_ENTRY_TIMEOUT;
+    loop {
+        if namespace::contains(netns, pid) && !is_nsenter(pid) {
+            return Ok(pid);
+        }
+        match table.exit_status(pid) {
+            Some(status) if status.success() => return Ok(pid),
+            Some(status) => {
+                return Err(HarnessError::CommandFailed {
+                    command: description,
+                    status,
+                    stderr: tail(&log),
+                })
+            }
+            None if Instant::now() >= deadline => {
+                return Err(HarnessError::NetnsEntryTimeout {
+                    command: description,
+                    netns: netns
+                        .file_name()
+                        .unwrap_or(netns.as_os_str())
+                        .to_string_lossy()
+                        .into_owned(),
+                    seconds: NETNS_ENTRY_TIMEOUT.as_secs(),
+                })
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
     }
 }
 

@@ -189,6 +189,7 @@ impl Underlay {
             log_dir: self.log_dir(),
             underlay_netns: self.netns.clone(),
             port: name,
+            mtu: self.mtu,
         }));
         Ok(())
     }
