@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod daemon;
 pub mod ebpf;
+pub mod gossip;
 pub mod netns;
 pub mod overlay;

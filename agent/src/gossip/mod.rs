@@ -1,0 +1,12 @@
+//! Gossip on port 7946: SWIM membership (foca) over UDP, full-state sync over
+//! TCP, and per-network endpoint tables (task id, IP, MAC, VTEP, service,
+//! published ports) with owners, versions and tombstones. Every message is
+//! authenticated and encrypted with the cluster's gossip key.
+//!
+//! The core here is I/O-free (tables and codec so far; the membership driver
+//! and the transport come next), so the same code runs in the agent and in a
+//! deterministic in-process simulation. It never programs the kernel: the
+//! overlay and the mesh read the tables.
+
+pub mod codec;
+pub mod table;

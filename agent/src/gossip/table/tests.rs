@@ -1,0 +1,328 @@
+//! Scenarios of the endpoint tables as users of the data plane see them:
+//! publish, withdraw, node death and return, restarts, and paged syncs.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_control::objects::MacAddr;
+
+use super::*;
+
+pub(super) const NET: &str = "app";
+
+pub(super) fn record(task: &str, ip: u8) -> EndpointRecord {
+    let addr = Ipv4Addr::new(10, 0, 0, ip);
+    EndpointRecord {
+        task_id: task.to_string(),
+        service: "web".to_string(),
+        ip: addr,
+        mac: MacAddr::from_ipv4(addr),
+        vtep: Ipv4Addr::new(192, 168, 0, 1),
+        ports: vec![PublishedPort {
+            protocol: Protocol::Tcp,
+            published: 8080,
+            target: 80,
+        }],
+    }
+}
+
+pub(super) fn node(name: &str, clock: &Arc<ManualClock>) -> Tables {
+    Tables::with_clock(name, clock.clone())
+}
+
+/// Runs one anti-entropy exchange in both directions, then delivers the
+/// owners' answers until there are none.
+pub(super) fn sync(a: &mut Tables, b: &mut Tables, page_bytes: usize) {
+    let to_b = a.missing_for(&b.digest(), page_bytes);
+    let to_a = b.missing_for(&a.digest(), page_bytes);
+    // Answers go back to the side whose page caused them.
+    let mut for_a: Vec<Delta> = to_b
+        .into_iter()
+        .flat_map(|p| b.apply_page(p).answers)
+        .collect();
+    let mut for_b: Vec<Delta> = to_a
+        .into_iter()
+        .flat_map(|p| a.apply_page(p).answers)
+        .collect();
+    for _ in 0..8 {
+        if for_a.is_empty() && for_b.is_empty() {
+            return;
+        }
+        let next_b: Vec<Delta> = for_a.drain(..).filter_map(|d| a.apply(d).answer).collect();
+        let next_a: Vec<Delta> = for_b.drain(..).filter_map(|d| b.apply(d).answer).collect();
+        for_a = next_a;
+        for_b = next_b;
+    }
+    panic!("answers kept coming");
+}
+
+fn programmed(t: &Tables, alive: impl Fn(&str) -> bool) -> Vec<(String, Ipv4Addr)> {
+    t.live_endpoints(NET, alive)
+        .iter()
+        .map(|e| (e.record.task_id.clone(), e.record.ip))
+        .collect()
+}
+
+#[test]
+fn a_published_endpoint_is_programmed_everywhere() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let (mut a, mut b) = (node("a", &clock), node("b", &clock));
+    let delta = a.publish(NET, record("t1", 2));
+    assert!(b.apply(delta.clone()).changed);
+    assert!(!b.apply(delta).changed, "a duplicate changes nothing");
+    assert_eq!(
+        programmed(&b, |_| true),
+        [("t1".into(), Ipv4Addr::new(10, 0, 0, 2))]
+    );
+    assert_eq!(
+        b.sizes()[NET],
+        TableSize {
+            live: 1,
+            tombstones: 0
+        }
+    );
+}
+
+#[test]
+fn a_withdrawal_leaves_a_tombstone_that_holds_the_ip_until_reaped() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let ttl = Duration::from_secs(60);
+    let mut a = node("a", &clock).with_tombstone_ttl(ttl);
+    let mut b = node("b", &clock).with_tombstone_ttl(ttl);
+    b.apply(a.publish(NET, record("t1", 2)));
+    clock.advance(5);
+    let tombstone = a.withdraw(NET, "t1").expect("a owns t1");
+    assert!(a.withdraw(NET, "t1").is_none(), "already withdrawn");
+    assert!(b.apply(tombstone).changed);
+    assert!(programmed(&b, |_| true).is_empty());
+    let held = (NET.to_string(), Ipv4Addr::new(10, 0, 0, 2));
+    assert!(b.held_ips().contains(&held));
+    assert_eq!(
+        b.sizes()[NET],
+        TableSize {
+            live: 0,
+            tombstones: 1
+        }
+    );
+
+    assert_eq!(b.reap(1_005 + 59_999), 0);
+    assert_eq!(b.reap(1_005 + 60_000), 1);
+    assert!(b.held_ips().is_empty());
+    assert!(b.sizes().is_empty());
+}
+
+#[test]
+fn only_the_owner_withdraws_and_unknown_tasks_are_refused() {
+    let clock = Arc::new(ManualClock::new(1));
+    let (mut a, mut b) = (node("a", &clock), node("b", &clock));
+    b.apply(a.publish(NET, record("t1", 2)));
+    assert!(b.withdraw(NET, "t1").is_none());
+    assert!(a.withdraw(NET, "nope").is_none());
+    assert!(a.withdraw("other", "t1").is_none());
+}
+
+#[test]
+fn a_dead_nodes_entries_are_hidden_then_return_with_it() {
+    let clock = Arc::new(ManualClock::new(1));
+    let (mut a, mut b) = (node("a", &clock), node("b", &clock));
+    b.apply(a.publish(NET, record("t1", 2)));
+    b.publish(NET, record("t2", 3));
+    let a_dead = |n: &str| n != "a";
+    assert_eq!(
+        programmed(&b, a_dead),
+        [("t2".into(), Ipv4Addr::new(10, 0, 0, 3))]
+    );
+    assert_eq!(b.sizes()[NET].live, 2, "kept while dead");
+    assert_eq!(programmed(&b, |_| true).len(), 2, "back when alive");
+    assert_eq!(programmed(&b, |_| false).len(), 1, "self is always alive");
+}
+
+#[test]
+fn stale_deltas_are_ignored() {
+    let clock = Arc::new(ManualClock::new(1));
+    let (mut a, mut b) = (node("a", &clock), node("b", &clock));
+    let v1 = a.publish(NET, record("t1", 2));
+    let v2 = a.publish(NET, record("t1", 9));
+    assert!(b.apply(v2.clone()).changed);
+    assert!(!b.apply(v1).changed);
+    assert_eq!(b.get(NET, "t1"), Some(&v2));
+}
+
+#[test]
+fn a_restarted_owner_replaces_and_retires_its_previous_entries() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut old = node("a", &clock);
+    let mut b = node("b", &clock);
+    b.apply(old.publish(NET, record("t1", 2)));
+    b.apply(old.publish(NET, record("t2", 3)));
+
+    clock.set(2_000);
+    let mut new = node("a", &clock);
+    // The restarted agent learns its old entries, re-publishes the task that
+    // survived (with a new address here), then settles.
+    for page in b.missing_for(&new.digest(), DEFAULT_PAGE_BYTES) {
+        new.apply_page(page);
+    }
+    let t1 = new.publish(NET, record("t1", 7));
+    assert!(t1.version.epoch > 1_000);
+    let retired = new.settle();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].task_id(), "t2");
+    b.apply(t1);
+    for d in retired {
+        b.apply(d);
+    }
+    assert_eq!(
+        programmed(&b, |_| true),
+        [("t1".into(), Ipv4Addr::new(10, 0, 0, 7))]
+    );
+}
+
+#[test]
+fn a_settled_owner_prunes_entries_it_never_heard_of_through_sync() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut old = node("a", &clock);
+    let mut b = node("b", &clock);
+    b.apply(old.publish(NET, record("t1", 2)));
+    b.apply(old.publish(NET, record("t2", 3)));
+
+    clock.set(2_000);
+    let mut new = node("a", &clock);
+    new.publish(NET, record("t1", 7));
+    assert!(new.settle().is_empty(), "it knows nothing of t2 yet");
+    sync(&mut new, &mut b, DEFAULT_PAGE_BYTES);
+    assert_eq!(
+        programmed(&b, |_| true),
+        [("t1".into(), Ipv4Addr::new(10, 0, 0, 7))]
+    );
+    assert_eq!(new.entries, b.entries);
+    assert_eq!(new.digest(), b.digest());
+}
+
+#[test]
+fn a_settled_owner_answers_a_stale_copy_of_its_entry() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let mut old = node("a", &clock);
+    let stale = old.publish(NET, record("t1", 2));
+    clock.set(2_000);
+    let mut new = node("a", &clock);
+    new.settle();
+    let applied = new.apply(stale.clone());
+    assert!(!applied.changed);
+    let answer = applied.answer.expect("a tombstone answers the stale copy");
+    assert!(answer.is_tombstone() && answer.version > stale.version);
+    let mut b = node("b", &clock);
+    b.apply(stale);
+    b.apply(answer);
+    assert!(programmed(&b, |_| true).is_empty());
+}
+
+#[test]
+fn an_owner_whose_clock_went_back_still_wins_for_its_tasks() {
+    let clock = Arc::new(ManualClock::new(5_000));
+    let mut old = node("a", &clock);
+    let mut b = node("b", &clock);
+    b.apply(old.publish(NET, record("t1", 2)));
+    // Restarted with a clock 4 s behind: its epoch is below the old one.
+    clock.set(1_000);
+    let mut new = node("a", &clock);
+    let fresh = new.publish(NET, record("t1", 9));
+    new.settle();
+    assert!(!b.apply(fresh).changed, "loses to the old epoch at first");
+    sync(&mut new, &mut b, DEFAULT_PAGE_BYTES);
+    assert_eq!(
+        programmed(&b, |_| true),
+        [("t1".into(), Ipv4Addr::new(10, 0, 0, 9))]
+    );
+    assert!(new.epoch() >= 5_000, "the epoch moved past the old one");
+}
+
+#[test]
+fn pages_are_bounded_and_rebuild_a_large_table() {
+    let clock = Arc::new(ManualClock::new(1));
+    let mut owners: Vec<Tables> = (0..4).map(|i| node(&format!("n{i}"), &clock)).collect();
+    let mut full = node("full", &clock);
+    for i in 0..2_000u32 {
+        let owner = &mut owners[(i % 4) as usize];
+        let mut r = record(&format!("task-{i:05}"), (i % 250) as u8 + 1);
+        r.ports.extend((0..i % 7).map(|p| PublishedPort {
+            protocol: Protocol::Udp,
+            published: 30_000 + p as u16,
+            target: 53,
+        }));
+        full.apply(owner.publish(format!("net-{}", i % 3), r));
+    }
+    owners[0].settle();
+    full.apply(owners[0].withdraw("net-0", "task-00000").expect("owned"));
+    let mut empty = node("empty", &clock);
+    let page_bytes = 4_096;
+    let pages = full.missing_for(&empty.digest(), page_bytes);
+    assert!(pages.len() > 20, "{} pages", pages.len());
+    for page in pages {
+        let len = postcard::to_allocvec(&page).expect("encodes").len();
+        assert!(len <= page_bytes, "page of {len} bytes");
+        empty.apply_page(page);
+    }
+    assert_eq!(empty.entries, full.entries);
+    assert!(full.missing_for(&empty.digest(), page_bytes).is_empty());
+}
+
+#[test]
+fn a_forgotten_owner_stays_gone() {
+    let clock = Arc::new(ManualClock::new(1));
+    let (mut a, mut b) = (node("a", &clock), node("b", &clock));
+    let d = a.publish(NET, record("t1", 2));
+    b.apply(d.clone());
+    assert_eq!(b.forget_owner("a"), 1);
+    assert!(!b.apply(d).changed);
+    assert!(b.apply(a.publish(NET, record("t2", 3))).answer.is_none());
+    assert!(b.sizes().is_empty());
+    assert_eq!(b.forget_owner("b"), 0, "never forgets itself");
+}
+
+#[test]
+fn two_live_entries_on_one_ip_resolve_to_the_latest_write() {
+    let clock = Arc::new(ManualClock::new(1));
+    let (mut a, mut c, mut b) = (node("a", &clock), node("c", &clock), node("b", &clock));
+    let stale = a.publish(NET, record("old-task", 2));
+    clock.advance(10);
+    let fresh = c.publish(NET, record("new-task", 2));
+    b.apply(fresh);
+    b.apply(stale);
+    assert_eq!(
+        programmed(&b, |_| true),
+        [("new-task".into(), Ipv4Addr::new(10, 0, 0, 2))]
+    );
+}
+
+#[test]
+fn an_entry_resurrected_after_its_tombstone_was_reaped_is_withdrawn_again() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let ttl = Duration::from_secs(60);
+    let mut a = node("a", &clock).with_tombstone_ttl(ttl);
+    let mut b = node("b", &clock).with_tombstone_ttl(ttl);
+    let mut c = node("c", &clock).with_tombstone_ttl(ttl);
+    a.settle();
+    for d in [
+        a.publish(NET, record("t0", 2)),
+        a.publish(NET, record("t1", 3)),
+    ] {
+        b.apply(d.clone());
+        c.apply(d);
+    }
+    b.apply(a.withdraw(NET, "t1").expect("owned"));
+    // c was cut off and missed the withdrawal; b and a reap the tombstone.
+    clock.advance(61_000);
+    assert_eq!((a.reap(clock.now_ms()), b.reap(clock.now_ms())), (1, 1));
+    sync(&mut c, &mut b, DEFAULT_PAGE_BYTES);
+    assert_eq!(programmed(&b, |_| true).len(), 2, "c brought t1 back to b");
+
+    // The owner's authoritative pages withdraw it again, and that spreads.
+    sync(&mut a, &mut b, DEFAULT_PAGE_BYTES);
+    sync(&mut b, &mut c, DEFAULT_PAGE_BYTES);
+    let only_t0 = [("t0".to_string(), Ipv4Addr::new(10, 0, 0, 2))];
+    assert_eq!(programmed(&b, |_| true), only_t0);
+    assert_eq!(programmed(&c, |_| true), only_t0);
+    assert_eq!(programmed(&a, |_| true), only_t0);
+}
