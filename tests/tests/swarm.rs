@@ -363,6 +363,14 @@ fn certificates_renew_before_expiry() {
     cli_ok(m, &["node", "update", "--label-add", "renewed=yes", "h2"]);
 }
 
+/// A swarm of one manager (h1) and one worker (h2).
+fn manager_and_worker() -> Underlay {
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    start_agents(&[ul.host(0), ul.host(1)]);
+    form(ul.host(0), &[], &[ul.host(1)]);
+    ul
+}
+
 fn unlock(host: &shoal_tests::Host, key: &str) -> std::process::Output {
     let script = format!(
         "echo '{key}' | {} --run-dir {} swarm unlock",
@@ -377,11 +385,8 @@ fn unlock(host: &shoal_tests::Host, key: &str) -> std::process::Output {
 #[test]
 fn autolocked_manager_needs_its_key_after_restart() {
     require_root();
-    let ul = Underlay::builder().hosts(2).build().expect("underlay");
-    let (m, w) = (ul.host(0), ul.host(1));
-    start_agent(m).expect("agent");
-    start_agent(w).expect("agent");
-    form(m, &[], &[w]);
+    let ul = manager_and_worker();
+    let m = ul.host(0);
     cli_ok(
         m,
         &[
@@ -457,11 +462,8 @@ fn autolocked_manager_needs_its_key_after_restart() {
 #[test]
 fn backup_and_restore_a_manager() {
     require_root();
-    let ul = Underlay::builder().hosts(2).build().expect("underlay");
-    let (m, w) = (ul.host(0), ul.host(1));
-    start_agent(m).expect("agent");
-    start_agent(w).expect("agent");
-    form(m, &[], &[w]);
+    let ul = manager_and_worker();
+    let m = ul.host(0);
     cli_ok(m, &["node", "update", "--label-add", "backed=up", "h2"]);
     let state = shoal_tests::swarm::state_dir(m);
     let backup = m.run_dir().join("backup");
