@@ -3,10 +3,12 @@
 //! published ports) with owners, versions and tombstones. Every message is
 //! authenticated and encrypted with the cluster's gossip key.
 //!
-//! The core here is I/O-free (tables and codec so far; the membership driver
-//! and the transport come next), so the same code runs in the agent and in a
-//! deterministic in-process simulation. It never programs the kernel: the
+//! The core here is I/O-free (codec, tables, membership driver; the transport
+//! comes next), so the same code runs in the agent and in a deterministic
+//! in-process simulation (`sim`). It never programs the kernel: the
 //! overlay and the mesh read the tables.
 
 pub mod codec;
+pub mod membership;
+pub mod sim;
 pub mod table;
