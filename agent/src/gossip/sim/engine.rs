@@ -174,19 +174,7 @@ impl<A: AppNode> Simulation<A> {
                     }
                 }
                 Effect::SyncRequest { to, bytes } | Effect::SyncReply { to, bytes } => {
-                    self.stats.stream_messages += 1;
-                    let Some(dst) = node_index(to) else { continue };
-                    if let Some(delay) = self.network.stream(node, dst, &mut self.rng) {
-                        let from = node_addr(node);
-                        self.push(
-                            now + delay,
-                            Event::Sync {
-                                to: dst,
-                                from,
-                                bytes,
-                            },
-                        );
-                    }
+                    self.send_stream(node, to, |to, from| Event::Sync { to, from, bytes });
                 }
                 Effect::ScheduleTimer { at, timer } => {
                     let life = self.slots[node].life;
@@ -232,21 +220,24 @@ impl<A: AppNode> Simulation<A> {
                     }
                 }
                 AppOutput::Stream { to, bytes } => {
-                    self.stats.stream_messages += 1;
-                    let Some(dst) = node_index(to) else { continue };
-                    if let Some(delay) = self.network.stream(node, dst, &mut self.rng) {
-                        let from = node_addr(node);
-                        self.push(
-                            now + delay,
-                            Event::AppStream {
-                                to: dst,
-                                from,
-                                bytes,
-                            },
-                        );
-                    }
+                    self.send_stream(node, to, |to, from| Event::AppStream { to, from, bytes });
                 }
             }
+        }
+    }
+
+    /// Queues a stream (TCP-like) message from `node` to `to` after the
+    /// link's delay; counts it, and drops it if the link is down.
+    fn send_stream(
+        &mut self,
+        node: usize,
+        to: SocketAddr,
+        event: impl FnOnce(usize, SocketAddr) -> Event,
+    ) {
+        self.stats.stream_messages += 1;
+        let Some(dst) = node_index(to) else { return };
+        if let Some(delay) = self.network.stream(node, dst, &mut self.rng) {
+            self.push(self.now + delay, event(dst, node_addr(node)));
         }
     }
 
