@@ -335,8 +335,7 @@ impl ManagerCtx {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(node_id.clone(), Instant::now());
         }
-        let mut managers = self.manager_addrs();
-        managers.sort_by_key(|a| Some(a) != self.leader_addr().as_ref());
+        let managers = self.managers_leader_first();
         to_json(&JoinResponse {
             node_id,
             cluster_id: cluster.id,
@@ -397,9 +396,7 @@ impl ManagerCtx {
             let relay = self.peers.heartbeat(&leader, json.to_string());
             let _ = tokio::time::timeout(Duration::from_millis(HEARTBEAT_PERIOD_MS), relay).await;
         }
-        let mut managers = self.manager_addrs();
-        let leader = self.leader_addr();
-        managers.sort_by_key(|a| Some(a) != leader.as_ref());
+        let managers = self.managers_leader_first();
         to_json(&HeartbeatResponse {
             role: node.role,
             managers,

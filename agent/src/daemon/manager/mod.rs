@@ -110,6 +110,15 @@ impl ManagerCtx {
             .collect()
     }
 
+    /// The managers' API addresses with the leader's first, so nodes try it
+    /// before the others.
+    pub fn managers_leader_first(&self) -> Vec<String> {
+        let mut managers = self.manager_addrs();
+        let leader = self.leader_addr();
+        managers.sort_by_key(|a| Some(a) != leader.as_ref());
+        managers
+    }
+
     /// `Some(addr)` of the leader's API, if one is known.
     pub fn leader_addr(&self) -> Option<String> {
         self.raft.leader().map(|(_, addr)| addr)
