@@ -3,12 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::Role;
+use crate::objects::{NetworkSpec, Role};
 
 /// How often agents heartbeat, and how long managers wait before marking a
 /// silent node Down (Swarm: 5 s and ~15 s).
 pub const HEARTBEAT_PERIOD_MS: u64 = 500;
 pub const DOWN_AFTER_MS: u64 = 2_000;
+
+/// The port every node gossips on, UDP (SWIM) and TCP (full-state sync), as
+/// in Docker's swarm mode.
+pub const GOSSIP_PORT: u16 = 7946;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
@@ -60,4 +64,40 @@ pub struct HeartbeatResponse {
     pub role: Role,
     pub managers: Vec<String>,
     pub period_ms: u64,
+    /// Keys and peers for gossip; `None` when the manager could not read
+    /// them (the node keeps what it has).
+    #[serde(default)]
+    pub gossip: Option<GossipConfig>,
+    /// Every overlay network of the swarm; `None` when unknown (the node
+    /// keeps its last list, so its data plane survives a manager outage).
+    #[serde(default)]
+    pub networks: Option<Vec<NetworkSpec>>,
+}
+
+/// What a node needs to take part in gossip, handed out by the managers
+/// over the mutually authenticated heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipConfig {
+    /// Every key a node must accept (during a rotation, the old and the new).
+    pub keys: Vec<GossipKey>,
+    /// The id of the key to seal with.
+    pub primary: u32,
+    /// Gossip addresses (`ip:port`) of other nodes to join through.
+    pub peers: Vec<String>,
+}
+
+/// One cluster gossip key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipKey {
+    pub id: u32,
+    /// 32 bytes, hex-encoded.
+    pub key: String,
+}
+
+impl std::fmt::Debug for GossipKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GossipKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }

@@ -401,6 +401,8 @@ impl ManagerCtx {
             role: node.role,
             managers,
             period_ms: HEARTBEAT_PERIOD_MS,
+            gossip: None,
+            networks: None,
         })
     }
 }
