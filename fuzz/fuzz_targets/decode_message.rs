@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         Message::Digest(digest) | Message::SyncRequest { digest, .. } => {
             let _ = tables.missing_for(&digest, DEFAULT_PAGE_BYTES);
         }
-        Message::Membership(_) => {}
+        Message::Membership(_) | Message::MemberList(_) => {}
     }
     let _ = tables.digest();
     let _ = tables.sizes();

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use foca::{Foca, OwnedNotification};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use config::MembershipConfig;
@@ -97,7 +97,7 @@ pub enum MembershipError {
 }
 
 /// How this node sees a member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
     Alive,
@@ -113,7 +113,7 @@ impl MemberState {
 }
 
 /// One line of `shoal members`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
     pub node: NodeId,
     pub addr: SocketAddr,
@@ -125,7 +125,7 @@ pub struct MemberView {
 }
 
 /// Counters for metrics and `shoal members`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipStats {
     pub packets_received: u64,
     pub packets_dropped: u64,

@@ -4,14 +4,12 @@
 //! restarts. Same seed, same run. It measures failure detection, false
 //! deaths and convergence; `AppNode` lets table state ride along.
 
-mod app;
 mod engine;
 mod network;
 mod observe;
 mod scenario;
 #[cfg(test)]
 mod table_tests;
-mod tables;
 #[cfg(test)]
 mod tests;
 
@@ -26,14 +24,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::gossip::membership::{Effect, MemberId, Membership, MembershipConfig};
 use engine::{Event, Queued};
 
-pub use app::{AppNode, AppOutput, NoApp};
+pub use super::app::{AppNode, AppOutput, NoApp};
+pub use super::replica::TableNode;
 pub use network::{node_addr, node_index, LinkModel};
 pub use observe::{FalseDeath, Seen};
 pub use scenario::{
     endpoint, measure_detection, measure_false_deaths, measure_join, measure_propagation,
     table_cluster, DetectionRun, FalseDeathRun, Summary, TABLE_SYNC_INTERVAL,
 };
-pub use tables::TableNode;
 
 /// The shape of a simulation.
 #[derive(Clone, Debug)]

@@ -24,6 +24,8 @@ pub enum Message {
         last: bool,
         page: SyncPage,
     },
+    /// A full member list (membership's push-pull), over a stream.
+    MemberList(Vec<u8>),
 }
 
 impl Message {

@@ -1,0 +1,333 @@
+//! One node's replica of the endpoint tables (`gossip::table`) as an
+//! application of membership: it gossips its deltas as membership
+//! broadcasts, repairs what gossip missed by periodic anti-entropy with a
+//! random live member, and programs only the entries of owners membership
+//! says are alive. The agent runs it over UDP/TCP 7946, the simulation in
+//! virtual time; both drive its clock from the `now` they pass in.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::app::{AppNode, AppOutput};
+use crate::gossip::codec::Message;
+use crate::gossip::membership::MemberId;
+use crate::gossip::table::{
+    pack_deltas, Delta, EndpointRecord, LiveEndpoint, ManualClock, Tables, DEFAULT_PAGE_BYTES,
+};
+
+/// The simulated wall clock at virtual time zero (Unix milliseconds).
+const EPOCH_MS: u64 = 1_700_000_000_000;
+/// How many recent convergence lags are kept for quantiles.
+const LAG_WINDOW: usize = 512;
+/// Largest encoded group of deltas per broadcast, within
+/// `Membership::max_broadcast_len` of the default configuration.
+const BROADCAST_BYTES: usize = 600;
+
+/// One node's endpoint tables.
+pub struct TableNode {
+    tables: Tables,
+    clock: Arc<ManualClock>,
+    /// Wall clock (Unix ms) at `now` zero.
+    base_ms: u64,
+    /// Live members: node id -> (identity bump, gossip address).
+    alive: BTreeMap<String, (u64, SocketAddr)>,
+    rng: ChaCha8Rng,
+    sync_interval: Duration,
+    next_sync: Duration,
+    session: u64,
+    generation: u64,
+    lag: LagStats,
+}
+
+/// How long peers' changes took to reach this replica: from the owner's
+/// write (its clock) to the first time this node stored it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LagStats {
+    /// Changes from other nodes stored so far.
+    pub count: u64,
+    pub last_ms: u64,
+    pub max_ms: u64,
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    #[serde(skip)]
+    recent: VecDeque<u64>,
+}
+
+impl LagStats {
+    fn record(&mut self, lag_ms: u64) {
+        self.count += 1;
+        self.last_ms = lag_ms;
+        self.max_ms = self.max_ms.max(lag_ms);
+        if self.recent.len() == LAG_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(lag_ms);
+        let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        self.p50_ms = at(0.5);
+        self.p99_ms = at(0.99);
+    }
+}
+
+impl TableNode {
+    /// Empty tables for simulated node `index` (named `n<index>` like its
+    /// member), started at `now`; anti-entropy every `sync_interval`.
+    pub fn new(index: usize, now: Duration, seed: u64, sync_interval: Duration) -> Self {
+        let mut node = Self::starting(
+            &format!("n{index}"),
+            EPOCH_MS,
+            now,
+            seed ^ (index as u64),
+            sync_interval,
+        );
+        // A simulated node runs no task across a restart: from the start it
+        // is the authority on its entries, and old copies get tombstoned.
+        node.tables.settle();
+        node
+    }
+
+    /// Empty, unsettled tables for node `node_id`, whose wall clock read
+    /// `base_ms` at `now` zero. Re-publish what this node still runs, then
+    /// call [`TableNode::settle`].
+    pub fn starting(
+        node_id: &str,
+        base_ms: u64,
+        now: Duration,
+        seed: u64,
+        sync_interval: Duration,
+    ) -> Self {
+        let clock = Arc::new(ManualClock::new(base_ms + millis(now)));
+        let tables = Tables::with_clock(node_id.to_string(), clock.clone());
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ millis(now));
+        let spread = u64::try_from(sync_interval.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let next_sync = now + Duration::from_nanos(rng.random_range(0..spread));
+        Self {
+            tables,
+            clock,
+            base_ms,
+            alive: BTreeMap::new(),
+            rng,
+            sync_interval,
+            next_sync,
+            session: 0,
+            generation: 0,
+            lag: LagStats::default(),
+        }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Bumped whenever what [`TableNode::live`] returns may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn lag(&self) -> &LagStats {
+        &self.lag
+    }
+
+    /// Whether membership reports `node` alive (this node always is).
+    pub fn is_alive(&self, node: &str) -> bool {
+        node == self.tables.self_node() || self.alive.contains_key(node)
+    }
+
+    /// Declares that this node re-published what it still runs (see
+    /// [`Tables::settle`]); returns the broadcasts of the withdrawals.
+    pub fn settle(&mut self, now: Duration) -> Vec<AppOutput> {
+        self.set_clock(now);
+        let stale = self.tables.settle();
+        self.changed(!stale.is_empty());
+        broadcasts(stale)
+    }
+
+    /// Publishes a task's endpoint on `network`; returns the broadcasts.
+    pub fn publish(
+        &mut self,
+        network: &str,
+        record: EndpointRecord,
+        now: Duration,
+    ) -> Vec<AppOutput> {
+        self.set_clock(now);
+        let delta = self.tables.publish(network, record);
+        self.changed(true);
+        broadcasts(vec![delta])
+    }
+
+    /// Withdraws a task's endpoint; returns the broadcasts.
+    pub fn withdraw(&mut self, network: &str, task_id: &str, now: Duration) -> Vec<AppOutput> {
+        self.set_clock(now);
+        let withdrawn: Vec<Delta> = self.tables.withdraw(network, task_id).into_iter().collect();
+        self.changed(!withdrawn.is_empty());
+        broadcasts(withdrawn)
+    }
+
+    /// What this node would program for `network`: live entries whose owner
+    /// membership reports alive.
+    pub fn live(&self, network: &str) -> Vec<LiveEndpoint<'_>> {
+        self.tables
+            .live_endpoints(network, |owner| self.alive.contains_key(owner))
+    }
+
+    fn set_clock(&self, now: Duration) {
+        self.clock.set(self.base_ms + millis(now));
+    }
+
+    fn changed(&mut self, changed: bool) {
+        if changed {
+            self.generation += 1;
+        }
+    }
+
+    /// Stores a peer's delta, recording how long it took to get here.
+    fn apply(&mut self, delta: Delta, now: Duration) -> Option<Delta> {
+        let written_at = delta.written_at;
+        let foreign = delta.owner != self.tables.self_node();
+        let applied = self.tables.apply(delta);
+        if applied.changed {
+            self.changed(true);
+            if foreign {
+                let now_ms = self.base_ms + millis(now);
+                self.lag.record(now_ms.saturating_sub(written_at));
+            }
+        }
+        applied.answer
+    }
+}
+
+impl AppNode for TableNode {
+    fn on_member_up(&mut self, member: &MemberId, _now: Duration) -> Vec<AppOutput> {
+        let node = member.node().as_str();
+        let newer = self
+            .alive
+            .get(node)
+            .is_none_or(|(bump, _)| *bump <= member.bump());
+        if newer {
+            self.alive
+                .insert(node.to_string(), (member.bump(), member.addr()));
+            self.changed(true);
+        }
+        Vec::new()
+    }
+
+    fn on_member_down(&mut self, member: &MemberId, _now: Duration) -> Vec<AppOutput> {
+        // Only this identity: a node that restarted is up with a higher one.
+        let node = member.node().as_str();
+        if self
+            .alive
+            .get(node)
+            .is_some_and(|(bump, _)| *bump == member.bump())
+        {
+            self.alive.remove(node);
+            self.changed(true);
+        }
+        Vec::new()
+    }
+
+    fn on_broadcast(&mut self, payload: &[u8], now: Duration) -> Vec<AppOutput> {
+        self.set_clock(now);
+        let Ok(Message::Deltas(deltas)) = Message::decode(payload) else {
+            return Vec::new();
+        };
+        let answers: Vec<Delta> = deltas
+            .into_iter()
+            .filter_map(|delta| self.apply(delta, now))
+            .collect();
+        broadcasts(answers)
+    }
+
+    fn on_stream(&mut self, from: SocketAddr, bytes: &[u8], now: Duration) -> Vec<AppOutput> {
+        self.set_clock(now);
+        match Message::decode(bytes) {
+            Ok(Message::SyncRequest { session, digest }) => {
+                let pages = self.tables.missing_for(&digest, DEFAULT_PAGE_BYTES);
+                let count = pages.len();
+                pages
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(index, page)| {
+                        let message = Message::SyncPage {
+                            session,
+                            index: u32::try_from(index).ok()?,
+                            last: index + 1 == count,
+                            page,
+                        };
+                        let bytes = Bytes::from(message.encode().ok()?);
+                        Some(AppOutput::Stream { to: from, bytes })
+                    })
+                    .collect()
+            }
+            Ok(Message::SyncPage { page, .. }) => {
+                let now_ms = self.base_ms + millis(now);
+                let fresh: Vec<u64> = page
+                    .deltas
+                    .iter()
+                    .filter(|d| d.owner != self.tables.self_node())
+                    .filter(|d| {
+                        self.tables
+                            .get(&d.network, d.task_id())
+                            .is_none_or(|held| d.supersedes(held))
+                    })
+                    .map(|d| now_ms.saturating_sub(d.written_at))
+                    .collect();
+                let applied = self.tables.apply_page(page);
+                self.changed(applied.changed > 0);
+                for lag in fresh {
+                    self.lag.record(lag);
+                }
+                broadcasts(applied.answers)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Vec<AppOutput> {
+        self.set_clock(now);
+        self.tables.reap(self.base_ms + millis(now));
+        if now < self.next_sync || self.alive.is_empty() {
+            return Vec::new();
+        }
+        self.next_sync = now + self.sync_interval;
+        let pick = self.rng.random_range(0..self.alive.len());
+        let Some(&(_, to)) = self.alive.values().nth(pick) else {
+            return Vec::new();
+        };
+        self.session += 1;
+        let request = Message::SyncRequest {
+            session: self.session,
+            digest: self.tables.digest(),
+        };
+        match request.encode() {
+            Ok(bytes) => vec![AppOutput::Stream {
+                to,
+                bytes: Bytes::from(bytes),
+            }],
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Deltas as broadcast payloads (`Message::Deltas`), each small enough to
+/// ride a membership datagram.
+fn broadcasts(deltas: Vec<Delta>) -> Vec<AppOutput> {
+    pack_deltas(deltas, BROADCAST_BYTES)
+        .into_iter()
+        .filter_map(|group| Message::Deltas(group).encode().ok())
+        .map(|bytes| AppOutput::Broadcast(Bytes::from(bytes)))
+        .collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
