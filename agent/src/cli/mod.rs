@@ -3,6 +3,7 @@
 
 mod client;
 mod format;
+mod network;
 mod overlay;
 mod swarm;
 
@@ -46,6 +47,9 @@ pub enum Command {
     /// Manage the swarm's nodes.
     #[command(subcommand)]
     Node(swarm::NodeCommand),
+    /// Manage the swarm's overlay networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Program this host's VXLAN overlay directly (plumbing; the agent drives
     /// it from gossip in a swarm).
     #[command(subcommand)]
@@ -89,6 +93,7 @@ impl Cli {
                 }
                 Command::Swarm(cmd) => cmd.run(&socket).await,
                 Command::Node(cmd) => cmd.run(&socket).await,
+                Command::Network(cmd) => cmd.run(&socket).await,
                 Command::Overlay(_) => unreachable!("handled above"),
             }
         })

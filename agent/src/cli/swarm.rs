@@ -63,6 +63,10 @@ pub enum SwarmCommand {
         autolock: Option<bool>,
         #[arg(long, value_parser = parse_duration)]
         cert_expiry: Option<Duration>,
+        /// Start using a new gossip key: accepted by every node at once, used
+        /// a few seconds later, the old one dropped a minute after that.
+        #[arg(long)]
+        rotate_gossip_key: bool,
     },
     /// Unlock a locked manager (reads the key from standard input).
     Unlock,
@@ -180,9 +184,11 @@ impl SwarmCommand {
             SwarmCommand::Update {
                 autolock,
                 cert_expiry,
+                rotate_gossip_key,
             } => LocalRequest::Api(ApiRequest::SwarmUpdate {
                 autolock,
                 cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                rotate_gossip_key,
             }),
             SwarmCommand::Unlock => {
                 eprint!("Please enter unlock key: ");

@@ -11,7 +11,11 @@ mod view;
 pub use local::LocalRequest;
 pub use node_rules::{check_demote, check_remove, NodeRuleError};
 pub use session::*;
-pub use view::{ManagerStatus, NodeView, Reachability};
+pub use view::{
+    rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
+};
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,13 +45,42 @@ pub enum ApiRequest {
     NodeSetRole { node: String, role: Role },
     /// manager: `node rm [--force]`.
     NodeRemove { node: String, force: bool },
-    /// manager: `swarm update --autolock` / `--cert-expiry`.
+    /// manager: `swarm update --autolock` / `--cert-expiry` /
+    /// `--rotate-gossip-key`.
     SwarmUpdate {
         autolock: Option<bool>,
         cert_expiry_secs: Option<u64>,
+        /// Adds a gossip key: accepted at once, primary a few seconds later.
+        #[serde(default)]
+        rotate_gossip_key: bool,
     },
     /// manager: the current unlock key (`swarm unlock-key`).
     UnlockKey,
+    /// manager: `network create`; answers [`ApiResponse::Network`].
+    NetworkCreate {
+        name: String,
+        /// Only `overlay` (the default) is accepted.
+        #[serde(default)]
+        driver: Option<String>,
+        /// CIDR; default: the first free /24 of 10.0.0.0/8.
+        #[serde(default)]
+        subnet: Option<String>,
+        /// Default: the subnet's first host address.
+        #[serde(default)]
+        gateway: Option<String>,
+        /// `--opt mtu=N`.
+        #[serde(default)]
+        mtu: Option<u32>,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+    },
+    /// manager: `network ls`.
+    NetworkList,
+    /// manager: `network inspect NETWORK` (id, name or unique id prefix).
+    NetworkInspect { name_or_id: String },
+    /// manager: `network rm NETWORK`; answers [`ApiResponse::Done`] with the
+    /// network's name.
+    NetworkRemove { name_or_id: String },
     /// manager (internal): a node that joined or was promoted as a manager
     /// is ready; the leader adds it to the Raft group.
     AddManager { node_id: String },
@@ -66,6 +99,8 @@ impl ApiRequest {
             ApiRequest::Info
                 | ApiRequest::NodeList
                 | ApiRequest::NodeInspect { .. }
+                | ApiRequest::NetworkList
+                | ApiRequest::NetworkInspect { .. }
                 | ApiRequest::UnlockKey
         ) && !matches!(self, ApiRequest::JoinToken { rotate: false, .. })
     }
@@ -79,6 +114,8 @@ pub enum ApiResponse {
     Token { token: String, addr: String },
     Nodes { nodes: Vec<NodeView> },
     Node { node: Box<NodeView> },
+    Networks { networks: Vec<NetworkView> },
+    Network { network: Box<NetworkView> },
     Done { message: String },
 }
 
@@ -123,6 +160,44 @@ mod tests {
             rotate: true
         }
         .is_write());
+    }
+
+    #[test]
+    fn network_reads_are_for_managers_and_not_writes() {
+        let inspect = ApiRequest::NetworkInspect {
+            name_or_id: "web".into(),
+        };
+        for read in [ApiRequest::NetworkList, inspect] {
+            assert!(!read.workers_allowed());
+            assert!(!read.is_write());
+        }
+        let rm = ApiRequest::NetworkRemove {
+            name_or_id: "web".into(),
+        };
+        assert!(!rm.workers_allowed());
+        assert!(rm.is_write());
+    }
+
+    #[test]
+    fn new_fields_have_defaults_for_older_clients() {
+        let update: ApiRequest = serde_json::from_str(
+            r#"{"op":"swarm_update","autolock":null,"cert_expiry_secs":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            update,
+            ApiRequest::SwarmUpdate {
+                autolock: None,
+                cert_expiry_secs: None,
+                rotate_gossip_key: false
+            }
+        );
+        let create: ApiRequest =
+            serde_json::from_str(r#"{"op":"network_create","name":"web"}"#).unwrap();
+        assert!(create.is_write());
+        assert!(
+            matches!(create, ApiRequest::NetworkCreate { name, driver: None, .. } if name == "web")
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub struct Cluster {
     /// manager seals its key files with it. `None` when autolock is off.
     #[serde(default)]
     pub unlock_key: Option<String>,
-    /// Key of the gossip layer (issue 4), rotated by the managers.
+    /// The first key of the gossip layer (key id 1, 32 random bytes); the
+    /// keys `swarm update --rotate-gossip-key` adds are in a separate
+    /// [`super::GossipKeyring`], and [`super::gossip_config_at`] decides
+    /// which keys nodes hold.
     #[serde(default)]
     pub gossip_key: Vec<u8>,
     /// Unix seconds.

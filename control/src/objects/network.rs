@@ -1,5 +1,8 @@
-//! Overlay networks and the endpoints attached to them.
+//! Overlay networks and the endpoints attached to them: the [`Network`]
+//! object users create (`network create`), the [`NetworkSpec`] the data
+//! plane runs, and the endpoints gossiped between nodes.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -15,6 +18,66 @@ pub const VNI_MAX: u32 = (1 << 24) - 1;
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// The smallest MTU an IPv4 network may have (RFC 791).
 const MTU_MIN: u32 = 576;
+
+/// The only driver shoal has: VXLAN overlays spanning the swarm.
+pub const OVERLAY_DRIVER: &str = "overlay";
+
+/// A network as the managers store it (store kind `network`, keyed by id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// 25 lowercase base36 characters, like node ids; equal to `spec.id`.
+    pub id: String,
+    /// Unique in the swarm.
+    pub name: String,
+    /// Always [`OVERLAY_DRIVER`] for now.
+    pub driver: String,
+    pub spec: NetworkSpec,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Why a network name or id did not name exactly one network.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetworkLookupError {
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("network {name} is ambiguous ({matches} networks have ids starting with it); use the full id")]
+    Ambiguous { name: String, matches: usize },
+}
+
+impl Network {
+    /// Docker's lookup order: an exact id, then an exact name, then a unique
+    /// id prefix.
+    pub fn find<'a>(
+        networks: &'a [Network],
+        name_or_id: &str,
+    ) -> Result<&'a Network, NetworkLookupError> {
+        if let Some(n) = networks.iter().find(|n| n.id == name_or_id) {
+            return Ok(n);
+        }
+        if let Some(n) = networks.iter().find(|n| n.name == name_or_id) {
+            return Ok(n);
+        }
+        let by_prefix: Vec<&Network> = if name_or_id.is_empty() {
+            Vec::new()
+        } else {
+            networks
+                .iter()
+                .filter(|n| n.id.starts_with(name_or_id))
+                .collect()
+        };
+        match by_prefix.as_slice() {
+            [one] => Ok(one),
+            [] => Err(NetworkLookupError::NotFound(name_or_id.to_string())),
+            many => Err(NetworkLookupError::Ambiguous {
+                name: name_or_id.to_string(),
+                matches: many.len(),
+            }),
+        }
+    }
+}
 
 /// One overlay network as the data plane needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +131,33 @@ pub enum NetworkError {
         ip: Ipv4Addr,
         subnet: Ipv4Net,
     },
+}
+
+impl NetworkError {
+    /// The same refusal naming the network `name` instead of its id (for
+    /// users, who know networks by the names they gave).
+    pub fn naming(self, name: &str) -> NetworkError {
+        let id = name.to_string();
+        match self {
+            NetworkError::BadId(_) => NetworkError::BadId(id),
+            NetworkError::VniOutOfRange { vni, .. } => NetworkError::VniOutOfRange { id, vni },
+            NetworkError::GatewayOutsideSubnet {
+                gateway, subnet, ..
+            } => NetworkError::GatewayOutsideSubnet {
+                id,
+                gateway,
+                subnet,
+            },
+            NetworkError::SubnetTooSmall { subnet, .. } => {
+                NetworkError::SubnetTooSmall { id, subnet }
+            }
+            NetworkError::MtuTooSmall { mtu, .. } => NetworkError::MtuTooSmall { id, mtu },
+            NetworkError::DuplicateVni { vni, other, .. } => {
+                NetworkError::DuplicateVni { id, vni, other }
+            }
+            endpoint @ NetworkError::EndpointOutsideSubnet { .. } => endpoint,
+        }
+    }
 }
 
 impl NetworkSpec {
@@ -204,6 +294,35 @@ mod tests {
             net("a", 4096, "10.0.0.0/31", "10.0.0.1").validate(),
             Err(NetworkError::SubnetTooSmall { .. })
         ));
+    }
+
+    fn object(id: &str, name: &str) -> Network {
+        Network {
+            id: id.into(),
+            name: name.into(),
+            driver: OVERLAY_DRIVER.into(),
+            spec: net(id, 4096, "10.0.0.0/24", "10.0.0.1"),
+            labels: BTreeMap::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn finds_networks_by_id_then_name_then_id_prefix() {
+        let nets = [object("abc123", "web"), object("abd456", "abc123x")];
+        assert_eq!(Network::find(&nets, "abc123").unwrap().name, "web");
+        assert_eq!(Network::find(&nets, "abc123x").unwrap().id, "abd456");
+        assert_eq!(Network::find(&nets, "abd").unwrap().name, "abc123x");
+        assert_eq!(
+            Network::find(&nets, "ab"),
+            Err(NetworkLookupError::Ambiguous {
+                name: "ab".into(),
+                matches: 2
+            })
+        );
+        let missing = Network::find(&nets, "db").unwrap_err();
+        assert_eq!(missing.to_string(), "network db not found");
+        assert!(Network::find(&nets, "").is_err());
     }
 
     #[test]

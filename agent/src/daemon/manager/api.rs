@@ -9,11 +9,12 @@ use shoal_control::api::{
     JoinResponse, NodeView, RenewRequest, RenewResponse, HEARTBEAT_PERIOD_MS,
 };
 use shoal_control::ca::{ca_digest, peer_identity, JoinToken, PeerIdentity, RootCa, UnlockKey};
-use shoal_control::objects::{new_node_id, Cluster, Node, NodeState, Role};
+use shoal_control::objects::{new_node_id, Cluster, NetworkRequest, Node, NodeState, Role};
 use shoal_control::store::{Command, Response};
 use tonic::Status;
 
 use super::super::peers::{from_json, to_json};
+use super::gossip::rotation_message;
 use super::{now_secs, ManagerCtx};
 
 /// How long a write may wait for a leader before failing with the quorum error.
@@ -72,6 +73,8 @@ impl ManagerCtx {
                     node: Box::new(self.view(&node)),
                 })
             }
+            ApiRequest::NetworkList => self.list_networks(),
+            ApiRequest::NetworkInspect { name_or_id } => self.inspect_network(&name_or_id),
             ApiRequest::UnlockKey => {
                 let cluster = self.cluster()?;
                 let key = cluster.unlock_key.ok_or_else(|| {
@@ -154,8 +157,10 @@ impl ManagerCtx {
             ApiRequest::SwarmUpdate {
                 autolock,
                 cert_expiry_secs,
+                rotate_gossip_key,
             } => {
                 let mut cluster = self.cluster()?;
+                let before = cluster.clone();
                 let mut message = "Swarm updated.".to_string();
                 if let Some(secs) = cert_expiry_secs {
                     cluster.cert_expiry_secs = secs.max(1);
@@ -175,9 +180,40 @@ impl ManagerCtx {
                     }
                     _ => {}
                 }
-                self.put_cluster(&cluster).await?;
+                // One write for everything asked, so a rotation never
+                // half-happens with the other settings.
+                let mut commands = Vec::new();
+                if cluster != before || !rotate_gossip_key {
+                    commands.push(cluster_command(&cluster)?);
+                }
+                if rotate_gossip_key {
+                    let (command, rotation) = self.gossip_rotation()?;
+                    commands.push(command);
+                    message.push('\n');
+                    message.push_str(&rotation_message(&rotation));
+                }
+                self.submit_all(commands).await?;
                 Ok(ApiResponse::Done { message })
             }
+            ApiRequest::NetworkCreate {
+                name,
+                driver,
+                subnet,
+                gateway,
+                mtu,
+                labels,
+            } => {
+                self.create_network(NetworkRequest {
+                    name,
+                    driver,
+                    subnet,
+                    gateway,
+                    mtu,
+                    labels,
+                })
+                .await
+            }
+            ApiRequest::NetworkRemove { name_or_id } => self.remove_network(&name_or_id).await,
             ApiRequest::AddManager { node_id } => {
                 let node = self.find_node(&node_id)?;
                 let raft_id = node
@@ -245,16 +281,7 @@ impl ManagerCtx {
     }
 
     async fn put_cluster(&self, cluster: &Cluster) -> Result<(), Status> {
-        let value = serde_json::to_value(cluster).map_err(|e| Status::internal(e.to_string()))?;
-        match self
-            .submit(Command::Set {
-                kind: "cluster".into(),
-                id: "cluster".into(),
-                value,
-                expect_version: None,
-            })
-            .await?
-        {
+        match self.submit(cluster_command(cluster)?).await? {
             Response::Conflict { .. } => Err(Status::aborted(
                 "the cluster object changed concurrently; retry",
             )),
@@ -367,7 +394,8 @@ impl ManagerCtx {
     }
 
     /// `Dispatcher.Heartbeat`: records the node as alive (on the leader,
-    /// marking it Ready) and tells it its role and the managers.
+    /// marking it Ready) and tells it its role, the managers, the gossip
+    /// keys and peers, and every overlay network.
     pub async fn heartbeat(&self, caller: &PeerIdentity, json: &str) -> Result<String, Status> {
         let hb: Heartbeat = from_json(json)?;
         if hb.node_id != caller.node_id {
@@ -401,10 +429,15 @@ impl ManagerCtx {
             role: node.role,
             managers,
             period_ms: HEARTBEAT_PERIOD_MS,
-            gossip: None,
-            networks: None,
+            gossip: self.gossip_config(&node),
+            networks: self.network_specs(),
         })
     }
+}
+
+/// The write that stores the cluster object.
+fn cluster_command(cluster: &Cluster) -> Result<Command, Status> {
+    Command::set("cluster", "cluster", cluster, None).map_err(|e| Status::internal(e.to_string()))
 }
 
 fn token_for(cluster: &Cluster, role: Role) -> Result<String, Status> {

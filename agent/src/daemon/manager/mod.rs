@@ -1,12 +1,15 @@
 //! The manager role: the Raft store, the manager API on port 2377 (mutual
 //! TLS: Control, Ca, Dispatcher and Raft services), reachability probes and
-//! the leader's node-down detector.
+//! the leader's node-down detector; networks and gossip keys and peers
+//! handed out in heartbeat answers.
 //!
 //! Reads answer from the local copy of the store, so they work without
 //! quorum; writes go to the leader, forwarded if needed, and fail with the
 //! quorum error when there is no majority.
 
 mod api;
+mod gossip;
+mod networks;
 mod reach;
 mod services;
 
