@@ -17,10 +17,17 @@ pub fn state_dir(host: &Host) -> PathBuf {
 /// Starts `shoal agent` in `host` (named after the host) and waits for its
 /// socket. Returns the agent's PID.
 pub fn start_agent(host: &Host) -> Result<u32> {
+    start_agent_with(host, &[])
+}
+
+/// `start_agent` with more agent flags.
+pub fn start_agent_with(host: &Host, extra: &[&str]) -> Result<u32> {
     let state = state_dir(host).to_string_lossy().to_string();
     let socket = host.run_dir().join("shoal.sock");
     let _ = std::fs::remove_file(&socket);
-    let pid = host.spawn_shoal(&["agent", "--state-dir", &state, "--hostname", host.name()])?;
+    let mut args = vec!["agent", "--state-dir", &state, "--hostname", host.name()];
+    args.extend_from_slice(extra);
+    let pid = host.spawn_shoal(&args)?;
     let ready = wait_for(Duration::from_secs(15), || {
         socket.exists()
             && host

@@ -3,6 +3,7 @@
 
 mod client;
 mod format;
+mod members;
 mod network;
 mod overlay;
 mod swarm;
@@ -50,6 +51,11 @@ pub enum Command {
     /// Manage the swarm's overlay networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// This node's gossip view: members, their state, table sizes.
+    Members(members::MembersArgs),
+    /// Standalone endpoints on overlay networks, published through gossip.
+    #[command(subcommand)]
+    Endpoint(members::EndpointCommand),
     /// Program this host's VXLAN overlay directly (plumbing; the agent drives
     /// it from gossip in a swarm).
     #[command(subcommand)]
@@ -67,6 +73,10 @@ pub struct AgentArgs {
     /// The name this node shows in `node ls` (default: the kernel hostname).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Serve Prometheus metrics (gossip members, convergence lag, dropped
+    /// packets, overlay) at `http://ADDR/metrics`.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Cli {
@@ -88,12 +98,15 @@ impl Cli {
                         run_dir: self.run_dir,
                         socket,
                         hostname: args.hostname,
+                        metrics_addr: args.metrics_addr,
                     })
                     .await
                 }
                 Command::Swarm(cmd) => cmd.run(&socket).await,
                 Command::Node(cmd) => cmd.run(&socket).await,
                 Command::Network(cmd) => cmd.run(&socket).await,
+                Command::Members(args) => args.run(&socket).await,
+                Command::Endpoint(cmd) => cmd.run(&socket).await,
                 Command::Overlay(_) => unreachable!("handled above"),
             }
         })

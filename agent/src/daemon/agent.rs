@@ -23,7 +23,8 @@ use super::at_rest::{DekSealer, SecretError};
 use super::identity::{Certs, NodeIdentity, StateDir};
 use super::manager::{self, now_secs, Manager};
 use super::peers::{from_json, to_json, Peers};
-use super::worker::{Session, SessionEvent};
+use super::plane::Plane;
+use super::worker::{Handouts, Session, SessionEvent};
 use super::Options;
 
 const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to a swarm and try again.";
@@ -38,15 +39,27 @@ struct Member {
     renewal: tokio::task::JoinHandle<()>,
     /// The unlock key, while autolock is on (managers only).
     kek: Option<UnlockKey>,
+    /// Gossip and the overlay; `Err` says why they could not start.
+    plane: Result<Plane, String>,
 }
 
 impl Member {
-    async fn stop(self) {
+    /// Stops every part; `leaving` also tears the overlay down.
+    async fn stop(self, leaving: bool) {
         self.renewal.abort();
+        if let Ok(plane) = &self.plane {
+            plane.stop(leaving).await;
+        }
         self.session.stop().await;
         if let Some(m) = self.manager {
             m.stop().await;
         }
+    }
+
+    fn plane(&self) -> Result<&Plane, Status> {
+        self.plane
+            .as_ref()
+            .map_err(|e| Status::unavailable(format!("gossip is not running on this node: {e}")))
     }
 }
 
@@ -80,6 +93,7 @@ fn schedule_renewal(
 
 pub struct Agent {
     state: StateDir,
+    run_dir: std::path::PathBuf,
     hostname: String,
     member: Mutex<Option<Member>>,
     /// Set while an autolocked manager waits for `swarm unlock`.
@@ -103,6 +117,7 @@ impl Agent {
         };
         Ok(Agent {
             state: StateDir::new(&opts.state_dir),
+            run_dir: opts.run_dir.clone(),
             hostname,
             member: Mutex::new(None),
             locked: Mutex::new(None),
@@ -134,7 +149,7 @@ impl Agent {
 
     pub async fn shutdown(&self) {
         if let Some(member) = self.member.lock().await.take() {
-            member.stop().await;
+            member.stop(false).await;
         }
     }
 
@@ -166,7 +181,52 @@ impl Agent {
             LocalRequest::Leave { force } => self.leave(force).await,
             LocalRequest::Unlock { key } => self.unlock(&key).await,
             LocalRequest::Api(req) => self.api(req).await,
+            LocalRequest::Members => self.on_plane(async |p| p.members().await).await,
+            LocalRequest::EndpointCreate {
+                id,
+                network,
+                ip,
+                service,
+                publish,
+            } => {
+                self.on_plane(async |p| {
+                    p.endpoint_create(&id, &network, ip, &service, &publish)
+                        .await
+                })
+                .await
+            }
+            LocalRequest::EndpointRemove { id } => {
+                self.on_plane(async |p| p.endpoint_remove(&id).await).await
+            }
+            LocalRequest::EndpointList => self.on_plane(async |p| p.endpoint_list().await).await,
         }
+    }
+
+    /// The metrics page: the data plane's report, or a comment saying why
+    /// there is none.
+    pub async fn metrics(&self) -> String {
+        let guard = self.member.lock().await;
+        let Some(Ok(plane)) = guard.as_ref().map(|m| m.plane.as_ref()) else {
+            return "# this node is not in a swarm, or gossip is not running\n".into();
+        };
+        match plane.report().await {
+            Ok(report) => report.prometheus(),
+            Err(e) => format!("# gossip did not answer: {e}\n"),
+        }
+    }
+
+    /// Runs a local verb of the data plane (gossip, overlay).
+    async fn on_plane(
+        &self,
+        verb: impl AsyncFnOnce(&Plane) -> anyhow::Result<ApiResponse>,
+    ) -> Result<ApiResponse, Status> {
+        let guard = self.member.lock().await;
+        let member = guard
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition(NOT_IN_SWARM))?;
+        verb(member.plane()?)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{e:#}")))
     }
 
     async fn unlock(&self, key: &str) -> Result<ApiResponse, Status> {
@@ -326,7 +386,7 @@ impl Agent {
             })?;
         let kek = guard.as_ref().and_then(|m| m.kek.clone());
         if let Some(member) = guard.take() {
-            member.stop().await;
+            member.stop(false).await;
         }
         drop(guard);
         let dek = self
@@ -458,7 +518,7 @@ impl Agent {
             ));
         }
         if let Some(member) = guard.take() {
-            member.stop().await;
+            member.stop(true).await;
         }
         self.state.wipe().map_err(status)?;
         Ok(ApiResponse::Done {
@@ -485,7 +545,25 @@ impl Agent {
             ),
             Role::Worker => None,
         };
-        let session = Session::start(identity.clone(), peers.clone(), self.events.clone());
+        let handouts = Handouts::new(super::dataplane::load_networks(&self.state.networks_file()));
+        let plane = Plane::start(
+            &read(&identity),
+            &self.state,
+            &self.run_dir,
+            handouts.gossip.subscribe(),
+            handouts.networks.subscribe(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!("gossip and the overlay did not start: {e:#}");
+            format!("{e:#}")
+        });
+        let session = Session::start(
+            identity.clone(),
+            peers.clone(),
+            self.events.clone(),
+            handouts,
+        );
         let renewal = schedule_renewal(&read(&certs).cert_pem, self.events.clone());
         *self.member.lock().await = Some(Member {
             identity,
@@ -495,6 +573,7 @@ impl Agent {
             manager,
             renewal,
             kek,
+            plane,
         });
         Ok(())
     }

@@ -74,6 +74,16 @@ impl StateDir {
         self.root.join("node.json")
     }
 
+    /// The swarm's networks as last handed out by the managers.
+    pub fn networks_file(&self) -> PathBuf {
+        self.root.join("networks.json")
+    }
+
+    /// The endpoints this node owns and re-publishes after a restart.
+    pub fn endpoints_file(&self) -> PathBuf {
+        self.root.join("endpoints.json")
+    }
+
     fn certs_dir(&self) -> PathBuf {
         self.root.join("certs")
     }
@@ -169,7 +179,12 @@ impl StateDir {
 
     /// Forgets the swarm: identity, certificates and Raft data.
     pub fn wipe(&self) -> io::Result<()> {
-        for path in [self.identity_file(), self.dek_file()] {
+        for path in [
+            self.identity_file(),
+            self.dek_file(),
+            self.networks_file(),
+            self.endpoints_file(),
+        ] {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -185,7 +200,7 @@ impl StateDir {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }

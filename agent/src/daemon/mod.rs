@@ -7,10 +7,13 @@
 
 pub(crate) mod agent;
 mod at_rest;
+mod dataplane;
 mod identity;
 mod local;
 mod manager;
+mod metrics;
 mod peers;
+mod plane;
 mod worker;
 
 use std::path::PathBuf;
@@ -19,6 +22,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use agent::Agent;
+pub use dataplane::DataPlaneStatus;
+pub use plane::{EndpointLine, MembersReport};
 
 /// Where the daemon keeps things.
 #[derive(Clone, Debug)]
@@ -27,6 +32,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     pub socket: PathBuf,
     pub hostname: Option<String>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -37,6 +44,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let agent = Arc::new(Agent::new(&opts)?);
     agent.clone().resume().await?;
     let server = local::serve(agent.clone(), &opts.socket).await?;
+    let metrics = match opts.metrics_addr {
+        Some(addr) => Some(metrics::serve(agent.clone(), addr).await?),
+        None => None,
+    };
     tracing::info!("shoal agent ready on {}", opts.socket.display());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -44,6 +55,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     server.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     agent.shutdown().await;
     let _ = std::fs::remove_file(&opts.socket);
     Ok(())

@@ -1,14 +1,16 @@
 //! Every node's session with the managers: a heartbeat each period to the
 //! leader (or the next manager when one fails), learning the current manager
 //! list and the role the managers hold for this node. A role change or a
-//! removal is reported to the agent, which reconfigures itself.
+//! removal is reported to the agent, which reconfigures itself. Gossip keys
+//! and peers, and the swarm's networks, are published on watch channels for
+//! gossip and the data plane.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use shoal_control::api::{Heartbeat, HeartbeatResponse, HEARTBEAT_PERIOD_MS};
-use shoal_control::objects::Role;
-use tokio::sync::mpsc;
+use shoal_control::api::{GossipConfig, Heartbeat, HeartbeatResponse, HEARTBEAT_PERIOD_MS};
+use shoal_control::objects::{NetworkSpec, Role};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,14 +34,53 @@ pub struct Session {
     task: JoinHandle<()>,
 }
 
+/// What the managers hand out on each heartbeat, for the node's other parts.
+#[derive(Clone)]
+pub struct Handouts {
+    pub gossip: watch::Sender<Option<GossipConfig>>,
+    pub networks: watch::Sender<Option<Vec<NetworkSpec>>>,
+}
+
+impl Handouts {
+    /// Channels holding `networks` (the last list known) and no gossip key.
+    pub fn new(networks: Option<Vec<NetworkSpec>>) -> Handouts {
+        Handouts {
+            gossip: watch::channel(None).0,
+            networks: watch::channel(networks).0,
+        }
+    }
+
+    fn take(&self, resp: &HeartbeatResponse) {
+        if let Some(gossip) = &resp.gossip {
+            self.gossip.send_if_modified(|current| {
+                let changed = current.as_ref() != Some(gossip);
+                if changed {
+                    *current = Some(gossip.clone());
+                }
+                changed
+            });
+        }
+        if let Some(networks) = &resp.networks {
+            self.networks.send_if_modified(|current| {
+                let changed = current.as_ref() != Some(networks);
+                if changed {
+                    *current = Some(networks.clone());
+                }
+                changed
+            });
+        }
+    }
+}
+
 impl Session {
     pub fn start(
         identity: Arc<RwLock<NodeIdentity>>,
         peers: Peers,
         events: mpsc::Sender<SessionEvent>,
+        handouts: Handouts,
     ) -> Session {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(identity, peers, events, stop.clone()));
+        let task = tokio::spawn(run(identity, peers, events, handouts, stop.clone()));
         Session { stop, task }
     }
 
@@ -53,6 +94,7 @@ async fn run(
     identity: Arc<RwLock<NodeIdentity>>,
     peers: Peers,
     events: mpsc::Sender<SessionEvent>,
+    handouts: Handouts,
     stop: CancellationToken,
 ) {
     let mut next = 0usize;
@@ -83,6 +125,7 @@ async fn run(
                 };
                 period = Duration::from_millis(resp.period_ms.clamp(100, 10_000));
                 next = 0;
+                handouts.take(&resp);
                 if !resp.managers.is_empty() && resp.managers != me.managers {
                     let _ = events
                         .send(SessionEvent::ManagersChanged(resp.managers))

@@ -44,7 +44,15 @@ pub struct TableNode {
     session: u64,
     generation: u64,
     lag: LagStats,
+    /// Members that just came up (joined, restarted, or back after a
+    /// partition): synced with at the next tick instead of waiting for the
+    /// periodic round, so what either side missed meanwhile is repaired at
+    /// once. At most [`MAX_PROMPT_SYNCS`] per tick.
+    prompt: Vec<SocketAddr>,
 }
+
+/// Members synced with promptly per tick, after they came up.
+const MAX_PROMPT_SYNCS: usize = 3;
 
 /// How long peers' changes took to reach this replica: from the owner's
 /// write (its clock) to the first time this node stored it.
@@ -122,6 +130,7 @@ impl TableNode {
             session: 0,
             generation: 0,
             lag: LagStats::default(),
+            prompt: Vec::new(),
         }
     }
 
@@ -214,8 +223,14 @@ impl AppNode for TableNode {
             .get(node)
             .is_none_or(|(bump, _)| *bump <= member.bump());
         if newer {
-            self.alive
+            let previous = self
+                .alive
                 .insert(node.to_string(), (member.bump(), member.addr()));
+            if previous.is_none_or(|(bump, _)| bump != member.bump())
+                && self.prompt.len() < MAX_PROMPT_SYNCS
+            {
+                self.prompt.push(member.addr());
+            }
             self.changed(true);
         }
         Vec::new()
@@ -295,26 +310,31 @@ impl AppNode for TableNode {
     fn on_tick(&mut self, now: Duration) -> Vec<AppOutput> {
         self.set_clock(now);
         self.tables.reap(self.base_ms + millis(now));
-        if now < self.next_sync || self.alive.is_empty() {
+        let mut targets = std::mem::take(&mut self.prompt);
+        if now >= self.next_sync && !self.alive.is_empty() {
+            self.next_sync = now + self.sync_interval;
+            let pick = self.rng.random_range(0..self.alive.len());
+            if let Some(&(_, to)) = self.alive.values().nth(pick) {
+                targets.push(to);
+            }
+        }
+        targets.dedup();
+        if targets.is_empty() {
             return Vec::new();
         }
-        self.next_sync = now + self.sync_interval;
-        let pick = self.rng.random_range(0..self.alive.len());
-        let Some(&(_, to)) = self.alive.values().nth(pick) else {
-            return Vec::new();
-        };
-        self.session += 1;
-        let request = Message::SyncRequest {
-            session: self.session,
-            digest: self.tables.digest(),
-        };
-        match request.encode() {
-            Ok(bytes) => vec![AppOutput::Stream {
-                to,
-                bytes: Bytes::from(bytes),
-            }],
-            Err(_) => Vec::new(),
-        }
+        let digest = self.tables.digest();
+        targets
+            .into_iter()
+            .filter_map(|to| {
+                self.session += 1;
+                let request = Message::SyncRequest {
+                    session: self.session,
+                    digest: digest.clone(),
+                };
+                let bytes = Bytes::from(request.encode().ok()?);
+                Some(AppOutput::Stream { to, bytes })
+            })
+            .collect()
     }
 }
 

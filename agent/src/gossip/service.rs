@@ -139,7 +139,12 @@ enum Request {
     },
     Status(oneshot::Sender<GossipStatus>),
     Live(oneshot::Sender<BTreeMap<String, Vec<EndpointRecord>>>),
+    Entries(oneshot::Sender<Vec<Entry>>),
 }
+
+/// A live entry of the local tables: owner, network, record, and whether
+/// its owner is alive (so it is programmed).
+pub type Entry = (String, String, EndpointRecord, bool);
 
 enum Inbound {
     Stream {
@@ -158,7 +163,7 @@ pub struct Gossip {
     requests: mpsc::Sender<Request>,
     changes: watch::Receiver<u64>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Gossip {
@@ -201,7 +206,7 @@ impl Gossip {
             requests,
             changes,
             stop,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
         })
     }
 
@@ -239,15 +244,25 @@ impl Gossip {
         Ok(rx.await?)
     }
 
+    /// Every live (not withdrawn) entry of the local tables.
+    pub async fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Entries(tx)).await?;
+        Ok(rx.await?)
+    }
+
     /// Changes whenever [`Gossip::live`] may answer differently.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
     }
 
-    /// Tells a few members this node leaves, then stops.
-    pub async fn stop(self) {
+    /// Tells a few members this node leaves, then stops. Idempotent.
+    pub async fn stop(&self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     async fn send(&self, request: Request) -> anyhow::Result<()> {
@@ -480,6 +495,19 @@ impl Node {
                     })
                     .collect();
                 let _ = reply.send(live);
+            }
+            Request::Entries(reply) => {
+                let entries = self
+                    .tables
+                    .tables()
+                    .iter()
+                    .filter_map(|d| {
+                        let record = d.change.record()?.clone();
+                        let live = self.tables.is_alive(&d.owner);
+                        Some((d.owner.to_string(), d.network.to_string(), record, live))
+                    })
+                    .collect();
+                let _ = reply.send(entries);
             }
         }
     }
@@ -849,7 +877,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 fn hex_key(text: &str) -> Option<SecretKey> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..text.len())

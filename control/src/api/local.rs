@@ -29,4 +29,20 @@ pub enum LocalRequest {
     Unlock { key: String },
     /// Anything for the cluster; managers answer it, workers refuse.
     Api(ApiRequest),
+    /// `members`: this node's gossip view (answered as `Info`).
+    Members,
+    /// `endpoint create`: attach a standalone sandbox to a network on this
+    /// node and publish its endpoint in gossip.
+    EndpointCreate {
+        id: String,
+        network: String,
+        ip: std::net::Ipv4Addr,
+        service: String,
+        /// `PUBLISHED:TARGET[/tcp|udp]`.
+        publish: Vec<String>,
+    },
+    /// `endpoint rm`.
+    EndpointRemove { id: String },
+    /// `endpoint ls`: every endpoint in this node's gossip tables (`Info`).
+    EndpointList,
 }

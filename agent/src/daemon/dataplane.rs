@@ -1,0 +1,477 @@
+//! The node's overlay, driven by gossip: a level-triggered loop that turns
+//! the swarm's networks (from the managers), the live entries of the gossip
+//! tables and this node's own endpoints into an `OverlaySpec` and reconciles
+//! the kernel to it. It runs on every change, and every 30 s to repair
+//! drift. A dead member's entries leave the tables' live view, so its FDB
+//! and neighbour entries go; they come back with it.
+//!
+//! The managers are not on this path: with no quorum, or unreachable, the
+//! node keeps its last network list (persisted) and gossip keeps going.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shoal_control::objects::{Endpoint, NetworkSpec};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::gossip::service::{Gossip, LocalEndpoint};
+use crate::gossip::table::EndpointRecord;
+use crate::netns::NetnsDir;
+use crate::overlay::{self, Attachment, OverlayKernel, OverlaySpec, RtnlKernel, SandboxSpec};
+
+/// Periodic repair, whatever changed.
+const RESYNC: Duration = Duration::from_secs(30);
+/// Changes arriving together are applied together.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Back-off after a failed reconciliation.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What the loop last did, for `shoal members` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlaneStatus {
+    pub reconciles: u64,
+    pub changes_applied: u64,
+    pub last_error: Option<String>,
+    /// Remote endpoints programmed, per network.
+    pub remote_endpoints: BTreeMap<String, usize>,
+    pub sandboxes: usize,
+}
+
+/// The endpoints this node owns, persisted so that a restarted agent
+/// re-publishes them (and only them: its older entries get tombstoned).
+pub struct LocalEndpoints {
+    path: PathBuf,
+    list: Mutex<Vec<LocalEndpoint>>,
+}
+
+impl LocalEndpoints {
+    pub fn load(path: PathBuf) -> anyhow::Result<LocalEndpoints> {
+        let list = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(LocalEndpoints {
+            path,
+            list: Mutex::new(list),
+        })
+    }
+
+    pub fn list(&self) -> Vec<LocalEndpoint> {
+        self.list.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Adds or replaces the endpoint of (network, task id).
+    pub fn insert(&self, endpoint: LocalEndpoint) -> anyhow::Result<()> {
+        self.update(|list| {
+            list.retain(|e| {
+                (e.network.as_str(), e.record.task_id.as_str())
+                    != (endpoint.network.as_str(), endpoint.record.task_id.as_str())
+            });
+            list.push(endpoint);
+        })
+    }
+
+    /// Removes every endpoint of task `id`; returns them.
+    pub fn remove(&self, id: &str) -> anyhow::Result<Vec<LocalEndpoint>> {
+        let mut removed = Vec::new();
+        self.update(|list| {
+            let (gone, kept) = list.drain(..).partition(|e| e.record.task_id == id);
+            removed = gone;
+            *list = kept;
+        })?;
+        Ok(removed)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Vec<LocalEndpoint>)) -> anyhow::Result<()> {
+        let mut list = self
+            .list
+            .lock()
+            .map_err(|_| anyhow::anyhow!("local endpoint list poisoned"))?;
+        change(&mut list);
+        super::identity::write_atomic(&self.path, &serde_json::to_vec_pretty(&*list)?)?;
+        Ok(())
+    }
+}
+
+/// Reads the network list last handed out by the managers.
+pub fn load_networks(path: &std::path::Path) -> Option<Vec<NetworkSpec>> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The running loop.
+pub struct DataPlane {
+    stop: CancellationToken,
+    kick: Arc<Notify>,
+    status: Arc<Mutex<DataPlaneStatus>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the loop reads.
+pub struct Inputs {
+    pub vtep: Ipv4Addr,
+    pub underlay_mtu: u32,
+    pub netns: NetnsDir,
+    /// Where the last network list is kept across restarts.
+    pub networks_file: PathBuf,
+    pub networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
+    pub gossip: Arc<Gossip>,
+    pub local: Arc<LocalEndpoints>,
+}
+
+impl DataPlane {
+    pub fn start(inputs: Inputs) -> DataPlane {
+        let stop = CancellationToken::new();
+        let kick = Arc::new(Notify::new());
+        let status = Arc::new(Mutex::new(DataPlaneStatus::default()));
+        let task = tokio::spawn(run(inputs, kick.clone(), status.clone(), stop.clone()));
+        DataPlane {
+            stop,
+            kick,
+            status,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Asks for a reconciliation now (local endpoints changed).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub fn status(&self) -> DataPlaneStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(
+    mut inputs: Inputs,
+    kick: Arc<Notify>,
+    status: Arc<Mutex<DataPlaneStatus>>,
+    stop: CancellationToken,
+) {
+    let mut changes = inputs.gossip.changes();
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = changes.changed() => {}
+            _ = inputs.networks.changed() => {}
+            _ = kick.notified() => {}
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        let networks = inputs.networks.borrow_and_update().clone();
+        changes.borrow_and_update();
+        if let Some(networks) = &networks {
+            persist_networks(&inputs.networks_file, networks);
+        }
+        let live = match inputs.gossip.live().await {
+            Ok(live) => live,
+            Err(_) => return,
+        };
+        let spec = desired(
+            inputs.vtep,
+            inputs.underlay_mtu,
+            networks.unwrap_or_default(),
+            &live,
+            &inputs.local.list(),
+        );
+        let netns = inputs.netns.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut kernel = RtnlKernel::new(netns);
+            overlay::reconcile(&mut kernel, &spec).map(|changes| (changes, spec))
+        })
+        .await;
+        let mut status = match status.lock() {
+            Ok(status) => status,
+            Err(_) => return,
+        };
+        status.reconciles += 1;
+        wait = RESYNC;
+        match result {
+            Ok(Ok((applied, spec))) => {
+                if !applied.is_empty() {
+                    tracing::info!(
+                        "overlay: {} changes applied in {} ms",
+                        applied.len(),
+                        started.elapsed().as_millis()
+                    );
+                }
+                status.changes_applied += applied.len() as u64;
+                status.last_error = None;
+                status.sandboxes = spec.sandboxes.len();
+                status.remote_endpoints = BTreeMap::new();
+                for endpoint in spec.endpoints.iter().filter(|e| e.vtep != spec.vtep) {
+                    *status
+                        .remote_endpoints
+                        .entry(endpoint.network.clone())
+                        .or_default() += 1;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!("overlay reconciliation failed, retrying: {error}");
+                status.last_error = Some(error.to_string());
+                wait = RETRY;
+            }
+            Err(error) => {
+                status.last_error = Some(error.to_string());
+                wait = RETRY;
+            }
+        }
+    }
+}
+
+/// Removes every overlay namespace this agent made (leaving the swarm).
+pub fn teardown(netns: &NetnsDir) -> anyhow::Result<usize> {
+    let mut kernel = RtnlKernel::new(netns.clone());
+    let observed = kernel.observe()?;
+    let spec = OverlaySpec {
+        vtep: Ipv4Addr::UNSPECIFIED,
+        underlay_mtu: 1500,
+        networks: Vec::new(),
+        endpoints: Vec::new(),
+        sandboxes: Vec::new(),
+    };
+    overlay::reconcile(&mut kernel, &spec)?;
+    Ok(observed.networks.len() + observed.sandboxes.len())
+}
+
+fn persist_networks(path: &std::path::Path, networks: &[NetworkSpec]) {
+    if load_networks(path).as_deref() == Some(networks) {
+        return;
+    }
+    let written = serde_json::to_vec_pretty(networks)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| super::identity::write_atomic(path, &bytes));
+    if let Err(error) = written {
+        tracing::warn!(
+            "cannot keep the network list in {}: {error}",
+            path.display()
+        );
+    }
+}
+
+/// The overlay this host should have. Entries that cannot be programmed
+/// (unknown network, address outside the subnet, the gateway, an address
+/// already taken) are skipped one by one, so a bad entry never blocks the
+/// rest.
+pub fn desired(
+    vtep: Ipv4Addr,
+    underlay_mtu: u32,
+    networks: Vec<NetworkSpec>,
+    live: &BTreeMap<String, Vec<EndpointRecord>>,
+    local: &[LocalEndpoint],
+) -> OverlaySpec {
+    let networks = valid_networks(networks);
+    let by_id: BTreeMap<&str, &NetworkSpec> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
+    let usable = |network: &str, ip: Ipv4Addr| {
+        by_id
+            .get(network)
+            .is_some_and(|n| n.check_endpoint(ip).is_ok() && ip != n.gateway)
+    };
+    let mut taken: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
+    let mut sandboxes: BTreeMap<String, Vec<Attachment>> = BTreeMap::new();
+    for endpoint in local {
+        let (network, record) = (&endpoint.network, &endpoint.record);
+        if usable(network, record.ip) && taken.insert((network.clone(), record.ip)) {
+            sandboxes
+                .entry(record.task_id.clone())
+                .or_default()
+                .push(Attachment {
+                    network: network.clone(),
+                    ip: record.ip,
+                    mac: Some(record.mac),
+                });
+        }
+    }
+    let mut endpoints = Vec::new();
+    for (network, records) in live {
+        for record in records {
+            let own = record.vtep == vtep;
+            if own || !usable(network, record.ip) {
+                continue;
+            }
+            if taken.insert((network.clone(), record.ip)) {
+                endpoints.push(Endpoint {
+                    network: network.clone(),
+                    ip: record.ip,
+                    mac: record.mac,
+                    vtep: record.vtep,
+                });
+            }
+        }
+    }
+    OverlaySpec {
+        vtep,
+        underlay_mtu,
+        networks,
+        endpoints,
+        sandboxes: sandboxes
+            .into_iter()
+            .map(|(id, attachments)| SandboxSpec { id, attachments })
+            .collect(),
+    }
+}
+
+/// The networks that validate, each VNI once (first wins).
+fn valid_networks(networks: Vec<NetworkSpec>) -> Vec<NetworkSpec> {
+    let mut kept: Vec<NetworkSpec> = Vec::new();
+    for network in networks {
+        if let Err(error) = network.validate() {
+            tracing::warn!("network skipped: {error}");
+            continue;
+        }
+        if kept
+            .iter()
+            .any(|k| k.vni == network.vni || k.id == network.id)
+        {
+            tracing::warn!("network `{}` skipped: its VNI or id is taken", network.id);
+            continue;
+        }
+        kept.push(network);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_control::objects::MacAddr;
+
+    fn net(id: &str, vni: u32, subnet: &str) -> NetworkSpec {
+        let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
+        NetworkSpec {
+            id: id.into(),
+            vni,
+            subnet,
+            gateway: subnet.hosts().next().unwrap(),
+            mtu: None,
+        }
+    }
+
+    fn rec(task: &str, ip: [u8; 4], vtep: [u8; 4]) -> EndpointRecord {
+        let ip = Ipv4Addr::from(ip);
+        EndpointRecord {
+            task_id: task.into(),
+            service: String::new(),
+            ip,
+            mac: MacAddr::from_ipv4(ip),
+            vtep: Ipv4Addr::from(vtep),
+            ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn local_endpoints_become_sandboxes_and_remote_ones_fdb_entries() {
+        let me = Ipv4Addr::new(198, 18, 0, 1);
+        let networks = vec![
+            net("red", 4096, "10.0.1.0/24"),
+            net("blue", 4097, "10.0.2.0/24"),
+        ];
+        let mine = rec("t1", [10, 0, 1, 2], [198, 18, 0, 1]);
+        let live = BTreeMap::from([
+            (
+                "red".to_string(),
+                vec![mine.clone(), rec("t2", [10, 0, 1, 3], [198, 18, 0, 2])],
+            ),
+            (
+                "blue".to_string(),
+                vec![
+                    rec("t3", [10, 0, 2, 3], [198, 18, 0, 3]),
+                    // Outside the subnet, the gateway, an unknown network: skipped.
+                    rec("bad1", [10, 9, 9, 9], [198, 18, 0, 3]),
+                    rec("bad2", [10, 0, 2, 1], [198, 18, 0, 3]),
+                ],
+            ),
+            (
+                "gone".to_string(),
+                vec![rec("t4", [10, 0, 3, 3], [198, 18, 0, 3])],
+            ),
+        ]);
+        let local = vec![LocalEndpoint {
+            network: "red".into(),
+            record: mine,
+        }];
+        let spec = desired(me, 1500, networks, &live, &local);
+        spec.validate().unwrap();
+        assert_eq!(spec.sandboxes.len(), 1);
+        assert_eq!(spec.sandboxes[0].id, "t1");
+        let remote: Vec<Ipv4Addr> = spec.endpoints.iter().map(|e| e.ip).collect();
+        assert_eq!(
+            remote,
+            vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(10, 0, 1, 3)]
+        );
+    }
+
+    #[test]
+    fn a_remote_claim_on_a_local_address_is_skipped() {
+        let me = Ipv4Addr::new(198, 18, 0, 1);
+        let mine = rec("t1", [10, 0, 1, 2], [198, 18, 0, 1]);
+        let live = BTreeMap::from([(
+            "red".to_string(),
+            vec![rec("stale", [10, 0, 1, 2], [198, 18, 0, 2])],
+        )]);
+        let local = vec![LocalEndpoint {
+            network: "red".into(),
+            record: mine,
+        }];
+        let spec = desired(
+            me,
+            1500,
+            vec![net("red", 4096, "10.0.1.0/24")],
+            &live,
+            &local,
+        );
+        spec.validate().unwrap();
+        assert!(spec.endpoints.is_empty());
+    }
+
+    #[test]
+    fn invalid_and_clashing_networks_are_dropped() {
+        let mut bad = net("bad", 4096, "10.0.1.0/24");
+        bad.vni = 5;
+        let kept = valid_networks(vec![
+            bad,
+            net("a", 4096, "10.0.1.0/24"),
+            net("b", 4096, "10.0.2.0/24"),
+        ]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].id, "a");
+    }
+
+    #[test]
+    fn local_endpoints_persist() {
+        let dir = std::env::temp_dir().join(format!("shoal-local-{}", std::process::id()));
+        let path = dir.join("endpoints.json");
+        let store = LocalEndpoints::load(path.clone()).unwrap();
+        let endpoint = LocalEndpoint {
+            network: "red".into(),
+            record: rec("t1", [10, 0, 1, 2], [198, 18, 0, 1]),
+        };
+        store.insert(endpoint.clone()).unwrap();
+        store.insert(endpoint.clone()).unwrap();
+        assert_eq!(
+            LocalEndpoints::load(path.clone()).unwrap().list(),
+            vec![endpoint]
+        );
+        assert_eq!(store.remove("t1").unwrap().len(), 1);
+        assert!(LocalEndpoints::load(path).unwrap().list().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

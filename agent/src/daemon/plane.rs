@@ -1,0 +1,396 @@
+//! The node's data-plane parts, started when it is a swarm member: gossip on
+//! 7946 and the overlay driven by it, plus the local verbs that read or feed
+//! them (`members`, `endpoint create|rm|ls`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use shoal_control::api::{ApiResponse, GossipConfig, GOSSIP_PORT};
+use shoal_control::objects::{MacAddr, NetworkSpec};
+use tokio::sync::watch;
+
+use super::dataplane::{self, DataPlane, DataPlaneStatus, Inputs, LocalEndpoints};
+use super::identity::{NodeIdentity, StateDir};
+use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
+use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
+use crate::netns::NetnsDir;
+
+/// The underlay MTU assumed for overlay networks without their own.
+const UNDERLAY_MTU: u32 = 1500;
+
+/// `shoal members`: the gossip view and what the overlay made of it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MembersReport {
+    pub gossip: GossipStatus,
+    pub overlay: DataPlaneStatus,
+}
+
+/// One line of `shoal endpoint ls`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndpointLine {
+    pub network: String,
+    pub owner: String,
+    pub task_id: String,
+    pub service: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub vtep: Ipv4Addr,
+    pub ports: Vec<PublishedPort>,
+    /// Whether this node programs it (its owner is alive).
+    pub live: bool,
+}
+
+pub struct Plane {
+    gossip: Arc<Gossip>,
+    dataplane: DataPlane,
+    local: Arc<LocalEndpoints>,
+    networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
+    netns: NetnsDir,
+    vtep: Ipv4Addr,
+}
+
+impl Plane {
+    pub async fn start(
+        identity: &NodeIdentity,
+        state: &StateDir,
+        run_dir: &Path,
+        gossip_config: watch::Receiver<Option<GossipConfig>>,
+        networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
+    ) -> anyhow::Result<Plane> {
+        let vtep = match identity.addr.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => ip,
+            _ => bail!(
+                "gossip and the overlay need an IPv4 advertise address, not `{}`",
+                identity.addr
+            ),
+        };
+        let local = Arc::new(LocalEndpoints::load(state.endpoints_file())?);
+        let opts = GossipOptions::new(&identity.node_id, vtep, GOSSIP_PORT);
+        let gossip = Arc::new(Gossip::start(opts, gossip_config, local.list()).await?);
+        let netns = NetnsDir::new(run_dir.join("netns"));
+        let dataplane = DataPlane::start(Inputs {
+            vtep,
+            underlay_mtu: UNDERLAY_MTU,
+            netns: netns.clone(),
+            networks_file: state.networks_file(),
+            networks: networks.clone(),
+            gossip: gossip.clone(),
+            local: local.clone(),
+        });
+        Ok(Plane {
+            gossip,
+            dataplane,
+            local,
+            networks,
+            netns,
+            vtep,
+        })
+    }
+
+    /// Stops the overlay loop and leaves gossip; with `teardown` (leaving
+    /// the swarm) also removes every overlay namespace.
+    pub async fn stop(&self, teardown: bool) {
+        self.dataplane.stop().await;
+        self.gossip.stop().await;
+        if teardown {
+            let netns = self.netns.clone();
+            let removed = tokio::task::spawn_blocking(move || dataplane::teardown(&netns)).await;
+            match removed {
+                Ok(Ok(n)) => tracing::info!("overlay: removed {n} namespaces"),
+                Ok(Err(e)) => tracing::warn!("overlay teardown failed: {e:#}"),
+                Err(e) => tracing::warn!("overlay teardown failed: {e}"),
+            }
+        }
+    }
+
+    pub async fn report(&self) -> anyhow::Result<MembersReport> {
+        Ok(MembersReport {
+            gossip: self.gossip.status().await?,
+            overlay: self.dataplane.status(),
+        })
+    }
+
+    pub async fn members(&self) -> anyhow::Result<ApiResponse> {
+        Ok(ApiResponse::Info(serde_json::to_value(
+            self.report().await?,
+        )?))
+    }
+
+    pub async fn endpoint_create(
+        &self,
+        id: &str,
+        network: &str,
+        ip: Ipv4Addr,
+        service: &str,
+        publish: &[String],
+    ) -> anyhow::Result<ApiResponse> {
+        let id_ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !id_ok {
+            bail!("endpoint id must be 1-64 characters of [a-zA-Z0-9_.-], got `{id}`");
+        }
+        let networks = self.networks.borrow().clone().unwrap_or_default();
+        let net = networks.iter().find(|n| n.id == network).with_context(|| {
+            format!("network {network} not found on this node (use its id from `shoal network ls`)")
+        })?;
+        net.check_endpoint(ip)?;
+        if ip == net.gateway {
+            bail!("{ip} is the gateway of network {network}");
+        }
+        let live = self.gossip.live().await?;
+        if let Some(holder) = live
+            .get(network)
+            .into_iter()
+            .flatten()
+            .find(|r| r.ip == ip && r.task_id != id)
+        {
+            bail!(
+                "address {ip} is already in use on network {network} by {}",
+                holder.task_id
+            );
+        }
+        let ports = publish
+            .iter()
+            .map(|p| parse_port(p))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let record = EndpointRecord {
+            task_id: id.to_string(),
+            service: service.to_string(),
+            ip,
+            mac: MacAddr::from_ipv4(ip),
+            vtep: self.vtep,
+            ports,
+        };
+        self.local.insert(LocalEndpoint {
+            network: network.to_string(),
+            record: record.clone(),
+        })?;
+        self.gossip.publish(network, record).await?;
+        self.dataplane.kick();
+        Ok(ApiResponse::Done {
+            message: id.to_string(),
+        })
+    }
+
+    pub async fn endpoint_remove(&self, id: &str) -> anyhow::Result<ApiResponse> {
+        let removed = self.local.remove(id)?;
+        if removed.is_empty() {
+            bail!("endpoint {id} not found on this node");
+        }
+        for endpoint in &removed {
+            self.gossip.withdraw(&endpoint.network, id).await?;
+        }
+        self.dataplane.kick();
+        Ok(ApiResponse::Done {
+            message: id.to_string(),
+        })
+    }
+
+    pub async fn endpoint_list(&self) -> anyhow::Result<ApiResponse> {
+        let entries = self.gossip.entries().await?;
+        let lines: Vec<EndpointLine> = entries
+            .into_iter()
+            .map(|(owner, network, record, live)| EndpointLine {
+                network,
+                owner,
+                task_id: record.task_id,
+                service: record.service,
+                ip: record.ip,
+                mac: record.mac.to_string(),
+                vtep: record.vtep,
+                ports: record.ports,
+                live,
+            })
+            .collect();
+        // `Info` is an internally tagged variant: it carries an object.
+        Ok(ApiResponse::Info(serde_json::json!({ "endpoints": lines })))
+    }
+}
+
+/// `PUBLISHED:TARGET[/tcp|udp]`, Docker's short form.
+pub fn parse_port(text: &str) -> anyhow::Result<PublishedPort> {
+    let (ports, protocol) = match text.split_once('/') {
+        Some((ports, "tcp")) => (ports, Protocol::Tcp),
+        Some((ports, "udp")) => (ports, Protocol::Udp),
+        Some((_, other)) => bail!("unknown protocol `{other}` in `{text}`; use tcp or udp"),
+        None => (text, Protocol::Tcp),
+    };
+    let (published, target) = ports
+        .split_once(':')
+        .with_context(|| format!("`{text}` is not PUBLISHED:TARGET[/tcp|udp]"))?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .with_context(|| format!("`{p}` in `{text}` is not a port (1-65535)"))
+    };
+    Ok(PublishedPort {
+        protocol,
+        published: port(published)?,
+        target: port(target)?,
+    })
+}
+
+impl MembersReport {
+    /// The report in Prometheus' text format: per-peer state, convergence
+    /// lag, dropped packets, table sizes, overlay reconciliation.
+    pub fn prometheus(&self) -> String {
+        let g = &self.gossip;
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, kind: &str, samples: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        let state = |s: &crate::gossip::membership::MemberState| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        metric(
+            "shoal_gossip_member_state",
+            "How this node sees each member (1 for its current state).",
+            "gauge",
+            g.members
+                .iter()
+                .map(|m| {
+                    (
+                        format!(
+                            "{{node=\"{}\",addr=\"{}\",state=\"{}\"}}",
+                            m.view.node,
+                            m.view.addr,
+                            state(&m.view.state)
+                        ),
+                        "1".into(),
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "shoal_gossip_member_incarnation",
+            "SWIM incarnation of each member.",
+            "gauge",
+            g.members
+                .iter()
+                .map(|m| {
+                    (
+                        format!("{{node=\"{}\"}}", m.view.node),
+                        m.view.incarnation.to_string(),
+                    )
+                })
+                .collect(),
+        );
+        let lag = &g.convergence_lag;
+        metric(
+            "shoal_gossip_convergence_lag_ms",
+            "From an owner's table write to its arrival here (recent changes).",
+            "summary",
+            vec![
+                ("{quantile=\"0.5\"}".into(), lag.p50_ms.to_string()),
+                ("{quantile=\"0.99\"}".into(), lag.p99_ms.to_string()),
+                ("{quantile=\"1\"}".into(), lag.max_ms.to_string()),
+            ],
+        );
+        metric(
+            "shoal_gossip_changes_received_total",
+            "Table changes from other nodes stored here.",
+            "counter",
+            vec![(String::new(), lag.count.to_string())],
+        );
+        let d = &g.decode;
+        metric(
+            "shoal_gossip_messages_total",
+            "Gossip messages received, by outcome; all but accepted were dropped.",
+            "counter",
+            [
+                ("accepted", d.accepted),
+                ("malformed", d.malformed),
+                ("truncated", d.truncated),
+                ("unauthenticated", d.unauthenticated),
+                ("replayed", d.replayed),
+                ("skewed", d.skewed),
+                ("unknown_key", d.unknown_key),
+                ("too_large", d.too_large),
+            ]
+            .iter()
+            .map(|(k, v)| (format!("{{outcome=\"{k}\"}}"), v.to_string()))
+            .collect(),
+        );
+        let t = &g.transitions;
+        metric(
+            "shoal_gossip_member_transitions_total",
+            "Member state changes this node observed.",
+            "counter",
+            [("alive", t.up), ("suspect", t.suspect), ("dead", t.down)]
+                .iter()
+                .map(|(k, v)| (format!("{{to=\"{k}\"}}"), v.to_string()))
+                .collect(),
+        );
+        metric(
+            "shoal_gossip_table_entries",
+            "Entries of the local endpoint tables.",
+            "gauge",
+            g.networks
+                .iter()
+                .flat_map(|(net, size)| {
+                    [
+                        (
+                            format!("{{network=\"{net}\",kind=\"live\"}}"),
+                            size.live.to_string(),
+                        ),
+                        (
+                            format!("{{network=\"{net}\",kind=\"tombstone\"}}"),
+                            size.tombstones.to_string(),
+                        ),
+                    ]
+                })
+                .collect(),
+        );
+        metric(
+            "shoal_overlay_remote_endpoints",
+            "Remote endpoints programmed into the overlay.",
+            "gauge",
+            self.overlay
+                .remote_endpoints
+                .iter()
+                .map(|(net, n)| (format!("{{network=\"{net}\"}}"), n.to_string()))
+                .collect(),
+        );
+        metric(
+            "shoal_overlay_reconciles_total",
+            "Overlay reconciliations run.",
+            "counter",
+            vec![(String::new(), self.overlay.reconciles.to_string())],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_like_docker_short_form() {
+        let p = parse_port("8080:80").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.protocol),
+            (8080, 80, Protocol::Tcp)
+        );
+        assert_eq!(parse_port("53:53/udp").unwrap().protocol, Protocol::Udp);
+        assert!(parse_port("80").is_err());
+        assert!(parse_port("0:80").is_err());
+        assert!(parse_port("80:80/sctp")
+            .unwrap_err()
+            .to_string()
+            .contains("sctp"));
+    }
+}
