@@ -232,11 +232,11 @@ fn five_hosts_program_the_overlay_from_gossip() {
     let before = members(h[1])["gossip"]["decode"].clone();
     let target = format!("{}", h[1].addr());
     let script = format!(
-        "import socket,os\n\
+        "import socket,os,time\n\
          s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         for n in range(200): s.sendto(os.urandom(n*7%1400+1),('{target}',7946))\n\
-         for n in range(50): s.sendto(b'SHG\\x01'+os.urandom(60),('{target}',7946))\n\
-         for n in range(20): s.sendto(b'SHG',('{target}',7946))\n"
+         bad=[os.urandom(n*7%1400+1) for n in range(200)]\n\
+         bad+=[b'SHG\\x01'+os.urandom(60) for n in range(50)]+[b'SHG']*20\n\
+         for b in bad: s.sendto(b,('{target}',7946)); time.sleep(0.002)\n"
     );
     let sent = h[0].exec("python3", &["-c", &script]).expect("python3");
     assert!(sent.status.success(), "{}", text(&sent));
