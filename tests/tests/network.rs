@@ -148,4 +148,23 @@ fn networks_are_allocated_listed_refused_and_reach_workers() {
         .exists()),
         "the removed network stayed on the worker"
     );
+
+    // Leaving the swarm tears the worker's overlay down.
+    cli_ok(h[0], &["network", "create", "last"]);
+    let last = cli_ok(
+        h[0],
+        &["network", "inspect", "last", "--format", "{{ .Id }}"],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || Topology::network_ns(
+            h[1], &last
+        )
+        .exists()),
+        "network last never reached the worker"
+    );
+    cli_ok(h[1], &["swarm", "leave"]);
+    assert!(
+        !Topology::network_ns(h[1], &last).exists(),
+        "the overlay stayed after `swarm leave`"
+    );
 }
