@@ -11,6 +11,7 @@ use shoal_control::api::{ApiResponse, LocalRequest};
 
 use super::client;
 use super::format;
+use super::swarm::print_done;
 use crate::daemon::{EndpointLine, MembersReport};
 
 #[derive(Debug, Args)]
@@ -173,11 +174,11 @@ impl EndpointCommand {
                     service,
                     publish,
                 };
-                done(client::call(socket, &request).await?)
+                print_done(client::call(socket, &request).await?)
             }
             EndpointCommand::Rm { ids } => {
                 for id in ids {
-                    done(client::call(socket, &LocalRequest::EndpointRemove { id }).await?)?;
+                    print_done(client::call(socket, &LocalRequest::EndpointRemove { id }).await?)?;
                 }
                 Ok(())
             }
@@ -233,16 +234,6 @@ struct EndpointList {
 fn info<T: serde::de::DeserializeOwned>(reply: ApiResponse) -> anyhow::Result<T> {
     match reply {
         ApiResponse::Info(value) => Ok(serde_json::from_value(value)?),
-        other => bail!("unexpected answer: {other:?}"),
-    }
-}
-
-fn done(reply: ApiResponse) -> anyhow::Result<()> {
-    match reply {
-        ApiResponse::Done { message } => {
-            println!("{message}");
-            Ok(())
-        }
         other => bail!("unexpected answer: {other:?}"),
     }
 }

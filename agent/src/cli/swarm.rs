@@ -300,7 +300,7 @@ async fn set_roles(socket: &Path, nodes: Vec<String>, role: Role) -> anyhow::Res
     Ok(())
 }
 
-fn print_done(reply: ApiResponse) -> anyhow::Result<()> {
+pub(super) fn print_done(reply: ApiResponse) -> anyhow::Result<()> {
     match reply {
         ApiResponse::Done { message } => {
             println!("{message}");
