@@ -9,6 +9,7 @@ use std::io;
 use std::path::Path;
 
 use shoal_control::ca::{self, UnlockKey};
+use shoal_control::hex;
 use shoal_control::store::{AtRest, StoreError};
 
 const PLAIN: &str = "shoal-plain-v1\n";
@@ -46,7 +47,7 @@ pub fn write_secret(path: &Path, secret: &[u8], kek: Option<&UnlockKey>) -> io::
     let body = match kek {
         Some(kek) => {
             let sealed = ca::seal(kek, secret).map_err(|e| io::Error::other(e.to_string()))?;
-            format!("{SEALED}{}", hex(&sealed)).into_bytes()
+            format!("{SEALED}{}", hex::encode(&sealed)).into_bytes()
         }
         None => [PLAIN.as_bytes(), secret].concat(),
     };
@@ -85,19 +86,8 @@ pub fn read_secret(path: &Path, kek: Option<&UnlockKey>) -> Result<Vec<u8>, Secr
     Err(SecretError::Damaged(path.display().to_string()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(text).ok()?.trim();
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
+    hex::decode(std::str::from_utf8(text).ok()?.trim())
 }
 
 #[cfg(test)]

@@ -877,14 +877,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 fn hex_key(text: &str) -> Option<SecretKey> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect();
-    SecretKey::from_slice(&bytes?).ok()
+    SecretKey::from_slice(&shoal_control::hex::decode(text)?).ok()
 }
 
 /// A message's kind, for logs (never its content).

@@ -115,7 +115,7 @@ pub fn gossip_config_at(
         .into_iter()
         .map(|(k, _)| GossipKey {
             id: k.id,
-            key: hex(&k.key),
+            key: crate::hex::encode(&k.key),
         })
         .collect();
     Some((wire, primary))
@@ -163,11 +163,6 @@ fn phases(keys: &[StoredGossipKey], now_ms: u64) -> Vec<(&StoredGossipKey, bool)
         })
         .map(|(_, k)| (k, promoted_at(k) <= now_ms))
         .collect()
-}
-
-/// Lowercase hex, as [`GossipKey::key`] carries keys.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
