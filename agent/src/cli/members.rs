@@ -60,10 +60,7 @@ fn members_text(report: &MembersReport) -> String {
             vec![
                 node,
                 m.view.addr.to_string(),
-                serde_json::to_value(m.view.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                m.view.state.as_str().to_string(),
                 m.view.incarnation.to_string(),
                 format!("{:.1}s", m.since_ms as f64 / 1000.0),
                 if endpoints.is_empty() {

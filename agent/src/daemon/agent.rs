@@ -205,21 +205,18 @@ impl Agent {
     /// The metrics page: the data plane's report, or a comment saying why
     /// there is none.
     pub async fn metrics(&self) -> String {
-        let guard = self.member.lock().await;
-        let Some(Ok(plane)) = guard.as_ref().map(|m| m.plane.as_ref()) else {
-            return "# this node is not in a swarm, or gossip is not running\n".into();
-        };
-        match plane.report().await {
+        let report = self.on_plane(async |p| p.report().await).await;
+        match report {
             Ok(report) => report.prometheus(),
-            Err(e) => format!("# gossip did not answer: {e}\n"),
+            Err(status) => format!("# {}\n", status.message()),
         }
     }
 
     /// Runs a local verb of the data plane (gossip, overlay).
-    async fn on_plane(
+    async fn on_plane<T>(
         &self,
-        verb: impl AsyncFnOnce(&Plane) -> anyhow::Result<ApiResponse>,
-    ) -> Result<ApiResponse, Status> {
+        verb: impl AsyncFnOnce(&Plane) -> anyhow::Result<T>,
+    ) -> Result<T, Status> {
         let guard = self.member.lock().await;
         let member = guard
             .as_ref()

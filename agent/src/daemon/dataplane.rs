@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::gossip::service::{Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
 use crate::netns::NetnsDir;
-use crate::overlay::{self, Attachment, OverlayKernel, OverlaySpec, RtnlKernel, SandboxSpec};
+use crate::overlay::{self, Attachment, Change, OverlaySpec, RtnlKernel, SandboxSpec};
 
 /// Periodic repair, whatever changed.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -166,6 +166,9 @@ async fn run(
 ) {
     let mut changes = inputs.gossip.changes();
     let mut wait = Duration::ZERO;
+    // The channel starts with the list read from the file: only a list
+    // that differs from the last one written goes to disk.
+    let mut saved = inputs.networks.borrow().clone();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -177,8 +180,10 @@ async fn run(
         tokio::time::sleep(DEBOUNCE).await;
         let networks = inputs.networks.borrow_and_update().clone();
         changes.borrow_and_update();
-        if let Some(networks) = &networks {
-            persist_networks(&inputs.networks_file, networks);
+        if let Some(list) = networks.as_ref().filter(|_| networks != saved) {
+            if persist_networks(&inputs.networks_file, list) {
+                saved = networks.clone();
+            }
         }
         let live = match inputs.gossip.live().await {
             Ok(live) => live,
@@ -240,7 +245,6 @@ async fn run(
 /// Removes every overlay namespace this agent made (leaving the swarm).
 pub fn teardown(netns: &NetnsDir) -> anyhow::Result<usize> {
     let mut kernel = RtnlKernel::new(netns.clone());
-    let observed = kernel.observe()?;
     let spec = OverlaySpec {
         vtep: Ipv4Addr::UNSPECIFIED,
         underlay_mtu: 1500,
@@ -248,23 +252,30 @@ pub fn teardown(netns: &NetnsDir) -> anyhow::Result<usize> {
         endpoints: Vec::new(),
         sandboxes: Vec::new(),
     };
-    overlay::reconcile(&mut kernel, &spec)?;
-    Ok(observed.networks.len() + observed.sandboxes.len())
+    let changes = overlay::reconcile(&mut kernel, &spec)?;
+    Ok(changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Change::DeleteNetwork { .. } | Change::DeleteSandbox { .. }
+            )
+        })
+        .count())
 }
 
-fn persist_networks(path: &std::path::Path, networks: &[NetworkSpec]) {
-    if load_networks(path).as_deref() == Some(networks) {
-        return;
-    }
+/// Writes the network list; false (and a warning) if it could not.
+fn persist_networks(path: &std::path::Path, networks: &[NetworkSpec]) -> bool {
     let written = serde_json::to_vec_pretty(networks)
         .map_err(std::io::Error::other)
         .and_then(|bytes| super::identity::write_atomic(path, &bytes));
-    if let Err(error) = written {
+    if let Err(error) = &written {
         tracing::warn!(
             "cannot keep the network list in {}: {error}",
             path.display()
         );
     }
+    written.is_ok()
 }
 
 /// The overlay this host should have. Entries that cannot be programmed
@@ -283,7 +294,7 @@ pub fn desired(
     let usable = |network: &str, ip: Ipv4Addr| {
         by_id
             .get(network)
-            .is_some_and(|n| n.check_endpoint(ip).is_ok() && ip != n.gateway)
+            .is_some_and(|n| n.check_endpoint(ip).is_ok())
     };
     let mut taken: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
     let mut sandboxes: BTreeMap<String, Vec<Attachment>> = BTreeMap::new();

@@ -17,6 +17,7 @@ use super::identity::{NodeIdentity, StateDir};
 use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
 use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
 use crate::netns::NetnsDir;
+use crate::overlay::check_sandbox_id;
 
 /// The underlay MTU assumed for overlay networks without their own.
 const UNDERLAY_MTU: u32 = 1500;
@@ -127,22 +128,12 @@ impl Plane {
         service: &str,
         publish: &[String],
     ) -> anyhow::Result<ApiResponse> {
-        let id_ok = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !id_ok {
-            bail!("endpoint id must be 1-64 characters of [a-zA-Z0-9_.-], got `{id}`");
-        }
+        check_sandbox_id(id)?;
         let networks = self.networks.borrow().clone().unwrap_or_default();
         let net = networks.iter().find(|n| n.id == network).with_context(|| {
             format!("network {network} not found on this node (use its id from `shoal network ls`)")
         })?;
         net.check_endpoint(ip)?;
-        if ip == net.gateway {
-            bail!("{ip} is the gateway of network {network}");
-        }
         let live = self.gossip.live().await?;
         if let Some(holder) = live
             .get(network)
@@ -249,12 +240,6 @@ impl MembersReport {
                 out.push_str(&format!("{name}{labels} {value}\n"));
             }
         };
-        let state = |s: &crate::gossip::membership::MemberState| {
-            serde_json::to_value(s)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
         metric(
             "shoal_gossip_member_state",
             "How this node sees each member (1 for its current state).",
@@ -267,7 +252,7 @@ impl MembersReport {
                             "{{node=\"{}\",addr=\"{}\",state=\"{}\"}}",
                             m.view.node,
                             m.view.addr,
-                            state(&m.view.state)
+                            m.view.state.as_str()
                         ),
                         "1".into(),
                     )

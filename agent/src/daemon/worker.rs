@@ -51,25 +51,24 @@ impl Handouts {
     }
 
     fn take(&self, resp: &HeartbeatResponse) {
-        if let Some(gossip) = &resp.gossip {
-            self.gossip.send_if_modified(|current| {
-                let changed = current.as_ref() != Some(gossip);
-                if changed {
-                    *current = Some(gossip.clone());
-                }
-                changed
-            });
-        }
-        if let Some(networks) = &resp.networks {
-            self.networks.send_if_modified(|current| {
-                let changed = current.as_ref() != Some(networks);
-                if changed {
-                    *current = Some(networks.clone());
-                }
-                changed
-            });
-        }
+        offer(&self.gossip, &resp.gossip);
+        offer(&self.networks, &resp.networks);
     }
+}
+
+/// Publishes `value` if it is known and differs, so watchers wake only on
+/// a real change.
+fn offer<T: Clone + PartialEq>(channel: &watch::Sender<Option<T>>, value: &Option<T>) {
+    if value.is_none() {
+        return;
+    }
+    channel.send_if_modified(|current| {
+        let changed = current != value;
+        if changed {
+            current.clone_from(value);
+        }
+        changed
+    });
 }
 
 impl Session {

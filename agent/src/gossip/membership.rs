@@ -110,6 +110,15 @@ impl MemberState {
     pub fn is_active(self) -> bool {
         self != Self::Dead
     }
+
+    /// As `shoal members` and the metrics print it (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Dead => "dead",
+        }
+    }
 }
 
 /// One line of `shoal members`.

@@ -62,6 +62,8 @@ pub struct LagStats {
     pub count: u64,
     pub last_ms: u64,
     pub max_ms: u64,
+    /// Quantiles over the last [`LAG_WINDOW`] changes, filled in when the
+    /// stats are read ([`TableNode::lag`]).
     pub p50_ms: u64,
     pub p99_ms: u64,
     #[serde(skip)]
@@ -77,11 +79,24 @@ impl LagStats {
             self.recent.pop_front();
         }
         self.recent.push_back(lag_ms);
+    }
+
+    /// A copy with the quantiles of the recent window.
+    fn summary(&self) -> LagStats {
         let mut sorted: Vec<u64> = self.recent.iter().copied().collect();
         sorted.sort_unstable();
-        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        self.p50_ms = at(0.5);
-        self.p99_ms = at(0.99);
+        let at = |q: f64| {
+            let last = sorted.len().saturating_sub(1);
+            sorted
+                .get((last as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        LagStats {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            ..self.clone()
+        }
     }
 }
 
@@ -143,8 +158,9 @@ impl TableNode {
         self.generation
     }
 
-    pub fn lag(&self) -> &LagStats {
-        &self.lag
+    /// Convergence lag so far, with the quantiles of recent changes.
+    pub fn lag(&self) -> LagStats {
+        self.lag.summary()
     }
 
     /// Whether membership reports `node` alive (this node always is).
@@ -350,4 +366,26 @@ fn broadcasts(deltas: Vec<Delta>) -> Vec<AppOutput> {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_quantiles_cover_the_recent_window() {
+        let mut lag = LagStats::default();
+        assert_eq!(lag.summary().p99_ms, 0);
+        for ms in 1..=100 {
+            lag.record(ms);
+        }
+        let s = lag.summary();
+        assert_eq!((s.count, s.last_ms, s.max_ms), (100, 100, 100));
+        assert_eq!((s.p50_ms, s.p99_ms), (51, 99));
+        for _ in 0..LAG_WINDOW {
+            lag.record(7);
+        }
+        let s = lag.summary();
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (7, 7, 100));
+    }
 }

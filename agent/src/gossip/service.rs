@@ -413,30 +413,26 @@ impl Node {
                 None => tracing::warn!("gossip key {} from the managers is malformed", key.id),
             }
         }
-        if keys.iter().any(|(id, _)| *id == config.primary) {
-            match &mut self.codec {
-                Some(codec) => {
-                    let ring = codec.keyring_mut();
-                    for (id, secret) in &keys {
-                        ring.insert(*id, secret.clone());
-                    }
-                    if ring.primary() != config.primary {
-                        tracing::info!("gossip now seals with key {}", config.primary);
-                    }
-                    let _ = ring.set_primary(config.primary);
-                    for id in ring.ids() {
-                        if !keys.iter().any(|(k, _)| *k == id) {
-                            let _ = ring.remove(id);
-                        }
-                    }
-                }
-                None => {
-                    let mut ring = Keyring::new(config.primary, keys[0].1.clone());
-                    for (id, secret) in &keys {
-                        ring.insert(*id, secret.clone());
-                    }
-                    let _ = ring.set_primary(config.primary);
-                    self.codec = Some(Codec::new(&self.opts.node_id, ring, self.base_ms));
+        if let Some((_, primary)) = keys.iter().find(|(id, _)| *id == config.primary) {
+            let (node_id, epoch) = (&self.opts.node_id, self.base_ms);
+            let codec = self.codec.get_or_insert_with(|| {
+                Codec::new(
+                    node_id,
+                    Keyring::new(config.primary, primary.clone()),
+                    epoch,
+                )
+            });
+            let ring = codec.keyring_mut();
+            for (id, secret) in &keys {
+                ring.insert(*id, secret.clone());
+            }
+            if ring.primary() != config.primary {
+                tracing::info!("gossip now seals with key {}", config.primary);
+            }
+            let _ = ring.set_primary(config.primary);
+            for id in ring.ids() {
+                if !keys.iter().any(|(k, _)| *k == id) {
+                    let _ = ring.remove(id);
                 }
             }
         }
@@ -480,10 +476,10 @@ impl Node {
                 let _ = reply.send(self.status());
             }
             Request::Live(reply) => {
-                let tables = self.tables.tables();
-                let live = tables
-                    .sizes()
-                    .keys()
+                let live = self
+                    .tables
+                    .tables()
+                    .networks()
                     .map(|network| {
                         let records = self
                             .tables
@@ -640,10 +636,9 @@ impl Node {
         let now = self.now();
         match effect {
             Effect::Send { to, bytes } => self.send_datagram(to, bytes),
-            Effect::SyncRequest { to, bytes } => {
-                self.send_stream(to, &Message::MemberList(bytes.to_vec()));
-            }
-            Effect::SyncReply { to, bytes } => {
+            // A request and an answer travel alike: an answer goes back on
+            // the stream being answered (see `send_stream`).
+            Effect::SyncRequest { to, bytes } | Effect::SyncReply { to, bytes } => {
                 self.send_stream(to, &Message::MemberList(bytes.to_vec()));
             }
             Effect::ScheduleTimer { at, timer } => {
@@ -813,7 +808,7 @@ impl Node {
                 .into_iter()
                 .map(|(network, size)| (network.to_string(), size))
                 .collect(),
-            convergence_lag: self.tables.lag().clone(),
+            convergence_lag: self.tables.lag(),
             decode,
             membership: self.membership.stats(),
             transport: self.transport,

@@ -25,7 +25,7 @@ mod tests;
 pub use kernel::{FakeKernel, OverlayKernel};
 pub use plan::{plan, Change};
 pub use rtnl::RtnlKernel;
-pub use spec::{Attachment, OverlaySpec, SandboxSpec};
+pub use spec::{check_sandbox_id, Attachment, OverlaySpec, SandboxSpec};
 pub use state::{HostState, VXLAN_PORT};
 
 use crate::netns::NetnsError;

@@ -61,18 +61,7 @@ impl OverlaySpec {
         NetworkSpec::validate_all(&self.networks)?;
         let mut ids = BTreeSet::new();
         for sandbox in &self.sandboxes {
-            let id_ok = !sandbox.id.is_empty()
-                && sandbox.id.len() <= 64
-                && sandbox
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-            if !id_ok {
-                return Err(OverlayError::Invalid(format!(
-                    "sandbox id must be 1-64 characters of [a-zA-Z0-9_.-], got `{}`",
-                    sandbox.id
-                )));
-            }
+            check_sandbox_id(&sandbox.id)?;
             if !ids.insert(sandbox.id.as_str()) {
                 return Err(OverlayError::Invalid(format!(
                     "sandbox `{}` is listed twice",
@@ -96,12 +85,8 @@ impl OverlaySpec {
                     "{owner} refers to unknown network `{network}`; define it under `networks`"
                 ))
             })?;
-            net.check_endpoint(ip)?;
-            if ip == net.gateway {
-                return Err(OverlayError::Invalid(format!(
-                    "{owner}: {ip} is the gateway of network `{network}`"
-                )));
-            }
+            net.check_endpoint(ip)
+                .map_err(|e| OverlayError::Invalid(format!("{owner}: {e}")))?;
             // A local sandbox is also gossiped as an endpoint with this host's
             // VTEP; that is the same address, not a clash.
             let is_own_echo = owner == "endpoint"
@@ -120,6 +105,22 @@ impl OverlaySpec {
 
     fn network(&self, id: &str) -> Option<&NetworkSpec> {
         self.networks.iter().find(|n| n.id == id)
+    }
+}
+
+/// Refuses a sandbox id that cannot name a namespace file.
+pub fn check_sandbox_id(id: &str) -> Result<(), OverlayError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(OverlayError::Invalid(format!(
+            "sandbox id must be 1-64 characters of [a-zA-Z0-9_.-], got `{id}`"
+        )))
     }
 }
 

@@ -125,6 +125,8 @@ pub enum NetworkError {
     MtuTooSmall { id: String, mtu: u32 },
     #[error("network `{id}`: VNI {vni} is already used by network `{other}`")]
     DuplicateVni { id: String, vni: u32, other: String },
+    #[error("{ip} is the gateway of network `{network}`")]
+    EndpointIsGateway { network: String, ip: Ipv4Addr },
     #[error("endpoint {ip} is not inside subnet {subnet} of network `{network}`")]
     EndpointOutsideSubnet {
         network: String,
@@ -155,7 +157,8 @@ impl NetworkError {
             NetworkError::DuplicateVni { vni, other, .. } => {
                 NetworkError::DuplicateVni { id, vni, other }
             }
-            endpoint @ NetworkError::EndpointOutsideSubnet { .. } => endpoint,
+            endpoint @ (NetworkError::EndpointOutsideSubnet { .. }
+            | NetworkError::EndpointIsGateway { .. }) => endpoint,
         }
     }
 }
@@ -228,17 +231,23 @@ impl NetworkSpec {
             .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
     }
 
-    /// Checks that an endpoint's address belongs to this network.
+    /// Checks that an endpoint may take `ip` on this network: a host address
+    /// of the subnet other than the gateway.
     pub fn check_endpoint(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
-        if self.is_host_address(ip) {
-            Ok(())
-        } else {
-            Err(NetworkError::EndpointOutsideSubnet {
+        if !self.is_host_address(ip) {
+            return Err(NetworkError::EndpointOutsideSubnet {
                 network: self.id.clone(),
                 ip,
                 subnet: self.subnet,
-            })
+            });
         }
+        if ip == self.gateway {
+            return Err(NetworkError::EndpointIsGateway {
+                network: self.id.clone(),
+                ip,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +263,20 @@ mod tests {
             gateway: gw.parse().unwrap(),
             mtu: None,
         }
+    }
+
+    #[test]
+    fn endpoints_take_host_addresses_other_than_the_gateway() {
+        let n = net("a", 4096, "10.0.0.0/24", "10.0.0.1");
+        assert_eq!(n.check_endpoint("10.0.0.2".parse().unwrap()), Ok(()));
+        for bad in ["10.0.0.0", "10.0.0.255", "10.0.1.2"] {
+            assert!(matches!(
+                n.check_endpoint(bad.parse().unwrap()),
+                Err(NetworkError::EndpointOutsideSubnet { .. })
+            ));
+        }
+        let gw = n.check_endpoint("10.0.0.1".parse().unwrap()).unwrap_err();
+        assert_eq!(gw.to_string(), "10.0.0.1 is the gateway of network `a`");
     }
 
     #[test]

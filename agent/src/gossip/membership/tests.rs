@@ -194,3 +194,10 @@ proptest! {
         membership.handle_sync(addr(2), &bytes, Duration::ZERO);
     }
 }
+
+#[test]
+fn member_states_print_as_their_serde_names() {
+    for state in [MemberState::Alive, MemberState::Suspect, MemberState::Dead] {
+        assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+    }
+}

@@ -340,6 +340,11 @@ impl Tables {
             .collect()
     }
 
+    /// The networks this replica holds entries (or tombstones) for.
+    pub fn networks(&self) -> impl Iterator<Item = &NetworkId> + '_ {
+        self.entries.keys()
+    }
+
     /// Live entries and tombstones per network (dead owners included).
     pub fn sizes(&self) -> BTreeMap<NetworkId, TableSize> {
         self.entries
