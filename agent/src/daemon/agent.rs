@@ -331,6 +331,7 @@ impl Agent {
             autolock,
             unlock_key: kek.as_ref().map(|k| k.to_string()),
             gossip_key: rand::random::<[u8; 32]>().to_vec(),
+            strategy: Default::default(),
             created_at: now,
         };
         let node = Node {
@@ -342,6 +343,7 @@ impl Agent {
             labels: Default::default(),
             state: NodeState::Ready,
             raft_id: identity.raft_id,
+            resources: Default::default(),
             created_at: now,
             updated_at: now,
         };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiRequest;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "local", rename_all = "snake_case")]
 pub enum LocalRequest {
     /// `swarm init`.

@@ -5,11 +5,13 @@
 
 mod local;
 mod node_rules;
+mod service_view;
 mod session;
 mod view;
 
 pub use local::LocalRequest;
 pub use node_rules::{check_demote, check_remove, NodeRuleError};
+pub use service_view::{ports_column, ServiceView, TaskView};
 pub use session::*;
 pub use view::{
     rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
@@ -19,11 +21,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{Availability, Role};
+use crate::objects::{Availability, Role, ServiceSpec, Strategy};
 
 /// What a client may ask. Variants marked "manager" are refused to worker
 /// certificates and answered only by managers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ApiRequest {
     /// Any node: what this node is and knows.
@@ -81,6 +83,35 @@ pub enum ApiRequest {
     /// manager: `network rm NETWORK`; answers [`ApiResponse::Done`] with the
     /// network's name.
     NetworkRemove { name_or_id: String },
+    /// manager: `service create`. The spec's networks are names or ids;
+    /// the manager stores ids. Answers [`ApiResponse::Service`].
+    ServiceCreate { spec: Box<ServiceSpec> },
+    /// manager: `service ls`.
+    ServiceList,
+    /// manager: `service inspect SERVICE` (id, name or unique id prefix).
+    ServiceInspect { service: String },
+    /// manager: `service update`: the whole new spec, and the version it was
+    /// made from (refused if the service changed since). `force` replaces
+    /// every task even when the spec did not change.
+    ServiceUpdate {
+        service: String,
+        spec: Box<ServiceSpec>,
+        version: Option<u64>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// manager: `service scale SERVICE=N`.
+    ServiceScale { service: String, replicas: u64 },
+    /// manager: `service rollback`: back to the previous spec.
+    ServiceRollback { service: String },
+    /// manager: `service rm`.
+    ServiceRemove { service: String },
+    /// manager: `service ps SERVICE`; answers [`ApiResponse::Tasks`].
+    ServicePs { service: String },
+    /// manager: `node ps NODE`; answers [`ApiResponse::Tasks`].
+    NodePs { node: String },
+    /// manager: `swarm update --scheduling-strategy`.
+    SetStrategy { strategy: Strategy },
     /// manager (internal): a node that joined or was promoted as a manager
     /// is ready; the leader adds it to the Raft group.
     AddManager { node_id: String },
@@ -102,6 +133,10 @@ impl ApiRequest {
                 | ApiRequest::NetworkList
                 | ApiRequest::NetworkInspect { .. }
                 | ApiRequest::UnlockKey
+                | ApiRequest::ServiceList
+                | ApiRequest::ServiceInspect { .. }
+                | ApiRequest::ServicePs { .. }
+                | ApiRequest::NodePs { .. }
         ) && !matches!(self, ApiRequest::JoinToken { rotate: false, .. })
     }
 }
@@ -116,6 +151,9 @@ pub enum ApiResponse {
     Node { node: Box<NodeView> },
     Networks { networks: Vec<NetworkView> },
     Network { network: Box<NetworkView> },
+    Services { services: Vec<ServiceView> },
+    Service { service: Box<ServiceView> },
+    Tasks { tasks: Vec<TaskView> },
     Done { message: String },
 }
 

@@ -75,6 +75,7 @@ mod tests {
             labels: Default::default(),
             state,
             raft_id: None,
+            resources: Default::default(),
             created_at: 0,
             updated_at: 0,
         }

@@ -33,6 +33,9 @@ pub struct Cluster {
     /// which keys nodes hold.
     #[serde(default)]
     pub gossip_key: Vec<u8>,
+    /// How tasks are placed unless their service says otherwise.
+    #[serde(default)]
+    pub strategy: super::Strategy,
     /// Unix seconds.
     pub created_at: u64,
 }

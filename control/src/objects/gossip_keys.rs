@@ -183,6 +183,7 @@ mod tests {
             autolock: false,
             unlock_key: None,
             gossip_key: vec![1; 32],
+            strategy: Default::default(),
             created_at: CREATED_S,
         }
     }

@@ -9,6 +9,8 @@ mod ipam;
 mod mac;
 mod network;
 mod node;
+mod service;
+mod task;
 
 pub use cluster::{Cluster, DEFAULT_CERT_EXPIRY_SECS};
 pub use gossip_keys::{
@@ -25,4 +27,10 @@ pub use network::{
     Endpoint, Network, NetworkError, NetworkLookupError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX,
     VNI_MIN, VXLAN_OVERHEAD,
 };
-pub use node::{new_node_id, to_base36, Availability, Node, NodeState, Role};
+pub use node::{new_node_id, to_base36, Availability, Node, NodeResources, NodeState, Role};
+pub use service::{
+    spread_label, Constraint, FailureAction, Placement, PortConfig, Protocol, Resources,
+    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, ServiceSpecError, Strategy,
+    TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, SERVICE_KIND,
+};
+pub use task::{Task, TaskAttachment, TaskState, TaskStatus, TASK_KIND};

@@ -53,11 +53,21 @@ pub struct Node {
     /// Set for managers: the node's id in the Raft group.
     #[serde(default)]
     pub raft_id: Option<u64>,
+    /// What the node offers to tasks, as its agent reports it.
+    #[serde(default)]
+    pub resources: NodeResources,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: u64,
     #[serde(default)]
     pub updated_at: u64,
+}
+
+/// A node's capacity for reservations (Docker's NanoCPUs and MemoryBytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeResources {
+    pub nano_cpus: u64,
+    pub memory_bytes: u64,
 }
 
 impl fmt::Display for Role {

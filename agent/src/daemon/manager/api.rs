@@ -355,6 +355,7 @@ impl ManagerCtx {
             labels: Default::default(),
             state: NodeState::Ready,
             raft_id,
+            resources: Default::default(),
             created_at: now,
             updated_at: now,
         };

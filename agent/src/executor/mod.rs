@@ -1,0 +1,127 @@
+//! Runs tasks. A [`Runtime`] starts a task's command inside its sandbox and
+//! reports what became of it; the built-in `process` runtime gives each task
+//! the sandbox's network namespace (built by the overlay), a mount namespace
+//! of its own with a private `/etc/resolv.conf`, and a cgroup holding its
+//! limits. The runtime never decides what should run: the worker's task loop
+//! does, from the managers' assignments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub mod fake;
+pub mod process;
+
+pub use fake::FakeRuntime;
+pub use process::ProcessRuntime;
+
+/// Everything needed to start one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub task_id: String,
+    /// The command and its arguments; `command[0]` is looked up in `PATH`.
+    pub command: Vec<String>,
+    /// `KEY=VALUE`, added to a minimal environment (PATH, HOME=/).
+    pub env: Vec<String>,
+    /// The network namespace to run in (the task's sandbox).
+    pub netns: PathBuf,
+    /// Contents of the task's private `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// CPU limit in nano-CPUs (1e9 = one CPU); 0 = none.
+    pub limit_nano_cpus: u64,
+    /// Memory limit in bytes; 0 = none.
+    pub limit_memory: u64,
+}
+
+/// How a task's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// It ended while no agent was watching (after an agent restart).
+    Unknown,
+}
+
+impl Exit {
+    /// Docker's exit code: the code, or 128 + signal.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Exit::Code(c) => Some(c),
+            Exit::Signal(s) => Some(128 + s),
+            Exit::Unknown => None,
+        }
+    }
+}
+
+/// What a runtime knows of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    Running { pid: u32 },
+    Exited(Exit),
+}
+
+/// Which output a log chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Error)]
+pub enum ExecutorError {
+    #[error("task {0}: the command is empty")]
+    EmptyCommand(String),
+    #[error("task {task}: cannot start `{command}`: {source}")]
+    Spawn {
+        task: String,
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("task {task}: cgroup {path}: {source}")]
+    Cgroup {
+        task: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("task {task}: {path}: {source}")]
+    Io {
+        task: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("task {0} is not known to this runtime")]
+    Unknown(String),
+}
+
+/// The kernel boundary of task execution: a real implementation
+/// ([`ProcessRuntime`]) and a recording fake ([`FakeRuntime`]). Calls may
+/// block (they touch /proc and cgroupfs); callers run them off the async
+/// threads.
+pub trait Runtime: Send + Sync + 'static {
+    /// Starts the task; returns its pid. Starting a task that already
+    /// runs is an error-free no-op returning the running pid.
+    fn start(&self, launch: &Launch) -> Result<u32, ExecutorError>;
+    /// The task's state, or `None` if this runtime never started it (nor
+    /// adopted it after a restart).
+    fn state(&self, task_id: &str) -> Option<ProcessState>;
+    /// Stops the task: SIGTERM to every process of its cgroup, SIGKILL
+    /// after `grace`. Returns once nothing of it runs.
+    fn stop(&self, task_id: &str, grace: Duration) -> Result<(), ExecutorError>;
+    /// Forgets a stopped task: its cgroup and its state (logs kept until
+    /// `remove_logs`).
+    fn remove(&self, task_id: &str) -> Result<(), ExecutorError>;
+    /// Every task this runtime knows, running or exited (adopted from disk
+    /// after an agent restart).
+    fn tasks(&self) -> Vec<String>;
+    /// Up to `max` bytes of a task's output from byte `offset`; returns
+    /// the bytes and the offset to ask from next time.
+    fn logs(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        offset: u64,
+        max: usize,
+    ) -> Result<(Vec<u8>, u64), ExecutorError>;
+}

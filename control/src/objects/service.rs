@@ -1,0 +1,525 @@
+//! Services: what a user declares with `service create` (store kind
+//! `service`, keyed by id). The orchestrator turns a service into tasks; the
+//! scheduler places them; the spec here is everything both need.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Store kind of [`Service`] objects.
+pub const SERVICE_KIND: &str = "service";
+
+/// A service as the managers store it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// 25 lowercase base36 characters.
+    pub id: String,
+    pub spec: ServiceSpec,
+    /// The spec before the last update, for `service rollback`.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// Bumped by every change of the spec; tasks carry the version they
+    /// were made from, so an update knows which tasks are out of date.
+    pub spec_version: u64,
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub mode: ServiceMode,
+    pub task: TaskSpec,
+    /// Network ids, in the order given.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    #[serde(default)]
+    pub update: UpdateConfig,
+    #[serde(default)]
+    pub rollback: UpdateConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+    Global,
+}
+
+/// What each task runs and how it is placed and restarted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The command and its arguments (`-- CMD ARGS...`).
+    pub command: Vec<String>,
+    /// `KEY=VALUE`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// Reservations (what the scheduler counts) and limits (what the cgroup
+/// enforces). Zero means none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default)]
+    pub reserve_nano_cpus: u64,
+    #[serde(default)]
+    pub reserve_memory: u64,
+    #[serde(default)]
+    pub limit_nano_cpus: u64,
+    #[serde(default)]
+    pub limit_memory: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    #[default]
+    Any,
+}
+
+/// Swarm's restart policy: condition `any`, delay 5 s, no attempt limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    pub delay_ms: u64,
+    /// `None`: restart forever.
+    pub max_attempts: Option<u64>,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            condition: RestartCondition::Any,
+            delay_ms: 5_000,
+            max_attempts: None,
+        }
+    }
+}
+
+/// Where tasks may go and how they spread.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// `spread=node.labels.KEY`, applied in order (a tree, as in Swarm).
+    #[serde(default)]
+    pub preferences: Vec<String>,
+    /// `None`: the cluster's strategy.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
+}
+
+/// How the scheduler ranks the nodes that fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Fewest tasks of the service, then fewest tasks: Swarm's only strategy.
+    #[default]
+    Spread,
+    /// Fill the most reserved node that still fits.
+    Binpack,
+}
+
+/// One `--constraint`: `node.id|node.hostname|node.role|node.labels.KEY`
+/// `==|!=` value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Constraint {
+    pub key: String,
+    pub equal: bool,
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// One `--publish`: the port every node accepts, and the task's port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub protocol: Protocol,
+    pub target: u16,
+    /// 0 until allocated (from 30000-32767) when the user gave none.
+    pub published: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    #[default]
+    Pause,
+    Continue,
+    Rollback,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+/// `--update-*` (and `--rollback-*`): Swarm's defaults, one task at a time,
+/// no delay, pause on failure, a task must run 5 s to count as updated.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Tasks replaced at once; 0 means all.
+    pub parallelism: u64,
+    pub delay_ms: u64,
+    pub failure_action: FailureAction,
+    pub order: UpdateOrder,
+    /// How long a new task must run before it counts as a success.
+    pub monitor_ms: u64,
+    /// The share of new tasks that may fail before `failure_action`.
+    pub max_failure_ratio: f32,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            delay_ms: 0,
+            failure_action: FailureAction::Pause,
+            order: UpdateOrder::StopFirst,
+            monitor_ms: 5_000,
+            max_failure_ratio: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    /// Unix milliseconds.
+    pub started_at_ms: u64,
+    #[serde(default)]
+    pub completed_at_ms: Option<u64>,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl UpdateState {
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            UpdateState::RollbackStarted
+                | UpdateState::RollbackPaused
+                | UpdateState::RollbackCompleted
+        )
+    }
+
+    /// Whether the updater still has work to do.
+    pub fn in_progress(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+}
+
+/// Why a service spec is refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ServiceSpecError {
+    #[error("invalid service name `{0}`: use 1-63 letters, digits, `-` or `_`, starting with a letter or digit")]
+    Name(String),
+    #[error("a service needs a command: `shoal service create --name NAME -- CMD ARGS...`")]
+    NoCommand,
+    #[error("invalid environment variable `{0}`: use KEY=VALUE")]
+    Env(String),
+    #[error("port {0} must be between 1 and 65535")]
+    Port(u32),
+    #[error("port {published}/{protocol} is published twice")]
+    PortTwice { published: u16, protocol: Protocol },
+    #[error(
+        "invalid constraint key `{0}`: use node.id, node.hostname, node.role or node.labels.KEY"
+    )]
+    ConstraintKey(String),
+    #[error("invalid placement preference `{0}`: use spread=node.labels.KEY")]
+    Preference(String),
+    #[error("the reservation ({what}) is above the limit")]
+    ReserveAboveLimit { what: &'static str },
+    #[error("network `{0}` is given twice")]
+    NetworkTwice(String),
+    #[error("--update-max-failure-ratio must be between 0 and 1")]
+    FailureRatio,
+}
+
+impl ServiceSpec {
+    /// Checks what can be checked without the rest of the cluster.
+    pub fn validate(&self) -> Result<(), ServiceSpecError> {
+        check_name(&self.name)?;
+        if self.task.command.first().is_none_or(|c| c.is_empty()) {
+            return Err(ServiceSpecError::NoCommand);
+        }
+        if let Some(bad) = self.task.env.iter().find(|e| {
+            e.split_once('=')
+                .is_none_or(|(key, _)| key.is_empty() || key.contains('\0'))
+        }) {
+            return Err(ServiceSpecError::Env(bad.clone()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for port in &self.ports {
+            if port.target == 0 {
+                return Err(ServiceSpecError::Port(0));
+            }
+            if port.published != 0 && !seen.insert((port.published, port.protocol)) {
+                return Err(ServiceSpecError::PortTwice {
+                    published: port.published,
+                    protocol: port.protocol,
+                });
+            }
+        }
+        for constraint in &self.task.placement.constraints {
+            constraint.check_key()?;
+        }
+        for pref in &self.task.placement.preferences {
+            spread_label(pref)?;
+        }
+        let r = &self.task.resources;
+        if r.limit_nano_cpus != 0 && r.reserve_nano_cpus > r.limit_nano_cpus {
+            return Err(ServiceSpecError::ReserveAboveLimit { what: "cpu" });
+        }
+        if r.limit_memory != 0 && r.reserve_memory > r.limit_memory {
+            return Err(ServiceSpecError::ReserveAboveLimit { what: "memory" });
+        }
+        let mut networks = std::collections::BTreeSet::new();
+        if let Some(twice) = self.networks.iter().find(|n| !networks.insert(*n)) {
+            return Err(ServiceSpecError::NetworkTwice(twice.clone()));
+        }
+        for update in [&self.update, &self.rollback] {
+            if !(0.0..=1.0).contains(&update.max_failure_ratio) {
+                return Err(ServiceSpecError::FailureRatio);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replicas wanted, `None` for a global service.
+    pub fn replicas(&self) -> Option<u64> {
+        match self.mode {
+            ServiceMode::Replicated { replicas } => Some(replicas),
+            ServiceMode::Global => None,
+        }
+    }
+}
+
+/// The label a `spread=node.labels.KEY` preference spreads over.
+pub fn spread_label(preference: &str) -> Result<&str, ServiceSpecError> {
+    preference
+        .strip_prefix("spread=node.labels.")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ServiceSpecError::Preference(preference.to_string()))
+}
+
+fn check_name(name: &str) -> Result<(), ServiceSpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceSpecError::Name(name.to_string()))
+    }
+}
+
+impl Constraint {
+    fn check_key(&self) -> Result<(), ServiceSpecError> {
+        match self.key.as_str() {
+            "node.id" | "node.hostname" | "node.role" => Ok(()),
+            key if key
+                .strip_prefix("node.labels.")
+                .is_some_and(|l| !l.is_empty()) =>
+            {
+                Ok(())
+            }
+            other => Err(ServiceSpecError::ConstraintKey(other.to_string())),
+        }
+    }
+}
+
+impl FromStr for Constraint {
+    type Err = String;
+
+    /// `KEY==VALUE` or `KEY!=VALUE`, spaces around the operator allowed.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, equal, value) = if let Some((k, v)) = text.split_once("!=") {
+            (k, false, v)
+        } else if let Some((k, v)) = text.split_once("==") {
+            (k, true, v)
+        } else {
+            return Err(format!(
+                "invalid constraint `{text}`: use KEY==VALUE or KEY!=VALUE, e.g. node.labels.zone==a"
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() || value.is_empty() {
+            return Err(format!(
+                "invalid constraint `{text}`: the key and the value must not be empty"
+            ));
+        }
+        let constraint = Constraint {
+            key: key.to_string(),
+            equal,
+            value: value.to_string(),
+        };
+        constraint.check_key().map_err(|e| e.to_string())?;
+        Ok(constraint)
+    }
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = if self.equal { "==" } else { "!=" };
+        write!(f, "{}{op}{}", self.key, self.value)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spread" => Ok(Strategy::Spread),
+            "binpack" => Ok(Strategy::Binpack),
+            other => Err(format!("invalid strategy `{other}`: use spread or binpack")),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Spread => "spread",
+            Strategy::Binpack => "binpack",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec(name: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            mode: ServiceMode::Replicated { replicas: 1 },
+            task: TaskSpec {
+                command: vec!["sleep".into(), "1000".into()],
+                ..TaskSpec::default()
+            },
+            networks: vec![],
+            ports: vec![],
+            update: UpdateConfig::default(),
+            rollback: UpdateConfig::default(),
+        }
+    }
+
+    #[test]
+    fn constraints_parse_both_operators_and_refuse_unknown_keys() {
+        let c: Constraint = "node.labels.zone == a".parse().unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.equal, c.value.as_str()),
+            ("node.labels.zone", true, "a")
+        );
+        let c: Constraint = "node.role!=manager".parse().unwrap();
+        assert!(!c.equal);
+        assert_eq!(c.to_string(), "node.role!=manager");
+        assert!("node.zone==a"
+            .parse::<Constraint>()
+            .unwrap_err()
+            .contains("node.labels.KEY"));
+        assert!("node.id=x"
+            .parse::<Constraint>()
+            .unwrap_err()
+            .contains("KEY==VALUE"));
+        assert!("node.id==".parse::<Constraint>().is_err());
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        assert_eq!(spec("web").validate(), Ok(()));
+        assert!(matches!(
+            spec("-x").validate(),
+            Err(ServiceSpecError::Name(_))
+        ));
+        let mut s = spec("web");
+        s.task.command.clear();
+        assert_eq!(s.validate(), Err(ServiceSpecError::NoCommand));
+        let mut s = spec("web");
+        s.task.env.push("NOVALUE".into());
+        assert!(matches!(s.validate(), Err(ServiceSpecError::Env(_))));
+        let mut s = spec("web");
+        let port = PortConfig {
+            protocol: Protocol::Tcp,
+            target: 80,
+            published: 8080,
+        };
+        s.ports = vec![port, port];
+        assert!(matches!(
+            s.validate(),
+            Err(ServiceSpecError::PortTwice { .. })
+        ));
+        s.ports[1].protocol = Protocol::Udp;
+        assert_eq!(s.validate(), Ok(()));
+        let mut s = spec("web");
+        s.task.placement.preferences.push("spread=node.zone".into());
+        assert!(matches!(s.validate(), Err(ServiceSpecError::Preference(_))));
+        let mut s = spec("web");
+        s.task.resources.reserve_memory = 10;
+        s.task.resources.limit_memory = 5;
+        assert!(matches!(
+            s.validate(),
+            Err(ServiceSpecError::ReserveAboveLimit { .. })
+        ));
+    }
+
+    #[test]
+    fn defaults_are_swarms() {
+        let u = UpdateConfig::default();
+        assert_eq!((u.parallelism, u.order), (1, UpdateOrder::StopFirst));
+        assert_eq!(RestartPolicy::default().condition, RestartCondition::Any);
+        assert_eq!(spread_label("spread=node.labels.zone"), Ok("zone"));
+    }
+}
