@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod executor;
 pub mod ebpf;
 pub mod gossip;
 pub mod netns;

@@ -9,6 +9,8 @@ pub mod api;
 pub mod ca;
 pub mod hex;
 pub mod objects;
+pub mod orchestrator;
 pub mod proto;
 pub mod raft;
+pub mod scheduler;
 pub mod store;

@@ -12,7 +12,7 @@ use nix::mount::{umount2, MntFlags};
 
 use crate::{
     command, mountinfo, namespace,
-    naming::{self, NETNS_DIR, RUN_ROOT},
+    naming::{self, CGROUP_ROOT, NETNS_DIR, RUN_ROOT},
     HarnessError, Result,
 };
 
@@ -31,6 +31,8 @@ pub enum Removed {
     Dir(PathBuf),
     /// A network namespace, deleted with `ip netns del`.
     Netns(String),
+    /// A cgroup an agent made for its tasks, emptied and deleted.
+    Cgroup(PathBuf),
 }
 
 impl fmt::Display for Removed {
@@ -48,6 +50,7 @@ impl fmt::Display for Removed {
             Removed::Mount(path) => write!(f, "unmounted {}", path.display()),
             Removed::Dir(path) => write!(f, "removed {}", path.display()),
             Removed::Netns(name) => write!(f, "deleted netns {name}"),
+            Removed::Cgroup(path) => write!(f, "removed cgroup {}", path.display()),
         }
     }
 }
@@ -76,6 +79,7 @@ pub fn cleanup_leftovers(filter: Option<&str>) -> Result<Vec<Removed>> {
     for name in &netns {
         teardown.delete_netns(name);
     }
+    teardown.remove_cgroups(filter);
     teardown.finish()
 }
 
@@ -187,6 +191,48 @@ impl Teardown {
         match command::ip(&["netns", "del", name]) {
             Ok(()) => self.removed.push(Removed::Netns(name.to_owned())),
             Err(err) => self.failures.push(err),
+        }
+    }
+
+    /// Kills what runs in the harness's task cgroups (`/sys/fs/cgroup/shoal-*`,
+    /// one per host, given to its agent with `--cgroup-root`) and deletes
+    /// them, deepest first.
+    pub(crate) fn remove_cgroups(&mut self, filter: Option<&str>) {
+        for name in matching_entries(Path::new(CGROUP_ROOT), filter) {
+            let root = Path::new(CGROUP_ROOT).join(name);
+            let _ = fs::write(root.join("cgroup.kill"), "1");
+            let mut dirs = vec![root.clone()];
+            let mut i = 0;
+            while i < dirs.len() {
+                if let Ok(entries) = fs::read_dir(&dirs[i]) {
+                    dirs.extend(
+                        entries
+                            .flatten()
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                            .map(|e| e.path()),
+                    );
+                }
+                i += 1;
+            }
+            for dir in dirs.iter().rev() {
+                // A killed cgroup empties asynchronously: retry briefly.
+                let mut result = fs::remove_dir(dir);
+                for _ in 0..50 {
+                    if result.is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    result = fs::remove_dir(dir);
+                }
+                if let Err(source) = result {
+                    self.failures.push(HarnessError::Io {
+                        action: "remove",
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            }
+            self.removed.push(Removed::Cgroup(root));
         }
     }
 

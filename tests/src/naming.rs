@@ -17,6 +17,8 @@ pub const NAME_PREFIX: &str = "shoal-";
 pub(crate) const RUN_ROOT: &str = "/run/shoal-test";
 /// Where `ip netns` keeps its namespace files.
 pub(crate) const NETNS_DIR: &str = "/run/netns";
+/// Where hosts' agents make their task cgroups (`shoal-*` names only).
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The underlay interface inside every host.
 pub(crate) const HOST_IFACE: &str = "eth0";
 /// The bridge inside the underlay namespace.

@@ -25,7 +25,17 @@ pub fn start_agent_with(host: &Host, extra: &[&str]) -> Result<u32> {
     let state = state_dir(host).to_string_lossy().to_string();
     let socket = host.run_dir().join("shoal.sock");
     let _ = std::fs::remove_file(&socket);
-    let mut args = vec!["agent", "--state-dir", &state, "--hostname", host.name()];
+    // Task cgroups under a name the harness's cleanup finds.
+    let cgroup = format!("/sys/fs/cgroup/{}", host.netns());
+    let mut args = vec![
+        "agent",
+        "--state-dir",
+        &state,
+        "--hostname",
+        host.name(),
+        "--cgroup-root",
+        &cgroup,
+    ];
     args.extend_from_slice(extra);
     let pid = host.spawn_shoal(&args)?;
     let ready = wait_for(Duration::from_secs(15), || {

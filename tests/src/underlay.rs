@@ -226,6 +226,7 @@ impl Underlay {
         for name in self.created_netns.iter().rev() {
             teardown.delete_netns(name);
         }
+        teardown.remove_cgroups(Some(&self.prefix));
         teardown
     }
 }

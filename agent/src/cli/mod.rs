@@ -77,6 +77,66 @@ pub struct AgentArgs {
     /// packets, overlay) at `http://ADDR/metrics`.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The cgroup (v2) under which each task gets a cgroup of its own.
+    #[arg(long, default_value = "/sys/fs/cgroup/shoal")]
+    pub cgroup_root: PathBuf,
+    /// CPUs this node offers to reservations (default: its CPU count).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory this node offers to reservations, e.g. `4G` (default: its RAM).
+    #[arg(long)]
+    pub memory: Option<String>,
+}
+
+impl AgentArgs {
+    /// What the node offers: the flags, or what the machine has.
+    fn resources(&self) -> anyhow::Result<shoal_control::objects::NodeResources> {
+        let nano_cpus = match self.cpus {
+            Some(c) if c > 0.0 && c.is_finite() => (c * 1e9) as u64,
+            Some(c) => anyhow::bail!("--cpus must be a positive number, got {c}"),
+            None => {
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as u64 * 1_000_000_000
+            }
+        };
+        let memory_bytes = match &self.memory {
+            Some(text) => parse_bytes(text)?,
+            None => total_memory().unwrap_or(0),
+        };
+        Ok(shoal_control::objects::NodeResources {
+            nano_cpus,
+            memory_bytes,
+        })
+    }
+}
+
+/// `512M`, `4G`, `1024k`, `100` (bytes), with or without a trailing `b`.
+pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => anyhow::bail!("invalid size `{text}`: use a number with b, k, m or g"),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size `{text}`: use a number with b, k, m or g"))?;
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl Cli {
@@ -92,6 +152,7 @@ impl Cli {
         runtime.block_on(async move {
             match self.command {
                 Command::Agent(args) => {
+                    let resources = args.resources()?;
                     let socket = args.socket.unwrap_or(socket);
                     crate::daemon::run(crate::daemon::Options {
                         state_dir: args.state_dir,
@@ -99,6 +160,8 @@ impl Cli {
                         socket,
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
+                        resources,
+                        cgroup_root: args.cgroup_root,
                     })
                     .await
                 }

@@ -23,8 +23,8 @@ use super::at_rest::{DekSealer, SecretError};
 use super::identity::{Certs, NodeIdentity, StateDir};
 use super::manager::{self, now_secs, Manager};
 use super::peers::{from_json, to_json, Peers};
-use super::plane::Plane;
-use super::worker::{Handouts, Session, SessionEvent};
+use super::plane::{Plane, TaskInputs};
+use super::worker::{Handouts, Reports, Session, SessionEvent};
 use super::Options;
 
 const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to a swarm and try again.";
@@ -100,6 +100,8 @@ pub struct Agent {
     locked: Mutex<Option<NodeIdentity>>,
     events: mpsc::Sender<SessionEvent>,
     events_rx: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
+    cgroup_root: std::path::PathBuf,
+    resources: shoal_control::objects::NodeResources,
 }
 
 fn status(e: impl std::fmt::Display) -> Status {
@@ -123,6 +125,8 @@ impl Agent {
             locked: Mutex::new(None),
             events: tx,
             events_rx: Mutex::new(Some(rx)),
+            cgroup_root: opts.cgroup_root.clone(),
+            resources: opts.resources,
         })
     }
 
@@ -545,12 +549,18 @@ impl Agent {
             Role::Worker => None,
         };
         let handouts = Handouts::new(super::dataplane::load_networks(&self.state.networks_file()));
+        let (reports_tx, reports_rx) = tokio::sync::watch::channel(Vec::new());
         let plane = Plane::start(
             &read(&identity),
             &self.state,
             &self.run_dir,
             handouts.gossip.subscribe(),
             handouts.networks.subscribe(),
+            TaskInputs {
+                assignments: handouts.assignments.subscribe(),
+                reports: reports_tx,
+                cgroup_root: self.cgroup_root.clone(),
+            },
         )
         .await
         .map_err(|e| {
@@ -562,6 +572,10 @@ impl Agent {
             peers.clone(),
             self.events.clone(),
             handouts,
+            Reports {
+                resources: self.resources,
+                tasks: reports_rx,
+            },
         );
         let renewal = schedule_renewal(&read(&certs).cert_pem, self.events.clone());
         *self.member.lock().await = Some(Member {

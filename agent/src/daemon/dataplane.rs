@@ -114,6 +114,39 @@ pub struct DataPlane {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Kicks the loop and waits for it, for parts other than the plane.
+#[derive(Clone)]
+pub struct DataPlaneHandle {
+    kick: Arc<Notify>,
+    status: Arc<Mutex<DataPlaneStatus>>,
+}
+
+impl DataPlaneHandle {
+    fn reconciles(&self) -> u64 {
+        self.status.lock().map(|s| s.reconciles).unwrap_or(0)
+    }
+
+    /// Kicks the loop and returns once a reconciliation that started after
+    /// the kick has finished, or after `limit`.
+    pub async fn kick_and_wait(&self, limit: Duration) -> bool {
+        let before = self.reconciles();
+        self.kick.notify_one();
+        let deadline = Instant::now() + limit;
+        // The pass running now may have started before the kick: wait for
+        // the one after it.
+        while self.reconciles() < before + 2 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if self.reconciles() == before + 1 {
+                self.kick.notify_one();
+            }
+        }
+        true
+    }
+}
+
 /// What the loop reads.
 pub struct Inputs {
     pub vtep: Ipv4Addr,
@@ -147,6 +180,14 @@ impl DataPlane {
 
     pub fn status(&self) -> DataPlaneStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// A handle that kicks the loop and reads its status.
+    pub fn handle(&self) -> DataPlaneHandle {
+        DataPlaneHandle {
+            kick: self.kick.clone(),
+            status: self.status.clone(),
+        }
     }
 
     pub async fn stop(&self) {

@@ -84,6 +84,11 @@ impl StateDir {
         self.root.join("endpoints.json")
     }
 
+    /// The task runtime's state: each task's record and output.
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.root.join("tasks")
+    }
+
     fn certs_dir(&self) -> PathBuf {
         self.root.join("certs")
     }
@@ -190,7 +195,7 @@ impl StateDir {
                 _ => {}
             }
         }
-        for dir in [self.certs_dir(), self.raft_dir()] {
+        for dir in [self.certs_dir(), self.raft_dir(), self.tasks_dir()] {
             match fs::remove_dir_all(&dir) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

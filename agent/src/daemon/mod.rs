@@ -14,6 +14,8 @@ mod manager;
 mod metrics;
 mod peers;
 mod plane;
+mod sandboxes;
+mod tasks;
 mod worker;
 
 use std::path::PathBuf;
@@ -34,6 +36,10 @@ pub struct Options {
     pub hostname: Option<String>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The cgroup holding one cgroup per task.
+    pub cgroup_root: PathBuf,
+    /// What this node offers to reservations (default: what it has).
+    pub resources: shoal_control::objects::NodeResources,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.

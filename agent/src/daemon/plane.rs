@@ -8,12 +8,15 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use shoal_control::api::{ApiResponse, GossipConfig, GOSSIP_PORT};
+use shoal_control::api::{ApiResponse, Assignment, GossipConfig, TaskReport, GOSSIP_PORT};
 use shoal_control::objects::{MacAddr, NetworkSpec};
 use tokio::sync::watch;
 
 use super::dataplane::{self, DataPlane, DataPlaneStatus, Inputs, LocalEndpoints};
 use super::identity::{NodeIdentity, StateDir};
+use super::sandboxes::{host_resolv_conf, PlaneSandboxes};
+use super::tasks::TaskRunner;
+use crate::executor::{ProcessRuntime, Runtime};
 use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
 use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
 use crate::netns::NetnsDir;
@@ -44,9 +47,19 @@ pub struct EndpointLine {
     pub live: bool,
 }
 
+/// What the plane needs to run tasks.
+pub struct TaskInputs {
+    pub assignments: watch::Receiver<Option<Vec<Assignment>>>,
+    pub reports: watch::Sender<Vec<TaskReport>>,
+    /// The cgroup under which each task gets its own.
+    pub cgroup_root: std::path::PathBuf,
+}
+
 pub struct Plane {
     gossip: Arc<Gossip>,
     dataplane: DataPlane,
+    runtime: Arc<dyn Runtime>,
+    runner: tokio::sync::Mutex<Option<TaskRunner>>,
     local: Arc<LocalEndpoints>,
     networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
     netns: NetnsDir,
@@ -60,6 +73,7 @@ impl Plane {
         run_dir: &Path,
         gossip_config: watch::Receiver<Option<GossipConfig>>,
         networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
+        tasks: TaskInputs,
     ) -> anyhow::Result<Plane> {
         let vtep = match identity.addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) => ip,
@@ -81,9 +95,29 @@ impl Plane {
             gossip: gossip.clone(),
             local: local.clone(),
         });
+        let runtime: Arc<dyn Runtime> = Arc::new(
+            ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())
+                .context("the task runtime did not start")?,
+        );
+        let sandboxes = Arc::new(PlaneSandboxes {
+            gossip: gossip.clone(),
+            local: local.clone(),
+            dataplane: dataplane.handle(),
+            netns: netns.clone(),
+            vtep,
+            resolv_conf: host_resolv_conf(),
+        });
+        let runner = TaskRunner::start(
+            runtime.clone(),
+            sandboxes,
+            tasks.assignments,
+            tasks.reports,
+        );
         Ok(Plane {
             gossip,
             dataplane,
+            runtime,
+            runner: tokio::sync::Mutex::new(Some(runner)),
             local,
             networks,
             netns,
@@ -94,6 +128,22 @@ impl Plane {
     /// Stops the overlay loop and leaves gossip; with `teardown` (leaving
     /// the swarm) also removes every overlay namespace.
     pub async fn stop(&self, teardown: bool) {
+        if let Some(runner) = self.runner.lock().await.take() {
+            runner.stop().await;
+        }
+        if teardown {
+            // Leaving the swarm stops this node's tasks; a restart keeps them.
+            let runtime = self.runtime.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for id in runtime.tasks() {
+                    if let Err(e) = runtime.stop(&id, std::time::Duration::from_secs(2)) {
+                        tracing::warn!("stopping task {id}: {e}");
+                    }
+                    let _ = runtime.remove(&id);
+                }
+            })
+            .await;
+        }
         self.dataplane.stop().await;
         self.gossip.stop().await;
         if teardown {

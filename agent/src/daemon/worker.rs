@@ -8,8 +8,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use shoal_control::api::{GossipConfig, Heartbeat, HeartbeatResponse, HEARTBEAT_PERIOD_MS};
-use shoal_control::objects::{NetworkSpec, Role};
+use shoal_control::api::{
+    Assignment, GossipConfig, Heartbeat, HeartbeatResponse, TaskReport, HEARTBEAT_PERIOD_MS,
+};
+use shoal_control::objects::{NetworkSpec, NodeResources, Role};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,14 @@ pub struct Session {
 pub struct Handouts {
     pub gossip: watch::Sender<Option<GossipConfig>>,
     pub networks: watch::Sender<Option<Vec<NetworkSpec>>>,
+    pub assignments: watch::Sender<Option<Vec<Assignment>>>,
+}
+
+/// What the node tells the managers on each heartbeat besides its id.
+pub struct Reports {
+    pub resources: NodeResources,
+    /// Kept current by the task runner.
+    pub tasks: watch::Receiver<Vec<TaskReport>>,
 }
 
 impl Handouts {
@@ -47,12 +57,14 @@ impl Handouts {
         Handouts {
             gossip: watch::channel(None).0,
             networks: watch::channel(networks).0,
+            assignments: watch::channel(None).0,
         }
     }
 
     fn take(&self, resp: &HeartbeatResponse) {
         offer(&self.gossip, &resp.gossip);
         offer(&self.networks, &resp.networks);
+        offer(&self.assignments, &resp.assignments);
     }
 }
 
@@ -77,9 +89,10 @@ impl Session {
         peers: Peers,
         events: mpsc::Sender<SessionEvent>,
         handouts: Handouts,
+        reports: Reports,
     ) -> Session {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(identity, peers, events, handouts, stop.clone()));
+        let task = tokio::spawn(run(identity, peers, events, handouts, reports, stop.clone()));
         Session { stop, task }
     }
 
@@ -94,6 +107,7 @@ async fn run(
     peers: Peers,
     events: mpsc::Sender<SessionEvent>,
     handouts: Handouts,
+    reports: Reports,
     stop: CancellationToken,
 ) {
     let mut next = 0usize;
@@ -112,6 +126,8 @@ async fn run(
         let addr = me.managers[next % me.managers.len()].clone();
         let Ok(json) = to_json(&Heartbeat {
             node_id: me.node_id.clone(),
+            resources: Some(reports.resources),
+            tasks: reports.tasks.borrow().clone(),
         }) else {
             return;
         };

@@ -97,6 +97,9 @@ pub struct TaskView {
     pub message: String,
     pub error: Option<String>,
     pub exit_code: Option<i32>,
+    /// The task's process id on its node, while it runs.
+    #[serde(default)]
+    pub pid: Option<u32>,
     /// `NETWORK=IP` per attachment (network names).
     pub addresses: Vec<String>,
     pub spec_version: u64,
@@ -128,6 +131,7 @@ impl TaskView {
             message: task.status.message.clone(),
             error: task.status.err.clone(),
             exit_code: task.status.exit_code,
+            pid: task.status.pid,
             addresses: task
                 .networks
                 .iter()

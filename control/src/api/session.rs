@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{NetworkSpec, Role};
+use crate::objects::{
+    NetworkSpec, NodeResources, PortConfig, Role, TaskAttachment, TaskSpec, TaskState,
+};
 
 /// How often agents heartbeat, and how long managers wait before marking a
 /// silent node Down (Swarm: 5 s and ~15 s).
@@ -55,6 +57,44 @@ pub struct RenewResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub node_id: String,
+    /// What the node offers to tasks (sent when known).
+    #[serde(default)]
+    pub resources: Option<NodeResources>,
+    /// The state of every task the node holds, each heartbeat (level, not
+    /// edge: a lost heartbeat loses nothing).
+    #[serde(default)]
+    pub tasks: Vec<TaskReport>,
+}
+
+/// A node's view of one of its tasks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub task_id: String,
+    pub state: TaskState,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub err: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+/// A task given to a node: what to run, and whether it should run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub task_id: String,
+    /// `web.2`.
+    pub name: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub desired_state: TaskState,
+    pub spec: TaskSpec,
+    pub networks: Vec<TaskAttachment>,
+    /// The service's published ports, for the task's endpoint records.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +112,10 @@ pub struct HeartbeatResponse {
     /// keeps its last list, so its data plane survives a manager outage).
     #[serde(default)]
     pub networks: Option<Vec<NetworkSpec>>,
+    /// Every unfinished task assigned to this node; `None` when unknown
+    /// (the node keeps running what it has).
+    #[serde(default)]
+    pub assignments: Option<Vec<Assignment>>,
 }
 
 /// What a node needs to take part in gossip, handed out by the managers

@@ -9,9 +9,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Store kind of [`Service`] objects.
-pub const SERVICE_KIND: &str = "service";
-
 /// A service as the managers store it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Service {
@@ -58,7 +55,7 @@ pub enum ServiceMode {
 }
 
 /// What each task runs and how it is placed and restarted.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// The command and its arguments (`-- CMD ARGS...`).
     pub command: Vec<String>,
@@ -71,6 +68,9 @@ pub struct TaskSpec {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub placement: Placement,
+    /// Bumped by `service update --force`: a changed spec replaces every task.
+    #[serde(default)]
+    pub force_update: u64,
 }
 
 /// Reservations (what the scheduler counts) and limits (what the cgroup
@@ -367,6 +367,31 @@ impl Constraint {
             }
             other => Err(ServiceSpecError::ConstraintKey(other.to_string())),
         }
+    }
+}
+
+impl Constraint {
+    /// Whether `node` satisfies this constraint. A missing label equals
+    /// nothing, so `!=` on it holds (Swarm's rule).
+    pub fn matches(&self, node: &super::Node) -> bool {
+        let actual: Option<&str> = match self.key.as_str() {
+            "node.id" => Some(&node.id),
+            "node.hostname" => Some(&node.hostname),
+            "node.role" => Some(match node.role {
+                super::Role::Manager => "manager",
+                super::Role::Worker => "worker",
+            }),
+            key => key
+                .strip_prefix("node.labels.")
+                .and_then(|label| node.labels.get(label))
+                .map(String::as_str),
+        };
+        (actual == Some(self.value.as_str())) == self.equal
+    }
+
+    /// Whether `node` satisfies every constraint.
+    pub fn all_match(constraints: &[Constraint], node: &super::Node) -> bool {
+        constraints.iter().all(|c| c.matches(node))
     }
 }
 

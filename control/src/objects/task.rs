@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::TaskSpec;
 
-/// Store kind of [`Task`] objects.
-pub const TASK_KIND: &str = "task";
-
 /// Swarm's task states, in the order a task moves through them. A task
 /// never moves backwards; every state from `Complete` on is final.
 #[derive(

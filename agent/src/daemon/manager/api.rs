@@ -75,6 +75,10 @@ impl ManagerCtx {
             }
             ApiRequest::NetworkList => self.list_networks(),
             ApiRequest::NetworkInspect { name_or_id } => self.inspect_network(&name_or_id),
+            ApiRequest::ServiceList => self.list_services(),
+            ApiRequest::ServiceInspect { service } => self.inspect_service(&service),
+            ApiRequest::ServicePs { service } => self.service_ps(&service),
+            ApiRequest::NodePs { node } => self.node_ps(&node),
             ApiRequest::UnlockKey => {
                 let cluster = self.cluster()?;
                 let key = cluster.unlock_key.ok_or_else(|| {
@@ -214,6 +218,19 @@ impl ManagerCtx {
                 .await
             }
             ApiRequest::NetworkRemove { name_or_id } => self.remove_network(&name_or_id).await,
+            ApiRequest::ServiceCreate { spec } => self.create_service(*spec).await,
+            ApiRequest::ServiceUpdate {
+                service,
+                spec,
+                version,
+                force,
+            } => self.update_service(&service, *spec, version, force).await,
+            ApiRequest::ServiceScale { service, replicas } => {
+                self.scale_service(&service, replicas).await
+            }
+            ApiRequest::ServiceRollback { service } => self.rollback_service(&service).await,
+            ApiRequest::ServiceRemove { service } => self.remove_service(&service).await,
+            ApiRequest::SetStrategy { strategy } => self.set_strategy(strategy).await,
             ApiRequest::AddManager { node_id } => {
                 let node = self.find_node(&node_id)?;
                 let raft_id = node
@@ -290,6 +307,10 @@ impl ManagerCtx {
     }
 
     /// `self`, a full id, a unique id prefix, or a hostname.
+    pub(super) fn find_node_pub(&self, name: &str) -> Result<Node, Status> {
+        self.find_node(name)
+    }
+
     fn find_node(&self, name: &str) -> Result<Node, Status> {
         let nodes = self.nodes();
         let me = self.me();
@@ -411,10 +432,13 @@ impl ManagerCtx {
             if let Ok(mut seen) = self.seen.lock() {
                 seen.insert(hb.node_id.clone(), Instant::now());
             }
-            if node.state != NodeState::Ready {
+            self.take_reports(&hb.node_id, hb.tasks);
+            let resources = hb.resources.unwrap_or(node.resources);
+            if node.state != NodeState::Ready || node.resources != resources {
                 let version = self.node(&node.id).map(|(_, v)| v);
                 let ready = Node {
                     state: NodeState::Ready,
+                    resources,
                     updated_at: now_secs(),
                     ..node.clone()
                 };
@@ -432,6 +456,7 @@ impl ManagerCtx {
             period_ms: HEARTBEAT_PERIOD_MS,
             gossip: self.gossip_config(&node),
             networks: self.network_specs(),
+            assignments: self.assignments_for(&node.id),
         })
     }
 }

@@ -10,7 +10,9 @@
 mod api;
 mod gossip;
 mod networks;
+mod orchestrate;
 mod reach;
+mod service_api;
 mod services;
 
 use std::collections::HashMap;
@@ -46,6 +48,9 @@ pub struct ManagerCtx {
     pub seen: Mutex<HashMap<String, Instant>>,
     /// When this manager last became leader; nodes get a grace period then.
     leader_since: Mutex<Option<Instant>>,
+    /// Task reports from heartbeats, folded in by the leader's loop.
+    reports: Mutex<orchestrate::Reports>,
+    assignments: Mutex<orchestrate::AssignmentCache>,
 }
 
 /// A running manager role; dropping it does not stop it, `stop` does.
@@ -250,6 +255,8 @@ impl Manager {
             reach: Reach::default(),
             seen: Mutex::default(),
             leader_since: Mutex::default(),
+            reports: Mutex::default(),
+            assignments: Mutex::default(),
         });
         let stop = CancellationToken::new();
         let server_stop = stop.child_token();
@@ -264,12 +271,13 @@ impl Manager {
             ))
         };
         let detector = tokio::spawn(ctx.clone().detect_down(stop.clone()));
+        let orchestrator = tokio::spawn(ctx.clone().orchestrate(stop.clone()));
         Ok(Manager {
             ctx,
             listen,
             stop,
             server: (server, server_stop),
-            tasks: vec![prober, detector],
+            tasks: vec![prober, detector, orchestrator],
         })
     }
 

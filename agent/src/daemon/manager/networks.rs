@@ -89,11 +89,26 @@ impl ManagerCtx {
         ))
     }
 
-    /// Leader only: removes a network. Services will refuse this while a
-    /// service uses the network, once services exist.
+    /// Leader only: removes a network, refused while a service uses it or a
+    /// task still holds an address on it.
     pub async fn remove_network(&self, name_or_id: &str) -> Result<ApiResponse, Status> {
         let networks = self.networks()?;
         let network = Network::find(&networks, name_or_id).map_err(lookup_status)?;
+        let users = self.services_on_network(&network.id);
+        if !users.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "network {} is in use by service {}; remove the service or its --network first",
+                network.name,
+                users.join(", ")
+            )));
+        }
+        let holders = self.tasks_on_network(&network.id);
+        if holders > 0 {
+            return Err(Status::failed_precondition(format!(
+                "network {} still has {holders} task(s) stopping on it; retry in a few seconds",
+                network.name
+            )));
+        }
         let version = self
             .objects()
             .get(kind::NETWORK, &network.id)

@@ -1,0 +1,121 @@
+//! Task sandboxes on the real data plane: a task's endpoints become local
+//! endpoints (kept on disk, published in gossip) and the overlay loop builds
+//! the sandbox namespace with one interface per network. A task on no
+//! network gets a namespace of its own with only loopback.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use shoal_control::api::Assignment;
+use shoal_control::objects::{MacAddr, Protocol as PortProtocol};
+
+use super::dataplane::{DataPlaneHandle, LocalEndpoints};
+use super::tasks::Sandboxes;
+use crate::gossip::service::{Gossip, LocalEndpoint};
+use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
+use crate::netns::NetnsDir;
+use crate::overlay::names;
+
+/// How long the overlay may take to build a sandbox.
+const SANDBOX_WAIT: Duration = Duration::from_secs(15);
+
+pub struct PlaneSandboxes {
+    pub gossip: Arc<Gossip>,
+    pub local: Arc<LocalEndpoints>,
+    pub dataplane: DataPlaneHandle,
+    pub netns: NetnsDir,
+    pub vtep: Ipv4Addr,
+    pub resolv_conf: String,
+}
+
+/// The namespace of a task on no network.
+fn bare_ns(task_id: &str) -> String {
+    format!("tk-{task_id}")
+}
+
+#[tonic::async_trait]
+impl Sandboxes for PlaneSandboxes {
+    async fn attach(&self, a: &Assignment) -> anyhow::Result<PathBuf> {
+        crate::overlay::check_sandbox_id(&a.task_id)?;
+        if a.networks.is_empty() {
+            let netns = self.netns.clone();
+            let name = bare_ns(&a.task_id);
+            return tokio::task::spawn_blocking(move || netns.create(&name))
+                .await?
+                .context("cannot create the task's network namespace");
+        }
+        let ports: Vec<PublishedPort> = a
+            .ports
+            .iter()
+            .map(|p| PublishedPort {
+                published: p.published,
+                target: p.target,
+                protocol: match p.protocol {
+                    PortProtocol::Tcp => Protocol::Tcp,
+                    PortProtocol::Udp => Protocol::Udp,
+                },
+            })
+            .collect();
+        for attachment in &a.networks {
+            let record = EndpointRecord {
+                task_id: a.task_id.clone(),
+                service: a.service_name.clone(),
+                ip: attachment.ip,
+                mac: MacAddr::from_ipv4(attachment.ip),
+                vtep: self.vtep,
+                ports: ports.clone(),
+            };
+            self.local.insert(LocalEndpoint {
+                network: attachment.network.clone(),
+                record: record.clone(),
+            })?;
+            self.gossip.publish(&attachment.network, record).await?;
+        }
+        let name = names::sandbox_ns(&a.task_id);
+        if !self.dataplane.kick_and_wait(SANDBOX_WAIT).await || !self.netns.exists(&name) {
+            bail!(
+                "the overlay did not build the sandbox within {} s (is network {} known on this node?)",
+                SANDBOX_WAIT.as_secs(),
+                a.networks[0].network
+            );
+        }
+        Ok(self.netns.path(&name))
+    }
+
+    async fn detach(&self, task_id: &str) -> anyhow::Result<()> {
+        let removed = self.local.remove(task_id)?;
+        for endpoint in &removed {
+            self.gossip.withdraw(&endpoint.network, task_id).await?;
+        }
+        if removed.is_empty() {
+            let netns = self.netns.clone();
+            let name = bare_ns(task_id);
+            tokio::task::spawn_blocking(move || netns.remove(&name)).await??;
+        } else {
+            self.dataplane.kick_and_wait(SANDBOX_WAIT).await;
+        }
+        Ok(())
+    }
+
+    fn resolv_conf(&self) -> String {
+        self.resolv_conf.clone()
+    }
+}
+
+/// Tasks' resolv.conf until the embedded resolver exists: the host's
+/// nameservers and search domains.
+pub fn host_resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::from("# written by shoal for this task\n");
+    for line in host.lines() {
+        let l = line.trim_start();
+        if l.starts_with("nameserver") || l.starts_with("search") || l.starts_with("options") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,385 @@
+//! The node's task runner: makes what runs here match the managers'
+//! assignments. A new assignment gets a sandbox on its networks (its
+//! endpoints published in gossip) and its command started by the runtime;
+//! a task the managers want stopped, or no longer list, is stopped, its
+//! endpoints withdrawn and its state forgotten. Every task's state goes back
+//! to the managers on each heartbeat (a level, so nothing is lost with a
+//! heartbeat). Never decides what should run: the managers do.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_control::api::{Assignment, TaskReport};
+use shoal_control::objects::TaskState;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{Exit, Launch, ProcessState, Runtime};
+
+/// How long a task gets between SIGTERM and SIGKILL (Docker's default).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often running tasks are checked for an exit.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The sandbox side of running a task: its network namespace on the task's
+/// networks, and its endpoints in gossip. The real one is the data plane;
+/// tests use a fake.
+#[tonic::async_trait]
+pub trait Sandboxes: Send + Sync + 'static {
+    /// Builds the task's sandbox and publishes its endpoints; returns the
+    /// sandbox's network namespace once it exists.
+    async fn attach(&self, assignment: &Assignment) -> anyhow::Result<PathBuf>;
+    /// Withdraws the task's endpoints; its sandbox goes with them.
+    async fn detach(&self, task_id: &str) -> anyhow::Result<()>;
+    /// The private resolv.conf of tasks.
+    fn resolv_conf(&self) -> String;
+}
+
+/// One task as this node knows it.
+#[derive(Clone, Debug)]
+struct Local {
+    assignment: Option<Assignment>,
+    report: TaskReport,
+    /// A start or stop job is running for it.
+    busy: bool,
+    stop_requested: bool,
+}
+
+/// What a finished job tells the loop.
+enum Outcome {
+    Started(String, Result<u32, String>),
+    Stopped(String),
+}
+
+pub struct TaskRunner {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl TaskRunner {
+    pub fn start(
+        runtime: Arc<dyn Runtime>,
+        sandboxes: Arc<dyn Sandboxes>,
+        assignments: watch::Receiver<Option<Vec<Assignment>>>,
+        reports: watch::Sender<Vec<TaskReport>>,
+    ) -> TaskRunner {
+        let stop = CancellationToken::new();
+        let (done, done_rx) = mpsc::channel::<Outcome>(64);
+        let mut state = Runner {
+            runtime,
+            sandboxes,
+            tasks: BTreeMap::new(),
+            reports,
+            done,
+        };
+        state.adopt();
+        let task = tokio::spawn(state.run(assignments, done_rx, stop.clone()));
+        TaskRunner { stop, task }
+    }
+
+    /// Stops the loop; the tasks keep running (they are adopted on restart).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct Runner {
+    runtime: Arc<dyn Runtime>,
+    sandboxes: Arc<dyn Sandboxes>,
+    tasks: BTreeMap<String, Local>,
+    reports: watch::Sender<Vec<TaskReport>>,
+    done: mpsc::Sender<Outcome>,
+}
+
+fn report(task_id: &str, state: TaskState, message: &str) -> TaskReport {
+    TaskReport {
+        task_id: task_id.to_string(),
+        state,
+        message: message.to_string(),
+        err: None,
+        exit_code: None,
+        pid: None,
+    }
+}
+
+/// The report for a process that ended.
+fn exited(task_id: &str, exit: Exit, stop_requested: bool) -> TaskReport {
+    let mut r = report(task_id, TaskState::Failed, "");
+    r.exit_code = exit.code();
+    if stop_requested {
+        r.state = TaskState::Shutdown;
+        r.message = "shut down".into();
+        return r;
+    }
+    match exit {
+        Exit::Code(0) => {
+            r.state = TaskState::Complete;
+            r.message = "finished".into();
+        }
+        Exit::Code(code) => r.err = Some(format!("task: non-zero exit ({code})")),
+        Exit::Signal(signal) => r.err = Some(format!("task: killed by signal {signal}")),
+        Exit::Unknown => r.err = Some("task: exited while the agent was down".into()),
+    }
+    r
+}
+
+impl Runner {
+    /// Picks up the tasks a previous agent left running (or exited).
+    fn adopt(&mut self) {
+        for id in self.runtime.tasks() {
+            let report = match self.runtime.state(&id) {
+                Some(ProcessState::Running { pid }) => {
+                    let mut r = report(&id, TaskState::Running, "adopted after an agent restart");
+                    r.pid = Some(pid);
+                    r
+                }
+                Some(ProcessState::Exited(exit)) => exited(&id, exit, false),
+                None => continue,
+            };
+            self.tasks.insert(
+                id,
+                Local {
+                    assignment: None,
+                    report,
+                    busy: false,
+                    stop_requested: false,
+                },
+            );
+        }
+        self.publish();
+    }
+
+    async fn run(
+        mut self,
+        mut assignments: watch::Receiver<Option<Vec<Assignment>>>,
+        mut done_rx: mpsc::Receiver<Outcome>,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = assignments.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                Some(outcome) = done_rx.recv() => self.finished(outcome),
+                _ = tick.tick() => {}
+            }
+            let current = assignments.borrow_and_update().clone();
+            if let Some(list) = current {
+                self.reconcile(&list);
+            }
+            self.poll_exits();
+            self.publish();
+        }
+    }
+
+    /// Starts what is assigned and wanted, stops what is not.
+    fn reconcile(&mut self, list: &[Assignment]) {
+        let listed: BTreeMap<&str, &Assignment> =
+            list.iter().map(|a| (a.task_id.as_str(), a)).collect();
+        for assignment in list {
+            let id = assignment.task_id.as_str();
+            let known = self.tasks.contains_key(id);
+            let wanted = assignment.desired_state <= TaskState::Running;
+            if !known {
+                if !wanted {
+                    // Never started here: nothing to stop.
+                    self.tasks.insert(
+                        id.to_string(),
+                        Local {
+                            assignment: Some(assignment.clone()),
+                            report: report(id, TaskState::Shutdown, "shut down before it started"),
+                            busy: false,
+                            stop_requested: true,
+                        },
+                    );
+                    continue;
+                }
+                self.tasks.insert(
+                    id.to_string(),
+                    Local {
+                        assignment: Some(assignment.clone()),
+                        report: report(id, TaskState::Starting, "preparing the sandbox"),
+                        busy: true,
+                        stop_requested: false,
+                    },
+                );
+                self.spawn_start(assignment.clone());
+                continue;
+            }
+            if let Some(local) = self.tasks.get_mut(id) {
+                local.assignment = Some(assignment.clone());
+                if !wanted && !local.stop_requested {
+                    local.stop_requested = true;
+                    self.request_stop(id);
+                }
+            }
+        }
+        let unlisted: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|id| !listed.contains_key(id.as_str()))
+            .cloned()
+            .collect();
+        for id in unlisted {
+            let Some(local) = self.tasks.get_mut(&id) else { continue };
+            if local.busy {
+                continue;
+            }
+            if local.report.state.is_final() {
+                // The managers have its final state: forget it.
+                self.tasks.remove(&id);
+                let runtime = self.runtime.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = runtime.remove(&id) {
+                        tracing::debug!("removing task state: {e}");
+                    }
+                });
+            } else if !local.stop_requested {
+                local.stop_requested = true;
+                self.request_stop(&id);
+            }
+        }
+    }
+
+    fn request_stop(&mut self, id: &str) {
+        let Some(local) = self.tasks.get_mut(id) else { return };
+        if local.busy {
+            // A start is running; the stop follows when it ends.
+            return;
+        }
+        local.busy = true;
+        let (runtime, sandboxes, done, id) = (
+            self.runtime.clone(),
+            self.sandboxes.clone(),
+            self.done.clone(),
+            id.to_string(),
+        );
+        tokio::spawn(async move {
+            // Out of the load balancers first, then stopped.
+            if let Err(e) = sandboxes.detach(&id).await {
+                tracing::warn!("task {id}: withdrawing its endpoints: {e:#}");
+            }
+            let stop_id = id.clone();
+            let stopped =
+                tokio::task::spawn_blocking(move || runtime.stop(&stop_id, STOP_GRACE)).await;
+            if let Ok(Err(e)) = stopped {
+                tracing::debug!("task {id}: stop: {e}");
+            }
+            let _ = done.send(Outcome::Stopped(id)).await;
+        });
+    }
+
+    fn spawn_start(&self, assignment: Assignment) {
+        let (runtime, sandboxes, done) = (
+            self.runtime.clone(),
+            self.sandboxes.clone(),
+            self.done.clone(),
+        );
+        tokio::spawn(async move {
+            let id = assignment.task_id.clone();
+            let result = async {
+                let netns = sandboxes
+                    .attach(&assignment)
+                    .await
+                    .map_err(|e| format!("sandbox: {e:#}"))?;
+                let launch = Launch {
+                    task_id: id.clone(),
+                    command: assignment.spec.command.clone(),
+                    env: assignment.spec.env.clone(),
+                    netns,
+                    resolv_conf: sandboxes.resolv_conf(),
+                    limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
+                    limit_memory: assignment.spec.resources.limit_memory,
+                };
+                tokio::task::spawn_blocking(move || runtime.start(&launch))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            if result.is_err() {
+                let _ = sandboxes.detach(&id).await;
+            }
+            let _ = done.send(Outcome::Started(id, result)).await;
+        });
+    }
+
+    fn finished(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Started(id, result) => {
+                let Some(local) = self.tasks.get_mut(&id) else { return };
+                local.busy = false;
+                match result {
+                    Ok(pid) => {
+                        let mut r = report(&id, TaskState::Running, "started");
+                        r.pid = Some(pid);
+                        local.report = r;
+                        if local.stop_requested {
+                            self.request_stop(&id);
+                        }
+                    }
+                    Err(err) => {
+                        let mut r = report(&id, TaskState::Failed, "starting failed");
+                        r.err = Some(err);
+                        local.report = r;
+                    }
+                }
+            }
+            Outcome::Stopped(id) => {
+                let Some(local) = self.tasks.get_mut(&id) else { return };
+                local.busy = false;
+                if !local.report.state.is_final() {
+                    let exit = match self.runtime.state(&id) {
+                        Some(ProcessState::Exited(exit)) => exit,
+                        _ => Exit::Unknown,
+                    };
+                    local.report = exited(&id, exit, true);
+                }
+            }
+        }
+    }
+
+    /// Notices tasks whose process ended on its own.
+    fn poll_exits(&mut self) {
+        let mut ended = Vec::new();
+        for (id, local) in &mut self.tasks {
+            if local.busy || local.report.state != TaskState::Running {
+                continue;
+            }
+            if let Some(ProcessState::Exited(exit)) = self.runtime.state(id) {
+                local.report = exited(id, exit, local.stop_requested);
+                ended.push(id.clone());
+            }
+        }
+        for id in ended {
+            let sandboxes = self.sandboxes.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sandboxes.detach(&id).await {
+                    tracing::warn!("task {id}: withdrawing its endpoints: {e:#}");
+                }
+            });
+        }
+    }
+
+    fn publish(&self) {
+        let reports: Vec<TaskReport> = self.tasks.values().map(|l| l.report.clone()).collect();
+        self.reports.send_if_modified(|current| {
+            let changed = *current != reports;
+            if changed {
+                *current = reports;
+            }
+            changed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Task addresses on overlay networks. An address is taken while a task that
+//! holds it lives, and for [`ADDRESS_QUARANTINE_MS`] after it stops: the
+//! stopped task's endpoint is withdrawn from gossip as a tombstone that lives
+//! that long, and an address is never handed out while a tombstone for it may
+//! still be gossiped. Deleted tasks leave their addresses in a per-network
+//! [`AddressQuarantine`] object until the time is up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::objects::{Network, Task};
+
+/// Store kind of [`AddressQuarantine`] objects, keyed by network id.
+pub const QUARANTINE_KIND: &str = "address_quarantine";
+
+/// How long a released address stays unused: the lifetime of a gossip
+/// tombstone (the agent's tables use this same constant).
+pub const ADDRESS_QUARANTINE_MS: u64 = 30 * 60 * 1000;
+
+/// Addresses of deleted tasks on one network, each with the time it may be
+/// used again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressQuarantine {
+    pub network: String,
+    pub until_ms: BTreeMap<Ipv4Addr, u64>,
+}
+
+impl AddressQuarantine {
+    /// Drops the entries whose time is up; true if any went.
+    pub fn expire(&mut self, now_ms: u64) -> bool {
+        let before = self.until_ms.len();
+        self.until_ms.retain(|_, until| *until > now_ms);
+        before != self.until_ms.len()
+    }
+}
+
+/// How one network's addresses are used, for `network inspect` and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressUsage {
+    pub in_use: usize,
+    pub quarantined: usize,
+    pub free: usize,
+}
+
+/// The taken addresses of every network, built from the tasks and the
+/// quarantines, and updated as the pass allocates.
+pub struct AddressBook {
+    taken: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    in_use: BTreeMap<String, usize>,
+    quarantined: BTreeMap<String, usize>,
+}
+
+/// Why a task gets no address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("network {0} not found")]
+    UnknownNetwork(String),
+    #[error("no free address on network {network}: {in_use} in use, {quarantined} waiting for their gossip tombstones to expire; use a larger subnet")]
+    Exhausted {
+        network: String,
+        in_use: usize,
+        quarantined: usize,
+    },
+}
+
+/// Whether a task still holds its addresses at `now_ms`.
+fn holds(task: &Task, now_ms: u64) -> bool {
+    !task.status.state.is_final()
+        || task.status.timestamp_ms.saturating_add(ADDRESS_QUARANTINE_MS) > now_ms
+}
+
+impl AddressBook {
+    pub fn new<'a>(
+        tasks: impl IntoIterator<Item = &'a Task>,
+        quarantines: &[AddressQuarantine],
+        now_ms: u64,
+    ) -> AddressBook {
+        let mut book = AddressBook {
+            taken: BTreeMap::new(),
+            in_use: BTreeMap::new(),
+            quarantined: BTreeMap::new(),
+        };
+        for task in tasks {
+            let live = !task.status.state.is_final();
+            if !holds(task, now_ms) {
+                continue;
+            }
+            for a in &task.networks {
+                if book.taken.entry(a.network.clone()).or_default().insert(a.ip) {
+                    let count = if live {
+                        book.in_use.entry(a.network.clone()).or_default()
+                    } else {
+                        book.quarantined.entry(a.network.clone()).or_default()
+                    };
+                    *count += 1;
+                }
+            }
+        }
+        for q in quarantines {
+            for (ip, until) in &q.until_ms {
+                if *until > now_ms && book.taken.entry(q.network.clone()).or_default().insert(*ip) {
+                    *book.quarantined.entry(q.network.clone()).or_default() += 1;
+                }
+            }
+        }
+        book
+    }
+
+    /// The lowest free host address of `network` (never the gateway),
+    /// marked taken.
+    pub fn allocate(&mut self, network: &Network) -> Result<Ipv4Addr, AddressError> {
+        let spec = &network.spec;
+        let taken = self.taken.entry(network.id.clone()).or_default();
+        let ip = spec
+            .subnet
+            .hosts()
+            .find(|ip| *ip != spec.gateway && !taken.contains(ip))
+            .ok_or_else(|| AddressError::Exhausted {
+                network: network.name.clone(),
+                in_use: self.in_use.get(&network.id).copied().unwrap_or(0),
+                quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
+            })?;
+        taken.insert(ip);
+        *self.in_use.entry(network.id.clone()).or_default() += 1;
+        Ok(ip)
+    }
+
+    pub fn usage(&self, network: &Network) -> AddressUsage {
+        let hosts = network.spec.subnet.hosts().count().saturating_sub(1);
+        let taken = self.taken.get(&network.id).map_or(0, |t| t.len());
+        AddressUsage {
+            in_use: self.in_use.get(&network.id).copied().unwrap_or(0),
+            quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
+            free: hosts.saturating_sub(taken),
+        }
+    }
+}
+
+/// The quarantines after deleting `deleted` at `now_ms`: each address that
+/// is still within its time joins its network's quarantine; expired entries
+/// go. Returns only the quarantines that changed.
+pub fn quarantine_deleted<'a>(
+    current: &[AddressQuarantine],
+    deleted: impl IntoIterator<Item = &'a Task>,
+    now_ms: u64,
+) -> Vec<AddressQuarantine> {
+    let mut by_network: BTreeMap<String, (AddressQuarantine, bool)> = current
+        .iter()
+        .map(|q| (q.network.clone(), (q.clone(), false)))
+        .collect();
+    for task in deleted {
+        let until = if task.status.state.is_final() {
+            task.status.timestamp_ms.saturating_add(ADDRESS_QUARANTINE_MS)
+        } else {
+            now_ms.saturating_add(ADDRESS_QUARANTINE_MS)
+        };
+        if until <= now_ms {
+            continue;
+        }
+        for a in &task.networks {
+            let (q, changed) = by_network
+                .entry(a.network.clone())
+                .or_insert_with(|| {
+                    (
+                        AddressQuarantine {
+                            network: a.network.clone(),
+                            until_ms: BTreeMap::new(),
+                        },
+                        false,
+                    )
+                });
+            let slot = q.until_ms.entry(a.ip).or_insert(0);
+            if *slot < until {
+                *slot = until;
+                *changed = true;
+            }
+        }
+    }
+    by_network
+        .into_values()
+        .filter_map(|(mut q, changed)| {
+            let expired = q.expire(now_ms);
+            (changed || expired).then_some(q)
+        })
+        .collect()
+}

@@ -1,0 +1,518 @@
+//! One reconciliation pass over a working copy of the tasks: node facts
+//! first (tasks on down or removed nodes are orphaned), then each service
+//! (slots or nodes, restarts, scaling, updates), then history clean-up,
+//! addresses and placement.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::objects::{
+    Availability, Constraint, Network, Node, NodeState, RestartCondition, Service, ServiceMode,
+    Task, TaskAttachment, TaskState, TaskStatus,
+};
+use crate::scheduler::Scheduler;
+
+use super::addresses::{quarantine_deleted, AddressBook};
+use super::{update, ClusterState, Plan, TASK_HISTORY_LIMIT};
+
+/// Where a task belongs in its service: a replica slot, or a node for a
+/// global service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Key {
+    Slot(u64),
+    Node(String),
+}
+
+pub(super) struct Pass<'a, 'b> {
+    pub(super) state: &'a ClusterState<'a>,
+    new_id: &'b mut dyn FnMut() -> String,
+    nodes: HashMap<&'a str, &'a Node>,
+    networks: HashMap<&'a str, &'a Network>,
+    pub(super) tasks: BTreeMap<String, Task>,
+    changed: BTreeSet<String>,
+    deleted: BTreeSet<String>,
+    pub(super) services: Vec<Service>,
+}
+
+impl<'a, 'b> Pass<'a, 'b> {
+    pub(super) fn new(state: &'a ClusterState<'a>, new_id: &'b mut dyn FnMut() -> String) -> Self {
+        Pass {
+            state,
+            new_id,
+            nodes: state.nodes.iter().map(|n| (n.id.as_str(), n)).collect(),
+            networks: state.networks.iter().map(|n| (n.id.as_str(), n)).collect(),
+            tasks: state
+                .tasks
+                .iter()
+                .map(|t| (t.id.clone(), t.clone()))
+                .collect(),
+            changed: BTreeSet::new(),
+            deleted: BTreeSet::new(),
+            services: Vec::new(),
+        }
+    }
+
+    pub(super) fn now(&self) -> u64 {
+        self.state.now_ms
+    }
+
+    pub(super) fn run(mut self) -> Plan {
+        self.node_facts();
+        let services: BTreeMap<&str, &Service> = self
+            .state
+            .services
+            .iter()
+            .map(|s| (s.id.as_str(), s))
+            .collect();
+        self.orphan_removed_services(&services);
+        for service in self.state.services {
+            match service.spec.mode {
+                ServiceMode::Replicated { replicas } => self.replicated(service, replicas),
+                ServiceMode::Global => self.global(service),
+            }
+            if let Some(changed) = update::advance(&mut self, service) {
+                self.services.push(changed);
+            }
+        }
+        self.clean_history(&services);
+        self.allocate(&services);
+        self.schedule();
+        self.finish()
+    }
+
+    // ---- working copy -------------------------------------------------
+
+    pub(super) fn edit(&mut self, id: &str, change: impl FnOnce(&mut Task) -> bool) {
+        if let Some(task) = self.tasks.get_mut(id) {
+            if change(task) {
+                self.changed.insert(id.to_string());
+            }
+        }
+    }
+
+    /// The ids of a service's tasks, by key, wanted ones only.
+    pub(super) fn wanted_by_key(&self, service_id: &str) -> BTreeMap<Key, Vec<String>> {
+        let mut keys: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+        for task in self.tasks.values() {
+            if task.service_id == service_id && task.wanted() {
+                keys.entry(key_of(task)).or_default().push(task.id.clone());
+            }
+        }
+        for ids in keys.values_mut() {
+            ids.sort_by_key(|id| self.tasks.get(id).map(|t| t.created_at_ms));
+        }
+        keys
+    }
+
+    /// Asks a task to stop. One that never reached a node stops at once.
+    pub(super) fn shut_down(&mut self, id: &str, why: &str) {
+        let now = self.now();
+        self.edit(id, |t| {
+            let mut changed = false;
+            if t.desired_state != TaskState::Shutdown {
+                t.desired_state = TaskState::Shutdown;
+                changed = true;
+            }
+            if t.status.state < TaskState::Assigned {
+                changed |= t.set_state(TaskState::Shutdown, why, now);
+            }
+            changed
+        });
+    }
+
+    /// A new task of `service` for `key`, made from the current spec.
+    pub(super) fn create(&mut self, service: &Service, key: &Key, attempt: u64, delay_ms: u64) {
+        let id = (self.new_id)();
+        let (slot, node_id) = match key {
+            Key::Slot(s) => (*s, None),
+            Key::Node(n) => (0, Some(n.clone())),
+        };
+        let now = self.now();
+        let task = Task {
+            id: id.clone(),
+            service_id: service.id.clone(),
+            service_name: service.spec.name.clone(),
+            slot,
+            node_id,
+            spec: service.spec.task.clone(),
+            spec_version: service.spec_version,
+            networks: Vec::new(),
+            desired_state: TaskState::Running,
+            status: TaskStatus {
+                state: TaskState::New,
+                timestamp_ms: now,
+                message: "created".into(),
+                ..TaskStatus::default()
+            },
+            not_before_ms: now + delay_ms,
+            attempt,
+            created_at_ms: now,
+        };
+        self.tasks.insert(id.clone(), task);
+        self.changed.insert(id);
+    }
+
+    // ---- node facts ---------------------------------------------------
+
+    /// Tasks on nodes that are down or gone are orphaned: the managers no
+    /// longer know what they do, and their slots get new tasks.
+    fn node_facts(&mut self) {
+        let now = self.now();
+        let ids: Vec<String> = self.tasks.keys().cloned().collect();
+        for id in ids {
+            let Some(task) = self.tasks.get(&id) else { continue };
+            if task.status.state.is_final() || task.status.state < TaskState::Assigned {
+                continue;
+            }
+            let Some(node_id) = task.node_id.as_deref() else { continue };
+            let why = match self.nodes.get(node_id) {
+                None => "node removed",
+                Some(n) if n.state == NodeState::Down => "node is down",
+                Some(_) => continue,
+            };
+            self.edit(&id, |t| t.set_state(TaskState::Orphaned, why, now));
+        }
+    }
+
+    fn orphan_removed_services(&mut self, services: &BTreeMap<&str, &Service>) {
+        let gone: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.wanted() && !services.contains_key(t.service_id.as_str()))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in gone {
+            self.shut_down(&id, "service removed");
+        }
+    }
+
+    /// Whether a task may stay on its node: the node exists, is not
+    /// drained and still meets the constraints.
+    fn may_stay(&self, task: &Task) -> Result<(), &'static str> {
+        let Some(node_id) = task.node_id.as_deref() else {
+            return Ok(());
+        };
+        match self.nodes.get(node_id) {
+            None => Err("node removed"),
+            Some(n) if n.availability == Availability::Drain => Err("node drained"),
+            Some(n) if !Constraint::all_match(&task.spec.placement.constraints, n) => {
+                Err("constraints no longer satisfied")
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    // ---- services ------------------------------------------------------
+
+    fn replicated(&mut self, service: &Service, replicas: u64) {
+        let mut keys = self.wanted_by_key(&service.id);
+        for (key, ids) in keys.iter_mut() {
+            self.keep_key_alive(service, key, ids);
+        }
+        keys.retain(|_, ids| !ids.is_empty());
+        let active = keys.len() as u64;
+        if active > replicas {
+            self.scale_down(&keys, (active - replicas) as usize);
+        } else {
+            let mut slot = 0;
+            for _ in active..replicas {
+                slot = (slot + 1..)
+                    .find(|s| !keys.contains_key(&Key::Slot(*s)))
+                    .unwrap_or(slot + 1);
+                self.create(service, &Key::Slot(slot), 0, 0);
+            }
+        }
+    }
+
+    fn global(&mut self, service: &Service) {
+        let mut keys = self.wanted_by_key(&service.id);
+        for (key, ids) in keys.iter_mut() {
+            self.keep_key_alive(service, key, ids);
+        }
+        let constraints = &service.spec.task.placement.constraints;
+        for node in self.state.nodes {
+            let key = Key::Node(node.id.clone());
+            let has = keys.get(&key).is_some_and(|ids| !ids.is_empty());
+            let eligible = node.availability == Availability::Active
+                && node.state != NodeState::Down
+                && Constraint::all_match(constraints, node);
+            if !has && eligible {
+                self.create(service, &key, 0, 0);
+            }
+        }
+    }
+
+    /// Stops tasks that may not stay where they are and restarts stopped
+    /// ones under the restart policy. `ids` keeps the key's wanted tasks.
+    fn keep_key_alive(&mut self, service: &Service, key: &Key, ids: &mut Vec<String>) {
+        for id in ids.clone() {
+            let Some(task) = self.tasks.get(&id) else { continue };
+            if let Err(why) = self.may_stay(task) {
+                self.shut_down(&id, why);
+            }
+        }
+        ids.retain(|id| self.tasks.get(id).is_some_and(|t| t.wanted()));
+        if let Key::Node(node_id) = key {
+            // A global task lives and dies with its node.
+            let node_ok = self.nodes.get(node_id.as_str()).is_some_and(|n| {
+                n.availability != Availability::Drain
+                    && Constraint::all_match(&service.spec.task.placement.constraints, n)
+            });
+            if !node_ok {
+                return;
+            }
+        }
+        let any_live = ids
+            .iter()
+            .any(|id| self.tasks.get(id).is_some_and(|t| !t.status.state.is_final()));
+        if ids.is_empty() || any_live {
+            return;
+        }
+        // Every wanted task of the key has stopped: restart or give up.
+        let Some(last) = ids.last().and_then(|id| self.tasks.get(id)).cloned() else {
+            return;
+        };
+        if let Key::Node(node_id) = key {
+            if self
+                .nodes
+                .get(node_id.as_str())
+                .is_some_and(|n| n.state == NodeState::Down)
+            {
+                return;
+            }
+        }
+        let policy = last.spec.restart;
+        let (restart, counted) = match last.status.state {
+            TaskState::Orphaned | TaskState::Shutdown => (true, false),
+            TaskState::Complete => (policy.condition == RestartCondition::Any, true),
+            _ => (policy.condition != RestartCondition::None, true),
+        };
+        let attempt = last.attempt + u64::from(counted);
+        let within = policy.max_attempts.is_none_or(|max| attempt <= max);
+        if !(restart && within) {
+            return;
+        }
+        let delay = if counted { policy.delay_ms } else { 0 };
+        for id in ids.iter() {
+            self.shut_down(id, "replaced");
+        }
+        ids.clear();
+        self.create(service, key, attempt, delay);
+        if let Some(id) = self.newest_of(&service.id, key) {
+            ids.push(id);
+        }
+    }
+
+    fn newest_of(&self, service_id: &str, key: &Key) -> Option<String> {
+        self.tasks
+            .values()
+            .filter(|t| t.service_id == service_id && t.wanted() && &key_of(t) == key)
+            .max_by_key(|t| t.created_at_ms)
+            .map(|t| t.id.clone())
+    }
+
+    /// Stops `excess` slots: first those with no running task, then those
+    /// on the nodes holding most of the service, then the highest slots.
+    fn scale_down(&mut self, keys: &BTreeMap<Key, Vec<String>>, excess: usize) {
+        let mut per_node: HashMap<String, usize> = HashMap::new();
+        for ids in keys.values() {
+            for id in ids {
+                if let Some(node) = self.tasks.get(id).and_then(|t| t.node_id.clone()) {
+                    *per_node.entry(node).or_default() += 1;
+                }
+            }
+        }
+        let mut ranked: Vec<(bool, usize, &Key)> = keys
+            .iter()
+            .map(|(key, ids)| {
+                let tasks: Vec<&Task> = ids.iter().filter_map(|id| self.tasks.get(id)).collect();
+                let running = tasks.iter().any(|t| t.status.state == TaskState::Running);
+                let load = tasks
+                    .iter()
+                    .filter_map(|t| t.node_id.as_ref())
+                    .map(|n| per_node.get(n).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0);
+                (running, load, key)
+            })
+            .collect();
+        ranked.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(a.2)));
+        let doomed: Vec<String> = ranked
+            .iter()
+            .take(excess)
+            .flat_map(|(_, _, key)| keys.get(*key).cloned().unwrap_or_default())
+            .collect();
+        for id in doomed {
+            self.shut_down(&id, "scaled down");
+        }
+    }
+
+    // ---- history -------------------------------------------------------
+
+    /// Deletes stopped tasks beyond the history limit, and every stopped
+    /// task of a removed service.
+    fn clean_history(&mut self, services: &BTreeMap<&str, &Service>) {
+        let mut history: BTreeMap<(String, Key), Vec<(u64, String)>> = BTreeMap::new();
+        let mut doomed = Vec::new();
+        for task in self.tasks.values() {
+            let stopped = !task.wanted()
+                && (task.status.state.is_final() || task.status.state < TaskState::Assigned);
+            if !stopped {
+                continue;
+            }
+            if !services.contains_key(task.service_id.as_str()) {
+                doomed.push(task.id.clone());
+                continue;
+            }
+            history
+                .entry((task.service_id.clone(), key_of(task)))
+                .or_default()
+                .push((task.created_at_ms, task.id.clone()));
+        }
+        for (_, mut old) in history {
+            if old.len() > TASK_HISTORY_LIMIT {
+                old.sort();
+                let extra = old.len() - TASK_HISTORY_LIMIT;
+                doomed.extend(old.into_iter().take(extra).map(|(_, id)| id));
+            }
+        }
+        for id in doomed {
+            self.tasks.remove(&id);
+            self.changed.remove(&id);
+            if self.state.tasks.iter().any(|t| t.id == id) {
+                self.deleted.insert(id);
+            }
+        }
+    }
+
+    // ---- addresses and placement ---------------------------------------
+
+    fn allocate(&mut self, services: &BTreeMap<&str, &Service>) {
+        let waiting: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.wanted() && t.status.state == TaskState::New)
+            .map(|t| t.id.clone())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let mut book = AddressBook::new(
+            self.tasks.values().chain(
+                self.state
+                    .tasks
+                    .iter()
+                    .filter(|t| self.deleted.contains(&t.id)),
+            ),
+            self.state.quarantines,
+            self.now(),
+        );
+        let now = self.now();
+        for id in waiting {
+            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(service) = services.get(task.service_id.as_str()) else {
+                continue;
+            };
+            let mut attachments = Vec::new();
+            let mut failure = None;
+            for network_id in &service.spec.networks {
+                match self.networks.get(network_id.as_str()) {
+                    Some(network) => match book.allocate(network) {
+                        Ok(ip) => attachments.push(TaskAttachment {
+                            network: network_id.clone(),
+                            ip,
+                        }),
+                        Err(e) => failure = Some(e.to_string()),
+                    },
+                    None => failure = Some(format!("network {network_id} not found")),
+                }
+                if failure.is_some() {
+                    break;
+                }
+            }
+            self.edit(&id, |t| match failure {
+                Some(err) => {
+                    let changed = t.status.err.as_deref() != Some(err.as_str());
+                    t.status.err = Some(err);
+                    changed
+                }
+                None => {
+                    t.networks = attachments;
+                    t.status.err = None;
+                    t.set_state(TaskState::Pending, "addresses allocated", now);
+                    true
+                }
+            });
+        }
+    }
+
+    fn schedule(&mut self) {
+        let now = self.now();
+        let mut waiting: Vec<(u64, u64, String)> = self
+            .tasks
+            .values()
+            .filter(|t| {
+                t.wanted() && t.status.state == TaskState::Pending && t.not_before_ms <= now
+            })
+            .map(|t| (t.created_at_ms, t.slot, t.id.clone()))
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        waiting.sort();
+        let all: Vec<Task> = self.tasks.values().cloned().collect();
+        let mut scheduler = Scheduler::new(self.state.nodes, &all);
+        for (_, _, id) in waiting {
+            let Some(task) = self.tasks.get(&id) else { continue };
+            let placed = match task.node_id.clone() {
+                Some(node) => scheduler.place_on(task, &node).map(|()| node),
+                None => scheduler.place(task, self.state.strategy),
+            };
+            self.edit(&id, |t| match placed {
+                Ok(node) => {
+                    t.node_id = Some(node);
+                    t.status.err = None;
+                    t.set_state(TaskState::Assigned, "scheduled", now);
+                    true
+                }
+                Err(why) => {
+                    let why = why.to_string();
+                    let changed = t.status.err.as_deref() != Some(why.as_str());
+                    t.status.err = Some(why);
+                    changed
+                }
+            });
+        }
+    }
+
+    fn finish(self) -> Plan {
+        let deleted: Vec<&Task> = self
+            .state
+            .tasks
+            .iter()
+            .filter(|t| self.deleted.contains(&t.id))
+            .collect();
+        let quarantines = if deleted.is_empty() {
+            Vec::new()
+        } else {
+            quarantine_deleted(self.state.quarantines, deleted, self.now())
+        };
+        Plan {
+            tasks: self
+                .changed
+                .iter()
+                .filter_map(|id| self.tasks.get(id).cloned())
+                .collect(),
+            deleted_tasks: self.deleted.into_iter().collect(),
+            services: self.services,
+            quarantines,
+        }
+    }
+}
+
+pub(super) fn key_of(task: &Task) -> Key {
+    if task.slot > 0 {
+        Key::Slot(task.slot)
+    } else {
+        Key::Node(task.node_id.clone().unwrap_or_default())
+    }
+}

@@ -1,0 +1,188 @@
+//! Rolling updates and rollbacks. A task is current when it was made from
+//! the service's task spec and networks; an update replaces the others a
+//! batch (`parallelism`) at a time. A batch is done when each of its new
+//! tasks has run for `monitor`; the next starts `delay` later. A new task
+//! that fails during the update triggers `failure_action`: pause, continue,
+//! or roll back to the previous spec (with the rollback settings).
+
+use crate::objects::{
+    FailureAction, Service, Task, TaskState, UpdateOrder, UpdateState, UpdateStatus,
+};
+
+use super::pass::{Key, Pass};
+
+/// Whether `task` runs what `service` asks now.
+pub(super) fn is_current(task: &Task, service: &Service) -> bool {
+    task.spec == service.spec.task
+        && if task.status.state == TaskState::New && task.networks.is_empty() {
+            true
+        } else {
+            task.networks
+                .iter()
+                .map(|a| &a.network)
+                .eq(service.spec.networks.iter())
+        }
+}
+
+/// Moves the service's update on; returns the service if its update status
+/// (or, for a rollback, its spec) changed.
+pub(super) fn advance(pass: &mut Pass, service: &Service) -> Option<Service> {
+    let status = service.update_status.as_ref()?;
+    if !status.state.in_progress() {
+        return None;
+    }
+    let rollback = status.state.is_rollback();
+    let config = if rollback {
+        service.spec.rollback
+    } else {
+        service.spec.update
+    };
+    let now = pass.now();
+    let keys = pass.wanted_by_key(&service.id);
+
+    let failed: Vec<&Task> = pass
+        .tasks
+        .values()
+        .filter(|t| {
+            t.service_id == service.id
+                && t.created_at_ms >= status.started_at_ms
+                && is_current(t, service)
+                && matches!(
+                    t.status.state,
+                    TaskState::Failed | TaskState::Rejected | TaskState::Complete
+                )
+        })
+        .collect();
+    let allowed = config.max_failure_ratio * keys.len().max(1) as f32;
+    if !failed.is_empty() && failed.len() as f32 > allowed {
+        let culprit = failed[0].id.clone();
+        match config.failure_action {
+            FailureAction::Continue => {}
+            FailureAction::Rollback if !rollback && service.previous_spec.is_some() => {
+                return Some(rolled_back(service, &culprit, now));
+            }
+            _ => return Some(paused(service, rollback, &culprit, now)),
+        }
+    }
+
+    // A key whose new task runs no longer needs its old ones (start-first).
+    for ids in keys.values() {
+        let has_running_current = ids.iter().any(|id| {
+            pass.tasks
+                .get(id)
+                .is_some_and(|t| is_current(t, service) && t.status.state == TaskState::Running)
+        });
+        if has_running_current {
+            for id in ids {
+                if pass.tasks.get(id).is_some_and(|t| !is_current(t, service)) {
+                    pass.shut_down(id, "updated");
+                }
+            }
+        }
+    }
+
+    let mut in_flight = false;
+    let mut last_done = 0;
+    let mut dirty: Vec<&Key> = Vec::new();
+    for (key, ids) in &keys {
+        let tasks: Vec<&Task> = ids.iter().filter_map(|id| pass.tasks.get(id)).collect();
+        let current: Vec<&&Task> = tasks.iter().filter(|t| is_current(t, service)).collect();
+        if current.is_empty() {
+            dirty.push(key);
+        }
+        for t in current {
+            if t.status.state.is_final() {
+                continue;
+            }
+            let done_at = t.status.timestamp_ms + config.monitor_ms;
+            if t.status.state != TaskState::Running || now < done_at {
+                in_flight = true;
+            } else {
+                last_done = last_done.max(done_at);
+            }
+        }
+    }
+    if in_flight {
+        return None;
+    }
+    if dirty.is_empty() {
+        let mut done = service.clone();
+        done.update_status = Some(UpdateStatus {
+            state: if rollback {
+                UpdateState::RollbackCompleted
+            } else {
+                UpdateState::Completed
+            },
+            started_at_ms: status.started_at_ms,
+            completed_at_ms: Some(now),
+            message: if rollback {
+                "rollback completed".into()
+            } else {
+                "update completed".into()
+            },
+        });
+        return Some(done);
+    }
+    if last_done > 0 && now < last_done + config.delay_ms {
+        return None;
+    }
+    let batch = if config.parallelism == 0 {
+        dirty.len()
+    } else {
+        config.parallelism as usize
+    };
+    let batch: Vec<(Key, Vec<String>)> = dirty
+        .into_iter()
+        .take(batch)
+        .map(|k| (k.clone(), keys.get(k).cloned().unwrap_or_default()))
+        .collect();
+    for (key, old) in batch {
+        if config.order == UpdateOrder::StopFirst {
+            for id in &old {
+                pass.shut_down(id, "updated");
+            }
+        }
+        pass.create(service, &key, 0, 0);
+    }
+    None
+}
+
+fn paused(service: &Service, rollback: bool, culprit: &str, now: u64) -> Service {
+    let mut s = service.clone();
+    let what = if rollback { "rollback" } else { "update" };
+    s.update_status = Some(UpdateStatus {
+        state: if rollback {
+            UpdateState::RollbackPaused
+        } else {
+            UpdateState::Paused
+        },
+        started_at_ms: service
+            .update_status
+            .as_ref()
+            .map_or(now, |u| u.started_at_ms),
+        completed_at_ms: None,
+        message: format!("{what} paused due to failure or early termination of task {culprit}"),
+    });
+    s
+}
+
+/// The service with its previous spec back, rolling back from now.
+pub fn rolled_back(service: &Service, culprit: &str, now: u64) -> Service {
+    let mut s = service.clone();
+    if let Some(previous) = s.previous_spec.take() {
+        s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
+        s.spec_version += 1;
+    }
+    s.update_status = Some(UpdateStatus {
+        state: UpdateState::RollbackStarted,
+        started_at_ms: now,
+        completed_at_ms: None,
+        message: if culprit.is_empty() {
+            "manually requested rollback".into()
+        } else {
+            format!("update rolled back due to failure or early termination of task {culprit}")
+        },
+    });
+    s.updated_at = now / 1000;
+    s
+}
