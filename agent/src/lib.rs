@@ -5,6 +5,7 @@ pub mod cli;
 pub mod daemon;
 pub mod executor;
 pub mod ebpf;
+pub mod executor;
 pub mod gossip;
 pub mod netns;
 pub mod overlay;

@@ -14,7 +14,7 @@ pub mod fake;
 pub mod process;
 
 pub use fake::FakeRuntime;
-pub use process::ProcessRuntime;
+pub use process::{cgroup2_mount, ProcessRuntime};
 
 /// Everything needed to start one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +93,16 @@ pub enum ExecutorError {
     },
     #[error("task {0} is not known to this runtime")]
     Unknown(String),
+    #[error(
+        "task id `{0}` cannot name a directory: use 1-128 letters, digits, `-`, `_` \
+         and `.`, not starting with `.`"
+    )]
+    InvalidTaskId(String),
+    #[error("cannot set up the runtime at {path}: {source}")]
+    Setup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The kernel boundary of task execution: a real implementation
@@ -109,8 +119,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops the task: SIGTERM to every process of its cgroup, SIGKILL
     /// after `grace`. Returns once nothing of it runs.
     fn stop(&self, task_id: &str, grace: Duration) -> Result<(), ExecutorError>;
-    /// Forgets a stopped task: its cgroup and its state (logs kept until
-    /// `remove_logs`).
+    /// Forgets a task: kills whatever of it still runs, then deletes its
+    /// cgroup, its state and its logs.
     fn remove(&self, task_id: &str) -> Result<(), ExecutorError>;
     /// Every task this runtime knows, running or exited (adopted from disk
     /// after an agent restart).
