@@ -3,7 +3,6 @@
 
 pub mod cli;
 pub mod daemon;
-pub mod executor;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;

@@ -83,6 +83,21 @@ pub fn cleanup_leftovers(filter: Option<&str>) -> Result<Vec<Removed>> {
     teardown.finish()
 }
 
+/// Where the cgroup2 filesystem is mounted (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on a hybrid host).
+pub fn cgroup2_mount() -> PathBuf {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            (kind == "cgroup2").then(|| PathBuf::from(point))
+        })
+        .next()
+        .unwrap_or_else(|| PathBuf::from(CGROUP_ROOT))
+}
+
 /// Names of the entries of `dir` that are the harness's and match `filter`.
 fn matching_entries(dir: &Path, filter: Option<&str>) -> Vec<String> {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -198,8 +213,26 @@ impl Teardown {
     /// one per host, given to its agent with `--cgroup-root`) and deletes
     /// them, deepest first.
     pub(crate) fn remove_cgroups(&mut self, filter: Option<&str>) {
-        for name in matching_entries(Path::new(CGROUP_ROOT), filter) {
-            let root = Path::new(CGROUP_ROOT).join(name);
+        // The cgroup2 tree holds the processes; on a hybrid host the cgroup
+        // v1 hierarchies (cpu, memory) mirror the same paths for limits.
+        let mut parents = vec![PathBuf::from(CGROUP_ROOT)];
+        if let Ok(entries) = fs::read_dir(CGROUP_ROOT) {
+            parents.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        let roots: Vec<PathBuf> = parents
+            .iter()
+            .flat_map(|p| {
+                matching_entries(p, filter)
+                    .into_iter()
+                    .map(move |name| p.join(name))
+            })
+            .collect();
+        for root in roots {
             let _ = fs::write(root.join("cgroup.kill"), "1");
             let mut dirs = vec![root.clone()];
             let mut i = 0;

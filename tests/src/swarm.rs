@@ -26,7 +26,10 @@ pub fn start_agent_with(host: &Host, extra: &[&str]) -> Result<u32> {
     let socket = host.run_dir().join("shoal.sock");
     let _ = std::fs::remove_file(&socket);
     // Task cgroups under a name the harness's cleanup finds.
-    let cgroup = format!("/sys/fs/cgroup/{}", host.netns());
+    let cgroup = crate::cleanup::cgroup2_mount()
+        .join(host.netns())
+        .to_string_lossy()
+        .to_string();
     let mut args = vec![
         "agent",
         "--state-dir",

@@ -25,7 +25,7 @@ fn start(hosts: &[&Host]) {
 /// `service ps` (or `node ps`) as JSON values.
 fn tasks(host: &Host, args: &[&str]) -> Vec<Value> {
     let mut full = args.to_vec();
-    full.extend(["--format", "json"]);
+    full.extend(["--no-trunc", "--format", "json"]);
     let out = cli(host, &full);
     let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if body.starts_with('[') {
@@ -40,7 +40,12 @@ fn tasks(host: &Host, args: &[&str]) -> Vec<Value> {
 fn running(host: &Host, service: &str) -> Vec<Value> {
     tasks(host, &["service", "ps", service])
         .into_iter()
-        .filter(|t| t["DesiredState"] == "running" && t["CurrentState"] == "running")
+        .filter(|t| {
+            t["DesiredState"] == "Running"
+                && t["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Running"))
+        })
         .collect()
 }
 
@@ -306,7 +311,9 @@ fn bad_input_is_refused_and_changes_nothing() {
     create(h[0], "nowhere", &["--constraint", "node.labels.zone==mars"], &["sleep", "1"]);
     let pending = wait_for(Duration::from_secs(10), || {
         tasks(h[0], &["service", "ps", "nowhere"]).iter().any(|t| {
-            t["CurrentState"] == "pending"
+            t["CurrentState"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Pending"))
                 && t["Error"]
                     .as_str()
                     .is_some_and(|e| e.contains("no suitable node"))
