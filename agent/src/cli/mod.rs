@@ -6,6 +6,7 @@ mod format;
 mod members;
 mod network;
 mod overlay;
+mod service;
 mod swarm;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Manage the swarm's overlay networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// This node's gossip view: members, their state, table sizes.
     Members(members::MembersArgs),
     /// Standalone endpoints on overlay networks, published through gossip.
@@ -168,6 +172,7 @@ impl Cli {
                 Command::Swarm(cmd) => cmd.run(&socket).await,
                 Command::Node(cmd) => cmd.run(&socket).await,
                 Command::Network(cmd) => cmd.run(&socket).await,
+                Command::Service(cmd) => cmd.run(&socket).await,
                 Command::Members(args) => args.run(&socket).await,
                 Command::Endpoint(cmd) => cmd.run(&socket).await,
                 Command::Overlay(_) => unreachable!("handled above"),

@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NodeView};
-use shoal_control::objects::{Availability, Role};
+use shoal_control::objects::{Availability, Role, Strategy};
 
 use super::client;
 use super::format;
+use super::service::{self, TaskListOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
@@ -67,6 +68,10 @@ pub enum SwarmCommand {
         /// a few seconds later, the old one dropped a minute after that.
         #[arg(long)]
         rotate_gossip_key: bool,
+        /// How the scheduler ranks nodes for services that do not set
+        /// `--strategy`: spread (Swarm's) or binpack.
+        #[arg(long, value_name = "spread|binpack")]
+        scheduling_strategy: Option<Strategy>,
     },
     /// Unlock a locked manager (reads the key from standard input).
     Unlock,
@@ -105,6 +110,17 @@ pub enum NodeCommand {
     Demote {
         #[arg(required = true)]
         nodes: Vec<String>,
+    },
+    /// List the tasks on a node (default: this one).
+    Ps {
+        #[arg(default_value = "self")]
+        node: String,
+        /// Full ids and errors.
+        #[arg(long)]
+        no_trunc: bool,
+        /// `json`, or a Go template such as '{{.Name}} {{.CurrentState}}'.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove nodes from the swarm.
     Rm {
@@ -185,11 +201,21 @@ impl SwarmCommand {
                 autolock,
                 cert_expiry,
                 rotate_gossip_key,
-            } => LocalRequest::Api(ApiRequest::SwarmUpdate {
-                autolock,
-                cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
-                rotate_gossip_key,
-            }),
+                scheduling_strategy,
+            } => {
+                let settings = LocalRequest::Api(ApiRequest::SwarmUpdate {
+                    autolock,
+                    cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                    rotate_gossip_key,
+                });
+                let Some(strategy) = scheduling_strategy else {
+                    return print_done(client::call(socket, &settings).await?);
+                };
+                if autolock.is_some() || cert_expiry.is_some() || rotate_gossip_key {
+                    print_done(client::call(socket, &settings).await?)?;
+                }
+                LocalRequest::Api(ApiRequest::SetStrategy { strategy })
+            }
             SwarmCommand::Unlock => {
                 eprint!("Please enter unlock key: ");
                 let mut key = String::new();
@@ -267,6 +293,18 @@ impl NodeCommand {
                 client::call(socket, &LocalRequest::Api(request)).await?;
                 println!("{}", args.node);
                 Ok(())
+            }
+            NodeCommand::Ps {
+                node,
+                no_trunc,
+                format,
+            } => {
+                let options = TaskListOptions {
+                    no_trunc,
+                    format: format.as_deref(),
+                    ..TaskListOptions::default()
+                };
+                service::node_ps(socket, node, &options).await
             }
             NodeCommand::Promote { nodes } => set_roles(socket, nodes, Role::Manager).await,
             NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
@@ -353,24 +391,43 @@ fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> any
     Ok(())
 }
 
-/// `90d`, `2160h`, `30m`, `45s`, or plain seconds.
+/// `90d`, `2160h`, `30m`, `45s`, `500ms`, Go-style sums such as `1m30s`, or
+/// plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => {
-            return Err(format!(
-                "invalid duration `{s}`: use e.g. 90d, 2160h, 30m, 45s"
-            ))
-        }
-    };
-    Ok(Duration::from_secs(secs))
+    let invalid = || format!("invalid duration `{s}`: use e.g. 90d, 2160h, 1m30s, 45s, 500ms");
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map(Duration::from_secs).map_err(|_| invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let secs_per_unit = match &rest[..unit_len] {
+            "ms" => None,
+            "s" => Some(1),
+            "m" => Some(60),
+            "h" => Some(3600),
+            "d" => Some(86400),
+            _ => return Err(invalid()),
+        };
+        let part = match secs_per_unit {
+            None => Duration::from_millis(n),
+            Some(unit) => Duration::from_secs(n.checked_mul(unit).ok_or_else(invalid)?),
+        };
+        total = total.checked_add(part).ok_or_else(invalid)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -384,5 +441,11 @@ mod tests {
         assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("h").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h5m"), Ok(Duration::from_secs(3900)));
+        assert!(parse_duration("1m30").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5 s").is_err());
     }
 }

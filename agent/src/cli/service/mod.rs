@@ -1,0 +1,755 @@
+//! `shoal service create|ls|ps|inspect|update|scale|rollback|rm`: Docker's
+//! service verbs, sent to the local agent (a manager) and printed the way
+//! Docker prints them. Changes wait for the tasks to run unless `--detach`.
+//! Specs are checked here for early errors; the managers check them again
+//! and resolve network names.
+
+#[cfg(test)]
+mod fake_manager;
+mod flags;
+mod pretty;
+mod progress;
+mod tasks;
+mod values;
+
+use std::path::Path;
+
+use anyhow::bail;
+use clap::Subcommand;
+use serde_json::{json, Value};
+use shoal_control::api::{
+    ports_column, ApiRequest, ApiResponse, LocalRequest, ServiceView, TaskView,
+};
+
+use super::client;
+use super::format;
+use flags::{CreateArgs, UpdateArgs, WatchFlags};
+use progress::Watch;
+pub use tasks::{TaskFilter, TaskListOptions};
+use values::parse_scale;
+
+/// How many characters of an id lists show, as Docker does.
+const SHORT_ID: usize = 12;
+/// How much of the command `service ls` shows.
+const COMMAND_WIDTH: usize = 30;
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service and wait for its tasks to run; prints its id.
+    Create(Box<CreateArgs>),
+    /// List services.
+    #[command(alias = "list")]
+    Ls {
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// `json`, or a Go template such as '{{.Name}} {{.Replicas}}'.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List the tasks of services, each slot's history under its current task.
+    Ps {
+        #[arg(required = true)]
+        services: Vec<String>,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Full ids and errors.
+        #[arg(long)]
+        no_trunc: bool,
+        /// `desired-state=running|shutdown`, `node=NODE`, `name=NAME`,
+        /// `id=ID`; repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<TaskFilter>,
+        /// `json`, or a Go template such as '{{.Name}} {{.CurrentState}}'.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show services in detail (Docker's JSON, or text with --pretty).
+    Inspect {
+        #[arg(required = true)]
+        services: Vec<String>,
+        /// Readable text instead of JSON.
+        #[arg(long, conflicts_with = "format")]
+        pretty: bool,
+        /// `json`, or a Go template such as '{{json .Spec.task.placement}}'.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Change a service and wait for its tasks to be replaced.
+    Update(Box<UpdateArgs>),
+    /// Change the replicas of services: `web=3 api=5`.
+    Scale {
+        #[arg(required = true, value_name = "SERVICE=REPLICAS", value_parser = parse_scale)]
+        scales: Vec<(String, u64)>,
+        #[command(flatten)]
+        watch: WatchFlags,
+    },
+    /// Go back to a service's previous spec.
+    Rollback {
+        service: String,
+        #[command(flatten)]
+        watch: WatchFlags,
+    },
+    /// Remove services and their tasks.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+}
+
+impl ServiceCommand {
+    pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
+        match self {
+            ServiceCommand::Create(args) => create(socket, &args).await,
+            ServiceCommand::Ls { quiet, format } => {
+                let reply = api(socket, ApiRequest::ServiceList).await?;
+                let ApiResponse::Services { services } = reply else {
+                    bail!("unexpected answer: {reply:?}")
+                };
+                print!("{}", list(&services, quiet, format.as_deref())?);
+                Ok(())
+            }
+            ServiceCommand::Ps {
+                services,
+                quiet,
+                no_trunc,
+                filters,
+                format,
+            } => {
+                let mut all = Vec::new();
+                for service in services {
+                    all.extend(tasks_of(socket, &service).await?);
+                }
+                let options = TaskListOptions {
+                    quiet,
+                    no_trunc,
+                    format: format.as_deref(),
+                    filters: &filters,
+                };
+                print!("{}", tasks::list(&all, &options, now_ms())?);
+                Ok(())
+            }
+            ServiceCommand::Inspect {
+                services,
+                pretty,
+                format,
+            } => {
+                let mut views = Vec::new();
+                for service in services {
+                    views.push(inspect(socket, &service).await?);
+                }
+                if pretty {
+                    let texts: Vec<String> = views.iter().map(pretty::pretty).collect();
+                    print!("{}", texts.join("\n"));
+                    return Ok(());
+                }
+                match format.as_deref() {
+                    None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
+                    Some(template) => {
+                        for v in &views {
+                            println!("{}", format::render(template, &serde_json::to_value(v)?)?);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            ServiceCommand::Update(args) => update(socket, &args).await,
+            ServiceCommand::Scale { scales, watch } => scale(socket, scales, &watch).await,
+            ServiceCommand::Rollback { service, watch } => rollback(socket, &service, &watch).await,
+            ServiceCommand::Rm { services } => {
+                let mut errors = Vec::new();
+                for service in services {
+                    let request = ApiRequest::ServiceRemove {
+                        service: service.clone(),
+                    };
+                    match api(socket, request).await {
+                        Ok(ApiResponse::Done { .. }) => println!("{service}"),
+                        Ok(other) => errors.push(format!("unexpected answer: {other:?}")),
+                        Err(e) => errors.push(format!("{e:#}")),
+                    }
+                }
+                if !errors.is_empty() {
+                    bail!("{}", errors.join("\n"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn create(socket: &Path, args: &CreateArgs) -> anyhow::Result<()> {
+    let spec = args.spec()?;
+    let reply = api(
+        socket,
+        ApiRequest::ServiceCreate {
+            spec: Box::new(spec),
+        },
+    )
+    .await?;
+    let ApiResponse::Service { service } = reply else {
+        bail!("unexpected answer: {reply:?}")
+    };
+    println!("{}", service.id);
+    if args.watch.detach {
+        return Ok(());
+    }
+    let watch = Watch::after(&service, &[], service.version);
+    progress::watch(socket, watch, &args.watch).await
+}
+
+async fn update(socket: &Path, args: &UpdateArgs) -> anyhow::Result<()> {
+    let before = inspect(socket, &args.service).await?;
+    let spec = args.apply(&before)?;
+    let before_tasks = tasks_of(socket, &before.id).await?;
+    let request = ApiRequest::ServiceUpdate {
+        service: before.id.clone(),
+        spec: Box::new(spec),
+        version: Some(before.version),
+        force: args.force,
+    };
+    let after = changed_view(socket, &before, api(socket, request).await?).await?;
+    println!("{}", args.service);
+    if args.watch.detach {
+        return Ok(());
+    }
+    let min_version = progress::min_version(&before, &after, args.force);
+    progress::watch(
+        socket,
+        Watch::after(&before, &before_tasks, min_version),
+        &args.watch,
+    )
+    .await
+}
+
+/// Scales each service in turn (going on after a failure, as Docker does),
+/// then waits for each.
+async fn scale(
+    socket: &Path,
+    scales: Vec<(String, u64)>,
+    flags: &WatchFlags,
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    let mut watches = Vec::new();
+    for (service, replicas) in scales {
+        match scale_one(socket, &service, replicas).await {
+            Ok(watch) => {
+                println!("{service} scaled to {replicas}");
+                watches.push(watch);
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !flags.detach {
+        for watch in watches {
+            if let Err(e) = progress::watch(socket, watch, flags).await {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+async fn scale_one(socket: &Path, service: &str, replicas: u64) -> anyhow::Result<Watch> {
+    let before = inspect(socket, service).await?;
+    if before.spec.replicas().is_none() {
+        bail!(
+            "service `{}` is global: `service scale` applies only to replicated services",
+            before.name
+        );
+    }
+    let before_tasks = tasks_of(socket, &before.id).await?;
+    let request = ApiRequest::ServiceScale {
+        service: before.id.clone(),
+        replicas,
+    };
+    let after = changed_view(socket, &before, api(socket, request).await?).await?;
+    let min_version = progress::min_version(&before, &after, false);
+    Ok(Watch::after(&before, &before_tasks, min_version))
+}
+
+async fn rollback(socket: &Path, service: &str, flags: &WatchFlags) -> anyhow::Result<()> {
+    let before = inspect(socket, service).await?;
+    if before.previous_spec.is_none() {
+        bail!(
+            "service `{}` has no previous spec to roll back to: it was never updated",
+            before.name
+        );
+    }
+    let before_tasks = tasks_of(socket, &before.id).await?;
+    let request = ApiRequest::ServiceRollback {
+        service: before.id.clone(),
+    };
+    let after = changed_view(socket, &before, api(socket, request).await?).await?;
+    println!("{service}");
+    if flags.detach {
+        return Ok(());
+    }
+    let min_version = progress::min_version(&before, &after, false);
+    let mut watch = Watch::after(&before, &before_tasks, min_version);
+    watch.rollback = true;
+    progress::watch(socket, watch, flags).await
+}
+
+/// The service after a change: from the answer if it carries the view,
+/// else read again.
+async fn changed_view(
+    socket: &Path,
+    before: &ServiceView,
+    reply: ApiResponse,
+) -> anyhow::Result<ServiceView> {
+    match reply {
+        ApiResponse::Service { service } => Ok(*service),
+        ApiResponse::Done { .. } => inspect(socket, &before.id).await,
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+/// `service ls` output: Docker's table, ids only, or each row through a
+/// template (`json` prints each row as JSON).
+fn list(services: &[ServiceView], quiet: bool, format: Option<&str>) -> anyhow::Result<String> {
+    let mut out = String::new();
+    if quiet {
+        for s in services {
+            out.push_str(&s.id);
+            out.push('\n');
+        }
+        return Ok(out);
+    }
+    let rows: Vec<Value> = services.iter().map(ls_row).collect();
+    match format {
+        Some(template) => {
+            for row in &rows {
+                let line = if template == "json" {
+                    row.to_string()
+                } else {
+                    format::render(template, row)?
+                };
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        None => {
+            let columns = ["ID", "Name", "Mode", "Replicas", "Command", "Ports"];
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    columns
+                        .iter()
+                        .map(|c| row[c].as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
+                .collect();
+            out = format::table(
+                &["ID", "NAME", "MODE", "REPLICAS", "COMMAND", "PORTS"],
+                &cells,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The fields `service ls --format` sees, as Docker names them.
+fn ls_row(s: &ServiceView) -> Value {
+    json!({
+        "ID": short_id(&s.id),
+        "Name": s.name,
+        "Mode": s.mode,
+        "Replicas": s.replicas(),
+        "Command": ellipsis(&s.spec.task.command.join(" "), COMMAND_WIDTH),
+        "Ports": ports_column(&s.spec.ports),
+    })
+}
+
+/// The first 12 characters of an id.
+fn short_id(id: &str) -> String {
+    id.chars().take(SHORT_ID).collect()
+}
+
+/// `text` cut to `width` characters, ending in `...` when cut.
+fn ellipsis(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(3)).collect();
+    format!("{kept}...")
+}
+
+async fn api(socket: &Path, request: ApiRequest) -> anyhow::Result<ApiResponse> {
+    client::call(socket, &LocalRequest::Api(request)).await
+}
+
+/// `service inspect` of one service.
+async fn inspect(socket: &Path, service: &str) -> anyhow::Result<ServiceView> {
+    let request = ApiRequest::ServiceInspect {
+        service: service.to_string(),
+    };
+    match api(socket, request).await? {
+        ApiResponse::Service { service } => Ok(*service),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+/// `service ps` of one service.
+async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>> {
+    let request = ApiRequest::ServicePs {
+        service: service.to_string(),
+    };
+    match api(socket, request).await? {
+        ApiResponse::Tasks { tasks } => Ok(tasks),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+/// `node ps NODE`: the tasks the managers placed on a node, in the
+/// `service ps` table.
+pub async fn node_ps(
+    socket: &Path,
+    node: String,
+    options: &TaskListOptions<'_>,
+) -> anyhow::Result<()> {
+    match api(socket, ApiRequest::NodePs { node }).await? {
+        ApiResponse::Tasks { tasks } => {
+            print!("{}", tasks::list(&tasks, options, now_ms())?);
+            Ok(())
+        }
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_control::objects::{ServiceSpec, TaskState, UpdateState, UpdateStatus};
+
+    use super::fake_manager::FakeManager;
+    use super::tasks::tests::task;
+    use super::*;
+
+    const RUN: TaskState = TaskState::Running;
+    const PENDING: TaskState = TaskState::Pending;
+
+    fn view(id: &str, name: &str, command: &[&str], running: u64, desired: u64) -> ServiceView {
+        let spec: ServiceSpec = serde_json::from_value(json!({
+            "name": name,
+            "mode": {"replicated": {"replicas": desired}},
+            "task": {"command": command},
+            "ports": [{"protocol": "tcp", "target": 80, "published": 8080}],
+        }))
+        .unwrap();
+        ServiceView {
+            id: id.into(),
+            name: name.into(),
+            mode: "replicated".into(),
+            running,
+            desired,
+            version: 1,
+            spec,
+            networks: vec![],
+            previous_spec: None,
+            update_status: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn ls_prints_dockers_table() {
+        let services = [
+            view(
+                "0123456789abcdefghijklmno",
+                "web",
+                &["httpd", "-f", "-p", "80"],
+                2,
+                3,
+            ),
+            view(
+                "zzzzzzzzzzzzzzzzzzzzzzzzz",
+                "batch",
+                &[
+                    "sh",
+                    "-c",
+                    "while true; do echo working hard; sleep 1; done",
+                ],
+                1,
+                1,
+            ),
+        ];
+        assert_eq!(
+            list(&services, false, None).unwrap(),
+            "ID             NAME    MODE         REPLICAS   COMMAND                          PORTS\n\
+             0123456789ab   web     replicated   2/3        httpd -f -p 80                   *:8080->80/tcp\n\
+             zzzzzzzzzzzz   batch   replicated   1/1        sh -c while true; do echo w...   *:8080->80/tcp\n"
+        );
+        assert_eq!(
+            list(&services, true, None).unwrap(),
+            "0123456789abcdefghijklmno\nzzzzzzzzzzzzzzzzzzzzzzzzz\n"
+        );
+        assert_eq!(
+            list(&services[..1], false, Some("{{.Name}}: {{.Replicas}}")).unwrap(),
+            "web: 2/3\n"
+        );
+        let row: Value =
+            serde_json::from_str(list(&services[..1], false, Some("json")).unwrap().trim())
+                .unwrap();
+        assert_eq!(row["Ports"], "*:8080->80/tcp");
+    }
+
+    #[test]
+    fn inspect_templates_reach_the_spec() {
+        let v = serde_json::to_value(view("svc1", "web", &["sleep", "1"], 0, 1)).unwrap();
+        assert_eq!(
+            format::render("{{.Name}} {{json .Spec.task.command}}", &v).unwrap(),
+            r#"web ["sleep","1"]"#
+        );
+    }
+
+    #[test]
+    fn ellipsis_cuts_long_text() {
+        assert_eq!(ellipsis("short", 30), "short");
+        assert_eq!(ellipsis("abcdefghij", 8), "abcde...");
+        assert_eq!(ellipsis("abcdefgh", 8), "abcdefgh");
+    }
+
+    /// `shoal service LINE` as the CLI parses it.
+    fn command(line: &str) -> ServiceCommand {
+        #[derive(Debug, clap::Parser)]
+        struct Line {
+            #[command(subcommand)]
+            command: ServiceCommand,
+        }
+        let words = std::iter::once("service").chain(line.split_whitespace());
+        <Line as clap::Parser>::try_parse_from(words)
+            .unwrap()
+            .command
+    }
+
+    fn ps_count(seen: &[ApiRequest]) -> usize {
+        seen.iter()
+            .filter(|r| matches!(r, ApiRequest::ServicePs { .. }))
+            .count()
+    }
+
+    /// Whether `req` or one before it changed the service.
+    fn after_update(req: &ApiRequest, seen: &[ApiRequest]) -> bool {
+        std::iter::once(req).chain(seen).any(|r| {
+            matches!(
+                r,
+                ApiRequest::ServiceUpdate { .. } | ApiRequest::ServiceScale { .. }
+            )
+        })
+    }
+
+    fn at_version(mut t: TaskView, version: u64) -> TaskView {
+        t.spec_version = version;
+        t.id = format!("{}-v{version}", t.id);
+        t
+    }
+
+    #[tokio::test]
+    async fn create_waits_until_the_tasks_run() {
+        let fake = FakeManager::start("create", |req, seen| {
+            let v = view("svc1", "web", &["sleep", "1000"], 0, 2);
+            let state = if ps_count(seen) < 2 { PENDING } else { RUN };
+            match req {
+                ApiRequest::ServiceCreate { .. } | ApiRequest::ServiceInspect { .. } => {
+                    Ok(ApiResponse::Service {
+                        service: Box::new(v),
+                    })
+                }
+                ApiRequest::ServicePs { service } if service == "svc1" => Ok(ApiResponse::Tasks {
+                    tasks: vec![task("web.1", 1, RUN, state), task("web.2", 2, RUN, state)],
+                }),
+                other => Err(format!("unexpected {other:?}")),
+            }
+        })
+        .await;
+        command("create --name web --replicas 2 -q --timeout 5s -- sleep 1000")
+            .run(fake.socket())
+            .await
+            .unwrap();
+        let seen = fake.requests();
+        assert!(
+            matches!(&seen[0], ApiRequest::ServiceCreate { spec }
+                if spec.name == "web" && spec.replicas() == Some(2)),
+            "{seen:?}"
+        );
+        assert_eq!(ps_count(&seen), 3, "polled until both tasks ran");
+    }
+
+    #[tokio::test]
+    async fn create_gives_up_and_says_why() {
+        let fake = FakeManager::start("stuck", |req, _| match req {
+            ApiRequest::ServiceCreate { .. } | ApiRequest::ServiceInspect { .. } => {
+                Ok(ApiResponse::Service {
+                    service: Box::new(view("svc1", "web", &["sleep"], 0, 1)),
+                })
+            }
+            ApiRequest::ServicePs { .. } => {
+                let mut t = task("web.1", 1, RUN, PENDING);
+                t.message = "no suitable node (insufficient memory on 3 nodes)".into();
+                Ok(ApiResponse::Tasks { tasks: vec![t] })
+            }
+            other => Err(format!("unexpected {other:?}")),
+        })
+        .await;
+        let err = command("create --name web -q --timeout 600ms sleep")
+            .run(fake.socket())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "service `web` did not converge within 600ms: 0 of 1 tasks running\n  \
+                 web.1: pending: no suitable node (insufficient memory on 3 nodes)\n"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn update_sends_the_version_it_read_and_waits_for_new_tasks() {
+        let fake = FakeManager::start("update", |req, seen| {
+            let mut v = view("svc1", "web", &["sleep"], 1, 1);
+            v.version = 4;
+            if after_update(req, seen) {
+                v.version = 5;
+                v.spec.task.env = vec!["B=2".into()];
+            }
+            // Old tasks still run at the first poll after the update.
+            let tasks_version = if ps_count(seen) >= 2 { 5 } else { 4 };
+            match req {
+                ApiRequest::ServiceInspect { .. } | ApiRequest::ServiceUpdate { .. } => {
+                    Ok(ApiResponse::Service {
+                        service: Box::new(v),
+                    })
+                }
+                ApiRequest::ServicePs { .. } => Ok(ApiResponse::Tasks {
+                    tasks: vec![at_version(task("web.1", 1, RUN, RUN), tasks_version)],
+                }),
+                other => Err(format!("unexpected {other:?}")),
+            }
+        })
+        .await;
+        command("update --env-add B=2 -q --timeout 5s web")
+            .run(fake.socket())
+            .await
+            .unwrap();
+        let seen = fake.requests();
+        let update = seen
+            .iter()
+            .find_map(|r| match r {
+                ApiRequest::ServiceUpdate {
+                    service,
+                    spec,
+                    version,
+                    force,
+                } => Some((service, spec, version, force)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(update.0, "svc1");
+        assert_eq!(update.1.task.env, ["B=2"]);
+        assert_eq!((update.2, update.3), (&Some(4), &false));
+        assert_eq!(ps_count(&seen), 3, "one poll before, two after the update");
+    }
+
+    #[tokio::test]
+    async fn a_paused_update_is_an_error() {
+        let fake = FakeManager::start("paused", |req, seen| {
+            let mut v = view("svc1", "web", &["sleep"], 1, 1);
+            if after_update(req, seen) {
+                v.version = 2;
+                v.update_status = Some(UpdateStatus {
+                    state: UpdateState::Paused,
+                    started_at_ms: 1,
+                    completed_at_ms: None,
+                    message: "update paused due to failure or early termination of task abc".into(),
+                });
+            }
+            match req {
+                ApiRequest::ServiceInspect { .. } | ApiRequest::ServiceUpdate { .. } => {
+                    Ok(ApiResponse::Service {
+                        service: Box::new(v),
+                    })
+                }
+                ApiRequest::ServicePs { .. } => Ok(ApiResponse::Tasks {
+                    tasks: vec![task("web.1", 1, RUN, RUN)],
+                }),
+                other => Err(format!("unexpected {other:?}")),
+            }
+        })
+        .await;
+        let err = command("update -q --timeout 5s web -- sleep 5")
+            .run(fake.socket())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service `web`: update paused: update paused due to failure or early termination of task abc"
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_counts_the_tasks_it_keeps() {
+        let fake = FakeManager::start("scale", |req, seen| {
+            let scaled = after_update(req, seen);
+            let mut v = view("svc1", "web", &["sleep"], 1, if scaled { 2 } else { 1 });
+            v.version = if scaled { 5 } else { 4 };
+            match req {
+                ApiRequest::ServiceInspect { .. } => Ok(ApiResponse::Service {
+                    service: Box::new(v),
+                }),
+                ApiRequest::ServiceScale { replicas: 2, .. } => Ok(ApiResponse::Done {
+                    message: "web".into(),
+                }),
+                ApiRequest::ServicePs { .. } => {
+                    let mut tasks = vec![at_version(task("web.1", 1, RUN, RUN), 4)];
+                    if scaled {
+                        tasks.push(at_version(task("web.2", 2, RUN, RUN), 5));
+                    }
+                    Ok(ApiResponse::Tasks { tasks })
+                }
+                other => Err(format!("unexpected {other:?}")),
+            }
+        })
+        .await;
+        command("scale web=2 -q --timeout 5s")
+            .run(fake.socket())
+            .await
+            .unwrap();
+        assert!(fake.requests().contains(&ApiRequest::ServiceScale {
+            service: "svc1".into(),
+            replicas: 2
+        }));
+    }
+
+    #[tokio::test]
+    async fn rm_goes_on_after_an_error() {
+        let fake = FakeManager::start("rm", |req, _| match req {
+            ApiRequest::ServiceRemove { service } if service == "missing" => {
+                Err("service `missing` not found".into())
+            }
+            ApiRequest::ServiceRemove { service } => Ok(ApiResponse::Done {
+                message: service.clone(),
+            }),
+            other => Err(format!("unexpected {other:?}")),
+        })
+        .await;
+        let err = command("rm a missing b")
+            .run(fake.socket())
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "service `missing` not found");
+        assert_eq!(fake.requests().len(), 3);
+    }
+}
