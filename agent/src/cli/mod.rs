@@ -81,9 +81,10 @@ pub struct AgentArgs {
     /// packets, overlay) at `http://ADDR/metrics`.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The cgroup (v2) under which each task gets a cgroup of its own.
-    #[arg(long, default_value = "/sys/fs/cgroup/shoal")]
-    pub cgroup_root: PathBuf,
+    /// The cgroup (on the cgroup2 filesystem) under which each task gets a
+    /// cgroup of its own (default: `shoal` at the cgroup2 mount).
+    #[arg(long)]
+    pub cgroup_root: Option<PathBuf>,
     /// CPUs this node offers to reservations (default: its CPU count).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -103,7 +104,7 @@ impl AgentArgs {
             }
         };
         let memory_bytes = match &self.memory {
-            Some(text) => parse_bytes(text)?,
+            Some(text) => service::parse_memory(text)?,
             None => total_memory().unwrap_or(0),
         };
         Ok(shoal_control::objects::NodeResources {
@@ -111,28 +112,6 @@ impl AgentArgs {
             memory_bytes,
         })
     }
-}
-
-/// `512M`, `4G`, `1024k`, `100` (bytes), with or without a trailing `b`.
-pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
-        Some((i, _)) => t.split_at(i),
-        None => (t, ""),
-    };
-    let shift = match unit {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => anyhow::bail!("invalid size `{text}`: use a number with b, k, m or g"),
-    };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid size `{text}`: use a number with b, k, m or g"))?;
-    Ok((value * (1u64 << shift) as f64) as u64)
 }
 
 /// MemTotal from /proc/meminfo, in bytes.
@@ -165,7 +144,11 @@ impl Cli {
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
                         resources,
-                        cgroup_root: args.cgroup_root,
+                        cgroup_root: args.cgroup_root.unwrap_or_else(|| {
+                            crate::executor::cgroup2_mount()
+                                .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+                                .join("shoal")
+                        }),
                     })
                     .await
                 }

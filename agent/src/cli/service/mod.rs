@@ -26,6 +26,7 @@ use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
 pub use tasks::{TaskFilter, TaskListOptions};
+pub use values::parse_memory;
 use values::parse_scale;
 
 /// How many characters of an id lists show, as Docker does.

@@ -172,9 +172,11 @@ fn group(task: &TaskView) -> (&str, u64, &str) {
     (service, task.slot, node)
 }
 
-/// The fields `--format` sees, as Docker names them.
+/// The fields `--format` sees: Docker's columns as shown, plus every other
+/// field of the task (`Pid`, `Addresses`, `ExitCode`, `CreatedAtMs`...).
 fn row(task: &TaskView, id: String, no_trunc: bool, now_ms: u64) -> Value {
-    json!({
+    let mut row = serde_json::to_value(task).unwrap_or_else(|_| json!({}));
+    let shown = json!({
         "ID": id,
         "Name": task.name,
         "Node": task.node,
@@ -182,7 +184,13 @@ fn row(task: &TaskView, id: String, no_trunc: bool, now_ms: u64) -> Value {
         "CurrentState": current_state(task.current_state, task.since_ms, now_ms),
         "Error": error(task, no_trunc),
         "Ports": "",
-    })
+    });
+    if let (Some(row), Some(shown)) = (row.as_object_mut(), shown.as_object()) {
+        for (k, v) in shown {
+            row.insert(k.clone(), v.clone());
+        }
+    }
+    row
 }
 
 /// Docker's ERROR column: the error in double quotes, cut unless
@@ -254,6 +262,7 @@ pub(crate) mod tests {
             message: String::new(),
             error: None,
             exit_code: None,
+            pid: None,
             addresses: vec![],
             spec_version: 1,
             command: vec!["sleep".into()],
