@@ -11,4 +11,5 @@ pub mod hex;
 pub mod objects;
 pub mod proto;
 pub mod raft;
+pub mod scheduler;
 pub mod store;
