@@ -100,24 +100,37 @@ fn replicated_services_spread_binpack_drain_and_survive_a_worker_kill() {
     start(&h);
     form(h[0], &[], &[h[1], h[2], h[3]]);
     // The manager runs no tasks, as in most Swarm deployments.
-    cli_ok(h[0], &["node", "update", "--availability", "drain", h[0].name()]);
+    cli_ok(
+        h[0],
+        &["node", "update", "--availability", "drain", h[0].name()],
+    );
     cli_ok(h[0], &["network", "create", "app"]);
 
     create(h[0], "web", &["--replicas", "6", "--network", "app"], SERVE);
     wait_running(h[0], "web", 6, Duration::from_secs(30));
     let spread = per_node(h[0], "web");
-    assert_eq!(spread.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "{spread:?}");
+    assert_eq!(
+        spread.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "{spread:?}"
+    );
 
     // Each task runs in its own sandbox on the overlay, with its own
     // resolv.conf and cgroup.
     let all = running(h[0], "web");
-    let a = all.iter().find(|t| t["Node"] == h[1].name()).expect("a task on h1");
-    let b = all.iter().find(|t| t["Node"] == h[2].name()).expect("a task on h2");
+    let a = all
+        .iter()
+        .find(|t| t["Node"] == h[1].name())
+        .expect("a task on h1");
+    let b = all
+        .iter()
+        .find(|t| t["Node"] == h[2].name())
+        .expect("a task on h2");
     let pid = a["Pid"].as_u64().expect("pid") as u32;
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     assert!(cgroup.contains(a["ID"].as_str().unwrap()), "{cgroup}");
-    let resolv = std::fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf"))
-        .unwrap_or_default();
+    let resolv =
+        std::fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf")).unwrap_or_default();
     assert!(resolv.starts_with("# written by shoal"), "{resolv}");
     let (_, ns_a) = sandbox(&h, a);
     // Across hosts, by IP, over VXLAN.
@@ -130,20 +143,33 @@ fn replicated_services_spread_binpack_drain_and_survive_a_worker_kill() {
     assert!(reached, "task {} could not reach {url}", a["Name"]);
 
     // Drain a worker: its tasks move.
-    cli_ok(h[0], &["node", "update", "--availability", "drain", h[3].name()]);
+    cli_ok(
+        h[0],
+        &["node", "update", "--availability", "drain", h[3].name()],
+    );
     let moved = wait_for(Duration::from_secs(30), || {
         let m = per_node(h[0], "web");
-        m.get(h[3].name()).is_none() && m.values().sum::<usize>() == 6
+        !m.contains_key(h[3].name()) && m.values().sum::<usize>() == 6
     });
     assert!(moved, "{:?}", per_node(h[0], "web"));
-    cli_ok(h[0], &["node", "update", "--availability", "active", h[3].name()]);
+    cli_ok(
+        h[0],
+        &["node", "update", "--availability", "active", h[3].name()],
+    );
 
     // Binpack with reservations fills one node first: 2 CPUs per node,
     // 0.5 reserved per task, so 4 fit on one node.
     create(
         h[0],
         "packed",
-        &["--replicas", "6", "--strategy", "binpack", "--reserve-cpu", "0.5"],
+        &[
+            "--replicas",
+            "6",
+            "--strategy",
+            "binpack",
+            "--reserve-cpu",
+            "0.5",
+        ],
         &["sleep", "100000"],
     );
     wait_running(h[0], "packed", 6, Duration::from_secs(30));
@@ -154,7 +180,10 @@ fn replicated_services_spread_binpack_drain_and_survive_a_worker_kill() {
 
     // SIGKILL a worker's agent: its tasks are replaced on the others.
     let victim = h[1];
-    let before = per_node(h[0], "web").get(victim.name()).copied().unwrap_or(0);
+    let before = per_node(h[0], "web")
+        .get(victim.name())
+        .copied()
+        .unwrap_or(0);
     assert!(before > 0);
     let pids = victim.pids();
     let killed = Instant::now();
@@ -166,7 +195,7 @@ fn replicated_services_spread_binpack_drain_and_survive_a_worker_kill() {
     }
     let replaced = wait_for(Duration::from_secs(30), || {
         let m = per_node(h[0], "web");
-        m.get(victim.name()).is_none() && m.values().sum::<usize>() == 6
+        !m.contains_key(victim.name()) && m.values().sum::<usize>() == 6
     });
     let took = killed.elapsed();
     assert!(replaced, "not replaced: {:?}", per_node(h[0], "web"));
@@ -190,7 +219,13 @@ fn global_services_run_once_per_node_including_late_joiners() {
     let token = cli_ok(h[0], &["swarm", "join-token", "-q", "worker"]);
     cli_ok(
         h[2],
-        &["swarm", "join", "--token", &token, &format!("{}:2377", h[0].addr())],
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            &format!("{}:2377", h[0].addr()),
+        ],
     );
     wait_running(h[0], "agent", 3, Duration::from_secs(30));
     let nodes = per_node(h[0], "agent");
@@ -198,7 +233,10 @@ fn global_services_run_once_per_node_including_late_joiners() {
     // `node ps` on the newcomer shows its task.
     let on_new = tasks(h[0], &["node", "ps", h[2].name()]);
     assert_eq!(on_new.len(), 1, "{on_new:#?}");
-    assert!(on_new[0]["Name"].as_str().unwrap_or_default().starts_with("agent."));
+    assert!(on_new[0]["Name"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("agent."));
 }
 
 #[test]
@@ -208,7 +246,10 @@ fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
     let h: Vec<&Host> = ul.hosts().iter().collect();
     start(&h);
     form(h[0], &[], &[h[1], h[2], h[3]]);
-    cli_ok(h[0], &["node", "update", "--availability", "drain", h[0].name()]);
+    cli_ok(
+        h[0],
+        &["node", "update", "--availability", "drain", h[0].name()],
+    );
     create(
         h[0],
         "web",
@@ -234,10 +275,15 @@ fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
         .map(|t| t["ID"].as_str().unwrap_or_default().to_string())
         .collect();
 
-    cli_ok(h[0], &["service", "update", "--detach", "--env-add", "V=2", "web"]);
+    cli_ok(
+        h[0],
+        &["service", "update", "--detach", "--env-add", "V=2", "web"],
+    );
     let done = wait_for(Duration::from_secs(60), || {
         let r = running(h[0], "web");
-        r.len() == 6 && r.iter().all(|t| !first.contains(&t["ID"].as_str().unwrap_or_default().to_string()))
+        r.len() == 6
+            && r.iter()
+                .all(|t| !first.contains(&t["ID"].as_str().unwrap_or_default().to_string()))
     });
     assert!(done, "{:#?}", tasks(h[0], &["service", "ps", "web"]));
     // New tasks were created in batches of two, each a monitor period apart.
@@ -259,7 +305,16 @@ fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
     // An update whose tasks fail rolls back to the previous spec.
     cli_ok(
         h[0],
-        &["service", "update", "--detach", "web", "--", "sh", "-c", "sleep 0.3; exit 1"],
+        &[
+            "service",
+            "update",
+            "--detach",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 1",
+        ],
     );
     let rolled = wait_for(Duration::from_secs(60), || {
         let out = cli(h[0], &["service", "inspect", "web"]);
@@ -288,15 +343,37 @@ fn bad_input_is_refused_and_changes_nothing() {
 
     let unknown = cli(
         h[0],
-        &["service", "create", "--detach", "--name", "x", "--network", "nope", "--", "sleep", "1"],
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "x",
+            "--network",
+            "nope",
+            "--",
+            "sleep",
+            "1",
+        ],
     );
     assert!(!unknown.status.success());
-    assert!(text(&unknown).contains("network nope not found"), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("network nope not found"),
+        "{}",
+        text(&unknown)
+    );
 
-    create(h[0], "a", &["--publish", "8080:80", "--network", "app"], &["sleep", "100000"]);
+    create(
+        h[0],
+        "a",
+        &["--publish", "8080:80", "--network", "app"],
+        &["sleep", "100000"],
+    );
     let taken = cli(
         h[0],
-        &["service", "create", "--detach", "--name", "b", "-p", "8080:80", "--", "sleep", "1"],
+        &[
+            "service", "create", "--detach", "--name", "b", "-p", "8080:80", "--", "sleep", "1",
+        ],
     );
     assert!(!taken.status.success());
     assert!(
@@ -308,7 +385,12 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(!ls.contains(" b "), "{ls}");
 
     // A constraint that never matches: pending, with the reason shown.
-    create(h[0], "nowhere", &["--constraint", "node.labels.zone==mars"], &["sleep", "1"]);
+    create(
+        h[0],
+        "nowhere",
+        &["--constraint", "node.labels.zone==mars"],
+        &["sleep", "1"],
+    );
     let pending = wait_for(Duration::from_secs(10), || {
         tasks(h[0], &["service", "ps", "nowhere"]).iter().any(|t| {
             t["CurrentState"]
@@ -329,7 +411,12 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(text(&rm).contains("in use by service a"), "{}", text(&rm));
     for round in 0..5 {
         let name = format!("loop{round}");
-        create(h[0], &name, &["--replicas", "2", "--network", "app"], &["sleep", "100000"]);
+        create(
+            h[0],
+            &name,
+            &["--replicas", "2", "--network", "app"],
+            &["sleep", "100000"],
+        );
         wait_running(h[0], &name, 2, Duration::from_secs(30));
         cli_ok(h[0], &["service", "rm", &name]);
     }

@@ -107,12 +107,8 @@ impl Plane {
             vtep,
             resolv_conf: host_resolv_conf(),
         });
-        let runner = TaskRunner::start(
-            runtime.clone(),
-            sandboxes,
-            tasks.assignments,
-            tasks.reports,
-        );
+        let runner =
+            TaskRunner::start(runtime.clone(), sandboxes, tasks.assignments, tasks.reports);
         Ok(Plane {
             gossip,
             dataplane,

@@ -229,7 +229,9 @@ impl Runner {
             .cloned()
             .collect();
         for id in unlisted {
-            let Some(local) = self.tasks.get_mut(&id) else { continue };
+            let Some(local) = self.tasks.get_mut(&id) else {
+                continue;
+            };
             if local.busy {
                 continue;
             }
@@ -250,7 +252,9 @@ impl Runner {
     }
 
     fn request_stop(&mut self, id: &str) {
-        let Some(local) = self.tasks.get_mut(id) else { return };
+        let Some(local) = self.tasks.get_mut(id) else {
+            return;
+        };
         if local.busy {
             // A start is running; the stop follows when it ends.
             return;
@@ -315,7 +319,9 @@ impl Runner {
     fn finished(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Started(id, result) => {
-                let Some(local) = self.tasks.get_mut(&id) else { return };
+                let Some(local) = self.tasks.get_mut(&id) else {
+                    return;
+                };
                 local.busy = false;
                 match result {
                     Ok(pid) => {
@@ -334,7 +340,9 @@ impl Runner {
                 }
             }
             Outcome::Stopped(id) => {
-                let Some(local) = self.tasks.get_mut(&id) else { return };
+                let Some(local) = self.tasks.get_mut(&id) else {
+                    return;
+                };
                 local.busy = false;
                 if !local.report.state.is_final() {
                     let exit = match self.runtime.state(&id) {

@@ -92,7 +92,14 @@ impl Session {
         reports: Reports,
     ) -> Session {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(identity, peers, events, handouts, reports, stop.clone()));
+        let task = tokio::spawn(run(
+            identity,
+            peers,
+            events,
+            handouts,
+            reports,
+            stop.clone(),
+        ));
         Session { stop, task }
     }
 

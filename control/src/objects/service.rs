@@ -371,8 +371,9 @@ impl Constraint {
 }
 
 impl Constraint {
-    /// Whether `node` satisfies this constraint. A missing label equals
-    /// nothing, so `!=` on it holds (Swarm's rule).
+    /// Whether `node` satisfies this constraint. Values compare without
+    /// ASCII case and a missing label equals nothing, so `!=` on it holds
+    /// (Swarm's rules; the scheduler's indexed filter applies the same).
     pub fn matches(&self, node: &super::Node) -> bool {
         let actual: Option<&str> = match self.key.as_str() {
             "node.id" => Some(&node.id),
@@ -386,7 +387,7 @@ impl Constraint {
                 .and_then(|label| node.labels.get(label))
                 .map(String::as_str),
         };
-        (actual == Some(self.value.as_str())) == self.equal
+        actual.is_some_and(|a| a.eq_ignore_ascii_case(&self.value)) == self.equal
     }
 
     /// Whether `node` satisfies every constraint.

@@ -68,7 +68,11 @@ pub enum AddressError {
 /// Whether a task still holds its addresses at `now_ms`.
 fn holds(task: &Task, now_ms: u64) -> bool {
     !task.status.state.is_final()
-        || task.status.timestamp_ms.saturating_add(ADDRESS_QUARANTINE_MS) > now_ms
+        || task
+            .status
+            .timestamp_ms
+            .saturating_add(ADDRESS_QUARANTINE_MS)
+            > now_ms
 }
 
 impl AddressBook {
@@ -88,7 +92,12 @@ impl AddressBook {
                 continue;
             }
             for a in &task.networks {
-                if book.taken.entry(a.network.clone()).or_default().insert(a.ip) {
+                if book
+                    .taken
+                    .entry(a.network.clone())
+                    .or_default()
+                    .insert(a.ip)
+                {
                     let count = if live {
                         book.in_use.entry(a.network.clone()).or_default()
                     } else {
@@ -152,7 +161,9 @@ pub fn quarantine_deleted<'a>(
         .collect();
     for task in deleted {
         let until = if task.status.state.is_final() {
-            task.status.timestamp_ms.saturating_add(ADDRESS_QUARANTINE_MS)
+            task.status
+                .timestamp_ms
+                .saturating_add(ADDRESS_QUARANTINE_MS)
         } else {
             now_ms.saturating_add(ADDRESS_QUARANTINE_MS)
         };
@@ -160,17 +171,15 @@ pub fn quarantine_deleted<'a>(
             continue;
         }
         for a in &task.networks {
-            let (q, changed) = by_network
-                .entry(a.network.clone())
-                .or_insert_with(|| {
-                    (
-                        AddressQuarantine {
-                            network: a.network.clone(),
-                            until_ms: BTreeMap::new(),
-                        },
-                        false,
-                    )
-                });
+            let (q, changed) = by_network.entry(a.network.clone()).or_insert_with(|| {
+                (
+                    AddressQuarantine {
+                        network: a.network.clone(),
+                        until_ms: BTreeMap::new(),
+                    },
+                    false,
+                )
+            });
             let slot = q.until_ms.entry(a.ip).or_insert(0);
             if *slot < until {
                 *slot = until;

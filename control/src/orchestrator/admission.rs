@@ -140,7 +140,10 @@ mod tests {
         let networks = vec![network("n1abc", "10.0.1.0/24")];
         let mut s = spec("web", 1);
         s.networks = vec!["n1abc".into()];
-        assert_eq!(admit(s.clone(), &[], &networks, None).unwrap().networks, vec!["n1abc"]);
+        assert_eq!(
+            admit(s.clone(), &[], &networks, None).unwrap().networks,
+            vec!["n1abc"]
+        );
         s.networks = vec!["nope".into()];
         assert_eq!(
             admit(s, &[], &networks, None).unwrap_err().to_string(),
@@ -151,11 +154,17 @@ mod tests {
     #[test]
     fn a_published_port_is_refused_twice_and_auto_ports_skip_taken_ones() {
         let networks = vec![network("net", "10.0.1.0/24")];
-        let existing = vec![service("a", vec![port(8080, Protocol::Tcp), port(30000, Protocol::Tcp)])];
+        let existing = vec![service(
+            "a",
+            vec![port(8080, Protocol::Tcp), port(30000, Protocol::Tcp)],
+        )];
         let mut s = spec("b", 1);
         s.ports = vec![port(8080, Protocol::Tcp)];
         let err = admit(s.clone(), &existing, &networks, None).unwrap_err();
-        assert_eq!(err.to_string(), "port 8080/tcp is already published by service a");
+        assert_eq!(
+            err.to_string(),
+            "port 8080/tcp is already published by service a"
+        );
         s.ports = vec![port(8080, Protocol::Udp), port(0, Protocol::Tcp)];
         let admitted = admit(s, &existing, &networks, None).unwrap();
         assert_eq!(admitted.ports[1].published, 30001);

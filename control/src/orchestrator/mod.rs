@@ -15,12 +15,12 @@ mod update;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use admission::{admit, desired_tasks, AdmissionError, AUTO_PORTS};
-pub use update::rolled_back;
 pub use addresses::{
     quarantine_deleted, AddressBook, AddressError, AddressQuarantine, AddressUsage,
     ADDRESS_QUARANTINE_MS, QUARANTINE_KIND,
 };
+pub use admission::{admit, desired_tasks, AdmissionError, AUTO_PORTS};
+pub use update::rolled_back;
 
 use crate::objects::{Network, Node, Service, Strategy, Task};
 

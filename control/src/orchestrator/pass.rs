@@ -159,11 +159,15 @@ impl<'a, 'b> Pass<'a, 'b> {
         let now = self.now();
         let ids: Vec<String> = self.tasks.keys().cloned().collect();
         for id in ids {
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             if task.status.state.is_final() || task.status.state < TaskState::Assigned {
                 continue;
             }
-            let Some(node_id) = task.node_id.as_deref() else { continue };
+            let Some(node_id) = task.node_id.as_deref() else {
+                continue;
+            };
             let why = match self.nodes.get(node_id) {
                 None => "node removed",
                 Some(n) if n.state == NodeState::Down => "node is down",
@@ -245,7 +249,9 @@ impl<'a, 'b> Pass<'a, 'b> {
     /// ones under the restart policy. `ids` keeps the key's wanted tasks.
     fn keep_key_alive(&mut self, service: &Service, key: &Key, ids: &mut Vec<String>) {
         for id in ids.clone() {
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             if let Err(why) = self.may_stay(task) {
                 self.shut_down(&id, why);
             }
@@ -261,9 +267,11 @@ impl<'a, 'b> Pass<'a, 'b> {
                 return;
             }
         }
-        let any_live = ids
-            .iter()
-            .any(|id| self.tasks.get(id).is_some_and(|t| !t.status.state.is_final()));
+        let any_live = ids.iter().any(|id| {
+            self.tasks
+                .get(id)
+                .is_some_and(|t| !t.status.state.is_final())
+        });
         if ids.is_empty() || any_live {
             return;
         }
@@ -408,7 +416,9 @@ impl<'a, 'b> Pass<'a, 'b> {
         );
         let now = self.now();
         for id in waiting {
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             let Some(service) = services.get(task.service_id.as_str()) else {
                 continue;
             };
@@ -462,7 +472,9 @@ impl<'a, 'b> Pass<'a, 'b> {
         let all: Vec<Task> = self.tasks.values().cloned().collect();
         let mut scheduler = Scheduler::new(self.state.nodes, &all);
         for (_, _, id) in waiting {
-            let Some(task) = self.tasks.get(&id) else { continue };
+            let Some(task) = self.tasks.get(&id) else {
+                continue;
+            };
             let placed = match task.node_id.clone() {
                 Some(node) => scheduler.place_on(task, &node).map(|()| node),
                 None => scheduler.place(task, self.state.strategy),

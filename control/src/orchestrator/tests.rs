@@ -10,8 +10,8 @@ use proptest::strategy::Strategy as _;
 use super::*;
 use crate::objects::{
     Availability, Constraint, FailureAction, NetworkSpec, Node, NodeResources, NodeState, Role,
-    Service, ServiceMode, ServiceSpec, Strategy as Placing, Task, TaskSpec, TaskState, UpdateConfig,
-    UpdateOrder, UpdateState, UpdateStatus,
+    Service, ServiceMode, ServiceSpec, Strategy as Placing, Task, TaskSpec, TaskState,
+    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
 };
 
 pub(crate) struct Sim {
@@ -192,7 +192,9 @@ impl Sim {
             .map(|n| n.id.clone())
             .collect();
         for t in self.tasks.values_mut() {
-            let Some(node) = t.node_id.clone() else { continue };
+            let Some(node) = t.node_id.clone() else {
+                continue;
+            };
             if !ready.contains(&node) || t.status.state.is_final() {
                 continue;
             }
@@ -279,7 +281,11 @@ fn six_replicas_spread_two_per_node_with_distinct_addresses() {
     sim.create(spec("web", 6));
     sim.settle();
     assert_eq!(sim.running("web").len(), 6);
-    assert!(sim.per_node("web").values().all(|&n| n == 2), "{:?}", sim.per_node("web"));
+    assert!(
+        sim.per_node("web").values().all(|&n| n == 2),
+        "{:?}",
+        sim.per_node("web")
+    );
     sim.check_addresses();
     let slots: BTreeSet<u64> = sim.running("web").iter().map(|t| t.slot).collect();
     assert_eq!(slots, (1..=6).collect());
@@ -409,9 +415,16 @@ fn restart_policy_waits_the_delay_and_stops_after_max_attempts() {
     sim.settle();
     let id = sim.running("once")[0].id.clone();
     let now = sim.now_ms;
-    sim.tasks.get_mut(&id).unwrap().set_state(TaskState::Complete, "exit 0", now);
+    sim.tasks
+        .get_mut(&id)
+        .unwrap()
+        .set_state(TaskState::Complete, "exit 0", now);
     sim.run_for(10_000);
-    assert_eq!(sim.tasks.len(), 1, "a completed on-failure task is not restarted");
+    assert_eq!(
+        sim.tasks.len(),
+        1,
+        "a completed on-failure task is not restarted"
+    );
 }
 
 #[test]
@@ -499,7 +512,10 @@ fn a_failing_update_rolls_back_when_asked() {
     );
     assert_eq!(service.spec.task.command, vec!["serve".to_string()]);
     assert_eq!(sim.running("web").len(), 4);
-    assert!(sim.running("web").iter().all(|t| t.spec.command[0] == "serve"));
+    assert!(sim
+        .running("web")
+        .iter()
+        .all(|t| t.spec.command[0] == "serve"));
 }
 
 #[test]
@@ -518,7 +534,10 @@ fn start_first_keeps_the_old_task_until_the_new_one_runs() {
         sim.agents();
         sim.now_ms += 250;
     }
-    assert_eq!(sim.services[0].update_status.as_ref().unwrap().state, UpdateState::Completed);
+    assert_eq!(
+        sim.services[0].update_status.as_ref().unwrap().state,
+        UpdateState::Completed
+    );
 }
 
 #[test]
@@ -531,12 +550,19 @@ fn removed_services_free_their_addresses_into_quarantine_and_nothing_leaks() {
         sim.settle();
         for t in sim.tasks.values() {
             for a in &t.networks {
-                assert!(ever.insert(a.ip) || !t.wanted(), "{} reused within quarantine", a.ip);
+                assert!(
+                    ever.insert(a.ip) || !t.wanted(),
+                    "{} reused within quarantine",
+                    a.ip
+                );
             }
         }
         sim.services.clear();
         sim.settle();
-        assert!(sim.tasks.is_empty(), "tasks of removed services are deleted");
+        assert!(
+            sim.tasks.is_empty(),
+            "tasks of removed services are deleted"
+        );
         let u = sim.usage();
         assert_eq!(u.in_use, 0);
         assert_eq!(u.quarantined, 3 * (round + 1));
@@ -546,7 +572,10 @@ fn removed_services_free_their_addresses_into_quarantine_and_nothing_leaks() {
     sim.now_ms += ADDRESS_QUARANTINE_MS + 1;
     sim.create(spec("late", 1));
     sim.settle();
-    assert_eq!(sim.running("late")[0].networks[0].ip, Ipv4Addr::new(10, 0, 1, 2));
+    assert_eq!(
+        sim.running("late")[0].networks[0].ip,
+        Ipv4Addr::new(10, 0, 1, 2)
+    );
     let u = sim.usage();
     assert_eq!((u.in_use, u.free), (1, hosts - 1));
 }
@@ -560,7 +589,11 @@ fn failed_tasks_keep_history_within_the_limit() {
     sim.failing.insert("false".into());
     sim.create(s);
     sim.run_for(10_000);
-    assert!(sim.tasks.len() <= TASK_HISTORY_LIMIT + 1, "{}", sim.tasks.len());
+    assert!(
+        sim.tasks.len() <= TASK_HISTORY_LIMIT + 1,
+        "{}",
+        sim.tasks.len()
+    );
     sim.check_addresses();
 }
 
@@ -669,7 +702,12 @@ proptest! {
 fn sim_ten_thousand_tasks_on_a_thousand_nodes() {
     let mut sim = Sim::new(1_000);
     sim.networks = (0..100)
-        .map(|i| network(&format!("net{i}"), &format!("10.{}.{}.0/24", 1 + i / 200, i % 200)))
+        .map(|i| {
+            network(
+                &format!("net{i}"),
+                &format!("10.{}.{}.0/24", 1 + i / 200, i % 200),
+            )
+        })
         .collect();
     for i in 0..100 {
         let mut s = spec(&format!("s{i}"), 100);
@@ -700,6 +738,10 @@ fn sim_ten_thousand_tasks_on_a_thousand_nodes() {
     for t in sim.tasks.values() {
         *per_node.entry(t.node_id.as_deref().unwrap()).or_default() += 1;
     }
-    assert!(per_node.values().all(|&n| n == 10), "{:?}", per_node.values().max());
+    assert!(
+        per_node.values().all(|&n| n == 10),
+        "{:?}",
+        per_node.values().max()
+    );
     sim.check_addresses();
 }

@@ -97,7 +97,9 @@ impl ManagerCtx {
                 .collect();
             let mut by_node: HashMap<String, Vec<Assignment>> = HashMap::new();
             for task in list::<Task>(&objects, kind::TASK) {
-                let Some(node_id) = task.node_id.clone() else { continue };
+                let Some(node_id) = task.node_id.clone() else {
+                    continue;
+                };
                 if task.status.state.is_final()
                     || task.status.state < shoal_control::objects::TaskState::Assigned
                 {
@@ -287,11 +289,19 @@ mod tests {
     fn reports_move_tasks_forward_only_and_only_from_their_node() {
         let mut t = task("n1", TaskState::Assigned);
         assert!(apply_report(&mut t, "n1", &report(TaskState::Running), 10));
-        assert_eq!((t.status.state, t.status.timestamp_ms, t.status.pid), (TaskState::Running, 10, Some(42)));
+        assert_eq!(
+            (t.status.state, t.status.timestamp_ms, t.status.pid),
+            (TaskState::Running, 10, Some(42))
+        );
         // The same report again changes nothing.
         assert!(!apply_report(&mut t, "n1", &report(TaskState::Running), 11));
         assert!(!apply_report(&mut t, "n2", &report(TaskState::Failed), 12));
         let mut orphaned = task("n1", TaskState::Orphaned);
-        assert!(!apply_report(&mut orphaned, "n1", &report(TaskState::Running), 13));
+        assert!(!apply_report(
+            &mut orphaned,
+            "n1",
+            &report(TaskState::Running),
+            13
+        ));
     }
 }

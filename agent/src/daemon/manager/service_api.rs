@@ -93,7 +93,10 @@ impl ManagerCtx {
                     .map_or_else(|| id.clone(), |n| n.name.clone())
             })
             .collect();
-        let mine: Vec<&Task> = tasks.iter().filter(|t| t.service_id == service.id).collect();
+        let mine: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.service_id == service.id)
+            .collect();
         ServiceView::new(service, &mine, desired_tasks(service, nodes), names)
     }
 
@@ -173,22 +176,28 @@ impl ManagerCtx {
         expect: u64,
     ) -> Result<bool, Status> {
         let command = Command::Batch(vec![
-            Command::set(GUARD_KIND, GUARD_ID, &service.id, Some(guard_version)).map_err(internal)?,
+            Command::set(GUARD_KIND, GUARD_ID, &service.id, Some(guard_version))
+                .map_err(internal)?,
             Command::set(kind::SERVICE, &service.id, service, Some(expect)).map_err(internal)?,
         ]);
-        Ok(!matches!(self.submit(command).await?, Response::Conflict { .. }))
+        Ok(!matches!(
+            self.submit(command).await?,
+            Response::Conflict { .. }
+        ))
     }
 
     fn guard_version(&self) -> u64 {
-        self.objects().get(GUARD_KIND, GUARD_ID).map_or(0, |v| v.version)
+        self.objects()
+            .get(GUARD_KIND, GUARD_ID)
+            .map_or(0, |v| v.version)
     }
 
     pub async fn create_service(&self, spec: ServiceSpec) -> Result<ApiResponse, Status> {
         for _ in 0..ATTEMPTS {
             let guard = self.guard_version();
             let networks: Vec<Network> = list(&self.objects(), kind::NETWORK);
-            let spec = admit(spec.clone(), &self.services(), &networks, None)
-                .map_err(admission_status)?;
+            let spec =
+                admit(spec.clone(), &self.services(), &networks, None).map_err(admission_status)?;
             let now = now_secs();
             let service = Service {
                 id: new_node_id(rand::random()),
@@ -297,7 +306,9 @@ impl ManagerCtx {
             Response::Ok { .. } => Ok(ApiResponse::Done {
                 message: service.spec.name,
             }),
-            Response::NotFound { .. } => Err(Status::not_found(format!("service {name} not found"))),
+            Response::NotFound { .. } => {
+                Err(Status::not_found(format!("service {name} not found")))
+            }
             Response::Conflict { .. } => Err(Status::aborted(format!(
                 "service {name} changed concurrently; retry the command"
             ))),

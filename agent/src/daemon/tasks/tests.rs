@@ -98,13 +98,18 @@ async fn assigned_tasks_start_in_their_sandbox_and_report_running() {
     r.assign
         .send(Some(vec![assignment("t1", TaskState::Running, "net")]))
         .unwrap();
-    let reports = r.until(|rs| state_of(rs, "t1") == Some(TaskState::Running)).await;
+    let reports = r
+        .until(|rs| state_of(rs, "t1") == Some(TaskState::Running))
+        .await;
     assert!(reports[0].pid.is_some());
     let launch = &r.runtime.launches()[0];
     assert_eq!(launch.netns, PathBuf::from("/run/netns/sb-t1"));
     assert_eq!(launch.env, vec!["A=1".to_string()]);
     assert_eq!(launch.resolv_conf, "nameserver 192.0.2.53\n");
-    assert_eq!(*r.sandboxes.attached.lock().unwrap(), vec!["t1".to_string()]);
+    assert_eq!(
+        *r.sandboxes.attached.lock().unwrap(),
+        vec!["t1".to_string()]
+    );
     r.runner.stop().await;
 }
 
@@ -121,9 +126,7 @@ async fn exits_are_reported_with_codes_and_endpoints_withdrawn() {
         .await;
     r.runtime.exit("ok", Exit::Code(0));
     r.runtime.exit("bad", Exit::Code(3));
-    let rs = r
-        .until(|rs| rs.iter().all(|x| x.state.is_final()))
-        .await;
+    let rs = r.until(|rs| rs.iter().all(|x| x.state.is_final())).await;
     let bad = rs.iter().find(|x| x.task_id == "bad").unwrap();
     assert_eq!((bad.state, bad.exit_code), (TaskState::Failed, Some(3)));
     assert_eq!(bad.err.as_deref(), Some("task: non-zero exit (3)"));
@@ -170,8 +173,13 @@ async fn a_sandbox_that_cannot_be_built_fails_the_task_with_the_reason() {
     r.assign
         .send(Some(vec![assignment("t", TaskState::Running, "missing")]))
         .unwrap();
-    let rs = r.until(|rs| state_of(rs, "t") == Some(TaskState::Failed)).await;
-    assert!(rs[0].err.as_deref().unwrap().contains("network missing"), "{rs:?}");
+    let rs = r
+        .until(|rs| state_of(rs, "t") == Some(TaskState::Failed))
+        .await;
+    assert!(
+        rs[0].err.as_deref().unwrap().contains("network missing"),
+        "{rs:?}"
+    );
     assert!(r.runtime.launches().is_empty());
     r.runner.stop().await;
 }
