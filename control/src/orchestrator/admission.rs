@@ -8,9 +8,10 @@ use std::ops::RangeInclusive;
 
 use thiserror::Error;
 
+use super::pass::takes_global_task;
 use crate::objects::{
-    Availability, Constraint, Network, NetworkLookupError, Node, NodeState, Protocol, Service,
-    ServiceMode, ServiceSpec, ServiceSpecError,
+    Network, NetworkLookupError, Node, Protocol, Service, ServiceMode, ServiceSpec,
+    ServiceSpecError,
 };
 
 /// Where automatically published ports come from.
@@ -98,11 +99,7 @@ pub fn desired_tasks(service: &Service, nodes: &[Node]) -> u64 {
         ServiceMode::Replicated { replicas } => replicas,
         ServiceMode::Global => nodes
             .iter()
-            .filter(|n| {
-                n.availability == Availability::Active
-                    && n.state != NodeState::Down
-                    && Constraint::all_match(&service.spec.task.placement.constraints, n)
-            })
+            .filter(|n| takes_global_task(n, &service.spec.task.placement.constraints))
             .count() as u64,
     }
 }

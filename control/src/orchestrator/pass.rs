@@ -29,6 +29,8 @@ pub(super) struct Pass<'a, 'b> {
     networks: HashMap<&'a str, &'a Network>,
     pub(super) tasks: BTreeMap<String, Task>,
     changed: BTreeSet<String>,
+    /// Tasks made in this pass (not in the store yet).
+    created: BTreeSet<String>,
     deleted: BTreeSet<String>,
     pub(super) services: Vec<Service>,
 }
@@ -46,6 +48,7 @@ impl<'a, 'b> Pass<'a, 'b> {
                 .map(|t| (t.id.clone(), t.clone()))
                 .collect(),
             changed: BTreeSet::new(),
+            created: BTreeSet::new(),
             deleted: BTreeSet::new(),
             services: Vec::new(),
         }
@@ -120,7 +123,13 @@ impl<'a, 'b> Pass<'a, 'b> {
     }
 
     /// A new task of `service` for `key`, made from the current spec.
-    pub(super) fn create(&mut self, service: &Service, key: &Key, attempt: u64, delay_ms: u64) {
+    pub(super) fn create(
+        &mut self,
+        service: &Service,
+        key: &Key,
+        attempt: u64,
+        delay_ms: u64,
+    ) -> String {
         let id = (self.new_id)();
         let (slot, node_id) = match key {
             Key::Slot(s) => (*s, None),
@@ -148,7 +157,9 @@ impl<'a, 'b> Pass<'a, 'b> {
             created_at_ms: now,
         };
         self.tasks.insert(id.clone(), task);
-        self.changed.insert(id);
+        self.changed.insert(id.clone());
+        self.created.insert(id.clone());
+        id
     }
 
     // ---- node facts ---------------------------------------------------
@@ -192,13 +203,18 @@ impl<'a, 'b> Pass<'a, 'b> {
     /// Whether a task may stay on its node: the node exists, is not
     /// drained and still meets the constraints.
     fn may_stay(&self, task: &Task) -> Result<(), &'static str> {
-        let Some(node_id) = task.node_id.as_deref() else {
-            return Ok(());
-        };
+        match task.node_id.as_deref() {
+            None => Ok(()),
+            Some(node_id) => self.node_keeps(node_id, &task.spec.placement.constraints),
+        }
+    }
+
+    /// Whether node `node_id` keeps tasks with `constraints`.
+    fn node_keeps(&self, node_id: &str, constraints: &[Constraint]) -> Result<(), &'static str> {
         match self.nodes.get(node_id) {
             None => Err("node removed"),
             Some(n) if n.availability == Availability::Drain => Err("node drained"),
-            Some(n) if !Constraint::all_match(&task.spec.placement.constraints, n) => {
+            Some(n) if !Constraint::all_match(constraints, n) => {
                 Err("constraints no longer satisfied")
             }
             Some(_) => Ok(()),
@@ -236,9 +252,7 @@ impl<'a, 'b> Pass<'a, 'b> {
         for node in self.state.nodes {
             let key = Key::Node(node.id.clone());
             let has = keys.get(&key).is_some_and(|ids| !ids.is_empty());
-            let eligible = node.availability == Availability::Active
-                && node.state != NodeState::Down
-                && Constraint::all_match(constraints, node);
+            let eligible = takes_global_task(node, constraints);
             if !has && eligible {
                 self.create(service, &key, 0, 0);
             }
@@ -259,11 +273,10 @@ impl<'a, 'b> Pass<'a, 'b> {
         ids.retain(|id| self.tasks.get(id).is_some_and(|t| t.wanted()));
         if let Key::Node(node_id) = key {
             // A global task lives and dies with its node.
-            let node_ok = self.nodes.get(node_id.as_str()).is_some_and(|n| {
-                n.availability != Availability::Drain
-                    && Constraint::all_match(&service.spec.task.placement.constraints, n)
-            });
-            if !node_ok {
+            if self
+                .node_keeps(node_id, &service.spec.task.placement.constraints)
+                .is_err()
+            {
                 return;
             }
         }
@@ -304,18 +317,8 @@ impl<'a, 'b> Pass<'a, 'b> {
             self.shut_down(id, "replaced");
         }
         ids.clear();
-        self.create(service, key, attempt, delay);
-        if let Some(id) = self.newest_of(&service.id, key) {
-            ids.push(id);
-        }
-    }
-
-    fn newest_of(&self, service_id: &str, key: &Key) -> Option<String> {
-        self.tasks
-            .values()
-            .filter(|t| t.service_id == service_id && t.wanted() && &key_of(t) == key)
-            .max_by_key(|t| t.created_at_ms)
-            .map(|t| t.id.clone())
+        let id = self.create(service, key, attempt, delay);
+        ids.push(id);
     }
 
     /// Stops `excess` slots: first those with no running task, then those
@@ -386,7 +389,7 @@ impl<'a, 'b> Pass<'a, 'b> {
         for id in doomed {
             self.tasks.remove(&id);
             self.changed.remove(&id);
-            if self.state.tasks.iter().any(|t| t.id == id) {
+            if !self.created.remove(&id) {
                 self.deleted.insert(id);
             }
         }
@@ -519,6 +522,14 @@ impl<'a, 'b> Pass<'a, 'b> {
             quarantines,
         }
     }
+}
+
+/// Whether `node` should run a global service's task: active, not down,
+/// and meeting the service's constraints.
+pub(super) fn takes_global_task(node: &Node, constraints: &[Constraint]) -> bool {
+    node.availability == Availability::Active
+        && node.state != NodeState::Down
+        && Constraint::all_match(constraints, node)
 }
 
 pub(super) fn key_of(task: &Task) -> Key {
