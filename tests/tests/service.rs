@@ -22,6 +22,19 @@ fn start(hosts: &[&Host]) {
     }
 }
 
+/// A swarm of h1 (manager) and h2-h4 (workers). The manager is drained, so
+/// it runs no tasks, as in most Swarm deployments.
+fn drained_manager_and_three_workers(ul: &Underlay) -> Vec<&Host> {
+    let h: Vec<&Host> = ul.hosts().iter().collect();
+    start(&h);
+    form(h[0], &[], &[h[1], h[2], h[3]]);
+    cli_ok(
+        h[0],
+        &["node", "update", "--availability", "drain", h[0].name()],
+    );
+    h
+}
+
 /// `service ps` (or `node ps`) as JSON values.
 fn tasks(host: &Host, args: &[&str]) -> Vec<Value> {
     let mut full = args.to_vec();
@@ -96,14 +109,7 @@ fn ip_of(task: &Value) -> String {
 fn replicated_services_spread_binpack_drain_and_survive_a_worker_kill() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
-    let h: Vec<&Host> = ul.hosts().iter().collect();
-    start(&h);
-    form(h[0], &[], &[h[1], h[2], h[3]]);
-    // The manager runs no tasks, as in most Swarm deployments.
-    cli_ok(
-        h[0],
-        &["node", "update", "--availability", "drain", h[0].name()],
-    );
+    let h = drained_manager_and_three_workers(&ul);
     cli_ok(h[0], &["network", "create", "app"]);
 
     create(h[0], "web", &["--replicas", "6", "--network", "app"], SERVE);
@@ -243,13 +249,7 @@ fn global_services_run_once_per_node_including_late_joiners() {
 fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
-    let h: Vec<&Host> = ul.hosts().iter().collect();
-    start(&h);
-    form(h[0], &[], &[h[1], h[2], h[3]]);
-    cli_ok(
-        h[0],
-        &["node", "update", "--availability", "drain", h[0].name()],
-    );
+    let h = drained_manager_and_three_workers(&ul);
     create(
         h[0],
         "web",

@@ -307,11 +307,7 @@ impl ManagerCtx {
     }
 
     /// `self`, a full id, a unique id prefix, or a hostname.
-    pub(super) fn find_node_pub(&self, name: &str) -> Result<Node, Status> {
-        self.find_node(name)
-    }
-
-    fn find_node(&self, name: &str) -> Result<Node, Status> {
+    pub(super) fn find_node(&self, name: &str) -> Result<Node, Status> {
         let nodes = self.nodes();
         let me = self.me();
         let wanted = if name == "self" {

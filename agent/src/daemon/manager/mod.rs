@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use shoal_control::api::{no_quorum_message, DOWN_AFTER_MS};
 use shoal_control::objects::{Cluster, Node, NodeState, Role};
 use shoal_control::raft::{RaftNode, WriteError};
-use shoal_control::store::{AtRest, Command, Objects, Response};
+use shoal_control::store::{kind, AtRest, Command, Objects, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -78,13 +78,7 @@ impl ManagerCtx {
 
     /// Every node, by hostname.
     pub fn nodes(&self) -> Vec<Node> {
-        let mut nodes: Vec<Node> = match self.objects().list_as::<Node>("node") {
-            Ok(list) => list.into_iter().map(|(_, v)| v.value).collect(),
-            Err(e) => {
-                tracing::error!("unreadable node objects: {e}");
-                Vec::new()
-            }
-        };
+        let mut nodes: Vec<Node> = orchestrate::list(&self.objects(), kind::NODE);
         nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
         nodes
     }

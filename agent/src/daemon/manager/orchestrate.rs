@@ -174,10 +174,10 @@ impl ManagerCtx {
             let ids: std::collections::HashSet<&str> =
                 tasks.iter().map(|t| t.id.as_str()).collect();
             pending.retain(|id, _| ids.contains(id.as_str()));
-            for task in tasks.iter_mut() {
+            for (i, task) in tasks.iter_mut().enumerate() {
                 if let Some((node, report)) = pending.get(&task.id) {
                     if apply_report(task, node, report, now) {
-                        reported.push(task.id.clone());
+                        reported.push(i);
                     }
                 }
             }
@@ -192,14 +192,13 @@ impl ManagerCtx {
             now_ms: now,
         };
         let plan = reconcile(&state, &mut || new_node_id(rand::random()));
-        let mut writes: HashMap<String, &Task> = HashMap::new();
-        for id in &reported {
-            if let Some(t) = tasks.iter().find(|t| &t.id == id) {
-                writes.insert(id.clone(), t);
-            }
-        }
+        // The plan's copy of a task already holds its report.
+        let mut writes: HashMap<&str, &Task> = reported
+            .iter()
+            .map(|&i| (tasks[i].id.as_str(), &tasks[i]))
+            .collect();
         for t in &plan.tasks {
-            writes.insert(t.id.clone(), t);
+            writes.insert(t.id.as_str(), t);
         }
         let mut commands = Vec::new();
         for task in writes.values() {

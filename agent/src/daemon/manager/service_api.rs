@@ -80,46 +80,44 @@ impl ManagerCtx {
         Ok((service, version))
     }
 
-    fn view_of(&self, service: &Service, tasks: &[Task], nodes: &[Node]) -> ServiceView {
-        let networks: Vec<Network> = list(&self.objects(), kind::NETWORK);
-        let names = service
-            .spec
-            .networks
-            .iter()
-            .map(|id| {
-                networks
-                    .iter()
-                    .find(|n| &n.id == id)
-                    .map_or_else(|| id.clone(), |n| n.name.clone())
-            })
-            .collect();
-        let mine: Vec<&Task> = tasks
-            .iter()
-            .filter(|t| t.service_id == service.id)
-            .collect();
-        ServiceView::new(service, &mine, desired_tasks(service, nodes), names)
-    }
-
-    pub fn list_services(&self) -> Result<ApiResponse, Status> {
+    /// Views of `services`, reading tasks, nodes and networks once.
+    fn views(&self, services: &[Service]) -> Vec<ServiceView> {
         let objects = self.objects();
         let tasks: Vec<Task> = list(&objects, kind::TASK);
         let nodes: Vec<Node> = list(&objects, kind::NODE);
+        let networks: HashMap<String, String> = list::<Network>(&objects, kind::NETWORK)
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        services
+            .iter()
+            .map(|service| {
+                let names = service
+                    .spec
+                    .networks
+                    .iter()
+                    .map(|id| networks.get(id).cloned().unwrap_or_else(|| id.clone()))
+                    .collect();
+                let mine: Vec<&Task> = tasks
+                    .iter()
+                    .filter(|t| t.service_id == service.id)
+                    .collect();
+                ServiceView::new(service, &mine, desired_tasks(service, &nodes), names)
+            })
+            .collect()
+    }
+
+    pub fn list_services(&self) -> Result<ApiResponse, Status> {
         Ok(ApiResponse::Services {
-            services: self
-                .services()
-                .iter()
-                .map(|s| self.view_of(s, &tasks, &nodes))
-                .collect(),
+            services: self.views(&self.services()),
         })
     }
 
     pub fn inspect_service(&self, name: &str) -> Result<ApiResponse, Status> {
         let (service, _) = self.find_service(name)?;
-        let objects = self.objects();
-        let tasks: Vec<Task> = list(&objects, kind::TASK);
-        let nodes: Vec<Node> = list(&objects, kind::NODE);
+        let view = self.views(std::slice::from_ref(&service)).remove(0);
         Ok(ApiResponse::Service {
-            service: Box::new(self.view_of(&service, &tasks, &nodes)),
+            service: Box::new(view),
         })
     }
 
@@ -163,7 +161,7 @@ impl ManagerCtx {
     }
 
     pub fn node_ps(&self, node: &str) -> Result<ApiResponse, Status> {
-        let node = self.find_node_pub(node)?;
+        let node = self.find_node(node)?;
         self.list_tasks(|t| t.node_id.as_deref() == Some(node.id.as_str()))
     }
 
