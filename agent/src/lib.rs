@@ -6,5 +6,6 @@ pub mod daemon;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;
+pub mod mesh;
 pub mod netns;
 pub mod overlay;

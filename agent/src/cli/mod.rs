@@ -4,6 +4,7 @@
 mod client;
 mod format;
 mod members;
+mod mesh;
 mod network;
 mod overlay;
 mod service;
@@ -64,6 +65,10 @@ pub enum Command {
     /// it from gossip in a swarm).
     #[command(subcommand)]
     Overlay(overlay::OverlayCommand),
+    /// Program this host's routing mesh directly (plumbing; the agent
+    /// drives it from gossip in a swarm).
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
 }
 
 #[derive(Debug, Args)]
@@ -126,14 +131,16 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         let socket = client::socket_path(self.host.as_deref(), &self.run_dir)?;
         // `overlay exec` must stay single-threaded until it execs: no runtime.
-        if let Command::Overlay(cmd) = self.command {
-            return cmd.run(&self.run_dir);
-        }
+        let command = match self.command {
+            Command::Overlay(cmd) => return cmd.run(&self.run_dir),
+            Command::Mesh(cmd) => return cmd.run(),
+            command => command,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async move {
-            match self.command {
+            match command {
                 Command::Agent(args) => {
                     let resources = args.resources()?;
                     let socket = args.socket.unwrap_or(socket);
@@ -158,7 +165,7 @@ impl Cli {
                 Command::Service(cmd) => cmd.run(&socket).await,
                 Command::Members(args) => args.run(&socket).await,
                 Command::Endpoint(cmd) => cmd.run(&socket).await,
-                Command::Overlay(_) => unreachable!("handled above"),
+                Command::Overlay(_) | Command::Mesh(_) => unreachable!("handled above"),
             }
         })
     }

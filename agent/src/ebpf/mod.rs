@@ -9,11 +9,13 @@
 
 mod guard;
 mod loader;
+mod mesh;
 
 use std::io;
 use std::path::PathBuf;
 
 pub use guard::{Guard, GuardStats, L4Proto};
+pub use mesh::{EbpfMesh, MeshProgram};
 pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
 
 /// Errors from loading, attaching or using shoal's eBPF programs and maps.

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod guard;
+mod mesh;
 
 #[cfg(not(test))]
 #[panic_handler]
