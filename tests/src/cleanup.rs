@@ -12,7 +12,7 @@ use nix::mount::{umount2, MntFlags};
 
 use crate::{
     command, mountinfo, namespace,
-    naming::{self, CGROUP_ROOT, NETNS_DIR, RUN_ROOT},
+    naming::{self, BPF_PINS, CGROUP_ROOT, NETNS_DIR, RUN_ROOT},
     HarnessError, Result,
 };
 
@@ -33,6 +33,8 @@ pub enum Removed {
     Netns(String),
     /// A cgroup an agent made for its tasks, emptied and deleted.
     Cgroup(PathBuf),
+    /// An agent's routing-mesh pins (maps and links) under bpffs.
+    BpfPins(PathBuf),
 }
 
 impl fmt::Display for Removed {
@@ -51,6 +53,7 @@ impl fmt::Display for Removed {
             Removed::Dir(path) => write!(f, "removed {}", path.display()),
             Removed::Netns(name) => write!(f, "deleted netns {name}"),
             Removed::Cgroup(path) => write!(f, "removed cgroup {}", path.display()),
+            Removed::BpfPins(path) => write!(f, "removed bpf pins {}", path.display()),
         }
     }
 }
@@ -80,6 +83,7 @@ pub fn cleanup_leftovers(filter: Option<&str>) -> Result<Vec<Removed>> {
         teardown.delete_netns(name);
     }
     teardown.remove_cgroups(filter);
+    teardown.remove_bpf_pins(filter);
     teardown.finish()
 }
 
@@ -206,6 +210,34 @@ impl Teardown {
         match command::ip(&["netns", "del", name]) {
             Ok(()) => self.removed.push(Removed::Netns(name.to_owned())),
             Err(err) => self.failures.push(err),
+        }
+    }
+
+    /// Removes the routing mesh's pin directories of the harness's agents:
+    /// `/sys/fs/bpf/shoal/<run dir, '/' as '_'>`, whose parts name the run.
+    /// Unpinning a link detaches its program.
+    pub(crate) fn remove_bpf_pins(&mut self, filter: Option<&str>) {
+        let Ok(entries) = fs::read_dir(BPF_PINS) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let ours = name.starts_with("run_shoal-test_")
+                && name
+                    .split('_')
+                    .skip(2)
+                    .any(|part| naming::matches_filter(part, filter));
+            if !ours {
+                continue;
+            }
+            match fs::remove_dir_all(entry.path()) {
+                Ok(()) => self.removed.push(Removed::BpfPins(entry.path())),
+                Err(source) => self.failures.push(HarnessError::Io {
+                    action: "remove the mesh pins",
+                    path: entry.path(),
+                    source,
+                }),
+            }
         }
     }
 

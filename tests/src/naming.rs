@@ -19,6 +19,8 @@ pub(crate) const RUN_ROOT: &str = "/run/shoal-test";
 pub(crate) const NETNS_DIR: &str = "/run/netns";
 /// Where hosts' agents make their task cgroups (`shoal-*` names only).
 pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Where agents pin their routing mesh, one directory per agent.
+pub(crate) const BPF_PINS: &str = "/sys/fs/bpf/shoal";
 /// The underlay interface inside every host.
 pub(crate) const HOST_IFACE: &str = "eth0";
 /// The bridge inside the underlay namespace.

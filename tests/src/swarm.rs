@@ -165,3 +165,50 @@ pub fn reachable_managers(host: &Host) -> usize {
         .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
         .count()
 }
+
+/// `service ps` (or `node ps`) as JSON values, one per task.
+pub fn tasks(host: &Host, args: &[&str]) -> Vec<Value> {
+    let mut full = args.to_vec();
+    full.extend(["--no-trunc", "--format", "json"]);
+    let out = cli(host, &full);
+    let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if body.starts_with('[') {
+        serde_json::from_str::<Vec<Value>>(&body).unwrap_or_default()
+    } else {
+        body.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// The tasks of `service` that run and should.
+pub fn running(host: &Host, service: &str) -> Vec<Value> {
+    tasks(host, &["service", "ps", service])
+        .into_iter()
+        .filter(|t| {
+            t["DesiredState"] == "Running"
+                && t["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Running"))
+        })
+        .collect()
+}
+
+/// `service create --detach --name NAME FLAGS -- COMMAND`; returns the output.
+pub fn create(host: &Host, name: &str, flags: &[&str], command: &[&str]) -> String {
+    let mut args = vec!["service", "create", "--detach", "--name", name];
+    args.extend_from_slice(flags);
+    args.push("--");
+    args.extend_from_slice(command);
+    cli_ok(host, &args)
+}
+
+/// Waits until `service` has `n` running tasks; panics with its tasks if not.
+pub fn wait_running(host: &Host, service: &str, n: usize, limit: Duration) {
+    let ok = wait_for(limit, || running(host, service).len() == n);
+    assert!(
+        ok,
+        "{service}: wanted {n} running; tasks: {:#?}",
+        tasks(host, &["service", "ps", service])
+    );
+}

@@ -227,6 +227,7 @@ impl Underlay {
             teardown.delete_netns(name);
         }
         teardown.remove_cgroups(Some(&self.prefix));
+        teardown.remove_bpf_pins(Some(&self.prefix));
         teardown
     }
 }

@@ -42,14 +42,14 @@ fn networks_are_allocated_listed_refused_and_reach_workers() {
             h[0],
             &["network", "inspect", "web", "--format", "{{json .Options}}"]
         ),
-        r#"{"com.docker.network.driver.overlay.vxlanid_list":"4096"}"#
+        r#"{"com.docker.network.driver.overlay.vxlanid_list":"4097"}"#
     );
     cli_ok(h[0], &["network", "create", "b"]);
     let b: Value = serde_json::from_str(&cli_ok(h[0], &["network", "inspect", "b"])).expect("json");
     assert_eq!(b[0]["IPAM"]["Config"][0]["Subnet"], "10.0.1.0/24");
     assert_eq!(
         b[0]["Options"]["com.docker.network.driver.overlay.vxlanid_list"],
-        "4097"
+        "4098"
     );
     cli_ok(
         h[0],
@@ -99,12 +99,12 @@ fn networks_are_allocated_listed_refused_and_reach_workers() {
     let ls = cli_ok(h[0], &["network", "ls"]);
     let lines: Vec<&str> = ls.lines().collect();
     assert!(lines[0].starts_with("NETWORK ID"), "{ls}");
-    assert_eq!(lines.len(), 4, "{ls}");
+    assert_eq!(lines.len(), 5, "{ls}");
     let names: Vec<&str> = lines[1..]
         .iter()
         .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
         .collect();
-    assert_eq!(names, ["b", "backend", "web"], "{ls}");
+    assert_eq!(names, ["b", "backend", "ingress", "web"], "{ls}");
     assert!(
         lines[1..]
             .iter()

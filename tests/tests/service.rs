@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shoal_tests::overlay::Topology;
-use shoal_tests::swarm::{cli, cli_ok, form, start_agent_with, text, wait_for};
+use shoal_tests::swarm::{
+    cli, cli_ok, create, form, running, start_agent_with, tasks, text, wait_for, wait_running,
+};
 use shoal_tests::{require_root, Host, Underlay};
 
 /// A task that serves HTTP on 8080 and answers with its hostname-less id.
@@ -35,33 +37,6 @@ fn drained_manager_and_three_workers(ul: &Underlay) -> Vec<&Host> {
     h
 }
 
-/// `service ps` (or `node ps`) as JSON values.
-fn tasks(host: &Host, args: &[&str]) -> Vec<Value> {
-    let mut full = args.to_vec();
-    full.extend(["--no-trunc", "--format", "json"]);
-    let out = cli(host, &full);
-    let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if body.starts_with('[') {
-        serde_json::from_str::<Vec<Value>>(&body).unwrap_or_default()
-    } else {
-        body.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-fn running(host: &Host, service: &str) -> Vec<Value> {
-    tasks(host, &["service", "ps", service])
-        .into_iter()
-        .filter(|t| {
-            t["DesiredState"] == "Running"
-                && t["CurrentState"]
-                    .as_str()
-                    .is_some_and(|s| s.starts_with("Running"))
-        })
-        .collect()
-}
-
 /// Running tasks per node hostname.
 fn per_node(host: &Host, service: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
@@ -70,23 +45,6 @@ fn per_node(host: &Host, service: &str) -> BTreeMap<String, usize> {
             .or_default() += 1;
     }
     m
-}
-
-fn create(host: &Host, name: &str, flags: &[&str], command: &[&str]) -> String {
-    let mut args = vec!["service", "create", "--detach", "--name", name];
-    args.extend_from_slice(flags);
-    args.push("--");
-    args.extend_from_slice(command);
-    cli_ok(host, &args)
-}
-
-fn wait_running(host: &Host, service: &str, n: usize, limit: Duration) {
-    let ok = wait_for(limit, || running(host, service).len() == n);
-    assert!(
-        ok,
-        "{service}: wanted {n} running; tasks: {:#?}",
-        tasks(host, &["service", "ps", service])
-    );
 }
 
 /// The task's sandbox namespace file on the host that runs it.

@@ -14,7 +14,9 @@ use shoal_control::objects::MacAddr;
 use shoal_ebpf_common::mesh::{Config, CONFIG_HOST};
 
 use crate::ebpf::{self, EbpfMesh, MeshProgram};
-use crate::mesh::{host, service_key, Mesh, MeshBackend, MeshChanges, MeshSpec, Proto, PublishedService};
+use crate::mesh::{
+    host, service_key, Mesh, MeshBackend, MeshChanges, MeshSpec, Proto, PublishedService,
+};
 
 /// Where `shoal mesh` pins by default.
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/shoal/mesh";
@@ -60,7 +62,10 @@ impl MeshCommand {
             MeshCommand::Apply { spec, pin_dir } => apply(&spec, &pin_dir),
             MeshCommand::Reset { pin_dir } => {
                 EbpfMesh::remove(&pin_dir)?;
-                println!("mesh: removed everything pinned under {}", pin_dir.display());
+                println!(
+                    "mesh: removed everything pinned under {}",
+                    pin_dir.display()
+                );
                 Ok(())
             }
             MeshCommand::Bench { services, pin_dir } => bench(services, &pin_dir),
@@ -122,6 +127,7 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
                     protocol: Proto::Tcp,
                     port: 10_000 + i,
                     backends: (0..3).map(|b| backend(u32::from(i) * 3 + b + 2)).collect(),
+                    lingering: Vec::new(),
                 })
                 .collect(),
         };
@@ -153,7 +159,10 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
             let start = Instant::now();
             let changes = mesh.apply(&spec)?;
             whole_spec.push(start.elapsed().as_nanos() as u64);
-            anyhow::ensure!(changes.services_written == 1, "the spec path wrote {changes:?}");
+            anyhow::ensure!(
+                changes.services_written == 1,
+                "the spec path wrote {changes:?}"
+            );
             let _ = undo;
         }
         let test_run = test_run_ns(mesh.kernel())?;

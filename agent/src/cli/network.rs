@@ -254,6 +254,7 @@ mod tests {
                 subnet: "10.0.0.0/24".parse().unwrap(),
                 gateway: "10.0.0.1".parse().unwrap(),
                 mtu: None,
+                ingress: false,
             },
             labels: BTreeMap::from([("a".into(), "1".into()), ("b".into(), String::new())]),
             created_at: 0,

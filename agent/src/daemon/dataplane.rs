@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::ingress::{self, IngressPlane};
 use crate::gossip::service::{Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
 use crate::netns::NetnsDir;
@@ -157,6 +158,8 @@ pub struct Inputs {
     pub networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
     pub gossip: Arc<Gossip>,
     pub local: Arc<LocalEndpoints>,
+    /// Where the routing mesh pins its maps and links.
+    pub pin_dir: PathBuf,
 }
 
 impl DataPlane {
@@ -210,6 +213,12 @@ async fn run(
     // The channel starts with the list read from the file: only a list
     // that differs from the last one written goes to disk.
     let mut saved = inputs.networks.borrow().clone();
+    let began = Instant::now();
+    let ingress = Arc::new(Mutex::new(IngressPlane::new(
+        inputs.pin_dir.clone(),
+        inputs.netns.clone(),
+        inputs.vtep,
+    )));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -226,22 +235,55 @@ async fn run(
                 saved = networks.clone();
             }
         }
-        let live = match inputs.gossip.live().await {
-            Ok(live) => live,
-            Err(_) => return,
+        let (live, members, entries) = match (
+            inputs.gossip.live().await,
+            inputs.gossip.status().await,
+            inputs.gossip.entries().await,
+        ) {
+            (Ok(live), Ok(status), Ok(entries)) => (live, status.members, entries),
+            _ => return,
         };
-        let spec = desired(
+        // Entries of members that are down: their tasks may still serve.
+        let mut lingering: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
+        for (network, _, record, alive) in entries {
+            if !alive {
+                lingering.entry(network).or_default().push(record);
+            }
+        }
+        let networks = networks.unwrap_or_default();
+        let vteps: BTreeSet<Ipv4Addr> = members
+            .iter()
+            .filter_map(|m| match m.view.addr.ip() {
+                std::net::IpAddr::V4(ip) if ip != inputs.vtep => Some(ip),
+                _ => None,
+            })
+            .collect();
+        let mut spec = desired(
             inputs.vtep,
             inputs.underlay_mtu,
-            networks.unwrap_or_default(),
+            networks.clone(),
             &live,
             &inputs.local.list(),
         );
+        spec.gateways = ingress::gateways(&networks, &vteps);
         let netns = inputs.netns.clone();
         let started = Instant::now();
+        let mesh = ingress.clone();
+        let underlay_mtu = inputs.underlay_mtu;
+        let warming = began.elapsed() < ingress::WARM_UP;
         let result = tokio::task::spawn_blocking(move || {
             let mut kernel = RtnlKernel::new(netns);
-            overlay::reconcile(&mut kernel, &spec).map(|changes| (changes, spec))
+            let changes = overlay::reconcile_keeping(&mut kernel, &spec, warming)?;
+            // The mesh needs the overlay's namespaces; a mesh failure is
+            // reported but does not undo the overlay.
+            if let Ok(mut mesh) = mesh.lock() {
+                match mesh.sync(&networks, &live, &lingering, underlay_mtu) {
+                    Ok(done) if !done.is_empty() => tracing::info!("mesh: {done:?}"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("mesh: {e:#}"),
+                }
+            }
+            Ok::<_, overlay::OverlayError>((changes, spec))
         })
         .await;
         let mut status = match status.lock() {
@@ -292,6 +334,7 @@ pub fn teardown(netns: &NetnsDir) -> anyhow::Result<usize> {
         networks: Vec::new(),
         endpoints: Vec::new(),
         sandboxes: Vec::new(),
+        gateways: Vec::new(),
     };
     let changes = overlay::reconcile(&mut kernel, &spec)?;
     Ok(changes
@@ -378,6 +421,7 @@ pub fn desired(
             .into_iter()
             .map(|(id, attachments)| SandboxSpec { id, attachments })
             .collect(),
+        gateways: Vec::new(),
     }
 }
 
@@ -414,6 +458,7 @@ mod tests {
             subnet,
             gateway: subnet.hosts().next().unwrap(),
             mtu: None,
+            ingress: false,
         }
     }
 

@@ -9,6 +9,7 @@ pub(crate) mod agent;
 mod at_rest;
 mod dataplane;
 mod identity;
+mod ingress;
 mod local;
 mod manager;
 mod metrics;

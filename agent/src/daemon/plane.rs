@@ -94,6 +94,7 @@ impl Plane {
             networks: networks.clone(),
             gossip: gossip.clone(),
             local: local.clone(),
+            pin_dir: super::ingress::pin_dir(run_dir),
         });
         let runtime: Arc<dyn Runtime> = Arc::new(
             ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())

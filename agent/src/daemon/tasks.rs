@@ -297,7 +297,7 @@ impl Runner {
                 let launch = Launch {
                     task_id: id.clone(),
                     command: assignment.spec.command.clone(),
-                    env: assignment.spec.env.clone(),
+                    env: task_env(&assignment),
                     netns,
                     resolv_conf: sandboxes.resolv_conf(),
                     limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
@@ -391,3 +391,16 @@ impl Runner {
 
 #[cfg(test)]
 mod tests;
+
+/// The task's environment: what the service asks for, after the variables
+/// naming the task (as Swarm's `{{.Task.ID}}` templates would), which the
+/// service's own may override.
+fn task_env(assignment: &Assignment) -> Vec<String> {
+    let mut env = vec![
+        format!("SHOAL_TASK_ID={}", assignment.task_id),
+        format!("SHOAL_TASK_NAME={}", assignment.name),
+        format!("SHOAL_SERVICE_NAME={}", assignment.service_name),
+    ];
+    env.extend(assignment.spec.env.iter().cloned());
+    env
+}

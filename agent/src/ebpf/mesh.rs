@@ -133,7 +133,11 @@ impl EbpfMesh {
                         TcAttachOptions::TcxOrder(LinkOrder::default()),
                     )
                     .map_err(|e| {
-                        program_error(program, &format!("attach it to the ingress of `{iface}`"), e)
+                        program_error(
+                            program,
+                            &format!("attach it to the ingress of `{iface}`"),
+                            e,
+                        )
                     })?
                 }
             };
@@ -186,7 +190,11 @@ impl EbpfMesh {
 
     /// Runs `program` once on `frame` with BPF_PROG_TEST_RUN; returns its
     /// verdict and the kernel's measured run time in ns.
-    pub fn test_run(&mut self, program: MeshProgram, frame: &[u8]) -> Result<(u32, u32), EbpfError> {
+    pub fn test_run(
+        &mut self,
+        program: MeshProgram,
+        frame: &[u8],
+    ) -> Result<(u32, u32), EbpfError> {
         use std::os::fd::{AsFd, AsRawFd};
         let prog = classifier(&mut self.ebpf, &self.origin, program)?;
         let fd = prog
@@ -357,11 +365,12 @@ fn take_map(
     origin: &ObjectSource,
     name: &'static str,
 ) -> Result<aya::maps::Map, EbpfError> {
-    ebpf.take_map(name).ok_or_else(|| EbpfError::MissingInObject {
-        origin: origin.to_string(),
-        kind: "map",
-        name,
-    })
+    ebpf.take_map(name)
+        .ok_or_else(|| EbpfError::MissingInObject {
+            origin: origin.to_string(),
+            kind: "map",
+            name,
+        })
 }
 
 fn map_error(map: &'static str, action: &str, e: aya::maps::MapError) -> EbpfError {

@@ -15,8 +15,8 @@ use std::io;
 use std::path::PathBuf;
 
 pub use guard::{Guard, GuardStats, L4Proto};
-pub use mesh::{EbpfMesh, MeshProgram};
 pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
+pub use mesh::{EbpfMesh, MeshProgram};
 
 /// Errors from loading, attaching or using shoal's eBPF programs and maps.
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,11 @@ pub struct PublishedService {
     pub protocol: Proto,
     pub port: u16,
     pub backends: Vec<MeshBackend>,
+    /// Backends that keep the flows they have but get no new ones: those of
+    /// a node whose agent is down or restarting, whose tasks may well still
+    /// serve. Only a withdrawn backend (its task stopped) has its flows reset.
+    #[serde(default)]
+    pub lingering: Vec<MeshBackend>,
 }
 
 /// What this node's mesh serves.
@@ -116,7 +121,8 @@ pub fn service_key(protocol: Proto, port: u16) -> ServiceKey {
     ServiceKey::new(wire_port(port), protocol.number())
 }
 
-/// The backends of each port `spec` asks for. Ports listed twice are merged.
+/// The backends of each port `spec` asks for. Ports listed twice are merged;
+/// a port with only lingering backends gets an empty table.
 pub fn desired_ports(spec: &MeshSpec) -> BTreeMap<ServiceKey, BTreeSet<MeshBackend>> {
     let mut ports: BTreeMap<ServiceKey, BTreeSet<MeshBackend>> = BTreeMap::new();
     for service in &spec.services {
@@ -126,6 +132,33 @@ pub fn desired_ports(spec: &MeshSpec) -> BTreeMap<ServiceKey, BTreeSet<MeshBacke
             .extend(service.backends.iter().cloned());
     }
     ports
+}
+
+/// Every backend whose flows may go on: the active ones (as far as the
+/// table holds them) and the lingering ones.
+fn desired_live(
+    spec: &MeshSpec,
+    ports: &BTreeMap<ServiceKey, BTreeSet<MeshBackend>>,
+) -> BTreeSet<LiveKey> {
+    let mut live: BTreeSet<LiveKey> = ports
+        .iter()
+        .flat_map(|(key, backends)| {
+            backends
+                .iter()
+                .take(MAX_BACKENDS)
+                .map(|b| LiveKey::new(*key, &wire_backend(b)))
+        })
+        .collect();
+    for service in &spec.services {
+        let key = service_key(service.protocol, service.port);
+        live.extend(
+            service
+                .lingering
+                .iter()
+                .map(|b| LiveKey::new(key, &wire_backend(b))),
+        );
+    }
+    live
 }
 
 fn wire_backend(b: &MeshBackend) -> Backend {
@@ -159,7 +192,10 @@ pub fn service_table(backends: &BTreeSet<MeshBackend>) -> ServiceTable {
     for (i, b) in used.iter().enumerate() {
         table.backends[i] = wire_backend(b);
     }
-    let names: Vec<String> = used.iter().map(|b| format!("{}:{}", b.ip, b.port)).collect();
+    let names: Vec<String> = used
+        .iter()
+        .map(|b| format!("{}:{}", b.ip, b.port))
+        .collect();
     for (slot, backend) in maglev::table(&names).into_iter().enumerate() {
         table.slots[slot] = backend;
     }
@@ -193,14 +229,29 @@ impl<K: MeshKernel> Mesh<K> {
     /// Brings the tables to `spec`.
     pub fn apply(&mut self, spec: &MeshSpec) -> Result<MeshChanges, MeshError> {
         let want = desired_ports(spec);
+        let want_live = desired_live(spec, &want);
         let mut changes = MeshChanges::default();
         let locals: BTreeSet<u32> = spec.locals.iter().map(|a| wire_addr(a.octets())).collect();
         for addr in locals.difference(&self.state.locals.clone()) {
             self.kernel.put_local(*addr)?;
             self.state.locals.insert(*addr);
         }
+        for key in want_live.difference(&self.state.live.clone()) {
+            self.kernel.put_live(*key)?;
+            self.state.live.insert(*key);
+            changes.live_added += 1;
+        }
         for (key, backends) in &want {
-            self.set_port(*key, backends, &mut changes)?;
+            if self.state.services.get(key) != Some(backends) {
+                self.kernel.put_service(*key, &service_table(backends))?;
+                self.state.services.insert(*key, backends.clone());
+                changes.services_written += 1;
+            }
+        }
+        for key in self.state.live.clone().difference(&want_live) {
+            self.kernel.delete_live(*key)?;
+            self.state.live.remove(key);
+            changes.live_removed += 1;
         }
         let gone: Vec<ServiceKey> = self
             .state
@@ -210,7 +261,9 @@ impl<K: MeshKernel> Mesh<K> {
             .copied()
             .collect();
         for key in gone {
-            self.remove_port(key, &mut changes)?;
+            self.kernel.delete_service(key)?;
+            self.state.services.remove(&key);
+            changes.services_deleted += 1;
         }
         for addr in self.state.locals.clone().difference(&locals) {
             self.kernel.delete_local(*addr)?;
@@ -238,7 +291,11 @@ impl<K: MeshKernel> Mesh<K> {
             .state
             .services
             .get(&key)
-            .map(|old| old.iter().map(|b| LiveKey::new(key, &wire_backend(b))).collect())
+            .map(|old| {
+                old.iter()
+                    .map(|b| LiveKey::new(key, &wire_backend(b)))
+                    .collect()
+            })
             .unwrap_or_default();
         for k in live.difference(&old) {
             self.kernel.put_live(*k)?;
@@ -251,21 +308,6 @@ impl<K: MeshKernel> Mesh<K> {
         for k in old.difference(&live) {
             self.kernel.delete_live(*k)?;
             self.state.live.remove(k);
-            changes.live_removed += 1;
-        }
-        Ok(())
-    }
-
-    fn remove_port(&mut self, key: ServiceKey, changes: &mut MeshChanges) -> Result<(), MeshError> {
-        let Some(old) = self.state.services.remove(&key) else {
-            return Ok(());
-        };
-        self.kernel.delete_service(key)?;
-        changes.services_deleted += 1;
-        for b in &old {
-            let k = LiveKey::new(key, &wire_backend(b));
-            self.kernel.delete_live(k)?;
-            self.state.live.remove(&k);
             changes.live_removed += 1;
         }
         Ok(())
@@ -314,7 +356,15 @@ impl MeshKernel for FakeMesh {
             services: self
                 .tables
                 .iter()
-                .map(|(k, t)| (*k, t.backends[..t.count as usize].iter().map(mesh_backend).collect()))
+                .map(|(k, t)| {
+                    (
+                        *k,
+                        t.backends[..t.count as usize]
+                            .iter()
+                            .map(mesh_backend)
+                            .collect(),
+                    )
+                })
                 .collect(),
             live: self.live.clone(),
             locals: self.locals.clone(),

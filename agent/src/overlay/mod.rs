@@ -25,7 +25,7 @@ mod tests;
 pub use kernel::{FakeKernel, OverlayKernel};
 pub use plan::{plan, Change};
 pub use rtnl::RtnlKernel;
-pub use spec::{check_sandbox_id, Attachment, OverlaySpec, SandboxSpec};
+pub use spec::{check_sandbox_id, Attachment, Gateway, OverlaySpec, SandboxSpec};
 pub use state::{HostState, VXLAN_PORT};
 
 use crate::netns::NetnsError;
@@ -50,10 +50,25 @@ pub fn reconcile(
     kernel: &mut dyn OverlayKernel,
     spec: &OverlaySpec,
 ) -> Result<Vec<Change>, OverlayError> {
+    reconcile_keeping(kernel, spec, false)
+}
+
+/// Like [`reconcile`]; with `keep_remote`, forwarding and neighbour entries
+/// the spec no longer lists are left in place. A freshly started agent uses
+/// it while gossip relearns the other nodes' endpoints, so traffic to them
+/// does not stall in the meantime.
+pub fn reconcile_keeping(
+    kernel: &mut dyn OverlayKernel,
+    spec: &OverlaySpec,
+    keep_remote: bool,
+) -> Result<Vec<Change>, OverlayError> {
     spec.validate()?;
     let desired = HostState::desired(spec);
     let observed = kernel.observe()?;
-    let changes = plan(&desired, &observed);
+    let mut changes = plan(&desired, &observed);
+    if keep_remote {
+        changes.retain(|c| !matches!(c, Change::DelFdb { .. } | Change::DelNeigh { .. }));
+    }
     for change in &changes {
         kernel.apply(change)?;
     }

@@ -366,6 +366,82 @@ impl RtnlKernel {
         })
     }
 
+    /// Makes sure a veth joins this (the caller's) namespace, as `host_end`,
+    /// to network `network`'s bridge, as `inner_end`, both ends up with MAC
+    /// `mac`. Returns whether it had to create it. The routing mesh's link.
+    pub fn ensure_link(
+        &self,
+        network: &str,
+        host_end: &str,
+        inner_end: &str,
+        mac: MacAddr,
+        mtu: u32,
+    ) -> Result<bool, OverlayError> {
+        let net_path = self.ns_path(&names::network_ns(network));
+        let op = "ensure the mesh link";
+        let (host, inner) = (host_end.to_string(), inner_end.to_string());
+        let host_index = self.nl(None, op, |nl| async move { nl.index(&host).await })?;
+        let inner_index = self.nl(
+            Some(&net_path),
+            op,
+            |nl| async move { nl.index(&inner).await },
+        )?;
+        if host_index.is_some() && inner_index.is_some() {
+            return Ok(false);
+        }
+        let here = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| OverlayError::Kernel(format!("open this namespace: {e}")))?;
+        let here_fd = here.as_raw_fd();
+        let (host, inner) = (host_end.to_string(), inner_end.to_string());
+        let host_name = host.clone();
+        self.nl(
+            None,
+            op,
+            |nl| async move { nl.del_link_named(&host_name).await },
+        )?;
+        self.nl(Some(&net_path), op, |nl| async move {
+            nl.del_link_named(&inner).await?;
+            nl.add_link(LinkVeth::new(&inner, &host).mtu(mtu).build())
+                .await?;
+            let peer = nl.require_index(&host).await?;
+            nl.set_link(
+                LinkUnspec::new_with_index(peer)
+                    .setns_by_fd(here_fd)
+                    .build(),
+            )
+            .await?;
+            let index = nl.require_index(&inner).await?;
+            let bridge = nl.require_index(names::BRIDGE).await?;
+            nl.set_link(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.octets().to_vec())
+                    .build(),
+            )
+            .await?;
+            nl.set_link(
+                LinkUnspec::new_with_index(index)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
+            .await
+        })?;
+        let host = host_end.to_string();
+        self.nl(None, op, |nl| async move {
+            let index = nl.require_index(&host).await?;
+            nl.set_link(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.octets().to_vec())
+                    .build(),
+            )
+            .await?;
+            nl.set_link(LinkUnspec::new_with_index(index).up().build())
+                .await
+        })?;
+        drop(here);
+        Ok(true)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attach(
         &self,

@@ -29,6 +29,18 @@ pub struct OverlaySpec {
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub sandboxes: Vec<SandboxSpec>,
+    /// Other nodes' gateway MACs on a network (the routing mesh's return
+    /// path): forwarding entries only, no address.
+    #[serde(default)]
+    pub gateways: Vec<Gateway>,
+}
+
+/// A node's gateway MAC on a network, and the node's VTEP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    pub network: String,
+    pub mac: MacAddr,
+    pub vtep: Ipv4Addr,
 }
 
 /// A sandbox: a network namespace with one interface per attachment.

@@ -123,7 +123,16 @@ impl HostState {
                         on_bridge: true,
                         bridge_learning: false,
                     }),
-                    fdb: remote.clone().map(|e| (e.mac, e.vtep)).collect(),
+                    fdb: remote
+                        .clone()
+                        .map(|e| (e.mac, e.vtep))
+                        .chain(
+                            spec.gateways
+                                .iter()
+                                .filter(|g| g.network == net.id && g.vtep != spec.vtep)
+                                .map(|g| (g.mac, g.vtep)),
+                        )
+                        .collect(),
                     neigh: remote.map(|e| (e.ip, e.mac)).collect(),
                     ports: BTreeMap::new(),
                 },
@@ -169,6 +178,6 @@ impl HostState {
 
     /// Number of remote endpoints programmed over all networks.
     pub fn remote_endpoints(&self) -> usize {
-        self.networks.values().map(|n| n.fdb.len()).sum()
+        self.networks.values().map(|n| n.neigh.len()).sum()
     }
 }

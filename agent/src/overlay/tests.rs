@@ -17,6 +17,7 @@ fn network(id: &str, vni: u32, octet: u8) -> NetworkSpec {
         subnet: format!("10.{octet}.0.0/24").parse().unwrap(),
         gateway: ip(&format!("10.{octet}.0.1")),
         mtu: None,
+        ingress: false,
     }
 }
 
@@ -60,6 +61,7 @@ fn spec() -> OverlaySpec {
             sandbox("r1", &[("red", "10.10.0.2")]),
             sandbox("b1", &[("blue", "10.20.0.2")]),
         ],
+        gateways: Vec::new(),
     }
 }
 
@@ -354,4 +356,28 @@ mod prop {
             prop_assert!(reconcile(&mut kernel, &target).unwrap().is_empty());
         }
     }
+}
+
+#[test]
+fn gateways_get_forwarding_entries_but_no_neighbours() {
+    let mut s = spec();
+    let mac = MacAddr([0x02, 0x5e, 198, 18, 0, 9]);
+    s.gateways = vec![
+        crate::overlay::Gateway {
+            network: "red".into(),
+            mac,
+            vtep: ip("198.18.0.9"),
+        },
+        // This host's own gateway needs no entry.
+        crate::overlay::Gateway {
+            network: "red".into(),
+            mac: MacAddr([0x02, 0x5e, 198, 18, 0, 1]),
+            vtep: ip("198.18.0.1"),
+        },
+    ];
+    let state = HostState::desired(&s);
+    let red = &state.networks["red"];
+    assert_eq!(red.fdb.get(&mac), Some(&ip("198.18.0.9")));
+    assert_eq!(red.fdb.len(), 3);
+    assert_eq!(red.neigh.len(), 2);
 }

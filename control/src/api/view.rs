@@ -213,6 +213,7 @@ mod tests {
                 subnet: "10.0.1.0/24".parse().unwrap(),
                 gateway: "10.0.1.1".parse().unwrap(),
                 mtu: Some(1400),
+                ingress: false,
             },
             labels: BTreeMap::from([("team".into(), "a".into())]),
             created_at: 1_795_000_000,

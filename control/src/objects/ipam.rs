@@ -78,6 +78,8 @@ pub struct NetworkRequest {
     pub gateway: Option<String>,
     pub mtu: Option<u32>,
     pub labels: BTreeMap<String, String>,
+    /// Makes the swarm's ingress network; only the leader asks for one.
+    pub ingress: bool,
 }
 
 /// Why a network cannot be created; each message says what to change.
@@ -149,6 +151,7 @@ pub fn plan_network(
         subnet,
         gateway,
         mtu: request.mtu,
+        ingress: request.ingress,
     };
     spec.validate().map_err(|e| e.naming(&request.name))?;
     Ok(Network {

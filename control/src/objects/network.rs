@@ -93,6 +93,10 @@ pub struct NetworkSpec {
     /// the underlay (underlay MTU minus [`VXLAN_OVERHEAD`]).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// The swarm's ingress network, which carries published ports' traffic
+    /// from any node to the tasks (Swarm's `ingress`). There is one.
+    #[serde(default)]
+    pub ingress: bool,
 }
 
 /// A task's address on a network, as gossiped to every node.
@@ -262,6 +266,7 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             gateway: gw.parse().unwrap(),
             mtu: None,
+            ingress: false,
         }
     }
 
@@ -286,6 +291,7 @@ mod tests {
         assert_eq!(n.effective_mtu(9000), 8950);
         let fixed = NetworkSpec {
             mtu: Some(1400),
+            ingress: false,
             ..n
         };
         assert_eq!(fixed.effective_mtu(1500), 1400);

@@ -427,7 +427,16 @@ impl<'a, 'b> Pass<'a, 'b> {
             };
             let mut attachments = Vec::new();
             let mut failure = None;
-            for network_id in &service.spec.networks {
+            // Published ports reach tasks over the ingress network, which
+            // comes first so it holds the task's default route (replies to
+            // outside clients leave through it).
+            let ingress = self
+                .networks
+                .values()
+                .find(|n| n.spec.ingress)
+                .filter(|_| !service.spec.ports.is_empty())
+                .map(|n| &n.id);
+            for network_id in ingress.into_iter().chain(&service.spec.networks) {
                 match self.networks.get(network_id.as_str()) {
                     Some(network) => match book.allocate(network) {
                         Ok(ip) => attachments.push(TaskAttachment {

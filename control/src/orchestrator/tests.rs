@@ -58,6 +58,7 @@ pub(crate) fn network(id: &str, subnet: &str) -> Network {
             subnet,
             gateway: subnet.hosts().next().unwrap(),
             mtu: None,
+            ingress: false,
         },
         labels: BTreeMap::new(),
         created_at: 0,

@@ -292,8 +292,17 @@ mod tests {
     #[test]
     fn flow_hash_depends_on_the_client_not_the_node() {
         let a = flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_TCP);
-        assert_eq!(a, flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_TCP));
-        assert_ne!(a, flow_hash(wire_addr([198, 18, 0, 9]), 40001, 8080, IPPROTO_TCP));
-        assert_ne!(a, flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_UDP));
+        assert_eq!(
+            a,
+            flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_TCP)
+        );
+        assert_ne!(
+            a,
+            flow_hash(wire_addr([198, 18, 0, 9]), 40001, 8080, IPPROTO_TCP)
+        );
+        assert_ne!(
+            a,
+            flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_UDP)
+        );
     }
 }

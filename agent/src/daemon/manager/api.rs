@@ -214,6 +214,7 @@ impl ManagerCtx {
                     gateway,
                     mtu,
                     labels,
+                    ingress: false,
                 })
                 .await
             }

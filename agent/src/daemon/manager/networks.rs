@@ -60,6 +60,19 @@ impl ManagerCtx {
 
     /// Leader only: allocates and stores a new network.
     pub async fn create_network(&self, request: NetworkRequest) -> Result<ApiResponse, Status> {
+        // The ingress network comes first, whoever asks first, so it always
+        // holds the lowest VNI.
+        if !self.networks()?.iter().any(|n| n.spec.ingress) {
+            self.create_ingress().await?;
+        }
+        self.store_network(request).await
+    }
+
+    /// Leader only: allocates and stores `request`, retrying lost races.
+    pub(super) async fn store_network(
+        &self,
+        request: NetworkRequest,
+    ) -> Result<ApiResponse, Status> {
         for _ in 0..CREATE_ATTEMPTS {
             let (existing, guard) =
                 networks_and_guard(&self.objects()).map_err(|e| Status::internal(e.to_string()))?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_control::api::{Assignment, TaskReport};
-use shoal_control::objects::{new_node_id, Cluster, Network, Node, Service, Task};
+use shoal_control::objects::{new_node_id, Cluster, Network, NetworkRequest, Node, Service, Task};
 use shoal_control::orchestrator::{reconcile, AddressQuarantine, ClusterState, QUARANTINE_KIND};
 use shoal_control::store::{kind, Command, Objects, Response};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,10 @@ use super::ManagerCtx;
 
 /// How often the loop runs when nothing changes (restart delays, update
 /// monitors and delays are counted in these ticks).
+/// The ingress network's name and preferred subnet, as in Swarm.
+const INGRESS_NAME: &str = "ingress";
+const INGRESS_SUBNET: &str = "10.255.0.0/16";
+
 const TICK: Duration = Duration::from_millis(250);
 /// Writes per Raft entry, so one pass over many tasks makes entries of a
 /// sane size.
@@ -158,6 +162,9 @@ impl ManagerCtx {
         let objects = self.objects();
         let nodes: Vec<Node> = list(&objects, kind::NODE);
         let networks: Vec<Network> = list(&objects, kind::NETWORK);
+        if !networks.iter().any(|n| n.spec.ingress) {
+            return self.create_ingress().await;
+        }
         let services: Vec<Service> = list(&objects, kind::SERVICE);
         let mut tasks: Vec<Task> = list(&objects, kind::TASK);
         let quarantines: Vec<AddressQuarantine> = list(&objects, QUARANTINE_KIND);
@@ -234,6 +241,30 @@ impl ManagerCtx {
             }
         }
         Ok(())
+    }
+}
+
+impl ManagerCtx {
+    /// Creates the swarm's ingress network (Swarm's address range when free,
+    /// else a /24 of the default pool). The next pass goes on from there.
+    pub(super) async fn create_ingress(&self) -> Result<(), Status> {
+        let request = |subnet: Option<&str>| NetworkRequest {
+            name: INGRESS_NAME.to_string(),
+            subnet: subnet.map(str::to_string),
+            ingress: true,
+            ..NetworkRequest::default()
+        };
+        match self.store_network(request(Some(INGRESS_SUBNET))).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == tonic::Code::InvalidArgument => {
+                tracing::warn!(
+                    "ingress network: {}; taking a subnet from the default pool",
+                    e.message()
+                );
+                self.store_network(request(None)).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -104,7 +104,9 @@ async fn assigned_tasks_start_in_their_sandbox_and_report_running() {
     assert!(reports[0].pid.is_some());
     let launch = &r.runtime.launches()[0];
     assert_eq!(launch.netns, PathBuf::from("/run/netns/sb-t1"));
-    assert_eq!(launch.env, vec!["A=1".to_string()]);
+    // The task's own variables come after those naming it, so they win.
+    assert_eq!(launch.env.last(), Some(&"A=1".to_string()));
+    assert!(launch.env.contains(&"SHOAL_TASK_ID=t1".to_string()));
     assert_eq!(launch.resolv_conf, "nameserver 192.0.2.53\n");
     assert_eq!(
         *r.sandboxes.attached.lock().unwrap(),

@@ -1,0 +1,254 @@
+//! The routing mesh end to end on namespaced hosts: a client outside the
+//! swarm reaches a service's published TCP and UDP ports through every node,
+//! every replica answers through every node, the backend sees the client's
+//! own address, removed and killed tasks leave the rotation, and a long-lived
+//! stream through the ingress survives its node's agent being killed and
+//! restarted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shoal_tests::swarm::{cli_ok, create, form, running, start_agent_with, wait_for, wait_running};
+use shoal_tests::{require_root, Host, Underlay};
+
+/// Each replica: HTTP on 80 answering `task=<id> client=<ip>:<port>`, a UDP
+/// echo of the same on 90, and on 81 a TCP stream of one numbered line every
+/// 100 ms. The client address is printed to stdout as well (the service's
+/// logs).
+const SERVER: &str = r#"
+import os, socket, socketserver, sys, threading, time, http.server
+TASK = os.environ["SHOAL_TASK_ID"]
+class Web(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("task=%s client=%s:%d\n" % (TASK, *self.client_address)).encode()
+        print("request from %s:%d" % self.client_address, flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class Ticker(socketserver.BaseRequestHandler):
+    def handle(self):
+        n = 0
+        while True:
+            self.request.sendall(("%s %d\n" % (TASK, n)).encode())
+            n += 1
+            time.sleep(0.1)
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 90))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(("task=%s client=%s:%d\n" % (TASK, *peer)).encode(), peer)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+threading.Thread(target=udp, daemon=True).start()
+threading.Thread(target=socketserver.ThreadingTCPServer(("0.0.0.0", 81), Ticker).serve_forever, daemon=True).start()
+socketserver.ThreadingTCPServer(("0.0.0.0", 80), Web).serve_forever()
+"#;
+
+/// One HTTP request from `client` to `addr`; the answer's `task=` and
+/// `client=` fields.
+fn get(client: &Host, addr: &str) -> Option<(String, String)> {
+    let url = format!("http://{addr}:8080/");
+    let out = client
+        .exec("curl", &["-s", "-m", "3", &url])
+        .expect("curl runs");
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse(answer: &str) -> Option<(String, String)> {
+    let mut task = None;
+    let mut from = None;
+    for field in answer.split_whitespace() {
+        if let Some(t) = field.strip_prefix("task=") {
+            task = Some(t.to_string());
+        } else if let Some(c) = field.strip_prefix("client=") {
+            from = Some(c.split(':').next().unwrap_or_default().to_string());
+        }
+    }
+    Some((task?, from?))
+}
+
+/// `n` requests through each node; the task ids that answered, per node,
+/// and how many requests failed.
+fn spread(client: &Host, nodes: &[&Host], n: usize) -> (BTreeMap<String, BTreeSet<String>>, usize) {
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut failed = 0;
+    for node in nodes {
+        let addr = node.addr().to_string();
+        for _ in 0..n {
+            match get(client, &addr) {
+                Some((task, from)) => {
+                    assert_eq!(
+                        from,
+                        client.addr().to_string(),
+                        "the backend saw another address"
+                    );
+                    seen.entry(node.name().to_string())
+                        .or_default()
+                        .insert(task);
+                }
+                None => failed += 1,
+            }
+        }
+    }
+    (seen, failed)
+}
+
+fn task_ids(host: &Host, service: &str) -> BTreeSet<String> {
+    running(host, service)
+        .iter()
+        .filter_map(|t| t["ID"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One UDP datagram to `addr:9053` from `client`; the answer.
+fn udp(client: &Host, addr: &str) -> Option<(String, String)> {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.sendto(b'hi',('{addr}',9053))\nprint(s.recvfrom(2048)[0].decode())"
+    );
+    let out = client
+        .exec("python3", &["-c", &script])
+        .expect("python3 runs");
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn published_ports_reach_every_replica_through_every_node() {
+    require_root();
+    let ul = Underlay::builder().hosts(4).build().expect("underlay");
+    let h: Vec<&Host> = ul.hosts().iter().collect();
+    let (nodes, client) = (&h[..3], h[3]);
+    let mut agents = Vec::new();
+    for node in nodes {
+        agents.push(start_agent_with(node, &[]).expect("agent"));
+    }
+    form(nodes[0], &[], &[nodes[1], nodes[2]]);
+    cli_ok(nodes[0], &["network", "create", "app"]);
+    create(
+        nodes[0],
+        "web",
+        &[
+            "--replicas",
+            "3",
+            "--network",
+            "app",
+            "--publish",
+            "8080:80",
+            "--publish",
+            "8081:81",
+            "--publish",
+            "published=9053,target=90,protocol=udp",
+        ],
+        &["python3", "-c", SERVER],
+    );
+    wait_running(nodes[0], "web", 3, Duration::from_secs(40));
+    let ids = task_ids(nodes[0], "web");
+
+    // Every replica answers through every node, and sees the client itself.
+    let all_seen = wait_for(Duration::from_secs(20), || {
+        let (seen, _) = spread(client, nodes, 12);
+        seen.len() == 3 && seen.values().all(|s| *s == ids)
+    });
+    assert!(
+        all_seen,
+        "not every replica answered through every node: {:?}",
+        spread(client, nodes, 12)
+    );
+    let (seen, failed) = spread(client, nodes, 15);
+    assert_eq!(failed, 0, "requests failed: {seen:?}");
+
+    // UDP too, through every node.
+    for node in nodes {
+        let (task, from) = udp(client, &node.addr().to_string()).expect("a UDP answer");
+        assert!(ids.contains(&task));
+        assert_eq!(from, client.addr().to_string());
+    }
+
+    // A long-lived stream through node 2 keeps flowing while node 2's agent
+    // is SIGKILLed and started again.
+    let stream = client
+        .spawn(
+            "python3",
+            &[
+                "-c",
+                &format!(
+                    "import socket,sys,time\ns=socket.create_connection(('{}',8081))\n\
+                     s.settimeout(3)\nf=s.makefile()\nend=time.time()+14\n\
+                     while time.time()<end:\n  l=f.readline()\n  assert l, 'stream closed'\n  print(time.time(), l.strip(), flush=True)\n\
+                     print('STREAM OK', flush=True)",
+                    nodes[1].addr()
+                ),
+            ],
+        )
+        .expect("stream client");
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agents[1] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    // Started again at once: a node silent for longer than the heartbeat
+    // timeout (2 s) is marked down and its tasks are replaced elsewhere.
+    agents[1] = start_agent_with(nodes[1], &[]).expect("agent restarts");
+    let log = client.log_path(stream).expect("stream log");
+    let done = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("STREAM OK") || l.contains("Error"))
+    });
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        done && out.contains("STREAM OK"),
+        "the stream broke:\n{out}"
+    );
+    let times: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    eprintln!(
+        "stream across an agent restart: {} lines, longest gap {gap:.2} s",
+        times.len()
+    );
+    assert!(gap < 1.0, "the stream stalled for {gap:.2} s");
+
+    // Scale down: no request reaches a removed task.
+    cli_ok(nodes[0], &["service", "scale", "--detach", "web=1"]);
+    wait_running(nodes[0], "web", 1, Duration::from_secs(30));
+    let left = task_ids(nodes[0], "web");
+    let settled = wait_for(Duration::from_secs(10), || {
+        let (seen, failed) = spread(client, nodes, 5);
+        failed == 0 && seen.values().all(|s| *s == left)
+    });
+    assert!(
+        settled,
+        "removed tasks still answer: {:?}",
+        spread(client, nodes, 5)
+    );
+    let (seen, failed) = spread(client, nodes, 10);
+    assert_eq!(failed, 0);
+    assert!(seen.values().all(|s| *s == left), "{seen:?}");
+
+    // Kill the task's process: it leaves the rotation, and its replacement
+    // answers.
+    cli_ok(nodes[0], &["service", "scale", "--detach", "web=2"]);
+    wait_running(nodes[0], "web", 2, Duration::from_secs(30));
+    let victim: Value = running(nodes[0], "web").remove(0);
+    let victim_id = victim["ID"].as_str().unwrap_or_default().to_string();
+    let pid: i32 = victim["Pid"].as_u64().expect("running task has a pid") as i32;
+    let killed = Instant::now();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let gone = wait_for(Duration::from_secs(15), || {
+        let (seen, failed) = spread(client, nodes, 4);
+        failed == 0 && seen.values().all(|s| !s.contains(&victim_id))
+    });
+    eprintln!(
+        "killed task out of the rotation after {} ms",
+        killed.elapsed().as_millis()
+    );
+    assert!(gone, "the killed task stayed in the rotation");
+}
