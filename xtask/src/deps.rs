@@ -31,6 +31,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "netcat-openbsd",
     "ethtool",
     "python3",
+    "dnsutils",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
