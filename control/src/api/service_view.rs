@@ -33,6 +33,19 @@ pub struct ServiceView {
     pub update_status: Option<UpdateStatus>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// The service's virtual IPs (Docker's `Endpoint.VirtualIPs`), with the
+    /// network's prefix length: `10.0.0.254/24`.
+    #[serde(default, rename = "VirtualIPs")]
+    pub virtual_ips: Vec<VirtualIpView>,
+}
+
+/// One virtual IP, as `service inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VirtualIpView {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    pub addr: String,
 }
 
 impl ServiceView {
@@ -57,6 +70,14 @@ impl ServiceView {
             update_status: service.update_status.clone(),
             created_at: service.created_at,
             updated_at: service.updated_at,
+            virtual_ips: service
+                .virtual_ips
+                .iter()
+                .map(|v| VirtualIpView {
+                    network_id: v.network.clone(),
+                    addr: v.addr.to_string(),
+                })
+                .collect(),
         }
     }
 

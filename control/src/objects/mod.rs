@@ -31,6 +31,6 @@ pub use node::{new_node_id, to_base36, Availability, Node, NodeResources, NodeSt
 pub use service::{
     spread_label, Constraint, FailureAction, Placement, PortConfig, Protocol, Resources,
     RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, ServiceSpecError, Strategy,
-    TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, VirtualIp,
 };
 pub use task::{Task, TaskAttachment, TaskState, TaskStatus};

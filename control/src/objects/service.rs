@@ -26,6 +26,18 @@ pub struct Service {
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
+    /// One virtual IP per network of the spec: names resolve to it, and
+    /// connections to it are balanced over the service's tasks.
+    #[serde(default)]
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+/// A service's virtual IP on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualIp {
+    /// The network id.
+    pub network: String,
+    pub addr: std::net::Ipv4Addr,
 }
 
 /// What the user asked for.

@@ -91,6 +91,9 @@ pub struct TaskAttachment {
     /// The network id.
     pub network: String,
     pub ip: Ipv4Addr,
+    /// The service's virtual IP on this network, if it has one.
+    #[serde(default)]
+    pub vip: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{Network, Task};
+use crate::objects::{Network, Service, Task, VirtualIp};
 
 /// Store kind of [`AddressQuarantine`] objects, keyed by network id.
 pub const QUARANTINE_KIND: &str = "address_quarantine";
@@ -117,6 +117,49 @@ impl AddressBook {
         book
     }
 
+    /// Marks `ip` taken on `network` (a service's virtual IP).
+    pub fn reserve(&mut self, network: &str, ip: Ipv4Addr) {
+        if self
+            .taken
+            .entry(network.to_string())
+            .or_default()
+            .insert(ip)
+        {
+            *self.in_use.entry(network.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Marks every virtual IP of `services` taken.
+    pub fn reserve_vips<'a>(&mut self, services: impl IntoIterator<Item = &'a Service>) {
+        for service in services {
+            for vip in &service.virtual_ips {
+                self.reserve(&vip.network, vip.addr);
+            }
+        }
+    }
+
+    /// The highest free host address of `network`, marked taken: virtual
+    /// IPs come from the top of the subnet and tasks from the bottom, so the
+    /// two allocators (service writes and the orchestrator's task writes)
+    /// cannot pick the same address until the subnet is nearly full.
+    pub fn allocate_high(&mut self, network: &Network) -> Result<Ipv4Addr, AddressError> {
+        let spec = &network.spec;
+        let taken = self.taken.entry(network.id.clone()).or_default();
+        let hosts: Vec<Ipv4Addr> = spec.subnet.hosts().collect();
+        let ip = hosts
+            .into_iter()
+            .rev()
+            .find(|ip| *ip != spec.gateway && !taken.contains(ip))
+            .ok_or_else(|| AddressError::Exhausted {
+                network: network.name.clone(),
+                in_use: self.in_use.get(&network.id).copied().unwrap_or(0),
+                quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
+            })?;
+        taken.insert(ip);
+        *self.in_use.entry(network.id.clone()).or_default() += 1;
+        Ok(ip)
+    }
+
     /// The lowest free host address of `network` (never the gateway),
     /// marked taken.
     pub fn allocate(&mut self, network: &Network) -> Result<Ipv4Addr, AddressError> {
@@ -194,4 +237,32 @@ pub fn quarantine_deleted<'a>(
             (changed || expired).then_some(q)
         })
         .collect()
+}
+
+/// Gives `service` one virtual IP on each network of its spec (by id; the
+/// spec's networks are ids after admission), keeping those it has and
+/// dropping those of networks it left. `book` must already hold every
+/// other address in use.
+pub fn assign_vips(
+    service: &mut Service,
+    networks: &[Network],
+    book: &mut AddressBook,
+) -> Result<(), AddressError> {
+    let mut kept = Vec::new();
+    for id in &service.spec.networks {
+        if let Some(vip) = service.virtual_ips.iter().find(|v| &v.network == id) {
+            kept.push(vip.clone());
+            continue;
+        }
+        let network = networks
+            .iter()
+            .find(|n| &n.id == id)
+            .ok_or_else(|| AddressError::UnknownNetwork(id.clone()))?;
+        kept.push(VirtualIp {
+            network: id.clone(),
+            addr: book.allocate_high(network)?,
+        });
+    }
+    service.virtual_ips = kept;
+    Ok(())
 }

@@ -16,7 +16,7 @@ mod update;
 pub(crate) mod tests;
 
 pub use addresses::{
-    quarantine_deleted, AddressBook, AddressError, AddressQuarantine, AddressUsage,
+    assign_vips, quarantine_deleted, AddressBook, AddressError, AddressQuarantine, AddressUsage,
     ADDRESS_QUARANTINE_MS, QUARANTINE_KIND,
 };
 pub use admission::{admit, desired_tasks, AdmissionError, AUTO_PORTS};

@@ -417,6 +417,7 @@ impl<'a, 'b> Pass<'a, 'b> {
             self.state.quarantines,
             self.now(),
         );
+        book.reserve_vips(self.state.services);
         let now = self.now();
         for id in waiting {
             let Some(task) = self.tasks.get(&id) else {
@@ -442,6 +443,11 @@ impl<'a, 'b> Pass<'a, 'b> {
                         Ok(ip) => attachments.push(TaskAttachment {
                             network: network_id.clone(),
                             ip,
+                            vip: service
+                                .virtual_ips
+                                .iter()
+                                .find(|v| &v.network == network_id)
+                                .map(|v| v.addr),
                         }),
                         Err(e) => failure = Some(e.to_string()),
                     },

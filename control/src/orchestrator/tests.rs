@@ -112,6 +112,7 @@ impl Sim {
             update_status: None,
             created_at: 0,
             updated_at: 0,
+            virtual_ips: Vec::new(),
         });
         id
     }
@@ -745,4 +746,45 @@ fn sim_ten_thousand_tasks_on_a_thousand_nodes() {
         per_node.values().max()
     );
     sim.check_addresses();
+}
+
+#[test]
+fn services_get_a_virtual_ip_per_network_from_the_top_and_tasks_carry_it() {
+    use crate::orchestrator::{assign_vips, AddressBook};
+    let nets = vec![network("app", "10.0.7.0/24")];
+    let mut svc = Service {
+        id: "svc-web".into(),
+        spec: ServiceSpec {
+            networks: vec!["app".into()],
+            ..spec("web", 1)
+        },
+        previous_spec: None,
+        spec_version: 1,
+        update_status: None,
+        created_at: 0,
+        updated_at: 0,
+        virtual_ips: Vec::new(),
+    };
+    let mut book = AddressBook::new(&[], &[], 0);
+    assign_vips(&mut svc, &nets, &mut book).unwrap();
+    assert_eq!(
+        svc.virtual_ips[0].addr,
+        "10.0.7.254".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    // Kept while the network stays, dropped when it goes.
+    assign_vips(&mut svc, &nets, &mut book).unwrap();
+    assert_eq!(svc.virtual_ips.len(), 1);
+    svc.spec.networks.clear();
+    assign_vips(&mut svc, &nets, &mut book).unwrap();
+    assert!(svc.virtual_ips.is_empty());
+    // The next service gets the next address down.
+    let mut other = svc.clone();
+    other.spec.networks = vec!["app".into()];
+    let mut book = AddressBook::new(&[], &[], 0);
+    book.reserve("app", "10.0.7.254".parse().unwrap());
+    assign_vips(&mut other, &nets, &mut book).unwrap();
+    assert_eq!(
+        other.virtual_ips[0].addr,
+        "10.0.7.253".parse::<std::net::Ipv4Addr>().unwrap()
+    );
 }

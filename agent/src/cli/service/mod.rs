@@ -460,6 +460,7 @@ mod tests {
             update_status: None,
             created_at: 0,
             updated_at: 0,
+            virtual_ips: Vec::new(),
         }
     }
 

@@ -598,6 +598,7 @@ mod tests {
             update_status: None,
             created_at: 0,
             updated_at: 0,
+            virtual_ips: Vec::new(),
         };
         let before = view(spec(1, "sleep"), 3);
         assert_eq!(min_version(&before, &view(spec(5, "sleep"), 4), false), 3);

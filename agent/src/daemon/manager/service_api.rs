@@ -12,7 +12,10 @@ use shoal_control::objects::{
     new_node_id, Network, Node, Service, ServiceMode, ServiceSpec, Strategy, Task, TaskState,
     UpdateState, UpdateStatus,
 };
-use shoal_control::orchestrator::{admit, desired_tasks, rolled_back, AdmissionError};
+use shoal_control::orchestrator::{
+    admit, assign_vips, desired_tasks, rolled_back, AddressBook, AddressQuarantine, AdmissionError,
+    QUARANTINE_KIND,
+};
 use shoal_control::store::{kind, Command, Response};
 use tonic::Status;
 
@@ -190,6 +193,18 @@ impl ManagerCtx {
             .map_or(0, |v| v.version)
     }
 
+    /// Gives `service` a virtual IP on each of its networks, next to every
+    /// address tasks and other services hold.
+    fn assign_vips(&self, service: &mut Service, networks: &[Network]) -> Result<(), Status> {
+        let objects = self.objects();
+        let tasks: Vec<Task> = list(&objects, kind::TASK);
+        let quarantines: Vec<AddressQuarantine> = list(&objects, QUARANTINE_KIND);
+        let mut book = AddressBook::new(&tasks, &quarantines, now_ms());
+        book.reserve_vips(self.services().iter().filter(|s| s.id != service.id));
+        assign_vips(service, networks, &mut book)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))
+    }
+
     pub async fn create_service(&self, spec: ServiceSpec) -> Result<ApiResponse, Status> {
         for _ in 0..ATTEMPTS {
             let guard = self.guard_version();
@@ -197,7 +212,7 @@ impl ManagerCtx {
             let spec =
                 admit(spec.clone(), &self.services(), &networks, None).map_err(admission_status)?;
             let now = now_secs();
-            let service = Service {
+            let mut service = Service {
                 id: new_node_id(rand::random()),
                 spec,
                 previous_spec: None,
@@ -205,7 +220,9 @@ impl ManagerCtx {
                 update_status: None,
                 created_at: now,
                 updated_at: now,
+                virtual_ips: Vec::new(),
             };
+            self.assign_vips(&mut service, &networks)?;
             if self.commit_service(&service, guard, 0).await? {
                 tracing::info!("service {} ({}) created", service.spec.name, service.id);
                 return self.inspect_service(&service.id);
@@ -247,6 +264,7 @@ impl ManagerCtx {
             spec.task != current.spec.task || spec.networks != current.spec.networks;
         let mut updated = current.clone();
         updated.previous_spec = Some(std::mem::replace(&mut updated.spec, spec));
+        self.assign_vips(&mut updated, &networks)?;
         updated.spec_version += 1;
         updated.updated_at = now_secs();
         if replaces_tasks {

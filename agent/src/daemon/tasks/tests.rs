@@ -46,6 +46,7 @@ fn assignment(id: &str, desired: TaskState, network: &str) -> Assignment {
         networks: vec![TaskAttachment {
             network: network.into(),
             ip: "10.0.0.2".parse().unwrap(),
+            vip: None,
         }],
         ports: vec![],
     }
