@@ -15,6 +15,7 @@ mod metrics;
 mod peers;
 mod plane;
 mod sandboxes;
+mod task_logs;
 mod tasks;
 mod worker;
 
