@@ -432,6 +432,51 @@ fn logs_are_read_from_an_offset() {
 }
 
 #[test]
+fn output_is_timed_by_marks_that_survive_a_restart_of_the_runtime() {
+    let fx = Fixture::new();
+    let script = "echo early; sleep 0.6; echo late; sleep 30";
+    fx.rt
+        .start(&fx.launch("timed", &["sh", "-c", script]))
+        .expect("starts");
+    wait_for_output(&fx.rt, "timed", "late");
+    // The sampler marks each growth within its period.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fx.rt.log_size("timed", Stream::Stdout).expect("size"), 11);
+    let marks = fx
+        .rt
+        .log_marks("timed", Stream::Stdout, 0, 11)
+        .expect("marks");
+    let offsets: Vec<u64> = marks.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [6, 11], "{marks:?}");
+    let gap = marks[1].time_ns - marks[0].time_ns;
+    assert!(
+        (400_000_000..2_000_000_000).contains(&gap),
+        "lines 0.6 s apart were marked {gap} ns apart"
+    );
+    // Only the marks a range needs, and none for a stream never written.
+    assert_eq!(
+        fx.rt
+            .log_marks("timed", Stream::Stdout, 6, 11)
+            .expect("marks"),
+        marks[1..]
+    );
+    assert!(fx
+        .rt
+        .log_marks("timed", Stream::Stderr, 0, 0)
+        .expect("marks")
+        .is_empty());
+    // A new runtime (an agent restart) reads the same marks.
+    let again = ProcessRuntime::new(fx.state.clone(), fx.cgroup_root.clone()).expect("reopens");
+    assert_eq!(
+        again
+            .log_marks("timed", Stream::Stdout, 0, 11)
+            .expect("marks"),
+        marks
+    );
+    again.remove("timed").expect("removes");
+}
+
+#[test]
 fn bad_commands_and_ids_are_refused_and_leave_nothing() {
     let fx = Fixture::new();
     let err = fx.rt.start(&fx.launch("empty", &[])).expect_err("empty");

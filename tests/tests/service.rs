@@ -1,12 +1,14 @@
 //! `shoal service` end to end on namespaced hosts: tasks run as real
 //! processes in sandboxes on the overlay; spread and binpack placement,
 //! reachability by IP across hosts, drain, replacement after a worker's
-//! agent is killed, global services, rolling updates and rollback, and the
-//! refusals of bad input.
+//! agent is killed, global services, rolling updates and rollback, the
+//! tasks' logs read from every node, and the refusals of bad input.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 use shoal_tests::overlay::Topology;
 use shoal_tests::swarm::{
@@ -24,12 +26,12 @@ fn start(hosts: &[&Host]) {
     }
 }
 
-/// A swarm of h1 (manager) and h2-h4 (workers). The manager is drained, so
-/// it runs no tasks, as in most Swarm deployments.
-fn drained_manager_and_three_workers(ul: &Underlay) -> Vec<&Host> {
+/// A swarm of h1 (manager) and every other host of `ul` (workers). The
+/// manager is drained, so it runs no tasks, as in most Swarm deployments.
+fn drained_manager_and_workers(ul: &Underlay) -> Vec<&Host> {
     let h: Vec<&Host> = ul.hosts().iter().collect();
     start(&h);
-    form(h[0], &[], &[h[1], h[2], h[3]]);
+    form(h[0], &[], &h[1..]);
     cli_ok(
         h[0],
         &["node", "update", "--availability", "drain", h[0].name()],
@@ -67,7 +69,7 @@ fn ip_of(task: &Value) -> String {
 fn replicated_services_spread_binpack_drain_and_survive_a_worker_kill() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
-    let h = drained_manager_and_three_workers(&ul);
+    let h = drained_manager_and_workers(&ul);
     cli_ok(h[0], &["network", "create", "app"]);
 
     create(h[0], "web", &["--replicas", "6", "--network", "app"], SERVE);
@@ -207,7 +209,7 @@ fn global_services_run_once_per_node_including_late_joiners() {
 fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
-    let h = drained_manager_and_three_workers(&ul);
+    let h = drained_manager_and_workers(&ul);
     create(
         h[0],
         "web",
@@ -288,6 +290,227 @@ fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
     assert!(running(h[0], "web")
         .iter()
         .all(|t| t["Command"][0] == "sleep"));
+}
+
+/// `service logs` lines: `web.1.<id12>@h2    | text` -> (prefix, text).
+fn log_lines(output: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .filter_map(|l| l.split_once("    | "))
+        .map(|(prefix, text)| (prefix.trim_end().to_string(), text.to_string()))
+        .collect()
+}
+
+/// Docker's prefix of a task in `service logs`.
+fn log_prefix(task: &Value) -> String {
+    let id = task["ID"].as_str().unwrap_or_default();
+    format!(
+        "{}.{}@{}",
+        task["Name"].as_str().unwrap_or_default(),
+        &id[..12],
+        task["Node"].as_str().unwrap_or_default()
+    )
+}
+
+/// The highest `line N` a task printed in `lines`.
+fn last_line(lines: &[(String, String)], prefix: &str) -> Option<u64> {
+    lines
+        .iter()
+        .filter(|(p, _)| p == prefix)
+        .filter_map(|(_, text)| text.strip_prefix("line ")?.parse().ok())
+        .max()
+}
+
+#[test]
+fn logs_come_from_every_node_with_tail_and_follow() {
+    require_root();
+    let ul = Underlay::builder().hosts(3).build().expect("underlay");
+    let h = drained_manager_and_workers(&ul);
+    let script = "echo hello; echo oops >&2; i=0; \
+                  while true; do echo line $i; i=$((i+1)); sleep 0.2; done";
+    create(h[0], "web", &["--replicas", "2"], &["sh", "-c", script]);
+    wait_running(h[0], "web", 2, Duration::from_secs(30));
+    let web = running(h[0], "web");
+    let nodes: Vec<&str> = web.iter().filter_map(|t| t["Node"].as_str()).collect();
+    assert!(
+        nodes.contains(&h[1].name()) && nodes.contains(&h[2].name()),
+        "{web:#?}"
+    );
+    let prefixes: Vec<String> = web.iter().map(log_prefix).collect();
+    // Let each print a few lines.
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Everything so far, from both workers; stderr's line on stderr.
+    let all = cli(h[0], &["service", "logs", "web"]);
+    assert!(all.status.success(), "{}", text(&all));
+    let (out, err) = (log_lines(&all.stdout), log_lines(&all.stderr));
+    for prefix in &prefixes {
+        let mine: Vec<&str> = out
+            .iter()
+            .filter(|(p, _)| p == prefix)
+            .map(|(_, t)| t.as_str())
+            .collect();
+        assert_eq!(mine.first(), Some(&"hello"), "{prefix}: {}", text(&all));
+        assert!(mine.contains(&"line 0"), "{prefix}: {}", text(&all));
+        assert!(
+            err.contains(&(prefix.clone(), "oops".to_string())),
+            "{prefix}: {}",
+            text(&all)
+        );
+    }
+    assert!(
+        out.iter().chain(&err).all(|(p, _)| prefixes.contains(p)),
+        "{}",
+        text(&all)
+    );
+
+    // --tail 2: the last two lines of each task, stdout and stderr together.
+    let tail = cli(h[0], &["service", "logs", "--tail", "2", "web"]);
+    assert!(tail.status.success(), "{}", text(&tail));
+    let lines = log_lines(&tail.stdout);
+    for prefix in &prefixes {
+        let mine: Vec<&(String, String)> = lines.iter().filter(|(p, _)| p == prefix).collect();
+        assert_eq!(mine.len(), 2, "{prefix}: {}", text(&tail));
+        assert!(
+            mine.iter().all(|(_, t)| t.starts_with("line ")),
+            "{}",
+            text(&tail)
+        );
+    }
+    assert!(log_lines(&tail.stderr).is_empty(), "{}", text(&tail));
+    let seen: Vec<u64> = prefixes
+        .iter()
+        .map(|p| last_line(&lines, p).expect("a line"))
+        .collect();
+
+    // --follow shows what the tasks print after it started, and stops on
+    // Ctrl-C.
+    let follower = h[0]
+        .spawn_shoal(&["service", "logs", "--follow", "--tail", "0", "web"])
+        .expect("follower starts");
+    std::thread::sleep(Duration::from_secs(3));
+    kill(Pid::from_raw(follower as i32), Signal::SIGINT).expect("SIGINT");
+    let stopped = wait_for(Duration::from_secs(5), || !is_running(follower));
+    let log = h[0].log_path(follower).expect("follower log");
+    let followed = std::fs::read(&log).unwrap_or_default();
+    assert!(stopped, "the follower ignored Ctrl-C");
+    let followed_lines = log_lines(&followed);
+    for (prefix, before) in prefixes.iter().zip(&seen) {
+        let after = last_line(&followed_lines, prefix);
+        assert!(
+            after.is_some_and(|n| n > before + 5),
+            "{prefix}: last line before {before}, while following {after:?}: {}",
+            String::from_utf8_lossy(&followed)
+        );
+    }
+    assert!(
+        !followed_lines.iter().any(|(_, t)| t == "hello"),
+        "--tail 0 showed old lines: {}",
+        String::from_utf8_lossy(&followed)
+    );
+
+    // A task id works too, and the manager's own tasks are read the same way.
+    let one = cli_ok(
+        h[0],
+        &[
+            "service",
+            "logs",
+            "--no-task-ids",
+            &web[0]["ID"].as_str().unwrap()[..8],
+        ],
+    );
+    let name = format!(
+        "{}@{}",
+        web[0]["Name"].as_str().unwrap(),
+        web[0]["Node"].as_str().unwrap()
+    );
+    assert!(
+        one.lines().all(|l| l.starts_with(&format!("{name}    | "))),
+        "{one}"
+    );
+    cli_ok(
+        h[0],
+        &["node", "update", "--availability", "active", h[0].name()],
+    );
+    create(
+        h[0],
+        "local",
+        &["--constraint", "node.role==manager"],
+        &["sh", "-c", "echo on-the-manager; sleep 100000"],
+    );
+    wait_running(h[0], "local", 1, Duration::from_secs(30));
+    let local = wait_for(Duration::from_secs(10), || {
+        cli_ok(h[0], &["service", "logs", "local"])
+            .ends_with(&format!("@{}    | on-the-manager", h[0].name()))
+    });
+    assert!(local, "{}", text(&cli(h[0], &["service", "logs", "local"])));
+
+    // A finished task keeps its logs while it is in the service's history,
+    // and loses them with it.
+    create(
+        h[0],
+        "once",
+        &[
+            "--restart-condition",
+            "none",
+            "--constraint",
+            "node.role==worker",
+        ],
+        &["sh", "-c", "echo finished-work; echo to-stderr >&2"],
+    );
+    let complete = wait_for(Duration::from_secs(30), || {
+        tasks(h[0], &["service", "ps", "once"]).iter().any(|t| {
+            t["CurrentState"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Complete"))
+        })
+    });
+    assert!(complete, "{:#?}", tasks(h[0], &["service", "ps", "once"]));
+    let done = tasks(h[0], &["service", "ps", "once"]).remove(0);
+    // Well past the heartbeats that took it off its node's assignments.
+    std::thread::sleep(Duration::from_secs(2));
+    let once = cli(h[0], &["service", "logs", "once"]);
+    let prefix = log_prefix(&done);
+    assert_eq!(
+        log_lines(&once.stdout),
+        [(prefix.clone(), "finished-work".to_string())],
+        "{}",
+        text(&once)
+    );
+    assert_eq!(
+        log_lines(&once.stderr),
+        [(prefix, "to-stderr".to_string())],
+        "{}",
+        text(&once)
+    );
+    cli_ok(h[0], &["service", "rm", "once"]);
+    let (i, _) = sandbox(&h, &done);
+    let task_dir = shoal_tests::swarm::state_dir(h[i])
+        .join("tasks")
+        .join(done["ID"].as_str().unwrap());
+    assert!(
+        wait_for(Duration::from_secs(10), || !task_dir.exists()),
+        "{} outlived its service",
+        task_dir.display()
+    );
+
+    let missing = cli(h[0], &["service", "logs", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("no such task or service: nope"),
+        "{}",
+        text(&missing)
+    );
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
 }
 
 #[test]

@@ -24,7 +24,7 @@ use super::identity::{Certs, NodeIdentity, StateDir};
 use super::manager::{self, now_secs, Manager};
 use super::peers::{from_json, to_json, Peers};
 use super::plane::{Plane, TaskInputs};
-use super::worker::{Handouts, Reports, Session, SessionEvent};
+use super::worker::{Handouts, LogLink, Reports, Session, SessionEvent};
 use super::Options;
 
 const NOT_IN_SWARM: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to a swarm and try again.";
@@ -550,6 +550,9 @@ impl Agent {
         };
         let handouts = Handouts::new(super::dataplane::load_networks(&self.state.networks_file()));
         let (reports_tx, reports_rx) = tokio::sync::watch::channel(Vec::new());
+        // A few batches each way: the session sends one per heartbeat.
+        let (fetches_tx, fetches_rx) = mpsc::channel(4);
+        let (chunks_tx, chunks_rx) = mpsc::channel(4);
         let plane = Plane::start(
             &read(&identity),
             &self.state,
@@ -558,8 +561,11 @@ impl Agent {
             handouts.networks.subscribe(),
             TaskInputs {
                 assignments: handouts.assignments.subscribe(),
+                history: handouts.history.subscribe(),
                 reports: reports_tx,
                 cgroup_root: self.cgroup_root.clone(),
+                log_fetches: fetches_rx,
+                log_chunks: chunks_tx,
             },
         )
         .await
@@ -575,6 +581,10 @@ impl Agent {
             Reports {
                 resources: self.resources,
                 tasks: reports_rx,
+            },
+            LogLink {
+                fetches: fetches_tx,
+                chunks: chunks_rx,
             },
         );
         let renewal = schedule_renewal(&read(&certs).cert_pem, self.events.clone());

@@ -16,6 +16,7 @@ mod metrics;
 mod peers;
 mod plane;
 mod sandboxes;
+mod task_logs;
 mod tasks;
 mod worker;
 

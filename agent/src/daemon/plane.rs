@@ -1,6 +1,7 @@
 //! The node's data-plane parts, started when it is a swarm member: gossip on
 //! 7946 and the overlay driven by it, plus the local verbs that read or feed
-//! them (`members`, `endpoint create|rm|ls`).
+//! them (`members`, `endpoint create|rm|ls`); the task runner and the reader
+//! of the tasks' output for `service logs`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -8,13 +9,16 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use shoal_control::api::{ApiResponse, Assignment, GossipConfig, TaskReport, GOSSIP_PORT};
+use shoal_control::api::{
+    ApiResponse, Assignment, GossipConfig, LogChunk, LogFetch, TaskReport, GOSSIP_PORT,
+};
 use shoal_control::objects::{MacAddr, NetworkSpec};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::dataplane::{self, DataPlane, DataPlaneStatus, Inputs, LocalEndpoints};
 use super::identity::{NodeIdentity, StateDir};
 use super::sandboxes::{host_resolv_conf, PlaneSandboxes};
+use super::task_logs::LogReader;
 use super::tasks::TaskRunner;
 use crate::executor::{ProcessRuntime, Runtime};
 use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
@@ -50,9 +54,14 @@ pub struct EndpointLine {
 /// What the plane needs to run tasks.
 pub struct TaskInputs {
     pub assignments: watch::Receiver<Option<Vec<Assignment>>>,
+    /// This node's finished tasks the managers keep (their logs stay).
+    pub history: watch::Receiver<Option<Vec<String>>>,
     pub reports: watch::Sender<Vec<TaskReport>>,
     /// The cgroup under which each task gets its own.
     pub cgroup_root: std::path::PathBuf,
+    /// The leader's log fetches, and where the answers go.
+    pub log_fetches: mpsc::Receiver<Vec<LogFetch>>,
+    pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
 }
 
 pub struct Plane {
@@ -60,6 +69,7 @@ pub struct Plane {
     dataplane: DataPlane,
     runtime: Arc<dyn Runtime>,
     runner: tokio::sync::Mutex<Option<TaskRunner>>,
+    logs: tokio::sync::Mutex<Option<LogReader>>,
     local: Arc<LocalEndpoints>,
     networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
     netns: NetnsDir,
@@ -108,13 +118,20 @@ impl Plane {
             vtep,
             resolv_conf: host_resolv_conf(),
         });
-        let runner =
-            TaskRunner::start(runtime.clone(), sandboxes, tasks.assignments, tasks.reports);
+        let runner = TaskRunner::start(
+            runtime.clone(),
+            sandboxes,
+            tasks.assignments,
+            tasks.history,
+            tasks.reports,
+        );
+        let logs = LogReader::start(runtime.clone(), tasks.log_fetches, tasks.log_chunks);
         Ok(Plane {
             gossip,
             dataplane,
             runtime,
             runner: tokio::sync::Mutex::new(Some(runner)),
+            logs: tokio::sync::Mutex::new(Some(logs)),
             local,
             networks,
             netns,
@@ -127,6 +144,9 @@ impl Plane {
     pub async fn stop(&self, teardown: bool) {
         if let Some(runner) = self.runner.lock().await.take() {
             runner.stop().await;
+        }
+        if let Some(logs) = self.logs.lock().await.take() {
+            logs.stop().await;
         }
         if teardown {
             // Leaving the swarm stops this node's tasks; a restart keeps them.

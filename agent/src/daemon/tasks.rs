@@ -2,11 +2,13 @@
 //! assignments. A new assignment gets a sandbox on its networks (its
 //! endpoints published in gossip) and its command started by the runtime;
 //! a task the managers want stopped, or no longer list, is stopped, its
-//! endpoints withdrawn and its state forgotten. Every task's state goes back
-//! to the managers on each heartbeat (a level, so nothing is lost with a
-//! heartbeat). Never decides what should run: the managers do.
+//! endpoints withdrawn and its state forgotten, except that a finished task
+//! in the managers' history keeps its logs (for `service logs`) until it
+//! leaves it. Every listed task's state goes back to the managers on each
+//! heartbeat (a level, so nothing is lost with a heartbeat). Never decides
+//! what should run: the managers do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +48,9 @@ struct Local {
     /// A start or stop job is running for it.
     busy: bool,
     stop_requested: bool,
+    /// Finished and no longer listed: kept only for its logs while the
+    /// managers keep it in their history, and not reported (they know).
+    retained: bool,
 }
 
 /// What a finished job tells the loop.
@@ -60,10 +65,13 @@ pub struct TaskRunner {
 }
 
 impl TaskRunner {
+    /// `history` lists this node's finished tasks the managers keep; it is
+    /// read whenever the assignments are, so it must change before them.
     pub fn start(
         runtime: Arc<dyn Runtime>,
         sandboxes: Arc<dyn Sandboxes>,
         assignments: watch::Receiver<Option<Vec<Assignment>>>,
+        history: watch::Receiver<Option<Vec<String>>>,
         reports: watch::Sender<Vec<TaskReport>>,
     ) -> TaskRunner {
         let stop = CancellationToken::new();
@@ -72,6 +80,7 @@ impl TaskRunner {
             runtime,
             sandboxes,
             tasks: BTreeMap::new(),
+            history,
             reports,
             done,
         };
@@ -91,6 +100,7 @@ struct Runner {
     runtime: Arc<dyn Runtime>,
     sandboxes: Arc<dyn Sandboxes>,
     tasks: BTreeMap<String, Local>,
+    history: watch::Receiver<Option<Vec<String>>>,
     reports: watch::Sender<Vec<TaskReport>>,
     done: mpsc::Sender<Outcome>,
 }
@@ -128,16 +138,19 @@ fn exited(task_id: &str, exit: Exit, stop_requested: bool) -> TaskReport {
 }
 
 impl Runner {
-    /// Picks up the tasks a previous agent left running (or exited).
+    /// Picks up the tasks a previous agent left running (or exited). An
+    /// exited one is reported only if the managers still list it: if not,
+    /// they know how it ended better than its exit code tells (a stop they
+    /// asked for, say).
     fn adopt(&mut self) {
         for id in self.runtime.tasks() {
-            let report = match self.runtime.state(&id) {
+            let (report, retained) = match self.runtime.state(&id) {
                 Some(ProcessState::Running { pid }) => {
                     let mut r = report(&id, TaskState::Running, "adopted after an agent restart");
                     r.pid = Some(pid);
-                    r
+                    (r, false)
                 }
-                Some(ProcessState::Exited(exit)) => exited(&id, exit, false),
+                Some(ProcessState::Exited(exit)) => (exited(&id, exit, false), true),
                 None => continue,
             };
             self.tasks.insert(
@@ -147,6 +160,7 @@ impl Runner {
                     report,
                     busy: false,
                     stop_requested: false,
+                    retained,
                 },
             );
         }
@@ -198,6 +212,7 @@ impl Runner {
                             report: report(id, TaskState::Shutdown, "shut down before it started"),
                             busy: false,
                             stop_requested: true,
+                            retained: false,
                         },
                     );
                     continue;
@@ -209,6 +224,7 @@ impl Runner {
                         report: report(id, TaskState::Starting, "preparing the sandbox"),
                         busy: true,
                         stop_requested: false,
+                        retained: false,
                     },
                 );
                 self.spawn_start(assignment.clone());
@@ -216,6 +232,7 @@ impl Runner {
             }
             if let Some(local) = self.tasks.get_mut(id) {
                 local.assignment = Some(assignment.clone());
+                local.retained = false;
                 if !wanted && !local.stop_requested {
                     local.stop_requested = true;
                     self.request_stop(id);
@@ -228,6 +245,11 @@ impl Runner {
             .filter(|id| !listed.contains_key(id.as_str()))
             .cloned()
             .collect();
+        let history: Option<BTreeSet<String>> = self
+            .history
+            .borrow()
+            .as_ref()
+            .map(|ids| ids.iter().cloned().collect());
         for id in unlisted {
             let Some(local) = self.tasks.get_mut(&id) else {
                 continue;
@@ -235,8 +257,12 @@ impl Runner {
             if local.busy {
                 continue;
             }
-            if local.report.state.is_final() {
-                // The managers have its final state: forget it.
+            let in_history = history.as_ref().is_some_and(|h| h.contains(&id));
+            if local.report.state.is_final() && in_history {
+                // The managers have its final state; its logs stay.
+                local.retained = true;
+            } else if local.report.state.is_final() {
+                // Nor do they keep it any longer: forget it, logs and all.
                 self.tasks.remove(&id);
                 let runtime = self.runtime.clone();
                 tokio::task::spawn_blocking(move || {
@@ -378,7 +404,12 @@ impl Runner {
     }
 
     fn publish(&self) {
-        let reports: Vec<TaskReport> = self.tasks.values().map(|l| l.report.clone()).collect();
+        let reports: Vec<TaskReport> = self
+            .tasks
+            .values()
+            .filter(|l| !l.retained)
+            .map(|l| l.report.clone())
+            .collect();
         self.reports.send_if_modified(|current| {
             let changed = *current != reports;
             if changed {

@@ -3,13 +3,15 @@
 //! list and the role the managers hold for this node. A role change or a
 //! removal is reported to the agent, which reconfigures itself. Gossip keys
 //! and peers, and the swarm's networks, are published on watch channels for
-//! gossip and the data plane.
+//! gossip and the data plane. The leader's log fetches go to the node's log
+//! reader, and its answers ride on the next heartbeat, sent at once.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use shoal_control::api::{
-    Assignment, GossipConfig, Heartbeat, HeartbeatResponse, TaskReport, HEARTBEAT_PERIOD_MS,
+    Assignment, GossipConfig, Heartbeat, HeartbeatResponse, LogChunk, LogFetch, TaskReport,
+    HEARTBEAT_PERIOD_MS,
 };
 use shoal_control::objects::{NetworkSpec, NodeResources, Role};
 use tokio::sync::{mpsc, watch};
@@ -42,6 +44,8 @@ pub struct Handouts {
     pub gossip: watch::Sender<Option<GossipConfig>>,
     pub networks: watch::Sender<Option<Vec<NetworkSpec>>>,
     pub assignments: watch::Sender<Option<Vec<Assignment>>>,
+    /// This node's finished tasks the managers still keep.
+    pub history: watch::Sender<Option<Vec<String>>>,
 }
 
 /// What the node tells the managers on each heartbeat besides its id.
@@ -51,6 +55,14 @@ pub struct Reports {
     pub tasks: watch::Receiver<Vec<TaskReport>>,
 }
 
+/// The session's link to the node's log reader (`service logs`).
+pub struct LogLink {
+    /// The leader's fetches, one batch per heartbeat answer that has some.
+    pub fetches: mpsc::Sender<Vec<LogFetch>>,
+    /// The reader's answers, one batch per batch of fetches.
+    pub chunks: mpsc::Receiver<Vec<LogChunk>>,
+}
+
 impl Handouts {
     /// Channels holding `networks` (the last list known) and no gossip key.
     pub fn new(networks: Option<Vec<NetworkSpec>>) -> Handouts {
@@ -58,12 +70,16 @@ impl Handouts {
             gossip: watch::channel(None).0,
             networks: watch::channel(networks).0,
             assignments: watch::channel(None).0,
+            history: watch::channel(None).0,
         }
     }
 
     fn take(&self, resp: &HeartbeatResponse) {
         offer(&self.gossip, &resp.gossip);
         offer(&self.networks, &resp.networks);
+        // Before the assignments: a task they no longer list is found in
+        // the history, so its logs are kept.
+        offer(&self.history, &resp.history);
         offer(&self.assignments, &resp.assignments);
     }
 }
@@ -90,6 +106,7 @@ impl Session {
         events: mpsc::Sender<SessionEvent>,
         handouts: Handouts,
         reports: Reports,
+        logs: LogLink,
     ) -> Session {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -98,6 +115,7 @@ impl Session {
             events,
             handouts,
             reports,
+            logs,
             stop.clone(),
         ));
         Session { stop, task }
@@ -115,14 +133,20 @@ async fn run(
     events: mpsc::Sender<SessionEvent>,
     handouts: Handouts,
     reports: Reports,
+    mut logs: LogLink,
     stop: CancellationToken,
 ) {
     let mut next = 0usize;
     let mut period = Duration::from_millis(HEARTBEAT_PERIOD_MS);
     loop {
-        tokio::select! {
+        // Log answers do not wait for the period: `service logs` does.
+        let mut chunks = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(period) => Vec::new(),
+            Some(chunks) = logs.chunks.recv() => chunks,
+        };
+        while let Ok(more) = logs.chunks.try_recv() {
+            chunks.extend(more);
         }
         let Ok(me) = identity.read().map(|i| i.clone()) else {
             return;
@@ -135,6 +159,7 @@ async fn run(
             node_id: me.node_id.clone(),
             resources: Some(reports.resources),
             tasks: reports.tasks.borrow().clone(),
+            logs: chunks,
         }) else {
             return;
         };
@@ -148,6 +173,11 @@ async fn run(
                 period = Duration::from_millis(resp.period_ms.clamp(100, 10_000));
                 next = 0;
                 handouts.take(&resp);
+                if !resp.log_fetches.is_empty() {
+                    // A reader that is behind or gone loses the batch; the
+                    // leader asks again.
+                    let _ = logs.fetches.try_send(resp.log_fetches);
+                }
                 if !resp.managers.is_empty() && resp.managers != me.managers {
                     let _ = events
                         .send(SessionEvent::ManagersChanged(resp.managers))

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{ExecutorError, Exit, Launch, ProcessState, Runtime, Stream};
+use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
 
 /// The first pid the fake hands out.
 const FIRST_PID: u32 = 1000;
@@ -32,6 +32,8 @@ struct FakeState {
 struct FakeTask {
     state: ProcessState,
     logs: HashMap<Stream, Vec<u8>>,
+    /// One mark per push.
+    marks: HashMap<Stream, Vec<LogMark>>,
 }
 
 impl FakeTask {
@@ -39,7 +41,12 @@ impl FakeTask {
         FakeTask {
             state,
             logs: HashMap::new(),
+            marks: HashMap::new(),
         }
+    }
+
+    fn output(&self, stream: Stream) -> &[u8] {
+        self.logs.get(&stream).map_or(&[][..], Vec::as_slice)
     }
 }
 
@@ -76,13 +83,22 @@ impl FakeRuntime {
         self.set_state(task_id, state);
     }
 
-    /// Appends `bytes` to a known task's output.
+    /// Appends `bytes` to a known task's output, written now.
     pub fn push_log(&self, task_id: &str, stream: Stream, bytes: &[u8]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.push_log_at(task_id, stream, bytes, now);
+    }
+
+    /// Appends `bytes` to a known task's output, written at `time_ns`.
+    pub fn push_log_at(&self, task_id: &str, stream: Stream, bytes: &[u8], time_ns: u64) {
         if let Some(task) = self.lock().tasks.get_mut(task_id) {
-            task.logs
-                .entry(stream)
-                .or_default()
-                .extend_from_slice(bytes);
+            let output = task.logs.entry(stream).or_default();
+            output.extend_from_slice(bytes);
+            let offset = output.len() as u64;
+            let mark = LogMark { offset, time_ns };
+            task.marks.entry(stream).or_default().push(mark);
         }
     }
 
@@ -183,12 +199,44 @@ impl Runtime for FakeRuntime {
             .tasks
             .get(task_id)
             .ok_or_else(|| ExecutorError::Unknown(task_id.to_string()))?;
-        let all = task.logs.get(&stream).map_or(&[][..], Vec::as_slice);
+        let all = task.output(stream);
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
         let end = start.saturating_add(max).min(all.len());
         let bytes = all[start..end].to_vec();
         let next = offset + bytes.len() as u64;
         Ok((bytes, next))
+    }
+
+    fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        let fake = self.lock();
+        let task = fake
+            .tasks
+            .get(task_id)
+            .ok_or_else(|| ExecutorError::Unknown(task_id.to_string()))?;
+        Ok(task.output(stream).len() as u64)
+    }
+
+    fn log_marks(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogMark>, ExecutorError> {
+        let fake = self.lock();
+        let task = fake
+            .tasks
+            .get(task_id)
+            .ok_or_else(|| ExecutorError::Unknown(task_id.to_string()))?;
+        let all = task.marks.get(&stream).map_or(&[][..], Vec::as_slice);
+        let mut found = Vec::new();
+        for mark in all.iter().filter(|m| m.offset > from) {
+            found.push(*mark);
+            if mark.offset >= to {
+                break;
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -286,5 +334,24 @@ mod tests {
         let (bytes, _) = fake.logs("a", Stream::Stderr, 0, 10).expect("logs");
         assert_eq!(bytes, b"oops");
         assert!(fake.logs("b", Stream::Stdout, 0, 1).is_err());
+        assert_eq!(fake.log_size("a", Stream::Stdout).expect("size"), 11);
+    }
+
+    #[test]
+    fn each_push_is_marked_with_its_time() {
+        let fake = FakeRuntime::new();
+        fake.adopt("a", ProcessState::Running { pid: 7 });
+        fake.push_log_at("a", Stream::Stdout, b"one\n", 10);
+        fake.push_log_at("a", Stream::Stdout, b"two\n", 20);
+        fake.push_log_at("a", Stream::Stdout, b"three\n", 30);
+        let mark = |offset, time_ns| LogMark { offset, time_ns };
+        let marks = fake.log_marks("a", Stream::Stdout, 4, 6).expect("marks");
+        assert_eq!(marks, [mark(8, 20)]);
+        let marks = fake.log_marks("a", Stream::Stdout, 0, 8).expect("marks");
+        assert_eq!(marks, [mark(4, 10), mark(8, 20)]);
+        assert!(fake
+            .log_marks("a", Stream::Stderr, 0, 8)
+            .expect("marks")
+            .is_empty());
     }
 }

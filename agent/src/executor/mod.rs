@@ -69,6 +69,20 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    pub const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+}
+
+/// A point in a task's output: its first `offset` bytes had been written
+/// by `time_ns` (Unix nanoseconds). A runtime records one whenever it sees
+/// an output grow, so a line's time is that of the first mark at or after
+/// its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogMark {
+    pub offset: u64,
+    pub time_ns: u64,
+}
+
 #[derive(Debug, Error)]
 pub enum ExecutorError {
     #[error("task {0}: the command is empty")]
@@ -134,4 +148,17 @@ pub trait Runtime: Send + Sync + 'static {
         offset: u64,
         max: usize,
     ) -> Result<(Vec<u8>, u64), ExecutorError>;
+    /// How many bytes of output a task has written to `stream` so far.
+    fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError>;
+    /// The marks that time the bytes `from..to` of a stream, in offset
+    /// order: those past `from`, up to and including the first at or past
+    /// `to`. Bytes written so recently that no mark covers them yet get one
+    /// for the output's current end.
+    fn log_marks(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogMark>, ExecutorError>;
 }

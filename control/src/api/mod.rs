@@ -4,12 +4,16 @@
 //! `proto/control.proto`); keeping them as Rust enums keeps one definition.
 
 mod local;
+mod logs;
 mod node_rules;
 mod service_view;
 mod session;
 mod view;
 
 pub use local::LocalRequest;
+pub use logs::{
+    rfc3339_nanos, LogChunk, LogCursor, LogFetch, LogLine, LogQuery, LogStart, LogStream, TaskLogs,
+};
 pub use node_rules::{check_demote, check_remove, NodeRuleError};
 pub use service_view::{ports_column, ServiceView, TaskView};
 pub use session::*;
@@ -110,6 +114,9 @@ pub enum ApiRequest {
     ServicePs { service: String },
     /// manager: `node ps NODE`; answers [`ApiResponse::Tasks`].
     NodePs { node: String },
+    /// manager: `service logs`; answered by the leader with
+    /// [`ApiResponse::Logs`].
+    ServiceLogs { query: LogQuery },
     /// manager: `swarm update --scheduling-strategy`.
     SetStrategy { strategy: Strategy },
     /// manager (internal): a node that joined or was promoted as a manager
@@ -121,6 +128,12 @@ impl ApiRequest {
     /// Whether a worker certificate may make this request.
     pub fn workers_allowed(&self) -> bool {
         matches!(self, ApiRequest::Info)
+    }
+
+    /// Whether only the leader can answer: writes, and `service logs`
+    /// (the leader alone hears the nodes' heartbeats).
+    pub fn needs_leader(&self) -> bool {
+        self.is_write() || matches!(self, ApiRequest::ServiceLogs { .. })
     }
 
     /// Whether the request changes cluster state (needs the leader and quorum).
@@ -137,6 +150,7 @@ impl ApiRequest {
                 | ApiRequest::ServiceInspect { .. }
                 | ApiRequest::ServicePs { .. }
                 | ApiRequest::NodePs { .. }
+                | ApiRequest::ServiceLogs { .. }
         ) && !matches!(self, ApiRequest::JoinToken { rotate: false, .. })
     }
 }
@@ -154,6 +168,7 @@ pub enum ApiResponse {
     Services { services: Vec<ServiceView> },
     Service { service: Box<ServiceView> },
     Tasks { tasks: Vec<TaskView> },
+    Logs { tasks: Vec<TaskLogs> },
     Done { message: String },
 }
 
@@ -198,6 +213,23 @@ mod tests {
             rotate: true
         }
         .is_write());
+    }
+
+    #[test]
+    fn logs_are_a_read_that_only_the_leader_answers() {
+        let logs = ApiRequest::ServiceLogs {
+            query: LogQuery {
+                target: "web".into(),
+                ..LogQuery::default()
+            },
+        };
+        assert!(!logs.is_write() && logs.needs_leader() && !logs.workers_allowed());
+        assert!(!ApiRequest::ServicePs {
+            service: "web".into()
+        }
+        .needs_leader());
+        let json = serde_json::to_string(&ApiResponse::Logs { tasks: vec![] }).unwrap();
+        assert_eq!(json, r#"{"kind":"logs","tasks":[]}"#);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::logs::{LogChunk, LogFetch};
 use crate::objects::{
     NetworkSpec, NodeResources, PortConfig, Role, TaskAttachment, TaskSpec, TaskState,
 };
@@ -64,6 +65,9 @@ pub struct Heartbeat {
     /// edge: a lost heartbeat loses nothing).
     #[serde(default)]
     pub tasks: Vec<TaskReport>,
+    /// Answers to the log fetches of earlier heartbeat answers.
+    #[serde(default)]
+    pub logs: Vec<LogChunk>,
 }
 
 /// A node's view of one of its tasks.
@@ -116,6 +120,15 @@ pub struct HeartbeatResponse {
     /// (the node keeps running what it has).
     #[serde(default)]
     pub assignments: Option<Vec<Assignment>>,
+    /// The ids of this node's finished tasks the managers still keep (the
+    /// tasks' history): the node keeps their logs, for `service logs`,
+    /// until they leave this list. `None` when unknown.
+    #[serde(default)]
+    pub history: Option<Vec<String>>,
+    /// Task output the leader wants (`service logs`); answered in the next
+    /// heartbeat.
+    #[serde(default)]
+    pub log_fetches: Vec<LogFetch>,
 }
 
 /// What a node needs to take part in gossip, handed out by the managers

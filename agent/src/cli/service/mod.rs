@@ -1,4 +1,4 @@
-//! `shoal service create|ls|ps|inspect|update|scale|rollback|rm`: Docker's
+//! `shoal service create|ls|ps|logs|inspect|update|scale|rollback|rm`: Docker's
 //! service verbs, sent to the local agent (a manager) and printed the way
 //! Docker prints them. Changes wait for the tasks to run unless `--detach`.
 //! Specs are checked here for early errors; the managers check them again
@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod fake_manager;
 mod flags;
+mod logs;
 mod pretty;
 mod progress;
 mod tasks;
@@ -66,6 +67,8 @@ pub enum ServiceCommand {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Print the output of a service's tasks, or of one task.
+    Logs(logs::LogsArgs),
     /// Show services in detail (Docker's JSON, or text with --pretty).
     Inspect {
         #[arg(required = true)]
@@ -132,6 +135,7 @@ impl ServiceCommand {
                 print!("{}", tasks::list(&all, &options, now_ms())?);
                 Ok(())
             }
+            ServiceCommand::Logs(args) => logs::run(socket, &args).await,
             ServiceCommand::Inspect {
                 services,
                 pretty,

@@ -23,7 +23,7 @@ const WRITE_WAIT: Duration = Duration::from_secs(3);
 impl ManagerCtx {
     /// Answers `req` for a caller already authorized for it.
     pub async fn handle(&self, req: ApiRequest) -> Result<ApiResponse, Status> {
-        if !req.is_write() {
+        if !req.needs_leader() {
             return self.read(req);
         }
         // The leader may have just died: wait a bounded time for a new one
@@ -31,7 +31,7 @@ impl ManagerCtx {
         let deadline = Instant::now() + WRITE_WAIT;
         loop {
             let retry = match self.require_leader() {
-                Ok(None) => return self.write(req).await,
+                Ok(None) => return self.on_leader(req).await,
                 Ok(Some(leader)) => match self.peers.call(&leader, &req).await {
                     Err(s)
                         if s.code() == tonic::Code::Unavailable
@@ -99,6 +99,14 @@ impl ManagerCtx {
             other => Err(Status::unimplemented(format!(
                 "{other:?} is not supported yet"
             ))),
+        }
+    }
+
+    /// What only the leader answers: writes, and `service logs`.
+    async fn on_leader(&self, req: ApiRequest) -> Result<ApiResponse, Status> {
+        match req {
+            ApiRequest::ServiceLogs { query } => self.service_logs(query).await,
+            write => self.write(write).await,
         }
     }
 
@@ -414,7 +422,8 @@ impl ManagerCtx {
 
     /// `Dispatcher.Heartbeat`: records the node as alive (on the leader,
     /// marking it Ready) and tells it its role, the managers, the gossip
-    /// keys and peers, and every overlay network.
+    /// keys and peers, and every overlay network. Log answers go to the
+    /// leader's broker, and its fetches for the node come back.
     pub async fn heartbeat(&self, caller: &PeerIdentity, json: &str) -> Result<String, Status> {
         let hb: Heartbeat = from_json(json)?;
         if hb.node_id != caller.node_id {
@@ -425,11 +434,14 @@ impl ManagerCtx {
         let (node, _) = self.node(&hb.node_id).ok_or_else(|| {
             Status::permission_denied(format!("node {} was removed from the swarm", hb.node_id))
         })?;
+        let mut log_fetches = Vec::new();
         if self.is_leader() {
             if let Ok(mut seen) = self.seen.lock() {
                 seen.insert(hb.node_id.clone(), Instant::now());
             }
             self.take_reports(&hb.node_id, hb.tasks);
+            self.logs.deliver(&hb.node_id, hb.logs);
+            log_fetches = self.logs.fetches_for(&hb.node_id);
             let resources = hb.resources.unwrap_or(node.resources);
             if node.state != NodeState::Ready || node.resources != resources {
                 let version = self.node(&node.id).map(|(_, v)| v);
@@ -442,18 +454,28 @@ impl ManagerCtx {
                 self.put_node(&ready, version).await?;
             }
         } else if let Some(leader) = self.leader_addr() {
-            // The leader keeps the heartbeat table; relay, briefly.
+            // The leader keeps the heartbeat table and the log broker;
+            // relay, briefly, and pass its log fetches on.
             let relay = self.peers.heartbeat(&leader, json.to_string());
-            let _ = tokio::time::timeout(Duration::from_millis(HEARTBEAT_PERIOD_MS), relay).await;
+            let reply =
+                tokio::time::timeout(Duration::from_millis(HEARTBEAT_PERIOD_MS), relay).await;
+            if let Ok(Ok(reply)) = reply {
+                if let Ok(resp) = from_json::<HeartbeatResponse>(&reply) {
+                    log_fetches = resp.log_fetches;
+                }
+            }
         }
         let managers = self.managers_leader_first();
+        let (assignments, history) = self.assignments_for(&node.id).unzip();
         to_json(&HeartbeatResponse {
             role: node.role,
             managers,
             period_ms: HEARTBEAT_PERIOD_MS,
             gossip: self.gossip_config(&node),
             networks: self.network_specs(),
-            assignments: self.assignments_for(&node.id),
+            assignments,
+            history,
+            log_fetches,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The manager role: the Raft store, the manager API on port 2377 (mutual
 //! TLS: Control, Ca, Dispatcher and Raft services), reachability probes and
 //! the leader's node-down detector; networks and gossip keys and peers
-//! handed out in heartbeat answers.
+//! handed out in heartbeat answers; the log broker of `service logs`.
 //!
 //! Reads answer from the local copy of the store, so they work without
 //! quorum; writes go to the leader, forwarded if needed, and fail with the
@@ -9,6 +9,7 @@
 
 mod api;
 mod gossip;
+mod logs;
 mod networks;
 mod orchestrate;
 mod reach;
@@ -51,6 +52,8 @@ pub struct ManagerCtx {
     /// Task reports from heartbeats, folded in by the leader's loop.
     reports: Mutex<orchestrate::Reports>,
     assignments: Mutex<orchestrate::AssignmentCache>,
+    /// `service logs` fetches and answers (meaningful on the leader).
+    logs: logs::LogExchange,
 }
 
 /// A running manager role; dropping it does not stop it, `stop` does.
@@ -251,6 +254,7 @@ impl Manager {
             leader_since: Mutex::default(),
             reports: Mutex::default(),
             assignments: Mutex::default(),
+            logs: logs::LogExchange::default(),
         });
         let stop = CancellationToken::new();
         let server_stop = stop.child_token();

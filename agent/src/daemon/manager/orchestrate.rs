@@ -33,11 +33,13 @@ const BATCH: usize = 200;
 /// and its report.
 pub type Reports = HashMap<String, (String, TaskReport)>;
 
-/// Assignments per node id, computed for one applied log index.
+/// Assignments and finished tasks per node id, computed for one applied
+/// log index.
 #[derive(Default)]
 pub struct AssignmentCache {
     index: Option<u64>,
     by_node: Arc<HashMap<String, Vec<Assignment>>>,
+    history: Arc<HashMap<String, Vec<String>>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -89,8 +91,9 @@ impl ManagerCtx {
         }
     }
 
-    /// The unfinished tasks assigned to `node`.
-    pub fn assignments_for(&self, node: &str) -> Option<Vec<Assignment>> {
+    /// The unfinished tasks assigned to `node`, and the ids of its
+    /// finished ones still in the store.
+    pub fn assignments_for(&self, node: &str) -> Option<(Vec<Assignment>, Vec<String>)> {
         let objects = self.objects();
         let index = objects.applied_index();
         let mut cache = self.assignments.lock().ok()?;
@@ -100,13 +103,16 @@ impl ManagerCtx {
                 .map(|s| (s.id.clone(), s))
                 .collect();
             let mut by_node: HashMap<String, Vec<Assignment>> = HashMap::new();
+            let mut history: HashMap<String, Vec<String>> = HashMap::new();
             for task in list::<Task>(&objects, kind::TASK) {
                 let Some(node_id) = task.node_id.clone() else {
                     continue;
                 };
-                if task.status.state.is_final()
-                    || task.status.state < shoal_control::objects::TaskState::Assigned
-                {
+                if task.status.state.is_final() {
+                    history.entry(node_id).or_default().push(task.id);
+                    continue;
+                }
+                if task.status.state < shoal_control::objects::TaskState::Assigned {
                     continue;
                 }
                 let ports = services
@@ -127,9 +133,13 @@ impl ManagerCtx {
             *cache = AssignmentCache {
                 index,
                 by_node: Arc::new(by_node),
+                history: Arc::new(history),
             };
         }
-        Some(cache.by_node.get(node).cloned().unwrap_or_default())
+        Some((
+            cache.by_node.get(node).cloned().unwrap_or_default(),
+            cache.history.get(node).cloned().unwrap_or_default(),
+        ))
     }
 
     /// Leader only: the loop.

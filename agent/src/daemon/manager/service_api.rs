@@ -50,7 +50,7 @@ impl ManagerCtx {
     }
 
     /// Docker's lookup: exact id, exact name, unique id prefix.
-    fn find_service(&self, name: &str) -> Result<(Service, u64), Status> {
+    pub(super) fn find_service(&self, name: &str) -> Result<(Service, u64), Status> {
         let services = self.services();
         let found = services
             .iter()

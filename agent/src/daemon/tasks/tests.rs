@@ -56,20 +56,32 @@ struct Rig {
     runtime: Arc<FakeRuntime>,
     sandboxes: Arc<FakeSandboxes>,
     assign: watch::Sender<Option<Vec<Assignment>>>,
+    history: watch::Sender<Option<Vec<String>>>,
     reports: watch::Receiver<Vec<TaskReport>>,
     runner: TaskRunner,
 }
 
 fn rig() -> Rig {
-    let runtime = Arc::new(FakeRuntime::new());
+    rig_on(Arc::new(FakeRuntime::new()))
+}
+
+fn rig_on(runtime: Arc<FakeRuntime>) -> Rig {
     let sandboxes = Arc::new(FakeSandboxes::default());
     let (assign, assignments) = watch::channel(None);
+    let (history, history_rx) = watch::channel(None);
     let (reports_tx, reports) = watch::channel(Vec::new());
-    let runner = TaskRunner::start(runtime.clone(), sandboxes.clone(), assignments, reports_tx);
+    let runner = TaskRunner::start(
+        runtime.clone(),
+        sandboxes.clone(),
+        assignments,
+        history_rx,
+        reports_tx,
+    );
     Rig {
         runtime,
         sandboxes,
         assign,
+        history,
         reports,
         runner,
     }
@@ -191,22 +203,64 @@ async fn a_sandbox_that_cannot_be_built_fails_the_task_with_the_reason() {
 async fn a_restarted_runner_adopts_running_tasks_and_stops_unlisted_ones() {
     let runtime = Arc::new(FakeRuntime::new());
     runtime.adopt("old", ProcessState::Running { pid: 77 });
-    let sandboxes = Arc::new(FakeSandboxes::default());
-    let (assign, assignments) = watch::channel(None);
-    let (reports_tx, mut reports) = watch::channel(Vec::new());
-    let runner = TaskRunner::start(runtime.clone(), sandboxes, assignments, reports_tx);
-    let first = reports.borrow_and_update().clone();
+    let mut r = rig_on(runtime);
+    let first = r.reports.borrow_and_update().clone();
     assert_eq!(state_of(&first, "old"), Some(TaskState::Running));
     assert_eq!(first[0].pid, Some(77));
     // The managers no longer list it: it is stopped and forgotten.
-    assign.send(Some(vec![])).unwrap();
+    r.assign.send(Some(vec![])).unwrap();
+    r.until(|rs| rs.is_empty()).await;
+    assert_eq!(r.runtime.stops()[0].0, "old");
+    r.runner.stop().await;
+}
+
+#[tokio::test]
+async fn finished_tasks_in_the_managers_history_keep_their_logs_unreported() {
+    let mut r = rig();
+    r.assign
+        .send(Some(vec![assignment("t1", TaskState::Running, "net")]))
+        .unwrap();
+    r.until(|rs| state_of(rs, "t1") == Some(TaskState::Running))
+        .await;
+    r.runtime.exit("t1", Exit::Code(2));
+    r.until(|rs| state_of(rs, "t1") == Some(TaskState::Failed))
+        .await;
+    // Failed in the store: no longer listed, but in the history.
+    r.history.send(Some(vec!["t1".into()])).unwrap();
+    r.assign.send(Some(vec![])).unwrap();
+    r.until(|rs| rs.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(r.runtime.removes().is_empty());
+    assert!(r.runtime.state("t1").is_some());
+    // Out of the history (the managers deleted it): forgotten, logs and all.
+    r.history.send(Some(vec![])).unwrap();
     for _ in 0..200 {
-        if reports.borrow().is_empty() {
+        if !r.runtime.removes().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(reports.borrow().is_empty());
-    assert_eq!(runtime.stops()[0].0, "old");
-    runner.stop().await;
+    assert_eq!(r.runtime.removes(), ["t1".to_string()]);
+    r.runner.stop().await;
+}
+
+#[tokio::test]
+async fn an_adopted_exited_task_is_reported_only_while_listed() {
+    let runtime = Arc::new(FakeRuntime::new());
+    runtime.adopt("done", ProcessState::Exited(Exit::Signal(15)));
+    runtime.adopt("ended", ProcessState::Exited(Exit::Code(0)));
+    let mut r = rig_on(runtime);
+    // A stop the managers asked for must not come back as a failure.
+    assert!(r.reports.borrow_and_update().is_empty());
+    r.history.send(Some(vec!["done".into()])).unwrap();
+    r.assign
+        .send(Some(vec![assignment("ended", TaskState::Running, "net")]))
+        .unwrap();
+    let rs = r
+        .until(|rs| state_of(rs, "ended") == Some(TaskState::Complete))
+        .await;
+    assert_eq!(rs.len(), 1);
+    assert!(r.runtime.state("done").is_some());
+    assert!(r.runtime.launches().is_empty());
+    r.runner.stop().await;
 }

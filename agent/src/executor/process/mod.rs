@@ -4,12 +4,14 @@
 //! memory.
 //!
 //! Per task it keeps `<state_dir>/<task_id>/`: `stdout.log`, `stderr.log`,
-//! `resolv.conf` and `task.json` (pid, start time, exit). Tasks outlive the
-//! agent: a new runtime on the same state dir adopts those still running.
+//! their `.marks` (when the output grew, sampled every 200 ms), `resolv.conf`
+//! and `task.json` (pid, start time, exit). Tasks outlive the agent: a new
+//! runtime on the same state dir adopts those still running.
 //! The task is its main process: when that ends, whatever it left in its
 //! cgroup is killed, as Docker's PID 1 takes its container down with it.
 
 mod cgroup;
+mod marks;
 mod mounts;
 mod spawn;
 mod store;
@@ -31,11 +33,14 @@ use cgroup::{CgroupTree, TaskCgroup};
 pub use mounts::cgroup2_mount;
 use store::{Identity, Record};
 
-use super::{ExecutorError, Exit, Launch, ProcessState, Runtime, Stream};
+use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
 
 /// How long `stop` waits after `cgroup.kill` for the cgroup to empty, and
 /// then for the reaper to record the exit.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How often the sizes of the tasks' outputs are sampled into marks: the
+/// precision of the times `service logs --timestamps` shows.
+const MARK_EVERY: Duration = Duration::from_millis(200);
 
 /// Runs tasks as processes; see the module docs.
 pub struct ProcessRuntime {
@@ -54,6 +59,33 @@ struct Task {
     record: Record,
     /// Found running at start-up: not our child, so watched through /proc.
     adopted: bool,
+    /// The offset of the last mark of each output (see [`Stream::BOTH`]).
+    marked: [u64; 2],
+}
+
+impl Task {
+    /// A task whose marks files in `dir` may already hold marks (a task
+    /// started again, or adopted).
+    fn new(record: Record, adopted: bool, dir: &Path) -> Task {
+        let marked = Stream::BOTH.map(|s| {
+            marks::last(&marks::marks_path(dir, s))
+                .ok()
+                .flatten()
+                .map_or(0, |m| m.offset)
+        });
+        Task {
+            record,
+            adopted,
+            marked,
+        }
+    }
+}
+
+fn stream_index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
 }
 
 impl ProcessRuntime {
@@ -75,9 +107,16 @@ impl ProcessRuntime {
             cgroups,
             exited: Condvar::new(),
         };
-        Ok(ProcessRuntime {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("log-marks".into())
+            .spawn(move || mark_logs(weak))
+            .map_err(|source| ExecutorError::Setup {
+                path: inner.state_dir.clone(),
+                source,
+            })?;
+        Ok(ProcessRuntime { inner })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Task>> {
@@ -199,13 +238,8 @@ impl Runtime for ProcessRuntime {
         };
         let pid = record.pid;
         let identity = record.identity();
-        tasks.insert(
-            id.clone(),
-            Task {
-                record,
-                adopted: false,
-            },
-        );
+        let task = Task::new(record, false, &self.inner.task_dir(id));
+        tasks.insert(id.clone(), task);
         drop(tasks);
         let weak = Arc::downgrade(&self.inner);
         let (dir, cgroup) = (self.inner.task_dir(id), self.inner.cgroups.task(id));
@@ -304,14 +338,7 @@ impl Runtime for ProcessRuntime {
         offset: u64,
         max: usize,
     ) -> Result<(Vec<u8>, u64), ExecutorError> {
-        if !self.lock().contains_key(task_id) {
-            return Err(ExecutorError::Unknown(task_id.to_string()));
-        }
-        let name = match stream {
-            Stream::Stdout => "stdout.log",
-            Stream::Stderr => "stderr.log",
-        };
-        let path = self.inner.task_dir(task_id).join(name);
+        let path = self.log_file(task_id, stream)?;
         let read = || -> io::Result<Vec<u8>> {
             let mut file = File::open(&path)?;
             file.seek(SeekFrom::Start(offset))?;
@@ -327,9 +354,100 @@ impl Runtime for ProcessRuntime {
         let next = offset + bytes.len() as u64;
         Ok((bytes, next))
     }
+
+    fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        let path = self.log_file(task_id, stream)?;
+        let current = marks::current(&path).map_err(|source| ExecutorError::Io {
+            task: task_id.to_string(),
+            path,
+            source,
+        })?;
+        Ok(current.map_or(0, |m| m.offset))
+    }
+
+    /// Reads the marks file; the output's size and last write stand in for
+    /// bytes the sampler has not seen yet.
+    fn log_marks(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogMark>, ExecutorError> {
+        let log = self.log_file(task_id, stream)?;
+        let dir = self.inner.task_dir(task_id);
+        let path = marks::marks_path(&dir, stream);
+        let io_err = |path: PathBuf| {
+            let task = task_id.to_string();
+            move |source| ExecutorError::Io { task, path, source }
+        };
+        let mut found = marks::covering(&path, from, to).map_err(io_err(path.clone()))?;
+        if found.last().is_none_or(|m| m.offset < to) {
+            let live = marks::current(&log).map_err(io_err(log))?;
+            if let Some(live) = live.filter(|m| m.offset > from) {
+                let floor = found.last().map_or(0, |m| m.time_ns);
+                found.push(LogMark {
+                    offset: live.offset,
+                    time_ns: live.time_ns.max(floor),
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl ProcessRuntime {
+    /// The path of a known task's log file.
+    fn log_file(&self, task_id: &str, stream: Stream) -> Result<PathBuf, ExecutorError> {
+        if !self.lock().contains_key(task_id) {
+            return Err(ExecutorError::Unknown(task_id.to_string()));
+        }
+        Ok(marks::log_path(&self.inner.task_dir(task_id), stream))
+    }
+}
+
+/// The sampler: every [`MARK_EVERY`], marks each output that grew; ends
+/// once the runtime is dropped.
+fn mark_logs(inner: Weak<Inner>) {
+    loop {
+        std::thread::sleep(MARK_EVERY);
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let ids: Vec<String> = inner.lock().keys().cloned().collect();
+        for id in ids {
+            inner.mark(&id);
+        }
+    }
 }
 
 impl Inner {
+    /// Records a mark for each output of the task that grew since its last
+    /// mark. Holds the lock, so `remove` never finds a mark file appearing
+    /// in a directory it deletes.
+    fn mark(&self, task_id: &str) {
+        let mut tasks = self.lock();
+        let Some(task) = tasks.get_mut(task_id) else {
+            return;
+        };
+        let dir = self.task_dir(task_id);
+        for stream in Stream::BOTH {
+            let i = stream_index(stream);
+            let Ok(Some(now)) = marks::current(&marks::log_path(&dir, stream)) else {
+                continue;
+            };
+            if now.offset <= task.marked[i] {
+                continue;
+            }
+            match marks::append(&marks::marks_path(&dir, stream), now) {
+                Ok(()) => task.marked[i] = now.offset,
+                Err(e) => {
+                    tracing::debug!(task = %task_id, "cannot record a log mark: {e}");
+                }
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Task>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -432,13 +550,7 @@ fn adopt_all(
         if record.exit.is_some() {
             let _ = cgroups.task(&id).kill();
         }
-        tasks.insert(
-            id,
-            Task {
-                record,
-                adopted: true,
-            },
-        );
+        tasks.insert(id, Task::new(record, true, &dir));
     }
     Ok(tasks)
 }
