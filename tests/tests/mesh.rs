@@ -252,3 +252,94 @@ fn published_ports_reach_every_replica_through_every_node() {
     );
     assert!(gone, "the killed task stayed in the rotation");
 }
+
+/// Asks the embedded DNS for `api` and `tasks.api`, and fetches
+/// `http://api/` through the virtual IP, 12 times; prints what it got.
+const CALLER: &str = r#"
+import socket, time, urllib.request
+for i in range(12):
+    try:
+        vip = socket.gethostbyname("api")
+        tasks = sorted(socket.gethostbyname_ex("tasks.api")[2])
+        body = urllib.request.urlopen("http://api/", timeout=3).read().decode().strip()
+        print("vip=%s tasks=%s %s" % (vip, ",".join(tasks), body), flush=True)
+    except Exception as e:
+        print("error %r" % e, flush=True)
+    time.sleep(0.3)
+time.sleep(3600)
+"#;
+
+#[test]
+fn tasks_reach_a_service_by_name_through_its_virtual_ip() {
+    require_root();
+    let ul = Underlay::builder().hosts(3).build().expect("underlay");
+    let nodes: Vec<&Host> = ul.hosts().iter().collect();
+    for node in &nodes {
+        start_agent_with(node, &[]).expect("agent");
+    }
+    form(nodes[0], &[], &[nodes[1], nodes[2]]);
+    cli_ok(nodes[0], &["network", "create", "app"]);
+    create(
+        nodes[0],
+        "api",
+        &["--replicas", "2", "--network", "app"],
+        &["python3", "-c", SERVER],
+    );
+    wait_running(nodes[0], "api", 2, Duration::from_secs(40));
+    let inspect: Value =
+        serde_json::from_str(&cli_ok(nodes[0], &["service", "inspect", "api"])).expect("json");
+    let vip = inspect[0]["VirtualIPs"][0]["Addr"]
+        .as_str()
+        .expect("api has a virtual IP")
+        .to_string();
+    let api_ids = task_ids(nodes[0], "api");
+    let api_ips: BTreeSet<String> = running(nodes[0], "api")
+        .iter()
+        .map(|t| {
+            let a = t["Addresses"][0].as_str().unwrap_or_default();
+            a.split('=').nth(1).unwrap_or_default().to_string()
+        })
+        .collect();
+
+    create(
+        nodes[0],
+        "caller",
+        &["--network", "app"],
+        &["python3", "-c", CALLER],
+    );
+    wait_running(nodes[0], "caller", 1, Duration::from_secs(40));
+    let mut lines = Vec::new();
+    let done = wait_for(Duration::from_secs(20), || {
+        let out = cli_ok(nodes[0], &["service", "logs", "caller"]);
+        lines = out.lines().map(str::to_string).collect();
+        lines
+            .iter()
+            .filter(|l| l.contains("vip=") || l.contains("error"))
+            .count()
+            >= 12
+    });
+    assert!(done, "the caller did not finish: {lines:#?}");
+    let mut answered = BTreeSet::new();
+    for line in lines
+        .iter()
+        .filter(|l| l.contains("vip=") || l.contains("error"))
+    {
+        assert!(!line.contains("error"), "{line}");
+        assert!(
+            line.contains(&format!("vip={vip} ")),
+            "{line}: not the VIP {vip}"
+        );
+        let tasks: BTreeSet<String> = line
+            .split("tasks=")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        assert_eq!(tasks, api_ips, "{line}");
+        let (task, _) = parse(line).expect("an answer");
+        answered.insert(task);
+    }
+    assert_eq!(answered, api_ids, "both api tasks answer through the VIP");
+}

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ingress::{self, IngressPlane};
+use super::names::NamePlane;
 use crate::gossip::service::{Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
 use crate::netns::NetnsDir;
@@ -160,6 +161,8 @@ pub struct Inputs {
     pub local: Arc<LocalEndpoints>,
     /// Where the routing mesh pins its maps and links.
     pub pin_dir: PathBuf,
+    /// The cgroup every task's cgroup is under (east-west hook).
+    pub cgroup_root: PathBuf,
 }
 
 impl DataPlane {
@@ -218,7 +221,9 @@ async fn run(
         inputs.pin_dir.clone(),
         inputs.netns.clone(),
         inputs.vtep,
+        inputs.cgroup_root.clone(),
     )));
+    let mut names = NamePlane::new(inputs.netns.clone());
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -266,6 +271,14 @@ async fn run(
             &inputs.local.list(),
         );
         spec.gateways = ingress::gateways(&networks, &vteps);
+        let mut records = live.clone();
+        for (network, list) in &lingering {
+            records
+                .entry(network.clone())
+                .or_default()
+                .extend(list.iter().cloned());
+        }
+        let named = networks.clone();
         let netns = inputs.netns.clone();
         let started = Instant::now();
         let mesh = ingress.clone();
@@ -286,6 +299,7 @@ async fn run(
             Ok::<_, overlay::OverlayError>((changes, spec))
         })
         .await;
+        names.sync(&named, &records).await;
         let mut status = match status.lock() {
             Ok(status) => status,
             Err(_) => return,
@@ -471,6 +485,7 @@ mod tests {
             mac: MacAddr::from_ipv4(ip),
             vtep: Ipv4Addr::from(vtep),
             ports: Vec::new(),
+            vip: None,
         }
     }
 

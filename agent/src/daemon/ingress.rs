@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use shoal_control::objects::{MacAddr, NetworkSpec};
-use shoal_ebpf_common::mesh::{Config, CONFIG_HOST, CONFIG_NETWORK, GATEWAY_MAC_PREFIX};
+use shoal_ebpf_common::mesh::{wire_addr, Config, CONFIG_HOST, CONFIG_NETWORK, GATEWAY_MAC_PREFIX};
 
 use crate::ebpf::{self, EbpfMesh, MeshProgram};
 use crate::gossip::table::{EndpointRecord, Protocol};
@@ -149,10 +149,14 @@ pub struct IngressPlane {
     started: Instant,
     /// What the tables held when this agent took them over.
     inherited: MeshState,
+    /// Where the east-west hook attaches.
+    cgroup_root: PathBuf,
+    /// The virtual IP table as last written.
+    vips: Option<BTreeMap<u32, BTreeSet<u32>>>,
 }
 
 impl IngressPlane {
-    pub fn new(pin_dir: PathBuf, netns: NetnsDir, vtep: Ipv4Addr) -> Self {
+    pub fn new(pin_dir: PathBuf, netns: NetnsDir, vtep: Ipv4Addr, cgroup_root: PathBuf) -> Self {
         IngressPlane {
             pin_dir,
             netns,
@@ -161,6 +165,8 @@ impl IngressPlane {
             attached: None,
             started: Instant::now(),
             inherited: MeshState::default(),
+            cgroup_root,
+            vips: None,
         }
     }
 
@@ -196,12 +202,14 @@ impl IngressPlane {
         let mesh = self.mesh.as_mut().context("the mesh is not loaded")?;
         if created || self.attached.as_deref() != Some(ingress.id.as_str()) {
             attach(mesh.kernel(), &self.netns, ingress, &underlay, mac)?;
+            mesh.kernel().attach_connect(&self.cgroup_root)?;
             self.attached = Some(ingress.id.clone());
             tracing::info!(
                 "mesh: ingress programs attached (underlay {underlay}, network {})",
                 ingress.id
             );
         }
+        sync_vips(mesh.kernel(), &mut self.vips, live)?;
         let locals = host::iface(&underlay)?.addrs;
         let mut want = spec(locals, &ingress.id, live, lingering);
         if self.started.elapsed() < WARM_UP {
@@ -209,6 +217,45 @@ impl IngressPlane {
         }
         Ok(mesh.apply(&want)?)
     }
+}
+
+/// The virtual IP table for `live`: each endpoint carrying its service's
+/// virtual IP is one of the tasks behind it.
+pub fn vip_table(live: &BTreeMap<String, Vec<EndpointRecord>>) -> BTreeMap<u32, BTreeSet<u32>> {
+    let mut table: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for record in live.values().flatten() {
+        if let Some(vip) = record.vip {
+            table
+                .entry(wire_addr(vip.octets()))
+                .or_default()
+                .insert(wire_addr(record.ip.octets()));
+        }
+    }
+    table
+}
+
+/// Writes the virtual IPs that changed since `written` (read from the kernel
+/// the first time).
+fn sync_vips(
+    loaded: &mut EbpfMesh,
+    written: &mut Option<BTreeMap<u32, BTreeSet<u32>>>,
+    live: &BTreeMap<String, Vec<EndpointRecord>>,
+) -> anyhow::Result<()> {
+    let want = vip_table(live);
+    let have = match written.take() {
+        Some(have) => have,
+        None => loaded.vips()?,
+    };
+    for (vip, addrs) in &want {
+        if have.get(vip) != Some(addrs) {
+            loaded.put_vip(*vip, addrs)?;
+        }
+    }
+    for vip in have.keys().filter(|v| !want.contains_key(v)) {
+        loaded.delete_vip(*vip)?;
+    }
+    *written = Some(want);
+    Ok(())
 }
 
 /// Writes both configuration slots and attaches (or takes over) every program.
@@ -265,6 +312,7 @@ mod tests {
             mac: MacAddr::from_ipv4(ip),
             vtep: Ipv4Addr::new(198, 18, 0, 2),
             ports,
+            vip: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod ingress;
 mod local;
 mod manager;
 mod metrics;
+mod names;
 mod peers;
 mod plane;
 mod sandboxes;

@@ -105,6 +105,7 @@ impl Plane {
             gossip: gossip.clone(),
             local: local.clone(),
             pin_dir: super::ingress::pin_dir(run_dir),
+            cgroup_root: tasks.cgroup_root.clone(),
         });
         let runtime: Arc<dyn Runtime> = Arc::new(
             ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())
@@ -117,6 +118,7 @@ impl Plane {
             netns: netns.clone(),
             vtep,
             resolv_conf: host_resolv_conf(),
+            networks: networks.clone(),
         });
         let runner = TaskRunner::start(
             runtime.clone(),
@@ -224,6 +226,7 @@ impl Plane {
             mac: MacAddr::from_ipv4(ip),
             vtep: self.vtep,
             ports,
+            vip: None,
         };
         self.local.insert(LocalEndpoint {
             network: network.to_string(),

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use shoal_control::api::Assignment;
-use shoal_control::objects::{MacAddr, Protocol as PortProtocol};
+use shoal_control::objects::{MacAddr, NetworkSpec, Protocol as PortProtocol};
+use tokio::sync::watch;
 
 use super::dataplane::{DataPlaneHandle, LocalEndpoints};
 use super::tasks::Sandboxes;
@@ -28,7 +29,9 @@ pub struct PlaneSandboxes {
     pub dataplane: DataPlaneHandle,
     pub netns: NetnsDir,
     pub vtep: Ipv4Addr,
+    /// The host's nameservers, for tasks on no overlay network.
     pub resolv_conf: String,
+    pub networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
 }
 
 /// The namespace of a task on no network.
@@ -67,6 +70,7 @@ impl Sandboxes for PlaneSandboxes {
                 mac: MacAddr::from_ipv4(attachment.ip),
                 vtep: self.vtep,
                 ports: ports.clone(),
+                vip: attachment.vip,
             };
             self.local.insert(LocalEndpoint {
                 network: attachment.network.clone(),
@@ -100,13 +104,14 @@ impl Sandboxes for PlaneSandboxes {
         Ok(())
     }
 
-    fn resolv_conf(&self) -> String {
-        self.resolv_conf.clone()
+    fn resolv_conf(&self, assignment: &Assignment) -> String {
+        let networks = self.networks.borrow().clone().unwrap_or_default();
+        super::names::resolv_conf(assignment, &networks, &self.resolv_conf)
     }
 }
 
-/// Tasks' resolv.conf until the embedded resolver exists: the host's
-/// nameservers and search domains.
+/// The resolv.conf of tasks on no overlay network: the host's nameservers
+/// and search domains.
 pub fn host_resolv_conf() -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut out = String::from("# written by shoal for this task\n");

@@ -36,8 +36,8 @@ pub trait Sandboxes: Send + Sync + 'static {
     async fn attach(&self, assignment: &Assignment) -> anyhow::Result<PathBuf>;
     /// Withdraws the task's endpoints; its sandbox goes with them.
     async fn detach(&self, task_id: &str) -> anyhow::Result<()>;
-    /// The private resolv.conf of tasks.
-    fn resolv_conf(&self) -> String;
+    /// The private resolv.conf of the task `assignment` describes.
+    fn resolv_conf(&self, assignment: &Assignment) -> String;
 }
 
 /// One task as this node knows it.
@@ -325,7 +325,7 @@ impl Runner {
                     command: assignment.spec.command.clone(),
                     env: task_env(&assignment),
                     netns,
-                    resolv_conf: sandboxes.resolv_conf(),
+                    resolv_conf: sandboxes.resolv_conf(&assignment),
                     limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
                     limit_memory: assignment.spec.resources.limit_memory,
                 };

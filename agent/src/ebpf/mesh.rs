@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, MapData};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType};
+use aya::programs::{
+    tc::TcAttachOptions, CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
+};
 use aya::Ebpf;
 use shoal_ebpf_common::mesh::{
-    Config, LiveKey, ServiceKey, ServiceTable, CONFIG_MAP, INGRESS_PROGRAM, LEARN_PROGRAM, LIVE,
-    LIVE_MAP, LOCAL_MAP, MAPS, REPLY_PROGRAM, RETURN_PROGRAM, SERVICES_MAP,
+    Config, LiveKey, ServiceKey, ServiceTable, VipBackends, CONFIG_MAP, CONNECT_PROGRAM,
+    INGRESS_PROGRAM, LEARN_PROGRAM, LIVE, LIVE_MAP, LOCAL_MAP, MAPS, MAX_VIP_BACKENDS,
+    REPLY_PROGRAM, RETURN_PROGRAM, SERVICES_MAP, VIPS_MAP,
 };
 
 use super::loader::{self, ObjectSource};
@@ -66,6 +69,7 @@ pub struct EbpfMesh {
     live: HashMap<MapData, LiveKey, u32>,
     locals: HashMap<MapData, u32, u32>,
     config: Array<MapData, Config>,
+    vips: HashMap<MapData, u32, VipBackends>,
 }
 
 impl EbpfMesh {
@@ -79,7 +83,20 @@ impl EbpfMesh {
                 .load()
                 .map_err(|e| program_error(program, "load it into the kernel", e))?;
         }
+        let connect: &mut CgroupSockAddr = ebpf
+            .program_mut(CONNECT_PROGRAM)
+            .ok_or_else(|| EbpfError::MissingInObject {
+                origin: origin.to_string(),
+                kind: "program",
+                name: CONNECT_PROGRAM,
+            })?
+            .try_into()
+            .map_err(|e| connect_error("use it as a cgroup sock_addr program", e))?;
+        connect
+            .load()
+            .map_err(|e| connect_error("load it into the kernel", e))?;
         let services = open_hash(&mut ebpf, &origin, SERVICES_MAP)?;
+        let vips = open_hash(&mut ebpf, &origin, VIPS_MAP)?;
         let live = open_hash(&mut ebpf, &origin, LIVE_MAP)?;
         let locals = open_hash(&mut ebpf, &origin, LOCAL_MAP)?;
         let config = Array::try_from(take_map(&mut ebpf, &origin, CONFIG_MAP)?)
@@ -92,7 +109,91 @@ impl EbpfMesh {
             live,
             locals,
             config,
+            vips,
         })
+    }
+
+    /// Attaches the east-west `connect4` hook to the cgroup at `cgroup`
+    /// (every task's cgroup is below it). A link pinned by an earlier agent
+    /// is kept as it is: it runs the same code against the same maps.
+    pub fn attach_connect(&mut self, cgroup: &Path) -> Result<(), EbpfError> {
+        let links = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links).map_err(|source| EbpfError::PinDir {
+            path: links.clone(),
+            source,
+        })?;
+        let pin = links.join(format!("{CONNECT_PROGRAM}@cgroup"));
+        if PinnedLink::from_pin(&pin).is_ok() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(cgroup).map_err(|source| EbpfError::PinDir {
+            path: cgroup.to_path_buf(),
+            source,
+        })?;
+        let dir = std::fs::File::open(cgroup).map_err(|source| EbpfError::PinDir {
+            path: cgroup.to_path_buf(),
+            source,
+        })?;
+        let prog: &mut CgroupSockAddr = self
+            .ebpf
+            .program_mut(CONNECT_PROGRAM)
+            .ok_or_else(|| EbpfError::MissingInObject {
+                origin: self.origin.to_string(),
+                kind: "program",
+                name: CONNECT_PROGRAM,
+            })?
+            .try_into()
+            .map_err(|e| connect_error("use it as a cgroup sock_addr program", e))?;
+        // With a bpf link the kernel wants no attach flags; links to one
+        // cgroup always stack.
+        let id = prog
+            .attach(&dir, CgroupAttachMode::Single)
+            .map_err(|e| connect_error(&format!("attach it to {}", cgroup.display()), e))?;
+        let link: FdLink = prog
+            .take_link(id)
+            .map_err(|e| connect_error("keep its link", e))?
+            .try_into()
+            .map_err(|e| EbpfError::Program {
+                program: CONNECT_PROGRAM,
+                action: format!("use its link as a bpf link: {e}"),
+                source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
+            })?;
+        link.pin(&pin).map_err(|e| EbpfError::PinDir {
+            path: pin.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(())
+    }
+
+    /// The virtual IPs in the table, with their tasks' addresses.
+    pub fn vips(&self) -> Result<std::collections::BTreeMap<u32, BTreeSet<u32>>, EbpfError> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.vips.iter() {
+            let (vip, b) = item.map_err(|e| map_error(VIPS_MAP, "read", e))?;
+            let n = (b.count as usize).min(MAX_VIP_BACKENDS);
+            out.insert(vip, b.addrs[..n].iter().copied().collect());
+        }
+        Ok(out)
+    }
+
+    /// Sets the tasks behind `vip` (at most [`MAX_VIP_BACKENDS`]).
+    pub fn put_vip(&mut self, vip: u32, addrs: &BTreeSet<u32>) -> Result<(), EbpfError> {
+        let mut value = VipBackends {
+            count: 0,
+            addrs: [0; MAX_VIP_BACKENDS],
+        };
+        for (slot, addr) in value.addrs.iter_mut().zip(addrs) {
+            *slot = *addr;
+            value.count += 1;
+        }
+        self.vips
+            .insert(vip, value, 0)
+            .map_err(|e| map_error(VIPS_MAP, "write a virtual IP", e))
+    }
+
+    pub fn delete_vip(&mut self, vip: u32) -> Result<(), EbpfError> {
+        ignore_missing(self.vips.remove(&vip))
+            .map_err(|e| map_error(VIPS_MAP, "remove a virtual IP", e))
     }
 
     /// Attaches `program` to the TC ingress of `iface` in the namespace at
@@ -376,6 +477,14 @@ fn take_map(
 fn map_error(map: &'static str, action: &str, e: aya::maps::MapError) -> EbpfError {
     EbpfError::Map {
         map,
+        action: action.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+fn connect_error(action: &str, e: aya::programs::ProgramError) -> EbpfError {
+    EbpfError::Program {
+        program: CONNECT_PROGRAM,
         action: action.to_owned(),
         source: Box::new(e),
     }

@@ -46,9 +46,32 @@ pub const LOCAL_MAP: &str = "MESH_LOCAL";
 pub const RETURN_MAP: &str = "MESH_RETURN";
 /// Array of [`Config`], indexed by [`CONFIG_HOST`] and [`CONFIG_NETWORK`].
 pub const CONFIG_MAP: &str = "MESH_CONFIG";
+/// Hash map virtual IP (wire order) -> [`VipBackends`].
+pub const VIPS_MAP: &str = "MESH_VIPS";
+
+/// cgroup `connect4` hook: a task connecting to a service's virtual IP is
+/// connected to one of the service's tasks instead, at the socket, so no
+/// packet is ever translated (east-west).
+pub const CONNECT_PROGRAM: &str = "shoal_connect4";
+
+/// Tasks one virtual IP balances over.
+pub const MAX_VIP_BACKENDS: usize = 64;
+/// Virtual IPs a node knows.
+pub const VIPS_CAPACITY: u32 = 65_536;
+
+/// The tasks behind one virtual IP: their addresses on its network. The port
+/// is kept: a virtual IP stands for its service on every port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct VipBackends {
+    pub count: u32,
+    /// Wire order.
+    pub addrs: [u32; MAX_VIP_BACKENDS],
+}
 
 /// Every map of the mesh, for pinning.
-pub const MAPS: [&str; 7] = [
+pub const MAPS: [&str; 8] = [
+    VIPS_MAP,
     SERVICES_MAP,
     CT_MAP,
     REV_MAP,
@@ -246,7 +269,9 @@ pub const fn fmix32(mut h: u32) -> u32 {
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{Backend, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable};
+    use super::{
+        Backend, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable, VipBackends,
+    };
 
     // SAFETY (all below): `#[repr(C)]` types made only of integers and byte
     // arrays, laid out without implicit padding (checked by the layout test),
@@ -259,6 +284,7 @@ mod pod {
     unsafe impl aya::Pod for LiveKey {}
     unsafe impl aya::Pod for ReturnHop {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for VipBackends {}
 }
 
 #[cfg(test)]

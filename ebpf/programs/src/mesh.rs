@@ -6,16 +6,16 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK},
-    helpers::bpf_redirect,
-    macros::{classifier, map},
+    helpers::{bpf_get_prandom_u32, bpf_redirect},
+    macros::{cgroup_sock_addr, classifier, map},
     maps::{Array, HashMap, LruHashMap},
-    programs::TcContext,
+    programs::{SockAddrContext, TcContext},
 };
 use shoal_ebpf_common::mesh::{
     flow_hash, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable,
     CONFIG_HOST, CONFIG_NETWORK, CONFIG_SLOTS, CT_CAPACITY, GATEWAY_MAC_PREFIX, IPPROTO_TCP,
     IPPROTO_UDP, LIVE_CAPACITY, LOCAL_CAPACITY, MAGLEV_SLOTS, MAX_BACKENDS,
-    SERVICES_CAPACITY,
+    SERVICES_CAPACITY, VIPS_CAPACITY, VipBackends,
 };
 
 const ETH_HDR_LEN: usize = 14;
@@ -334,4 +334,32 @@ fn l4_flags(proto: u8) -> u64 {
 fn ctx_ifindex(ctx: &TcContext) -> u32 {
     // SAFETY: `skb` points at the `__sk_buff` the program was called with.
     unsafe { (*ctx.skb.skb).ifindex }
+}
+
+#[map]
+static MESH_VIPS: HashMap<u32, VipBackends> =
+    HashMap::with_max_entries(VIPS_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// East-west: a connect() to a service's virtual IP is pointed at one of its
+/// tasks, picked at random, before the socket sends anything.
+#[cgroup_sock_addr(connect4)]
+pub fn shoal_connect4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: the kernel passes a valid `bpf_sock_addr` for this hook.
+    let addr = unsafe { &mut *ctx.sock_addr };
+    if let Some(backends) = MESH_VIPS.get_ptr(addr.user_ip4) {
+        // SAFETY: see `ingress`.
+        let backends = unsafe { &*backends };
+        let count = backends.count;
+        // SAFETY: a plain helper call.
+        let random = unsafe { bpf_get_prandom_u32() };
+        // `checked_rem` leaves no division-by-zero panic path, which the
+        // verifier would refuse.
+        if let Some(i) = random.checked_rem(count) {
+            if let Some(backend) = backends.addrs.get(i as usize) {
+                addr.user_ip4 = *backend;
+            }
+        }
+    }
+    // Allow the connect, translated or not.
+    1
 }

@@ -26,7 +26,7 @@ impl Sandboxes for FakeSandboxes {
         self.detached.lock().unwrap().push(task_id.to_string());
         Ok(())
     }
-    fn resolv_conf(&self) -> String {
+    fn resolv_conf(&self, _: &Assignment) -> String {
         "nameserver 192.0.2.53\n".into()
     }
 }

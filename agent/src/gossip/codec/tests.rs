@@ -43,6 +43,7 @@ fn messages() -> Vec<Message> {
                 published: 5353,
                 target: 53,
             }],
+            vip: None,
         },
     );
     tables.settle();
@@ -277,6 +278,7 @@ fn deltas_are_packed_into_datagrams_that_fit() {
                 mac: MacAddr::from_ipv4(ip),
                 vtep: Ipv4Addr::new(192, 168, 0, 1),
                 ports: Vec::new(),
+                vip: None,
             };
             tables.publish("network-with-a-long-name", record)
         })

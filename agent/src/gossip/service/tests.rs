@@ -37,6 +37,7 @@ fn record(task: &str, last: u8, vtep: Ipv4Addr) -> EndpointRecord {
         mac: MacAddr::from_ipv4(ip),
         vtep,
         ports: Vec::new(),
+        vip: None,
     }
 }
 

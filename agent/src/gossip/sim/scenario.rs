@@ -184,6 +184,7 @@ pub fn endpoint(task_id: &str, host: usize, n: u8) -> EndpointRecord {
         mac: MacAddr([0x02, 0x42, 10, a, b, c]),
         vtep: Ipv4Addr::new(192, 168, b, c),
         ports: Vec::new(),
+        vip: None,
     }
 }
 

@@ -69,6 +69,9 @@ pub struct EndpointRecord {
     /// Underlay address of the node hosting the task.
     pub vtep: Ipv4Addr,
     pub ports: Vec<PublishedPort>,
+    /// The service's virtual IP on this network, if it has one.
+    #[serde(default)]
+    pub vip: Option<Ipv4Addr>,
 }
 
 impl EndpointRecord {
@@ -241,6 +244,7 @@ mod tests {
                 published: 8080,
                 target: 80,
             }],
+            vip: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub(super) fn record(task: &str, ip: u8) -> EndpointRecord {
             published: 8080,
             target: 80,
         }],
+        vip: None,
     }
 }
 

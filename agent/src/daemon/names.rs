@@ -1,0 +1,121 @@
+//! Service discovery on this node: the embedded DNS servers (one per overlay
+//! network, on the network's gateway address in its namespace) and the
+//! records they answer, rebuilt from the gossip endpoint tables on every
+//! pass of the data-plane loop. Also the private resolv.conf a task gets.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use shoal_control::api::Assignment;
+use shoal_control::objects::NetworkSpec;
+use tokio::sync::watch;
+
+use crate::dns::{upstreams_from_resolv_conf, DnsEntry, DnsServer, DnsServerConfig, DnsTable};
+use crate::gossip::table::EndpointRecord;
+use crate::netns::NetnsDir;
+use crate::overlay::names;
+
+/// The DNS servers of this node.
+pub struct NamePlane {
+    netns: NetnsDir,
+    servers: BTreeMap<String, (Ipv4Addr, DnsServer)>,
+    table: watch::Sender<Arc<DnsTable>>,
+}
+
+impl NamePlane {
+    pub fn new(netns: NetnsDir) -> Self {
+        NamePlane {
+            netns,
+            servers: BTreeMap::new(),
+            table: watch::channel(Arc::new(DnsTable::default())).0,
+        }
+    }
+
+    /// Publishes the records of `records` (per network) and makes sure every
+    /// network whose namespace exists has its server, and no other does.
+    pub async fn sync(
+        &mut self,
+        networks: &[NetworkSpec],
+        records: &BTreeMap<String, Vec<EndpointRecord>>,
+    ) {
+        self.table.send_replace(Arc::new(table(networks, records)));
+        let wanted: BTreeMap<&str, &NetworkSpec> = networks
+            .iter()
+            .filter(|n| !n.ingress)
+            .filter(|n| self.netns.exists(&names::network_ns(&n.id)))
+            .map(|n| (n.id.as_str(), n))
+            .collect();
+        let gone: Vec<String> = self
+            .servers
+            .iter()
+            .filter(|(id, (gw, _))| wanted.get(id.as_str()).is_none_or(|n| n.gateway != *gw))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some((_, server)) = self.servers.remove(&id) {
+                server.stop().await;
+            }
+        }
+        for (id, network) in wanted {
+            if self.servers.contains_key(id) {
+                continue;
+            }
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let config = DnsServerConfig::new(
+                id,
+                Some(self.netns.path(&names::network_ns(id))),
+                SocketAddrV4::new(network.gateway, 53),
+                upstreams_from_resolv_conf(&host),
+            );
+            match DnsServer::start(config, self.table.subscribe()).await {
+                Ok(server) => {
+                    tracing::info!("dns: serving network {id} on {}:53", network.gateway);
+                    self.servers
+                        .insert(id.to_string(), (network.gateway, server));
+                }
+                Err(e) => tracing::warn!("dns: network {id}: {e}"),
+            }
+        }
+    }
+}
+
+/// The records of every network: each endpoint is a task of its service,
+/// and carries the service's virtual IP on that network.
+pub fn table(
+    networks: &[NetworkSpec],
+    records: &BTreeMap<String, Vec<EndpointRecord>>,
+) -> DnsTable {
+    let entries = records.iter().flat_map(|(network, list)| {
+        list.iter().map(move |r| DnsEntry {
+            network: network.clone(),
+            service: r.service.clone(),
+            vip: r.vip,
+            task: r.task_id.clone(),
+            ip: r.ip,
+        })
+    });
+    let mut table = DnsTable::from_entries(entries);
+    for network in networks {
+        table = table.with_subnet(&network.id, network.subnet);
+    }
+    table
+}
+
+/// A task's resolv.conf: the embedded server on the gateway of its first
+/// network other than the ingress one; the host's nameservers for a task
+/// on no such network.
+pub fn resolv_conf(assignment: &Assignment, networks: &[NetworkSpec], host: &str) -> String {
+    let gateway = assignment.networks.iter().find_map(|a| {
+        networks
+            .iter()
+            .find(|n| n.id == a.network && !n.ingress)
+            .map(|n| n.gateway)
+    });
+    match gateway {
+        Some(gw) => format!(
+            "# written by shoal for this task: the swarm's embedded DNS\nnameserver {gw}\noptions ndots:0\n"
+        ),
+        None => host.to_string(),
+    }
+}
