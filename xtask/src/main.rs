@@ -17,8 +17,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  demo [--keep]  the main job: 3 namespaced hosts build a VXLAN overlay with the real
-                 `shoal` binary; sandboxes talk across hosts (needs root)
+  demo [--keep]  the main job: a 3-node swarm on namespaced hosts runs a 3-replica web
+                 service published on 8080; a client outside the swarm calls it through
+                 every node's routing mesh (needs root; installs what is missing first)
   install-deps   install the missing apt packages and bpf-linker 0.13 (needs root)
   build-ebpf     build the eBPF object (ebpf/programs) with Debian's rustc
   test           install-deps, build-ebpf, build and test the workspace (needs root)
