@@ -4,7 +4,7 @@
 //! of the tasks' output for `service logs`.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -74,6 +74,8 @@ pub struct Plane {
     networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
     netns: NetnsDir,
     vtep: Ipv4Addr,
+    /// The routing mesh's pins, removed when the node leaves the swarm.
+    pin_dir: PathBuf,
 }
 
 impl Plane {
@@ -138,6 +140,7 @@ impl Plane {
             networks,
             netns,
             vtep,
+            pin_dir: super::ingress::pin_dir(run_dir),
         })
     }
 
@@ -167,7 +170,14 @@ impl Plane {
         self.gossip.stop().await;
         if teardown {
             let netns = self.netns.clone();
-            let removed = tokio::task::spawn_blocking(move || dataplane::teardown(&netns)).await;
+            let pins = self.pin_dir.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                if let Err(e) = crate::ebpf::EbpfMesh::remove(&pins) {
+                    tracing::warn!("mesh teardown failed: {e}");
+                }
+                dataplane::teardown(&netns)
+            })
+            .await;
             match removed {
                 Ok(Ok(n)) => tracing::info!("overlay: removed {n} namespaces"),
                 Ok(Err(e)) => tracing::warn!("overlay teardown failed: {e:#}"),
