@@ -31,6 +31,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "netcat-openbsd",
     "ethtool",
     "python3",
+    "nginx",
+    "wrk",
+    "nftables",
+    "iptables",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
