@@ -37,7 +37,7 @@ use std::{
 pub use cleanup::{cleanup_leftovers, Removed};
 pub use error::HarnessError;
 pub use host::Host;
-pub use naming::NAME_PREFIX;
+pub use naming::{NAME_PREFIX, RUN_ROOT};
 pub use underlay::{Underlay, UnderlayBuilder};
 
 /// Result of a harness operation.

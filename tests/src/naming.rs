@@ -13,8 +13,9 @@ use std::{
 
 /// Every netns and run dir the harness creates starts with this.
 pub const NAME_PREFIX: &str = "shoal-";
-/// Parent of every underlay's run root.
-pub(crate) const RUN_ROOT: &str = "/run/shoal-test";
+/// Parent of every underlay's run root (and of `cargo xtask bench`'s run dir), all
+/// removed by `cleanup_leftovers`.
+pub const RUN_ROOT: &str = "/run/shoal-test";
 /// Where `ip netns` keeps its namespace files.
 pub(crate) const NETNS_DIR: &str = "/run/netns";
 /// Where hosts' agents make their task cgroups (`shoal-*` names only).

@@ -32,6 +32,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "ethtool",
     "python3",
     "dnsutils",
+    "nginx",
+    "wrk",
+    "nftables",
+    "iptables",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

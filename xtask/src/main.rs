@@ -1,7 +1,9 @@
 //! `cargo xtask`: everything about building and testing shoal that is not plain
 //! cargo: installing the system packages and the eBPF toolchain, building the
-//! eBPF object with Debian's rustc, and running the root-only test suite.
+//! eBPF object with Debian's rustc, running the root-only test suite, and the
+//! ingress benchmark.
 
+mod bench;
 mod demo;
 mod deps;
 mod ebpf;
@@ -22,6 +24,10 @@ tasks:
                  every node's routing mesh (needs root; installs what is missing first)
   install-deps   install the missing apt packages and bpf-linker 0.13 (needs root)
   build-ebpf     build the eBPF object (ebpf/programs) with Debian's rustc
+  bench [--rounds N] [--seconds S]
+                 direct vs shoal's eBPF ingress vs nftables vs iptables DNAT on one
+                 namespaced topology (req/s, p50, p99, Gbit/s), and the time to apply
+                 one service change at 1k and 10k services (needs root)
   test           install-deps, build-ebpf, build and test the workspace (needs root)
   clean [PREFIX] remove network namespaces and other leftovers named shoal-* (or one run's)
 ";
@@ -57,6 +63,9 @@ fn run_task() -> Result<()> {
             [keep] if keep == "--keep" => demo::run(&root, true),
             _ => bail!("usage: cargo xtask demo [--keep]"),
         };
+    }
+    if task == "bench" {
+        return bench::run(&root, bench::Options::parse(rest)?);
     }
     if !rest.is_empty() {
         bail!("`{task}` takes no arguments, got: {}", rest.join(" "));
