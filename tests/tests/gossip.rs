@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shoal_tests::overlay::Topology;
 use shoal_tests::swarm::{
-    cli, cli_ok, form, start_agent, start_agent_with, start_agents, text, wait_for,
+    cli, cli_ok, form, nodes, start_agent, start_agent_with, start_agents, text, wait_for,
 };
 use shoal_tests::{require_root, Host, Underlay};
 
@@ -377,6 +377,16 @@ fn lossy_links_declare_no_live_node_dead() {
     let mut published = false;
     let mut rotated = false;
     while start.elapsed() < Duration::from_secs(secs) {
+        // The managers' view too: no node is marked down by missed
+        // heartbeats (which would replace its tasks).
+        let listed = nodes(h[0]);
+        if !listed.is_empty() {
+            assert!(
+                listed.iter().all(|n| n["Status"]["State"] == "ready"),
+                "a node was marked down after {} s under 10%/50 ms: {listed:#?}",
+                start.elapsed().as_secs()
+            );
+        }
         for host in &h {
             let view = members(host);
             let down = &view["gossip"]["transitions"]["down"];
