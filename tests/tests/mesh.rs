@@ -253,16 +253,18 @@ fn published_ports_reach_every_replica_through_every_node() {
     assert!(gone, "the killed task stayed in the rotation");
 }
 
-/// Asks the embedded DNS for `api` and `tasks.api`, and fetches
-/// `http://api/` through the virtual IP, 12 times; prints what it got.
+/// Asks the embedded DNS for `api`, `tasks.api` and the VIP's reverse name,
+/// and fetches `http://api/` through the virtual IP, 12 times; prints what
+/// it got.
 const CALLER: &str = r#"
 import socket, time, urllib.request
 for i in range(12):
     try:
         vip = socket.gethostbyname("api")
         tasks = sorted(socket.gethostbyname_ex("tasks.api")[2])
+        ptr = socket.gethostbyaddr(vip)[0]
         body = urllib.request.urlopen("http://api/", timeout=3).read().decode().strip()
-        print("vip=%s tasks=%s %s" % (vip, ",".join(tasks), body), flush=True)
+        print("vip=%s ptr=%s tasks=%s %s" % (vip, ptr, ",".join(tasks), body), flush=True)
     except Exception as e:
         print("error %r" % e, flush=True)
     time.sleep(0.3)

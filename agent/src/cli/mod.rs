@@ -90,6 +90,9 @@ pub struct AgentArgs {
     /// cgroup of its own (default: `shoal` at the cgroup2 mount).
     #[arg(long)]
     pub cgroup_root: Option<PathBuf>,
+    /// This node's load balancer for published ports and virtual IPs.
+    #[arg(long, value_enum, default_value = "ebpf")]
+    pub mesh: crate::mesh::MeshMode,
     /// CPUs this node offers to reservations (default: its CPU count).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -151,6 +154,7 @@ impl Cli {
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
                         resources,
+                        mesh: args.mesh,
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()
                                 .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))

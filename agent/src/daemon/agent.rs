@@ -102,6 +102,7 @@ pub struct Agent {
     events_rx: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
     cgroup_root: std::path::PathBuf,
     resources: shoal_control::objects::NodeResources,
+    mesh: crate::mesh::MeshMode,
 }
 
 fn status(e: impl std::fmt::Display) -> Status {
@@ -127,6 +128,7 @@ impl Agent {
             events_rx: Mutex::new(Some(rx)),
             cgroup_root: opts.cgroup_root.clone(),
             resources: opts.resources,
+            mesh: opts.mesh,
         })
     }
 
@@ -564,6 +566,7 @@ impl Agent {
                 history: handouts.history.subscribe(),
                 reports: reports_tx,
                 cgroup_root: self.cgroup_root.clone(),
+                mesh: self.mesh,
                 log_fetches: fetches_rx,
                 log_chunks: chunks_tx,
             },

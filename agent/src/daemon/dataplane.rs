@@ -24,6 +24,7 @@ use super::ingress::{self, IngressPlane};
 use super::names::NamePlane;
 use crate::gossip::service::{Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
+use crate::mesh::MeshMode;
 use crate::netns::NetnsDir;
 use crate::overlay::{self, Attachment, Change, OverlaySpec, RtnlKernel, SandboxSpec};
 
@@ -163,6 +164,7 @@ pub struct Inputs {
     pub pin_dir: PathBuf,
     /// The cgroup every task's cgroup is under (east-west hook).
     pub cgroup_root: PathBuf,
+    pub mesh: MeshMode,
 }
 
 impl DataPlane {
@@ -283,17 +285,20 @@ async fn run(
         let started = Instant::now();
         let mesh = ingress.clone();
         let underlay_mtu = inputs.underlay_mtu;
+        let mesh_mode = inputs.mesh;
         let warming = began.elapsed() < ingress::WARM_UP;
         let result = tokio::task::spawn_blocking(move || {
             let mut kernel = RtnlKernel::new(netns);
             let changes = overlay::reconcile_keeping(&mut kernel, &spec, warming)?;
             // The mesh needs the overlay's namespaces; a mesh failure is
             // reported but does not undo the overlay.
-            if let Ok(mut mesh) = mesh.lock() {
-                match mesh.sync(&networks, &live, &lingering, underlay_mtu) {
-                    Ok(done) if !done.is_empty() => tracing::info!("mesh: {done:?}"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("mesh: {e:#}"),
+            if mesh_mode == MeshMode::Ebpf {
+                if let Ok(mut mesh) = mesh.lock() {
+                    match mesh.sync(&networks, &live, &lingering, underlay_mtu) {
+                        Ok(done) if !done.is_empty() => tracing::info!("mesh: {done:?}"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("mesh: {e:#}"),
+                    }
                 }
             }
             Ok::<_, overlay::OverlayError>((changes, spec))

@@ -41,6 +41,8 @@ pub struct Options {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The cgroup holding one cgroup per task.
     pub cgroup_root: PathBuf,
+    /// The node's load balancer.
+    pub mesh: crate::mesh::MeshMode,
     /// What this node offers to reservations (default: what it has).
     pub resources: shoal_control::objects::NodeResources,
 }

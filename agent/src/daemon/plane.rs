@@ -59,6 +59,8 @@ pub struct TaskInputs {
     pub reports: watch::Sender<Vec<TaskReport>>,
     /// The cgroup under which each task gets its own.
     pub cgroup_root: std::path::PathBuf,
+    /// The node's load balancer (it needs the task cgroup root).
+    pub mesh: crate::mesh::MeshMode,
     /// The leader's log fetches, and where the answers go.
     pub log_fetches: mpsc::Receiver<Vec<LogFetch>>,
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
@@ -108,6 +110,7 @@ impl Plane {
             local: local.clone(),
             pin_dir: super::ingress::pin_dir(run_dir),
             cgroup_root: tasks.cgroup_root.clone(),
+            mesh: tasks.mesh,
         });
         let runtime: Arc<dyn Runtime> = Arc::new(
             ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())

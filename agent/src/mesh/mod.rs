@@ -26,6 +26,22 @@ use shoal_ebpf_common::mesh::{
     MAGLEV_SLOTS, MAX_BACKENDS,
 };
 
+/// Which load balancer a node runs, chosen per node (`shoal agent --mesh`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MeshMode {
+    /// The eBPF data path: ingress on published ports, virtual IPs at
+    /// `connect()`.
+    #[default]
+    Ebpf,
+    /// No load balancer on this node: its addresses do not serve published
+    /// ports, its tasks reach services by task address (`tasks.NAME`)
+    /// only, and replies of its tasks to ingress clients have no way back
+    /// (keep published services off it with a constraint). For hosts where
+    /// eBPF is not allowed, until the IPVS backend of [`MeshKernel`] exists.
+    Off,
+}
+
 /// The transport protocol of a published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
