@@ -161,6 +161,20 @@ fn published_ports_reach_every_replica_through_every_node() {
     let (seen, failed) = spread(client, nodes, 15);
     assert_eq!(failed, 0, "requests failed: {seen:?}");
 
+    // The backends' own logs name the client, not a node.
+    let logs = cli_ok(nodes[0], &["service", "logs", "web"]);
+    let from_client = format!("request from {}:", client.addr());
+    assert!(
+        logs.contains(&from_client),
+        "no `{from_client}` in:\n{logs}"
+    );
+    assert!(
+        nodes
+            .iter()
+            .all(|n| !logs.contains(&format!("request from {}:", n.addr()))),
+        "a backend saw a node's address:\n{logs}"
+    );
+
     // UDP too, through every node.
     for node in nodes {
         let (task, from) = udp(client, &node.addr().to_string()).expect("a UDP answer");

@@ -219,6 +219,9 @@ async fn run(
     // that differs from the last one written goes to disk.
     let mut saved = inputs.networks.borrow().clone();
     let began = Instant::now();
+    // What the kernel held when this agent started (an earlier agent's
+    // entries), kept for a while; see `overlay::reconcile_keeping`.
+    let inherited: Arc<Mutex<Option<overlay::HostState>>> = Arc::new(Mutex::new(None));
     let ingress = Arc::new(Mutex::new(IngressPlane::new(
         inputs.pin_dir.clone(),
         inputs.netns.clone(),
@@ -287,9 +290,18 @@ async fn run(
         let underlay_mtu = inputs.underlay_mtu;
         let mesh_mode = inputs.mesh;
         let warming = began.elapsed() < ingress::WARM_UP;
+        let kept = inherited.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut kernel = RtnlKernel::new(netns);
-            let changes = overlay::reconcile_keeping(&mut kernel, &spec, warming)?;
+            let mut kept = kept.lock().map_err(|_| {
+                overlay::OverlayError::Kernel("inherited overlay state poisoned".into())
+            })?;
+            if kept.is_none() {
+                *kept = Some(overlay::OverlayKernel::observe(&mut kernel)?);
+            }
+            let keep = kept.as_ref().filter(|_| warming);
+            let changes = overlay::reconcile_keeping(&mut kernel, &spec, keep)?;
+            drop(kept);
             // The mesh needs the overlay's namespaces; a mesh failure is
             // reported but does not undo the overlay.
             if mesh_mode == MeshMode::Ebpf {

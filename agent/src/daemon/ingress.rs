@@ -114,9 +114,11 @@ pub fn spec(
 }
 
 /// After the agent starts, gossip takes a moment to learn the other nodes'
-/// endpoints again; until then a backend missing from the tables lingers
-/// rather than losing its flows, and the overlay keeps its entries for them.
-pub const WARM_UP: Duration = Duration::from_secs(15);
+/// endpoints again (it syncs with a member as soon as it sees it, about a
+/// second); until then a backend the tables held before the start lingers
+/// rather than losing its flows, and the overlay keeps the entries it
+/// inherited.
+pub const WARM_UP: Duration = Duration::from_secs(5);
 
 /// `spec`, with every backend the tables hold but `spec` lacks kept as
 /// lingering.

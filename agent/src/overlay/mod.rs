@@ -50,24 +50,35 @@ pub fn reconcile(
     kernel: &mut dyn OverlayKernel,
     spec: &OverlaySpec,
 ) -> Result<Vec<Change>, OverlayError> {
-    reconcile_keeping(kernel, spec, false)
+    reconcile_keeping(kernel, spec, None)
 }
 
-/// Like [`reconcile`]; with `keep_remote`, forwarding and neighbour entries
-/// the spec no longer lists are left in place. A freshly started agent uses
-/// it while gossip relearns the other nodes' endpoints, so traffic to them
-/// does not stall in the meantime.
+/// Like [`reconcile`], but forwarding and neighbour entries that `inherited`
+/// holds are not deleted. A freshly restarted agent passes what the kernel
+/// held when it started, while gossip relearns the other nodes' endpoints,
+/// so traffic to them does not stall meanwhile; entries it learned itself
+/// come and go as usual.
 pub fn reconcile_keeping(
     kernel: &mut dyn OverlayKernel,
     spec: &OverlaySpec,
-    keep_remote: bool,
+    inherited: Option<&HostState>,
 ) -> Result<Vec<Change>, OverlayError> {
     spec.validate()?;
     let desired = HostState::desired(spec);
     let observed = kernel.observe()?;
     let mut changes = plan(&desired, &observed);
-    if keep_remote {
-        changes.retain(|c| !matches!(c, Change::DelFdb { .. } | Change::DelNeigh { .. }));
+    if let Some(kept) = inherited {
+        changes.retain(|c| match c {
+            Change::DelFdb { network, mac } => !kept
+                .networks
+                .get(network)
+                .is_some_and(|n| n.fdb.contains_key(mac)),
+            Change::DelNeigh { network, ip } => !kept
+                .networks
+                .get(network)
+                .is_some_and(|n| n.neigh.contains_key(ip)),
+            _ => true,
+        });
     }
     for change in &changes {
         kernel.apply(change)?;

@@ -381,3 +381,38 @@ fn gateways_get_forwarding_entries_but_no_neighbours() {
     assert_eq!(red.fdb.len(), 3);
     assert_eq!(red.neigh.len(), 2);
 }
+
+#[test]
+fn a_restarted_agent_keeps_only_the_entries_it_inherited() {
+    let mut kernel = FakeKernel::default();
+    // What an earlier agent left: h2's and h3's endpoints.
+    reconcile(&mut kernel, &spec()).unwrap();
+    let inherited = kernel.state.clone();
+    // A new endpoint learned after the start, on h4.
+    let mut learned = spec();
+    learned
+        .endpoints
+        .push(endpoint("red", "10.10.0.9", "198.18.0.4"));
+    reconcile_keeping(&mut kernel, &learned, Some(&inherited)).unwrap();
+    // Gossip has not relearned h2 yet, and h4's endpoint is withdrawn: only
+    // the inherited entries stay.
+    let mut partial = spec();
+    partial.endpoints.retain(|e| e.vtep != ip("198.18.0.2"));
+    let changes = reconcile_keeping(&mut kernel, &partial, Some(&inherited)).unwrap();
+    assert_eq!(
+        changes,
+        vec![
+            Change::DelFdb {
+                network: "red".into(),
+                mac: MacAddr::from_ipv4(ip("10.10.0.9")),
+            },
+            Change::DelNeigh {
+                network: "red".into(),
+                ip: ip("10.10.0.9"),
+            },
+        ]
+    );
+    assert!(kernel.state.networks["red"]
+        .fdb
+        .contains_key(&MacAddr::from_ipv4(ip("10.10.0.3"))));
+}

@@ -19,7 +19,7 @@ pub type KeyId = u32;
 pub const KEY_LEN: usize = 32;
 
 /// Salt of the per-sender key derivation; changes with the wire version.
-const HKDF_SALT: &[u8] = b"shoal gossip v1";
+const HKDF_SALT: &[u8] = b"shoal gossip v2";
 
 /// A 256-bit cluster gossip key. Its `Debug` never prints the bytes.
 #[derive(Clone, PartialEq, Eq)]

@@ -408,3 +408,22 @@ fn the_fuzz_seeds_still_decode() {
     kinds.dedup();
     assert_eq!(kinds.len(), 5, "one seed per message kind");
 }
+
+/// Rewrites `fuzz/seeds/decode_message` from [`messages`], one file per
+/// message kind: run with `--ignored` after a deliberate format change.
+#[test]
+#[ignore]
+fn write_the_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/decode_message");
+    for message in messages() {
+        let name = match &message {
+            Message::Membership(_) => "membership",
+            Message::Deltas(_) => "deltas",
+            Message::Digest(_) => "digest",
+            Message::SyncRequest { .. } => "syncrequest",
+            Message::SyncPage { .. } => "syncpage",
+            Message::MemberList(_) => continue,
+        };
+        std::fs::write(dir.join(name), message.encode().expect("encodes")).expect("seed written");
+    }
+}
