@@ -103,6 +103,7 @@ pub struct Agent {
     cgroup_root: std::path::PathBuf,
     resources: shoal_control::objects::NodeResources,
     mesh: crate::mesh::MeshMode,
+    gossip_view: super::GossipView,
 }
 
 fn status(e: impl std::fmt::Display) -> Status {
@@ -129,6 +130,7 @@ impl Agent {
             cgroup_root: opts.cgroup_root.clone(),
             resources: opts.resources,
             mesh: opts.mesh,
+            gossip_view: super::GossipView::default(),
         })
     }
 
@@ -567,6 +569,7 @@ impl Agent {
                 reports: reports_tx,
                 cgroup_root: self.cgroup_root.clone(),
                 mesh: self.mesh,
+                gossip_view: self.gossip_view.clone(),
                 log_fetches: fetches_rx,
                 log_chunks: chunks_tx,
             },
@@ -621,8 +624,15 @@ impl Agent {
         if is_bootstrap {
             raft.initialize().await?;
         }
-        let m =
-            Manager::start(raft, identity.clone(), certs.clone(), peers.clone(), listen).await?;
+        let m = Manager::start(
+            raft,
+            identity.clone(),
+            certs.clone(),
+            peers.clone(),
+            listen,
+            self.gossip_view.clone(),
+        )
+        .await?;
         m.watch_autolock(kek.map(|k| k.to_string()), self.events.clone());
         if let Some((cluster, node)) = bootstrap {
             let deadline = Instant::now() + Duration::from_secs(10);

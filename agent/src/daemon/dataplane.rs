@@ -165,6 +165,7 @@ pub struct Inputs {
     /// The cgroup every task's cgroup is under (east-west hook).
     pub cgroup_root: PathBuf,
     pub mesh: MeshMode,
+    pub gossip_view: super::GossipView,
 }
 
 impl DataPlane {
@@ -253,6 +254,12 @@ async fn run(
             (Ok(live), Ok(status), Ok(entries)) => (live, status.members, entries),
             _ => return,
         };
+        if let Ok(mut view) = inputs.gossip_view.write() {
+            *view = members
+                .iter()
+                .map(|m| (m.view.node.as_str().to_string(), m.view.state.is_active()))
+                .collect();
+        }
         // Entries of members that are down: their tasks may still serve.
         let mut lingering: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
         for (network, _, record, alive) in entries {

@@ -13,6 +13,12 @@ mod ingress;
 mod local;
 mod manager;
 mod metrics;
+
+/// What this node's gossip says of each member, by node id: `true` while
+/// alive or suspect. Written by the data-plane loop, read by the managers'
+/// down detector, which marks a silent node Down quickly only when gossip
+/// agrees.
+pub type GossipView = std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, bool>>>;
 mod names;
 mod peers;
 mod plane;

@@ -61,6 +61,8 @@ pub struct TaskInputs {
     pub cgroup_root: std::path::PathBuf,
     /// The node's load balancer (it needs the task cgroup root).
     pub mesh: crate::mesh::MeshMode,
+    /// Kept current from gossip, for the managers' down detector.
+    pub gossip_view: super::GossipView,
     /// The leader's log fetches, and where the answers go.
     pub log_fetches: mpsc::Receiver<Vec<LogFetch>>,
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
@@ -111,6 +113,7 @@ impl Plane {
             pin_dir: super::ingress::pin_dir(run_dir),
             cgroup_root: tasks.cgroup_root.clone(),
             mesh: tasks.mesh,
+            gossip_view: tasks.gossip_view.clone(),
         });
         let runtime: Arc<dyn Runtime> = Arc::new(
             ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())

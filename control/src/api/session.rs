@@ -12,6 +12,10 @@ use crate::objects::{
 /// silent node Down (Swarm: 5 s and ~15 s).
 pub const HEARTBEAT_PERIOD_MS: u64 = 500;
 pub const DOWN_AFTER_MS: u64 = 2_000;
+/// How long a node that gossip still sees alive may stay silent before it
+/// is marked Down anyway: heartbeats ride on TCP, and on a lossy link one
+/// can be late by more than [`DOWN_AFTER_MS`] while the node is fine.
+pub const DOWN_AFTER_IF_ALIVE_MS: u64 = 10_000;
 
 /// The port every node gossips on, UDP (SWIM) and TCP (full-state sync), as
 /// in Docker's swarm mode.

@@ -143,37 +143,30 @@ impl AddressBook {
     /// two allocators (service writes and the orchestrator's task writes)
     /// cannot pick the same address until the subnet is nearly full.
     pub fn allocate_high(&mut self, network: &Network) -> Result<Ipv4Addr, AddressError> {
-        let spec = &network.spec;
-        let taken = self.taken.entry(network.id.clone()).or_default();
-        let hosts: Vec<Ipv4Addr> = spec.subnet.hosts().collect();
-        let ip = hosts
-            .into_iter()
-            .rev()
-            .find(|ip| *ip != spec.gateway && !taken.contains(ip))
-            .ok_or_else(|| AddressError::Exhausted {
-                network: network.name.clone(),
-                in_use: self.in_use.get(&network.id).copied().unwrap_or(0),
-                quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
-            })?;
-        taken.insert(ip);
-        *self.in_use.entry(network.id.clone()).or_default() += 1;
-        Ok(ip)
+        self.take(network, true)
     }
 
     /// The lowest free host address of `network` (never the gateway),
     /// marked taken.
     pub fn allocate(&mut self, network: &Network) -> Result<Ipv4Addr, AddressError> {
+        self.take(network, false)
+    }
+
+    fn take(&mut self, network: &Network, from_top: bool) -> Result<Ipv4Addr, AddressError> {
         let spec = &network.spec;
         let taken = self.taken.entry(network.id.clone()).or_default();
-        let ip = spec
-            .subnet
-            .hosts()
-            .find(|ip| *ip != spec.gateway && !taken.contains(ip))
-            .ok_or_else(|| AddressError::Exhausted {
-                network: network.name.clone(),
-                in_use: self.in_use.get(&network.id).copied().unwrap_or(0),
-                quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
-            })?;
+        let free = |ip: &Ipv4Addr| *ip != spec.gateway && !taken.contains(ip);
+        let mut hosts = spec.subnet.hosts();
+        let found = if from_top {
+            hosts.rev().find(free)
+        } else {
+            hosts.find(free)
+        };
+        let ip = found.ok_or_else(|| AddressError::Exhausted {
+            network: network.name.clone(),
+            in_use: self.in_use.get(&network.id).copied().unwrap_or(0),
+            quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
+        })?;
         taken.insert(ip);
         *self.in_use.entry(network.id.clone()).or_default() += 1;
         Ok(ip)

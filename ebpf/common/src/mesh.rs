@@ -225,6 +225,20 @@ impl ServiceKey {
     }
 }
 
+impl FlowKey {
+    /// The same flow seen from the other end.
+    pub const fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
 impl LiveKey {
     pub const fn new(service: ServiceKey, backend: &Backend) -> Self {
         Self {
@@ -307,6 +321,24 @@ mod tests {
         assert_eq!(size_of::<Config>(), 16);
         assert!(MAGLEV_SLOTS.is_power_of_two());
         assert!(MAX_BACKENDS <= usize::from(u16::MAX));
+    }
+
+    #[test]
+    fn a_reversed_key_swaps_the_ends() {
+        let k = FlowKey {
+            src: 1,
+            dst: 2,
+            sport: 3,
+            dport: 4,
+            proto: IPPROTO_UDP,
+            pad: [0; 3],
+        };
+        let r = k.reversed();
+        assert_eq!(
+            (r.src, r.dst, r.sport, r.dport, r.proto),
+            (2, 1, 4, 3, IPPROTO_UDP)
+        );
+        assert_eq!(r.reversed(), k);
     }
 
     #[test]

@@ -107,10 +107,7 @@ fn parse(ctx: &TcContext) -> Option<Packet> {
 /// destination and send the frame into the ingress network.
 #[classifier]
 pub fn shoal_ingress(ctx: TcContext) -> i32 {
-    match ingress(&ctx) {
-        Some(action) => action,
-        None => TC_ACT_OK as i32,
-    }
+    ingress(&ctx).unwrap_or(TC_ACT_OK as i32)
 }
 
 #[inline(always)]
@@ -165,14 +162,13 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
                 client_mac: packet.src_mac,
                 node_mac: ctx.load(0).ok()?,
             };
+            // The reply's key: from the backend to the client.
             let reverse = FlowKey {
-                src: backend.addr,
-                dst: key.src,
-                sport: backend.port,
-                dport: key.sport,
-                proto: key.proto,
-                pad: [0; 3],
-            };
+                dst: backend.addr,
+                dport: backend.port,
+                ..key
+            }
+            .reversed();
             MESH_CT.insert(key, flow, 0).ok()?;
             MESH_REV.insert(reverse, flow, 0).ok()?;
             backend
@@ -192,10 +188,7 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
 /// came in.
 #[classifier]
 pub fn shoal_reply(ctx: TcContext) -> i32 {
-    match reply(&ctx) {
-        Some(action) => action,
-        None => TC_ACT_OK as i32,
-    }
+    reply(&ctx).unwrap_or(TC_ACT_OK as i32)
 }
 
 #[inline(always)]
@@ -229,14 +222,7 @@ fn learn(ctx: &TcContext) -> Option<()> {
         return None;
     }
     let key = packet.key;
-    let reverse = FlowKey {
-        src: key.dst,
-        dst: key.src,
-        sport: key.dport,
-        dport: key.sport,
-        proto: key.proto,
-        pad: [0; 3],
-    };
+    let reverse = key.reversed();
     if let Some(known) = MESH_RETURN.get_ptr(reverse) {
         // SAFETY: see `ingress`.
         if unsafe { (*known).mac } == packet.src_mac {
@@ -254,10 +240,7 @@ fn learn(ctx: &TcContext) -> Option<()> {
 /// an ingress flow goes back to the node the flow came through.
 #[classifier]
 pub fn shoal_return(ctx: TcContext) -> i32 {
-    match back(&ctx) {
-        Some(action) => action,
-        None => TC_ACT_OK as i32,
-    }
+    back(&ctx).unwrap_or(TC_ACT_OK as i32)
 }
 
 #[inline(always)]

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use shoal_control::api::{no_quorum_message, DOWN_AFTER_MS};
+use shoal_control::api::{no_quorum_message, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS};
 use shoal_control::objects::{Cluster, Node, NodeState, Role};
 use shoal_control::raft::{RaftNode, WriteError};
 use shoal_control::store::{kind, AtRest, Command, Objects, Response};
@@ -54,6 +54,8 @@ pub struct ManagerCtx {
     assignments: Mutex<orchestrate::AssignmentCache>,
     /// `service logs` fetches and answers (meaningful on the leader).
     logs: logs::LogExchange,
+    /// This node's gossip view of the members.
+    gossip: super::GossipView,
 }
 
 /// A running manager role; dropping it does not stop it, `stop` does.
@@ -187,10 +189,15 @@ impl ManagerCtx {
             .ok_or_else(|| self.quorum_error())
     }
 
-    /// Leader only: marks Ready nodes that stopped heartbeating as Down.
+    /// Leader only: marks Ready nodes that stopped heartbeating as Down:
+    /// after [`DOWN_AFTER_MS`] of silence when gossip also lost them (or
+    /// never knew them), after [`DOWN_AFTER_IF_ALIVE_MS`] when gossip still
+    /// sees them alive, so a lossy link does not get a live node's tasks
+    /// replaced.
     async fn detect_down(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let down_after = Duration::from_millis(DOWN_AFTER_MS);
+        let down_if_alive = Duration::from_millis(DOWN_AFTER_IF_ALIVE_MS);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -216,7 +223,18 @@ impl ManagerCtx {
                     .ok()
                     .and_then(|s| s.get(&node.id).copied())
                     .unwrap_or(since);
-                if node.state != NodeState::Down && last.elapsed() > down_after {
+                let gossip_alive = self
+                    .gossip
+                    .read()
+                    .ok()
+                    .and_then(|g| g.get(&node.id).copied())
+                    .unwrap_or(false);
+                let limit = if gossip_alive {
+                    down_if_alive
+                } else {
+                    down_after
+                };
+                if node.state != NodeState::Down && last.elapsed() > limit {
                     let version = self.node(&node.id).map(|(_, v)| v);
                     let down = Node {
                         state: NodeState::Down,
@@ -243,6 +261,7 @@ impl Manager {
         certs: Arc<RwLock<Certs>>,
         peers: Peers,
         listen: SocketAddr,
+        gossip: super::GossipView,
     ) -> anyhow::Result<Manager> {
         let ctx = Arc::new(ManagerCtx {
             identity,
@@ -255,6 +274,7 @@ impl Manager {
             reports: Mutex::default(),
             assignments: Mutex::default(),
             logs: logs::LogExchange::default(),
+            gossip,
         });
         let stop = CancellationToken::new();
         let server_stop = stop.child_token();
