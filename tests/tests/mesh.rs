@@ -268,8 +268,8 @@ fn published_ports_reach_every_replica_through_every_node() {
 }
 
 /// Asks the embedded DNS for `api`, `tasks.api` and the VIP's reverse name,
-/// and fetches `http://api/` through the virtual IP, 12 times; prints what
-/// it got.
+/// fetches `http://api/` through the virtual IP and sends a UDP datagram to
+/// `api:90` from an unconnected socket, 12 times; prints what it got.
 const CALLER: &str = r#"
 import socket, time, urllib.request
 for i in range(12):
@@ -278,7 +278,13 @@ for i in range(12):
         tasks = sorted(socket.gethostbyname_ex("tasks.api")[2])
         ptr = socket.gethostbyaddr(vip)[0]
         body = urllib.request.urlopen("http://api/", timeout=3).read().decode().strip()
-        print("vip=%s ptr=%s tasks=%s %s" % (vip, ptr, ",".join(tasks), body), flush=True)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.settimeout(3)
+        u.sendto(b"hi", ("api", 90))
+        answer, peer = u.recvfrom(2048)
+        u.close()
+        udp_task = answer.decode().split()[0].split("=")[1]
+        print("vip=%s ptr=%s tasks=%s udp_from=%s udp_task=%s %s" % (vip, ptr, ",".join(tasks), peer[0], udp_task, body), flush=True)
     except Exception as e:
         print("error %r" % e, flush=True)
     time.sleep(0.3)
@@ -344,6 +350,25 @@ fn tasks_reach_a_service_by_name_through_its_virtual_ip() {
         assert!(
             line.contains(&format!("vip={vip} ")),
             "{line}: not the VIP {vip}"
+        );
+        assert!(
+            line.contains("ptr=api "),
+            "{line}: the VIP's reverse name is not api"
+        );
+        // A datagram from an unconnected socket: sent to a task, answered as
+        // if by the VIP.
+        assert!(
+            line.contains(&format!("udp_from={vip} ")),
+            "{line}: UDP answer not from the VIP"
+        );
+        let udp_task = line
+            .split("udp_task=")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap_or_default();
+        assert!(
+            api_ids.contains(udp_task),
+            "{line}: UDP answered by {udp_task}"
         );
         let tasks: BTreeSet<String> = line
             .split("tasks=")

@@ -204,7 +204,7 @@ impl IngressPlane {
         let mesh = self.mesh.as_mut().context("the mesh is not loaded")?;
         if created || self.attached.as_deref() != Some(ingress.id.as_str()) {
             attach(mesh.kernel(), &self.netns, ingress, &underlay, mac)?;
-            mesh.kernel().attach_connect(&self.cgroup_root)?;
+            mesh.kernel().attach_socket_hooks(&self.cgroup_root)?;
             self.attached = Some(ingress.id.clone());
             tracing::info!(
                 "mesh: ingress programs attached (underlay {underlay}, network {})",

@@ -21,7 +21,7 @@ use aya::Ebpf;
 use shoal_ebpf_common::mesh::{
     Config, LiveKey, ServiceKey, ServiceTable, VipBackends, CONFIG_MAP, CONNECT_PROGRAM,
     INGRESS_PROGRAM, LEARN_PROGRAM, LIVE, LIVE_MAP, LOCAL_MAP, MAPS, MAX_VIP_BACKENDS,
-    REPLY_PROGRAM, RETURN_PROGRAM, SERVICES_MAP, VIPS_MAP,
+    RECVMSG_PROGRAM, REPLY_PROGRAM, RETURN_PROGRAM, SENDMSG_PROGRAM, SERVICES_MAP, VIPS_MAP,
 };
 
 use super::loader::{self, ObjectSource};
@@ -83,18 +83,11 @@ impl EbpfMesh {
                 .load()
                 .map_err(|e| program_error(program, "load it into the kernel", e))?;
         }
-        let connect: &mut CgroupSockAddr = ebpf
-            .program_mut(CONNECT_PROGRAM)
-            .ok_or_else(|| EbpfError::MissingInObject {
-                origin: origin.to_string(),
-                kind: "program",
-                name: CONNECT_PROGRAM,
-            })?
-            .try_into()
-            .map_err(|e| connect_error("use it as a cgroup sock_addr program", e))?;
-        connect
-            .load()
-            .map_err(|e| connect_error("load it into the kernel", e))?;
+        for name in SOCKET_PROGRAMS {
+            socket_program(&mut ebpf, &origin, name)?
+                .load()
+                .map_err(|e| socket_error(name, "load it into the kernel", e))?;
+        }
         let services = open_hash(&mut ebpf, &origin, SERVICES_MAP)?;
         let vips = open_hash(&mut ebpf, &origin, VIPS_MAP)?;
         let live = open_hash(&mut ebpf, &origin, LIVE_MAP)?;
@@ -113,19 +106,16 @@ impl EbpfMesh {
         })
     }
 
-    /// Attaches the east-west `connect4` hook to the cgroup at `cgroup`
-    /// (every task's cgroup is below it). A link pinned by an earlier agent
-    /// is kept as it is: it runs the same code against the same maps.
-    pub fn attach_connect(&mut self, cgroup: &Path) -> Result<(), EbpfError> {
+    /// Attaches the east-west hooks (`connect4`, `sendmsg4`, `recvmsg4`) to
+    /// the cgroup at `cgroup` (every task's cgroup is below it). A link
+    /// pinned by an earlier agent is kept as it is: it runs the same code
+    /// against the same maps.
+    pub fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<(), EbpfError> {
         let links = self.pin_dir.join("links");
         std::fs::create_dir_all(&links).map_err(|source| EbpfError::PinDir {
             path: links.clone(),
             source,
         })?;
-        let pin = links.join(format!("{CONNECT_PROGRAM}@cgroup"));
-        if PinnedLink::from_pin(&pin).is_ok() {
-            return Ok(());
-        }
         std::fs::create_dir_all(cgroup).map_err(|source| EbpfError::PinDir {
             path: cgroup.to_path_buf(),
             source,
@@ -134,34 +124,31 @@ impl EbpfMesh {
             path: cgroup.to_path_buf(),
             source,
         })?;
-        let prog: &mut CgroupSockAddr = self
-            .ebpf
-            .program_mut(CONNECT_PROGRAM)
-            .ok_or_else(|| EbpfError::MissingInObject {
-                origin: self.origin.to_string(),
-                kind: "program",
-                name: CONNECT_PROGRAM,
-            })?
-            .try_into()
-            .map_err(|e| connect_error("use it as a cgroup sock_addr program", e))?;
-        // With a bpf link the kernel wants no attach flags; links to one
-        // cgroup always stack.
-        let id = prog
-            .attach(&dir, CgroupAttachMode::Single)
-            .map_err(|e| connect_error(&format!("attach it to {}", cgroup.display()), e))?;
-        let link: FdLink = prog
-            .take_link(id)
-            .map_err(|e| connect_error("keep its link", e))?
-            .try_into()
-            .map_err(|e| EbpfError::Program {
-                program: CONNECT_PROGRAM,
-                action: format!("use its link as a bpf link: {e}"),
-                source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
+        for name in SOCKET_PROGRAMS {
+            let pin = links.join(format!("{name}@cgroup"));
+            if PinnedLink::from_pin(&pin).is_ok() {
+                continue;
+            }
+            let prog = socket_program(&mut self.ebpf, &self.origin, name)?;
+            // With a bpf link the kernel wants no attach flags; links to one
+            // cgroup always stack.
+            let id = prog.attach(&dir, CgroupAttachMode::Single).map_err(|e| {
+                socket_error(name, &format!("attach it to {}", cgroup.display()), e)
             })?;
-        link.pin(&pin).map_err(|e| EbpfError::PinDir {
-            path: pin.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+            let link: FdLink = prog
+                .take_link(id)
+                .map_err(|e| socket_error(name, "keep its link", e))?
+                .try_into()
+                .map_err(|e| EbpfError::Program {
+                    program: name,
+                    action: format!("use its link as a bpf link: {e}"),
+                    source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
+                })?;
+            link.pin(&pin).map_err(|e| EbpfError::PinDir {
+                path: pin.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
         Ok(())
     }
 
@@ -482,9 +469,27 @@ fn map_error(map: &'static str, action: &str, e: aya::maps::MapError) -> EbpfErr
     }
 }
 
-fn connect_error(action: &str, e: aya::programs::ProgramError) -> EbpfError {
+/// The east-west socket hooks.
+const SOCKET_PROGRAMS: [&str; 3] = [CONNECT_PROGRAM, SENDMSG_PROGRAM, RECVMSG_PROGRAM];
+
+fn socket_program<'a>(
+    ebpf: &'a mut Ebpf,
+    origin: &ObjectSource,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, EbpfError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| EbpfError::MissingInObject {
+            origin: origin.to_string(),
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|e| socket_error(name, "use it as a cgroup sock_addr program", e))
+}
+
+fn socket_error(program: &'static str, action: &str, e: aya::programs::ProgramError) -> EbpfError {
     EbpfError::Program {
-        program: CONNECT_PROGRAM,
+        program,
         action: action.to_owned(),
         source: Box::new(e),
     }

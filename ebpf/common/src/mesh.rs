@@ -54,6 +54,26 @@ pub const VIPS_MAP: &str = "MESH_VIPS";
 /// packet is ever translated (east-west).
 pub const CONNECT_PROGRAM: &str = "shoal_connect4";
 
+/// cgroup `sendmsg4` hook: the same for a datagram sent to a virtual IP from
+/// an unconnected UDP socket; it remembers which task stood in for the VIP.
+pub const SENDMSG_PROGRAM: &str = "shoal_sendmsg4";
+/// cgroup `recvmsg4` hook: a datagram from that task reads as coming from
+/// the virtual IP, so the application sees the address it wrote to.
+pub const RECVMSG_PROGRAM: &str = "shoal_recvmsg4";
+/// LRU hash map [`UdpVipKey`] -> virtual IP (wire order).
+pub const UDP_VIPS_MAP: &str = "MESH_UDP_VIPS";
+
+/// A UDP socket and the task that stood in for a virtual IP for it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UdpVipKey {
+    pub cookie: u64,
+    /// Wire order.
+    pub addr: u32,
+    /// As `bpf_sock_addr.user_port` holds it (wire order in the low 16 bits).
+    pub port: u32,
+}
+
 /// Tasks one virtual IP balances over.
 pub const MAX_VIP_BACKENDS: usize = 64;
 /// Virtual IPs a node knows.
@@ -70,8 +90,9 @@ pub struct VipBackends {
 }
 
 /// Every map of the mesh, for pinning.
-pub const MAPS: [&str; 8] = [
+pub const MAPS: [&str; 9] = [
     VIPS_MAP,
+    UDP_VIPS_MAP,
     SERVICES_MAP,
     CT_MAP,
     REV_MAP,
@@ -284,7 +305,8 @@ pub const fn fmix32(mut h: u32) -> u32 {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Backend, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable, VipBackends,
+        Backend, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable, UdpVipKey,
+        VipBackends,
     };
 
     // SAFETY (all below): `#[repr(C)]` types made only of integers and byte
@@ -299,6 +321,7 @@ mod pod {
     unsafe impl aya::Pod for ReturnHop {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for VipBackends {}
+    unsafe impl aya::Pod for UdpVipKey {}
 }
 
 #[cfg(test)]

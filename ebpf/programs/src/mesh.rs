@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK},
-    helpers::{bpf_get_prandom_u32, bpf_redirect},
+    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_redirect},
     macros::{cgroup_sock_addr, classifier, map},
     maps::{Array, HashMap, LruHashMap},
     programs::{SockAddrContext, TcContext},
@@ -15,7 +15,7 @@ use shoal_ebpf_common::mesh::{
     flow_hash, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable,
     CONFIG_HOST, CONFIG_NETWORK, CONFIG_SLOTS, CT_CAPACITY, GATEWAY_MAC_PREFIX, IPPROTO_TCP,
     IPPROTO_UDP, LIVE_CAPACITY, LOCAL_CAPACITY, MAGLEV_SLOTS, MAX_BACKENDS,
-    SERVICES_CAPACITY, VIPS_CAPACITY, VipBackends,
+    SERVICES_CAPACITY, VIPS_CAPACITY, UdpVipKey, VipBackends,
 };
 
 const ETH_HDR_LEN: usize = 14;
@@ -323,26 +323,81 @@ fn ctx_ifindex(ctx: &TcContext) -> u32 {
 static MESH_VIPS: HashMap<u32, VipBackends> =
     HashMap::with_max_entries(VIPS_CAPACITY, BPF_F_NO_PREALLOC);
 
+#[map]
+static MESH_UDP_VIPS: LruHashMap<UdpVipKey, u32> = LruHashMap::with_max_entries(CT_CAPACITY, 0);
+
 /// East-west: a connect() to a service's virtual IP is pointed at one of its
 /// tasks, picked at random, before the socket sends anything.
 #[cgroup_sock_addr(connect4)]
 pub fn shoal_connect4(ctx: SockAddrContext) -> i32 {
-    // SAFETY: the kernel passes a valid `bpf_sock_addr` for this hook.
-    let addr = unsafe { &mut *ctx.sock_addr };
-    if let Some(backends) = MESH_VIPS.get_ptr(addr.user_ip4) {
-        // SAFETY: see `ingress`.
-        let backends = unsafe { &*backends };
-        let count = backends.count;
-        // SAFETY: a plain helper call.
-        let random = unsafe { bpf_get_prandom_u32() };
-        // `checked_rem` leaves no division-by-zero panic path, which the
-        // verifier would refuse.
-        if let Some(i) = random.checked_rem(count) {
-            if let Some(backend) = backends.addrs.get(i as usize) {
-                addr.user_ip4 = *backend;
-            }
-        }
-    }
-    // Allow the connect, translated or not.
+    to_task(&ctx);
+    // Allow the call, translated or not.
     1
+}
+
+/// The same for a datagram sent to a virtual IP without connect(); the task
+/// chosen is remembered for the socket so that its answers read as coming
+/// from the virtual IP.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn shoal_sendmsg4(ctx: SockAddrContext) -> i32 {
+    if let Some(vip) = to_task(&ctx) {
+        // SAFETY: the kernel passes a valid `bpf_sock_addr` for this hook;
+        // the cookie helper takes the context as it came.
+        let (addr, cookie) = unsafe {
+            (
+                &*ctx.sock_addr,
+                bpf_get_socket_cookie(ctx.sock_addr as *mut _),
+            )
+        };
+        let key = UdpVipKey {
+            cookie,
+            addr: addr.user_ip4,
+            port: addr.user_port,
+        };
+        let _ = MESH_UDP_VIPS.insert(key, vip, 0);
+    }
+    1
+}
+
+/// A datagram from a task that stood in for a virtual IP reads as coming
+/// from the virtual IP.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn shoal_recvmsg4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: as in `shoal_sendmsg4`.
+    let (addr, cookie) = unsafe {
+        (
+            &mut *ctx.sock_addr,
+            bpf_get_socket_cookie(ctx.sock_addr as *mut _),
+        )
+    };
+    let key = UdpVipKey {
+        cookie,
+        addr: addr.user_ip4,
+        port: addr.user_port,
+    };
+    if let Some(vip) = MESH_UDP_VIPS.get_ptr(key) {
+        // SAFETY: see `ingress`.
+        addr.user_ip4 = unsafe { *vip };
+    }
+    1
+}
+
+/// Points the call's address at a random task when it is a virtual IP;
+/// returns the virtual IP it replaced.
+#[inline(always)]
+fn to_task(ctx: &SockAddrContext) -> Option<u32> {
+    // SAFETY: the kernel passes a valid `bpf_sock_addr` for these hooks.
+    let addr = unsafe { &mut *ctx.sock_addr };
+    let vip = addr.user_ip4;
+    let backends = MESH_VIPS.get_ptr(vip)?;
+    // SAFETY: see `ingress`.
+    let backends = unsafe { &*backends };
+    let count = backends.count;
+    // SAFETY: a plain helper call.
+    let random = unsafe { bpf_get_prandom_u32() };
+    // `checked_rem` leaves no division-by-zero panic path, which the
+    // verifier would refuse.
+    let i = random.checked_rem(count)?;
+    addr.user_ip4 = *backends.addrs.get(i as usize)?;
+    Some(vip)
 }
