@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ingress::{self, IngressPlane};
 use super::names::NamePlane;
-use crate::gossip::service::{Gossip, LocalEndpoint};
+use crate::gossip::service::{Entry, Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
 use crate::mesh::MeshMode;
 use crate::netns::NetnsDir;
@@ -260,13 +260,7 @@ async fn run(
                 .map(|m| (m.view.node.as_str().to_string(), m.view.state.is_active()))
                 .collect();
         }
-        // Entries of members that are down: their tasks may still serve.
-        let mut lingering: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
-        for (network, _, record, alive) in entries {
-            if !alive {
-                lingering.entry(network).or_default().push(record);
-            }
-        }
+        let lingering = lingering(entries);
         let networks = networks.unwrap_or_default();
         let vteps: BTreeSet<Ipv4Addr> = members
             .iter()
@@ -361,6 +355,18 @@ async fn run(
             }
         }
     }
+}
+
+/// The entries of members that are down, per network: their tasks may
+/// still serve.
+fn lingering(entries: Vec<Entry>) -> BTreeMap<String, Vec<EndpointRecord>> {
+    let mut lingering: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
+    for (_owner, network, record, alive) in entries {
+        if !alive {
+            lingering.entry(network).or_default().push(record);
+        }
+    }
+    lingering
 }
 
 /// Removes every overlay namespace this agent made (leaving the swarm).
@@ -609,5 +615,33 @@ mod tests {
         assert_eq!(store.remove("t1").unwrap().len(), 1);
         assert!(LocalEndpoints::load(path).unwrap().list().is_empty());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn entries_of_dead_owners_linger_by_network() {
+        let entries = vec![
+            (
+                "node-a".into(),
+                "ingress".into(),
+                rec("t1", [10, 255, 0, 2], [198, 18, 0, 2]),
+                false,
+            ),
+            (
+                "node-b".into(),
+                "ingress".into(),
+                rec("t2", [10, 255, 0, 3], [198, 18, 0, 3]),
+                true,
+            ),
+            (
+                "node-a".into(),
+                "app".into(),
+                rec("t1", [10, 0, 0, 2], [198, 18, 0, 2]),
+                false,
+            ),
+        ];
+        let out = lingering(entries);
+        assert_eq!(out.keys().collect::<Vec<_>>(), ["app", "ingress"]);
+        assert_eq!(out["ingress"].len(), 1);
+        assert_eq!(out["ingress"][0].task_id, "t1");
     }
 }
