@@ -21,6 +21,8 @@ pub struct NamePlane {
     netns: NetnsDir,
     servers: BTreeMap<String, (Ipv4Addr, DnsServer)>,
     table: watch::Sender<Arc<DnsTable>>,
+    /// The host's nameservers, read once at start.
+    upstreams: Vec<std::net::SocketAddr>,
 }
 
 impl NamePlane {
@@ -29,6 +31,9 @@ impl NamePlane {
             netns,
             servers: BTreeMap::new(),
             table: watch::channel(Arc::new(DnsTable::default())).0,
+            upstreams: upstreams_from_resolv_conf(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            ),
         }
     }
 
@@ -61,12 +66,11 @@ impl NamePlane {
             if self.servers.contains_key(id) {
                 continue;
             }
-            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let config = DnsServerConfig::new(
                 id,
                 Some(self.netns.path(&names::network_ns(id))),
                 SocketAddrV4::new(network.gateway, 53),
-                upstreams_from_resolv_conf(&host),
+                self.upstreams.clone(),
             );
             match DnsServer::start(config, self.table.subscribe()).await {
                 Ok(server) => {

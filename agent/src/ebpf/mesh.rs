@@ -111,11 +111,7 @@ impl EbpfMesh {
     /// pinned by an earlier agent is kept as it is: it runs the same code
     /// against the same maps.
     pub fn attach_socket_hooks(&mut self, cgroup: &Path) -> Result<(), EbpfError> {
-        let links = self.pin_dir.join("links");
-        std::fs::create_dir_all(&links).map_err(|source| EbpfError::PinDir {
-            path: links.clone(),
-            source,
-        })?;
+        let links = self.links_dir()?;
         std::fs::create_dir_all(cgroup).map_err(|source| EbpfError::PinDir {
             path: cgroup.to_path_buf(),
             source,
@@ -139,15 +135,8 @@ impl EbpfMesh {
                 .take_link(id)
                 .map_err(|e| socket_error(name, "keep its link", e))?
                 .try_into()
-                .map_err(|e| EbpfError::Program {
-                    program: name,
-                    action: format!("use its link as a bpf link: {e}"),
-                    source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
-                })?;
-            link.pin(&pin).map_err(|e| EbpfError::PinDir {
-                path: pin.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+                .map_err(|e| link_error(name, "use its link as a bpf link", e))?;
+            pin_link(link, &pin)?;
         }
         Ok(())
     }
@@ -196,12 +185,7 @@ impl EbpfMesh {
             Some(ns) => format!("{}@{}@{iface}", program.name(), ns.to_string_lossy()),
             None => format!("{}@host@{iface}", program.name()),
         };
-        let links = self.pin_dir.join("links");
-        std::fs::create_dir_all(&links).map_err(|source| EbpfError::PinDir {
-            path: links.clone(),
-            source,
-        })?;
-        let pin = links.join(place);
+        let pin = self.links_dir()?.join(place);
         let (ebpf, origin) = (&mut self.ebpf, &self.origin);
         let attached = netns::run_in(netns, || -> Result<(), EbpfError> {
             let prog = classifier(ebpf, origin, program)?;
@@ -209,7 +193,7 @@ impl EbpfMesh {
                 Ok(old) => {
                     let link = FdLink::from(old)
                         .try_into()
-                        .map_err(|e| link_error(program, "reuse its pinned link", e))?;
+                        .map_err(|e| link_error(program.name(), "reuse its pinned link", e))?;
                     prog.attach_to_link(link)
                         .map_err(|e| program_error(program, "take over its pinned link", e))?
                 }
@@ -234,15 +218,11 @@ impl EbpfMesh {
                 .map_err(|e| program_error(program, "keep its link", e))?;
             let link: FdLink = link
                 .try_into()
-                .map_err(|e| link_error(program, "use its link as a bpf link", e))?;
+                .map_err(|e| link_error(program.name(), "use its link as a bpf link", e))?;
             // A pin left by an agent whose link no longer works (the
             // interface went away) is replaced.
             let _ = std::fs::remove_file(&pin);
-            link.pin(&pin).map_err(|e| EbpfError::PinDir {
-                path: pin.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            Ok(())
+            pin_link(link, &pin)
         });
         attached.map_err(|e| EbpfError::PinDir {
             path: self.pin_dir.clone(),
@@ -250,10 +230,14 @@ impl EbpfMesh {
         })?
     }
 
-    /// Detaches `program` from `iface` (in `netns`), if this mesh attached it.
-    pub fn detach(program: MeshProgram, pin_dir: &Path, iface: &str, netns: Option<&str>) {
-        let place = format!("{}@{}@{iface}", program.name(), netns.unwrap_or("host"));
-        unpin_link(&pin_dir.join("links").join(place));
+    /// Where the links are pinned, created if missing.
+    fn links_dir(&self) -> Result<PathBuf, EbpfError> {
+        let links = self.pin_dir.join("links");
+        std::fs::create_dir_all(&links).map_err(|source| EbpfError::PinDir {
+            path: links.clone(),
+            source,
+        })?;
+        Ok(links)
     }
 
     /// Writes one slot of the configuration map.
@@ -319,11 +303,6 @@ impl EbpfMesh {
         }
         Ok((attr.retval, attr.duration))
     }
-
-    /// The directory everything is pinned in.
-    pub fn pin_dir(&self) -> &Path {
-        &self.pin_dir
-    }
 }
 
 /// The `test` member of `union bpf_attr`.
@@ -349,6 +328,15 @@ struct TestRunAttr {
 }
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// Pins `link` at `pin`, which keeps it (and its program) attached after
+/// this process exits.
+fn pin_link(link: FdLink, pin: &Path) -> Result<(), EbpfError> {
+    link.pin(pin).map(drop).map_err(|e| EbpfError::PinDir {
+        path: pin.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
 
 /// Unpins a link; dropping the last reference detaches it.
 fn unpin_link(path: &Path) {
@@ -503,9 +491,13 @@ fn program_error(program: MeshProgram, action: &str, e: aya::programs::ProgramEr
     }
 }
 
-fn link_error(program: MeshProgram, action: &str, e: aya::programs::links::LinkError) -> EbpfError {
+fn link_error(
+    program: &'static str,
+    action: &str,
+    e: aya::programs::links::LinkError,
+) -> EbpfError {
     EbpfError::Program {
-        program: program.name(),
+        program,
         action: format!("{action}: {e}"),
         source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
     }

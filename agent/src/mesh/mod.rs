@@ -113,8 +113,6 @@ pub trait MeshKernel {
 pub enum MeshError {
     #[error(transparent)]
     Ebpf(#[from] crate::ebpf::EbpfError),
-    #[error("mesh: {0}")]
-    Other(String),
 }
 
 /// How many writes an update made.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -400,31 +400,8 @@ impl RtnlKernel {
             |nl| async move { nl.del_link_named(&host_name).await },
         )?;
         self.nl(Some(&net_path), op, |nl| async move {
-            nl.del_link_named(&inner).await?;
-            nl.add_link(LinkVeth::new(&inner, &host).mtu(mtu).build())
-                .await?;
-            let peer = nl.require_index(&host).await?;
-            nl.set_link(
-                LinkUnspec::new_with_index(peer)
-                    .setns_by_fd(here_fd)
-                    .build(),
-            )
-            .await?;
-            let index = nl.require_index(&inner).await?;
-            let bridge = nl.require_index(names::BRIDGE).await?;
-            nl.set_link(
-                LinkUnspec::new_with_index(index)
-                    .address(mac.octets().to_vec())
-                    .build(),
-            )
-            .await?;
-            nl.set_link(
-                LinkUnspec::new_with_index(index)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
-            .await
+            nl.veth_to_bridge(&inner, &host, mtu, here_fd, Some(mac))
+                .await
         })?;
         let host = host_end.to_string();
         self.nl(None, op, |nl| async move {
@@ -462,26 +439,8 @@ impl RtnlKernel {
         let (port_name, mtu) = (port.to_string(), port_state.mtu);
         let peer_name = peer.clone();
         self.nl(Some(&net_path), op, |nl| async move {
-            nl.del_link_named(&port_name).await?;
-            nl.del_link_named(&peer_name).await?;
-            nl.add_link(LinkVeth::new(&port_name, &peer_name).mtu(mtu).build())
-                .await?;
-            let peer_index = nl.require_index(&peer_name).await?;
-            nl.set_link(
-                LinkUnspec::new_with_index(peer_index)
-                    .setns_by_fd(sb_fd)
-                    .build(),
-            )
-            .await?;
-            let index = nl.require_index(&port_name).await?;
-            let bridge = nl.require_index(names::BRIDGE).await?;
-            nl.set_link(
-                LinkUnspec::new_with_index(index)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
-            .await
+            nl.veth_to_bridge(&port_name, &peer_name, mtu, sb_fd, None)
+                .await
         })?;
         let (ifname, iface) = (ifname.to_string(), iface.clone());
         self.nl(Some(&sb_path), op, |nl| async move {
@@ -544,6 +503,48 @@ impl Nl {
     async fn set_port(&self, msg: LinkMessage) -> Result<(), rtnetlink::Error> {
         self.count();
         self.handle.link().set_port(msg).execute().await
+    }
+
+    /// Makes a veth whose end `port` is a port of this namespace's bridge
+    /// (up, with MAC `port_mac` if given) and whose end `peer` is moved to
+    /// the namespace open at `peer_ns`. Either name left by an earlier try
+    /// is deleted first.
+    async fn veth_to_bridge(
+        &self,
+        port: &str,
+        peer: &str,
+        mtu: u32,
+        peer_ns: RawFd,
+        port_mac: Option<MacAddr>,
+    ) -> Result<(), rtnetlink::Error> {
+        self.del_link_named(port).await?;
+        self.del_link_named(peer).await?;
+        self.add_link(LinkVeth::new(port, peer).mtu(mtu).build())
+            .await?;
+        let peer_index = self.require_index(peer).await?;
+        self.set_link(
+            LinkUnspec::new_with_index(peer_index)
+                .setns_by_fd(peer_ns)
+                .build(),
+        )
+        .await?;
+        let index = self.require_index(port).await?;
+        if let Some(mac) = port_mac {
+            self.set_link(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.octets().to_vec())
+                    .build(),
+            )
+            .await?;
+        }
+        let bridge = self.require_index(names::BRIDGE).await?;
+        self.set_link(
+            LinkUnspec::new_with_index(index)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .await
     }
 
     /// Deletes an interface by name; a missing one is fine.
