@@ -122,25 +122,36 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
     // run of the program (RCU); the values are plain data.
     let (table, config) = unsafe { (&*table, &*config) };
 
-    let backend = match MESH_CT.get_ptr(key) {
+    let opens = key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let tracked = match MESH_CT.get_ptr(key) {
         Some(flow) => {
             // SAFETY: as above.
             let flow = unsafe { &*flow };
             if MESH_LIVE
                 .get_ptr(LiveKey::new(service, &flow.backend))
-                .is_none()
+                .is_some()
             {
-                // The backend is gone: forget the flow and let the host's
-                // stack answer, which has no socket for it and resets it.
+                Some(flow.backend)
+            } else {
+                // The backend is gone: forget the flow. A new connection
+                // that happens to reuse its addresses and ports opens a flow
+                // of its own; anything else goes to the host's stack, which
+                // has no socket for it and resets it.
                 let _ = MESH_CT.remove(key);
-                return None;
+                if !opens {
+                    return None;
+                }
+                None
             }
-            flow.backend
         }
+        None => None,
+    };
+    let backend = match tracked {
+        Some(backend) => backend,
         None => {
             // Only a connection's first segment opens a flow; a stray segment
             // of an unknown flow goes to the stack, which resets it.
-            if key.proto == IPPROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+            if key.proto == IPPROTO_TCP && !opens {
                 return None;
             }
             if table.count == 0 {
