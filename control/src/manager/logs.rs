@@ -7,24 +7,15 @@
 //!
 //! Never reads output itself, nor keeps any: the nodes hold the logs.
 
-mod broker;
-
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shoal_control::api::{
-    ApiResponse, LogChunk, LogCursor, LogFetch, LogQuery, LogStart, TaskLogs,
-};
-use shoal_control::objects::{Node, NodeState, Task, TaskState};
-use shoal_control::store::kind;
 use tokio::sync::Notify;
-use tonic::Status;
 
-pub use broker::LogBroker;
-
-use super::orchestrate::list;
-use super::ManagerCtx;
+use super::{Link, LogBroker, Manager, ManagerError, Store};
+use crate::api::{ApiResponse, LogChunk, LogCursor, LogFetch, LogQuery, LogStart, TaskLogs};
+use crate::objects::{find, LookupError, Node, NodeState, Task, TaskState};
 
 /// How long a request waits for the nodes' answers: two heartbeat periods
 /// and then some.
@@ -72,11 +63,12 @@ struct Reading {
     fetch: Option<u64>,
 }
 
-impl ManagerCtx {
+impl<S: Store, L: Link> Manager<S, L> {
     /// Leader only: reads the output of a service's tasks, or of one task.
-    pub async fn service_logs(&self, query: LogQuery) -> Result<ApiResponse, Status> {
+    pub(super) async fn service_logs(&self, query: LogQuery) -> Result<ApiResponse, ManagerError> {
         let objects = self.objects();
-        let nodes: HashMap<String, Node> = list::<Node>(&objects, kind::NODE)
+        let nodes: HashMap<String, Node> = self
+            .all::<Node>(&objects)
             .into_iter()
             .map(|n| (n.id.clone(), n))
             .collect();
@@ -160,36 +152,23 @@ impl ManagerCtx {
     /// The tasks `target` names: a service's (id, name or unique id
     /// prefix), or one task (id or unique id prefix). Only tasks given to a
     /// node can have output.
-    fn log_targets(&self, target: &str) -> Result<Vec<Task>, Status> {
-        let tasks: Vec<Task> = list(&self.objects(), kind::TASK);
-        let mut chosen: Vec<Task> = match self.find_service(target) {
+    fn log_targets(&self, target: &str) -> Result<Vec<Task>, ManagerError> {
+        let objects = self.objects();
+        let tasks: Vec<Task> = self.all(&objects);
+        let mut chosen: Vec<Task> = match self.find_service(&objects, target) {
             Ok((service, _)) => tasks
                 .into_iter()
                 .filter(|t| t.service_id == service.id)
                 .collect(),
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                let exact = tasks.iter().find(|t| t.id == target).cloned();
-                let prefixed: Vec<&Task> = tasks
-                    .iter()
-                    .filter(|t| !target.is_empty() && t.id.starts_with(target))
-                    .collect();
-                match (exact, prefixed.as_slice()) {
-                    (Some(task), _) => vec![task],
-                    (None, [one]) => vec![(*one).clone()],
-                    (None, []) => {
-                        return Err(Status::not_found(format!(
-                            "no such task or service: {target}"
-                        )))
-                    }
-                    (None, many) => {
-                        return Err(Status::invalid_argument(format!(
-                            "task {target} is ambiguous ({} matches)",
-                            many.len()
-                        )))
-                    }
+            Err(ManagerError::Lookup(LookupError::NotFound { .. })) => match find(&tasks, target)
+            {
+                Ok(task) => vec![task.clone()],
+                Err(LookupError::NotFound { .. }) => {
+                    return Err(ManagerError::NoLogTarget(target.to_string()))
                 }
-            }
-            Err(s) => return Err(s),
+                Err(ambiguous) => return Err(ambiguous.into()),
+            },
+            Err(e) => return Err(e),
         };
         chosen.retain(|t| t.node_id.is_some() && t.status.state >= TaskState::Assigned);
         chosen.sort_by(|a, b| {

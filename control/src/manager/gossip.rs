@@ -1,20 +1,19 @@
 //! What managers hand out for gossip: the swarm's keys (rotated by
 //! `swarm update --rotate-gossip-key`, phased in by time, see
-//! `shoal_control::objects::gossip_config_at`) and a few peers for each node
+//! `crate::objects::gossip_config_at`) and a few peers for each node
 //! to join through. Managers only decide and hand out; they never gossip here.
 
 use std::net::{IpAddr, SocketAddr};
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use shoal_control::api::{rfc3339, GossipConfig, GOSSIP_PORT};
-use shoal_control::objects::{
-    gossip_config_at, GossipKeyring, Node, NodeState, Role, Rotation, KEY_RETIRE_AFTER_MS,
-};
-use shoal_control::store::{Command, Response};
-use tonic::Status;
 
-use super::ManagerCtx;
+use super::{now_ms, Link, Manager, Store};
+use crate::api::{rfc3339, GossipConfig, GOSSIP_PORT};
+use crate::objects::{
+    gossip_config_at, GossipKeyring, Node, NodeState, Role, Rotation, GOSSIP_KEYRING_ID,
+    KEY_RETIRE_AFTER_MS,
+};
 
 /// How many peers a heartbeat answer names.
 pub const GOSSIP_PEERS: usize = 8;
@@ -22,56 +21,15 @@ pub const GOSSIP_PEERS: usize = 8;
 /// be up and well connected.
 const MANAGER_SLOTS: usize = GOSSIP_PEERS / 2;
 
-impl ManagerCtx {
-    /// The rotated gossip keys and their version (never written: none, 0).
-    fn keyring(&self) -> Result<(GossipKeyring, u64), Status> {
-        Ok(self
-            .objects()
-            .get_as::<GossipKeyring>(GossipKeyring::KIND, GossipKeyring::ID)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map(|v| (v.value, v.version))
-            .unwrap_or_default())
-    }
-
-    /// The write that adds a new gossip key now, and what it will do.
-    pub fn gossip_rotation(&self) -> Result<(Command, Rotation), Status> {
-        let cluster = self.cluster()?;
-        let (mut keyring, version) = self.keyring()?;
-        let rotation = keyring.rotate(&cluster, rand::random::<[u8; 32]>(), now_ms());
-        let command = Command::set(
-            GossipKeyring::KIND,
-            GossipKeyring::ID,
-            &keyring,
-            Some(version),
-        )
-        .map_err(|e| Status::internal(e.to_string()))?;
-        Ok((command, rotation))
-    }
-
-    /// Commits `commands` as one write; a conflict means another update
-    /// raced this one.
-    pub async fn submit_all(&self, mut commands: Vec<Command>) -> Result<(), Status> {
-        let command = match commands.len() {
-            0 => return Ok(()),
-            1 => commands.remove(0),
-            _ => Command::Batch(commands),
-        };
-        match self.submit(command).await? {
-            Response::Conflict { kind, .. } => Err(Status::aborted(format!(
-                "the swarm's {kind} settings changed concurrently; retry the command"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
+impl<S: Store, L: Link> Manager<S, L> {
     /// Keys and peers for `caller`'s heartbeat answer; `None` when the
     /// store cannot say (the node keeps what it has).
-    pub fn gossip_config(&self, caller: &Node) -> Option<GossipConfig> {
+    pub(super) fn gossip_config(&self, caller: &Node) -> Option<GossipConfig> {
         let cluster = self.cluster().ok()?;
-        let (keyring, _) = match self.keyring() {
-            Ok(k) => k,
+        let keyring = match self.objects().one::<GossipKeyring>(GOSSIP_KEYRING_ID) {
+            Ok(keyring) => keyring.map(|v| v.value).unwrap_or_default(),
             Err(e) => {
-                tracing::error!("unreadable gossip keys: {}", e.message());
+                tracing::error!("unreadable gossip keys: {e}");
                 return None;
             }
         };
@@ -137,13 +95,6 @@ fn gossip_addr(ip: &str) -> String {
         Ok(ip) => SocketAddr::new(ip, GOSSIP_PORT).to_string(),
         Err(_) => format!("{ip}:{GOSSIP_PORT}"),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use shoal_control::api::{LogChunk, LogFetch, LogStart};
 use thiserror::Error;
+
+use crate::api::{LogChunk, LogFetch, LogStart};
 
 /// A fetch sent but not answered this long ago goes out again (its
 /// heartbeat answer, or the node's answer, may have been lost).
@@ -21,7 +22,7 @@ pub const MAX_QUEUED_PER_NODE: usize = 256;
 /// (one fetch at least), so the node's next heartbeat stays a sane size.
 pub const BATCH_BYTES: u64 = 512 * 1024;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum BrokerError {
     #[error(
         "node {node} already has {MAX_QUEUED_PER_NODE} log requests waiting; \
@@ -152,7 +153,7 @@ impl LogBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_control::api::LogCursor;
+    use crate::api::LogCursor;
 
     fn chunk(fetch: &LogFetch) -> LogChunk {
         LogChunk {

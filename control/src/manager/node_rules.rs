@@ -1,4 +1,5 @@
-//! Swarm's refusals for node changes, decided on the current objects.
+//! Swarm's refusals for node changes (`node demote`, `node rm`), decided on
+//! the current objects.
 
 use crate::objects::{Node, NodeState, Role};
 
