@@ -5,14 +5,13 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use anyhow::bail;
 use clap::{Args, Subcommand};
-use shoal_control::api::{ApiResponse, LocalRequest};
+use shoal_control::api::LocalRequest;
 
 use super::client;
 use super::format;
 use super::swarm::print_done;
-use crate::daemon::{EndpointLine, MembersReport};
+use crate::daemon::MembersReport;
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {
@@ -24,7 +23,9 @@ pub struct MembersArgs {
 
 impl MembersArgs {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
-        let report: MembersReport = info(client::call(socket, &LocalRequest::Members).await?)?;
+        let report = client::call(socket, &LocalRequest::Members)
+            .await?
+            .into_members()?;
         match self.format.as_deref() {
             Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
             Some(template) => {
@@ -171,18 +172,18 @@ impl EndpointCommand {
                     service,
                     publish,
                 };
-                print_done(client::call(socket, &request).await?)
+                print_done(socket, &request).await
             }
             EndpointCommand::Rm { ids } => {
                 for id in ids {
-                    print_done(client::call(socket, &LocalRequest::EndpointRemove { id }).await?)?;
+                    print_done(socket, &LocalRequest::EndpointRemove { id }).await?;
                 }
                 Ok(())
             }
             EndpointCommand::Ls { format } => {
-                let list: EndpointList =
-                    info(client::call(socket, &LocalRequest::EndpointList).await?)?;
-                let lines = list.endpoints;
+                let lines = client::call(socket, &LocalRequest::EndpointList)
+                    .await?
+                    .into_endpoints()?;
                 match format.as_deref() {
                     Some("json") => println!("{}", serde_json::to_string_pretty(&lines)?),
                     Some(template) => {
@@ -220,17 +221,5 @@ impl EndpointCommand {
                 Ok(())
             }
         }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct EndpointList {
-    endpoints: Vec<EndpointLine>,
-}
-
-fn info<T: serde::de::DeserializeOwned>(reply: ApiResponse) -> anyhow::Result<T> {
-    match reply {
-        ApiResponse::Info(value) => Ok(serde_json::from_value(value)?),
-        other => bail!("unexpected answer: {other:?}"),
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NetworkView};
+use shoal_control::api::{ApiRequest, Done, NetworkView};
 
 use super::client;
 use super::format;
@@ -80,10 +80,8 @@ impl NetworkCommand {
                     subnet: args.subnet,
                     gateway: args.gateway,
                 };
-                match client::call(socket, &LocalRequest::Api(request)).await? {
-                    ApiResponse::Network { network } => println!("{}", network.id),
-                    other => bail!("unexpected answer: {other:?}"),
-                }
+                let network: NetworkView = client::api(socket, request).await?;
+                println!("{}", network.id);
                 Ok(())
             }
             NetworkCommand::Ls {
@@ -91,11 +89,8 @@ impl NetworkCommand {
                 no_trunc,
                 format,
             } => {
-                let reply =
-                    client::call(socket, &LocalRequest::Api(ApiRequest::NetworkList)).await?;
-                let ApiResponse::Networks { networks } = reply else {
-                    bail!("unexpected answer: {reply:?}")
-                };
+                let networks: Vec<NetworkView> =
+                    client::api(socket, ApiRequest::NetworkList).await?;
                 print!("{}", list(&networks, quiet, no_trunc, format.as_deref())?);
                 Ok(())
             }
@@ -104,9 +99,8 @@ impl NetworkCommand {
                 let mut errors = Vec::new();
                 for name_or_id in networks {
                     let request = ApiRequest::NetworkInspect { name_or_id };
-                    match client::call(socket, &LocalRequest::Api(request)).await {
-                        Ok(ApiResponse::Network { network }) => views.push(*network),
-                        Ok(other) => bail!("unexpected answer: {other:?}"),
+                    match client::api::<NetworkView>(socket, request).await {
+                        Ok(network) => views.push(network),
                         Err(e) => errors.push(format!("{e:#}")),
                     }
                 }
@@ -128,9 +122,8 @@ impl NetworkCommand {
                 let mut errors = Vec::new();
                 for name_or_id in networks {
                     let request = ApiRequest::NetworkRemove { name_or_id };
-                    match client::call(socket, &LocalRequest::Api(request)).await {
-                        Ok(ApiResponse::Done { message }) => println!("{message}"),
-                        Ok(other) => bail!("unexpected answer: {other:?}"),
+                    match client::api::<Done>(socket, request).await {
+                        Ok(Done { message }) => println!("{message}"),
                         Err(e) => errors.push(format!("{e:#}")),
                     }
                 }

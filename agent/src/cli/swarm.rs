@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NodeView};
+use shoal_control::api::{ApiRequest, Done, LocalRequest, NodeView, TokenAnswer};
 use shoal_control::objects::{Availability, Role, Strategy};
 
 use super::client;
@@ -176,14 +176,8 @@ impl SwarmCommand {
                 quiet,
                 rotate,
             } => {
-                let reply = client::call(
-                    socket,
-                    &LocalRequest::Api(ApiRequest::JoinToken { role, rotate }),
-                )
-                .await?;
-                let ApiResponse::Token { token, addr } = reply else {
-                    bail!("unexpected answer: {reply:?}")
-                };
+                let TokenAnswer { token, addr } =
+                    client::api(socket, ApiRequest::JoinToken { role, rotate }).await?;
                 if quiet {
                     println!("{token}");
                 } else {
@@ -209,10 +203,10 @@ impl SwarmCommand {
                     rotate_gossip_key,
                 });
                 let Some(strategy) = scheduling_strategy else {
-                    return print_done(client::call(socket, &settings).await?);
+                    return print_done(socket, &settings).await;
                 };
                 if autolock.is_some() || cert_expiry.is_some() || rotate_gossip_key {
-                    print_done(client::call(socket, &settings).await?)?;
+                    print_done(socket, &settings).await?;
                 }
                 LocalRequest::Api(ApiRequest::SetStrategy { strategy })
             }
@@ -228,10 +222,8 @@ impl SwarmCommand {
                 }
             }
             SwarmCommand::UnlockKey { quiet } => {
-                let reply = client::call(socket, &LocalRequest::Api(ApiRequest::UnlockKey)).await?;
-                let ApiResponse::Token { token, .. } = reply else {
-                    bail!("unexpected answer: {reply:?}")
-                };
+                let TokenAnswer { token, .. } =
+                    client::api(socket, ApiRequest::UnlockKey).await?;
                 if quiet {
                     println!("{token}");
                 } else {
@@ -240,7 +232,7 @@ impl SwarmCommand {
                 return Ok(());
             }
         };
-        print_done(client::call(socket, &request).await?)
+        print_done(socket, &request).await
     }
 }
 
@@ -248,22 +240,15 @@ impl NodeCommand {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
         match self {
             NodeCommand::Ls { quiet, format } => {
-                let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeList)).await?;
-                let ApiResponse::Nodes { nodes } = reply else {
-                    bail!("unexpected answer: {reply:?}")
-                };
+                let nodes: Vec<NodeView> = client::api(socket, ApiRequest::NodeList).await?;
                 print_node_list(&nodes, quiet, format.as_deref())
             }
             NodeCommand::Inspect { nodes, format } => {
                 let mut views = Vec::new();
                 for node in nodes {
-                    let reply =
-                        client::call(socket, &LocalRequest::Api(ApiRequest::NodeInspect { node }))
-                            .await?;
-                    let ApiResponse::Node { node } = reply else {
-                        bail!("unexpected answer: {reply:?}")
-                    };
-                    views.push(serde_json::to_value(*node)?);
+                    let node: NodeView =
+                        client::api(socket, ApiRequest::NodeInspect { node }).await?;
+                    views.push(serde_json::to_value(node)?);
                 }
                 match format.as_deref() {
                     None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
@@ -290,7 +275,7 @@ impl NodeCommand {
                     label_add,
                     label_rm: args.label_rm,
                 };
-                client::call(socket, &LocalRequest::Api(request)).await?;
+                client::api::<Done>(socket, request).await?;
                 println!("{}", args.node);
                 Ok(())
             }
@@ -310,14 +295,11 @@ impl NodeCommand {
             NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
             NodeCommand::Rm { force, nodes } => {
                 for node in nodes {
-                    client::call(
-                        socket,
-                        &LocalRequest::Api(ApiRequest::NodeRemove {
-                            node: node.clone(),
-                            force,
-                        }),
-                    )
-                    .await?;
+                    let request = ApiRequest::NodeRemove {
+                        node: node.clone(),
+                        force,
+                    };
+                    client::api::<Done>(socket, request).await?;
                     println!("{node}");
                 }
                 Ok(())
@@ -328,24 +310,16 @@ impl NodeCommand {
 
 async fn set_roles(socket: &Path, nodes: Vec<String>, role: Role) -> anyhow::Result<()> {
     for node in nodes {
-        let reply = client::call(
-            socket,
-            &LocalRequest::Api(ApiRequest::NodeSetRole { node, role }),
-        )
-        .await?;
-        print_done(reply)?;
+        let request = LocalRequest::Api(ApiRequest::NodeSetRole { node, role });
+        print_done(socket, &request).await?;
     }
     Ok(())
 }
 
-pub(super) fn print_done(reply: ApiResponse) -> anyhow::Result<()> {
-    match reply {
-        ApiResponse::Done { message } => {
-            println!("{message}");
-            Ok(())
-        }
-        other => bail!("unexpected answer: {other:?}"),
-    }
+/// Sends `request` and prints what it did.
+pub(super) async fn print_done(socket: &Path, request: &LocalRequest) -> anyhow::Result<()> {
+    println!("{}", client::done(socket, request).await?);
+    Ok(())
 }
 
 fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> anyhow::Result<()> {

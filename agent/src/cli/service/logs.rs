@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use shoal_control::api::{ApiRequest, ApiResponse, LogQuery, LogStart, LogStream, TaskLogs};
+use shoal_control::api::{ApiRequest, LogQuery, LogStart, LogStream, TaskLogs};
 
-use super::{api, short_id};
+use super::short_id;
+use crate::cli::client;
 
 /// A follower asks at most this often (the leader's wait for the nodes'
 /// next heartbeat usually sets the pace).
@@ -233,10 +234,7 @@ fn print(lines: &[Printed]) -> bool {
 }
 
 async fn ask(socket: &Path, query: LogQuery) -> anyhow::Result<Vec<TaskLogs>> {
-    match api(socket, ApiRequest::ServiceLogs { query }).await? {
-        ApiResponse::Logs { tasks } => Ok(tasks),
-        other => bail!("unexpected answer: {other:?}"),
-    }
+    client::api(socket, ApiRequest::ServiceLogs { query }).await
 }
 
 pub async fn run(socket: &Path, args: &LogsArgs) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use shoal_control::api::{
-    ports_column, ApiRequest, ApiResponse, LocalRequest, ServiceView, TaskView,
+    ports_column, ApiRequest, Done, ServiceView, TaskView,
 };
 
 use super::client;
@@ -108,10 +108,8 @@ impl ServiceCommand {
         match self {
             ServiceCommand::Create(args) => create(socket, &args).await,
             ServiceCommand::Ls { quiet, format } => {
-                let reply = api(socket, ApiRequest::ServiceList).await?;
-                let ApiResponse::Services { services } = reply else {
-                    bail!("unexpected answer: {reply:?}")
-                };
+                let services: Vec<ServiceView> =
+                    client::api(socket, ApiRequest::ServiceList).await?;
                 print!("{}", list(&services, quiet, format.as_deref())?);
                 Ok(())
             }
@@ -169,9 +167,8 @@ impl ServiceCommand {
                     let request = ApiRequest::ServiceRemove {
                         service: service.clone(),
                     };
-                    match api(socket, request).await {
-                        Ok(ApiResponse::Done { .. }) => println!("{service}"),
-                        Ok(other) => errors.push(format!("unexpected answer: {other:?}")),
+                    match client::api::<Done>(socket, request).await {
+                        Ok(_) => println!("{service}"),
                         Err(e) => errors.push(format!("{e:#}")),
                     }
                 }
@@ -186,16 +183,10 @@ impl ServiceCommand {
 
 async fn create(socket: &Path, args: &CreateArgs) -> anyhow::Result<()> {
     let spec = args.spec()?;
-    let reply = api(
-        socket,
-        ApiRequest::ServiceCreate {
-            spec: Box::new(spec),
-        },
-    )
-    .await?;
-    let ApiResponse::Service { service } = reply else {
-        bail!("unexpected answer: {reply:?}")
+    let request = ApiRequest::ServiceCreate {
+        spec: Box::new(spec),
     };
+    let service: ServiceView = client::api(socket, request).await?;
     println!("{}", service.id);
     if args.watch.detach {
         return Ok(());
@@ -214,7 +205,7 @@ async fn update(socket: &Path, args: &UpdateArgs) -> anyhow::Result<()> {
         version: Some(before.version),
         force: args.force,
     };
-    let after = changed_view(socket, &before, api(socket, request).await?).await?;
+    let after: ServiceView = client::api(socket, request).await?;
     println!("{}", args.service);
     if args.watch.detach {
         return Ok(());
@@ -272,7 +263,7 @@ async fn scale_one(socket: &Path, service: &str, replicas: u64) -> anyhow::Resul
         service: before.id.clone(),
         replicas,
     };
-    let after = changed_view(socket, &before, api(socket, request).await?).await?;
+    let after: ServiceView = client::api(socket, request).await?;
     let min_version = progress::min_version(&before, &after, false);
     Ok(Watch::after(&before, &before_tasks, min_version))
 }
@@ -289,7 +280,7 @@ async fn rollback(socket: &Path, service: &str, flags: &WatchFlags) -> anyhow::R
     let request = ApiRequest::ServiceRollback {
         service: before.id.clone(),
     };
-    let after = changed_view(socket, &before, api(socket, request).await?).await?;
+    let after: ServiceView = client::api(socket, request).await?;
     println!("{service}");
     if flags.detach {
         return Ok(());
@@ -298,20 +289,6 @@ async fn rollback(socket: &Path, service: &str, flags: &WatchFlags) -> anyhow::R
     let mut watch = Watch::after(&before, &before_tasks, min_version);
     watch.rollback = true;
     progress::watch(socket, watch, flags).await
-}
-
-/// The service after a change: from the answer if it carries the view,
-/// else read again.
-async fn changed_view(
-    socket: &Path,
-    before: &ServiceView,
-    reply: ApiResponse,
-) -> anyhow::Result<ServiceView> {
-    match reply {
-        ApiResponse::Service { service } => Ok(*service),
-        ApiResponse::Done { .. } => inspect(socket, &before.id).await,
-        other => bail!("unexpected answer: {other:?}"),
-    }
 }
 
 /// `service ls` output: Docker's table, ids only, or each row through a
@@ -384,19 +361,12 @@ fn ellipsis(text: &str, width: usize) -> String {
     format!("{kept}...")
 }
 
-async fn api(socket: &Path, request: ApiRequest) -> anyhow::Result<ApiResponse> {
-    client::call(socket, &LocalRequest::Api(request)).await
-}
-
 /// `service inspect` of one service.
 async fn inspect(socket: &Path, service: &str) -> anyhow::Result<ServiceView> {
     let request = ApiRequest::ServiceInspect {
         service: service.to_string(),
     };
-    match api(socket, request).await? {
-        ApiResponse::Service { service } => Ok(*service),
-        other => bail!("unexpected answer: {other:?}"),
-    }
+    client::api(socket, request).await
 }
 
 /// `service ps` of one service.
@@ -404,10 +374,7 @@ async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>>
     let request = ApiRequest::ServicePs {
         service: service.to_string(),
     };
-    match api(socket, request).await? {
-        ApiResponse::Tasks { tasks } => Ok(tasks),
-        other => bail!("unexpected answer: {other:?}"),
-    }
+    client::api(socket, request).await
 }
 
 /// `node ps NODE`: the tasks the managers placed on a node, in the
@@ -417,13 +384,9 @@ pub async fn node_ps(
     node: String,
     options: &TaskListOptions<'_>,
 ) -> anyhow::Result<()> {
-    match api(socket, ApiRequest::NodePs { node }).await? {
-        ApiResponse::Tasks { tasks } => {
-            print!("{}", tasks::list(&tasks, options, now_ms())?);
-            Ok(())
-        }
-        other => bail!("unexpected answer: {other:?}"),
-    }
+    let tasks: Vec<TaskView> = client::api(socket, ApiRequest::NodePs { node }).await?;
+    print!("{}", tasks::list(&tasks, options, now_ms())?);
+    Ok(())
 }
 
 fn now_ms() -> u64 {
@@ -439,6 +402,7 @@ mod tests {
     use super::fake_manager::FakeManager;
     use super::tasks::tests::task;
     use super::*;
+    use shoal_control::api::ApiResponse;
 
     const RUN: TaskState = TaskState::Running;
     const PENDING: TaskState = TaskState::Pending;
@@ -715,8 +679,8 @@ mod tests {
                 ApiRequest::ServiceInspect { .. } => Ok(ApiResponse::Service {
                     service: Box::new(v),
                 }),
-                ApiRequest::ServiceScale { replicas: 2, .. } => Ok(ApiResponse::Done {
-                    message: "web".into(),
+                ApiRequest::ServiceScale { replicas: 2, .. } => Ok(ApiResponse::Service {
+                    service: Box::new(v),
                 }),
                 ApiRequest::ServicePs { .. } => {
                     let mut tasks = vec![at_version(task("web.1", 1, RUN, RUN), 4)];
