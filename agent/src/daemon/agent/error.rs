@@ -42,6 +42,8 @@ pub enum AgentError {
     Manager(#[from] ManagerError),
     #[error("the agent is shutting down")]
     ShuttingDown,
+    #[error("this node is still changing its role in the swarm (joining, or being promoted); try again in a few seconds")]
+    Changing,
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
 }
@@ -65,7 +67,9 @@ impl AgentError {
             AgentError::Secret(SecretError::Io { .. } | SecretError::Damaged(_)) => {
                 ErrorCode::Internal
             }
-            AgentError::Unreachable { .. } | AgentError::ShuttingDown => ErrorCode::Unavailable,
+            AgentError::Unreachable { .. } | AgentError::ShuttingDown | AgentError::Changing => {
+                ErrorCode::Unavailable
+            }
             AgentError::Ca(CaError::InvalidJoinToken(_) | CaError::InvalidUnlockKey(_)) => {
                 ErrorCode::Invalid
             }

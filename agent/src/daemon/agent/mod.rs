@@ -24,6 +24,7 @@ mod unlock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shoal_control::api::LocalRequest;
 use shoal_control::manager::{Caller, GossipView};
@@ -57,6 +58,10 @@ pub enum Standing {
         plane: Result<Arc<Plane>, String>,
     },
 }
+
+/// How long a cluster request waits for a membership change in progress
+/// (a promotion, a join) to finish before it is answered.
+const SETTLE_WAIT: Duration = Duration::from_secs(20);
 
 /// The answer to a membership verb: what to print.
 type Reply = oneshot::Sender<Result<String, AgentError>>;
@@ -94,6 +99,8 @@ enum Job {
 pub struct Agent {
     jobs: mpsc::Sender<Job>,
     standing: watch::Receiver<Standing>,
+    /// True while the membership task changes what this node is.
+    changing: watch::Receiver<bool>,
 }
 
 /// The membership task's state: it alone changes the member.
@@ -111,6 +118,7 @@ struct Membership {
     /// Where the session and the timers send events.
     events: mpsc::Sender<SessionEvent>,
     standing: watch::Sender<Standing>,
+    changing: watch::Sender<bool>,
     /// The timers this task starts.
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -134,6 +142,7 @@ impl Agent {
         let (jobs_tx, jobs) = mpsc::channel(8);
         let (events_tx, events) = mpsc::channel(16);
         let (standing_tx, standing) = watch::channel(Standing::Outside);
+        let (changing_tx, changing) = watch::channel(false);
         let mut membership = Membership {
             state: StateDir::new(&opts.state_dir),
             run_dir: opts.run_dir.clone(),
@@ -146,6 +155,7 @@ impl Agent {
             locked: None,
             events: events_tx,
             standing: standing_tx,
+            changing: changing_tx,
             tasks: tasks.clone(),
             stop,
         };
@@ -154,6 +164,7 @@ impl Agent {
         Ok(Agent {
             jobs: jobs_tx,
             standing,
+            changing,
         })
     }
 
@@ -207,6 +218,7 @@ impl Agent {
                 self.run(|reply| Job::Unlock { key, reply }).await.map(done)
             }
             LocalRequest::Api(request) => {
+                self.settled().await?;
                 let core = self.manager()?;
                 Ok(LocalAnswer::Cluster(core.handle(&Caller::Local, request).await?))
             }
@@ -244,6 +256,21 @@ impl Agent {
             .await
             .map_err(|_| AgentError::ShuttingDown)?;
         answer.await.map_err(|_| AgentError::ShuttingDown)?
+    }
+
+    /// Waits, a bounded time, for a membership change in progress to end,
+    /// so a request made during a promotion or a join is answered by what
+    /// the node becomes.
+    async fn settled(&self) -> Result<(), AgentError> {
+        let mut changing = self.changing.clone();
+        let settled = tokio::time::timeout(SETTLE_WAIT, changing.wait_for(|c| !*c))
+            .await
+            .map(|r| r.is_ok());
+        match settled {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AgentError::ShuttingDown),
+            Err(_) => Err(AgentError::Changing),
+        }
     }
 
     fn manager(&self) -> Result<Arc<Core>, AgentError> {
@@ -320,6 +347,7 @@ impl Membership {
     }
 
     async fn job(&mut self, job: Job) {
+        self.changing.send_replace(true);
         let (result, reply) = match job {
             Job::Init {
                 advertise_addr,
@@ -347,12 +375,18 @@ impl Membership {
             Job::Leave { force, reply } => (self.leave(force).await, reply),
             Job::Unlock { key, reply } => (self.unlock(&key).await, reply),
         };
+        self.changing.send_replace(false);
         // The CLI may have given up waiting; the change stands anyway.
         let _ = reply.send(result);
     }
 
     /// Applies what the heartbeat session or a timer learned.
     async fn event(&mut self, event: SessionEvent) {
+        let changes_standing = matches!(
+            event,
+            SessionEvent::RoleChanged(_) | SessionEvent::Removed
+        );
+        self.changing.send_replace(changes_standing);
         let result = match event {
             SessionEvent::ManagersChanged(managers) => self.set_managers(managers),
             SessionEvent::RoleChanged(role) => self.change_role(role).await,
@@ -363,6 +397,7 @@ impl Membership {
                 self.leave(true).await.map(|_| ()).map_err(anyhow::Error::from)
             }
         };
+        self.changing.send_replace(false);
         if let Err(e) = result {
             tracing::warn!("reconfiguring after a session event failed: {e:#}");
         }
