@@ -104,7 +104,12 @@ mod tests {
         let done = Done::from_response(ApiResponse::Done {
             message: "ok".into(),
         });
-        assert_eq!(done, Ok(Done { message: "ok".into() }));
+        assert_eq!(
+            done,
+            Ok(Done {
+                message: "ok".into()
+            })
+        );
         let wrong = Vec::<NodeView>::from_response(ApiResponse::Logs { tasks: vec![] });
         assert_eq!(
             wrong.unwrap_err().to_string(),
@@ -122,7 +127,10 @@ mod tests {
             managers: vec!["198.18.0.1:2377".into()],
         });
         let json = serde_json::to_string(&info).unwrap();
-        assert!(json.starts_with(r#"{"kind":"info","node_id":"n""#), "{json}");
+        assert!(
+            json.starts_with(r#"{"kind":"info","node_id":"n""#),
+            "{json}"
+        );
         let back: ApiResponse = serde_json::from_str(&json).unwrap();
         assert_eq!(back, info);
     }

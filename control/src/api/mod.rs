@@ -11,11 +11,11 @@ mod service_view;
 mod session;
 mod view;
 
+pub use answer::{Answer, ClusterInfo, Done, TokenAnswer, UnexpectedAnswer};
 pub use local::LocalRequest;
 pub use logs::{
     rfc3339_nanos, LogChunk, LogCursor, LogFetch, LogLine, LogQuery, LogStart, LogStream, TaskLogs,
 };
-pub use answer::{Answer, ClusterInfo, Done, TokenAnswer, UnexpectedAnswer};
 pub use service_view::{ports_column, ServiceView, TaskView};
 pub use session::*;
 pub use view::{

@@ -128,7 +128,11 @@ mod tests {
         // Even with a manager certificate.
         let old_manager = caller("m9", Role::Manager);
         assert_eq!(
-            code(authorize(&old_manager, Call::Control(&ApiRequest::NodeList), &objects)),
+            code(authorize(
+                &old_manager,
+                Call::Control(&ApiRequest::NodeList),
+                &objects
+            )),
             Some(ErrorCode::Removed)
         );
     }
@@ -148,7 +152,11 @@ mod tests {
         assert!(authorize(&demoted, Call::Renew, &objects).is_ok());
         // And it relays no heartbeats.
         assert_eq!(
-            code(authorize(&demoted, Call::Heartbeat { node: "m1" }, &objects)),
+            code(authorize(
+                &demoted,
+                Call::Heartbeat { node: "m1" },
+                &objects
+            )),
             Some(ErrorCode::Permission)
         );
     }

@@ -126,7 +126,9 @@ pub enum ManagerError {
     NoCluster,
     #[error("{kind} {name} changed concurrently; retry the command")]
     Changed { kind: &'static str, name: String },
-    #[error("service {name} changed since it was read (version {read}, now {now}); retry the command")]
+    #[error(
+        "service {name} changed since it was read (version {read}, now {now}); retry the command"
+    )]
     Stale { name: String, read: u64, now: u64 },
     #[error("other {kind}s were being changed at the same time; retry the command")]
     Contended { kind: &'static str },
@@ -167,9 +169,7 @@ impl ManagerError {
             ManagerError::Address(AddressError::UnknownNetwork(_)) => C::NotFound,
             ManagerError::Address(AddressError::Exhausted { .. }) => C::Invalid,
             ManagerError::Ca(CaError::JoinTokenRejected) => C::Permission,
-            ManagerError::Ca(CaError::InvalidJoinToken(_) | CaError::InvalidCsr(_)) => {
-                C::Invalid
-            }
+            ManagerError::Ca(CaError::InvalidJoinToken(_) | CaError::InvalidCsr(_)) => C::Invalid,
             ManagerError::Ca(_) => C::Internal,
             ManagerError::Denied(Denied::Removed { .. }) => C::Removed,
             ManagerError::Denied(
@@ -214,7 +214,6 @@ pub fn no_quorum_message(reachable: usize, managers: usize) -> String {
          If the others are gone for good, run `shoal swarm init --force-new-cluster` on a surviving manager"
     )
 }
-
 
 #[cfg(test)]
 mod tests {

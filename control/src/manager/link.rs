@@ -5,7 +5,9 @@
 use std::future::Future;
 
 use super::ManagerError;
-use crate::api::{ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest, JoinResponse};
+use crate::api::{
+    ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest, JoinResponse,
+};
 
 /// Calls to another manager's API (`ip:port`), made with this manager's
 /// identity. A transport failure is [`ManagerError::Unreachable`]; the

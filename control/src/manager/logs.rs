@@ -160,8 +160,7 @@ impl<S: Store, L: Link> Manager<S, L> {
                 .into_iter()
                 .filter(|t| t.service_id == service.id)
                 .collect(),
-            Err(ManagerError::Lookup(LookupError::NotFound { .. })) => match find(&tasks, target)
-            {
+            Err(ManagerError::Lookup(LookupError::NotFound { .. })) => match find(&tasks, target) {
                 Ok(task) => vec![task.clone()],
                 Err(LookupError::NotFound { .. }) => {
                     return Err(ManagerError::NoLogTarget(target.to_string()))

@@ -4,9 +4,7 @@
 //! and demotion take effect.
 
 use super::swarm::sign;
-use super::{
-    authorize, now_secs, Call, Caller, Denied, Link, Manager, ManagerError, Store,
-};
+use super::{authorize, now_secs, Call, Caller, Denied, Link, Manager, ManagerError, Store};
 use crate::api::{JoinRequest, JoinResponse, RenewRequest, RenewResponse};
 use crate::ca::{ca_digest, JoinToken};
 use crate::objects::{new_node_id, Named, Node, NodeState, Role};

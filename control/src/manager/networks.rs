@@ -9,8 +9,8 @@
 use super::{now_secs, Link, Manager, ManagerError, Store};
 use crate::api::{ApiResponse, NetworkView};
 use crate::objects::{
-    create_command, find, networks_and_guard, new_network_id, plan_network, GuardVersions,
-    Named, Network, NetworkCreateError, NetworkRequest, NetworkSpec, Service, Task, TaskState,
+    create_command, find, networks_and_guard, new_network_id, plan_network, GuardVersions, Named,
+    Network, NetworkCreateError, NetworkRequest, NetworkSpec, Service, Task, TaskState,
 };
 use crate::store::{Command, Objects, Response};
 

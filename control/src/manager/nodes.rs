@@ -81,7 +81,11 @@ impl<S: Store, L: Link> Manager<S, L> {
     }
 
     /// `node promote` and `node demote`.
-    pub(super) async fn set_role(&self, name: &str, role: Role) -> Result<ApiResponse, ManagerError> {
+    pub(super) async fn set_role(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<ApiResponse, ManagerError> {
         let node = self.find_node(name)?;
         if node.role == role {
             let what = match role {

@@ -80,7 +80,10 @@ impl<S: Store, L: Link> Manager<S, L> {
 
     /// `swarm unlock-key`.
     pub(super) fn unlock_key(&self) -> Result<ApiResponse, ManagerError> {
-        let key = self.cluster()?.unlock_key.ok_or(ManagerError::NoUnlockKey)?;
+        let key = self
+            .cluster()?
+            .unlock_key
+            .ok_or(ManagerError::NoUnlockKey)?;
         Ok(ApiResponse::Token {
             token: key,
             addr: self.me.api_addr(),
@@ -127,9 +130,8 @@ impl<S: Store, L: Link> Manager<S, L> {
                 .map(|v| (v.value, v.version))
                 .unwrap_or_default();
             let rotation = keyring.rotate(&cluster, rand::random::<[u8; 32]>(), now_ms());
-            commands.push(
-                Command::put(&keyring, Some(keyring_version)).map_err(ManagerError::store)?,
-            );
+            commands
+                .push(Command::put(&keyring, Some(keyring_version)).map_err(ManagerError::store)?);
             message.push('\n');
             message.push_str(&rotation_message(&rotation));
         }

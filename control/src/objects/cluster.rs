@@ -50,4 +50,3 @@ impl Object for Cluster {
         CLUSTER_ID
     }
 }
-

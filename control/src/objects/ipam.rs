@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::network::{Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN};
 use super::guards::GuardVersions;
+use super::network::{Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN};
 use crate::store::{Command, Objects, StoreError};
 
 /// Where default subnets come from (Docker's default swarm pool).

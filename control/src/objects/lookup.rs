@@ -30,12 +30,12 @@ pub fn find<'a, T: Named>(items: &'a [T], wanted: &str) -> Result<&'a T, LookupE
     if let Some(found) = items.iter().find(|o| o.id() == wanted) {
         return Ok(found);
     }
-    let named: Vec<&T> = items
-        .iter()
-        .filter(|o| o.name() == Some(wanted))
-        .collect();
+    let named: Vec<&T> = items.iter().filter(|o| o.name() == Some(wanted)).collect();
     let candidates = if named.is_empty() && !wanted.is_empty() {
-        items.iter().filter(|o| o.id().starts_with(wanted)).collect()
+        items
+            .iter()
+            .filter(|o| o.id().starts_with(wanted))
+            .collect()
     } else {
         named
     };
@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn an_exact_id_then_an_exact_name_then_a_unique_prefix() {
-        let things = [Thing("abc123", Some("web")), Thing("abd456", Some("abc123x"))];
+        let things = [
+            Thing("abc123", Some("web")),
+            Thing("abd456", Some("abc123x")),
+        ];
         assert_eq!(find(&things, "abc123").unwrap().1, Some("web"));
         assert_eq!(find(&things, "abc123x").unwrap().0, "abd456");
         assert_eq!(find(&things, "abd").unwrap().1, Some("abc123x"));

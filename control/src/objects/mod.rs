@@ -31,8 +31,7 @@ pub use ipam::{
 pub use lookup::{find, LookupError, Named};
 pub use mac::{MacAddr, MacParseError};
 pub use network::{
-    Endpoint, Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX,
-    VNI_MIN, VXLAN_OVERHEAD,
+    Endpoint, Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN, VXLAN_OVERHEAD,
 };
 pub use node::{Availability, Node, NodeResources, NodeState, Role};
 pub use service::{

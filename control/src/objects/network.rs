@@ -291,5 +291,4 @@ mod tests {
             Err(NetworkError::SubnetTooSmall { .. })
         ));
     }
-
 }

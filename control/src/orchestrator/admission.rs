@@ -10,8 +10,7 @@ use thiserror::Error;
 
 use super::pass::takes_global_task;
 use crate::objects::{
-    find, LookupError, Network, Node, Protocol, Service, ServiceMode, ServiceSpec,
-    ServiceSpecError,
+    find, LookupError, Network, Node, Protocol, Service, ServiceMode, ServiceSpec, ServiceSpecError,
 };
 
 /// Where automatically published ports come from.

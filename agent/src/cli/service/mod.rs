@@ -18,9 +18,7 @@ use std::path::Path;
 use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{json, Value};
-use shoal_control::api::{
-    ports_column, ApiRequest, Done, ServiceView, TaskView,
-};
+use shoal_control::api::{ports_column, ApiRequest, Done, ServiceView, TaskView};
 
 use super::client;
 use super::format;

@@ -76,7 +76,12 @@ impl Membership {
             Command::put(&node, None)?,
         ]);
         loop {
-            match role.core.store().write_within(cmd.clone(), Duration::from_secs(3)).await {
+            match role
+                .core
+                .store()
+                .write_within(cmd.clone(), Duration::from_secs(3))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() < deadline && !self.stop.is_cancelled() => {
                     tracing::debug!("waiting for leadership: {e}");

@@ -133,7 +133,8 @@ impl Membership {
             .save_identity(&identity)
             .map_err(anyhow::Error::from)?;
         let certs = self.state.load_certs(kek.as_ref())?;
-        self.become_member(identity.clone(), certs, None, kek).await?;
+        self.become_member(identity.clone(), certs, None, kek)
+            .await?;
         Ok(format!(
             "Swarm re-initialized: current node ({}) is now the only manager; the state is kept.",
             identity.node_id

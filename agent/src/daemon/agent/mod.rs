@@ -170,9 +170,9 @@ impl Agent {
 
     /// Answers a request of the local CLI.
     pub async fn handle_local(&self, request: LocalRequest) -> Result<LocalAnswer, AgentError> {
-        let done = |message: String| LocalAnswer::Cluster(shoal_control::api::ApiResponse::Done {
-            message,
-        });
+        let done = |message: String| {
+            LocalAnswer::Cluster(shoal_control::api::ApiResponse::Done { message })
+        };
         match request {
             LocalRequest::Init {
                 advertise_addr,
@@ -211,16 +211,19 @@ impl Agent {
                 })
                 .await
                 .map(done),
-            LocalRequest::Leave { force } => {
-                self.run(|reply| Job::Leave { force, reply }).await.map(done)
-            }
+            LocalRequest::Leave { force } => self
+                .run(|reply| Job::Leave { force, reply })
+                .await
+                .map(done),
             LocalRequest::Unlock { key } => {
                 self.run(|reply| Job::Unlock { key, reply }).await.map(done)
             }
             LocalRequest::Api(request) => {
                 self.settled().await?;
                 let core = self.manager()?;
-                Ok(LocalAnswer::Cluster(core.handle(&Caller::Local, request).await?))
+                Ok(LocalAnswer::Cluster(
+                    core.handle(&Caller::Local, request).await?,
+                ))
             }
             LocalRequest::Members => Ok(LocalAnswer::Members(Box::new(
                 self.plane()?.report().await?,
@@ -382,10 +385,8 @@ impl Membership {
 
     /// Applies what the heartbeat session or a timer learned.
     async fn event(&mut self, event: SessionEvent) {
-        let changes_standing = matches!(
-            event,
-            SessionEvent::RoleChanged(_) | SessionEvent::Removed
-        );
+        let changes_standing =
+            matches!(event, SessionEvent::RoleChanged(_) | SessionEvent::Removed);
         self.changing.send_replace(changes_standing);
         let result = match event {
             SessionEvent::ManagersChanged(managers) => self.set_managers(managers),
@@ -394,7 +395,10 @@ impl Membership {
             SessionEvent::AutolockChanged(key) => self.rekey(key),
             SessionEvent::Removed => {
                 tracing::warn!("this node was removed from the swarm; leaving");
-                self.leave(true).await.map(|_| ()).map_err(anyhow::Error::from)
+                self.leave(true)
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
             }
         };
         self.changing.send_replace(false);

@@ -33,7 +33,11 @@ impl Link for PeerLink {
         answer.await.map_err(|s| from_status(manager, &s))
     }
 
-    async fn join(&self, manager: &str, request: &JoinRequest) -> Result<JoinResponse, ManagerError> {
+    async fn join(
+        &self,
+        manager: &str,
+        request: &JoinRequest,
+    ) -> Result<JoinResponse, ManagerError> {
         let answer = async {
             let json = self.0.ca_join(manager, to_json(request)?).await?;
             from_json(&json)

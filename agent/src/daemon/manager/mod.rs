@@ -113,7 +113,9 @@ impl ManagerRole {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let Ok(cluster) = core.cluster() else { continue };
+                let Ok(cluster) = core.cluster() else {
+                    continue;
+                };
                 if cluster.unlock_key != current {
                     current = cluster.unlock_key.clone();
                     let changed = SessionEvent::AutolockChanged(current.clone());
@@ -187,7 +189,14 @@ pub async fn open_raft(
         .raft_id
         .ok_or_else(|| anyhow::anyhow!("manager without a raft id"))?;
     let connector = Arc::new(Connector(peers.clone()));
-    Ok(RaftNode::open(&state.raft_dir(), raft_id, &id.api_addr(), connector, at_rest).await?)
+    Ok(RaftNode::open(
+        &state.raft_dir(),
+        raft_id,
+        &id.api_addr(),
+        connector,
+        at_rest,
+    )
+    .await?)
 }
 
 /// Gives the Raft transport mTLS endpoints to the other managers.

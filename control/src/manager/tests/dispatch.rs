@@ -39,7 +39,9 @@ fn running(task: &Task) -> TaskReport {
 /// Creates service `web` with `replicas` tasks and lets the orchestrator
 /// place them; returns the tasks.
 async fn placed(m: &TestManager, replicas: u64) -> Vec<Task> {
-    create_service(m, spec_on("web", "", replicas)).await.unwrap();
+    create_service(m, spec_on("web", "", replicas))
+        .await
+        .unwrap();
     m.orchestrate_once().await.unwrap();
     m.orchestrate_once().await.unwrap();
     let tasks: Vec<Task> = m.store().read().all().unwrap();
@@ -57,7 +59,10 @@ async fn a_heartbeat_gets_the_nodes_assignments_and_its_reports_move_tasks() {
         .iter()
         .filter(|t| t.node_id.as_deref() == Some(node.as_str()))
         .collect();
-    let answer = m.heartbeat(&as_node(&node), beat(&node, vec![])).await.unwrap();
+    let answer = m
+        .heartbeat(&as_node(&node), beat(&node, vec![]))
+        .await
+        .unwrap();
     let assigned = answer.assignments.unwrap();
     assert_eq!(assigned.len(), mine.len());
     assert!(assigned.iter().all(|a| a.service_name == "web"));
@@ -65,7 +70,11 @@ async fn a_heartbeat_gets_the_nodes_assignments_and_its_reports_move_tasks() {
     assert_eq!(answer.managers, vec![manager_identity(1).api_addr()]);
     assert!(answer.gossip.is_some() && answer.networks.is_some());
     // Reports from the task's own node move it; from another they do not.
-    let other = if node == "node001" { "node002" } else { "node001" };
+    let other = if node == "node001" {
+        "node002"
+    } else {
+        "node001"
+    };
     let reports: Vec<TaskReport> = mine.iter().map(|t| running(t)).collect();
     m.heartbeat(&as_node(other), beat(other, reports.clone()))
         .await
@@ -75,7 +84,9 @@ async fn a_heartbeat_gets_the_nodes_assignments_and_its_reports_move_tasks() {
     assert!(store_tasks
         .iter()
         .all(|t| t.status.state != TaskState::Running));
-    m.heartbeat(&as_node(&node), beat(&node, reports)).await.unwrap();
+    m.heartbeat(&as_node(&node), beat(&node, reports))
+        .await
+        .unwrap();
     m.orchestrate_once().await.unwrap();
     let store_tasks: Vec<Task> = swarm.store.read().all().unwrap();
     let now_running = store_tasks
@@ -98,7 +109,10 @@ async fn finished_tasks_are_history_and_unassigned_ones_are_not_sent() {
     swarm.store.apply(&Command::put(&done, None).unwrap());
     swarm.store.apply(&Command::put(&pending, None).unwrap());
     let node = done.node_id.clone().unwrap();
-    let answer = m.heartbeat(&as_node(&node), beat(&node, vec![])).await.unwrap();
+    let answer = m
+        .heartbeat(&as_node(&node), beat(&node, vec![]))
+        .await
+        .unwrap();
     assert_eq!(answer.assignments, Some(vec![]));
     assert_eq!(answer.history, Some(vec![done.id]));
 }
@@ -120,13 +134,25 @@ async fn a_follower_relays_a_heartbeat_that_counts_for_its_node() {
         .unwrap();
     assert_eq!(answer.assignments.map(|a| a.len()), Some(1));
     // The leader counted it for the node, not for the follower.
-    assert!(ready(&swarm.node(&node).unwrap()), "the node is Ready again");
+    assert!(
+        ready(&swarm.node(&node).unwrap()),
+        "the node is Ready again"
+    );
     leader.orchestrate_once().await.unwrap();
-    let task: Task = swarm.store.read().one::<Task>(&tasks[0].id).unwrap().unwrap().value;
+    let task: Task = swarm
+        .store
+        .read()
+        .one::<Task>(&tasks[0].id)
+        .unwrap()
+        .unwrap()
+        .value;
     assert_eq!(task.status.state, TaskState::Running);
     let seen = leader.dispatch().seen.clone();
     assert!(seen.contains_key(&node));
-    assert!(!seen.contains_key("mgr2"), "the follower is not the one heard");
+    assert!(
+        !seen.contains_key("mgr2"),
+        "the follower is not the one heard"
+    );
     // A worker cannot relay for another node.
     let refused = leader
         .heartbeat(&as_node("node001"), beat("mgr2", vec![]))
@@ -227,7 +253,10 @@ async fn service_logs_go_out_in_a_heartbeat_answer_and_come_back_in_the_next() {
     };
     // The node's next heartbeat carries the fetch...
     let fetch = loop {
-        let answer = m.heartbeat(&as_node(&node), beat(&node, vec![])).await.unwrap();
+        let answer = m
+            .heartbeat(&as_node(&node), beat(&node, vec![]))
+            .await
+            .unwrap();
         if let Some(f) = answer.log_fetches.into_iter().next() {
             break f;
         }

@@ -9,7 +9,9 @@ mod requests;
 use std::sync::{Arc, OnceLock};
 
 use super::*;
-use crate::api::{ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest, JoinResponse};
+use crate::api::{
+    ApiRequest, ApiResponse, Heartbeat, HeartbeatResponse, JoinRequest, JoinResponse,
+};
 use crate::ca::{JoinToken, RootCa};
 use crate::objects::{Network, Node, NodeState, Role, Service, ServiceSpec};
 use crate::orchestrator::tests::{node as worker_node, spec as service_spec};
@@ -55,10 +57,13 @@ pub(super) struct Relay {
 
 impl Relay {
     fn target(&self, manager: &str) -> Result<Arc<TestManager>, ManagerError> {
-        self.to.get().cloned().ok_or_else(|| ManagerError::Unreachable {
-            manager: manager.to_string(),
-            detail: "no other manager in this test".into(),
-        })
+        self.to
+            .get()
+            .cloned()
+            .ok_or_else(|| ManagerError::Unreachable {
+                manager: manager.to_string(),
+                detail: "no other manager in this test".into(),
+            })
     }
 }
 
@@ -68,7 +73,8 @@ impl Link for Relay {
         manager: &str,
         request: &ApiRequest,
     ) -> impl std::future::Future<Output = Result<ApiResponse, ManagerError>> + Send {
-        let (target, caller, request) = (self.target(manager), self.caller.clone(), request.clone());
+        let (target, caller, request) =
+            (self.target(manager), self.caller.clone(), request.clone());
         let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
             Box::pin(async move { target?.handle(&caller, request).await });
         call

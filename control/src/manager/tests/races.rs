@@ -54,9 +54,14 @@ async fn network_rm_loses_to_a_service_create_that_committed_first() {
     assert!(swarm.networks().iter().any(|n| n.id == web.id));
     assert_eq!(swarm.services().len(), 1);
     // Unopposed, `network rm` writes the network guard with the delete.
-    local(&m, ApiRequest::ServiceRemove { service: "a".into() })
-        .await
-        .unwrap();
+    local(
+        &m,
+        ApiRequest::ServiceRemove {
+            service: "a".into(),
+        },
+    )
+    .await
+    .unwrap();
     local(
         &m,
         ApiRequest::NetworkRemove {
@@ -92,7 +97,10 @@ async fn a_service_create_loses_to_a_network_rm_that_committed_first() {
         ),
         "{created:?}"
     );
-    assert!(swarm.services().is_empty(), "no service on a removed network");
+    assert!(
+        swarm.services().is_empty(),
+        "no service on a removed network"
+    );
 }
 
 #[tokio::test]

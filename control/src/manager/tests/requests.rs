@@ -21,17 +21,37 @@ async fn node_changes_follow_swarms_rules() {
     let swarm = Swarm::new(3, 2);
     let m = swarm.manager(1);
     // Unknown, ambiguous and `self` names.
-    let missing = local(&m, ApiRequest::NodeInspect { node: "nope".into() }).await;
+    let missing = local(
+        &m,
+        ApiRequest::NodeInspect {
+            node: "nope".into(),
+        },
+    )
+    .await;
     assert!(matches!(
         missing,
         Err(ManagerError::Lookup(LookupError::NotFound { .. }))
     ));
     assert_eq!(
-        code(local(&m, ApiRequest::NodeInspect { node: "node".into() }).await),
+        code(
+            local(
+                &m,
+                ApiRequest::NodeInspect {
+                    node: "node".into()
+                }
+            )
+            .await
+        ),
         ErrorCode::Invalid,
         "node001 and node002 share the prefix"
     );
-    let me = local(&m, ApiRequest::NodeInspect { node: "self".into() }).await;
+    let me = local(
+        &m,
+        ApiRequest::NodeInspect {
+            node: "self".into(),
+        },
+    )
+    .await;
     assert!(matches!(me, Ok(ApiResponse::Node { node }) if node.id == "mgr1"));
     // A manager must be demoted before removal; a live worker needs --force.
     let rm = |node: &str, force| ApiRequest::NodeRemove {
@@ -51,7 +71,9 @@ async fn node_changes_follow_swarms_rules() {
     // Demoting needs the others reachable (this manager reaches none).
     assert!(matches!(
         local(&m, set_role("m2", Role::Worker)).await,
-        Err(ManagerError::NodeRule(NodeRuleError::WouldLoseQuorum { .. }))
+        Err(ManagerError::NodeRule(
+            NodeRuleError::WouldLoseQuorum { .. }
+        ))
     ));
     m.reach().mark(&manager_identity(2).api_addr());
     m.reach().mark(&manager_identity(3).api_addr());
@@ -101,7 +123,16 @@ async fn network_requests_refuse_taken_names_and_networks_in_use() {
     // The ingress network came first.
     let names: Vec<String> = swarm.networks().into_iter().map(|n| n.name).collect();
     assert!(names.contains(&"ingress".to_string()), "{names:?}");
-    assert!(web.spec.vni > swarm.networks().iter().find(|n| n.spec.ingress).unwrap().spec.vni);
+    assert!(
+        web.spec.vni
+            > swarm
+                .networks()
+                .iter()
+                .find(|n| n.spec.ingress)
+                .unwrap()
+                .spec
+                .vni
+    );
     let again = local(
         &m,
         ApiRequest::NetworkCreate {
@@ -116,7 +147,9 @@ async fn network_requests_refuse_taken_names_and_networks_in_use() {
     .await;
     assert!(matches!(
         again,
-        Err(ManagerError::NetworkCreate(NetworkCreateError::UnsupportedDriver(_)))
+        Err(ManagerError::NetworkCreate(
+            NetworkCreateError::UnsupportedDriver(_)
+        ))
     ));
     let twice = local(
         &m,
@@ -160,9 +193,14 @@ async fn a_network_with_stopping_tasks_waits() {
     create_network(&m, "web").await;
     create_service(&m, spec_on("a", "web", 1)).await.unwrap();
     m.orchestrate_once().await.unwrap();
-    local(&m, ApiRequest::ServiceRemove { service: "a".into() })
-        .await
-        .unwrap();
+    local(
+        &m,
+        ApiRequest::ServiceRemove {
+            service: "a".into(),
+        },
+    )
+    .await
+    .unwrap();
     // The task is still on the network until the orchestrator stops it.
     let rm = local(
         &m,
@@ -203,7 +241,10 @@ async fn service_requests_refuse_what_swarm_refuses() {
     );
     b.ports.clear();
     b.networks = vec!["nope".into()];
-    assert_eq!(code(create_service(&m, b.clone()).await), ErrorCode::NotFound);
+    assert_eq!(
+        code(create_service(&m, b.clone()).await),
+        ErrorCode::NotFound
+    );
     b.networks.clear();
     b.task.command.clear();
     assert_eq!(code(create_service(&m, b).await), ErrorCode::Invalid);
@@ -219,7 +260,11 @@ async fn service_requests_refuse_what_swarm_refuses() {
     };
     assert!(matches!(
         local(&m, update(current.spec.clone(), Some(7))).await,
-        Err(ManagerError::Stale { read: 7, now: 1, .. })
+        Err(ManagerError::Stale {
+            read: 7,
+            now: 1,
+            ..
+        })
     ));
     assert!(matches!(
         local(&m, update(global, Some(1))).await,
@@ -227,7 +272,13 @@ async fn service_requests_refuse_what_swarm_refuses() {
     ));
     // Nothing to roll back to yet; scaling works on replicated services.
     assert!(matches!(
-        local(&m, ApiRequest::ServiceRollback { service: "a".into() }).await,
+        local(
+            &m,
+            ApiRequest::ServiceRollback {
+                service: "a".into()
+            }
+        )
+        .await,
         Err(ManagerError::NoPreviousSpec(_))
     ));
     local(
@@ -240,7 +291,13 @@ async fn service_requests_refuse_what_swarm_refuses() {
     .await
     .unwrap();
     assert_eq!(swarm.services()[0].spec.replicas(), Some(5));
-    let rm = local(&m, ApiRequest::ServiceRemove { service: "zz".into() }).await;
+    let rm = local(
+        &m,
+        ApiRequest::ServiceRemove {
+            service: "zz".into(),
+        },
+    )
+    .await;
     assert_eq!(rm.unwrap_err().to_string(), "service zz not found");
 }
 
@@ -342,7 +399,8 @@ async fn without_quorum_writes_fail_with_the_quorum_error_and_reads_still_work()
     let err = write.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NoQuorum);
     assert!(
-        err.to_string().starts_with("no quorum: 1 of 3 managers reachable"),
+        err.to_string()
+            .starts_with("no quorum: 1 of 3 managers reachable"),
         "{err}"
     );
     assert!(local(&m, ApiRequest::NodeList).await.is_ok());
@@ -350,7 +408,13 @@ async fn without_quorum_writes_fail_with_the_quorum_error_and_reads_still_work()
     swarm.store.set_leader(None);
     let m2 = swarm.manager(2);
     let started = tokio::time::Instant::now();
-    let write = local(&m2, ApiRequest::ServiceRemove { service: "a".into() }).await;
+    let write = local(
+        &m2,
+        ApiRequest::ServiceRemove {
+            service: "a".into(),
+        },
+    )
+    .await;
     assert_eq!(code(write), ErrorCode::NoQuorum);
     assert!(started.elapsed() >= std::time::Duration::from_secs(3));
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
