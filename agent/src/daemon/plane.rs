@@ -132,7 +132,8 @@ impl Plane {
             tasks.assignments,
             tasks.history,
             tasks.reports,
-        );
+        )
+        .await;
         let logs = LogReader::start(runtime.clone(), tasks.log_fetches, tasks.log_chunks);
         Ok(Plane {
             gossip,
