@@ -414,3 +414,260 @@ pub fn secret_path(file_name: &str) -> PathBuf {
 pub fn config_path(file_name: &str) -> PathBuf {
     PathBuf::from("/").join(file_name)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::compose::{load, ComposeFile, Environment, LoadOptions, MemoryFiles};
+
+    fn project(text: &str) -> Project {
+        load(
+            &[ComposeFile {
+                name: "stack.yml".into(),
+                content: text.into(),
+            }],
+            &LoadOptions {
+                working_dir: Path::new("/srv/app"),
+                env: &Environment::default(),
+                files: &MemoryFiles::new(),
+            },
+        )
+        .unwrap()
+        .project
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const SHOP: &str = "\
+services:
+  web:
+    image: nginx
+    labels: {tier: front}
+    deploy: {labels: {owner: team-a}}
+    networks:
+      front: {aliases: [www]}
+      outside:
+    volumes: ['data:/data', 'shared:/shared', './static:/static']
+    secrets: [db_pw, {source: cert, target: tls.pem, uid: '101', mode: 0400}]
+    configs: [site]
+  worker:
+    image: worker:1
+networks:
+  front: {labels: {a: b}}
+  outside: {external: true, name: proxy}
+  unused:
+volumes:
+  data: {driver: local, driver_opts: {type: tmpfs}}
+  shared: {external: true}
+secrets:
+  db_pw: {file: ./pw.txt}
+  cert: {external: true}
+  named: {file: ./x, name: global-secret}
+configs:
+  site: {content: hello, labels: {v: '1'}}
+";
+
+    #[test]
+    fn names_are_namespaced_as_docker_does() {
+        let stack = plan("shop", &project(SHOP)).unwrap();
+        assert_eq!(stack.namespace, "shop");
+        let ns = labels(&[(NAMESPACE_LABEL, "shop")]);
+
+        let networks: Vec<(&str, &str, bool)> = stack
+            .networks
+            .iter()
+            .map(|n| (n.key.as_str(), n.name.as_str(), n.external))
+            .collect();
+        // `unused` is not created; `default` is, because worker names no network.
+        assert_eq!(
+            networks,
+            [
+                ("default", "shop_default", false),
+                ("front", "shop_front", false),
+                ("outside", "proxy", true)
+            ]
+        );
+        assert_eq!(stack.networks[0].driver, DEFAULT_NETWORK_DRIVER);
+        assert_eq!(stack.networks[0].labels, ns);
+        assert_eq!(
+            stack.networks[1].labels,
+            labels(&[("a", "b"), (NAMESPACE_LABEL, "shop")])
+        );
+        assert!(stack.networks[2].labels.is_empty());
+
+        let volumes: Vec<(&str, &str)> = stack
+            .volumes
+            .iter()
+            .map(|v| (v.key.as_str(), v.name.as_str()))
+            .collect();
+        assert_eq!(volumes, [("data", "shop_data"), ("shared", "shared")]);
+
+        let secrets: Vec<(&str, &str)> = stack
+            .secrets
+            .iter()
+            .map(|s| (s.key.as_str(), s.name.as_str()))
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                ("cert", "cert"),
+                ("db_pw", "shop_db_pw"),
+                ("named", "global-secret")
+            ]
+        );
+        assert_eq!(
+            stack.secrets[1].source,
+            ObjectSource::File("/srv/app/pw.txt".into())
+        );
+        assert_eq!(stack.secrets[1].labels, ns);
+        assert!(stack.secrets[0].labels.is_empty());
+        assert_eq!(stack.configs[0].name, "shop_site");
+        assert_eq!(
+            stack.configs[0].labels,
+            labels(&[(NAMESPACE_LABEL, "shop"), ("v", "1")])
+        );
+
+        let web = &stack.services[0];
+        assert_eq!(
+            (web.key.as_str(), web.name.as_str(), web.image.as_str()),
+            ("web", "shop_web", "nginx")
+        );
+        assert_eq!(
+            web.labels,
+            labels(&[
+                ("owner", "team-a"),
+                (NAMESPACE_LABEL, "shop"),
+                (IMAGE_LABEL, "nginx")
+            ])
+        );
+        assert_eq!(
+            web.container_labels,
+            labels(&[("tier", "front"), (NAMESPACE_LABEL, "shop")])
+        );
+        let attachments: Vec<(&str, Vec<&str>)> = web
+            .networks
+            .iter()
+            .map(|a| {
+                (
+                    a.target.as_str(),
+                    a.aliases.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            attachments,
+            [("proxy", vec!["web"]), ("shop_front", vec!["www", "web"])]
+        );
+
+        assert!(
+            matches!(&web.mounts[0].mount.kind, MountKind::Volume { source: Some(s), .. } if s == "shop_data")
+        );
+        let owned = web.mounts[0].volume.as_ref().unwrap();
+        assert_eq!(owned.driver.as_deref(), Some("local"));
+        assert_eq!(owned.labels, ns);
+        assert!(
+            matches!(&web.mounts[1].mount.kind, MountKind::Volume { source: Some(s), .. } if s == "shared")
+        );
+        assert!(web.mounts[1].volume.is_none());
+        assert!(matches!(&web.mounts[2].mount.kind, MountKind::Bind { .. }));
+
+        assert_eq!(
+            web.secrets,
+            vec![
+                StackFileReference {
+                    name: "cert".into(),
+                    file_name: "tls.pem".into(),
+                    uid: "101".into(),
+                    gid: "0".into(),
+                    mode: 0o400
+                },
+                StackFileReference {
+                    name: "shop_db_pw".into(),
+                    file_name: "db_pw".into(),
+                    uid: "0".into(),
+                    gid: "0".into(),
+                    mode: DEFAULT_FILE_MODE
+                },
+            ]
+        );
+        assert_eq!(web.configs[0].name, "shop_site");
+        assert_eq!(secret_path("tls.pem"), Path::new("/run/secrets/tls.pem"));
+        assert_eq!(secret_path("/etc/x"), Path::new("/etc/x"));
+        assert_eq!(config_path("site"), Path::new("/site"));
+
+        let worker = &stack.services[1];
+        assert_eq!(worker.name, "shop_worker");
+        assert_eq!(worker.networks.len(), 1);
+        assert_eq!(worker.networks[0].target, "shop_default");
+        assert_eq!(worker.networks[0].aliases, ["worker"]);
+    }
+
+    #[test]
+    fn the_default_network_is_made_only_when_used_and_can_be_redefined() {
+        let stack = plan(
+            "app",
+            &project("services:\n  a:\n    image: x\n    networks: [n]\nnetworks:\n  n:\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            stack
+                .networks
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>(),
+            ["app_n"]
+        );
+
+        let stack = plan(
+            "app",
+            &project("services:\n  a:\n    image: x\nnetworks:\n  default: {external: true, name: host}\n"),
+        )
+        .unwrap();
+        assert_eq!(stack.networks[0].name, "host");
+        assert!(stack.networks[0].external);
+        // Docker's predefined networks take no aliases.
+        assert!(stack.services[0].networks[0].aliases.is_empty());
+
+        let stack = plan(
+            "app",
+            &project("services:\n  a:\n    image: x\nnetworks:\n  default: {driver: overlay, attachable: true}\n"),
+        )
+        .unwrap();
+        assert_eq!(stack.networks[0].name, "app_default");
+        assert!(stack.networks[0].attachable);
+    }
+
+    #[test]
+    fn bad_names_and_missing_images_are_refused() {
+        let ok = project("services:\n  a:\n    image: x\n");
+        for bad in ["", "-app", "my app", "app.v2", "app/x"] {
+            assert!(
+                matches!(plan(bad, &ok), Err(ComposeError::InvalidStackName(_))),
+                "{bad}"
+            );
+        }
+        plan("App_2-b", &ok).unwrap();
+        let err = plan("app", &project("services:\n  a:\n    build: .\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service a has no image: shoal does not build images; build and push it, then set `image:`"
+        );
+        let long = "s".repeat(60);
+        let err = plan(
+            "app",
+            &project(&format!("services:\n  {long}:\n    image: x\n")),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ComposeError::NameTooLong { len: 64, .. }),
+            "{err}"
+        );
+    }
+}
