@@ -10,8 +10,11 @@
 
 use std::collections::BTreeMap;
 
+use std::path::Path;
+
 use super::error::ComposeError;
 use super::interpolate::{substitute, TemplateError};
+use super::source::FileReader;
 
 /// Variables for interpolation: the caller's environment, then `.env`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,6 +43,22 @@ impl Environment {
 
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.vars.insert(name.into(), value.into());
+    }
+
+    /// Adds the variables of the `.env` file at `path`, if there is one
+    /// (Compose reads it from the project directory).
+    pub fn add_dotenv_file(
+        &mut self,
+        path: &Path,
+        files: &dyn FileReader,
+    ) -> Result<bool, ComposeError> {
+        match files.read(path)? {
+            Some(content) => {
+                self.add_dotenv(&path.display().to_string(), &content)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Adds the variables of a `.env` file (named `file` in errors) that
@@ -283,6 +302,16 @@ REF=${HOME}/x-${TAG}-${MISSING:-dflt}
             err.to_string(),
             "app.env:2: required variable `NEED` is not set: set NEED"
         );
+    }
+
+    #[test]
+    fn a_dotenv_file_is_optional() {
+        use crate::compose::source::MemoryFiles;
+        let files = MemoryFiles::new().with("/p/.env", "A=1\n");
+        let mut env = Environment::default();
+        assert!(env.add_dotenv_file(Path::new("/p/.env"), &files).unwrap());
+        assert!(!env.add_dotenv_file(Path::new("/q/.env"), &files).unwrap());
+        assert_eq!(env.get("A"), Some("1"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::yaml::{Node, Value};
 pub enum TemplateError {
     Unterminated,
     BadExpression,
+    TooDeep,
     Required { variable: String, message: String },
 }
 
@@ -26,10 +27,15 @@ impl TemplateError {
             TemplateError::BadExpression => {
                 "`${...}` takes a variable name ([A-Za-z_][A-Za-z0-9_]*), optionally followed by :-, -, :?, ?, :+ or + and a value"
             }
+            TemplateError::TooDeep => "`${...}` nested more than 16 deep",
             TemplateError::Required { .. } => "a required variable is not set",
         }
     }
 }
+
+/// How deep `${A:-${B:-...}}` may nest: far beyond any real file, and a
+/// bound on the recursion a hostile one could cause.
+const MAX_NESTING: usize = 16;
 
 /// A substituted string and the variables it used that were not set (and
 /// had no default).
@@ -45,7 +51,7 @@ pub fn substitute(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Substituted, TemplateError> {
     let mut unset = Vec::new();
-    let text = expand(template, lookup, &mut unset)?;
+    let text = expand(template, lookup, &mut unset, 0)?;
     Ok(Substituted { text, unset })
 }
 
@@ -53,7 +59,11 @@ fn expand(
     template: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &mut Vec<String>,
+    depth: usize,
 ) -> Result<String, TemplateError> {
+    if depth > MAX_NESTING {
+        return Err(TemplateError::TooDeep);
+    }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(dollar) = rest.find('$') {
@@ -64,7 +74,7 @@ fn expand(
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let end = closing_brace(body).ok_or(TemplateError::Unterminated)?;
-            out.push_str(&braced(&body[..end], lookup, unset)?);
+            out.push_str(&braced(&body[..end], lookup, unset, depth)?);
             rest = &body[end + 1..];
         } else {
             let name = &after[..name_len(after)];
@@ -125,6 +135,7 @@ fn braced(
     body: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     unset: &mut Vec<String>,
+    depth: usize,
 ) -> Result<String, TemplateError> {
     let name = &body[..name_len(body)];
     if name.is_empty() {
@@ -146,15 +157,15 @@ fn braced(
         "" => Err(TemplateError::BadExpression),
         ":-" if set_non_empty => Ok(value.unwrap_or_default()),
         "-" if value.is_some() => Ok(value.unwrap_or_default()),
-        ":-" | "-" => expand(argument, lookup, unset),
+        ":-" | "-" => expand(argument, lookup, unset, depth + 1),
         ":?" if set_non_empty => Ok(value.unwrap_or_default()),
         "?" if value.is_some() => Ok(value.unwrap_or_default()),
         ":?" | "?" => Err(TemplateError::Required {
             variable: name.to_string(),
-            message: expand(argument, lookup, unset)?,
+            message: expand(argument, lookup, unset, depth + 1)?,
         }),
-        ":+" if set_non_empty => expand(argument, lookup, unset),
-        "+" if value.is_some() => expand(argument, lookup, unset),
+        ":+" if set_non_empty => expand(argument, lookup, unset, depth + 1),
+        "+" if value.is_some() => expand(argument, lookup, unset, depth + 1),
         _ => Ok(String::new()),
     }
 }
@@ -269,8 +280,28 @@ impl Walker<'_> {
 mod tests {
     use std::sync::Arc;
 
+    use proptest::prelude::*;
+
     use super::*;
     use crate::compose::yaml;
+
+    proptest! {
+        #[test]
+        fn any_text_substitutes_or_fails_cleanly(text in "[ -~]{0,80}") {
+            let _ = substitute(&text, &env());
+        }
+
+        #[test]
+        fn text_without_dollars_comes_back_unchanged(text in "[^$]{0,80}") {
+            prop_assert_eq!(substitute(&text, &env()).map(|s| s.text), Ok(text));
+        }
+
+        #[test]
+        fn doubled_dollars_come_back_single(text in "[a-z{}]{0,20}") {
+            let template = format!("$${text}");
+            prop_assert_eq!(substitute(&template, &env()).map(|s| s.text), Ok(format!("${text}")));
+        }
+    }
 
     fn env() -> impl Fn(&str) -> Option<String> {
         |name: &str| match name {
@@ -353,6 +384,14 @@ mod tests {
         assert_eq!(sub("${1A}"), Err(TemplateError::BadExpression));
         assert_eq!(sub("${SET/a/b}"), Err(TemplateError::BadExpression));
         assert_eq!(sub("${SET:0:2}"), Err(TemplateError::BadExpression));
+        let deep = format!(
+            "{}x{}",
+            "${U:-".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(sub(&deep).as_deref(), Ok("x"));
+        let deeper = format!("{}x{}", "${U:-".repeat(10_000), "}".repeat(10_000));
+        assert_eq!(sub(&deeper), Err(TemplateError::TooDeep));
     }
 
     #[test]

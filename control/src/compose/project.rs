@@ -669,6 +669,18 @@ services:
         assert_eq!(web.ports[0].published, Some(80));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_file_makes_the_loader_panic(text in "[ -~\n]{0,200}") {
+            let _ = load_one(&text);
+        }
+
+        #[test]
+        fn no_service_body_makes_the_loader_panic(body in "[a-z_:\\[\\]{}, '\"0-9./$-]{0,120}") {
+            let _ = load_one(&format!("services:\n  web:\n    {body}\n"));
+        }
+    }
+
     #[test]
     fn load_paths_reads_through_the_reader() {
         let files = MemoryFiles::new()

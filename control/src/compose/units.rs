@@ -204,7 +204,29 @@ pub fn split_words(text: &str) -> Result<Vec<String>, SplitError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn durations_written_as_go_writes_them_read_back(h in 0u64..1000, m in 0u64..60, s in 0u64..60, ms in 0u64..1000) {
+            let text = format!("{h}h{m}m{s}s{ms}ms");
+            let expected = Duration::from_millis(((h * 60 + m) * 60 + s) * 1000 + ms);
+            prop_assert_eq!(parse_duration(&text), Some(expected));
+        }
+
+        #[test]
+        fn sizes_scale_by_powers_of_1024(n in 0u64..1_000_000, unit in 0usize..4) {
+            let (suffix, factor) = [("", 1u64), ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30)][unit];
+            prop_assert_eq!(parse_bytes(&format!("{n}{suffix}")), Some(n * factor));
+        }
+
+        #[test]
+        fn no_text_makes_a_reader_panic(text in "\\PC{0,40}") {
+            let _ = (parse_duration(&text), parse_bytes(&text), parse_nano_cpus(&text), parse_mode(&text), parse_octal_mode(&text), split_words(&text));
+        }
+    }
 
     #[test]
     fn durations_read_as_go_writes_them() {
