@@ -76,7 +76,7 @@ pub fn load(files: &[ComposeFile], options: &LoadOptions) -> Result<Loaded, Comp
 
 /// Loads the compose files at `paths` through `files` (the real file
 /// system: [`super::DiskFiles`]); relative paths in them start at the
-/// directory of the first.
+/// directory of the first file.
 pub fn load_paths(
     paths: &[PathBuf],
     env: &Environment,
@@ -93,11 +93,14 @@ pub fn load_paths(
             content,
         });
     }
-    let working_dir = paths
-        .first()
-        .and_then(|first| first.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // Relative paths in the files start at the first file's directory,
+    // made absolute against the current directory when given relative.
+    let first = paths.first().ok_or(ComposeError::NoFiles)?;
+    let first = std::path::absolute(first).map_err(|source| ComposeError::Read {
+        path: first.clone(),
+        source,
+    })?;
+    let working_dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
     load(
         &compose_files,
         &LoadOptions {

@@ -538,6 +538,14 @@ mod tests {
     }
 
     #[test]
+    fn byte_order_marks_and_windows_line_ends_are_read() {
+        let root = parse_str("\u{feff}services:\r\n  web:\r\n    image: nginx\r\n").unwrap();
+        let image = get(&root, &["services", "web", "image"]);
+        assert_eq!(image.as_scalar(), Some("nginx"));
+        assert_eq!(image.at.line, 3);
+    }
+
+    #[test]
     fn nodes_know_their_line_and_column() {
         let root = parse_str("services:\n  web:\n    image: nginx\n").unwrap();
         let image = get(&root, &["services", "web", "image"]);
