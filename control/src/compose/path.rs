@@ -51,10 +51,6 @@ impl KeyPath {
             .unwrap_or_default()
             .trim_start_matches('.')
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
 }
 
 impl fmt::Display for KeyPath {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::deploy::{deploy, legacy_restart};
 use super::dotenv::{parse_env_file, Environment};
-use super::error::ComposeError;
+use super::error::{ComposeError, Subject};
 use super::model::{ExtraHost, Service};
 use super::mounts::{tmpfs, volumes, HostPaths};
 use super::parts::{file_references, healthcheck, service_networks};
@@ -247,9 +247,13 @@ fn env_file_entries(
         let resolved = context.paths.resolve(&file);
         let Some(text) = context.files.read(&resolved)? else {
             if required {
+                let service = match &cx.subject {
+                    Subject::Service(name) => name.clone(),
+                    other => other.to_string(),
+                };
                 return Err(ComposeError::MissingEnvFile {
                     at: item.at.clone(),
-                    service: service_name(path),
+                    service,
                     path: resolved,
                 });
             }
@@ -263,16 +267,6 @@ fn env_file_entries(
         )?);
     }
     Ok(entries)
-}
-
-/// `services.NAME.env_file` -> `NAME`.
-fn service_name(path: &KeyPath) -> String {
-    let text = path.as_str();
-    let text = text.strip_prefix("services.").unwrap_or(text);
-    text.rsplit_once(".env_file")
-        .map(|(name, _)| name)
-        .unwrap_or(text)
-        .to_string()
 }
 
 fn resolve_environment(
