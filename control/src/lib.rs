@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod ca;
+pub mod compose;
 pub mod hex;
 pub mod manager;
 pub mod objects;
