@@ -7,6 +7,7 @@
 //!   (admission, authorization, the dispatcher, the orchestrator driver,
 //!   the log broker), on a store trait.
 //! - [`orchestrator`] and [`scheduler`]: the pure desired-state pass.
+//! - [`compose`]: Compose files read into a typed model (for stacks).
 //! - [`store`] and [`raft`]: the replicated store (openraft on redb) and its
 //!   gRPC transport; [`ca`]: certificates, tokens, mTLS, sealing;
 //!   [`proto`]: the gRPC services and the error mapping to statuses.
