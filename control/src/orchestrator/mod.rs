@@ -10,6 +10,7 @@
 mod addresses;
 mod admission;
 mod pass;
+mod slots;
 mod update;
 
 #[cfg(test)]
