@@ -1,6 +1,6 @@
 //! The agent's Unix-socket API for the CLI: the same `Control.Call` method
 //! as on port 2377, carrying [`LocalRequest`]s and answering
-//! [`LocalAnswer`]s. Access is the socket file's (root only, mode 0600), as
+//! `LocalAnswer`s. Access is the socket file's (root only, mode 0600), as
 //! with dockerd. At shutdown it stops accepting (the socket file goes
 //! first, then the connections already waiting are taken) and finishes the
 //! requests in flight.
@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::Stream;
-use serde::{Deserialize, Serialize};
-use shoal_control::api::{ApiResponse, LocalRequest, UnexpectedAnswer};
+use shoal_control::api::LocalRequest;
 use shoal_control::proto::control::control_server::{Control, ControlServer};
 use shoal_control::proto::control::Json;
 use tokio::net::{UnixListener, UnixStream};
@@ -23,62 +22,11 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::peers::{from_json, to_json};
-use super::{Agent, EndpointLine, MembersReport};
+use super::Agent;
 
 /// How long the server waits for a last connection once the socket file is
 /// gone: clients that connected just before are served, not reset.
 const LAST_CONNECTIONS: Duration = Duration::from_millis(100);
-
-/// What the agent answers its CLI.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "local", content = "answer", rename_all = "snake_case")]
-pub enum LocalAnswer {
-    /// A cluster answer, or what a membership verb did (`Done`).
-    Cluster(ApiResponse),
-    /// `members`.
-    Members(Box<MembersReport>),
-    /// `endpoint ls`.
-    Endpoints { endpoints: Vec<EndpointLine> },
-}
-
-impl LocalAnswer {
-    fn kind(&self) -> &'static str {
-        match self {
-            LocalAnswer::Cluster(answer) => answer.kind(),
-            LocalAnswer::Members(_) => "members",
-            LocalAnswer::Endpoints { .. } => "endpoints",
-        }
-    }
-
-    fn unexpected(&self, expected: &'static str) -> UnexpectedAnswer {
-        UnexpectedAnswer {
-            expected,
-            got: self.kind(),
-        }
-    }
-
-    /// The cluster answer it carries.
-    pub fn into_cluster(self) -> Result<ApiResponse, UnexpectedAnswer> {
-        match self {
-            LocalAnswer::Cluster(answer) => Ok(answer),
-            other => Err(other.unexpected("a cluster answer")),
-        }
-    }
-
-    pub fn into_members(self) -> Result<MembersReport, UnexpectedAnswer> {
-        match self {
-            LocalAnswer::Members(report) => Ok(*report),
-            other => Err(other.unexpected("members")),
-        }
-    }
-
-    pub fn into_endpoints(self) -> Result<Vec<EndpointLine>, UnexpectedAnswer> {
-        match self {
-            LocalAnswer::Endpoints { endpoints } => Ok(endpoints),
-            other => Err(other.unexpected("endpoints")),
-        }
-    }
-}
 
 struct LocalApi(Arc<Agent>);
 

@@ -11,6 +11,7 @@
 //! flight, then stops the parts in order, within [`SHUTDOWN_LIMIT`].
 
 mod agent;
+mod answer;
 mod at_rest;
 mod dataplane;
 mod identity;
@@ -37,7 +38,7 @@ use tokio_util::task::TaskTracker;
 
 pub use agent::{Agent, AgentError};
 pub use dataplane::DataPlaneStatus;
-pub use local::LocalAnswer;
+pub use answer::LocalAnswer;
 pub use plane::{EndpointLine, MembersReport};
 
 /// The longest a stop may take: requests in flight finish, then the parts

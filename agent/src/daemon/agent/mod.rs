@@ -37,7 +37,7 @@ pub use error::AgentError;
 use member::Member;
 
 use super::identity::{NodeIdentity, StateDir};
-use super::local::LocalAnswer;
+use super::answer::LocalAnswer;
 use super::manager::Core;
 use super::plane::Plane;
 use super::worker::SessionEvent;
