@@ -37,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use agent::{Agent, AgentError};
-pub use dataplane::DataPlaneStatus;
 pub use answer::LocalAnswer;
+pub use dataplane::DataPlaneStatus;
 pub use plane::{EndpointLine, MembersReport};
 
 /// The longest a stop may take: requests in flight finish, then the parts

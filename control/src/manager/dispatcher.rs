@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{authorize, Call, Caller, Denied, Link, Manager, ManagerError, Store};
+use super::{Call, Caller, Link, Manager, ManagerError, Store};
 use crate::api::{
     Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
     HEARTBEAT_PERIOD_MS,
@@ -174,7 +174,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         heartbeat: Heartbeat,
     ) -> Result<HeartbeatResponse, ManagerError> {
         let objects = self.objects();
-        authorize(
+        self.authorize_here(
             caller,
             Call::Heartbeat {
                 node: &heartbeat.node_id,
@@ -184,9 +184,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         let node = objects
             .one::<Node>(&heartbeat.node_id)
             .map_err(ManagerError::store)?
-            .ok_or_else(|| Denied::Removed {
-                node: heartbeat.node_id.clone(),
-            })?
+            .ok_or_else(|| self.not_in_store(&heartbeat.node_id))?
             .value;
         let mut log_fetches = Vec::new();
         if self.is_leader() {

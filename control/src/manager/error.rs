@@ -142,6 +142,8 @@ pub enum ManagerError {
     Rejected(String),
     #[error("the store failed: {0}")]
     Store(String),
+    #[error("node {node} is not known to this manager (yet): ask the leader")]
+    NotKnownHere { node: String },
     #[error("cannot reach the manager at {manager}: {detail}")]
     Unreachable { manager: String, detail: String },
     #[error("{message}")]
@@ -191,7 +193,7 @@ impl ManagerError {
             | ManagerError::Stale { .. }
             | ManagerError::Contended { .. } => C::Conflict,
             ManagerError::NoQuorum { .. } => C::NoQuorum,
-            ManagerError::LeaderMoved => C::NotLeader,
+            ManagerError::LeaderMoved | ManagerError::NotKnownHere { .. } => C::NotLeader,
             ManagerError::Membership(_) => C::Unavailable,
             ManagerError::Rejected(_) => C::Invalid,
             ManagerError::Store(_) => C::Internal,

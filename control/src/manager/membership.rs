@@ -4,7 +4,7 @@
 //! and demotion take effect.
 
 use super::swarm::sign;
-use super::{authorize, now_secs, Call, Caller, Denied, Link, Manager, ManagerError, Store};
+use super::{now_secs, Call, Caller, Link, Manager, ManagerError, Store};
 use crate::api::{JoinRequest, JoinResponse, RenewRequest, RenewResponse};
 use crate::ca::{ca_digest, JoinToken};
 use crate::objects::{new_node_id, Named, Node, NodeState, Role};
@@ -71,7 +71,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         request: RenewRequest,
     ) -> Result<RenewResponse, ManagerError> {
         let objects = self.objects();
-        authorize(caller, Call::Renew, &objects)?;
+        self.authorize_here(caller, Call::Renew, &objects)?;
         let node_id = match caller {
             Caller::Node { node_id, .. } => node_id.as_str(),
             Caller::Local => self.me.node_id.as_str(),
@@ -79,9 +79,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         let node = objects
             .one::<Node>(node_id)
             .map_err(ManagerError::store)?
-            .ok_or_else(|| Denied::Removed {
-                node: node_id.to_string(),
-            })?
+            .ok_or_else(|| self.not_in_store(node_id))?
             .value;
         let cluster = self.cluster()?;
         let cert_pem = sign(&cluster, &request.csr_pem, &node.id, node.role)?;

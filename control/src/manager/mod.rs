@@ -196,6 +196,38 @@ impl<S: Store, L: Link> Manager<S, L> {
         }
     }
 
+    /// [`authorize`], with one care: only the leader's store is sure a node
+    /// is gone (a follower's may lag, a new manager's may still be empty),
+    /// so a follower that does not know the caller sends it to the leader
+    /// rather than telling it it was removed.
+    fn authorize_here(
+        &self,
+        caller: &Caller,
+        call: Call<'_>,
+        objects: &Objects,
+    ) -> Result<(), ManagerError> {
+        authorize(caller, call, objects).map_err(|e| self.judge_removal(e))
+    }
+
+    /// That node `id` is not in this manager's store, judged as above.
+    fn not_in_store(&self, id: &str) -> ManagerError {
+        self.judge_removal(
+            Denied::Removed {
+                node: id.to_string(),
+            }
+            .into(),
+        )
+    }
+
+    fn judge_removal(&self, e: ManagerError) -> ManagerError {
+        match e {
+            ManagerError::Denied(Denied::Removed { node }) if !self.is_leader() => {
+                ManagerError::NotKnownHere { node }
+            }
+            other => other,
+        }
+    }
+
     /// How a manager looks to others: the leader, and reachable or not.
     fn manager_status(&self, node: &Node) -> Option<(bool, Reachability)> {
         (node.role == Role::Manager).then(|| {

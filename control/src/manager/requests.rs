@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{authorize, Call, Caller, ErrorCode, Link, Manager, ManagerError, Store};
+use super::{Call, Caller, ErrorCode, Link, Manager, ManagerError, Store};
 use crate::api::{ApiRequest, ApiResponse};
 use crate::objects::NetworkRequest;
 
@@ -30,7 +30,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         caller: &Caller,
         request: ApiRequest,
     ) -> Result<ApiResponse, ManagerError> {
-        authorize(caller, Call::Control(&request), &self.objects())?;
+        self.authorize_here(caller, Call::Control(&request), &self.objects())?;
         if request.needs_leader() {
             self.on_leader(request).await
         } else {

@@ -36,8 +36,8 @@ use tokio_util::task::TaskTracker;
 pub use error::AgentError;
 use member::Member;
 
-use super::identity::{NodeIdentity, StateDir};
 use super::answer::LocalAnswer;
+use super::identity::{NodeIdentity, StateDir};
 use super::manager::Core;
 use super::plane::Plane;
 use super::worker::SessionEvent;

@@ -375,6 +375,21 @@ async fn callers_are_authorized_from_the_store() {
         csr_pem: String::new(),
     };
     assert_eq!(code(m.renew(&removed, renew)), ErrorCode::Removed);
+    // A follower's store may lag: it sends a caller it does not know to
+    // the leader instead of telling it it was removed.
+    let follower = swarm.manager(2);
+    let unknown = follower.handle(&removed, ApiRequest::Info).await;
+    assert_eq!(code(unknown), ErrorCode::NotLeader);
+    let hb = Heartbeat {
+        node_id: "gone".into(),
+        resources: None,
+        tasks: vec![],
+        logs: vec![],
+    };
+    assert_eq!(
+        code(follower.heartbeat(&removed, hb).await),
+        ErrorCode::NotLeader
+    );
     // A manager demoted a moment ago loses manager rights at once.
     let m2 = Caller::Node {
         node_id: "mgr2".into(),
