@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use super::dotenv::Environment;
 use super::error::{ComposeError, Subject, Warning, WarningKind};
 use super::path::KeyPath;
 use super::yaml::{Node, Value};
@@ -171,19 +170,19 @@ fn braced(
 }
 
 /// Interpolates every value of a parsed file (not keys, not `x-` extension
-/// fields, not `version`), warning once per unset variable.
+/// fields, not `version`) with the variables `lookup` gives, warning once
+/// per unset variable.
 pub fn interpolate_file(
     root: &mut Node,
-    env: &Environment,
+    lookup: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<Warning>,
     warned: &mut BTreeSet<String>,
 ) -> Result<(), ComposeError> {
-    let lookup = |name: &str| env.get(name).map(str::to_string);
     let Value::Map(map) = &mut root.value else {
         return Ok(());
     };
     let mut walker = Walker {
-        lookup: &lookup,
+        lookup,
         warnings,
         warned,
     };
@@ -410,7 +409,11 @@ services:
     image: ${NOT_SET}
 ";
         let mut root = yaml::parse(&file, text).unwrap();
-        let env = Environment::from_vars([("TAG", "1.25"), ("KEY", "k")]);
+        let env = |name: &str| match name {
+            "TAG" => Some("1.25".to_string()),
+            "KEY" => Some("k".to_string()),
+            _ => None,
+        };
         let mut warnings = Vec::new();
         let mut warned = BTreeSet::new();
         interpolate_file(&mut root, &env, &mut warnings, &mut warned).unwrap();

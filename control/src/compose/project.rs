@@ -54,7 +54,8 @@ pub fn load(files: &[ComposeFile], options: &LoadOptions) -> Result<Loaded, Comp
         let name: Arc<str> = Arc::from(file.name.as_str());
         let mut root = yaml::parse(&name, &file.content)?;
         check_version(&root)?;
-        interpolate_file(&mut root, options.env, &mut warnings, &mut warned)?;
+        let lookup = |name: &str| options.env.get(name).map(str::to_string);
+        interpolate_file(&mut root, &lookup, &mut warnings, &mut warned)?;
         merged = Some(match merged {
             None => root,
             Some(base) => merge_files(base, root),
