@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod engine;
 pub mod ca;
 pub mod hex;
 pub mod objects;
