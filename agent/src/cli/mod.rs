@@ -6,9 +6,11 @@ mod format;
 mod members;
 mod mesh;
 mod network;
+mod nodes;
 mod overlay;
 mod service;
 mod swarm;
+mod template;
 
 use std::path::PathBuf;
 

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NodeView};
+use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest};
+use shoal_control::engine::filter::Filters;
+use shoal_control::engine::Node;
 use shoal_control::objects::{Availability, Role, Strategy};
 
 use super::client;
 use super::format;
+use super::nodes;
 use super::service::{self, TaskListOptions};
 
 #[derive(Debug, Subcommand)]
@@ -84,18 +87,32 @@ pub enum SwarmCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// List the swarm's nodes.
+    /// List the swarm's nodes (this node marked `*`).
+    #[command(alias = "list")]
     Ls {
+        /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// `json`, or a Go template such as '{{.ID}} {{.Status.State}}'.
+        /// Pretty-print nodes using a Go template, e.g. '{{.ID}}: {{.Hostname}}';
+        /// `table` for Docker's table, `json` for one JSON object per node.
         #[arg(long)]
         format: Option<String>,
+        /// Filter output based on conditions provided: id=, name=, role=,
+        /// membership=, node.label=, label=. Repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
     },
-    /// Show nodes in detail (`self` is this node).
+    /// Display detailed information on one or more nodes (`self` is this
+    /// node).
     Inspect {
-        #[arg(required = true)]
+        /// Nodes: id, id prefix, hostname, or `self`.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
+        /// Print the information in a human friendly format.
+        #[arg(long, conflicts_with = "format")]
+        pretty: bool,
+        /// Format the output using a Go template, e.g.
+        /// '{{.ManagerStatus.Leader}}'.
         #[arg(short, long)]
         format: Option<String>,
     },
@@ -111,14 +128,23 @@ pub enum NodeCommand {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
-    /// List the tasks on a node (default: this one).
+    /// List the tasks running on one or more nodes (default: this one).
     Ps {
-        #[arg(default_value = "self")]
-        node: String,
-        /// Full ids and errors.
+        /// Nodes: id, id prefix, hostname, or `self`.
+        #[arg(default_value = "self", value_name = "NODE")]
+        nodes: Vec<String>,
+        /// Only display task IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate output (full ids and errors).
         #[arg(long)]
         no_trunc: bool,
-        /// `json`, or a Go template such as '{{.Name}} {{.CurrentState}}'.
+        /// Filter output based on conditions provided: id=, name=, node=,
+        /// desired-state=, label=. Repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
+        /// Pretty-print tasks using a Go template, e.g. '{{.Name}}
+        /// {{.CurrentState}}'; `json` for one JSON object per task.
         #[arg(long)]
         format: Option<String>,
     },
@@ -247,31 +273,51 @@ impl SwarmCommand {
 impl NodeCommand {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
         match self {
-            NodeCommand::Ls { quiet, format } => {
+            NodeCommand::Ls {
+                quiet,
+                format,
+                filters,
+            } => {
+                let filters = Filters::parse(&filters)?;
                 let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeList)).await?;
                 let ApiResponse::Nodes { nodes } = reply else {
                     bail!("unexpected answer: {reply:?}")
                 };
-                print_node_list(&nodes, quiet, format.as_deref())
+                let nodes: Vec<Node> = nodes.iter().map(Node::from).collect();
+                // Docker asks `/info` for the `*`; `self` names this node.
+                let self_id = if quiet || nodes.is_empty() {
+                    None
+                } else {
+                    inspect_node(socket, "self").await.ok().map(|n| n.id)
+                };
+                print!(
+                    "{}",
+                    nodes::list(nodes, &filters, self_id.as_deref(), format.as_deref(), quiet)?
+                );
+                Ok(())
             }
-            NodeCommand::Inspect { nodes, format } => {
-                let mut views = Vec::new();
-                for node in nodes {
-                    let reply =
-                        client::call(socket, &LocalRequest::Api(ApiRequest::NodeInspect { node }))
-                            .await?;
-                    let ApiResponse::Node { node } = reply else {
-                        bail!("unexpected answer: {reply:?}")
-                    };
-                    views.push(serde_json::to_value(*node)?);
-                }
-                match format.as_deref() {
-                    None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
-                    Some(template) => {
-                        for v in &views {
-                            println!("{}", format::render(template, v)?);
-                        }
+            NodeCommand::Inspect {
+                nodes: names,
+                pretty,
+                format,
+            } => {
+                let mut found = Vec::new();
+                let mut errors = Vec::new();
+                for name in names {
+                    match inspect_node(socket, &name).await {
+                        Ok(node) => found.push(node),
+                        Err(e) => errors.push(format!("{e:#}")),
                     }
+                }
+                if pretty {
+                    for node in &found {
+                        print!("{}", nodes::pretty(node));
+                    }
+                } else {
+                    print!("{}", format::inspect(&found, format.as_deref())?);
+                }
+                if !errors.is_empty() {
+                    bail!("{}", errors.join("\n"));
                 }
                 Ok(())
             }
@@ -295,16 +341,19 @@ impl NodeCommand {
                 Ok(())
             }
             NodeCommand::Ps {
-                node,
+                nodes,
+                quiet,
                 no_trunc,
+                filters,
                 format,
             } => {
                 let options = TaskListOptions {
+                    quiet,
                     no_trunc,
                     format: format.as_deref(),
-                    ..TaskListOptions::default()
+                    filters: Filters::parse(&filters)?,
                 };
-                service::node_ps(socket, node, &options).await
+                service::node_ps(socket, nodes, options).await
             }
             NodeCommand::Promote { nodes } => set_roles(socket, nodes, Role::Manager).await,
             NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
@@ -348,47 +397,15 @@ pub(super) fn print_done(reply: ApiResponse) -> anyhow::Result<()> {
     }
 }
 
-fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> anyhow::Result<()> {
-    if quiet {
-        for n in nodes {
-            println!("{}", n.id);
-        }
-        return Ok(());
+/// `node inspect NODE` as Docker's `Node`.
+async fn inspect_node(socket: &Path, node: &str) -> anyhow::Result<Node> {
+    let request = ApiRequest::NodeInspect {
+        node: node.to_string(),
+    };
+    match client::call(socket, &LocalRequest::Api(request)).await? {
+        ApiResponse::Node { node } => Ok(Node::from(node.as_ref())),
+        other => bail!("unexpected answer: {other:?}"),
     }
-    match format {
-        Some("json") => {
-            for n in nodes {
-                println!("{}", serde_json::to_string(n)?);
-            }
-        }
-        Some(template) => {
-            for n in nodes {
-                println!("{}", format::render(template, &serde_json::to_value(n)?)?);
-            }
-        }
-        None => {
-            let rows: Vec<Vec<String>> = nodes
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.id.clone(),
-                        n.description.hostname.clone(),
-                        n.status_column(),
-                        n.spec.availability.to_string(),
-                        n.manager_column().to_string(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                format::table(
-                    &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"],
-                    &rows
-                )
-            );
-        }
-    }
-    Ok(())
 }
 
 /// `90d`, `2160h`, `30m`, `45s`, `500ms`, Go-style sums such as `1m30s`, or

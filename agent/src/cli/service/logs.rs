@@ -13,7 +13,8 @@ use anyhow::bail;
 use clap::Args;
 use shoal_control::api::{ApiRequest, ApiResponse, LogQuery, LogStart, LogStream, TaskLogs};
 
-use super::{api, short_id};
+use super::api;
+use super::rows::short_id;
 
 /// A follower asks at most this often (the leader's wait for the nodes'
 /// next heartbeat usually sets the pace).
