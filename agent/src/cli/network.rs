@@ -31,7 +31,7 @@ pub enum NetworkCommand {
         #[arg(long)]
         no_trunc: bool,
         /// Pretty-print networks using a Go template, e.g. '{{.Name}}
-        /// {{.Driver}}'; `json` for one JSON object per network.
+        /// {{.Driver}}'; 'json' for one JSON object per network.
         #[arg(long)]
         format: Option<String>,
         /// Filter output based on conditions provided: driver=, id=, label=,
@@ -61,7 +61,7 @@ pub enum NetworkCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Driver to manage the network: only `overlay` (the default).
+    /// Driver to manage the network: only overlay (the default).
     #[arg(short, long)]
     driver: Option<String>,
     /// Subnet in CIDR format (default: the first free /24 of 10.0.0.0/8).
@@ -71,10 +71,10 @@ pub struct CreateArgs {
     /// --subnet.
     #[arg(long)]
     gateway: Option<String>,
-    /// Set driver specific options: only `mtu=N`. Repeatable.
+    /// Set driver specific options: only mtu=N. Repeatable.
     #[arg(short, long = "opt", value_name = "KEY=VALUE")]
     opt: Vec<String>,
-    /// Set metadata on a network: `key=value` or `key`. Repeatable.
+    /// Set metadata on a network: key=value or key. Repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
     /// The network's name.

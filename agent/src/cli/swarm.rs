@@ -39,32 +39,43 @@ pub enum SwarmCommand {
     },
     /// Join a swarm as a worker or manager, as the token says.
     Join {
+        /// Token for entry into the swarm (from 'swarm join-token').
         #[arg(long)]
         token: String,
+        /// Address other nodes reach this one on (default: this node's
+        /// address on the route to the manager).
         #[arg(long)]
         advertise_addr: Option<String>,
+        /// Port of the manager API, if this node becomes a manager.
         #[arg(long, default_value_t = 2377)]
         listen_port: u16,
-        /// A manager's address, `IP[:PORT]`.
+        /// A manager's address, IP[:PORT].
         manager: String,
     },
     /// Print or rotate a join token.
     JoinToken {
+        /// The token's role: worker or manager.
         role: Role,
+        /// Only display the token.
         #[arg(short, long)]
         quiet: bool,
+        /// Rotate the token: the old one stops working.
         #[arg(long)]
         rotate: bool,
     },
     /// Leave the swarm.
     Leave {
+        /// Leave even as the last manager (the swarm is lost) or without
+        /// quorum.
         #[arg(short, long)]
         force: bool,
     },
     /// Change swarm settings.
     Update {
+        /// Change the manager autolock setting (true|false).
         #[arg(long)]
         autolock: Option<bool>,
+        /// Validity period for node certificates (e.g. 2160h, 90d).
         #[arg(long, value_parser = parse_duration)]
         cert_expiry: Option<Duration>,
         /// Start using a new gossip key: accepted by every node at once, used
@@ -72,7 +83,7 @@ pub enum SwarmCommand {
         #[arg(long)]
         rotate_gossip_key: bool,
         /// How the scheduler ranks nodes for services that do not set
-        /// `--strategy`: spread (Swarm's) or binpack.
+        /// --strategy: spread (Swarm's) or binpack.
         #[arg(long, value_name = "spread|binpack")]
         scheduling_strategy: Option<Strategy>,
     },
@@ -80,6 +91,7 @@ pub enum SwarmCommand {
     Unlock,
     /// Print the key that unlocks an autolocked manager.
     UnlockKey {
+        /// Only display the key.
         #[arg(short, long)]
         quiet: bool,
     },
@@ -87,14 +99,14 @@ pub enum SwarmCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// List the swarm's nodes (this node marked `*`).
+    /// List the swarm's nodes (this node marked with an asterisk).
     #[command(alias = "list")]
     Ls {
         /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
         /// Pretty-print nodes using a Go template, e.g. '{{.ID}}: {{.Hostname}}';
-        /// `table` for Docker's table, `json` for one JSON object per node.
+        /// 'table' for Docker's table, 'json' for one JSON object per node.
         #[arg(long)]
         format: Option<String>,
         /// Filter output based on conditions provided: id=, name=, role=,
@@ -102,10 +114,10 @@ pub enum NodeCommand {
         #[arg(short, long = "filter", value_name = "FILTER")]
         filters: Vec<String>,
     },
-    /// Display detailed information on one or more nodes (`self` is this
+    /// Display detailed information on one or more nodes ('self' is this
     /// node).
     Inspect {
-        /// Nodes: id, id prefix, hostname, or `self`.
+        /// Nodes: id, id prefix, hostname, or 'self'.
         #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
         /// Print the information in a human friendly format.
@@ -120,17 +132,19 @@ pub enum NodeCommand {
     Update(NodeUpdateArgs),
     /// Make workers managers.
     Promote {
-        #[arg(required = true)]
+        /// Nodes: id, id prefix or hostname.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
     },
     /// Make managers workers.
     Demote {
-        #[arg(required = true)]
+        /// Nodes: id, id prefix or hostname.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
     },
     /// List the tasks running on one or more nodes (default: this one).
     Ps {
-        /// Nodes: id, id prefix, hostname, or `self`.
+        /// Nodes: id, id prefix, hostname, or 'self'.
         #[arg(default_value = "self", value_name = "NODE")]
         nodes: Vec<String>,
         /// Only display task IDs.
@@ -144,29 +158,34 @@ pub enum NodeCommand {
         #[arg(short, long = "filter", value_name = "FILTER")]
         filters: Vec<String>,
         /// Pretty-print tasks using a Go template, e.g. '{{.Name}}
-        /// {{.CurrentState}}'; `json` for one JSON object per task.
+        /// {{.CurrentState}}'; 'json' for one JSON object per task.
         #[arg(long)]
         format: Option<String>,
     },
     /// Remove nodes from the swarm.
     Rm {
+        /// Remove a node that is not down yet (a manager must be demoted
+        /// first).
         #[arg(short, long)]
         force: bool,
-        #[arg(required = true)]
+        /// Nodes: id, id prefix or hostname.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct NodeUpdateArgs {
+    /// Availability of the node: active, pause or drain.
     #[arg(long)]
     availability: Option<Availability>,
-    /// `key=value`; repeatable.
-    #[arg(long = "label-add")]
+    /// Add or update a node label (key=value). Repeatable.
+    #[arg(long = "label-add", value_name = "KEY=VALUE")]
     label_add: Vec<String>,
-    /// `key`; repeatable.
-    #[arg(long = "label-rm")]
+    /// Remove a node label if it exists. Repeatable.
+    #[arg(long = "label-rm", value_name = "KEY")]
     label_rm: Vec<String>,
+    /// The node: id, id prefix or hostname.
     node: String,
 }
 

@@ -46,7 +46,7 @@ pub enum ServiceCommand {
         #[arg(short, long)]
         quiet: bool,
         /// Pretty-print services using a Go template, e.g. '{{.Name}}
-        /// {{.Replicas}}'; `table` for Docker's table, `json` for one JSON
+        /// {{.Replicas}}'; 'table' for Docker's table, 'json' for one JSON
         /// object per service.
         #[arg(long)]
         format: Option<String>,
@@ -72,7 +72,7 @@ pub enum ServiceCommand {
         #[arg(short, long = "filter", value_name = "FILTER")]
         filters: Vec<String>,
         /// Pretty-print tasks using a Go template, e.g. '{{.Name}}
-        /// {{.CurrentState}}'; `json` for one JSON object per task.
+        /// {{.CurrentState}}'; 'json' for one JSON object per task.
         #[arg(long)]
         format: Option<String>,
     },
@@ -94,8 +94,9 @@ pub enum ServiceCommand {
     },
     /// Change a service and wait for its tasks to be replaced.
     Update(Box<UpdateArgs>),
-    /// Change the replicas of services: `web=3 api=5`.
+    /// Change the replicas of services: web=3 api=5.
     Scale {
+        /// Services and their replicas, e.g. web=3 api=5.
         #[arg(required = true, value_name = "SERVICE=REPLICAS", value_parser = parse_scale)]
         scales: Vec<(String, u64)>,
         #[command(flatten)]
@@ -103,6 +104,7 @@ pub enum ServiceCommand {
     },
     /// Go back to a service's previous spec.
     Rollback {
+        /// The service: id, name or unique id prefix.
         service: String,
         #[command(flatten)]
         watch: WatchFlags,
@@ -110,7 +112,8 @@ pub enum ServiceCommand {
     /// Remove services and their tasks.
     #[command(alias = "remove")]
     Rm {
-        #[arg(required = true)]
+        /// Services: id, name or unique id prefix.
+        #[arg(required = true, value_name = "SERVICE")]
         services: Vec<String>,
     },
 }
