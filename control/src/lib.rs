@@ -6,8 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod engine;
 pub mod ca;
+pub mod engine;
 pub mod hex;
 pub mod objects;
 pub mod orchestrator;

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::template::tabwriter::{self, MIN_WIDTH, PADDING};
-use super::template::{Template, Val};
 pub use super::template::TemplateError;
+use super::template::{Template, Val};
 
 /// One kind of list (`node ls`, `service ps`...).
 pub struct Listing {
@@ -67,8 +67,15 @@ pub fn is_table(format: &str) -> bool {
 /// `rows` printed with `format` (already [`resolve`]d).
 pub fn list(listing: &Listing, format: &str, rows: &[Row]) -> Result<String, TemplateError> {
     let table = is_table(format);
-    let body = if table { &format["table".len()..] } else { format };
-    let body = body.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
+    let body = if table {
+        &format["table".len()..]
+    } else {
+        format
+    };
+    let body = body
+        .trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n");
     let template = Template::parse(&body)?;
     let mut out = String::new();
     for row in rows {
@@ -125,8 +132,7 @@ fn words_upper(field: &str) -> String {
     for (i, c) in chars.iter().enumerate() {
         let starts_word = i > 0
             && c.is_uppercase()
-            && (chars[i - 1].is_lowercase()
-                || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
+            && (chars[i - 1].is_lowercase() || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
         if starts_word {
             out.push(' ');
         }
@@ -202,7 +208,10 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
             (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
                 let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
                 let (na, nb) = (digits(a), digits(b));
-                let (da, db) = (a[..na].trim_start_matches('0'), b[..nb].trim_start_matches('0'));
+                let (da, db) = (
+                    a[..na].trim_start_matches('0'),
+                    b[..nb].trim_start_matches('0'),
+                );
                 let order = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
                 if order != Ordering::Equal {
                     return order;
@@ -239,14 +248,23 @@ mod tests {
 
     const NODES: Listing = Listing {
         default_table: "table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}",
-        headers: &[("ID", "ID"), ("Self", ""), ("Hostname", "HOSTNAME"), ("Status", "STATUS")],
+        headers: &[
+            ("ID", "ID"),
+            ("Self", ""),
+            ("Hostname", "HOSTNAME"),
+            ("Status", "STATUS"),
+        ],
         row_type: "*node.nodeContext",
     };
 
     fn rows() -> Vec<Row> {
         vec![
-            Row::new(json!({"ID": "1bcef6utixb0l0ca7gxuivsj0", "Self": false, "Hostname": "swarm-worker2", "Status": "Ready"})),
-            Row::new(json!({"ID": "e216jshn25ckzbvmwlnh5jr3g", "Self": true, "Hostname": "swarm-manager1", "Status": "Ready"})),
+            Row::new(
+                json!({"ID": "1bcef6utixb0l0ca7gxuivsj0", "Self": false, "Hostname": "swarm-worker2", "Status": "Ready"}),
+            ),
+            Row::new(
+                json!({"ID": "e216jshn25ckzbvmwlnh5jr3g", "Self": true, "Hostname": "swarm-manager1", "Status": "Ready"}),
+            ),
         ]
     }
 
@@ -290,10 +308,21 @@ mod tests {
             "{\"Hostname\":\"swarm-worker2\",\"ID\":\"1bcef6utixb0l0ca7gxuivsj0\",\"Self\":false,\"Status\":\"Ready\"}\n"
         );
         let err = list(&NODES, "{{.Spec}}", &rows()).unwrap_err().to_string();
-        assert!(err.ends_with("can't evaluate field Spec in type *node.nodeContext"), "{err}");
-        let labelled = [Row::new(json!({"ID": "x"})).with_labels(&BTreeMap::from([("com.example.team".to_string(), "web".to_string())]))];
+        assert!(
+            err.ends_with("can't evaluate field Spec in type *node.nodeContext"),
+            "{err}"
+        );
+        let labelled = [Row::new(json!({"ID": "x"})).with_labels(&BTreeMap::from([(
+            "com.example.team".to_string(),
+            "web".to_string(),
+        )]))];
         assert_eq!(
-            list(&NODES, r#"table {{.ID}}\t{{.Label "com.example.team"}}"#, &labelled).unwrap(),
+            list(
+                &NODES,
+                r#"table {{.ID}}\t{{.Label "com.example.team"}}"#,
+                &labelled
+            )
+            .unwrap(),
             "ID        team\nx         web\n"
         );
     }

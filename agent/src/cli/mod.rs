@@ -128,8 +128,8 @@ impl AgentArgs {
 
 /// `--mesh`, with help in plain words.
 fn mesh_mode() -> impl clap::builder::TypedValueParser<Value = crate::mesh::MeshMode> {
-    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
     use crate::mesh::MeshMode;
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
     PossibleValuesParser::new([
         PossibleValue::new("ebpf")
             .help("The eBPF data path: ingress on published ports, virtual IPs at connect()"),

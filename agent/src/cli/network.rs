@@ -326,9 +326,16 @@ mod tests {
             list(nets(), &f, false, false, Some("{{.Name}}"))
         };
         assert_eq!(by(&["name=web"]).unwrap(), "web\n");
-        assert_eq!(by(&["name=e"]).unwrap(), "backend\nweb\n", "names match in part");
+        assert_eq!(
+            by(&["name=e"]).unwrap(),
+            "backend\nweb\n",
+            "names match in part"
+        );
         assert_eq!(by(&["id=0123"]).unwrap(), "backend\n");
-        assert_eq!(by(&["driver=overlay", "scope=swarm"]).unwrap(), "backend\nweb\n");
+        assert_eq!(
+            by(&["driver=overlay", "scope=swarm"]).unwrap(),
+            "backend\nweb\n"
+        );
         assert_eq!(by(&["label=a=2"]).unwrap(), "");
         assert_eq!(
             by(&["colour=red"]).unwrap_err().to_string(),

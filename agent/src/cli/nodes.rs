@@ -81,35 +81,63 @@ pub fn pretty(node: &Node) -> String {
             }
         }
     }
-    line(format!("Hostname:              \t{}", node.description.hostname));
-    line(format!("Joined at:             \t{}", go_time_text(&node.created_at)));
+    line(format!(
+        "Hostname:              \t{}",
+        node.description.hostname
+    ));
+    line(format!(
+        "Joined at:             \t{}",
+        go_time_text(&node.created_at)
+    ));
     line("Status:".into());
     line(format!(" State:\t\t\t{}", pretty_word(&node.status.state)));
     if !node.status.message.is_empty() {
         line(format!(" Message:              \t{}", node.status.message));
     }
-    line(format!(" Availability:         \t{}", pretty_word(&node.spec.availability)));
+    line(format!(
+        " Availability:         \t{}",
+        pretty_word(&node.spec.availability)
+    ));
     if !node.status.addr.is_empty() {
         line(format!(" Address:\t\t{}", node.status.addr));
     }
     if let Some(manager) = &node.manager_status {
         line("Manager Status:".into());
         line(format!(" Address:\t\t{}", manager.addr));
-        line(format!(" Raft Status:\t\t{}", pretty_word(&manager.reachability)));
-        line(format!(" Leader:\t\t{}", if manager.leader { "Yes" } else { "No" }));
+        line(format!(
+            " Raft Status:\t\t{}",
+            pretty_word(&manager.reachability)
+        ));
+        line(format!(
+            " Leader:\t\t{}",
+            if manager.leader { "Yes" } else { "No" }
+        ));
     }
     let description = &node.description;
     line("Platform:".into());
     line(format!(" Operating System:\t{}", description.platform.os));
-    line(format!(" Architecture:\t\t{}", description.platform.architecture));
+    line(format!(
+        " Architecture:\t\t{}",
+        description.platform.architecture
+    ));
     line("Resources:".into());
-    line(format!(" CPUs:\t\t\t{}", description.resources.nano_cpus / 1_000_000_000));
+    line(format!(
+        " CPUs:\t\t\t{}",
+        description.resources.nano_cpus / 1_000_000_000
+    ));
     let memory = description.resources.memory_bytes;
     line(format!(
         " Memory:\t\t{}",
-        if memory == 0 { String::new() } else { bytes_size(memory as f64) }
+        if memory == 0 {
+            String::new()
+        } else {
+            bytes_size(memory as f64)
+        }
     ));
-    line(format!("Engine Version:\t\t{}", description.engine.engine_version));
+    line(format!(
+        "Engine Version:\t\t{}",
+        description.engine.engine_version
+    ));
     t
 }
 
@@ -164,7 +192,12 @@ mod tests {
             created_at: "2016-06-16T22:52:44.9910662Z".into(),
             spec: NodeSpec {
                 labels: Some([("zone".to_string(), "a".to_string())].into()),
-                role: if manager.is_some() { "manager" } else { "worker" }.into(),
+                role: if manager.is_some() {
+                    "manager"
+                } else {
+                    "worker"
+                }
+                .into(),
                 availability: "active".into(),
                 ..NodeSpec::default()
             },
@@ -195,13 +228,24 @@ mod tests {
         vec![
             node("38ciaotwjuritcdtn9npbnkuz", "h10", None),
             node("e216jshn25ckzbvmwlnh5jr3g", "h1", Some((true, "reachable"))),
-            node("1bcef6utixb0l0ca7gxuivsj0", "h2", Some((false, "unreachable"))),
+            node(
+                "1bcef6utixb0l0ca7gxuivsj0",
+                "h2",
+                Some((false, "unreachable")),
+            ),
         ]
     }
 
     #[test]
     fn ls_marks_this_node_and_sorts_by_hostname() {
-        let out = list(nodes(), &Default::default(), Some("1bcef6utixb0l0ca7gxuivsj0"), None, false).unwrap();
+        let out = list(
+            nodes(),
+            &Default::default(),
+            Some("1bcef6utixb0l0ca7gxuivsj0"),
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             out,
             "ID                            HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS\n\
@@ -209,7 +253,14 @@ mod tests {
              1bcef6utixb0l0ca7gxuivsj0 *   h2         Ready     Active         Unreachable\n\
              38ciaotwjuritcdtn9npbnkuz     h10        Ready     Active         \n"
         );
-        let out = list(nodes(), &Default::default(), None, Some("{{.Hostname}}"), false).unwrap();
+        let out = list(
+            nodes(),
+            &Default::default(),
+            None,
+            Some("{{.Hostname}}"),
+            false,
+        )
+        .unwrap();
         assert_eq!(out, "h1\nh2\nh10\n");
     }
 
@@ -225,7 +276,9 @@ mod tests {
         assert_eq!(by(&["node.label=zone=a", "role=worker"]), "h10\n");
         let f = filter::Filters::parse(&["colour=red"]).unwrap();
         assert_eq!(
-            list(nodes(), &f, None, None, false).unwrap_err().to_string(),
+            list(nodes(), &f, None, None, false)
+                .unwrap_err()
+                .to_string(),
             "Invalid filter 'colour'"
         );
     }

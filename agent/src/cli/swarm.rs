@@ -311,7 +311,13 @@ impl NodeCommand {
                 };
                 print!(
                     "{}",
-                    nodes::list(nodes, &filters, self_id.as_deref(), format.as_deref(), quiet)?
+                    nodes::list(
+                        nodes,
+                        &filters,
+                        self_id.as_deref(),
+                        format.as_deref(),
+                        quiet
+                    )?
                 );
                 Ok(())
             }

@@ -52,7 +52,10 @@ pub fn flag_error(error: &clap::Error) -> Option<String> {
 
 /// `shoal service create` from clap's `Usage: shoal service create [OPTIONS] ...`.
 fn command_path(usage: &str) -> String {
-    let line = usage.lines().find(|l| l.contains("Usage:")).unwrap_or(usage);
+    let line = usage
+        .lines()
+        .find(|l| l.contains("Usage:"))
+        .unwrap_or(usage);
     let words: Vec<&str> = line
         .split_whitespace()
         .skip_while(|w| *w != "Usage:")
@@ -106,10 +109,16 @@ mod tests {
     #[test]
     fn the_command_keeps_its_own_flags() {
         for (line, command) in [
-            ("service create --name x sleep --foo 1", vec!["sleep", "--foo", "1"]),
+            (
+                "service create --name x sleep --foo 1",
+                vec!["sleep", "--foo", "1"],
+            ),
             ("service create --name x -- sleep 100", vec!["sleep", "100"]),
             ("service create --name x -- --weird", vec!["--weird"]),
-            ("service create --name x -q sh -c -x", vec!["sh", "-c", "-x"]),
+            (
+                "service create --name x -q sh -c -x",
+                vec!["sh", "-c", "-x"],
+            ),
         ] {
             let words = std::iter::once("shoal").chain(line.split_whitespace());
             let cli = Cli::try_parse_from(words).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -125,7 +134,10 @@ mod tests {
     fn help_texts_describe_every_flag_in_plain_words() {
         fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
             let path = format!("{path} {}", cmd.get_name());
-            for text in [cmd.get_about(), cmd.get_long_about()].into_iter().flatten() {
+            for text in [cmd.get_about(), cmd.get_long_about()]
+                .into_iter()
+                .flatten()
+            {
                 let text = text.to_string();
                 if text.contains('`') || text.contains("[`") {
                     problems.push(format!("{path}: about has code marks: {text}"));
@@ -140,7 +152,10 @@ mod tests {
                 if help.trim().is_empty() {
                     problems.push(format!("{path}: --{id} has no description"));
                 }
-                let long = arg.get_long_help().map(|h| h.to_string()).unwrap_or_default();
+                let long = arg
+                    .get_long_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
                 let values: Vec<String> = arg
                     .get_possible_values()
                     .iter()

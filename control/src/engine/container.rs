@@ -258,7 +258,8 @@ mod tests {
         assert_eq!(spec.mounts.len(), 3);
         assert_eq!(spec.secrets[0].file.as_ref().unwrap().mode, 0o444);
         assert_eq!(spec.healthcheck.unwrap().retries, 3);
-        let minimal: ContainerSpec = round_trip(r#"{"Image":"busybox:latest","Args":["sleep","100"]}"#);
+        let minimal: ContainerSpec =
+            round_trip(r#"{"Image":"busybox:latest","Args":["sleep","100"]}"#);
         assert_eq!(minimal.args, ["sleep", "100"]);
     }
 }

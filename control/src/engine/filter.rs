@@ -184,9 +184,9 @@ impl Filters {
     /// expression is found in it.
     fn regex(&self, key: &str, text: &str) -> bool {
         !self.contains(key)
-            || self.get(key).any(|v| {
-                v == text || regex::Regex::new(v).is_ok_and(|re| re.is_match(text))
-            })
+            || self
+                .get(key)
+                .any(|v| v == text || regex::Regex::new(v).is_ok_and(|re| re.is_match(text)))
     }
 
     /// Every `KEY` or `KEY=VALUE` of `key` holds in `labels`.
@@ -239,9 +239,10 @@ pub fn check_nodes(filters: &Filters) -> Result<(), FilterError> {
     {
         return Err(FilterError::Role(bad.to_string()));
     }
-    if let Some(bad) = filters.get("membership").find(|m| {
-        !m.is_empty() && !["accepted", "pending"].contains(&m.to_lowercase().as_str())
-    }) {
+    if let Some(bad) = filters
+        .get("membership")
+        .find(|m| !m.is_empty() && !["accepted", "pending"].contains(&m.to_lowercase().as_str()))
+    {
         return Err(FilterError::Membership(bad.to_string()));
     }
     Ok(())
@@ -251,7 +252,8 @@ pub fn check_nodes(filters: &Filters) -> Result<(), FilterError> {
 /// prefix, `role`, `membership` (every shoal node is `accepted`),
 /// `node.label` (the node's labels) and `label` (its engine's labels).
 pub fn node_matches(filters: &Filters, node: &Node) -> bool {
-    let lower = |values: Vec<&str>| -> Vec<String> { values.iter().map(|v| v.to_lowercase()).collect() };
+    let lower =
+        |values: Vec<&str>| -> Vec<String> { values.iter().map(|v| v.to_lowercase()).collect() };
     let roles = lower(filters.get("role").collect());
     let memberships = lower(filters.get("membership").collect());
     filters.prefix("name", &node.description.hostname)
@@ -355,7 +357,12 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Option<Labels> {
-        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     fn service(id: &str, name: &str, global: bool, l: &[(&str, &str)]) -> Service {
@@ -397,7 +404,10 @@ mod tests {
             "bad format of filter (expected name=value)"
         );
         let json = f.to_json();
-        assert_eq!(json, r#"{"label":{"a=b":true},"name":{"api":true,"web":true}}"#);
+        assert_eq!(
+            json,
+            r#"{"label":{"a=b":true},"name":{"api":true,"web":true}}"#
+        );
         assert_eq!(Filters::from_json(&json).unwrap(), f);
         assert_eq!(
             Filters::from_json(r#"{"name":["api","web"],"label":["a=b"]}"#).unwrap(),
@@ -417,7 +427,9 @@ mod tests {
         assert!(check_nodes(&f).is_err() && check_tasks(&f).is_err());
         assert!(check_networks(&f).is_err());
         assert_eq!(
-            check_nodes(&filters(&["role=boss"])).unwrap_err().to_string(),
+            check_nodes(&filters(&["role=boss"]))
+                .unwrap_err()
+                .to_string(),
             "Invalid role filter: 'boss'"
         );
         assert_eq!(
@@ -427,7 +439,9 @@ mod tests {
             "Invalid desired-state filter: 'sleeping'"
         );
         assert_eq!(
-            check_networks(&filters(&["type=other"])).unwrap_err().to_string(),
+            check_networks(&filters(&["type=other"]))
+                .unwrap_err()
+                .to_string(),
             "invalid filter: 'type'='other'"
         );
         assert!(check_nodes(&filters(&["role=Manager", "membership=accepted"])).is_ok());
@@ -490,8 +504,18 @@ mod tests {
     fn node_ls_filters() {
         let nodes = [
             node("1bcef6utixb0l0ca7gxuivsj0", "swarm-worker2", "worker", &[]),
-            node("38ciaotwjuritcdtn9npbnkuz", "swarm-worker1", "worker", &[("region", "region1")]),
-            node("e216jshn25ckzbvmwlnh5jr3g", "swarm-manager1", "manager", &[("region", "region2")]),
+            node(
+                "38ciaotwjuritcdtn9npbnkuz",
+                "swarm-worker1",
+                "worker",
+                &[("region", "region1")],
+            ),
+            node(
+                "e216jshn25ckzbvmwlnh5jr3g",
+                "swarm-manager1",
+                "manager",
+                &[("region", "region2")],
+            ),
         ];
         let hosts = |flags: &[&str]| -> Vec<String> {
             let f = filters(flags);
@@ -508,9 +532,16 @@ mod tests {
         assert_eq!(hosts(&["name=swarm-w"]), ["swarm-worker2", "swarm-worker1"]);
         assert_eq!(hosts(&["role=manager"]), ["swarm-manager1"]);
         assert_eq!(hosts(&["role=WORKER"]).len(), 2);
-        assert_eq!(hosts(&["node.label=region"]), ["swarm-worker1", "swarm-manager1"]);
+        assert_eq!(
+            hosts(&["node.label=region"]),
+            ["swarm-worker1", "swarm-manager1"]
+        );
         assert_eq!(hosts(&["node.label=region=region1"]), ["swarm-worker1"]);
-        assert_eq!(hosts(&["label=region"]), Vec::<String>::new(), "engine labels");
+        assert_eq!(
+            hosts(&["label=region"]),
+            Vec::<String>::new(),
+            "engine labels"
+        );
         assert_eq!(hosts(&["membership=accepted"]).len(), 3);
         assert_eq!(hosts(&["membership=pending"]), Vec::<String>::new());
     }
@@ -607,6 +638,10 @@ mod tests {
         assert_eq!(names(&["scope=local"]), Vec::<String>::new());
         assert_eq!(names(&["type=custom"]).len(), 3);
         assert_eq!(names(&["type=builtin"]), Vec::<String>::new());
-        assert_eq!(names(&["name=[invalid"]), Vec::<String>::new(), "a bad regex matches nothing");
+        assert_eq!(
+            names(&["name=[invalid"]),
+            Vec::<String>::new(),
+            "a bad regex matches nothing"
+        );
     }
 }

@@ -45,8 +45,8 @@ pub use system::{
 };
 pub use task::{
     ContainerStatus, DiscreteGenericResource, GenericResource, Limit, NamedGenericResource,
-    NetworkAttachmentConfig, Placement, PlacementPreference, Platform, PortStatus, Resources,
-    ResourceRequirements, RestartPolicy, SpreadOver, Task, TaskSpec, TaskStatus,
+    NetworkAttachmentConfig, Placement, PlacementPreference, Platform, PortStatus,
+    ResourceRequirements, Resources, RestartPolicy, SpreadOver, Task, TaskSpec, TaskStatus,
 };
 pub use time::{go_duration_nanos, go_time_ms, go_time_secs, ZERO_TIME};
 

@@ -73,7 +73,11 @@ pub struct IpamConfig {
     pub ip_range: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub gateway: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "AuxiliaryAddresses")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "AuxiliaryAddresses"
+    )]
     pub aux_address: Option<BTreeMap<String, String>>,
 }
 
@@ -127,7 +131,11 @@ pub struct SwarmNetwork {
     pub spec: NetworkSpec,
     #[serde(default)]
     pub driver_state: Driver,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "IPAMOptions")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "IPAMOptions"
+    )]
     pub ipam_options: Option<IpamOptions>,
 }
 
@@ -148,7 +156,11 @@ pub struct NetworkSpec {
     pub attachable: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub ingress: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "IPAMOptions")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "IPAMOptions"
+    )]
     pub ipam_options: Option<IpamOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_from: Option<NetworkConfigReference>,
@@ -333,7 +345,8 @@ mod tests {
                 "Labels": {"team": "a"}
             })
         );
-        let attachment = NetworkAttachment::from_shoal(&shoal_network(), "10.0.1.7".parse().unwrap());
+        let attachment =
+            NetworkAttachment::from_shoal(&shoal_network(), "10.0.1.7".parse().unwrap());
         assert_eq!(attachment.addresses, ["10.0.1.7/24"]);
         assert_eq!(attachment.network.spec.name, "app");
         assert_eq!(

@@ -197,7 +197,11 @@ pub struct PortConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointVirtualIp {
-    #[serde(default, skip_serializing_if = "String::is_empty", rename = "NetworkID")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "NetworkID"
+    )]
     pub network_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub addr: String,
@@ -427,7 +431,10 @@ mod tests {
         assert_eq!(json["ID"], "svc1");
         assert_eq!(json["Version"], serde_json::json!({"Index": 7}));
         assert_eq!(json["CreatedAt"], "2016-08-18T10:43:20Z");
-        assert_eq!(json["Spec"]["Mode"], serde_json::json!({"Replicated": {"Replicas": 3}}));
+        assert_eq!(
+            json["Spec"]["Mode"],
+            serde_json::json!({"Replicated": {"Replicas": 3}})
+        );
         assert_eq!(json["Spec"]["Labels"]["team"], "shop");
         assert_eq!(
             json["Spec"]["TaskTemplate"]["ContainerSpec"],
@@ -452,7 +459,10 @@ mod tests {
             json["Spec"]["EndpointSpec"],
             serde_json::json!({"Mode": "vip", "Ports": [port]})
         );
-        assert_eq!(json["PreviousSpec"]["Mode"], serde_json::json!({"Global": {}}));
+        assert_eq!(
+            json["PreviousSpec"]["Mode"],
+            serde_json::json!({"Global": {}})
+        );
         assert_eq!(json["Endpoint"]["Ports"], serde_json::json!([port]));
         assert_eq!(
             json["Endpoint"]["VirtualIPs"],

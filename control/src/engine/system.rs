@@ -115,9 +115,17 @@ pub struct CaConfig {
     pub node_cert_expiry: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "ExternalCAs")]
     pub external_cas: Vec<ExternalCa>,
-    #[serde(default, skip_serializing_if = "String::is_empty", rename = "SigningCACert")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "SigningCACert"
+    )]
     pub signing_ca_cert: String,
-    #[serde(default, skip_serializing_if = "String::is_empty", rename = "SigningCAKey")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "SigningCAKey"
+    )]
     pub signing_ca_key: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub force_rotate: u64,
@@ -368,7 +376,11 @@ pub struct Version {
     pub version: String,
     #[serde(default, rename = "ApiVersion")]
     pub api_version: String,
-    #[serde(default, skip_serializing_if = "String::is_empty", rename = "MinAPIVersion")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "MinAPIVersion"
+    )]
     pub min_api_version: String,
     #[serde(default)]
     pub git_commit: String,
@@ -536,12 +548,18 @@ mod tests {
         let json = serde_json::to_value(&swarm).unwrap();
         assert_eq!(json["ID"], "c1");
         assert_eq!(json["CreatedAt"], "2016-08-18T10:44:24Z");
-        assert_eq!(json["Spec"]["CAConfig"]["NodeCertExpiry"], 7_776_000_000_000_000i64);
+        assert_eq!(
+            json["Spec"]["CAConfig"]["NodeCertExpiry"],
+            7_776_000_000_000_000i64
+        );
         assert_eq!(json["Spec"]["EncryptionConfig"]["AutoLockManagers"], true);
         assert_eq!(json["TLSInfo"]["TrustRoot"], "PEM");
         assert_eq!(json["JoinTokens"]["Manager"], "SWMTKN-1-a-m");
         let text = json.to_string();
-        assert!(!text.contains("KEY") && !text.contains("SWMKEY"), "no secrets: {text}");
+        assert!(
+            !text.contains("KEY") && !text.contains("SWMKEY"),
+            "no secrets: {text}"
+        );
         let version = serde_json::to_value(Version::of_shoal("6.1.0")).unwrap();
         assert_eq!(version["ApiVersion"], "1.41");
         assert_eq!(version["KernelVersion"], "6.1.0");

@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::network::NetworkAttachment;
-use super::{
-    go_duration_nanos, go_time_ms, is_zero, ContainerSpec, Driver, Labels, ObjectVersion,
-};
+use super::{go_duration_nanos, go_time_ms, is_zero, ContainerSpec, Driver, Labels, ObjectVersion};
 use crate::api::TaskView;
 use crate::objects::{self, RestartCondition};
 
@@ -192,7 +190,11 @@ pub struct Task {
     pub labels: Option<Labels>,
     #[serde(default)]
     pub spec: TaskSpec,
-    #[serde(default, skip_serializing_if = "String::is_empty", rename = "ServiceID")]
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "ServiceID"
+    )]
     pub service_id: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub slot: u64,
@@ -298,10 +300,7 @@ impl TaskSpec {
                     .iter()
                     .map(|p| PlacementPreference {
                         spread: Some(SpreadOver {
-                            spread_descriptor: p
-                                .strip_prefix("spread=")
-                                .unwrap_or(p)
-                                .to_string(),
+                            spread_descriptor: p.strip_prefix("spread=").unwrap_or(p).to_string(),
                         }),
                     })
                     .collect(),

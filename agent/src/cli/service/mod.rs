@@ -132,7 +132,10 @@ impl ServiceCommand {
                 let ApiResponse::Services { services } = reply else {
                     bail!("unexpected answer: {reply:?}")
                 };
-                print!("{}", rows::list(&services, &filters, format.as_deref(), quiet)?);
+                print!(
+                    "{}",
+                    rows::list(&services, &filters, format.as_deref(), quiet)?
+                );
                 Ok(())
             }
             ServiceCommand::Ps {
@@ -399,7 +402,11 @@ async fn print_tasks(
     }
     if filters.contains("service") {
         let mut ids = Vec::new();
-        for service in filters.get("service").map(str::to_string).collect::<Vec<_>>() {
+        for service in filters
+            .get("service")
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
             ids.push(inspect(socket, &service).await?.id);
         }
         filters.set("service", ids);

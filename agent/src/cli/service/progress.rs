@@ -13,8 +13,8 @@ use shoal_control::api::{ServiceView, TaskView};
 use shoal_control::objects::{ServiceSpec, TaskState, UpdateState, UpdateStatus};
 
 use super::flags::WatchFlags;
-use super::values::format_duration;
 use super::rows::short_id;
+use super::values::format_duration;
 use super::{inspect, tasks_of};
 
 /// How often the tasks are read while waiting.

@@ -155,7 +155,11 @@ mod tests {
         assert_eq!(ports_column(&[]), "");
         assert_eq!(ports_column(&[port("tcp", 8080, 80)]), "*:8080->80/tcp");
         assert_eq!(
-            ports_column(&[port("tcp", 8081, 81), port("tcp", 8080, 80), port("udp", 53, 53)]),
+            ports_column(&[
+                port("tcp", 8081, 81),
+                port("tcp", 8080, 80),
+                port("udp", 53, 53)
+            ]),
             "*:8080-8081->80-81/tcp, *:53->53/udp"
         );
         assert_eq!(

@@ -61,7 +61,10 @@ fn kept(task: &TaskView, filters: &Filters, services: &BTreeMap<String, ServiceF
         return true;
     }
     let facts = services.get(&task.service_id);
-    let service_name = task.name.split_once('.').map_or(task.name.as_str(), |(s, _)| s);
+    let service_name = task
+        .name
+        .split_once('.')
+        .map_or(task.name.as_str(), |(s, _)| s);
     let context = TaskContext {
         service_name,
         service_labels: facts.map(|f| &f.labels),
@@ -300,7 +303,10 @@ pub(crate) mod tests {
             format: Some("{{.Name}}"),
             ..TaskListOptions::default()
         };
-        assert_eq!(list(&tasks, &options, &none, 6_000).unwrap(), "web.1\nweb.1\nweb.2\n");
+        assert_eq!(
+            list(&tasks, &options, &none, 6_000).unwrap(),
+            "web.1\nweb.1\nweb.2\n"
+        );
     }
 
     #[test]
@@ -322,7 +328,8 @@ pub(crate) mod tests {
             ..TaskListOptions::default()
         };
         let row: Value =
-            serde_json::from_str(list(&[t], &options, &BTreeMap::new(), 0).unwrap().trim()).unwrap();
+            serde_json::from_str(list(&[t], &options, &BTreeMap::new(), 0).unwrap().trim())
+                .unwrap();
         assert_eq!(row["DesiredState"], "Running");
         assert_eq!(row["Node"], "host-1");
     }
@@ -345,7 +352,11 @@ pub(crate) mod tests {
         assert!(kept(&a, &f(&["desired-state=running"]), &services));
         assert!(!kept(&b, &f(&["desired-state=running"]), &services));
         assert!(kept(&b, &f(&["node=node1id", "node=node2id"]), &services));
-        assert!(!kept(&b, &f(&["node=node2id", "desired-state=running"]), &services));
+        assert!(!kept(
+            &b,
+            &f(&["node=node2id", "desired-state=running"]),
+            &services
+        ));
         assert!(kept(&b, &f(&["name=web.2", "id=web"]), &services));
         assert!(kept(&b, &f(&["label=tier=front"]), &services));
         assert!(!kept(&a, &f(&["label=tier=back"]), &services));

@@ -229,12 +229,17 @@ impl State<'_> {
         let has_args = !rest.is_empty() || piped.is_some();
         match first {
             Arg::Function(name) => self.function(pipe, name, rest, dot, piped),
-            Arg::Field(names) => self.fields(pipe, dot.value.clone(), dot.root, names, rest, dot, piped),
+            Arg::Field(names) => {
+                self.fields(pipe, dot.value.clone(), dot.root, names, rest, dot, piped)
+            }
             Arg::Variable(name, names) => {
                 let base = self.variable(pipe, name)?;
                 if names.is_empty() {
                     if has_args {
-                        return Err(exec_error(pipe, format!("can't give argument to non-function {name}")));
+                        return Err(exec_error(
+                            pipe,
+                            format!("can't give argument to non-function {name}"),
+                        ));
                     }
                     return Ok(base);
                 }
@@ -304,7 +309,13 @@ impl State<'_> {
         Ok(value)
     }
 
-    fn field(&self, pipe: &Pipeline, value: &Val, name: &str, on_root: bool) -> Result<Val, TemplateError> {
+    fn field(
+        &self,
+        pipe: &Pipeline,
+        value: &Val,
+        name: &str,
+        on_root: bool,
+    ) -> Result<Val, TemplateError> {
         match value {
             None | Some(Value::Null) => Err(exec_error(
                 pipe,
@@ -323,7 +334,10 @@ impl State<'_> {
             },
             Some(other) => Err(exec_error(
                 pipe,
-                format!("can't evaluate field {name} in type {}", funcs::type_name(other)),
+                format!(
+                    "can't evaluate field {name} in type {}",
+                    funcs::type_name(other)
+                ),
             )),
         }
     }
@@ -356,7 +370,9 @@ impl State<'_> {
             Arg::Function(name) => return self.function(pipe, name, &[], dot, None),
             Arg::String(s) => Some(Value::String(s.clone())),
             Arg::Int(n) => Some(Value::from(*n)),
-            Arg::Float(f) => Some(serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)),
+            Arg::Float(f) => {
+                Some(serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number))
+            }
             Arg::Bool(b) => Some(Value::Bool(*b)),
             Arg::Nil => Some(Value::Null),
         })
@@ -374,7 +390,10 @@ impl State<'_> {
         if name == "and" || name == "or" {
             let count = args.len() + usize::from(piped.is_some());
             if count == 0 {
-                return Err(exec_error(pipe, format!("wrong number of args for {name}: want at least 1 got 0")));
+                return Err(exec_error(
+                    pipe,
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                ));
             }
             let mut last = None;
             for arg in args {
@@ -391,7 +410,8 @@ impl State<'_> {
         }
         let mut values = self.args(pipe, args, dot)?;
         values.extend(piped);
-        funcs::call(self.exec.mode, name, &values).map_err(|e| exec_error(pipe, format!("error calling {name}: {e}")))
+        funcs::call(self.exec.mode, name, &values)
+            .map_err(|e| exec_error(pipe, format!("error calling {name}: {e}")))
     }
 }
 

@@ -108,7 +108,9 @@ pub fn call(mode: Mode, name: &str, args: &[Val]) -> Result<Val, String> {
             let parts: Vec<Value> = if sep.is_empty() {
                 text.chars().map(|c| Value::String(c.to_string())).collect()
             } else {
-                text.split(sep.as_str()).map(|p| Value::String(p.into())).collect()
+                text.split(sep.as_str())
+                    .map(|p| Value::String(p.into()))
+                    .collect()
             };
             s(Value::Array(parts))
         }
@@ -118,13 +120,20 @@ pub fn call(mode: Mode, name: &str, args: &[Val]) -> Result<Val, String> {
             let items = match list {
                 Some(Value::Array(items)) => items,
                 Some(Value::Null) => return s(Value::String(String::new())),
-                other => return Err(format!("wrong type for value; expected []string; got {}", type_name_of(other))),
+                other => {
+                    return Err(format!(
+                        "wrong type for value; expected []string; got {}",
+                        type_name_of(other)
+                    ))
+                }
             };
             let texts = items
                 .iter()
                 .map(|v| match v {
                     Value::String(t) => Ok(t.as_str()),
-                    _ => Err("wrong type for value; expected []string; got []interface {}".to_string()),
+                    _ => Err(
+                        "wrong type for value; expected []string; got []interface {}".to_string(),
+                    ),
                 })
                 .collect::<Result<Vec<&str>, String>>()?;
             s(Value::String(texts.join(&sep)))
@@ -148,7 +157,11 @@ pub fn call(mode: Mode, name: &str, args: &[Val]) -> Result<Val, String> {
                 return s(Value::String(text));
             }
             let (prefix, suffix) = (count(prefix)?, count(suffix)?);
-            s(Value::String(format!("{}{text}{}", " ".repeat(prefix), " ".repeat(suffix))))
+            s(Value::String(format!(
+                "{}{text}{}",
+                " ".repeat(prefix),
+                " ".repeat(suffix)
+            )))
         }
         "truncate" => {
             let [v, length] = want::<2>(name, args)?;
@@ -161,14 +174,21 @@ pub fn call(mode: Mode, name: &str, args: &[Val]) -> Result<Val, String> {
 }
 
 fn want<'a, const N: usize>(name: &str, args: &'a [Val]) -> Result<&'a [Val; N], String> {
-    args.try_into()
-        .map_err(|_| format!("wrong number of args for {name}: want {N} got {}", args.len()))
+    args.try_into().map_err(|_| {
+        format!(
+            "wrong number of args for {name}: want {N} got {}",
+            args.len()
+        )
+    })
 }
 
 fn string(v: &Val) -> Result<String, String> {
     match v {
         Some(Value::String(s)) => Ok(s.clone()),
-        other => Err(format!("wrong type for value; expected string; got {}", type_name_of(other))),
+        other => Err(format!(
+            "wrong type for value; expected string; got {}",
+            type_name_of(other)
+        )),
     }
 }
 
@@ -178,19 +198,29 @@ fn count(v: &Val) -> Result<usize, String> {
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| format!("invalid count {n}")),
-        other => Err(format!("wrong type for value; expected int; got {}", type_name_of(other))),
+        other => Err(format!(
+            "wrong type for value; expected int; got {}",
+            type_name_of(other)
+        )),
     }
 }
 
 fn index(args: &[Val]) -> Result<Val, String> {
-    let (item, keys) = args.split_first().ok_or("wrong number of args for index: want at least 1 got 0")?;
+    let (item, keys) = args
+        .split_first()
+        .ok_or("wrong number of args for index: want at least 1 got 0")?;
     let mut value = item.clone();
     for key in keys {
         value = match (&value, key) {
             (Some(Value::Array(list)), Some(Value::Number(n))) => {
-                let i = n.as_i64().ok_or("cannot index slice/array with type float64")?;
+                let i = n
+                    .as_i64()
+                    .ok_or("cannot index slice/array with type float64")?;
                 let got = usize::try_from(i).ok().and_then(|i| list.get(i));
-                Some(got.cloned().ok_or_else(|| format!("error calling index: index out of range: {i}"))?)
+                Some(
+                    got.cloned()
+                        .ok_or_else(|| format!("error calling index: index out of range: {i}"))?,
+                )
             }
             (Some(Value::Object(map)), Some(Value::String(k))) => match map.get(k) {
                 Some(v) => Some(v.clone()),
@@ -198,7 +228,10 @@ fn index(args: &[Val]) -> Result<Val, String> {
                 None => None,
             },
             (Some(Value::Object(_)), other) => {
-                return Err(format!("value has type {}; should be string", type_name_of(other)))
+                return Err(format!(
+                    "value has type {}; should be string",
+                    type_name_of(other)
+                ))
             }
             (None | Some(Value::Null), _) => return Err("index of untyped nil".into()),
             (other, _) => return Err(format!("can't index item of type {}", type_name_of(other))),
@@ -209,7 +242,10 @@ fn index(args: &[Val]) -> Result<Val, String> {
 
 fn slice(args: &[Val]) -> Result<Val, String> {
     let (item, bounds) = args.split_first().ok_or("wrong number of args for slice")?;
-    let bounds = bounds.iter().map(count).collect::<Result<Vec<usize>, String>>()?;
+    let bounds = bounds
+        .iter()
+        .map(count)
+        .collect::<Result<Vec<usize>, String>>()?;
     let pick = |len: usize| -> Result<(usize, usize), String> {
         let start = bounds.first().copied().unwrap_or(0);
         let end = bounds.get(1).copied().unwrap_or(len);
@@ -244,14 +280,15 @@ fn compare(a: &Val, b: &Val) -> Result<Option<Ordering>, String> {
             if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
                 return Ok(Some(x.cmp(&y)));
             }
-            Ok(x.as_f64().zip(y.as_f64()).and_then(|(x, y)| x.partial_cmp(&y)))
+            Ok(x.as_f64()
+                .zip(y.as_f64())
+                .and_then(|(x, y)| x.partial_cmp(&y)))
         }
         (Some(Value::String(x)), Some(Value::String(y))) => Ok(Some(x.cmp(y))),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => Ok((x == y).then_some(Ordering::Equal)),
         (None | Some(Value::Null), None | Some(Value::Null)) => Ok(Some(Ordering::Equal)),
-        (Some(Value::Array(_) | Value::Object(_)), _) | (_, Some(Value::Array(_) | Value::Object(_))) => {
-            Err("non-comparable type".into())
-        }
+        (Some(Value::Array(_) | Value::Object(_)), _)
+        | (_, Some(Value::Array(_) | Value::Object(_))) => Err("non-comparable type".into()),
         (None | Some(Value::Null), _) | (_, None | Some(Value::Null)) => Ok(None),
         _ => Err("incompatible types for comparison".into()),
     }
@@ -399,7 +436,11 @@ fn printf(format: &str, args: &[Val]) -> String {
         let text = match (verb, arg) {
             ('d', Some(Value::Number(n))) if n.is_i64() || n.is_u64() => {
                 let t = number(n);
-                if plus && !t.starts_with('-') { format!("+{t}") } else { t }
+                if plus && !t.starts_with('-') {
+                    format!("+{t}")
+                } else {
+                    t
+                }
             }
             ('x' | 'X' | 'o', Some(Value::Number(n))) if n.as_i64().is_some() => {
                 let i = n.as_i64().unwrap_or(0);
@@ -466,7 +507,9 @@ fn quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -531,7 +574,9 @@ fn urlquery(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(b)),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
             b' ' => out.push('+'),
             b => out.push_str(&format!("%{b:02X}")),
         }

@@ -150,12 +150,11 @@ fn split(text: &str) -> Result<Vec<Item>, TemplateError> {
         }
         let pos = position(text, offset + start);
         let body_start = inner_start + usize::from(trim_left);
-        let (body, after, trim_right) = action_body(&rest[body_start..]).ok_or_else(|| {
-            TemplateError::Parse {
+        let (body, after, trim_right) =
+            action_body(&rest[body_start..]).ok_or_else(|| TemplateError::Parse {
                 line: pos.line,
                 message: "unclosed action".into(),
-            }
-        })?;
+            })?;
         let action = action(body, pos)?;
         items.push(Item::Action(pos, action));
         trim_next = trim_right;
@@ -264,7 +263,11 @@ fn action(body: &str, pos: Pos) -> Result<Action, TemplateError> {
             match words.next() {
                 None => Action::Else(None),
                 Some(Token::Ident(word)) if word == "if" || word == "with" => {
-                    let kind = if word == "if" { Keyword::If } else { Keyword::With };
+                    let kind = if word == "if" {
+                        Keyword::If
+                    } else {
+                        Keyword::With
+                    };
                     let start = rest
                         .iter()
                         .position(|t| matches!(t, Token::Ident(_)))
@@ -314,15 +317,16 @@ fn lex(text: &str, pos: Pos) -> Result<Vec<Token>, TemplateError> {
                 tokens.push(Token::Declare);
                 i += 1;
             }
-            '.' if chars.get(i + 1).is_some_and(|c| c.is_alphabetic() || *c == '_') => {
+            '.' if chars
+                .get(i + 1)
+                .is_some_and(|c| c.is_alphabetic() || *c == '_') =>
+            {
                 let end = word_end(i + 1);
                 tokens.push(Token::Field(chars[i + 1..end].iter().collect()));
                 i = end;
                 continue;
             }
-            '.' if !chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()) => {
-                tokens.push(Token::Dot)
-            }
+            '.' if !chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()) => tokens.push(Token::Dot),
             '$' => {
                 let end = word_end(i + 1);
                 tokens.push(Token::Variable(chars[i..end].iter().collect()));
@@ -340,21 +344,36 @@ fn lex(text: &str, pos: Pos) -> Result<Vec<Token>, TemplateError> {
                 let mut it = value.chars();
                 match (it.next(), it.next()) {
                     (Some(c), None) => tokens.push(Token::Char(c)),
-                    _ => return Err(parse_error(pos, format!("malformed character constant: {value}"))),
+                    _ => {
+                        return Err(parse_error(
+                            pos,
+                            format!("malformed character constant: {value}"),
+                        ))
+                    }
                 }
                 i = end;
                 continue;
             }
-            c if c.is_ascii_digit() || ((c == '-' || c == '+' || c == '.') && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || ((c == '-' || c == '+' || c == '.')
+                    && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let mut end = i + 1;
                 while end < chars.len()
-                    && (chars[end].is_ascii_alphanumeric() || chars[end] == '.' || chars[end] == '_'
-                        || ((chars[end] == '-' || chars[end] == '+') && matches!(chars[end - 1], 'e' | 'E')))
+                    && (chars[end].is_ascii_alphanumeric()
+                        || chars[end] == '.'
+                        || chars[end] == '_'
+                        || ((chars[end] == '-' || chars[end] == '+')
+                            && matches!(chars[end - 1], 'e' | 'E')))
                 {
                     end += 1;
                 }
                 let word: String = chars[i..end].iter().filter(|c| **c != '_').collect();
-                tokens.push(number(&word).ok_or_else(|| parse_error(pos, format!("bad number syntax: \"{word}\"")))?);
+                tokens.push(
+                    number(&word).ok_or_else(|| {
+                        parse_error(pos, format!("bad number syntax: \"{word}\""))
+                    })?,
+                );
                 i = end;
                 continue;
             }
@@ -364,7 +383,12 @@ fn lex(text: &str, pos: Pos) -> Result<Vec<Token>, TemplateError> {
                 i = end;
                 continue;
             }
-            other => return Err(parse_error(pos, format!("unexpected \"{other}\" in command"))),
+            other => {
+                return Err(parse_error(
+                    pos,
+                    format!("unexpected \"{other}\" in command"),
+                ))
+            }
         }
         i += 1;
     }
@@ -383,7 +407,8 @@ fn number(word: &str) -> Option<Token> {
         i64::from_str_radix(oct, 8).ok()
     } else if let Some(bin) = lower.strip_prefix("0b") {
         i64::from_str_radix(bin, 2).ok()
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.chars().all(|c| c.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.chars().all(|c| c.is_ascii_digit())
+    {
         i64::from_str_radix(&lower[1..], 8).ok()
     } else {
         lower.parse::<i64>().ok()
@@ -424,7 +449,11 @@ fn quoted(chars: &[char], start: usize, pos: Pos) -> Result<(String, usize), Tem
                         'u' => 4,
                         _ => 8,
                     };
-                    let hex: String = chars.get(i + 1..i + 1 + len).unwrap_or(&[]).iter().collect();
+                    let hex: String = chars
+                        .get(i + 1..i + 1 + len)
+                        .unwrap_or(&[])
+                        .iter()
+                        .collect();
                     let code = u32::from_str_radix(&hex, 16)
                         .ok()
                         .filter(|_| hex.len() == len)
@@ -451,7 +480,8 @@ fn pipeline(tokens: &[Token], pos: Pos, text: &str) -> Result<Pipeline, Template
     let mut start = 0;
     // `$a :=`, `$a =`, `$i, $e :=`.
     let declared = match words.as_slice() {
-        [Token::Variable(a), Token::Comma, Token::Variable(b), Token::Declare | Token::Assign, ..] => {
+        [Token::Variable(a), Token::Comma, Token::Variable(b), Token::Declare | Token::Assign, ..] =>
+        {
             vars = vec![a.clone(), b.clone()];
             assign = matches!(words[3], Token::Assign);
             4
@@ -488,7 +518,9 @@ fn pipeline(tokens: &[Token], pos: Pos, text: &str) -> Result<Pipeline, Template
         match rest.first() {
             Some(Token::Pipe) => rest = &rest[1..],
             None => break,
-            Some(other) => return Err(parse_error(pos, format!("unexpected {other:?} in operand"))),
+            Some(other) => {
+                return Err(parse_error(pos, format!("unexpected {other:?} in operand")))
+            }
         }
     }
     Ok(Pipeline {
@@ -501,7 +533,11 @@ fn pipeline(tokens: &[Token], pos: Pos, text: &str) -> Result<Pipeline, Template
 }
 
 /// One command (operands up to `|`, `)` or the end) and the tokens used.
-fn command(tokens: &[Token], pos: Pos, text: &str) -> Result<(Option<Command>, usize), TemplateError> {
+fn command(
+    tokens: &[Token],
+    pos: Pos,
+    text: &str,
+) -> Result<(Option<Command>, usize), TemplateError> {
     let mut args = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -632,7 +668,10 @@ impl Parser {
                 match ending {
                     Some((_, None)) => Some(else_list),
                     Some((p, Some(_))) => {
-                        return Err(parse_error(p, format!("expected end; found else in {what}")))
+                        return Err(parse_error(
+                            p,
+                            format!("expected end; found else in {what}"),
+                        ))
                     }
                     None => return Err(parse_error(pos, format!("unexpected EOF in {what}"))),
                 }

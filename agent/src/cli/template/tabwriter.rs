@@ -65,7 +65,8 @@ impl Writer<'_> {
             for (j, cell) in self.lines[i].iter().enumerate() {
                 self.out.push_str(cell);
                 if let Some(w) = self.widths.get(j) {
-                    self.out.push_str(&" ".repeat(w.saturating_sub(width(cell))));
+                    self.out
+                        .push_str(&" ".repeat(w.saturating_sub(width(cell))));
                 }
             }
             if i + 1 < self.lines.len() {
