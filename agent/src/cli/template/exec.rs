@@ -142,9 +142,6 @@ impl State<'_> {
                     .map(|k| (Value::String(k.clone()), map.get(k).cloned()))
                     .collect()
             }
-            Some(Value::Number(n)) if n.as_u64().is_some() => (0..n.as_u64().unwrap_or(0))
-                .map(|i| (Value::from(i), Some(Value::from(i))))
-                .collect(),
             Some(other) => {
                 return Err(exec_error(
                     &branch.pipe,

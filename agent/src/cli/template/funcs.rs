@@ -192,12 +192,17 @@ fn string(v: &Val) -> Result<String, String> {
     }
 }
 
+/// The largest count `pad`, `truncate`, `slice` and `printf` widths take:
+/// more is a mistake, not a format.
+const MAX_COUNT: u64 = 1 << 20;
+
 fn count(v: &Val) -> Result<usize, String> {
     match v {
         Some(Value::Number(n)) => n
             .as_u64()
+            .filter(|n| *n <= MAX_COUNT)
             .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| format!("invalid count {n}")),
+            .ok_or_else(|| format!("invalid count {n}: use 0 to {MAX_COUNT}")),
         other => Err(format!(
             "wrong type for value; expected int; got {}",
             type_name_of(other)
@@ -418,7 +423,7 @@ fn printf(format: &str, args: &[Val]) -> String {
                 p.push(d);
                 chars.next();
             }
-            precision = Some(p.parse().unwrap_or(0));
+            precision = Some(p.parse().unwrap_or(0).min(MAX_COUNT as usize));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -476,7 +481,7 @@ fn printf(format: &str, args: &[Val]) -> String {
             }
             (verb, v) => format!("%!{verb}({}={})", type_name_of(v), display_val(v)),
         };
-        let width: usize = width.parse().unwrap_or(0);
+        let width: usize = width.parse().unwrap_or(0).min(MAX_COUNT as usize);
         let pad = width.saturating_sub(text.chars().count());
         if left {
             out.push_str(&text);

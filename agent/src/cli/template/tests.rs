@@ -218,6 +218,8 @@ fn errors_read_like_go() {
     assert!(error("{{end}}", &d).contains("unexpected {{end}}"));
     assert!(error("{{define \"x\"}}{{end}}", &d).contains("not supported"));
     assert!(error("{{range .Name}}{{end}}", &d).contains("range can't iterate over web"));
+    assert!(error("{{range 5}}{{end}}", &d).contains("range can't iterate over 5"));
+    assert!(error("{{pad .Name 99999999999 0}}", &d).contains("invalid count"));
     assert!(error("{{index .List 5}}", &d).contains("index out of range: 5"));
     assert!(error("{{.Name.First}}", &d).contains("can't evaluate field First in type string"));
     assert!(error("{{.Missing.First}}", &d).contains("nil pointer evaluating interface {}.First"));
