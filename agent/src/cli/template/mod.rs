@@ -6,6 +6,7 @@
 
 mod exec;
 mod funcs;
+mod lex;
 mod parse;
 pub mod tabwriter;
 #[cfg(test)]
