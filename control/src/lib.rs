@@ -8,6 +8,8 @@
 //!   the log broker), on a store trait.
 //! - [`orchestrator`] and [`scheduler`]: the pure desired-state pass.
 //! - [`compose`]: Compose files read into a typed model (for stacks).
+//! - [`engine`]: the Docker Engine API's objects and filters, in Docker's
+//!   JSON shape.
 //! - [`store`] and [`raft`]: the replicated store (openraft on redb) and its
 //!   gRPC transport; [`ca`]: certificates, tokens, mTLS, sealing;
 //!   [`proto`]: the gRPC services and the error mapping to statuses.
@@ -20,6 +22,7 @@
 pub mod api;
 pub mod ca;
 pub mod compose;
+pub mod engine;
 pub mod hex;
 pub mod manager;
 pub mod objects;

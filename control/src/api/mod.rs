@@ -16,10 +16,11 @@ pub use local::LocalRequest;
 pub use logs::{
     rfc3339_nanos, LogChunk, LogCursor, LogFetch, LogLine, LogQuery, LogStart, LogStream, TaskLogs,
 };
-pub use service_view::{ports_column, ServiceView, TaskView};
+pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
     rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
+    MTU_OPTION, VXLANID_OPTION,
 };
 
 use std::collections::BTreeMap;
