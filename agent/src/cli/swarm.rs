@@ -267,8 +267,7 @@ impl SwarmCommand {
                 }
             }
             SwarmCommand::UnlockKey { quiet } => {
-                let TokenAnswer { token, .. } =
-                    client::api(socket, ApiRequest::UnlockKey).await?;
+                let TokenAnswer { token, .. } = client::api(socket, ApiRequest::UnlockKey).await?;
                 if quiet {
                     println!("{token}");
                 } else {

@@ -13,8 +13,8 @@ use anyhow::bail;
 use clap::Args;
 use shoal_control::api::{ApiRequest, LogQuery, LogStart, LogStream, TaskLogs};
 
-use crate::cli::client;
 use super::rows::short_id;
+use crate::cli::client;
 
 /// A follower asks at most this often (the leader's wait for the nodes'
 /// next heartbeat usually sets the pace).
