@@ -15,6 +15,7 @@ mod container;
 pub mod filter;
 mod network;
 mod node;
+mod port;
 mod service;
 mod system;
 mod task;
@@ -33,10 +34,11 @@ pub use node::{
     EngineDescription, ManagerStatus, Node, NodeDescription, NodeSpec, NodeStatus,
     PluginDescription, TlsInfo,
 };
+pub use port::PortConfig;
 pub use service::{
-    Endpoint, EndpointSpec, EndpointVirtualIp, GlobalJob, GlobalService, JobStatus, PortConfig,
-    ReplicatedJob, ReplicatedService, Service, ServiceMode, ServiceSpec, ServiceStatus,
-    UpdateConfig, UpdateStatus,
+    Endpoint, EndpointSpec, EndpointVirtualIp, GlobalJob, GlobalService, JobStatus, ReplicatedJob,
+    ReplicatedService, Service, ServiceMode, ServiceSpec, ServiceStatus, UpdateConfig,
+    UpdateStatus,
 };
 pub use system::{
     CaConfig, ClusterInfo, ComponentVersion, DispatcherConfig, EncryptionConfig, ErrorResponse,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
     go_duration_nanos, go_time_ms, go_time_secs, is_zero, Labels, NetworkAttachmentConfig,
-    ObjectVersion, TaskSpec,
+    ObjectVersion, PortConfig, TaskSpec,
 };
 use crate::api::ServiceView;
 use crate::objects::{self, FailureAction, UpdateOrder, UpdateState};
@@ -179,23 +179,6 @@ pub struct EndpointSpec {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct PortConfig {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    /// `tcp`, `udp` or `sctp`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub target_port: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub published_port: u32,
-    /// `ingress` (the routing mesh) or `host`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub publish_mode: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct EndpointVirtualIp {
     #[serde(
         default,
@@ -269,19 +252,6 @@ fn endpoint_spec(ports: &[objects::PortConfig]) -> EndpointSpec {
     EndpointSpec {
         mode: "vip".into(),
         ports: ports.iter().map(PortConfig::from_shoal).collect(),
-    }
-}
-
-impl PortConfig {
-    /// A port published through the routing mesh.
-    pub fn from_shoal(port: &objects::PortConfig) -> Self {
-        PortConfig {
-            name: String::new(),
-            protocol: port.protocol.to_string(),
-            target_port: u32::from(port.target),
-            published_port: u32::from(port.published),
-            publish_mode: "ingress".into(),
-        }
     }
 }
 

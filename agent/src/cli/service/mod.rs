@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod fake_manager;
+mod flag_error;
 mod flags;
 mod logs;
 mod pretty;

@@ -6,15 +6,8 @@
 use serde_json::Value;
 
 use super::funcs::{self, Mode};
-use super::parse::{Arg, Branch, Command, List, Node, Pipeline, Pos};
-use super::TemplateError;
-
-/// A value, or no value (a missing map key: Go prints `<no value>`).
-pub type Val = Option<Value>;
-
-/// A method of the root object that takes arguments (`{{.Label "k"}}` on a
-/// `network ls` row): `None` if there is no such method.
-pub type Methods<'a> = &'a dyn Fn(&str, &[Val]) -> Option<Result<Val, String>>;
+use super::parse::{Arg, Branch, Command, List, Node, Pipeline};
+use super::{Methods, Pos, TemplateError, Val};
 
 /// How a template runs.
 pub struct Exec<'a> {

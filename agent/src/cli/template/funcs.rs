@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
-use super::exec::Val;
+use super::Val;
 
 /// Rows, or the table header (where Docker's functions return the column
 /// name unchanged, except `pad`).

@@ -2,8 +2,7 @@
 //! identifiers, Go's string, raw string, character and number literals,
 //! parentheses, `|`, `:=`, `=` and `,`.
 
-use super::parse::{parse_error, Pos};
-use super::TemplateError;
+use super::{parse_error, Pos, TemplateError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Token {

@@ -14,8 +14,29 @@ mod tests;
 
 use serde_json::Value;
 
-pub use exec::{Methods, Val};
 pub use funcs::Mode;
+
+/// A value, or no value (a missing map key: Go prints `<no value>`).
+pub type Val = Option<Value>;
+
+/// A method of the root object that takes arguments (`{{.Label "k"}}` on a
+/// `network ls` row): `None` if there is no such method.
+pub type Methods<'a> = &'a dyn Fn(&str, &[Val]) -> Option<Result<Val, String>>;
+
+/// Line and column (1-based), for messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// A parse error at `pos`.
+fn parse_error(pos: Pos, message: impl Into<String>) -> TemplateError {
+    TemplateError::Parse {
+        line: pos.line,
+        message: message.into(),
+    }
+}
 
 /// A `--format` template that does not parse or does not run, in the
 /// words of Docker's CLI.

@@ -3,7 +3,7 @@
 //! `{{- -}}` trimming, comments) parsed into a tree.
 
 use super::lex::{lex, Token};
-use super::TemplateError;
+use super::{parse_error, Pos, TemplateError};
 
 /// A parsed template: text and actions in order.
 pub type List = Vec<Node>;
@@ -26,13 +26,6 @@ pub struct Branch {
     pub pipe: Pipeline,
     pub list: List,
     pub else_list: Option<List>,
-}
-
-/// Line and column (1-based), for messages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pos {
-    pub line: usize,
-    pub col: usize,
 }
 
 /// `$x := cmd | cmd arg`.
@@ -194,13 +187,6 @@ fn position(text: &str, byte: usize) -> Pos {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     Pos { line, col }
-}
-
-pub(super) fn parse_error(pos: Pos, message: impl Into<String>) -> TemplateError {
-    TemplateError::Parse {
-        line: pos.line,
-        message: message.into(),
-    }
 }
 
 fn action(body: &str, pos: Pos) -> Result<Action, TemplateError> {
