@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod dns;
 pub mod ebpf;
 pub mod executor;
+pub mod image;
 pub mod gossip;
 pub mod mesh;
 pub mod netns;
