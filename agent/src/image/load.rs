@@ -119,7 +119,9 @@ impl ImageStore {
             .map(|l| l.size)
     }
 
-    /// Streams one archive member into the layer store.
+    /// Streams one archive member into the layer store. A member that is
+    /// a symlink (`docker save` links layers it holds twice) is followed
+    /// inside the archive, a few hops at most.
     fn unpack_member(
         &self,
         path: &Path,
@@ -127,24 +129,46 @@ impl ImageStore {
         blob: Option<&Digest>,
         diff_id: &Digest,
     ) -> Result<u64, ImageError> {
-        let file = File::open(path).map_err(ImageError::io(path))?;
-        let mut archive = tar::Archive::new(file);
-        let entries = archive.entries_with_seek().map_err(ImageError::io(path))?;
-        for entry in entries {
-            let entry = entry.map_err(ImageError::io(path))?;
-            if member_name(&entry) != member {
-                continue;
-            }
-            let mut hashing = HashingReader::new(entry);
-            let size = self.layout.unpack_layer(&mut hashing, diff_id)?;
-            let (digest, _) = hashing.finish().map_err(ImageError::io(path))?;
-            if let Some(blob) = blob {
-                if let Err(e) = blob.verify(&digest, format!("archive member {member}")) {
-                    let _ = self.layout.remove_layer(diff_id);
-                    return Err(e);
+        let mut wanted = member.to_string();
+        for _hop in 0..4 {
+            let file = File::open(path).map_err(ImageError::io(path))?;
+            let mut archive = tar::Archive::new(file);
+            let entries = archive.entries_with_seek().map_err(ImageError::io(path))?;
+            let mut next = None;
+            for entry in entries {
+                let entry = entry.map_err(ImageError::io(path))?;
+                if member_name(&entry) != wanted {
+                    continue;
                 }
+                if entry.header().entry_type() == tar::EntryType::Symlink {
+                    let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                    let base = wanted.rsplit_once('/').map_or("", |(dir, _)| dir);
+                    let joined = format!("{base}/{}", String::from_utf8_lossy(&target));
+                    let clean = super::unpack::clean(joined.as_bytes());
+                    next = Some(
+                        clean
+                            .iter()
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                    );
+                    break;
+                }
+                let mut hashing = HashingReader::new(entry);
+                let size = self.layout.unpack_layer(&mut hashing, diff_id)?;
+                let (digest, _) = hashing.finish().map_err(ImageError::io(path))?;
+                if let Some(blob) = blob {
+                    if let Err(e) = blob.verify(&digest, format!("archive member {member}")) {
+                        let _ = self.layout.remove_layer(diff_id);
+                        return Err(e);
+                    }
+                }
+                return Ok(size);
             }
-            return Ok(size);
+            match next {
+                Some(target) => wanted = target,
+                None => break,
+            }
         }
         Err(ImageError::Archive(format!(
             "{}: the layer file `{member}` is missing",

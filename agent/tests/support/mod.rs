@@ -1,0 +1,3 @@
+//! Helpers shared by the agent's root tests.
+
+pub mod registry;
