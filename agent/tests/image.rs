@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use shoal_agent::image::{
-    Credentials, Digest, ImageError, ImageStore, LayerProgress, PullEvent, Reference, RegistryOptions,
+    Credentials, Digest, ImageError, ImageStore, LayerProgress, PullEvent, Reference,
+    RegistryOptions,
 };
 use support::registry::{busybox_image, run, ImageSpec, Registry};
 use tempfile::TempDir;
@@ -34,7 +35,10 @@ fn registry_digest(reference: &str) -> String {
     .to_string()
 }
 
-fn events() -> (Mutex<Vec<PullEvent>>, impl Fn(&Mutex<Vec<PullEvent>>, PullEvent)) {
+fn events() -> (
+    Mutex<Vec<PullEvent>>,
+    impl Fn(&Mutex<Vec<PullEvent>>, PullEvent),
+) {
     (Mutex::new(Vec::new()), |log: &Mutex<Vec<PullEvent>>, e| {
         log.lock().unwrap().push(e)
     })
@@ -44,10 +48,14 @@ fn events() -> (Mutex<Vec<PullEvent>>, impl Fn(&Mutex<Vec<PullEvent>>, PullEvent
 async fn pulls_oci_and_docker_v2s2_images_cold_then_warm() {
     shoal_tests::require_root();
     let dir = TempDir::new().unwrap();
-    let image = busybox_image(dir.path(), "bb", &ImageSpec {
-        cmd: vec!["echo".into(), "hi".into()],
-        ..ImageSpec::default()
-    });
+    let image = busybox_image(
+        dir.path(),
+        "bb",
+        &ImageSpec {
+            cmd: vec!["echo".into(), "hi".into()],
+            ..ImageSpec::default()
+        },
+    );
     let registry = Registry::start();
     let oci = registry.push(&image, "bb:oci", false);
     let v2 = registry.push(&image, "bb:v2", true);
@@ -57,21 +65,38 @@ async fn pulls_oci_and_docker_v2s2_images_cold_then_warm() {
 
     let started = Instant::now();
     let pulled = store
-        .pull(&Reference::parse(&oci).unwrap(), &Credentials::Anonymous, &progress)
+        .pull(
+            &Reference::parse(&oci).unwrap(),
+            &Credentials::Anonymous,
+            &progress,
+        )
         .await
         .expect("OCI pull");
     let cold = started.elapsed();
     assert_eq!(pulled.repo_tags, vec![format!("{oci}")]);
     let digest = registry_digest(&oci);
-    assert_eq!(pulled.repo_digests, vec![format!("{}/bb@{digest}", registry.addr)]);
+    assert_eq!(
+        pulled.repo_digests,
+        vec![format!("{}/bb@{digest}", registry.addr)]
+    );
     let (root, links) = store.layer_links(&pulled.id).expect("layers present");
     assert!(root.join(&links[0]).join("bin/busybox").is_file());
-    assert!(std::fs::symlink_metadata(root.join(&links[0]).join("bin/sh")).unwrap().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(root.join(&links[0]).join("bin/sh"))
+            .unwrap()
+            .is_symlink()
+    );
     let config = store.config(&pulled.id).unwrap();
     assert_eq!(config.config.cmd, vec!["echo", "hi"]);
     {
         let log = log.lock().unwrap();
-        assert!(log.iter().any(|e| matches!(e, PullEvent::Layer { progress: LayerProgress::Complete, .. })));
+        assert!(log.iter().any(|e| matches!(
+            e,
+            PullEvent::Layer {
+                progress: LayerProgress::Complete,
+                ..
+            }
+        )));
         assert!(matches!(log.last(), Some(PullEvent::Done { .. })));
     }
 
@@ -80,12 +105,22 @@ async fn pulls_oci_and_docker_v2s2_images_cold_then_warm() {
     log.lock().unwrap().clear();
     let started = Instant::now();
     let again = store
-        .pull(&Reference::parse(&v2).unwrap(), &Credentials::Anonymous, &progress)
+        .pull(
+            &Reference::parse(&v2).unwrap(),
+            &Credentials::Anonymous,
+            &progress,
+        )
         .await
         .expect("v2s2 pull");
     let warm = started.elapsed();
     assert_eq!(again.id, pulled.id, "one image, two manifests");
-    assert!(log.lock().unwrap().iter().any(|e| matches!(e, PullEvent::Layer { progress: LayerProgress::Exists, .. })));
+    assert!(log.lock().unwrap().iter().any(|e| matches!(
+        e,
+        PullEvent::Layer {
+            progress: LayerProgress::Exists,
+            ..
+        }
+    )));
     let record = store.find(&v2).unwrap();
     assert_eq!(record.repo_tags.len(), 2);
     assert_eq!(record.repo_digests.len(), 2);
@@ -100,7 +135,10 @@ async fn pulls_oci_and_docker_v2s2_images_cold_then_warm() {
     assert_eq!(resolved.as_str(), digest);
     drop(registry);
     let pinned = Reference::parse(&oci).unwrap().with_digest(resolved);
-    let found = store.pull(&pinned, &Credentials::Anonymous, &|_| {}).await.expect("pinned pull from the store");
+    let found = store
+        .pull(&pinned, &Credentials::Anonymous, &|_| {})
+        .await
+        .expect("pinned pull from the store");
     assert_eq!(found.id, pulled.id);
 }
 
@@ -114,7 +152,10 @@ async fn basic_auth_registry_needs_the_right_credentials() {
     let reference = Reference::parse(&name).unwrap();
     let store = store(&dir);
 
-    let err = store.pull(&reference, &Credentials::Anonymous, &|_| {}).await.unwrap_err();
+    let err = store
+        .pull(&reference, &Credentials::Anonymous, &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, ImageError::Unauthorized { .. }), "{err}");
     // oci-client keeps only the status of a 401, not its body.
     assert!(err.to_string().contains("unauthorized"), "{err}");
@@ -129,7 +170,10 @@ async fn basic_auth_registry_needs_the_right_credentials() {
     // The credentials as `--with-registry-auth` carries them.
     let header = base64_url(r#"{"username":"alice","password":"s3cret"}"#);
     let creds = Credentials::from_registry_auth_header(&header).unwrap();
-    let pulled = store.pull(&reference, &creds, &|_| {}).await.expect("authorized pull");
+    let pulled = store
+        .pull(&reference, &creds, &|_| {})
+        .await
+        .expect("authorized pull");
     assert_eq!(pulled.repo_tags, vec![name]);
 }
 
@@ -147,13 +191,22 @@ async fn missing_tags_and_foreign_platforms_are_refused_with_reasons() {
     let name = registry.push(&image, "bb:1", false);
     let store = store(&dir);
     let missing = Reference::parse(&format!("{}/bb:nope", registry.addr)).unwrap();
-    let err = store.pull(&missing, &Credentials::Anonymous, &|_| {}).await.unwrap_err();
+    let err = store
+        .pull(&missing, &Credentials::Anonymous, &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, ImageError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("manifest unknown"), "{err}");
 
     // An index: this node's platform is picked; one without it is refused.
     let digest = registry_digest(&name);
-    let size = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")])).len();
+    let size = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]))
+    .len();
     let entry = |arch: &str| {
         format!(
             r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":{size},"platform":{{"os":"linux","architecture":"{arch}"}}}}"#
@@ -179,12 +232,23 @@ async fn missing_tags_and_foreign_platforms_are_refused_with_reasons() {
     put_index("multi", &[entry("s390x"), entry(&here)]);
     put_index("foreign", &[entry("s390x")]);
     let multi = Reference::parse(&format!("{}/bb:multi", registry.addr)).unwrap();
-    let pulled = store.pull(&multi, &Credentials::Anonymous, &|_| {}).await.expect("index pull");
+    let pulled = store
+        .pull(&multi, &Credentials::Anonymous, &|_| {})
+        .await
+        .expect("index pull");
     let index_digest = registry_digest(&format!("{}/bb:multi", registry.addr));
-    assert!(pulled.repo_digests.contains(&format!("{}/bb@{index_digest}", registry.addr)));
+    assert!(pulled
+        .repo_digests
+        .contains(&format!("{}/bb@{index_digest}", registry.addr)));
     let foreign = Reference::parse(&format!("{}/bb:foreign", registry.addr)).unwrap();
-    let err = store.pull(&foreign, &Credentials::Anonymous, &|_| {}).await.unwrap_err();
-    assert!(matches!(err, ImageError::NoMatchingPlatform { .. }), "{err}");
+    let err = store
+        .pull(&foreign, &Credentials::Anonymous, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ImageError::NoMatchingPlatform { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("linux/s390x"), "{err}");
 }
 
@@ -192,10 +256,14 @@ async fn missing_tags_and_foreign_platforms_are_refused_with_reasons() {
 fn load_docker_save_and_oci_archives_without_a_registry() {
     shoal_tests::require_root();
     let dir = TempDir::new().unwrap();
-    let image = busybox_image(dir.path(), "airgap", &ImageSpec {
-        cmd: vec!["true".into()],
-        ..ImageSpec::default()
-    });
+    let image = busybox_image(
+        dir.path(),
+        "airgap",
+        &ImageSpec {
+            cmd: vec!["true".into()],
+            ..ImageSpec::default()
+        },
+    );
     let saved = dir.path().join("saved.tar");
     image.docker_archive(&saved, "airgap:v1");
     let archive = dir.path().join("oci.tar");
@@ -206,7 +274,9 @@ fn load_docker_save_and_oci_archives_without_a_registry() {
     let (root, links) = store.layer_links(&loaded[0].id).unwrap();
     assert!(root.join(&links[0]).join("bin/busybox").is_file());
     let name = Reference::parse("airgap").unwrap();
-    let from_oci = store.load(&archive, Some(&name)).expect("OCI archive loads");
+    let from_oci = store
+        .load(&archive, Some(&name))
+        .expect("OCI archive loads");
     assert_eq!(from_oci[0].id, loaded[0].id);
     assert!(store.find("airgap:v2").is_ok());
     let id: Digest = loaded[0].id.clone();

@@ -134,7 +134,10 @@ fn exited(task_id: &str, exit: Exit, stop_requested: bool) -> TaskReport {
         Exit::Signal(signal) => r.err = Some(format!("task: killed by signal {signal}")),
         Exit::Unknown => r.err = Some("task: exited while the agent was down".into()),
         Exit::OomKilled => {
-            r.err = Some(format!("task: non-zero exit ({}): OOM killed", 128 + libc::SIGKILL))
+            r.err = Some(format!(
+                "task: non-zero exit ({}): OOM killed",
+                128 + libc::SIGKILL
+            ))
         }
     }
     r

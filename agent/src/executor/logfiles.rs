@@ -16,7 +16,13 @@ fn io_err(task: &str, path: PathBuf) -> impl FnOnce(io::Error) -> ExecutorError 
 }
 
 /// Up to `max` bytes of `stream` from `offset`, and the next offset.
-pub(crate) fn read(task: &str, dir: &Path, stream: Stream, offset: u64, max: usize) -> Result<(Vec<u8>, u64), ExecutorError> {
+pub(crate) fn read(
+    task: &str,
+    dir: &Path,
+    stream: Stream,
+    offset: u64,
+    max: usize,
+) -> Result<(Vec<u8>, u64), ExecutorError> {
     let path = marks::log_path(dir, stream);
     let read = || -> io::Result<Vec<u8>> {
         let mut file = File::open(&path)?;
@@ -39,7 +45,13 @@ pub(crate) fn size(task: &str, dir: &Path, stream: Stream) -> Result<u64, Execut
 
 /// The marks timing bytes `from..to` of `stream`; the file's size and last
 /// write stand in for bytes no mark covers yet.
-pub(crate) fn covering(task: &str, dir: &Path, stream: Stream, from: u64, to: u64) -> Result<Vec<LogMark>, ExecutorError> {
+pub(crate) fn covering(
+    task: &str,
+    dir: &Path,
+    stream: Stream,
+    from: u64,
+    to: u64,
+) -> Result<Vec<LogMark>, ExecutorError> {
     let log = marks::log_path(dir, stream);
     let path = marks::marks_path(dir, stream);
     let mut found = marks::covering(&path, from, to).map_err(io_err(task, path.clone()))?;

@@ -61,7 +61,13 @@ impl Runtime for TaskRuntimes {
         all
     }
 
-    fn logs(&self, task_id: &str, stream: Stream, offset: u64, max: usize) -> Result<(Vec<u8>, u64), ExecutorError> {
+    fn logs(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        offset: u64,
+        max: usize,
+    ) -> Result<(Vec<u8>, u64), ExecutorError> {
         self.owner(task_id).logs(task_id, stream, offset, max)
     }
 
@@ -73,7 +79,13 @@ impl Runtime for TaskRuntimes {
         self.owner(task_id).log_size(task_id, stream)
     }
 
-    fn log_marks(&self, task_id: &str, stream: Stream, from: u64, to: u64) -> Result<Vec<LogMark>, ExecutorError> {
+    fn log_marks(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogMark>, ExecutorError> {
         self.owner(task_id).log_marks(task_id, stream, from, to)
     }
 }
@@ -110,8 +122,14 @@ mod tests {
         assert_eq!(process.tasks(), vec!["p1"]);
         assert_eq!(rt.tasks(), vec!["c1", "p1"]);
         rt.stop("c1", Duration::ZERO).unwrap();
-        assert!(matches!(container.state("c1"), Some(ProcessState::Exited(_))));
-        assert!(matches!(process.state("p1"), Some(ProcessState::Running { .. })));
+        assert!(matches!(
+            container.state("c1"),
+            Some(ProcessState::Exited(_))
+        ));
+        assert!(matches!(
+            process.state("p1"),
+            Some(ProcessState::Running { .. })
+        ));
     }
 
     #[test]

@@ -103,7 +103,9 @@ impl Credentials {
             return Ok(Credentials::Anonymous);
         }
         if value.len() > MAX_AUTH {
-            return Err(ImageError::Credentials("X-Registry-Auth is too large".into()));
+            return Err(ImageError::Credentials(
+                "X-Registry-Auth is too large".into(),
+            ));
         }
         let engines = [
             base64::engine::general_purpose::URL_SAFE,
@@ -114,12 +116,16 @@ impl Credentials {
             .iter()
             .find_map(|e| e.decode(value).ok())
             .ok_or_else(|| ImageError::Credentials("X-Registry-Auth is not base64".into()))?;
-        let not_config = |e: String| ImageError::Credentials(format!("X-Registry-Auth is not an auth config: {e}"));
-        let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| not_config(e.to_string()))?;
+        let not_config = |e: String| {
+            ImageError::Credentials(format!("X-Registry-Auth is not an auth config: {e}"))
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|e| not_config(e.to_string()))?;
         if !value.is_object() {
             return Err(not_config("not a JSON object".into()));
         }
-        let config: AuthConfig = serde_json::from_value(value).map_err(|e| not_config(e.to_string()))?;
+        let config: AuthConfig =
+            serde_json::from_value(value).map_err(|e| not_config(e.to_string()))?;
         config.into_credentials()
     }
 
@@ -145,7 +151,10 @@ impl Credentials {
                 .unwrap_or("");
             if registry == DOCKER_HUB {
                 key == DOCKER_HUB_CONFIG_KEY
-                    || matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io")
+                    || matches!(
+                        host,
+                        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+                    )
             } else {
                 host == registry
             }
@@ -179,7 +188,8 @@ mod tests {
 
     #[test]
     fn x_registry_auth_with_user_and_password() {
-        let header = b64url(r#"{"username":"alice","password":"s3cret","serveraddress":"r.example:5000"}"#);
+        let header =
+            b64url(r#"{"username":"alice","password":"s3cret","serveraddress":"r.example:5000"}"#);
         assert_eq!(
             Credentials::from_registry_auth_header(&header).unwrap(),
             Credentials::Basic {
@@ -187,7 +197,8 @@ mod tests {
                 password: "s3cret".into()
             }
         );
-        let unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"username":"a","password":"b"}"#);
+        let unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"username":"a","password":"b"}"#);
         assert!(matches!(
             Credentials::from_registry_auth_header(&unpadded).unwrap(),
             Credentials::Basic { .. }
@@ -196,7 +207,10 @@ mod tests {
 
     #[test]
     fn x_registry_auth_empty_token_and_garbage() {
-        assert_eq!(Credentials::from_registry_auth_header("").unwrap(), Credentials::Anonymous);
+        assert_eq!(
+            Credentials::from_registry_auth_header("").unwrap(),
+            Credentials::Anonymous
+        );
         assert_eq!(
             Credentials::from_registry_auth_header(&b64url("{}")).unwrap(),
             Credentials::Anonymous
@@ -207,7 +221,9 @@ mod tests {
         );
         assert!(Credentials::from_registry_auth_header("!!!").is_err());
         assert!(Credentials::from_registry_auth_header(&b64url("[]")).is_err());
-        assert!(Credentials::from_registry_auth_header(&b64url(r#"{"identitytoken":"x"}"#)).is_err());
+        assert!(
+            Credentials::from_registry_auth_header(&b64url(r#"{"identitytoken":"x"}"#)).is_err()
+        );
     }
 
     #[test]

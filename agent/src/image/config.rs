@@ -90,7 +90,10 @@ impl ImageHealthcheck {
 }
 
 fn positive_ns(ns: i64) -> Option<Duration> {
-    u64::try_from(ns).ok().filter(|n| *n > 0).map(Duration::from_nanos)
+    u64::try_from(ns)
+        .ok()
+        .filter(|n| *n > 0)
+        .map(Duration::from_nanos)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +129,11 @@ impl ImageConfig {
 
     /// The layers' uncompressed digests, bottom first.
     pub fn diff_ids(&self) -> Result<Vec<Digest>, ImageError> {
-        self.rootfs.diff_ids.iter().map(|d| Digest::parse(d)).collect()
+        self.rootfs
+            .diff_ids
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect()
     }
 
     /// The exposed ports, `80/tcp` style (a bare number is tcp).
@@ -134,7 +141,13 @@ impl ImageConfig {
         self.config
             .exposed_ports
             .keys()
-            .map(|p| if p.contains('/') { p.clone() } else { format!("{p}/tcp") })
+            .map(|p| {
+                if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                }
+            })
             .collect()
     }
 }

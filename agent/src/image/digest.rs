@@ -198,6 +198,9 @@ mod tests {
         let b = Digest::of(b"b");
         assert!(a.verify(&a, "x").is_ok());
         let err = a.verify(&b, "layer").unwrap_err().to_string();
-        assert!(err.contains(a.as_str()) && err.contains(b.as_str()), "{err}");
+        assert!(
+            err.contains(a.as_str()) && err.contains(b.as_str()),
+            "{err}"
+        );
     }
 }

@@ -45,7 +45,8 @@ pub fn plan(
             *users.entry(&layer.diff_id).or_default() += 1;
         }
     }
-    let mut candidates: Vec<&ImageRecord> = images.iter().filter(|i| !in_use.contains(&i.id)).collect();
+    let mut candidates: Vec<&ImageRecord> =
+        images.iter().filter(|i| !in_use.contains(&i.id)).collect();
     candidates.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.id.cmp(&b.id)));
     let mut estimate = used;
     let mut victims = Vec::new();
@@ -120,7 +121,10 @@ mod tests {
     #[test]
     fn shared_layers_free_nothing_until_their_last_image_goes() {
         // Both share a 40-byte layer; the first alone frees only 1.
-        let images = vec![image(1, 1, &[(9, 40), (1, 1)]), image(2, 2, &[(9, 40), (2, 1)])];
+        let images = vec![
+            image(1, 1, &[(9, 40), (1, 1)]),
+            image(2, 2, &[(9, 40), (2, 1)]),
+        ];
         let victims = plan(&images, &BTreeSet::new(), 90, 100, &GcPolicy::default());
         assert_eq!(victims.len(), 2);
     }

@@ -47,7 +47,11 @@ impl ImageStore {
     /// Loads every image of the archive at `path`; blocking. An OCI
     /// layout's images without a full name are tagged `default_name`'s
     /// repository with their ref-name tag when given, else left untagged.
-    pub fn load(&self, path: &Path, default_name: Option<&Reference>) -> Result<Vec<ImageRecord>, ImageError> {
+    pub fn load(
+        &self,
+        path: &Path,
+        default_name: Option<&Reference>,
+    ) -> Result<Vec<ImageRecord>, ImageError> {
         let small = read_small_members(path)?;
         let found = if let Some(manifest) = small.get("manifest.json") {
             from_docker_save(&small, manifest)?
@@ -90,7 +94,8 @@ impl ImageStore {
                 size,
             });
         }
-        self.layout.write_blob(&id, &image.config_bytes, "image config")?;
+        self.layout
+            .write_blob(&id, &image.config_bytes, "image config")?;
         let mut tags = Vec::new();
         for tag in &image.tags {
             let reference = Reference::parse(tag)?;
@@ -196,18 +201,24 @@ fn read_small_members(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, ImageErr
             continue;
         }
         let name = member_name(&entry);
-        let interesting = name.ends_with(".json") || name == "oci-layout" || name.starts_with("blobs/");
+        let interesting =
+            name.ends_with(".json") || name == "oci-layout" || name.starts_with("blobs/");
         if !interesting {
             continue;
         }
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(ImageError::io(path))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(ImageError::io(path))?;
         small.insert(name, bytes);
     }
     Ok(small)
 }
 
-fn from_docker_save(small: &BTreeMap<String, Vec<u8>>, manifest: &[u8]) -> Result<Vec<Found>, ImageError> {
+fn from_docker_save(
+    small: &BTreeMap<String, Vec<u8>>,
+    manifest: &[u8],
+) -> Result<Vec<Found>, ImageError> {
     let saved: Vec<SavedImage> =
         serde_json::from_slice(manifest).map_err(|e| ImageError::malformed("manifest.json", e))?;
     saved
@@ -216,7 +227,9 @@ fn from_docker_save(small: &BTreeMap<String, Vec<u8>>, manifest: &[u8]) -> Resul
             let config_bytes = small
                 .get(image.config.trim_start_matches("./"))
                 .cloned()
-                .ok_or_else(|| ImageError::Archive(format!("the config file `{}` is missing", image.config)))?;
+                .ok_or_else(|| {
+                    ImageError::Archive(format!("the config file `{}` is missing", image.config))
+                })?;
             let layers = image
                 .layers
                 .iter()
@@ -245,10 +258,19 @@ fn blob<'a>(small: &'a BTreeMap<String, Vec<u8>>, digest: &Digest) -> Result<&'a
     Ok(bytes)
 }
 
-fn from_oci_layout(small: &BTreeMap<String, Vec<u8>>, default_name: Option<&Reference>) -> Result<Vec<Found>, ImageError> {
-    let index = small.get("index.json").map(Vec::as_slice).unwrap_or_default();
-    let Manifest::Index(entries) = manifest::parse(index, Some(manifest::OCI_INDEX), "index.json")? else {
-        return Err(ImageError::Archive("index.json is not an image index".into()));
+fn from_oci_layout(
+    small: &BTreeMap<String, Vec<u8>>,
+    default_name: Option<&Reference>,
+) -> Result<Vec<Found>, ImageError> {
+    let index = small
+        .get("index.json")
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let Manifest::Index(entries) = manifest::parse(index, Some(manifest::OCI_INDEX), "index.json")?
+    else {
+        return Err(ImageError::Archive(
+            "index.json is not an image index".into(),
+        ));
     };
     #[derive(Deserialize, Default)]
     struct Annotated {
@@ -264,7 +286,9 @@ fn from_oci_layout(small: &BTreeMap<String, Vec<u8>>, default_name: Option<&Refe
     let mut found = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let annotations = annotated.manifests.get(i).map(|a| &a.annotations);
-        let full_name = annotations.and_then(|a| a.get("io.containerd.image.name")).cloned();
+        let full_name = annotations
+            .and_then(|a| a.get("io.containerd.image.name"))
+            .cloned();
         let tag = match (full_name, &entry.ref_name) {
             (Some(name), _) => Some(name),
             (None, Some(r)) if r.contains('/') && Reference::parse(r).is_ok() => Some(r.clone()),
@@ -275,22 +299,31 @@ fn from_oci_layout(small: &BTreeMap<String, Vec<u8>>, default_name: Option<&Refe
         let mut bytes = blob(small, &descriptor.digest)?;
         if let Manifest::Index(children) = manifest::parse(bytes, None, "OCI layout manifest")? {
             let platform = Platform::current();
-            let child = manifest::select_platform(&children, &platform).ok_or_else(|| ImageError::NoMatchingPlatform {
-                reference: "archive".into(),
-                platform: platform.to_string(),
-                offered: manifest::offered(&children),
+            let child = manifest::select_platform(&children, &platform).ok_or_else(|| {
+                ImageError::NoMatchingPlatform {
+                    reference: "archive".into(),
+                    platform: platform.to_string(),
+                    offered: manifest::offered(&children),
+                }
             })?;
             descriptor = child.descriptor.clone();
             bytes = blob(small, &descriptor.digest)?;
         }
         let Manifest::Image(image) = manifest::parse(bytes, None, "OCI layout manifest")? else {
-            return Err(ImageError::Archive("nested indexes are not supported".into()));
+            return Err(ImageError::Archive(
+                "nested indexes are not supported".into(),
+            ));
         };
         let config_bytes = blob(small, &image.config.digest)?.to_vec();
         let layers = image
             .layers
             .iter()
-            .map(|l| (format!("blobs/sha256/{}", l.digest.hex()), Some(l.digest.clone())))
+            .map(|l| {
+                (
+                    format!("blobs/sha256/{}", l.digest.hex()),
+                    Some(l.digest.clone()),
+                )
+            })
             .collect();
         found.push(Found {
             config_bytes,

@@ -171,13 +171,19 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<Man
         reference: what.into(),
         reason,
     };
-    if media_type == DOCKER_SCHEMA1 || media_type == DOCKER_SCHEMA1_SIGNED || raw.schema_version == Some(1) {
+    if media_type == DOCKER_SCHEMA1
+        || media_type == DOCKER_SCHEMA1_SIGNED
+        || raw.schema_version == Some(1)
+    {
         return Err(unsupported(
             "Docker schema 1 manifests are deprecated and not supported; push the image again with a current client".into(),
         ));
     }
     if raw.schema_version.is_some_and(|v| v != 2) {
-        return Err(unsupported(format!("schema version {:?}", raw.schema_version)));
+        return Err(unsupported(format!(
+            "schema version {:?}",
+            raw.schema_version
+        )));
     }
     let is_index = match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => true,
@@ -249,7 +255,10 @@ pub fn layer_compression(media_type: &str) -> Result<Compression, String> {
 /// the variant when the index gives one (an entry without a variant is
 /// taken when none matches exactly). Attestation entries
 /// (`unknown/unknown`) never match.
-pub fn select_platform<'a>(entries: &'a [IndexEntry], platform: &Platform) -> Option<&'a IndexEntry> {
+pub fn select_platform<'a>(
+    entries: &'a [IndexEntry],
+    platform: &Platform,
+) -> Option<&'a IndexEntry> {
     let candidates = entries.iter().filter(|e| {
         e.platform
             .as_ref()
@@ -310,7 +319,10 @@ mod tests {
         assert_eq!(m.config.digest.as_str(), d(1));
         assert_eq!(m.layers.len(), 1);
         assert_eq!(m.layers[0].size, 3);
-        assert_eq!(layer_compression(&m.layers[0].media_type), Ok(Compression::Gzip));
+        assert_eq!(
+            layer_compression(&m.layers[0].media_type),
+            Ok(Compression::Gzip)
+        );
     }
 
     #[test]
@@ -332,13 +344,27 @@ mod tests {
             architecture: "amd64".into(),
             variant: None,
         };
-        assert_eq!(select_platform(&entries, &amd64).unwrap().descriptor.digest.as_str(), d(2));
+        assert_eq!(
+            select_platform(&entries, &amd64)
+                .unwrap()
+                .descriptor
+                .digest
+                .as_str(),
+            d(2)
+        );
         let arm = Platform {
             os: "linux".into(),
             architecture: "arm64".into(),
             variant: Some("v8".into()),
         };
-        assert_eq!(select_platform(&entries, &arm).unwrap().descriptor.digest.as_str(), d(1));
+        assert_eq!(
+            select_platform(&entries, &arm)
+                .unwrap()
+                .descriptor
+                .digest
+                .as_str(),
+            d(1)
+        );
         let s390 = Platform {
             os: "linux".into(),
             architecture: "s390x".into(),
@@ -350,9 +376,16 @@ mod tests {
 
     #[test]
     fn content_type_header_decides_when_the_document_is_silent() {
-        let doc = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":1}},"layers":[]}}"#, d(1));
+        let doc = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":1}},"layers":[]}}"#,
+            d(1)
+        );
         assert!(matches!(
-            parse(doc.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"), "x"),
+            parse(
+                doc.as_bytes(),
+                Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+                "x"
+            ),
             Ok(Manifest::Image(_))
         ));
     }
@@ -364,12 +397,22 @@ mod tests {
             parse(s1.as_bytes(), None, "x"),
             Err(ImageError::UnsupportedManifest { .. })
         ));
-        let bad = r#"{"schemaVersion":2,"config":{"digest":"sha256:../../etc","size":1},"layers":[]}"#;
-        assert!(matches!(parse(bad.as_bytes(), None, "x"), Err(ImageError::InvalidDigest(_))));
-        let neg = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":-1}},"layers":[]}}"#, d(1));
+        let bad =
+            r#"{"schemaVersion":2,"config":{"digest":"sha256:../../etc","size":1},"layers":[]}"#;
+        assert!(matches!(
+            parse(bad.as_bytes(), None, "x"),
+            Err(ImageError::InvalidDigest(_))
+        ));
+        let neg = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":-1}},"layers":[]}}"#,
+            d(1)
+        );
         assert!(parse(neg.as_bytes(), None, "x").is_err());
         let huge = vec![b' '; (MAX_MANIFEST + 1) as usize];
-        assert!(matches!(parse(&huge, None, "x"), Err(ImageError::TooLarge { .. })));
+        assert!(matches!(
+            parse(&huge, None, "x"),
+            Err(ImageError::TooLarge { .. })
+        ));
         let foreign = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"digest":"{}","size":1}},
             "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":1}}]}}"#,
@@ -384,7 +427,10 @@ mod tests {
 
     #[test]
     fn layer_media_types_name_their_compression() {
-        assert_eq!(layer_compression("application/vnd.oci.image.layer.v1.tar"), Ok(Compression::None));
+        assert_eq!(
+            layer_compression("application/vnd.oci.image.layer.v1.tar"),
+            Ok(Compression::None)
+        );
         assert_eq!(
             layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"),
             Ok(Compression::Zstd)

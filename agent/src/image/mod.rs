@@ -348,14 +348,20 @@ fn find_by_reference<'a>(state: &'a State, reference: &Reference) -> Option<&'a 
             .find(|r| r.repo_digests.contains(&pinned) || r.id == *digest);
     }
     let tagged = reference.tagged_name()?;
-    state.images.values().find(|r| r.repo_tags.contains(&tagged))
+    state
+        .images
+        .values()
+        .find(|r| r.repo_tags.contains(&tagged))
 }
 
 fn find_in<'a>(state: &'a State, name: &str) -> Option<&'a ImageRecord> {
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     let is_hex = hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
-        let mut matches = state.images.values().filter(|r| r.id.hex().starts_with(hex));
+        let mut matches = state
+            .images
+            .values()
+            .filter(|r| r.id.hex().starts_with(hex));
         if let (Some(found), None) = (matches.next(), matches.next()) {
             return Some(found);
         }

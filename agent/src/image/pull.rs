@@ -56,7 +56,10 @@ impl RegistryOptions {
 pub enum LayerProgress {
     /// The node has it already.
     Exists,
-    Downloading { done: u64, total: u64 },
+    Downloading {
+        done: u64,
+        total: u64,
+    },
     Extracting,
     Complete,
 }
@@ -67,7 +70,10 @@ pub enum PullEvent {
     /// The reference's manifest digest.
     Resolved { reference: String, digest: Digest },
     /// One layer, by its blob digest.
-    Layer { digest: Digest, progress: LayerProgress },
+    Layer {
+        digest: Digest,
+        progress: LayerProgress,
+    },
     /// The image is on the node.
     Done { id: Digest },
 }
@@ -118,7 +124,9 @@ impl ImageStore {
         if reference.digest().is_some() {
             if let Some(found) = self.lookup(reference) {
                 if self.has_all_layers(&found) {
-                    progress(PullEvent::Done { id: found.id.clone() });
+                    progress(PullEvent::Done {
+                        id: found.id.clone(),
+                    });
                     return Ok(found);
                 }
             }
@@ -172,10 +180,16 @@ impl ImageStore {
             .buffered(PARALLEL_LAYERS)
             .try_collect()
             .await?;
-        self.layout
-            .write_blob(&manifest_digest, &manifest_bytes, &format!("{what} manifest"))?;
-        self.layout
-            .write_blob(&image.config.digest, &config_bytes, &format!("{what} config"))?;
+        self.layout.write_blob(
+            &manifest_digest,
+            &manifest_bytes,
+            &format!("{what} manifest"),
+        )?;
+        self.layout.write_blob(
+            &image.config.digest,
+            &config_bytes,
+            &format!("{what} config"),
+        )?;
         let now = now_unix();
         let record = ImageRecord {
             id: image.config.digest.clone(),
@@ -189,12 +203,17 @@ impl ImageStore {
             last_used: now,
         };
         let record = self.commit(record)?;
-        progress(PullEvent::Done { id: record.id.clone() });
+        progress(PullEvent::Done {
+            id: record.id.clone(),
+        });
         Ok(record)
     }
 
     fn has_all_layers(&self, record: &ImageRecord) -> bool {
-        record.layers.iter().all(|l| self.layout.has_layer(&l.diff_id))
+        record
+            .layers
+            .iter()
+            .all(|l| self.layout.has_layer(&l.diff_id))
     }
 
     async fn fetch_config(
@@ -382,7 +401,9 @@ fn registry_error(reference: &Reference, e: OciDistributionError) -> ImageError 
             let missing = envelope.errors.iter().any(|e| {
                 matches!(
                     e.code,
-                    OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
                 )
             });
             if denied {

@@ -80,7 +80,9 @@ impl Reference {
             path.to_string()
         };
         if registry.len() + 1 + repository.len() > MAX_NAME {
-            return Err(invalid("repository name must not be more than 255 characters"));
+            return Err(invalid(
+                "repository name must not be more than 255 characters",
+            ));
         }
         let tag = match (tag, &digest) {
             (Some(tag), _) => Some(tag.to_string()),
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(full("[::1]:5000/app:2"), "[::1]:5000/app:2");
         // Without a dot, colon or localhost, the first part is a path.
         assert_eq!(full("myhost/app"), "docker.io/myhost/app:latest");
-        assert_eq!(Reference::parse("nginx").unwrap().endpoint(), "registry-1.docker.io");
+        assert_eq!(
+            Reference::parse("nginx").unwrap().endpoint(),
+            "registry-1.docker.io"
+        );
     }
 
     #[test]
@@ -347,7 +352,10 @@ mod tests {
         let r = Reference::parse(&format!("nginx@sha256:{HEX}")).unwrap();
         assert_eq!(r.tag(), None);
         assert_eq!(r.digest().unwrap().hex(), HEX);
-        assert_eq!(r.to_string(), format!("docker.io/library/nginx@sha256:{HEX}"));
+        assert_eq!(
+            r.to_string(),
+            format!("docker.io/library/nginx@sha256:{HEX}")
+        );
         let both = Reference::parse(&format!("host:5000/app:1.0@sha256:{HEX}")).unwrap();
         assert_eq!(both.tag(), Some("1.0"));
         assert_eq!(both.registry(), "host:5000");
@@ -356,13 +364,21 @@ mod tests {
 
     #[test]
     fn familiar_names_drop_docker_hub_and_library() {
-        assert_eq!(Reference::parse("nginx").unwrap().familiar(), "nginx:latest");
-        assert_eq!(Reference::parse("team/app:2").unwrap().familiar(), "team/app:2");
+        assert_eq!(
+            Reference::parse("nginx").unwrap().familiar(),
+            "nginx:latest"
+        );
+        assert_eq!(
+            Reference::parse("team/app:2").unwrap().familiar(),
+            "team/app:2"
+        );
         assert_eq!(
             Reference::parse("localhost:5000/x").unwrap().familiar(),
             "localhost:5000/x:latest"
         );
-        let pinned = Reference::parse("nginx:1").unwrap().with_digest(Digest::parse(&format!("sha256:{HEX}")).unwrap());
+        let pinned = Reference::parse("nginx:1")
+            .unwrap()
+            .with_digest(Digest::parse(&format!("sha256:{HEX}")).unwrap());
         assert_eq!(pinned.familiar(), format!("nginx@sha256:{HEX}"));
     }
 

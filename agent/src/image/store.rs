@@ -164,7 +164,12 @@ impl Layout {
     }
 
     /// Stores `bytes` as the blob `expected`, refusing other bytes.
-    pub fn write_blob(&self, expected: &Digest, bytes: &[u8], what: &str) -> Result<(), ImageError> {
+    pub fn write_blob(
+        &self,
+        expected: &Digest,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<(), ImageError> {
         expected.verify(&Digest::of(bytes), what)?;
         if self.has_blob(expected) {
             return Ok(());
@@ -176,7 +181,12 @@ impl Layout {
     }
 
     /// A writer for a blob that streams in; `commit` checks its digest.
-    pub fn blob_writer(&self, expected: &Digest, limit: u64, what: &str) -> Result<BlobWriter, ImageError> {
+    pub fn blob_writer(
+        &self,
+        expected: &Digest,
+        limit: u64,
+        what: &str,
+    ) -> Result<BlobWriter, ImageError> {
         let tmp = self.tmp_path("download");
         let file = OpenOptions::new()
             .create_new(true)
@@ -279,7 +289,8 @@ impl Layout {
 
     pub fn save_record(&self, record: &ImageRecord) -> Result<(), ImageError> {
         let path = self.record_path(&record.id);
-        let text = serde_json::to_vec_pretty(record).map_err(|e| ImageError::malformed("image record", e))?;
+        let text = serde_json::to_vec_pretty(record)
+            .map_err(|e| ImageError::malformed("image record", e))?;
         let tmp = self.tmp_path("record");
         fs::write(&tmp, text).map_err(ImageError::io(&tmp))?;
         fs::rename(&tmp, &path).map_err(ImageError::io(&path))
@@ -347,7 +358,9 @@ impl BlobWriter {
             });
         }
         self.hasher.update(bytes);
-        self.file.write_all(bytes).map_err(ImageError::io(&self.tmp))
+        self.file
+            .write_all(bytes)
+            .map_err(ImageError::io(&self.tmp))
     }
 
     pub fn written(&self) -> u64 {

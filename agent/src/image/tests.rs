@@ -22,7 +22,9 @@ impl TestImage {
         header.set_size(content.len() as u64);
         header.set_mode(0o755);
         header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, file, content).expect("append");
+        builder
+            .append_data(&mut header, file, content)
+            .expect("append");
         let layer = builder.into_inner().expect("tar");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&layer).expect("gzip");
@@ -51,7 +53,9 @@ fn add(builder: &mut tar::Builder<Vec<u8>>, name: &str, bytes: &[u8]) {
     header.set_size(bytes.len() as u64);
     header.set_mode(0o644);
     header.set_entry_type(tar::EntryType::Regular);
-    builder.append_data(&mut header, name, bytes).expect("append");
+    builder
+        .append_data(&mut header, name, bytes)
+        .expect("append");
 }
 
 /// `docker save` (the classic layout: `<id>/layer.tar`, manifest.json last).
@@ -88,9 +92,21 @@ fn oci_archive(image: &TestImage, ref_name: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     add(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     add(&mut b, "index.json", index.to_string().as_bytes());
-    add(&mut b, &format!("blobs/sha256/{}", manifest_digest.hex()), manifest.as_bytes());
-    add(&mut b, &format!("blobs/sha256/{}", image.id().hex()), &image.config);
-    add(&mut b, &format!("blobs/sha256/{}", layer_digest.hex()), &image.gz_layer);
+    add(
+        &mut b,
+        &format!("blobs/sha256/{}", manifest_digest.hex()),
+        manifest.as_bytes(),
+    );
+    add(
+        &mut b,
+        &format!("blobs/sha256/{}", image.id().hex()),
+        &image.config,
+    );
+    add(
+        &mut b,
+        &format!("blobs/sha256/{}", layer_digest.hex()),
+        &image.gz_layer,
+    );
     b.into_inner().expect("tar")
 }
 
@@ -117,9 +133,15 @@ fn docker_save_tarball_loads_with_its_tag_and_layer() {
     assert_eq!(loaded[0].id, image.id());
     assert_eq!(loaded[0].repo_tags, vec!["example.com/app:1"]);
     let found = store.find("example.com/app:1").expect("by tag");
-    assert_eq!(store.find(found.id.short()).expect("by short id").id, found.id);
+    assert_eq!(
+        store.find(found.id.short()).expect("by short id").id,
+        found.id
+    );
     let (root, links) = store.layer_links(&found.id).expect("layers");
-    assert_eq!(std::fs::read(root.join(&links[0]).join("hello")).unwrap(), b"#!/bin/sh\necho hi\n");
+    assert_eq!(
+        std::fs::read(root.join(&links[0]).join("hello")).unwrap(),
+        b"#!/bin/sh\necho hi\n"
+    );
     assert_eq!(store.config(&found.id).unwrap().config.cmd, vec!["/hello"]);
     // Reopening reads the records back.
     drop(store);
@@ -136,7 +158,9 @@ fn oci_archive_loads_under_the_given_name() {
     let name = Reference::parse("198.18.0.1:5000/bb").unwrap();
     let loaded = store.load(&path, Some(&name)).expect("load");
     assert_eq!(loaded[0].repo_tags, vec!["198.18.0.1:5000/bb:v2"]);
-    assert!(store.lookup(&Reference::parse("198.18.0.1:5000/bb:v2").unwrap()).is_some());
+    assert!(store
+        .lookup(&Reference::parse("198.18.0.1:5000/bb:v2").unwrap())
+        .is_some());
 }
 
 #[test]
@@ -150,7 +174,10 @@ fn a_tampered_layer_is_refused_and_nothing_is_kept() {
     let err = store.load(&path, None).unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     assert!(store.list().is_empty());
-    let layers: Vec<_> = std::fs::read_dir(dir.path().join("layers")).unwrap().flatten().collect();
+    let layers: Vec<_> = std::fs::read_dir(dir.path().join("layers"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(layers.len(), 1, "only the l/ directory: {layers:?}");
 }
 
@@ -160,16 +187,25 @@ fn tags_move_untag_and_delete_like_docker() {
     let (dir, store) = store();
     let a = TestImage::new("a", b"a");
     let b = TestImage::new("b", b"b");
-    store.load(&write(&dir, "a.tar", &docker_save(&a, "app:1")), None).unwrap();
-    store.load(&write(&dir, "a2.tar", &docker_save(&a, "app:latest")), None).unwrap();
+    store
+        .load(&write(&dir, "a.tar", &docker_save(&a, "app:1")), None)
+        .unwrap();
+    store
+        .load(&write(&dir, "a2.tar", &docker_save(&a, "app:latest")), None)
+        .unwrap();
     assert_eq!(store.find("app").unwrap().repo_tags.len(), 2);
     // The tag moves to the new image; the old keeps its other tag.
-    store.load(&write(&dir, "b.tar", &docker_save(&b, "app:1")), None).unwrap();
+    store
+        .load(&write(&dir, "b.tar", &docker_save(&b, "app:1")), None)
+        .unwrap();
     assert_eq!(store.find("app:1").unwrap().id, b.id());
     assert_eq!(store.find("app:latest").unwrap().id, a.id());
     // In use: refused.
     store.acquire("task1", &b.id()).unwrap();
-    assert!(matches!(store.remove("app:1", false), Err(ImageError::InUse { .. })));
+    assert!(matches!(
+        store.remove("app:1", false),
+        Err(ImageError::InUse { .. })
+    ));
     assert!(store.prune(true).unwrap().0 == vec![a.id()]);
     store.release("task1");
     let removed = store.remove("app:1", false).unwrap();
@@ -178,7 +214,10 @@ fn tags_move_untag_and_delete_like_docker() {
         vec![Removal::Untagged("app:1".into()), Removal::Deleted(b.id())]
     );
     assert!(store.list().is_empty());
-    assert!(matches!(store.find("app:1"), Err(ImageError::NoSuchImage(_))));
+    assert!(matches!(
+        store.find("app:1"),
+        Err(ImageError::NoSuchImage(_))
+    ));
 }
 
 #[test]
@@ -186,11 +225,18 @@ fn an_id_with_many_tags_needs_force() {
     shoal_tests::require_root();
     let (dir, store) = store();
     let a = TestImage::new("a", b"a");
-    store.load(&write(&dir, "a.tar", &docker_save(&a, "one:1")), None).unwrap();
-    store.load(&write(&dir, "b.tar", &docker_save(&a, "two:1")), None).unwrap();
+    store
+        .load(&write(&dir, "a.tar", &docker_save(&a, "one:1")), None)
+        .unwrap();
+    store
+        .load(&write(&dir, "b.tar", &docker_save(&a, "two:1")), None)
+        .unwrap();
     assert!(store.remove(a.id().as_str(), false).is_err());
     // By tag: only untagged.
-    assert_eq!(store.remove("two:1", false).unwrap(), vec![Removal::Untagged("two:1".into())]);
+    assert_eq!(
+        store.remove("two:1", false).unwrap(),
+        vec![Removal::Untagged("two:1".into())]
+    );
     assert_eq!(store.list().len(), 1);
     let removed = store.remove(a.id().short(), true).unwrap();
     assert!(removed.contains(&Removal::Deleted(a.id())));

@@ -128,7 +128,12 @@ fn other(message: impl Into<String>) -> io::Error {
 /// Opens a directory of the layer, the path resolved as in a chroot of it.
 fn resolve_dir(root: &OwnedFd, parts: &[OsString]) -> Result<OwnedFd, Errno> {
     if parts.is_empty() {
-        return openat(root, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
+        return openat(
+            root,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
     }
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
@@ -148,7 +153,11 @@ fn ensure_dir(root: &OwnedFd, parts: &[OsString]) -> io::Result<OwnedFd> {
         current = match resolve_dir(root, &parts[..=i]) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                match mkdirat(&current, parts[i].as_os_str(), Mode::from_bits_truncate(0o755)) {
+                match mkdirat(
+                    &current,
+                    parts[i].as_os_str(),
+                    Mode::from_bits_truncate(0o755),
+                ) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(errno(e)),
                 }
@@ -191,7 +200,10 @@ fn apply<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> io::Result<(
     let kind = entry.header().entry_type();
     if matches!(
         kind,
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+        tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink
     ) {
         return Ok(());
     }
@@ -222,10 +234,19 @@ fn apply<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> io::Result<(
     let dir = ensure_dir(root, parent)?;
     let header = entry.header();
     // An empty numeric field reads as 0, as Go's archive/tar reads it.
-    let default_mode = if kind == tar::EntryType::Directory { 0o755 } else { 0o644 };
-    let mode = Mode::from_bits_truncate((header.mode().unwrap_or(default_mode) & 0o7777) as libc::mode_t);
-    let uid = Uid::from_raw(u32::try_from(header.uid().unwrap_or(0)).map_err(|_| other("uid out of range"))?);
-    let gid = Gid::from_raw(u32::try_from(header.gid().unwrap_or(0)).map_err(|_| other("gid out of range"))?);
+    let default_mode = if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    };
+    let mode =
+        Mode::from_bits_truncate((header.mode().unwrap_or(default_mode) & 0o7777) as libc::mode_t);
+    let uid = Uid::from_raw(
+        u32::try_from(header.uid().unwrap_or(0)).map_err(|_| other("uid out of range"))?,
+    );
+    let gid = Gid::from_raw(
+        u32::try_from(header.gid().unwrap_or(0)).map_err(|_| other("gid out of range"))?,
+    );
     let mtime = header.mtime().unwrap_or(0) as i64;
     let existing = kind_at(&dir, name)?;
     if let Some(existing) = existing {
@@ -239,7 +260,11 @@ fn apply<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> io::Result<(
             let fd = openat(
                 &dir,
                 name.as_os_str(),
-                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_WRONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o600),
             )
             .map_err(errno)?;
@@ -271,10 +296,23 @@ fn apply<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> io::Result<(
                 .ok_or_else(|| other("a symlink without a target"))?
                 .into_owned();
             symlinkat(OsStr::from_bytes(&target), &dir, name.as_os_str()).map_err(errno)?;
-            fchownat(&dir, name.as_os_str(), Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(errno)?;
+            fchownat(
+                &dir,
+                name.as_os_str(),
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
             let t = TimeSpec::new(mtime, 0);
-            utimensat(&dir, name.as_os_str(), &t, &t, UtimensatFlags::NoFollowSymlink).map_err(errno)?;
+            utimensat(
+                &dir,
+                name.as_os_str(),
+                &t,
+                &t,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(errno)?;
         }
         tar::EntryType::Link => {
             let target = entry
@@ -286,8 +324,14 @@ fn apply<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> io::Result<(
                 return Err(other("a hard link to the layer's top directory"));
             };
             let target_dir = resolve_dir(root, target_parent).map_err(errno)?;
-            linkat(&target_dir, target_name.as_os_str(), &dir, name.as_os_str(), AtFlags::empty())
-                .map_err(errno)?;
+            linkat(
+                &target_dir,
+                target_name.as_os_str(),
+                &dir,
+                name.as_os_str(),
+                AtFlags::empty(),
+            )
+            .map_err(errno)?;
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
             let sflag = match kind {
@@ -299,8 +343,14 @@ fn apply<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> io::Result<(
             let minor = header.device_minor().ok().flatten().unwrap_or(0);
             let dev = nix::sys::stat::makedev(major.into(), minor.into());
             mknodat(&dir, name.as_os_str(), sflag, mode, dev).map_err(errno)?;
-            fchownat(&dir, name.as_os_str(), Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(errno)?;
+            fchownat(
+                &dir,
+                name.as_os_str(),
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno)?;
         }
         // Anything else (GNU volume headers...) carries no file.
         _ => {}

@@ -67,7 +67,10 @@ impl Registry {
         );
         if let Some((user, password)) = &credentials {
             let htpasswd = dir.path().join("htpasswd");
-            run(Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args([user, password]));
+            run(Command::new("htpasswd")
+                .args(["-Bbc"])
+                .arg(&htpasswd)
+                .args([user, password]));
             config.push_str(&format!(
                 "auth: {{htpasswd: {{realm: shoal-test, path: {}}}}}\n",
                 htpasswd.display()
@@ -135,19 +138,19 @@ impl OciImage {
     /// Writes it as a `docker save` tarball named `name` (`repo:tag`).
     pub fn docker_archive(&self, path: &Path, name: &str) {
         let _ = fs::remove_file(path);
-        run(Command::new("skopeo").args(["copy", "--quiet"]).arg(self.source()).arg(format!(
-            "docker-archive:{}:{name}",
-            path.display()
-        )));
+        run(Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(self.source())
+            .arg(format!("docker-archive:{}:{name}", path.display())));
     }
 
     /// Writes it as an OCI archive (`oci-archive:`).
     pub fn oci_archive(&self, path: &Path, tag: &str) {
         let _ = fs::remove_file(path);
-        run(Command::new("skopeo").args(["copy", "--quiet"]).arg(self.source()).arg(format!(
-            "oci-archive:{}:{tag}",
-            path.display()
-        )));
+        run(Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(self.source())
+            .arg(format!("oci-archive:{}:{tag}", path.display())));
     }
 }
 
@@ -174,9 +177,13 @@ pub fn busybox_image(dir: &Path, name: &str, spec: &ImageSpec) -> OciImage {
     let _ = fs::remove_dir_all(&layout);
     let _ = fs::remove_dir_all(&bundle);
     let image = format!("{}:{name}", layout.display());
-    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
     run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
     let rootfs = bundle.join("rootfs");
     for d in ["bin", "etc", "tmp", "root", "home/app"] {
         fs::create_dir_all(rootfs.join(d)).expect("rootfs dirs");
@@ -197,14 +204,18 @@ pub fn busybox_image(dir: &Path, name: &str, spec: &ImageSpec) -> OciImage {
     )
     .expect("group");
     run(Command::new("chmod").args(["1777"]).arg(rootfs.join("tmp")));
-    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
     if !spec.files.is_empty() {
         for (path, content) in &spec.files {
             let target = rootfs.join(path.trim_start_matches('/'));
             fs::create_dir_all(target.parent().expect("a parent")).expect("dirs");
             fs::write(&target, content).expect("file");
         }
-        run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+        run(Command::new("umoci")
+            .args(["repack", "--image", &image])
+            .arg(&bundle));
     }
     let mut config = Command::new("umoci");
     config.args(["config", "--image", &image]);
@@ -214,7 +225,11 @@ pub fn busybox_image(dir: &Path, name: &str, spec: &ImageSpec) -> OciImage {
     for c in &spec.cmd {
         config.arg(format!("--config.cmd={c}"));
     }
-    for e in spec.env.iter().chain(std::iter::once(&"PATH=/bin".to_string())) {
+    for e in spec
+        .env
+        .iter()
+        .chain(std::iter::once(&"PATH=/bin".to_string()))
+    {
         config.arg(format!("--config.env={e}"));
     }
     if let Some(user) = &spec.user {

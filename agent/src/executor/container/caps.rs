@@ -91,7 +91,10 @@ pub fn normalize(name: &str) -> Result<String, String> {
 /// `drop ALL` keeps only those added.
 pub fn resolve(add: &[String], drop: &[String]) -> Result<Vec<String>, String> {
     let add: BTreeSet<String> = add.iter().map(|c| normalize(c)).collect::<Result<_, _>>()?;
-    let drop: BTreeSet<String> = drop.iter().map(|c| normalize(c)).collect::<Result<_, _>>()?;
+    let drop: BTreeSet<String> = drop
+        .iter()
+        .map(|c| normalize(c))
+        .collect::<Result<_, _>>()?;
     let mut caps: BTreeSet<String> = if add.contains("ALL") {
         ALL.iter().map(|c| c.to_string()).collect()
     } else if drop.contains("ALL") {
@@ -132,7 +135,11 @@ mod tests {
 
     #[test]
     fn add_and_drop_take_any_spelling() {
-        let caps = resolve(&s(&["net_admin", "CAP_SYS_PTRACE"]), &s(&["chown", "Net_Raw"])).unwrap();
+        let caps = resolve(
+            &s(&["net_admin", "CAP_SYS_PTRACE"]),
+            &s(&["chown", "Net_Raw"]),
+        )
+        .unwrap();
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(caps.contains(&"CAP_SYS_PTRACE".to_string()));
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
@@ -144,7 +151,10 @@ mod tests {
     fn all_in_either_list() {
         assert_eq!(resolve(&s(&["ALL"]), &[]).unwrap().len(), 41);
         assert_eq!(resolve(&s(&["all"]), &s(&["sys_admin"])).unwrap().len(), 40);
-        assert_eq!(resolve(&s(&["kill"]), &s(&["ALL"])).unwrap(), s(&["CAP_KILL"]));
+        assert_eq!(
+            resolve(&s(&["kill"]), &s(&["ALL"])).unwrap(),
+            s(&["CAP_KILL"])
+        );
         assert!(resolve(&[], &s(&["all"])).unwrap().is_empty());
     }
 

@@ -71,7 +71,9 @@ pub enum Mount {
 impl Mount {
     pub fn target(&self) -> &str {
         match self {
-            Mount::Bind { target, .. } | Mount::Volume { target, .. } | Mount::Tmpfs { target, .. } => target,
+            Mount::Bind { target, .. }
+            | Mount::Volume { target, .. }
+            | Mount::Tmpfs { target, .. } => target,
         }
     }
 }

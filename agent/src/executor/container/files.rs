@@ -46,7 +46,9 @@ mod tests {
             &["10.0.1.5".parse().unwrap()],
             &[("db".into(), "10.0.1.9".parse().unwrap())],
         );
-        assert!(text.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
+        assert!(
+            text.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        );
         assert!(text.contains("10.0.1.9\tdb\n"));
         assert!(text.ends_with("10.0.1.5\tweb-1\n"));
         assert_eq!(hostname("web-1"), "web-1\n");

@@ -95,7 +95,12 @@ impl HealthMonitor {
     /// result out). `started` is when the container started (the start
     /// period counts from it). The thread ends when the monitor is
     /// dropped or `probe` says the container is gone (`None`).
-    pub fn start<P>(name: &str, check: HealthCheck, started: Instant, probe: P) -> std::io::Result<HealthMonitor>
+    pub fn start<P>(
+        name: &str,
+        check: HealthCheck,
+        started: Instant,
+        probe: P,
+    ) -> std::io::Result<HealthMonitor>
     where
         P: Fn(&[String], Duration) -> Option<ProbeResult> + Send + 'static,
     {
@@ -111,7 +116,9 @@ impl HealthMonitor {
                         if thread_stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        std::thread::sleep(TICK.min(next.saturating_duration_since(Instant::now())));
+                        std::thread::sleep(
+                            TICK.min(next.saturating_duration_since(Instant::now())),
+                        );
                     }
                     if thread_stop.load(Ordering::Relaxed) {
                         return;
@@ -187,12 +194,20 @@ mod tests {
         let counted = calls.clone();
         let monitor = HealthMonitor::start("t", check, Instant::now(), move |_, _| {
             let n = counted.fetch_add(1, Ordering::SeqCst);
-            Some(if n < 2 { ProbeResult::Passed(String::new()) } else { ProbeResult::Failed("no".into()) })
+            Some(if n < 2 {
+                ProbeResult::Passed(String::new())
+            } else {
+                ProbeResult::Failed("no".into())
+            })
         })
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while monitor.health().status != HealthStatus::Unhealthy {
-            assert!(Instant::now() < deadline, "never unhealthy: {:?}", monitor.health());
+            assert!(
+                Instant::now() < deadline,
+                "never unhealthy: {:?}",
+                monitor.health()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(monitor);

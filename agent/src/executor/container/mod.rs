@@ -84,10 +84,14 @@ pub struct ContainerOptions {
 impl ContainerOptions {
     /// The usual place of `tini-static`, if installed.
     pub fn find_init() -> Option<PathBuf> {
-        ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
+        [
+            "/usr/bin/tini-static",
+            "/usr/bin/docker-init",
+            "/usr/libexec/docker/docker-init",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
     }
 }
 
@@ -193,7 +197,9 @@ impl Inner {
             if let Err(e) = self.images.acquire(&id, &record.image) {
                 tracing::warn!(task = %id, "the image of an adopted container: {e}");
             }
-            let running = record.exit.is_none() && proc_store::is_alive(record.identity());
+            let running = record.exit.is_none()
+                && (proc_store::is_alive(record.identity())
+                    || proc_store::is_alive(record.shim_identity()));
             let health = match (&record.health, running) {
                 (Some(check), true) => self.monitor(&id, check.clone(), Instant::now()),
                 _ => None,
@@ -208,7 +214,12 @@ impl Inner {
     }
 
     /// Starts a health monitor probing through `runc exec`.
-    fn monitor(self: &Arc<Self>, id: &str, check: HealthCheck, started: Instant) -> Option<HealthMonitor> {
+    fn monitor(
+        self: &Arc<Self>,
+        id: &str,
+        check: HealthCheck,
+        started: Instant,
+    ) -> Option<HealthMonitor> {
         let weak = Arc::downgrade(self);
         let task = id.to_string();
         let probe = move |argv: &[String], timeout: Duration| -> Option<ProbeResult> {
@@ -217,14 +228,18 @@ impl Inner {
                 return None;
             }
             let pid_file = inner.task_dir(&task).join("health.pid");
-            Some(match inner.opts.runc.exec(&task, argv, timeout, &pid_file) {
-                Ok(runc::ExecOutcome::Exited { code: 0, output }) => ProbeResult::Passed(output),
-                Ok(runc::ExecOutcome::Exited { code, output }) => {
-                    ProbeResult::Failed(format!("exit {code}: {}", output.trim()))
-                }
-                Ok(runc::ExecOutcome::TimedOut) => ProbeResult::TimedOut,
-                Err(e) => ProbeResult::Failed(format!("cannot run the health check: {e}")),
-            })
+            Some(
+                match inner.opts.runc.exec(&task, argv, timeout, &pid_file) {
+                    Ok(runc::ExecOutcome::Exited { code: 0, output }) => {
+                        ProbeResult::Passed(output)
+                    }
+                    Ok(runc::ExecOutcome::Exited { code, output }) => {
+                        ProbeResult::Failed(format!("exit {code}: {}", output.trim()))
+                    }
+                    Ok(runc::ExecOutcome::TimedOut) => ProbeResult::TimedOut,
+                    Err(e) => ProbeResult::Failed(format!("cannot run the health check: {e}")),
+                },
+            )
         };
         match HealthMonitor::start(id, check, started, probe) {
             Ok(m) => Some(m),
@@ -245,13 +260,16 @@ impl Inner {
         let dir = self.task_dir(id);
         let exit = match shim::recorded_exit(&dir) {
             Some(exit) => exit,
-            None if proc_store::is_alive(container.record.identity()) => {
+            // Running, or just ended and its shim about to say how.
+            None if proc_store::is_alive(container.record.identity())
+                || proc_store::is_alive(container.record.shim_identity()) =>
+            {
                 return Some(ProcessState::Running {
                     pid: container.record.pid,
                 })
             }
-            // Gone, and the shim recorded nothing (it was killed): a last
-            // look, in case it wrote the file just now.
+            // Both gone and nothing recorded (the shim was killed): a
+            // last look, in case it wrote the file just now.
             None => shim::recorded_exit(&dir).unwrap_or(StoredExit::Unknown),
         };
         let exit = if oom_killed(&container.record.cgroups_path) && is_kill(exit) {
@@ -298,7 +316,9 @@ fn oom_killed(cgroups_path: &str) -> bool {
     let relative = cgroups_path.trim_start_matches('/');
     let files = mounts.iter().filter_map(|m| match &m.v1_options {
         None => Some(m.point.join(relative).join("memory.events")),
-        Some(opts) if opts.iter().any(|o| o == "memory") => Some(m.point.join(relative).join("memory.oom_control")),
+        Some(opts) if opts.iter().any(|o| o == "memory") => {
+            Some(m.point.join(relative).join("memory.oom_control"))
+        }
         Some(_) => None,
     });
     files
@@ -343,7 +363,10 @@ impl Runtime for ContainerRuntime {
             Some(c) => c.record.stop_signal,
             None => return Err(ExecutorError::Unknown(task_id.to_string())),
         };
-        if !matches!(self.inner.state(task_id), Some(ProcessState::Running { .. })) {
+        if !matches!(
+            self.inner.state(task_id),
+            Some(ProcessState::Running { .. })
+        ) {
             return Ok(());
         }
         let runc = &self.inner.opts.runc;
@@ -399,13 +422,24 @@ impl Runtime for ContainerRuntime {
         ids
     }
 
-    fn logs(&self, task_id: &str, stream: Stream, offset: u64, max: usize) -> Result<(Vec<u8>, u64), ExecutorError> {
+    fn logs(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        offset: u64,
+        max: usize,
+    ) -> Result<(Vec<u8>, u64), ExecutorError> {
         let dir = self.known_dir(task_id)?;
         logfiles::read(task_id, &dir, stream, offset, max)
     }
 
     fn health(&self, task_id: &str) -> Option<Health> {
-        self.inner.lock().get(task_id)?.health.as_ref().map(HealthMonitor::health)
+        self.inner
+            .lock()
+            .get(task_id)?
+            .health
+            .as_ref()
+            .map(HealthMonitor::health)
     }
 
     fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
@@ -413,7 +447,13 @@ impl Runtime for ContainerRuntime {
         logfiles::size(task_id, &dir, stream)
     }
 
-    fn log_marks(&self, task_id: &str, stream: Stream, from: u64, to: u64) -> Result<Vec<LogMark>, ExecutorError> {
+    fn log_marks(
+        &self,
+        task_id: &str,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogMark>, ExecutorError> {
         let dir = self.known_dir(task_id)?;
         logfiles::covering(task_id, &dir, stream, from, to)
     }

@@ -66,10 +66,16 @@ pub fn plan(
     };
     let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        return Err("no command specified: the image has no Entrypoint or Cmd and the service gives none".into());
+        return Err(
+            "no command specified: the image has no Entrypoint or Cmd and the service gives none"
+                .into(),
+        );
     }
     if container.init {
-        args = [INIT_PATH.to_string(), "--".to_string()].into_iter().chain(args).collect();
+        args = [INIT_PATH.to_string(), "--".to_string()]
+            .into_iter()
+            .chain(args)
+            .collect();
     }
     let cwd = match container.workdir.as_deref().filter(|w| !w.is_empty()) {
         Some(dir) => dir.to_string(),
@@ -83,7 +89,12 @@ pub fn plan(
     }
     let user_spec = container.user.clone().unwrap_or_else(|| image.user.clone());
     let user = user::resolve(&user_spec, passwd, group)?;
-    let stop_signal = parse_signal(container.stop_signal.as_deref().unwrap_or(&image.stop_signal))?;
+    let stop_signal = parse_signal(
+        container
+            .stop_signal
+            .as_deref()
+            .unwrap_or(&image.stop_signal),
+    )?;
     let health = resolve_health(container.healthcheck.as_ref(), image)?;
     Ok(ProcessPlan {
         args,
@@ -102,7 +113,11 @@ fn key(entry: &str) -> &str {
 /// Docker's environment: PATH (if nobody sets it) and HOSTNAME first, then
 /// the service's variables, then the image's that the service leaves out.
 pub fn environment(image: &[String], service: &[String], hostname: &str) -> Vec<String> {
-    let mut merged: Vec<String> = service.iter().filter(|e| e.contains('=')).cloned().collect();
+    let mut merged: Vec<String> = service
+        .iter()
+        .filter(|e| e.contains('='))
+        .cloned()
+        .collect();
     for entry in image {
         if !merged.iter().any(|m| key(m) == key(entry)) {
             merged.push(entry.clone());
@@ -136,7 +151,11 @@ pub fn parse_signal(text: &str) -> Result<i32, String> {
             .map_err(|_| format!("invalid stop signal `{text}`"));
     }
     let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     Signal::from_str(&name)
         .map(|s| s as i32)
         .map_err(|_| format!("invalid stop signal `{text}`"))
@@ -144,7 +163,10 @@ pub fn parse_signal(text: &str) -> Result<i32, String> {
 
 /// The service's health check over the image's, with Docker's defaults;
 /// `None` when there is none or it is `NONE`.
-pub fn resolve_health(service: Option<&HealthConfig>, image: &RunConfig) -> Result<Option<HealthCheck>, String> {
+pub fn resolve_health(
+    service: Option<&HealthConfig>,
+    image: &RunConfig,
+) -> Result<Option<HealthCheck>, String> {
     let image_hc = image.healthcheck.as_ref();
     let test = match service.filter(|s| !s.test.is_empty()) {
         Some(s) => s.test.clone(),
@@ -160,17 +182,31 @@ pub fn resolve_health(service: Option<&HealthConfig>, image: &RunConfig) -> Resu
         Some(_) => return Err(format!("invalid health check test {test:?}: use [\"CMD\", ...], [\"CMD-SHELL\", command] or [\"NONE\"]")),
     };
     let pick = |own: Option<Duration>, from_image: Option<Duration>, default: Duration| {
-        own.filter(|d| !d.is_zero()).or(from_image).unwrap_or(default)
+        own.filter(|d| !d.is_zero())
+            .or(from_image)
+            .unwrap_or(default)
     };
     let retries = service
         .and_then(|s| s.retries)
         .filter(|r| *r > 0)
-        .or_else(|| image_hc.and_then(|h| u32::try_from(h.retries).ok()).filter(|r| *r > 0))
+        .or_else(|| {
+            image_hc
+                .and_then(|h| u32::try_from(h.retries).ok())
+                .filter(|r| *r > 0)
+        })
         .unwrap_or(HEALTH_RETRIES);
     Ok(Some(HealthCheck {
         probe,
-        interval: pick(service.and_then(|s| s.interval), image_hc.and_then(|h| h.interval()), HEALTH_INTERVAL),
-        timeout: pick(service.and_then(|s| s.timeout), image_hc.and_then(|h| h.timeout()), HEALTH_TIMEOUT),
+        interval: pick(
+            service.and_then(|s| s.interval),
+            image_hc.and_then(|h| h.interval()),
+            HEALTH_INTERVAL,
+        ),
+        timeout: pick(
+            service.and_then(|s| s.timeout),
+            image_hc.and_then(|h| h.timeout()),
+            HEALTH_TIMEOUT,
+        ),
         start_period: pick(
             service.and_then(|s| s.start_period),
             image_hc.and_then(|h| h.start_period()),
@@ -205,23 +241,34 @@ mod tests {
             args: s(args),
             ..ContainerConfig::default()
         };
-        plan(&nginx(), &s(command), &[], &container, "", "").unwrap().args
+        plan(&nginx(), &s(command), &[], &container, "", "")
+            .unwrap()
+            .args
     }
 
     #[test]
     fn image_entrypoint_and_cmd_by_default() {
-        assert_eq!(run(&[], &[]), s(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]));
+        assert_eq!(
+            run(&[], &[]),
+            s(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"])
+        );
     }
 
     #[test]
     fn args_replace_cmd_only() {
-        assert_eq!(run(&[], &["nginx", "-T"]), s(&["/docker-entrypoint.sh", "nginx", "-T"]));
+        assert_eq!(
+            run(&[], &["nginx", "-T"]),
+            s(&["/docker-entrypoint.sh", "nginx", "-T"])
+        );
     }
 
     #[test]
     fn command_replaces_entrypoint_and_drops_cmd() {
         assert_eq!(run(&["/bin/sh"], &[]), s(&["/bin/sh"]));
-        assert_eq!(run(&["/bin/sh"], &["-c", "id"]), s(&["/bin/sh", "-c", "id"]));
+        assert_eq!(
+            run(&["/bin/sh"], &["-c", "id"]),
+            s(&["/bin/sh", "-c", "id"])
+        );
     }
 
     #[test]
@@ -238,7 +285,10 @@ mod tests {
             ..ContainerConfig::default()
         };
         let p = plan(&nginx(), &[], &[], &container, "", "").unwrap();
-        assert_eq!(&p.args[..3], &s(&[INIT_PATH, "--", "/docker-entrypoint.sh"])[..]);
+        assert_eq!(
+            &p.args[..3],
+            &s(&[INIT_PATH, "--", "/docker-entrypoint.sh"])[..]
+        );
     }
 
     #[test]
@@ -248,7 +298,16 @@ mod tests {
             &s(&["A=service", "C=service", "NOVALUE"]),
             "web-1",
         );
-        assert_eq!(env, s(&["HOSTNAME=web-1", "A=service", "C=service", "PATH=/usr/bin", "B=image"]));
+        assert_eq!(
+            env,
+            s(&[
+                "HOSTNAME=web-1",
+                "A=service",
+                "C=service",
+                "PATH=/usr/bin",
+                "B=image"
+            ])
+        );
         let env = environment(&s(&["A=1"]), &[], "");
         assert_eq!(env, s(&[&format!("PATH={DEFAULT_PATH}"), "A=1"]));
         // A service may even override HOSTNAME.
@@ -272,7 +331,10 @@ mod tests {
             ..ContainerConfig::default()
         };
         let p = plan(&image, &[], &[], &container, passwd, "").unwrap();
-        assert_eq!((p.user.uid, p.cwd.as_str(), p.stop_signal), (0, "/tmp", libc::SIGUSR1));
+        assert_eq!(
+            (p.user.uid, p.cwd.as_str(), p.stop_signal),
+            (0, "/tmp", libc::SIGUSR1)
+        );
         let relative = ContainerConfig {
             workdir: Some("tmp".into()),
             ..ContainerConfig::default()

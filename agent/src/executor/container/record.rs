@@ -6,8 +6,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,13 @@ pub const RECORD_FILE: &str = "container.json";
 pub struct ContainerRecord {
     pub task_id: String,
     pub image: Digest,
+    /// The container's init; its start time is 0 when it ended before it
+    /// could be read.
     pub pid: u32,
     pub start_time: u64,
+    /// The shim watching it: while it lives, an exit is still to come.
+    pub shim_pid: u32,
+    pub shim_start_time: u64,
     pub stop_signal: i32,
     /// runc's cgroupsPath (for the OOM count).
     pub cgroups_path: String,
@@ -40,6 +45,13 @@ impl ContainerRecord {
         Identity {
             pid: self.pid,
             start_time: self.start_time,
+        }
+    }
+
+    pub fn shim_identity(&self) -> Identity {
+        Identity {
+            pid: self.shim_pid,
+            start_time: self.shim_start_time,
         }
     }
 }

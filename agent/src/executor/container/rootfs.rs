@@ -23,7 +23,11 @@ const MAX_MOUNT_DATA: usize = 4095;
 
 /// The overlay mount options, lowerdirs topmost first.
 pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> String {
-    let lower: Vec<String> = lowers.iter().rev().map(|l| l.display().to_string()).collect();
+    let lower: Vec<String> = lowers
+        .iter()
+        .rev()
+        .map(|l| l.display().to_string())
+        .collect();
     format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -34,7 +38,13 @@ pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> String 
 
 /// Mounts the overlay of `layers` (short links relative to `layers_dir`,
 /// bottom first) with `upper` and `work` on `target`.
-pub fn mount_overlay(layers_dir: &Path, layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+pub fn mount_overlay(
+    layers_dir: &Path,
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
     let absolute: Vec<PathBuf> = layers.iter().map(|l| layers_dir.join(l)).collect();
     let options = overlay_options(&absolute, upper, work);
     if options.len() <= MAX_MOUNT_DATA {
@@ -65,7 +75,8 @@ fn mount(target: &Path, options: &str) -> io::Result<()> {
 /// Mounts with relative lowerdirs from a child whose working directory is
 /// `dir`.
 fn mount_from(dir: &Path, target: &Path, options: &str) -> io::Result<()> {
-    let cstr = |p: &[u8]| CString::new(p).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+    let cstr =
+        |p: &[u8]| CString::new(p).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
     let dir = cstr(dir.as_os_str().as_bytes())?;
     let target = cstr(target.as_os_str().as_bytes())?;
     let data = cstr(options.as_bytes())?;
@@ -99,7 +110,9 @@ fn mount_from(dir: &Path, target: &Path, options: &str) -> io::Result<()> {
         ForkResult::Parent { child } => match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, 0)) => Ok(()),
             Ok(WaitStatus::Exited(_, errno)) => Err(io::Error::from_raw_os_error(errno)),
-            Ok(other) => Err(io::Error::other(format!("the mounting child ended as {other:?}"))),
+            Ok(other) => Err(io::Error::other(format!(
+                "the mounting child ended as {other:?}"
+            ))),
             Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
         },
     }
@@ -155,7 +168,10 @@ mod tests {
             Path::new("/t/upper"),
             Path::new("/t/work"),
         );
-        assert_eq!(options, "lowerdir=l/top:l/bottom,upperdir=/t/upper,workdir=/t/work");
+        assert_eq!(
+            options,
+            "lowerdir=l/top:l/bottom,upperdir=/t/upper,workdir=/t/work"
+        );
     }
 
     /// `n` one-file layers under `dir/layers`, with long absolute paths.
@@ -168,7 +184,8 @@ mod tests {
             fs::create_dir(layers_dir.join(&name)).unwrap();
             fs::write(layers_dir.join(&name).join(format!("f{i}")), format!("{i}")).unwrap();
             let link = PathBuf::from("l").join(&name[52..]);
-            std::os::unix::fs::symlink(Path::new("..").join(&name), layers_dir.join(&link)).unwrap();
+            std::os::unix::fs::symlink(Path::new("..").join(&name), layers_dir.join(&link))
+                .unwrap();
             links.push(link);
         }
         (layers_dir, links)
@@ -178,14 +195,21 @@ mod tests {
         shoal_tests::require_root();
         let dir = TempDir::new().unwrap();
         let (layers_dir, links) = layers(dir.path(), n);
-        let (upper, work, target) = (dir.path().join("upper"), dir.path().join("work"), dir.path().join("rootfs"));
+        let (upper, work, target) = (
+            dir.path().join("upper"),
+            dir.path().join("work"),
+            dir.path().join("rootfs"),
+        );
         for d in [&upper, &work, &target] {
             fs::create_dir(d).unwrap();
         }
         mount_overlay(&layers_dir, &links, &upper, &work, &target).expect("overlay mounts");
         assert!(is_mounted(&target));
         for i in [0, n - 1] {
-            assert_eq!(fs::read_to_string(target.join(format!("f{i}"))).unwrap(), i.to_string());
+            assert_eq!(
+                fs::read_to_string(target.join(format!("f{i}"))).unwrap(),
+                i.to_string()
+            );
         }
         unmount(&target).unwrap();
         assert!(!is_mounted(&target));

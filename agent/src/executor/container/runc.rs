@@ -40,7 +40,8 @@ impl Runc {
     /// Finds `runc` in PATH (or the usual sbin directories).
     pub fn find(root: PathBuf) -> Option<Runc> {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
+        let dirs = std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
         for dir in dirs {
             let candidate = dir.join("runc");
             if candidate.is_file() {
@@ -97,7 +98,13 @@ impl Runc {
     /// Runs `args` in the container (its user, env, namespaces, caps and
     /// seccomp), killing it after `timeout`. `pid_file` receives the
     /// process's host pid, so a timed-out probe can be killed.
-    pub fn exec(&self, id: &str, args: &[String], timeout: Duration, pid_file: &Path) -> io::Result<ExecOutcome> {
+    pub fn exec(
+        &self,
+        id: &str,
+        args: &[String],
+        timeout: Duration,
+        pid_file: &Path,
+    ) -> io::Result<ExecOutcome> {
         let _ = std::fs::remove_file(pid_file);
         let mut child = self
             .command()
@@ -129,7 +136,10 @@ impl Runc {
                     .ok()
                     .and_then(|p| p.trim().parse::<i32>().ok())
                 {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 let _ = child.kill();
                 let _ = child.wait();

@@ -119,7 +119,8 @@ fn main(args: &ShimArgs) -> i32 {
     }
 }
 
-/// The detached half: starts the container, reports, waits, records.
+/// The detached half: starts the container, reports (`ok PID SHIM_PID`
+/// or `err MESSAGE`), waits, records.
 fn monitor(args: &ShimArgs, report: OwnedFd) -> i32 {
     let _ = setsid();
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
@@ -131,7 +132,7 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> i32 {
     let started = start(args);
     let pid = match started {
         Ok(pid) => {
-            let _ = writeln!(report, "ok {pid}");
+            let _ = writeln!(report, "ok {pid} {}", std::process::id());
             pid
         }
         Err(message) => {
@@ -144,7 +145,10 @@ fn monitor(args: &ShimArgs, report: OwnedFd) -> i32 {
     let path = exit_file(&args.dir);
     let tmp = args.dir.join("exit.json.tmp");
     let text = serde_json::to_vec(&exit).unwrap_or_default();
-    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, &path)).is_err() {
+    if fs::write(&tmp, text)
+        .and_then(|()| fs::rename(&tmp, &path))
+        .is_err()
+    {
         return 1;
     }
     0
@@ -177,7 +181,9 @@ fn runc(args: &ShimArgs) -> Command {
 
 /// Runs a runc command to its end, within [`RUNC_TIMEOUT`].
 fn finish(mut command: Command) -> Result<ExitStatus, String> {
-    let mut child = command.spawn().map_err(|e| format!("cannot run runc: {e}"))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run runc: {e}"))?;
     let deadline = Instant::now() + RUNC_TIMEOUT;
     loop {
         match child.try_wait() {
@@ -194,7 +200,8 @@ fn finish(mut command: Command) -> Result<ExitStatus, String> {
 }
 
 fn failure(args: &ShimArgs, step: &str, status: ExitStatus) -> String {
-    let why = runc::last_error(&runc_log(&args.dir)).unwrap_or_else(|| format!("exit status {status}"));
+    let why =
+        runc::last_error(&runc_log(&args.dir)).unwrap_or_else(|| format!("exit status {status}"));
     format!("runc {step}: {why}")
 }
 
@@ -229,7 +236,12 @@ fn start(args: &ShimArgs) -> Result<i32, String> {
         .and_then(|p| p.trim().parse::<i32>().ok())
         .ok_or_else(|| "runc create wrote no pid".to_string())?;
     let mut start = runc(args);
-    start.arg("start").arg(&args.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    start
+        .arg("start")
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let status = finish(start)?;
     if !status.success() {
         let message = failure(args, "start", status);
@@ -246,7 +258,9 @@ fn wait_for(pid: i32) -> StoredExit {
     loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return StoredExit::Code(code),
-            Ok(WaitStatus::Signaled(p, signal, _)) if p.as_raw() == pid => return StoredExit::Signal(signal as i32),
+            Ok(WaitStatus::Signaled(p, signal, _)) if p.as_raw() == pid => {
+                return StoredExit::Signal(signal as i32)
+            }
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return StoredExit::Unknown,

@@ -135,8 +135,10 @@ fn mounts(input: &SpecInput<'_>) -> Vec<Value> {
     all.push(bind(input.hostname_file, "/etc/hostname", input.read_only));
     all.push(bind(input.hosts, "/etc/hosts", input.read_only));
     if let Some(init) = input.init {
-        all.push(json!({"destination": super::process::INIT_PATH, "type": "bind", "source": init,
-                        "options": ["bind", "ro", "nosuid", "nodev"]}));
+        all.push(
+            json!({"destination": super::process::INIT_PATH, "type": "bind", "source": init,
+                        "options": ["bind", "ro", "nosuid", "nodev"]}),
+        );
     }
     for mount in input.mounts {
         all.push(match mount {
@@ -276,7 +278,10 @@ mod tests {
             .map(|n| n["type"].as_str().unwrap())
             .collect();
         assert_eq!(ns, vec!["pid", "ipc", "uts", "mount", "cgroup", "network"]);
-        assert_eq!(spec["linux"]["namespaces"][5]["path"], "/run/shoal/netns/t1");
+        assert_eq!(
+            spec["linux"]["namespaces"][5]["path"],
+            "/run/shoal/netns/t1"
+        );
         assert_eq!(spec["hostname"], "web-1");
         assert_eq!(spec["process"]["noNewPrivileges"], true);
         assert_eq!(spec["process"]["terminal"], false);
@@ -286,11 +291,29 @@ mod tests {
     #[test]
     fn root_gets_effective_caps_others_only_bounding() {
         let spec = spec_for(&plan(0), &[], false);
-        assert_eq!(spec["process"]["capabilities"]["effective"].as_array().unwrap().len(), 14);
+        assert_eq!(
+            spec["process"]["capabilities"]["effective"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
         let spec = spec_for(&plan(1000), &[], false);
-        assert!(spec["process"]["capabilities"]["effective"].as_array().unwrap().is_empty());
-        assert!(spec["process"]["capabilities"]["permitted"].as_array().unwrap().is_empty());
-        assert_eq!(spec["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        assert!(spec["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        assert!(spec["process"]["capabilities"]["permitted"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
         assert_eq!(spec["process"]["user"]["additionalGids"][0], 2000);
     }
 
@@ -304,8 +327,16 @@ mod tests {
         assert_eq!(r["cpu"]["period"], 100_000);
         assert_eq!(r["pids"]["limit"], 100);
         assert_eq!(r["devices"][0]["allow"], false);
-        assert!(spec["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
-        assert!(spec["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        assert!(spec["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/kcore"));
+        assert!(spec["linux"]["readonlyPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/sys"));
         assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     }
 
@@ -325,15 +356,37 @@ mod tests {
         ];
         let spec = spec_for(&plan(0), &user, true);
         let mounts = spec["mounts"].as_array().unwrap();
-        let find = |dest: &str| mounts.iter().find(|m| m["destination"] == dest).cloned().unwrap();
+        let find = |dest: &str| {
+            mounts
+                .iter()
+                .find(|m| m["destination"] == dest)
+                .cloned()
+                .unwrap()
+        };
         assert_eq!(find("/etc/resolv.conf")["source"], "/state/t1/resolv.conf");
-        assert!(find("/etc/hosts")["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+        assert!(find("/etc/hosts")["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "ro"));
         assert_eq!(find("/sbin/docker-init")["source"], "/usr/bin/tini-static");
-        assert!(find("/data")["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+        assert!(find("/data")["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "ro"));
         let cache = find("/cache");
         assert_eq!(cache["type"], "tmpfs");
-        assert!(cache["options"].as_array().unwrap().iter().any(|o| o == "size=1048576"));
-        assert!(cache["options"].as_array().unwrap().iter().any(|o| o == "mode=700"));
+        assert!(cache["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "size=1048576"));
+        assert!(cache["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "mode=700"));
         assert_eq!(spec["root"]["readonly"], true);
         assert_eq!(find("/dev/shm")["type"], "tmpfs");
     }

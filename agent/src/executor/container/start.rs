@@ -15,7 +15,9 @@ use std::time::Instant;
 use super::record::{self, ContainerRecord};
 use super::shim::{self, ShimArgs};
 use super::spec::{self, HostMount, SpecInput};
-use super::{caps, files, process, rootfs, seccomp, Container, ContainerConfig, Inner, Mount, MAX_ID_FILE};
+use super::{
+    caps, files, process, rootfs, seccomp, Container, ContainerConfig, Inner, Mount, MAX_ID_FILE,
+};
 use crate::executor::process::store as proc_store;
 use crate::executor::{logfiles, ExecutorError, Launch, ProcessState};
 use crate::image::{ImageRecord, Reference};
@@ -25,7 +27,9 @@ fn check_task_id(id: &str) -> Result<(), ExecutorError> {
     let valid = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if valid {
         Ok(())
     } else {
@@ -41,7 +45,11 @@ struct Starting<'a> {
 
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
-        self.inner.starting.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.inner
+            .starting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -54,7 +62,12 @@ pub(super) fn start(inner: &Arc<Inner>, launch: &Launch) -> Result<u32, Executor
             message: "a container task needs an image".into(),
         });
     };
-    if !inner.starting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone()) {
+    if !inner
+        .starting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone())
+    {
         return Err(ExecutorError::Container {
             task: id.clone(),
             message: "it is already being started".into(),
@@ -92,7 +105,11 @@ pub(super) fn start(inner: &Arc<Inner>, launch: &Launch) -> Result<u32, Executor
 }
 
 /// The task's image, pulled when the node lacks it, and kept for it.
-fn image_for(inner: &Inner, id: &str, container: &ContainerConfig) -> Result<ImageRecord, ExecutorError> {
+fn image_for(
+    inner: &Inner,
+    id: &str,
+    container: &ContainerConfig,
+) -> Result<ImageRecord, ExecutorError> {
     let image_err = |source| ExecutorError::Image {
         task: id.to_string(),
         image: container.image.clone(),
@@ -103,7 +120,11 @@ fn image_for(inner: &Inner, id: &str, container: &ContainerConfig) -> Result<Ima
         Some(found) => found,
         None => inner
             .handle
-            .block_on(inner.images.pull(&reference, &container.credentials, &|_| {}))
+            .block_on(
+                inner
+                    .images
+                    .pull(&reference, &container.credentials, &|_| {}),
+            )
             .map_err(image_err)?,
     };
     inner.images.acquire(id, &record.id).map_err(image_err)?;
@@ -172,10 +193,12 @@ fn launch_in(
         links.push(empty);
     }
     if !rootfs::is_mounted(&root) {
-        rootfs::mount_overlay(&layers_dir, &links, &upper, &work, &root).map_err(|source| ExecutorError::Io {
-            task: id.to_string(),
-            path: root.clone(),
-            source,
+        rootfs::mount_overlay(&layers_dir, &links, &upper, &work, &root).map_err(|source| {
+            ExecutorError::Io {
+                task: id.to_string(),
+                path: root.clone(),
+                source,
+            }
         })?;
     }
     let read_id_file = |path: &str| {
@@ -193,22 +216,37 @@ fn launch_in(
     };
     let mut named = container.clone();
     named.hostname = hostname.clone();
-    let plan = process::plan(&config.config, &launch.command, &launch.env, &named, &passwd, &group)
-        .map_err(|m| container_err(id, m))?;
-    let caps = caps::resolve(&container.cap_add, &container.cap_drop).map_err(|m| container_err(id, m))?;
-    let (resolv_conf, hosts, hostname_file) = (dir.join("resolv.conf"), dir.join("hosts"), dir.join("hostname"));
+    let plan = process::plan(
+        &config.config,
+        &launch.command,
+        &launch.env,
+        &named,
+        &passwd,
+        &group,
+    )
+    .map_err(|m| container_err(id, m))?;
+    let caps =
+        caps::resolve(&container.cap_add, &container.cap_drop).map_err(|m| container_err(id, m))?;
+    let (resolv_conf, hosts, hostname_file) = (
+        dir.join("resolv.conf"),
+        dir.join("hosts"),
+        dir.join("hostname"),
+    );
     write_file(id, &resolv_conf, &launch.resolv_conf)?;
-    write_file(id, &hosts, &files::hosts(&hostname, &container.addresses, &container.extra_hosts))?;
+    write_file(
+        id,
+        &hosts,
+        &files::hosts(&hostname, &container.addresses, &container.extra_hosts),
+    )?;
     write_file(id, &hostname_file, &files::hostname(&hostname))?;
     let (mounts, anonymous_volumes) = host_mounts(inner, id, &container.mounts)?;
     let init = if container.init {
-        Some(
-            inner
-                .opts
-                .init_binary
-                .clone()
-                .ok_or_else(|| container_err(id, "`--init` needs an init binary on the node: apt-get install tini"))?,
-        )
+        Some(inner.opts.init_binary.clone().ok_or_else(|| {
+            container_err(
+                id,
+                "`--init` needs an init binary on the node: apt-get install tini",
+            )
+        })?)
     } else {
         None
     };
@@ -251,16 +289,18 @@ fn launch_in(
             })?;
     }
     let started = Instant::now();
-    let pid = run_shim(inner, id, dir)?;
-    let Some(stat) = proc_store::proc_stat(pid) else {
-        // It already ended: the shim has or will have its exit.
-        return Err(container_err(id, "the container exited before it could be watched"));
-    };
+    let (pid, shim_pid) = run_shim(inner, id, dir)?;
+    // A container that already ended has no start time to read: its
+    // shim has (or soon will have) its exit.
+    let start_time = proc_store::proc_stat(pid).map_or(0, |s| s.start_time);
+    let shim_start_time = proc_store::proc_stat(shim_pid).map_or(0, |s| s.start_time);
     let record = ContainerRecord {
         task_id: id.to_string(),
         image: image.id.clone(),
         pid,
-        start_time: stat.start_time,
+        start_time,
+        shim_pid,
+        shim_start_time,
         stop_signal: plan.stop_signal,
         cgroups_path,
         health: plan.health.clone(),
@@ -275,7 +315,10 @@ fn launch_in(
             source,
         });
     }
-    let health = plan.health.clone().and_then(|check| inner.monitor(id, check, started));
+    let health = plan
+        .health
+        .clone()
+        .and_then(|check| inner.monitor(id, check, started));
     inner.lock().insert(
         id.to_string(),
         Container {
@@ -290,12 +333,19 @@ fn launch_in(
 /// Binds, volumes (created on first use) and tmpfs, refusing sources in
 /// the agent's protected paths. Returns them and the anonymous volumes
 /// made for the task.
-fn host_mounts(inner: &Inner, id: &str, mounts: &[Mount]) -> Result<(Vec<HostMount>, Vec<String>), ExecutorError> {
+fn host_mounts(
+    inner: &Inner,
+    id: &str,
+    mounts: &[Mount],
+) -> Result<(Vec<HostMount>, Vec<String>), ExecutorError> {
     let mut resolved = Vec::new();
     let mut anonymous = Vec::new();
     for (i, mount) in mounts.iter().enumerate() {
         if !mount.target().starts_with('/') {
-            return Err(container_err(id, format!("mount target `{}` is not an absolute path", mount.target())));
+            return Err(container_err(
+                id,
+                format!("mount target `{}` is not an absolute path", mount.target()),
+            ));
         }
         resolved.push(match mount {
             Mount::Bind {
@@ -354,8 +404,9 @@ fn host_mounts(inner: &Inner, id: &str, mounts: &[Mount]) -> Result<(Vec<HostMou
     Ok((resolved, anonymous))
 }
 
-/// Runs the shim and reads its answer: the container's pid or runc's error.
-fn run_shim(inner: &Inner, id: &str, dir: &Path) -> Result<u32, ExecutorError> {
+/// Runs the shim and reads its answer: the container's pid and the
+/// shim's, or runc's error.
+fn run_shim(inner: &Inner, id: &str, dir: &Path) -> Result<(u32, u32), ExecutorError> {
     let args = ShimArgs {
         runc: inner.opts.runc.binary.clone(),
         runc_root: inner.opts.runc.root.clone(),
@@ -369,20 +420,30 @@ fn run_shim(inner: &Inner, id: &str, dir: &Path) -> Result<u32, ExecutorError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| container_err(id, format!("cannot run the shim {}: {e}", inner.opts.shim.display())))?;
+        .map_err(|e| {
+            container_err(
+                id,
+                format!("cannot run the shim {}: {e}", inner.opts.shim.display()),
+            )
+        })?;
     let mut answer = String::new();
     if let Some(out) = child.stdout.take() {
         let _ = out.take(64 << 10).read_to_string(&mut answer);
     }
     let _ = child.wait();
     let answer = answer.trim();
-    if let Some(pid) = answer.strip_prefix("ok ") {
-        return pid
-            .parse::<u32>()
-            .map_err(|_| container_err(id, format!("the shim answered `{answer}`")));
+    if let Some(pids) = answer.strip_prefix("ok ") {
+        let mut pids = pids.split_whitespace().map(str::parse::<u32>);
+        if let (Some(Ok(pid)), Some(Ok(shim))) = (pids.next(), pids.next()) {
+            return Ok((pid, shim));
+        }
+        return Err(container_err(id, format!("the shim answered `{answer}`")));
     }
     let why = answer.strip_prefix("err ").unwrap_or(answer);
-    Err(container_err(id, format!("cannot start the container: {why}")))
+    Err(container_err(
+        id,
+        format!("cannot start the container: {why}"),
+    ))
 }
 
 /// Removes what runc and the mount hold of a task (not its directory).

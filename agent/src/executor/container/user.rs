@@ -54,7 +54,12 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
                 gid: f.get(2)?.parse().ok()?,
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -85,17 +90,20 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, St
             name = Some(entry.name.clone());
         }
     } else {
-        let entry = users
-            .iter()
-            .find(|u| u.name == user_part)
-            .ok_or_else(|| format!("unable to find user {user_part}: no matching entries in passwd file"))?;
+        let entry = users.iter().find(|u| u.name == user_part).ok_or_else(|| {
+            format!("unable to find user {user_part}: no matching entries in passwd file")
+        })?;
         resolved.uid = entry.uid;
         resolved.gid = entry.gid;
         resolved.home = Some(entry.home.clone());
         name = Some(entry.name.clone());
     }
     match group_part {
-        Some("") => return Err(format!("invalid user `{spec}`: the group after `:` is empty")),
+        Some("") => {
+            return Err(format!(
+                "invalid user `{spec}`: the group after `:` is empty"
+            ))
+        }
         Some(g) => {
             resolved.gid = match g.parse::<u32>() {
                 Ok(gid) => gid,
@@ -103,7 +111,9 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, St
                     groups
                         .iter()
                         .find(|e| e.name == g)
-                        .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?
+                        .ok_or_else(|| {
+                            format!("unable to find group {g}: no matching entries in group file")
+                        })?
                         .gid
                 }
             };
@@ -171,7 +181,10 @@ mod tests {
     #[test]
     fn unknown_names_are_errors_docker_words() {
         let err = resolve("ghost", PASSWD, GROUP).unwrap_err();
-        assert_eq!(err, "unable to find user ghost: no matching entries in passwd file");
+        assert_eq!(
+            err,
+            "unable to find user ghost: no matching entries in passwd file"
+        );
         assert!(resolve("app:ghosts", PASSWD, GROUP).is_err());
         assert!(resolve("app:", PASSWD, GROUP).is_err());
         assert!(resolve("app", "", "").is_err());

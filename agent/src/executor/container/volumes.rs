@@ -36,17 +36,21 @@ impl Volumes {
         if !valid_name(name) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "`{name}` is not a valid volume name: use [a-zA-Z0-9][a-zA-Z0-9_.-]+"
-                ),
+                format!("`{name}` is not a valid volume name: use [a-zA-Z0-9][a-zA-Z0-9_.-]+"),
             ));
         }
         let data = self.root.join(name).join("_data");
         if data.is_dir() {
             return Ok((data, false));
         }
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root)?;
-        fs::DirBuilder::new().recursive(true).mode(0o755).create(&data)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&data)?;
         Ok((data, true))
     }
 
@@ -66,7 +70,10 @@ impl Volumes {
     /// Removes a volume and its data.
     pub fn remove(&self, name: &str) -> io::Result<()> {
         if !valid_name(name) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no such volume: {name}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no such volume: {name}"),
+            ));
         }
         fs::remove_dir_all(self.root.join(name))
     }

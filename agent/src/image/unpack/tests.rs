@@ -23,7 +23,11 @@ fn header(path: &str, kind: tar::EntryType, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(size);
-    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(1_700_000_000);
@@ -135,17 +139,25 @@ fn whiteouts_become_overlay_whiteouts() {
 #[test]
 fn diff_id_is_the_uncompressed_digest_for_every_compression() {
     shoal_tests::require_root();
-    let tar = tar_of(&[Raw::Dir("bin/".into()), Raw::File("bin/sh".into(), b"#!".to_vec())]);
+    let tar = tar_of(&[
+        Raw::Dir("bin/".into()),
+        Raw::File("bin/sh".into(), b"#!".to_vec()),
+    ]);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).unwrap();
     let gz = gz.finish().unwrap();
-    let zst = ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let zst =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
     for (name, bytes) in [("plain", tar.clone()), ("gzip", gz), ("zstd", zst)] {
         let tree = Tree::new();
         let got = unpack(&bytes[..], &tree.layer()).expect(name);
         assert_eq!(got.diff_id, Digest::of(&tar), "{name}");
         assert_eq!(got.size, tar.len() as u64, "{name}");
-        assert_eq!(fs::read(tree.layer().join("bin/sh")).unwrap(), b"#!", "{name}");
+        assert_eq!(
+            fs::read(tree.layer().join("bin/sh")).unwrap(),
+            b"#!",
+            "{name}"
+        );
     }
 }
 
@@ -160,7 +172,10 @@ fn dot_dot_and_absolute_paths_stay_inside() {
     ]);
     unpack(&tar[..], &tree.layer()).expect("unpacks");
     tree.assert_outside_untouched();
-    assert_eq!(fs::read(tree.layer().join("outside/secret")).unwrap(), b"pwned");
+    assert_eq!(
+        fs::read(tree.layer().join("outside/secret")).unwrap(),
+        b"pwned"
+    );
     assert_eq!(fs::read(tree.layer().join("abs")).unwrap(), b"a");
     assert_eq!(fs::read(tree.layer().join("b")).unwrap(), b"b");
 }
@@ -196,7 +211,9 @@ fn a_final_symlink_is_replaced_never_written_through() {
     unpack(&tar[..], &tree.layer()).expect("unpacks");
     tree.assert_outside_untouched();
     assert_eq!(fs::read(tree.layer().join("x")).unwrap(), b"overwritten?");
-    assert!(fs::symlink_metadata(tree.layer().join("x")).unwrap().is_file());
+    assert!(fs::symlink_metadata(tree.layer().join("x"))
+        .unwrap()
+        .is_file());
 }
 
 #[test]
@@ -204,8 +221,14 @@ fn hard_links_only_reach_inside() {
     shoal_tests::require_root();
     let tree = Tree::new();
     let secret = tree.tmp.path().join("outside/secret");
-    let tar = tar_of(&[Raw::Hardlink("h".into(), secret.to_string_lossy().into_owned())]);
-    assert!(unpack(&tar[..], &tree.layer()).is_err(), "target is not in the layer");
+    let tar = tar_of(&[Raw::Hardlink(
+        "h".into(),
+        secret.to_string_lossy().into_owned(),
+    )]);
+    assert!(
+        unpack(&tar[..], &tree.layer()).is_err(),
+        "target is not in the layer"
+    );
     let tar = tar_of(&[
         Raw::Symlink("s".into(), "/".into()),
         Raw::Hardlink("h".into(), "../../outside/secret".into()),
@@ -213,10 +236,18 @@ fn hard_links_only_reach_inside() {
     ]);
     let _ = unpack(&tar[..], &tree.layer());
     tree.assert_outside_untouched();
-    let tar = tar_of(&[Raw::File("f".into(), b"f".to_vec()), Raw::Hardlink("g".into(), "/f".into())]);
+    let tar = tar_of(&[
+        Raw::File("f".into(), b"f".to_vec()),
+        Raw::Hardlink("g".into(), "/f".into()),
+    ]);
     let tree = Tree::new();
     unpack(&tar[..], &tree.layer()).expect("in-layer hard link");
-    assert_eq!(fs::symlink_metadata(tree.layer().join("g")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::symlink_metadata(tree.layer().join("g"))
+            .unwrap()
+            .nlink(),
+        2
+    );
 }
 
 #[test]
