@@ -494,3 +494,90 @@ fn read_only_root_tmpfs_volumes_binds_and_init() {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(&rootfs.display().to_string()));
 }
+
+/// RSS of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Figures for the report, not a pass/fail check: the time `start` takes
+/// for a container (image on the node) and for a process-runtime task, and
+/// what a running container costs the node beside the agent (its shim).
+/// `cargo test -p shoal-agent --test container -- --ignored --nocapture figures`
+#[test]
+#[ignore]
+fn figures_start_overhead_and_memory() {
+    use shoal_agent::executor::{cgroup2_mount, Launch, ProcessRuntime};
+    const N: usize = 10;
+    let fx = Fixture::new();
+    let image = fx.image("figures", &ImageSpec::default());
+    let mut container_times = Vec::new();
+    let mut pids = Vec::new();
+    let agent_before = rss_kib(std::process::id());
+    for i in 0..N {
+        let launch = fx.launch(
+            &format!("c{i}"),
+            &image,
+            &["/bin/sleep", "600"],
+            ContainerConfig::default(),
+        );
+        let started = Instant::now();
+        pids.push(fx.rt().start(&launch).unwrap());
+        container_times.push(started.elapsed());
+    }
+    let agent_after = rss_kib(std::process::id());
+    let shims: Vec<u64> = pids.iter().map(|p| rss_kib(parent_of(*p))).collect();
+    let cgroup_name = format!("shoal-fig-{}", std::process::id());
+    let cgroup_root = cgroup2_mount().unwrap().join(&cgroup_name);
+    let process = ProcessRuntime::new(fx.dir.path().join("process"), cgroup_root.clone()).unwrap();
+    let mut process_times = Vec::new();
+    for i in 0..N {
+        let launch = Launch {
+            task_id: format!("p{i}"),
+            command: s(&["sleep", "600"]),
+            env: vec![],
+            netns: fx.netns.clone(),
+            resolv_conf: "nameserver 10.0.9.53\n".into(),
+            limit_nano_cpus: 0,
+            limit_memory: 0,
+            container: None,
+        };
+        let started = Instant::now();
+        process.start(&launch).unwrap();
+        process_times.push(started.elapsed());
+    }
+    for i in 0..N {
+        let _ = process.remove(&format!("p{i}"));
+    }
+    for mount in support::container::cgroup_mounts() {
+        let _ = std::fs::remove_dir(mount.join(&cgroup_name));
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "FIGURE start (median of {N}): container {:?}, process {:?}",
+        median(&mut container_times),
+        median(&mut process_times)
+    );
+    eprintln!(
+        "FIGURE per running container: shim RSS {} KiB (mean of {N}); agent-process RSS grew {} KiB for {N} containers",
+        shims.iter().sum::<u64>() / N as u64,
+        agent_after.saturating_sub(agent_before)
+    );
+}

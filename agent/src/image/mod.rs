@@ -31,7 +31,10 @@ pub use config::{ImageConfig, ImageHealthcheck, RunConfig};
 pub use digest::Digest;
 pub use error::ImageError;
 pub use gc::GcPolicy;
-pub use manifest::{parse as parse_manifest, Manifest, Platform};
+pub use manifest::{
+    parse as parse_manifest, select_platform, Descriptor, ImageManifest, IndexEntry, Manifest,
+    Platform,
+};
 pub use pull::{LayerProgress, PullEvent, RegistryOptions};
 pub use reference::Reference;
 pub use store::{ImageRecord, LayerRecord};
