@@ -241,3 +241,29 @@ fn an_id_with_many_tags_needs_force() {
     let removed = store.remove(a.id().short(), true).unwrap();
     assert!(removed.contains(&Removal::Deleted(a.id())));
 }
+
+#[test]
+fn gc_over_the_high_mark_removes_unused_images_only() {
+    shoal_tests::require_root();
+    let (dir, store) = store();
+    let a = TestImage::new("a", b"a");
+    let b = TestImage::new("b", b"b");
+    store.load(&write(&dir, "a.tar", &docker_save(&a, "a:1")), None).unwrap();
+    store.load(&write(&dir, "b.tar", &docker_save(&b, "b:1")), None).unwrap();
+    store.acquire("task", &b.id()).unwrap();
+    // Marks at 0%: any usage is over them, so everything unused goes.
+    let always = GcPolicy {
+        high_percent: 0,
+        low_percent: 0,
+    };
+    assert_eq!(store.collect_garbage(&always).unwrap(), vec![a.id()]);
+    assert_eq!(store.list().len(), 1);
+    assert!(store.find("b:1").is_ok());
+    // Marks at 100%: never.
+    store.release("task");
+    let never = GcPolicy {
+        high_percent: 100,
+        low_percent: 100,
+    };
+    assert!(store.collect_garbage(&never).unwrap().is_empty());
+}

@@ -16,7 +16,7 @@ use shoal_agent::executor::{
     ContainerConfig, ContainerOptions, ContainerRuntime, Exit, Launch, ProcessState, Runtime,
     Stream,
 };
-use shoal_agent::image::{ImageStore, RegistryOptions};
+use shoal_agent::image::{GcPolicy, ImageStore, RegistryOptions};
 use shoal_agent::netns::NetnsDir;
 use tempfile::TempDir;
 

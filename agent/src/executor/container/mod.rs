@@ -50,7 +50,7 @@ use self::health::{HealthMonitor, ProbeResult};
 use self::record::ContainerRecord;
 use super::process::store::{self as proc_store, StoredExit};
 use super::{logfiles, ExecutorError, Launch, LogMark, ProcessState, Runtime, Stream};
-use crate::image::ImageStore;
+use crate::image::{GcPolicy, ImageStore};
 
 /// How long `stop` waits for the container to end after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -79,6 +79,8 @@ pub struct ContainerOptions {
     /// Host paths no bind mount may reach into or contain: the agent's
     /// state, its socket's directory, the netns directory...
     pub protected: Vec<PathBuf>,
+    /// Applied after each pull: unused images go when the disk fills.
+    pub gc: GcPolicy,
 }
 
 impl ContainerOptions {
