@@ -35,15 +35,6 @@ fn registry_digest(reference: &str) -> String {
     .to_string()
 }
 
-fn events() -> (
-    Mutex<Vec<PullEvent>>,
-    impl Fn(&Mutex<Vec<PullEvent>>, PullEvent),
-) {
-    (Mutex::new(Vec::new()), |log: &Mutex<Vec<PullEvent>>, e| {
-        log.lock().unwrap().push(e)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pulls_oci_and_docker_v2s2_images_cold_then_warm() {
     shoal_tests::require_root();
@@ -60,8 +51,8 @@ async fn pulls_oci_and_docker_v2s2_images_cold_then_warm() {
     let oci = registry.push(&image, "bb:oci", false);
     let v2 = registry.push(&image, "bb:v2", true);
     let store = store(&dir);
-    let (log, push) = events();
-    let progress = |e: PullEvent| push(&log, e);
+    let log: Mutex<Vec<PullEvent>> = Mutex::new(Vec::new());
+    let progress = |e: PullEvent| log.lock().unwrap().push(e);
 
     let started = Instant::now();
     let pulled = store

@@ -136,7 +136,7 @@ pub enum ExecutorError {
     Image {
         task: String,
         image: String,
-        source: crate::image::ImageError,
+        source: Box<crate::image::ImageError>,
     },
     #[error("task {task}: {message}")]
     Container { task: String, message: String },

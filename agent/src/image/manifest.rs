@@ -228,7 +228,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<Man
         .map(|d| d.into_descriptor(what))
         .collect::<Result<Vec<_>, _>>()?;
     for layer in &layers {
-        layer_compression(&layer.media_type).map_err(|reason| unsupported(reason))?;
+        layer_compression(&layer.media_type).map_err(&unsupported)?;
     }
     Ok(Manifest::Image(ImageManifest { config, layers }))
 }

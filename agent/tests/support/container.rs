@@ -109,6 +109,7 @@ impl Fixture {
                 dir.path().join("netns"),
                 dir.path().join("run"),
             ],
+            gc: GcPolicy::default(),
         };
         let rt = ContainerRuntime::new(opts.clone(), images.clone(), tokio.handle().clone())
             .expect("runtime");

@@ -88,16 +88,15 @@ fn mount_from(dir: &Path, target: &Path, options: &str) -> io::Result<()> {
         ForkResult::Child => {
             // SAFETY: see above; every pointer is a live NUL-terminated string.
             let code = unsafe {
-                if libc::chdir(dir.as_ptr()) != 0 {
-                    *libc::__errno_location()
-                } else if libc::mount(
-                    c"overlay".as_ptr(),
-                    target.as_ptr(),
-                    c"overlay".as_ptr(),
-                    0,
-                    data.as_ptr().cast(),
-                ) != 0
-                {
+                let failed = libc::chdir(dir.as_ptr()) != 0
+                    || libc::mount(
+                        c"overlay".as_ptr(),
+                        target.as_ptr(),
+                        c"overlay".as_ptr(),
+                        0,
+                        data.as_ptr().cast(),
+                    ) != 0;
+                if failed {
                     *libc::__errno_location()
                 } else {
                     0

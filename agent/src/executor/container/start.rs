@@ -113,7 +113,7 @@ fn image_for(
     let image_err = |source| ExecutorError::Image {
         task: id.to_string(),
         image: container.image.clone(),
-        source,
+        source: Box::new(source),
     };
     let reference = Reference::parse(&container.image).map_err(image_err)?;
     let record = match inner.images.lookup(&reference) {
@@ -182,7 +182,7 @@ fn launch_in(
     let image_err = |source| ExecutorError::Image {
         task: id.to_string(),
         image: container.image.clone(),
-        source,
+        source: Box::new(source),
     };
     let config = inner.images.config(&image.id).map_err(image_err)?;
     let (layers_dir, mut links) = inner.images.layer_links(&image.id).map_err(image_err)?;
