@@ -248,8 +248,12 @@ fn gc_over_the_high_mark_removes_unused_images_only() {
     let (dir, store) = store();
     let a = TestImage::new("a", b"a");
     let b = TestImage::new("b", b"b");
-    store.load(&write(&dir, "a.tar", &docker_save(&a, "a:1")), None).unwrap();
-    store.load(&write(&dir, "b.tar", &docker_save(&b, "b:1")), None).unwrap();
+    store
+        .load(&write(&dir, "a.tar", &docker_save(&a, "a:1")), None)
+        .unwrap();
+    store
+        .load(&write(&dir, "b.tar", &docker_save(&b, "b:1")), None)
+        .unwrap();
     store.acquire("task", &b.id()).unwrap();
     // Marks at 0%: any usage is over them, so everything unused goes.
     let always = GcPolicy {
