@@ -427,7 +427,13 @@ fn a_failing_health_check_turns_the_task_unhealthy() {
 #[test]
 fn read_only_root_tmpfs_volumes_binds_and_init() {
     let fx = Fixture::new();
-    let image = fx.image("mounts", &ImageSpec::default());
+    let image = fx.image(
+        "mounts",
+        &ImageSpec {
+            files: vec![("/seed/hello".into(), "from-image\n".into())],
+            ..ImageSpec::default()
+        },
+    );
     let host_dir = fx.dir.path().join("shared");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("from-host"), "hi\n").unwrap();
@@ -448,6 +454,11 @@ fn read_only_root_tmpfs_volumes_binds_and_init() {
             target: "/data".into(),
             read_only: false,
         },
+        Mount::Volume {
+            name: "seeded".into(),
+            target: "/seed".into(),
+            read_only: true,
+        },
         Mount::Bind {
             source: host_dir.clone(),
             target: "/host".into(),
@@ -457,7 +468,7 @@ fn read_only_root_tmpfs_volumes_binds_and_init() {
     let script = "touch /rootfile 2>/dev/null && echo root=rw || echo root=ro; \
                   echo x > /scratch/f && echo scratch=rw; echo kept > /data/f; cat /host/from-host; \
                   touch /host/new 2>/dev/null && echo bind=rw || echo bind=ro; \
-                  echo pid1=$(cat /proc/1/comm)";
+                  echo pid1=$(cat /proc/1/comm); cat /seed/hello";
     let launch = fx.launch(
         "m1",
         &image,
@@ -471,10 +482,11 @@ fn read_only_root_tmpfs_volumes_binds_and_init() {
     assert!(out.contains("hi\n"), "{out}");
     assert!(out.contains("bind=ro\n"), "{out}");
     assert!(out.contains("pid1=docker-init"), "tini is PID 1: {out}");
+    assert!(out.contains("from-image\n"), "a new volume gets the image's content: {out}");
     // The named volume outlives the task and is shared.
     let launch = fx.launch("m2", &image, &["/bin/cat", "/data/f"], container(mounts));
     assert_eq!(fx.run(&launch).1, "kept\n");
-    assert_eq!(fx.rt().volumes().list(), vec!["data"]);
+    assert_eq!(fx.rt().volumes().list(), vec!["data", "seeded"]);
     // The agent's own directories are never bound in.
     let launch = fx.launch(
         "sneaky",

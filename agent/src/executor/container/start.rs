@@ -239,7 +239,7 @@ fn launch_in(
         &files::hosts(&hostname, &container.addresses, &container.extra_hosts),
     )?;
     write_file(id, &hostname_file, &files::hostname(&hostname))?;
-    let (mounts, anonymous_volumes) = host_mounts(inner, id, &container.mounts)?;
+    let (mounts, anonymous_volumes) = host_mounts(inner, id, &root, &container.mounts)?;
     let init = if container.init {
         Some(inner.opts.init_binary.clone().ok_or_else(|| {
             container_err(
@@ -336,6 +336,7 @@ fn launch_in(
 fn host_mounts(
     inner: &Inner,
     id: &str,
+    root: &Path,
     mounts: &[Mount],
 ) -> Result<(Vec<HostMount>, Vec<String>), ExecutorError> {
     let mut resolved = Vec::new();
@@ -384,10 +385,15 @@ fn host_mounts(
                 } else {
                     name.clone()
                 };
-                let (data, _) = inner
+                let (data, created) = inner
                     .volumes
                     .ensure(&name)
                     .map_err(|e| container_err(id, format!("volume {name}: {e}")))?;
+                if created {
+                    super::volumes::copy_up(root, target, &data).map_err(|e| {
+                        container_err(id, format!("volume {name}: copying the image's {target} into it: {e}"))
+                    })?;
+                }
                 HostMount::Bind {
                     source: data,
                     target: target.clone(),
