@@ -482,7 +482,10 @@ fn read_only_root_tmpfs_volumes_binds_and_init() {
     assert!(out.contains("hi\n"), "{out}");
     assert!(out.contains("bind=ro\n"), "{out}");
     assert!(out.contains("pid1=docker-init"), "tini is PID 1: {out}");
-    assert!(out.contains("from-image\n"), "a new volume gets the image's content: {out}");
+    assert!(
+        out.contains("from-image\n"),
+        "a new volume gets the image's content: {out}"
+    );
     // The named volume outlives the task and is shared.
     let launch = fx.launch("m2", &image, &["/bin/cat", "/data/f"], container(mounts));
     assert_eq!(fx.run(&launch).1, "kept\n");

@@ -283,12 +283,26 @@ fn path() -> impl Strategy<Value = String> {
     })
 }
 
+/// Link targets: any path, and ones aimed at the sentinel beside the layer.
+fn target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        path(),
+        Just("../outside".to_string()),
+        Just("../../outside".to_string()),
+        Just("..".to_string()),
+        Just("../outside/secret".to_string()),
+    ]
+}
+
 fn raw() -> impl Strategy<Value = Raw> {
     prop_oneof![
         path().prop_map(|p| Raw::File(p, b"x".to_vec())),
+        Just(Raw::File("l/secret".into(), b"x".to_vec())),
+        Just(Raw::File("l/outside/secret".into(), b"x".to_vec())),
         path().prop_map(Raw::Dir),
-        (path(), path()).prop_map(|(p, t)| Raw::Symlink(p, t)),
-        (path(), path()).prop_map(|(p, t)| Raw::Hardlink(p, t)),
+        (path(), target()).prop_map(|(p, t)| Raw::Symlink(p, t)),
+        target().prop_map(|t| Raw::Symlink("l".into(), t)),
+        (path(), target()).prop_map(|(p, t)| Raw::Hardlink(p, t)),
     ]
 }
 
