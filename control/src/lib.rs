@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod ca;
+pub mod compose;
 pub mod hex;
 pub mod objects;
 pub mod orchestrator;
