@@ -144,11 +144,25 @@ impl Fixture {
         );
     }
 
-    /// Builds a busybox image and loads it (as `docker load` would).
+    /// Builds a busybox image and loads it (as `docker load` would). With
+    /// `SHOAL_TEST_IMAGES` set, its tarball is kept there, and taken from
+    /// there when present: so the tests run where umoci and skopeo are not
+    /// (the pure cgroup v2 guest, see `vagrant/cgroup2/`).
     pub fn image(&self, name: &str, spec: &ImageSpec) -> String {
-        let image = busybox_image(self.dir.path(), name, spec);
-        let tar = self.dir.path().join(format!("{name}.tar"));
-        image.docker_archive(&tar, &format!("{name}:test"));
+        let cached = std::env::var_os("SHOAL_TEST_IMAGES")
+            .map(|d| PathBuf::from(d).join(format!("{name}.tar")));
+        let tar = match cached {
+            Some(path) if path.is_file() => path,
+            cached => {
+                let image = busybox_image(self.dir.path(), name, spec);
+                let tar = self.dir.path().join(format!("{name}.tar"));
+                image.docker_archive(&tar, &format!("{name}:test"));
+                if let Some(path) = cached {
+                    fs::copy(&tar, &path).expect("keep the image tarball");
+                }
+                tar
+            }
+        };
         self.images.load(&tar, None).expect("image loads");
         format!("{name}:test")
     }
