@@ -372,32 +372,39 @@ fn a_restarted_runtime_adopts_running_containers_and_still_learns_their_exit() {
 fn a_failing_health_check_turns_the_task_unhealthy() {
     let fx = Fixture::new();
     let image = fx.image("health", &ImageSpec::default());
+    // The probe fails once the test drops a file into a bound directory.
+    let control = fx.dir.path().join("health-control");
+    std::fs::create_dir_all(&control).unwrap();
     let launch = fx.launch(
         "health",
         &image,
-        &[
-            "/bin/sh",
-            "-c",
-            "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 600",
-        ],
+        &["/bin/sleep", "600"],
         ContainerConfig {
             healthcheck: Some(HealthConfig {
-                test: s(&["CMD-SHELL", "test -f /tmp/ok"]),
+                test: s(&["CMD-SHELL", "test ! -e /control/fail"]),
                 interval: Some(Duration::from_millis(300)),
-                timeout: Some(Duration::from_secs(2)),
+                timeout: Some(Duration::from_secs(10)),
                 retries: Some(2),
                 ..HealthConfig::default()
             }),
+            mounts: vec![Mount::Bind {
+                source: control.clone(),
+                target: "/control".into(),
+                read_only: true,
+            }],
             ..ContainerConfig::default()
         },
     );
     fx.rt().start(&launch).unwrap();
     let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let health = fx.rt().health("health").expect("a health check");
         if seen.last() != Some(&health.status) {
             seen.push(health.status);
+        }
+        if health.status == HealthStatus::Healthy && !control.join("fail").exists() {
+            std::fs::write(control.join("fail"), "").unwrap();
         }
         if health.status == HealthStatus::Unhealthy {
             assert!(health.failing_streak >= 2);
