@@ -80,7 +80,7 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 insmod /overlay.ko
-echo "guest: kernel \$(uname -r), /sys/fs/cgroup is \$(stat -f -c %T /sys/fs/cgroup), controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
+echo "guest: kernel \$(uname -r), cgroup mounts: \$(grep cgroup /proc/mounts | tr '\\n' ' '), controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
 cd /tmp
 SHOAL_TEST_IMAGES=/images RUST_BACKTRACE=1 /container-tests --test-threads=1 --skip pulls_and_runs $* 2>&1
 echo "guest: tests exited \$?"
