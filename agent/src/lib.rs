@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod docker_api;
 pub mod dns;
 pub mod ebpf;
 pub mod executor;

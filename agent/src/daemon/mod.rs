@@ -14,6 +14,7 @@ mod agent;
 mod answer;
 mod at_rest;
 mod dataplane;
+mod docker_api;
 mod identity;
 mod ingress;
 mod local;
@@ -51,6 +52,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub socket: PathBuf,
+    /// The Docker Engine API's socket, if served.
+    pub docker_socket: Option<PathBuf>,
     pub hostname: Option<String>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -78,6 +81,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Stopped first: what accepts requests.
     let doors = root.child_token();
     let local = local::serve(agent.clone(), &opts.socket, &tasks, doors.clone()).await?;
+    let docker = match &opts.docker_socket {
+        Some(path) => Some(
+            crate::docker_api::serve(
+                docker_api::backend(agent.clone()),
+                path,
+                &tasks,
+                doors.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     if let Some(addr) = opts.metrics_addr {
         metrics::serve(agent.clone(), addr, &tasks, doors.clone()).await?;
     }
@@ -92,6 +107,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let stop = async {
         doors.cancel();
         let _ = local.await;
+        if let Some(docker) = docker {
+            let _ = docker.await;
+        }
         parts.cancel();
         root.cancel();
         tasks.close();

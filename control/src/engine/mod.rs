@@ -20,6 +20,7 @@ mod service;
 mod system;
 mod task;
 mod time;
+mod to_shoal;
 
 pub use container::{
     BindOptions, ConfigReference, ConfigReferenceFileTarget, ContainerSpec, CredentialSpec,
@@ -50,6 +51,7 @@ pub use task::{
     NetworkAttachmentConfig, Placement, PlacementPreference, Platform, PortStatus,
     ResourceRequirements, Resources, RestartPolicy, SpreadOver, Task, TaskSpec, TaskStatus,
 };
+pub use to_shoal::{Converted, SpecError};
 pub use time::{go_duration_nanos, go_time_ms, go_time_secs, ZERO_TIME};
 
 use std::collections::BTreeMap;

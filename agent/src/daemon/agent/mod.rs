@@ -288,6 +288,11 @@ impl Agent {
         }
     }
 
+    /// What this node is now.
+    pub fn standing(&self) -> Standing {
+        self.standing.borrow().clone()
+    }
+
     fn plane(&self) -> Result<Arc<Plane>, AgentError> {
         match &*self.standing.borrow() {
             Standing::Outside | Standing::Locked => Err(AgentError::NotInSwarm),
