@@ -3,8 +3,8 @@
 
 pub mod cli;
 pub mod daemon;
-pub mod docker_api;
 pub mod dns;
+pub mod docker_api;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;

@@ -78,7 +78,11 @@ fn ensure_docker_cli() -> Result<()> {
     let scratch = std::env::temp_dir().join("shoal-docker-cli");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
-    run::run(apt_get().current_dir(&scratch).args(["download", "docker.io"]))?;
+    run::run(
+        apt_get()
+            .current_dir(&scratch)
+            .args(["download", "docker.io"]),
+    )?;
     let deb = std::fs::read_dir(&scratch)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))

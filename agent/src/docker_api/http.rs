@@ -92,7 +92,10 @@ pub fn json_with<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             bytes,
         )
             .into_response(),
@@ -165,11 +168,9 @@ pub fn split_version(path: &str) -> (Option<&str>, &str) {
 
 /// Refuses versions shoal does not speak, as Docker does.
 pub fn check_version(version: &str) -> Result<(), Refusal> {
-    let (Some(asked), Some(max), Some(min)) = (
-        minor(version),
-        minor(API_VERSION),
-        minor(MIN_API_VERSION),
-    ) else {
+    let (Some(asked), Some(max), Some(min)) =
+        (minor(version), minor(API_VERSION), minor(MIN_API_VERSION))
+    else {
         return Err(Refusal::invalid(format!(
             "invalid API version `{version}`: use 1.N"
         )));
@@ -228,7 +229,10 @@ mod tests {
 
     #[test]
     fn version_prefixes_are_split_and_checked() {
-        assert_eq!(split_version("/v1.41/services"), (Some("1.41"), "/services"));
+        assert_eq!(
+            split_version("/v1.41/services"),
+            (Some("1.41"), "/services")
+        );
         assert_eq!(split_version("/v1.24/_ping"), (Some("1.24"), "/_ping"));
         assert_eq!(split_version("/services/v1"), (None, "/services/v1"));
         assert_eq!(split_version("/volumes"), (None, "/volumes"));
@@ -238,7 +242,10 @@ mod tests {
         let new = check_version("1.50").unwrap_err();
         assert_eq!(new.status(), StatusCode::BAD_REQUEST);
         assert!(new.message.contains("too new"), "{new}");
-        assert!(check_version("1.12").unwrap_err().message.contains("too old"));
+        assert!(check_version("1.12")
+            .unwrap_err()
+            .message
+            .contains("too old"));
         assert!(check_version("2.x").is_err());
     }
 

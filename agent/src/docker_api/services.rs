@@ -63,7 +63,9 @@ pub async fn inspect(State(api): State<Api>, Path(id): Path<String>) -> Answer {
 /// `POST /services/create`: 201 `{"ID", "Warnings"}`.
 pub async fn create(State(api): State<Api>, bytes: Bytes) -> Answer {
     let spec: ServiceSpec = body(&bytes)?;
-    let converted = spec.to_shoal().map_err(|e| Refusal::invalid(e.to_string()))?;
+    let converted = spec
+        .to_shoal()
+        .map_err(|e| Refusal::invalid(e.to_string()))?;
     let view: ServiceView = api
         .ask(ApiRequest::ServiceCreate {
             spec: Box::new(converted.spec),
@@ -90,7 +92,9 @@ pub async fn update(
         return ok(&ServiceUpdated { warnings: None });
     }
     let spec: ServiceSpec = body(&bytes)?;
-    let converted = spec.to_shoal().map_err(|e| Refusal::invalid(e.to_string()))?;
+    let converted = spec
+        .to_shoal()
+        .map_err(|e| Refusal::invalid(e.to_string()))?;
     api.ask::<ServiceView>(ApiRequest::ServiceUpdate {
         service: id,
         spec: Box::new(converted.spec),
@@ -114,7 +118,6 @@ pub async fn remove(State(api): State<Api>, Path(id): Path<String>) -> Answer {
 struct ServiceFacts {
     name: String,
     labels: BTreeMap<String, String>,
-    version: u64,
 }
 
 /// The tasks the filters may keep, and the facts of their services: one
@@ -132,7 +135,6 @@ async fn tasks_for(
                 ServiceFacts {
                     name: s.name.clone(),
                     labels: s.spec.labels.clone(),
-                    version: s.version,
                 },
             )
         })
@@ -145,10 +147,8 @@ async fn tasks_for(
         tasks = api.ask(ApiRequest::NodePs { node }).await?;
     } else {
         for service in &services {
-            let wanted = asked.is_empty()
-                || asked
-                    .iter()
-                    .any(|a| *a == service.id || *a == service.name);
+            let wanted =
+                asked.is_empty() || asked.iter().any(|a| *a == service.id || *a == service.name);
             if wanted {
                 let more: Vec<TaskView> = api
                     .ask(ApiRequest::ServicePs {
@@ -164,7 +164,11 @@ async fn tasks_for(
 
 /// Docker's task, if it passes `filters` (the `service` filter also takes
 /// a service's name, as Docker's server does).
-fn kept(view: &TaskView, filters: &Filters, facts: &BTreeMap<String, ServiceFacts>) -> Option<Task> {
+fn kept(
+    view: &TaskView,
+    filters: &Filters,
+    facts: &BTreeMap<String, ServiceFacts>,
+) -> Option<Task> {
     let task = Task::from(view);
     let fact = facts.get(&view.service_id);
     let service_name = fact.map_or("", |f| f.name.as_str());
@@ -184,7 +188,7 @@ fn kept(view: &TaskView, filters: &Filters, facts: &BTreeMap<String, ServiceFact
     let context = TaskContext {
         service_name,
         service_labels: fact.map(|f| &f.labels),
-        up_to_date: fact.is_some_and(|f| f.version == view.spec_version),
+        up_to_date: view.up_to_date,
     };
     filter::task_matches(&by_id, &task, &context).then_some(task)
 }

@@ -21,8 +21,14 @@ use super::{Api, NodeState};
 pub async fn ping() -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+            ),
             (header::PRAGMA, HeaderValue::from_static("no-cache")),
         ],
         "OK",
@@ -110,6 +116,8 @@ pub async fn info(State(api): State<Api>) -> Answer {
 fn cluster_info(standing: &Standing) -> ClusterInfo {
     ClusterInfo {
         id: standing.cluster_id.clone(),
+        created_at: engine::ZERO_TIME.into(),
+        updated_at: engine::ZERO_TIME.into(),
         spec: SwarmSpec {
             name: "default".into(),
             labels: Some(engine::Labels::new()),

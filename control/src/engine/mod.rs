@@ -51,8 +51,8 @@ pub use task::{
     NetworkAttachmentConfig, Placement, PlacementPreference, Platform, PortStatus,
     ResourceRequirements, Resources, RestartPolicy, SpreadOver, Task, TaskSpec, TaskStatus,
 };
-pub use to_shoal::{Converted, SpecError};
 pub use time::{go_duration_nanos, go_time_ms, go_time_secs, ZERO_TIME};
+pub use to_shoal::{Converted, SpecError};
 
 use std::collections::BTreeMap;
 

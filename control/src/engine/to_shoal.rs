@@ -113,7 +113,10 @@ impl ServiceSpec {
 
 fn network_target(attachment: &NetworkAttachmentConfig) -> Result<String, SpecError> {
     refuse_if(
-        attachment.driver_opts.as_ref().is_some_and(|o| !o.is_empty()),
+        attachment
+            .driver_opts
+            .as_ref()
+            .is_some_and(|o| !o.is_empty()),
         "TaskTemplate.Networks.DriverOpts",
     )?;
     if attachment.target.is_empty() {
@@ -197,8 +200,10 @@ fn task_spec(task: &TaskSpec, warnings: &mut Vec<String>) -> Result<objects::Tas
             refuse_if(limits.pids != 0, "TaskTemplate.Resources.Limits.Pids")?;
             resources.limit_nano_cpus =
                 unsigned("TaskTemplate.Resources.Limits.NanoCPUs", limits.nano_cpus)?;
-            resources.limit_memory =
-                unsigned("TaskTemplate.Resources.Limits.MemoryBytes", limits.memory_bytes)?;
+            resources.limit_memory = unsigned(
+                "TaskTemplate.Resources.Limits.MemoryBytes",
+                limits.memory_bytes,
+            )?;
         }
         if let Some(reserve) = &r.reservations {
             refuse_if(

@@ -206,6 +206,7 @@ pub(crate) mod tests {
 
     pub(crate) fn task(name: &str, slot: u64, desired: TaskState, state: TaskState) -> TaskView {
         TaskView {
+            up_to_date: false,
             id: format!("{name}-{}-{}", desired.as_str(), state.as_str()).replace('.', "x"),
             name: name.into(),
             service_id: "svc".into(),
