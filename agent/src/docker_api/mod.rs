@@ -110,9 +110,15 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/tasks", get(services::task_list))
         .route("/tasks/{id}", get(services::task_inspect))
         .route("/distribution/{*name}", get(system::distribution))
-        .route("/secrets", any(system::not_implemented))
+        .route(
+            "/secrets",
+            get(system::none_stored).fallback(system::not_implemented),
+        )
         .route("/secrets/{*rest}", any(system::not_implemented))
-        .route("/configs", any(system::not_implemented))
+        .route(
+            "/configs",
+            get(system::none_stored).fallback(system::not_implemented),
+        )
         .route("/configs/{*rest}", any(system::not_implemented))
         .fallback(system::unknown)
         .layer(axum::middleware::map_response(http::server_headers))

@@ -313,6 +313,12 @@ pub async fn distribution(Path(name): Path<String>) -> Answer {
     ))
 }
 
+/// `GET /secrets`, `GET /configs`: shoal stores none yet, so there are
+/// none to list (`stack rm` lists them before removing).
+pub async fn none_stored() -> Answer {
+    ok(&Vec::<serde_json::Value>::new())
+}
+
 /// Secrets and configs: not in shoal yet.
 pub async fn not_implemented() -> Answer {
     Err(Refusal::new(

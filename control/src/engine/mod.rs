@@ -39,7 +39,7 @@ pub use port::PortConfig;
 pub use service::{
     Endpoint, EndpointSpec, EndpointVirtualIp, GlobalJob, GlobalService, JobStatus, ReplicatedJob,
     ReplicatedService, Service, ServiceMode, ServiceSpec, ServiceStatus, UpdateConfig,
-    UpdateStatus,
+    UpdateStatus, STACK_NAMESPACE,
 };
 pub use system::{
     CaConfig, ClusterInfo, ComponentVersion, DispatcherConfig, EncryptionConfig, ErrorResponse,

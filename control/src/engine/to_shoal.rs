@@ -9,9 +9,10 @@
 
 use std::collections::BTreeSet;
 
+use super::service::STACK_NAMESPACE;
 use super::{
-    ContainerSpec, EndpointSpec, NetworkAttachmentConfig, PortConfig, ServiceSpec, TaskSpec,
-    UpdateConfig,
+    ContainerSpec, EndpointSpec, Labels, NetworkAttachmentConfig, PortConfig, ServiceSpec,
+    TaskSpec, UpdateConfig,
 };
 use crate::objects::{
     self, Constraint, FailureAction, Protocol, RestartCondition, Strategy, UpdateOrder,
@@ -89,7 +90,7 @@ impl ServiceSpec {
         let task = &self.task_template;
         let mut networks: Vec<String> = Vec::new();
         for attachment in task.networks.iter().chain(&self.networks) {
-            networks.push(network_target(attachment)?);
+            networks.push(network_target(attachment, &mut warnings)?);
         }
         let mut seen = BTreeSet::new();
         networks.retain(|n| seen.insert(n.clone()));
@@ -101,7 +102,7 @@ impl ServiceSpec {
             name: self.name.clone(),
             labels: self.labels.clone().unwrap_or_default(),
             mode,
-            task: task_spec(task, &mut warnings)?,
+            task: task_spec(task, self.labels.as_ref(), &mut warnings)?,
             networks,
             ports,
             update: update_config(self.update_config.as_ref(), "UpdateConfig")?,
@@ -111,7 +112,10 @@ impl ServiceSpec {
     }
 }
 
-fn network_target(attachment: &NetworkAttachmentConfig) -> Result<String, SpecError> {
+fn network_target(
+    attachment: &NetworkAttachmentConfig,
+    warnings: &mut Vec<String>,
+) -> Result<String, SpecError> {
     refuse_if(
         attachment
             .driver_opts
@@ -125,8 +129,13 @@ fn network_target(attachment: &NetworkAttachmentConfig) -> Result<String, SpecEr
             "a network name or id is needed",
         ));
     }
-    // Aliases: a task answers to its service's name on every network
-    // already; `stack deploy` sends the service's own name as its alias.
+    if !attachment.aliases.is_empty() {
+        warnings.push(format!(
+            "network aliases are not served by shoal's DNS yet ({} on {}): use the service's full name",
+            attachment.aliases.join(", "),
+            attachment.target
+        ));
+    }
     Ok(attachment.target.clone())
 }
 
@@ -176,7 +185,11 @@ fn port(port: &PortConfig) -> Result<objects::PortConfig, SpecError> {
     })
 }
 
-fn task_spec(task: &TaskSpec, warnings: &mut Vec<String>) -> Result<objects::TaskSpec, SpecError> {
+fn task_spec(
+    task: &TaskSpec,
+    service_labels: Option<&Labels>,
+    warnings: &mut Vec<String>,
+) -> Result<objects::TaskSpec, SpecError> {
     refuse_if(task.plugin_spec.is_some(), "TaskTemplate.PluginSpec")?;
     refuse_if(
         task.network_attachment_spec.is_some(),
@@ -191,7 +204,7 @@ fn task_spec(task: &TaskSpec, warnings: &mut Vec<String>) -> Result<objects::Tas
         _ => return Err(unsupported("TaskTemplate.Runtime (only container)")),
     }
     let (command, env) = match &task.container_spec {
-        Some(container) => container_spec(container, warnings)?,
+        Some(container) => container_spec(container, service_labels, warnings)?,
         None => (Vec::new(), Vec::new()),
     };
     let mut resources = objects::Resources::default();
@@ -293,10 +306,17 @@ fn task_spec(task: &TaskSpec, warnings: &mut Vec<String>) -> Result<objects::Tas
 /// The command (`Command` then `Args`) and environment.
 fn container_spec(
     c: &ContainerSpec,
+    service_labels: Option<&Labels>,
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<String>, Vec<String>), SpecError> {
+    // Only the stack's own label, which the service carries too (and
+    // `from_shoal` puts back), may label the containers.
     refuse_if(
-        c.labels.as_ref().is_some_and(|l| !l.is_empty()),
+        c.labels.as_ref().is_some_and(|l| {
+            l.iter().any(|(k, v)| {
+                k != STACK_NAMESPACE || service_labels.and_then(|s| s.get(k)) != Some(v)
+            })
+        }),
         "TaskTemplate.ContainerSpec.Labels",
     )?;
     refuse_if(
