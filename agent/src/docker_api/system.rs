@@ -205,7 +205,7 @@ pub async fn swarm_init(State(api): State<Api>, bytes: Bytes) -> Answer {
         listen_port: listen_port(&request.listen_addr)?,
         force_new_cluster: request.force_new_cluster,
         autolock: request.spec.encryption_config.auto_lock_managers,
-        cert_expiry_secs: (expiry > 0).then(|| (expiry / 1_000_000_000) as u64),
+        cert_expiry_secs: (expiry > 0).then_some(expiry.unsigned_abs() / 1_000_000_000),
     })
     .await?;
     let standing: Standing = api.ask(ApiRequest::Info).await?;
@@ -268,7 +268,7 @@ pub async fn swarm_update(
     let changed_autolock =
         (autolock != current.cluster.spec.encryption_config.auto_lock_managers).then_some(autolock);
     let changed_expiry = (expiry > 0 && expiry != current.cluster.spec.ca_config.node_cert_expiry)
-        .then(|| (expiry / 1_000_000_000) as u64);
+        .then_some(expiry.unsigned_abs() / 1_000_000_000);
     if changed_autolock.is_some() || changed_expiry.is_some() {
         api.ask::<shoal_control::api::Done>(ApiRequest::SwarmUpdate {
             autolock: changed_autolock,
