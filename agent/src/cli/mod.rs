@@ -84,7 +84,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// The Docker Engine API socket, for the docker CLI (default:
-    /// RUN_DIR/docker.sock; `none` serves no Docker API).
+    /// RUN_DIR/docker.sock; 'none' serves no Docker API).
     #[arg(long)]
     pub docker_socket: Option<PathBuf>,
     /// The name this node shows in 'node ls' (default: the kernel hostname).
