@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::executor::{Exit, Launch, ProcessState, Runtime};
+use crate::executor::{Exit, ProcessState, Runtime};
 
 /// How long a task gets between SIGTERM and SIGKILL (Docker's default).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -54,8 +54,12 @@ struct Local {
     retained: bool,
 }
 
-/// What a finished job tells the loop.
+/// What a finished job (or a step of one) tells the loop.
 enum Outcome {
+    /// The task's image is on the node; its sandbox and start follow.
+    Prepared(String),
+    /// The node cannot run the task (its image cannot be pulled).
+    Rejected(String, String),
     Started(String, Result<u32, String>),
     /// The task and how its process ended, if the runtime knows.
     Stopped(String, Option<ProcessState>),
@@ -251,11 +255,15 @@ impl Runner {
                     );
                     continue;
                 }
+                let first = match assignment.spec.container {
+                    Some(_) => report(id, TaskState::Preparing, "preparing"),
+                    None => report(id, TaskState::Starting, "preparing the sandbox"),
+                };
                 self.tasks.insert(
                     id.to_string(),
                     Local {
                         assignment: Some(assignment.clone()),
-                        report: report(id, TaskState::Starting, "preparing the sandbox"),
+                        report: first,
                         busy: true,
                         stop_requested: false,
                         retained: false,
@@ -358,21 +366,28 @@ impl Runner {
         );
         self.jobs.spawn(async move {
             let id = assignment.task_id.clone();
+            if assignment.spec.container.is_some() {
+                let pulling = super::launch::launch(&assignment, PathBuf::new(), String::new());
+                let runtime = runtime.clone();
+                let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&pulling)).await;
+                let outcome = match prepared {
+                    Ok(Ok(())) => Outcome::Prepared(id.clone()),
+                    Ok(Err(e)) => Outcome::Rejected(id.clone(), e.to_string()),
+                    Err(e) => Outcome::Rejected(id.clone(), format!("preparing: {e}")),
+                };
+                let rejected = matches!(outcome, Outcome::Rejected(..));
+                let _ = done.send(outcome).await;
+                if rejected {
+                    return;
+                }
+            }
             let result = async {
                 let netns = sandboxes
                     .attach(&assignment)
                     .await
                     .map_err(|e| format!("sandbox: {e:#}"))?;
-                let launch = Launch {
-                    task_id: id.clone(),
-                    command: assignment.spec.command.clone(),
-                    env: task_env(&assignment),
-                    netns,
-                    resolv_conf: sandboxes.resolv_conf(&assignment),
-                    limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
-                    limit_memory: assignment.spec.resources.limit_memory,
-                    container: None,
-                };
+                let launch =
+                    super::launch::launch(&assignment, netns, sandboxes.resolv_conf(&assignment));
                 tokio::task::spawn_blocking(move || runtime.start(&launch))
                     .await
                     .map_err(|e| e.to_string())?
@@ -388,6 +403,20 @@ impl Runner {
 
     fn finished(&mut self, outcome: Outcome) {
         match outcome {
+            Outcome::Prepared(id) => {
+                if let Some(local) = self.tasks.get_mut(&id) {
+                    local.report = report(&id, TaskState::Starting, "preparing the sandbox");
+                }
+            }
+            Outcome::Rejected(id, err) => {
+                let Some(local) = self.tasks.get_mut(&id) else {
+                    return;
+                };
+                local.busy = false;
+                let mut r = report(&id, TaskState::Rejected, "preparing failed");
+                r.err = Some(err);
+                local.report = r;
+            }
             Outcome::Started(id, result) => {
                 let Some(local) = self.tasks.get_mut(&id) else {
                     return;
@@ -480,16 +509,3 @@ impl Runner {
 
 #[cfg(test)]
 mod tests;
-
-/// The task's environment: what the service asks for, after the variables
-/// naming the task (as Swarm's `{{.Task.ID}}` templates would), which the
-/// service's own may override.
-fn task_env(assignment: &Assignment) -> Vec<String> {
-    let mut env = vec![
-        format!("SHOAL_TASK_ID={}", assignment.task_id),
-        format!("SHOAL_TASK_NAME={}", assignment.name),
-        format!("SHOAL_SERVICE_NAME={}", assignment.service_name),
-    ];
-    env.extend(assignment.spec.env.iter().cloned());
-    env
-}

@@ -126,6 +126,10 @@ pub struct TaskView {
     pub spec_version: u64,
     pub command: Vec<String>,
     pub created_at_ms: u64,
+    /// A container task's image (as its spec names it, digest included);
+    /// empty for a host command.
+    #[serde(default)]
+    pub image: String,
 }
 
 impl TaskView {
@@ -161,6 +165,12 @@ impl TaskView {
             spec_version: task.spec_version,
             command: task.spec.command.clone(),
             created_at_ms: task.created_at_ms,
+            image: task
+                .spec
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Specs are checked here for early errors; the managers check them again
 //! and resolve network names.
 
+mod container_flags;
 #[cfg(test)]
 mod fake_manager;
 mod flag_error;
@@ -551,7 +552,7 @@ mod tests {
             }
         })
         .await;
-        command("create --name web --replicas 2 -q --timeout 5s -- sleep 1000")
+        command("create --name web --replicas 2 -q --timeout 5s --runtime process -- sleep 1000")
             .run(fake.socket())
             .await
             .unwrap();
@@ -580,7 +581,7 @@ mod tests {
             other => Err(format!("unexpected {other:?}")),
         })
         .await;
-        let err = command("create --name web -q --timeout 600ms sleep")
+        let err = command("create --name web -q --timeout 600ms --runtime process sleep")
             .run(fake.socket())
             .await
             .unwrap_err()
