@@ -59,6 +59,25 @@ fn pages(client: &Host, nodes: &[&Host], n: usize) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The manifest digest the registry holds for `image`, asked with skopeo
+/// from `host`.
+fn registry_digest(host: &Host, image: &str) -> String {
+    let out = host
+        .exec(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Digest}}",
+                &format!("docker://{image}"),
+            ],
+        )
+        .expect("skopeo runs");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn start_agents(nodes: &[&Host], registry: &str) {
     for node in nodes {
         shoal_tests::swarm::start_agent_with(node, &["--insecure-registry", registry])
@@ -112,12 +131,20 @@ fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
     });
     assert!(all, "pages: {:?}", pages(client, nodes, 3));
 
-    // `service ps` shows the image; `service inspect` Docker's ContainerSpec.
+    // The managers pinned the tag to the registry's digest; `service ps`
+    // shows the image (pinned with --no-trunc, as Docker), `service
+    // inspect` Docker's ContainerSpec.
+    let pinned1 = format!("{image1}@{}", registry_digest(nodes[0], &image1));
     let ps = tasks(nodes[0], &["service", "ps", "web"]);
     assert!(
-        ps.iter().all(|t| t["Image"] == image1.as_str()),
+        ps.iter().all(|t| t["Image"] == pinned1.as_str()),
         "service ps: {ps:#?}"
     );
+    let short = cli_ok(
+        nodes[0],
+        &["service", "ps", "web", "--format", "{{.Image}}"],
+    );
+    assert!(short.lines().all(|l| l == image1), "{short}");
     let inspected = cli_ok(
         nodes[0],
         &[
@@ -128,7 +155,7 @@ fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
             "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
         ],
     );
-    assert!(inspected.starts_with(&image1), "{inspected}");
+    assert_eq!(inspected, pinned1);
     let nodes_used: BTreeSet<String> = running(nodes[0], "web")
         .iter()
         .filter_map(|t| t["Node"].as_str().map(str::to_string))
@@ -158,6 +185,7 @@ fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
         ],
     );
     wait_running(nodes[0], "api", 3, Duration::from_secs(60));
+    let pinned2 = format!("{image2}@{}", registry_digest(nodes[0], &image2));
     let started = Instant::now();
     cli_ok(
         nodes[0],
@@ -174,7 +202,7 @@ fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
     );
     let rolled = wait_for(Duration::from_secs(120), || {
         let r = running(nodes[0], "api");
-        r.len() == 3 && r.iter().all(|t| t["Image"] == image2.as_str())
+        r.len() == 3 && r.iter().all(|t| t["Image"] == pinned2.as_str())
     });
     assert!(
         rolled,
@@ -194,11 +222,12 @@ fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
         .filter(|t| t["DesiredState"] == "Shutdown")
         .collect();
     assert!(
-        shut.len() == 3 && shut.iter().all(|t| t["Image"] == image1.as_str()),
+        shut.len() == 3 && shut.iter().all(|t| t["Image"] == pinned1.as_str()),
         "the old tasks: {ps:#?}"
     );
 
     cli_ok(nodes[0], &["service", "rm", "web", "api"]);
+
     drop(registry);
 }
 
@@ -244,5 +273,39 @@ fn a_missing_tag_is_rejected_with_the_registrys_error() {
         error.contains("web:nope") && error.to_lowercase().contains("manifest unknown"),
         "the registry's error: {error}\n{ps:#?}"
     );
+    // A registry that cannot be reached: the tag is kept, with Docker's
+    // warning, and the task is rejected by its node.
+    let unreachable = format!("{}:5999/web:1", node.addr());
+    let out = cli(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "far",
+            &unreachable,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!(
+            "image {unreachable} could not be accessed on a registry"
+        )),
+        "{said}"
+    );
+    let stored = cli_ok(
+        node,
+        &[
+            "service",
+            "inspect",
+            "far",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ],
+    );
+    assert_eq!(stored, unreachable);
+
     drop(registry);
 }

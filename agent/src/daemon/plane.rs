@@ -195,6 +195,11 @@ impl Plane {
         }
     }
 
+    /// The node's image store, when it runs containers.
+    pub fn images(&self) -> Option<Arc<crate::image::ImageStore>> {
+        self.images.clone()
+    }
+
     pub async fn report(&self) -> anyhow::Result<MembersReport> {
         Ok(MembersReport {
             gossip: self.gossip.status().await?,

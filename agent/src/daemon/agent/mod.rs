@@ -17,6 +17,7 @@ mod init;
 mod join;
 mod leave;
 mod member;
+mod pin;
 mod rekey;
 mod renewal;
 mod role;
@@ -220,9 +221,11 @@ impl Agent {
             LocalRequest::Unlock { key } => {
                 self.run(|reply| Job::Unlock { key, reply }).await.map(done)
             }
-            LocalRequest::Api(request) => {
+            LocalRequest::Api(mut request) => {
                 self.settled().await?;
                 let core = self.manager()?;
+                let images = self.plane().ok().and_then(|p| p.images());
+                pin::pin_image(images.as_deref(), &mut request).await;
                 Ok(LocalAnswer::Cluster(
                     core.handle(&Caller::Local, request).await?,
                 ))
