@@ -309,3 +309,98 @@ fn a_missing_tag_is_rejected_with_the_registrys_error() {
 
     drop(registry);
 }
+
+#[test]
+fn health_checks_gate_running_and_an_unhealthy_task_is_replaced() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let node = ul.host(0);
+    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
+    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let dir = TempDir::new().expect("temp dir");
+    let web = registry.push(&web_image(dir.path(), "web1", "v1"), "web:1", false);
+    let sick = busybox_image(
+        dir.path(),
+        "sick",
+        &ImageSpec {
+            entrypoint: vec![
+                "sh".into(),
+                "-c".into(),
+                "(sleep 4; touch /tmp/sick) & exec httpd -f -p 80 -h /tmp".into(),
+            ],
+            ..ImageSpec::default()
+        },
+    );
+    let sick = registry.push(&sick, "sick:1", false);
+    start_agents(&[node], &addr);
+    form(node, &[], &[]);
+
+    // A check that never finishes: the task starts but never counts as
+    // running (Swarm's rule: a task with a health check runs once healthy).
+    cli_ok(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "slow",
+            "--health-cmd",
+            "sleep 100",
+            "--health-timeout",
+            "60s",
+            "--health-interval",
+            "1s",
+            &web,
+        ],
+    );
+    let started = wait_for(Duration::from_secs(30), || {
+        tasks(node, &["service", "ps", "slow"])
+            .iter()
+            .any(|t| t["Message"] == "waiting for the health check")
+    });
+    assert!(started, "{:#?}", tasks(node, &["service", "ps", "slow"]));
+    std::thread::sleep(Duration::from_secs(4));
+    let ps = tasks(node, &["service", "ps", "slow"]);
+    assert!(
+        ps.len() == 1
+            && ps[0]["CurrentState"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Starting")),
+        "not healthy yet, so not running: {ps:#?}"
+    );
+
+    // Healthy, then unhealthy: it runs, then fails and is replaced.
+    cli_ok(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "sick",
+            "--health-cmd",
+            "test ! -e /tmp/sick",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            &sick,
+        ],
+    );
+    wait_running(node, "sick", 1, Duration::from_secs(30));
+    let replaced = wait_for(Duration::from_secs(60), || {
+        let ps = tasks(node, &["service", "ps", "sick"]);
+        let failed = ps.iter().any(|t| {
+            t["Error"] == "\"task: unhealthy container\""
+                || t["Error"] == "task: unhealthy container"
+        });
+        failed && ps.len() >= 2
+    });
+    assert!(
+        replaced,
+        "no unhealthy failure and replacement: {:#?}",
+        tasks(node, &["service", "ps", "sick"])
+    );
+    drop(registry);
+}
