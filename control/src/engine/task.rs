@@ -312,11 +312,6 @@ impl TaskSpec {
                 })
                 .collect(),
             force_update: spec.force_update,
-            runtime: match spec.container {
-                Some(_) => "container",
-                None => "process",
-            }
-            .into(),
             ..TaskSpec::default()
         }
     }
