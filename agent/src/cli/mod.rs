@@ -107,6 +107,10 @@ pub struct AgentArgs {
     /// Memory this node offers to reservations, e.g. 4G (default: its RAM).
     #[arg(long)]
     pub memory: Option<String>,
+    /// A registry (HOST[:PORT]) this node may pull from over plain HTTP;
+    /// repeatable. Loopback registries always may, as Docker allows.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 impl AgentArgs {
@@ -188,6 +192,9 @@ impl Cli {
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
                         resources,
+                        registries: crate::image::RegistryOptions {
+                            insecure: args.insecure_registries.clone(),
+                        },
                         mesh: args.mesh,
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()

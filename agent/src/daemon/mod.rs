@@ -17,12 +17,14 @@ mod dataplane;
 mod docker_api;
 mod identity;
 mod ingress;
+mod launch;
 mod local;
 mod manager;
 mod metrics;
 mod names;
 mod peers;
 mod plane;
+mod runtimes;
 mod sandboxes;
 mod task_logs;
 mod tasks;
@@ -63,6 +65,8 @@ pub struct Options {
     pub mesh: crate::mesh::MeshMode,
     /// What this node offers to reservations (default: what it has).
     pub resources: shoal_control::objects::NodeResources,
+    /// Which registries the node pulls from over plain HTTP.
+    pub registries: crate::image::RegistryOptions,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then stops it: the socket and

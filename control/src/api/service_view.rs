@@ -130,6 +130,10 @@ pub struct TaskView {
     /// `_up-to-date`; a scale changes the service's version, not this).
     #[serde(default)]
     pub up_to_date: bool,
+    /// A container task's image (as its spec names it, digest included);
+    /// empty for a host command.
+    #[serde(default)]
+    pub image: String,
 }
 
 impl TaskView {
@@ -166,6 +170,12 @@ impl TaskView {
             command: task.spec.command.clone(),
             created_at_ms: task.created_at_ms,
             up_to_date: false,
+            image: task
+                .spec
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default(),
         }
     }
 }
