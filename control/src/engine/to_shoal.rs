@@ -300,6 +300,9 @@ fn task_spec(
         restart,
         placement,
         force_update: task.force_update,
+        // GAP (issue #16): the Engine API still runs Command and Args with the
+        // process runtime (see the image warning in `container_spec`).
+        container: None,
     })
 }
 
