@@ -1,21 +1,35 @@
 //! The server half of Raft between managers: the `shoal.raft.Raft` gRPC
 //! service, which the daemon adds to its 2377 router next to the others.
+//! Every call is checked against its caller ([`super::callers`]) before
+//! openraft sees it, and a snapshot's announced size is bounded before any
+//! memory is set aside for it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::callers::{check_raft_caller, RaftCall, Transport};
 use super::network::{PeerContacts, SnapshotHeader, MAX_MESSAGE_BYTES};
 use crate::proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::proto::raft::{snapshot_chunk, RaftMessage, SnapshotChunk};
+use crate::store::state_machine::AppliedView;
 use crate::store::types::{Snapshot, TypeConfig};
 use crate::store::StateMachine;
+
+/// The largest snapshot a member accepts, announced or sent. The store's
+/// objects are a few KB each; a million of them fit.
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// Memory set aside for a snapshot before its data arrives: it grows with
+/// what the peer actually sends, never with what it announces.
+const SNAPSHOT_PREALLOC: usize = 1 << 20;
 
 /// Counters of what the service received, for metrics and tests.
 #[derive(Debug, Default)]
@@ -35,6 +49,25 @@ pub(crate) struct ServiceShared {
     pub stopped: AtomicBool,
     pub chunk_timeout: Duration,
     pub stats: Arc<ServiceStats>,
+    /// The store, to check callers against.
+    pub view: Arc<AppliedView>,
+    /// Whether callers present certificates that can be checked.
+    pub transport: Transport,
+}
+
+/// What the transport says of a call's origin.
+struct Caller {
+    certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    remote: Option<std::net::SocketAddr>,
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Caller {
+        Caller {
+            certs: request.peer_certs(),
+            remote: request.remote_addr(),
+        }
+    }
 }
 
 /// The `shoal.raft.Raft` service of one manager.
@@ -56,6 +89,37 @@ impl RaftService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// Refuses a call unless its caller is the Raft member `claimed` (see
+    /// [`super::callers`]). Plaintext transports (tests) check nothing.
+    fn check_caller(&self, caller: &Caller, call: RaftCall, claimed: u64) -> Result<(), Status> {
+        if self.shared.transport == Transport::Plaintext {
+            return Ok(());
+        }
+        let voters = self
+            .shared
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .voter_ids()
+            .collect();
+        let result = check_raft_caller(
+            caller.certs.as_deref().map(Vec::as_slice),
+            call,
+            claimed,
+            &self.shared.view.objects(),
+            &voters,
+        );
+        if let Err(status) = &result {
+            tracing::warn!(
+                remote = ?caller.remote,
+                "refused a Raft {call:?} call: {}",
+                status.message()
+            );
+        }
+        result
+    }
+
     fn running(&self) -> Result<(), Status> {
         if self.shared.stopped.load(Ordering::Acquire) {
             Err(Status::unavailable(
@@ -70,6 +134,19 @@ impl RaftService {
 fn decode<T: DeserializeOwned>(what: &str, json: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(json)
         .map_err(|e| Status::invalid_argument(format!("malformed Raft {what}: {e}")))
+}
+
+/// Decodes a snapshot's first chunk and refuses a size over
+/// [`MAX_SNAPSHOT_BYTES`], before anything is allocated for the data.
+pub fn decode_header(json: &[u8]) -> Result<SnapshotHeader, Status> {
+    let header: SnapshotHeader = decode("snapshot header", json)?;
+    if header.size > MAX_SNAPSHOT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "a snapshot of {} bytes is larger than the {MAX_SNAPSHOT_BYTES} a manager accepts",
+            header.size
+        )));
+    }
+    Ok(header)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
@@ -106,6 +183,7 @@ impl RaftRpc for RaftService {
         self.running()?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append-entries", &request.get_ref().json)?;
+        self.check_caller(&Caller::of(&request), RaftCall::AppendEntries, rpc.vote.leader_id.node_id)?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self
             .shared
@@ -119,6 +197,7 @@ impl RaftRpc for RaftService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
         let rpc: VoteRequest<TypeConfig> = decode("vote", &request.get_ref().json)?;
+        self.check_caller(&Caller::of(&request), RaftCall::Vote, rpc.vote.leader_id.node_id)?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self.shared.raft.vote(rpc).await.map_err(raft_status)?;
         encode(&resp)
@@ -132,22 +211,28 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
         let started = std::time::Instant::now();
+        let caller = Caller::of(&request);
         let mut stream = request.into_inner();
         let timeout = self.shared.chunk_timeout;
         let header: SnapshotHeader = match next_chunk(&mut stream, timeout).await? {
             Some(SnapshotChunk {
                 part: Some(snapshot_chunk::Part::Meta(json)),
-            }) => decode("snapshot header", &json)?,
+            }) => decode_header(&json)?,
             _ => {
                 return Err(Status::invalid_argument(
                     "a snapshot stream must start with its meta chunk",
                 ))
             }
         };
+        self.check_caller(
+            &caller,
+            RaftCall::InstallSnapshot,
+            header.vote.leader_id.node_id,
+        )?;
         self.shared.contacts.ok(header.vote.leader_id.node_id);
         let size = usize::try_from(header.size)
             .map_err(|_| Status::invalid_argument("snapshot too large for this manager"))?;
-        let mut data = Vec::with_capacity(size.min(256 << 20));
+        let mut data = Vec::with_capacity(size.min(SNAPSHOT_PREALLOC));
         while let Some(chunk) = next_chunk(&mut stream, timeout).await? {
             let Some(snapshot_chunk::Part::Data(bytes)) = chunk.part else {
                 return Err(Status::invalid_argument(
@@ -197,5 +282,32 @@ impl RaftRpc for RaftService {
             .longest_snapshot_transfer_ms
             .fetch_max(transfer.as_millis() as u64, Ordering::Relaxed);
         encode(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::types::{SnapshotMeta, Vote};
+
+    fn header(size: u64) -> Vec<u8> {
+        serde_json::to_vec(&SnapshotHeader {
+            vote: Vote::new(3, 7),
+            meta: SnapshotMeta::default(),
+            size,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_header_over_the_limit_is_refused_before_allocation() {
+        assert_eq!(decode_header(&header(5)).unwrap().size, 5);
+        assert!(decode_header(&header(MAX_SNAPSHOT_BYTES)).is_ok());
+        let err = decode_header(&header(MAX_SNAPSHOT_BYTES + 1)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("larger than"), "{}", err.message());
+        let err = decode_header(&header(u64::MAX)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(decode_header(b"{\"size\": 1").is_err());
     }
 }
