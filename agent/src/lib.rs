@@ -10,3 +10,4 @@ pub mod gossip;
 pub mod mesh;
 pub mod netns;
 pub mod overlay;
+pub mod private_files;

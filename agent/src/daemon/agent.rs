@@ -842,7 +842,7 @@ impl Agent {
         match role {
             Role::Manager if member.manager.is_none() => {
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
-                let _ = std::fs::remove_file(self.state.dek_file());
+                self.state.forget_data_key()?;
                 let m = self
                     .start_manager(
                         &member.identity,
@@ -860,7 +860,7 @@ impl Agent {
                     m.stop().await;
                 }
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
-                let _ = std::fs::remove_file(self.state.dek_file());
+                self.state.forget_data_key()?;
                 // Workers are never locked.
                 member.kek = None;
                 self.state.save_certs(&read(&member.certs), None)?;

@@ -10,6 +10,7 @@ mod at_rest;
 mod dataplane;
 mod identity;
 mod ingress;
+mod key_dir;
 mod local;
 mod manager;
 mod metrics;
@@ -56,8 +57,14 @@ pub struct Options {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     install_crypto_provider();
-    std::fs::create_dir_all(&opts.state_dir)
-        .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
+    identity::StateDir::new(&opts.state_dir)
+        .make_private()
+        .with_context(|| {
+            format!(
+                "cannot create state dir {} (or make it private: 0700, files 0600)",
+                opts.state_dir.display()
+            )
+        })?;
     let agent = Arc::new(Agent::new(&opts)?);
     agent.clone().resume().await?;
     let server = local::serve(agent.clone(), &opts.socket).await?;

@@ -133,7 +133,11 @@ mod tests {
     fn store(nodes: &[Node]) -> Objects {
         let objects = nodes.iter().map(|n| {
             let value = serde_json::to_value(n).unwrap();
-            (kind::NODE.to_string(), n.id.clone(), Versioned { version: 1, value })
+            (
+                kind::NODE.to_string(),
+                n.id.clone(),
+                Versioned { version: 1, value },
+            )
         });
         Objects::from_objects(objects, Some(1))
     }
@@ -179,7 +183,11 @@ mod tests {
         // A removed node's certificate.
         let gone = cert(&ca, "gone", Role::Manager);
         let err = check(Some(&gone), RaftCall::AppendEntries, 11).unwrap_err();
-        assert!(err.message().contains("not in this swarm"), "{}", err.message());
+        assert!(
+            err.message().contains("not in this swarm"),
+            "{}",
+            err.message()
+        );
         // A manager that is not (yet) a voter.
         let learner = cert(&ca, "learner", Role::Manager);
         let err = check(Some(&learner), RaftCall::Vote, 14).unwrap_err();

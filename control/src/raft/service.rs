@@ -183,7 +183,11 @@ impl RaftRpc for RaftService {
         self.running()?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append-entries", &request.get_ref().json)?;
-        self.check_caller(&Caller::of(&request), RaftCall::AppendEntries, rpc.vote.leader_id.node_id)?;
+        self.check_caller(
+            &Caller::of(&request),
+            RaftCall::AppendEntries,
+            rpc.vote.leader_id.node_id,
+        )?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self
             .shared
@@ -197,7 +201,11 @@ impl RaftRpc for RaftService {
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
         let rpc: VoteRequest<TypeConfig> = decode("vote", &request.get_ref().json)?;
-        self.check_caller(&Caller::of(&request), RaftCall::Vote, rpc.vote.leader_id.node_id)?;
+        self.check_caller(
+            &Caller::of(&request),
+            RaftCall::Vote,
+            rpc.vote.leader_id.node_id,
+        )?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self.shared.raft.vote(rpc).await.map_err(raft_status)?;
         encode(&resp)

@@ -4,7 +4,7 @@
 //! [`LogMark`]s: fixed 16-byte records (offset, then Unix nanoseconds, both
 //! little-endian) in offset order, searched by bisection.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ pub(crate) fn append(path: &Path, mark: LogMark) -> io::Result<()> {
     let mut record = [0u8; RECORD as usize];
     record[..8].copy_from_slice(&mark.offset.to_le_bytes());
     record[8..].copy_from_slice(&mark.time_ns.to_le_bytes());
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = crate::private_files::open_append(path)?;
     // A record torn by a crash would shift every later one: drop it.
     let len = file.metadata()?.len();
     if len % RECORD != 0 {
@@ -131,6 +131,7 @@ pub(crate) fn covering(path: &Path, from: u64, to: u64) -> io::Result<Vec<LogMar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     fn mark(offset: u64, time_ns: u64) -> LogMark {
         LogMark { offset, time_ns }

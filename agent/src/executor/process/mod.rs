@@ -3,7 +3,8 @@
 //! own `/etc/resolv.conf`, inside a cgroup of its own that limits CPU and
 //! memory.
 //!
-//! Per task it keeps `<state_dir>/<task_id>/`: `stdout.log`, `stderr.log`,
+//! Per task it keeps `<state_dir>/<task_id>/` (0700; files 0600 but the
+//! task's resolv.conf): `stdout.log`, `stderr.log`,
 //! their `.marks` (when the output grew, sampled every 200 ms), `resolv.conf`
 //! and `task.json` (pid, start time, exit). Tasks outlive the agent: a new
 //! runtime on the same state dir adopts those still running.
@@ -17,7 +18,7 @@ mod spawn;
 mod store;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+use crate::private_files::{open_append, private_dir};
 use cgroup::{CgroupTree, TaskCgroup};
 pub use mounts::cgroup2_mount;
 use store::{Identity, Record};
@@ -96,7 +98,7 @@ impl ProcessRuntime {
     /// v1, the limits go to the same relative path in that v1 hierarchy
     /// (`/sys/fs/cgroup/memory/shoal/<task>` for `/sys/fs/cgroup/unified/shoal`).
     pub fn new(state_dir: PathBuf, cgroup_root: PathBuf) -> Result<Self, ExecutorError> {
-        fs::create_dir_all(&state_dir).map_err(|source| ExecutorError::Setup {
+        private_dir(&state_dir).map_err(|source| ExecutorError::Setup {
             path: state_dir.clone(),
             source,
         })?;
@@ -168,13 +170,12 @@ impl ProcessRuntime {
                 source,
             }
         };
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        private_dir(&dir).map_err(io_err(&dir))?;
         let resolv_conf = dir.join("resolv.conf");
         fs::write(&resolv_conf, &launch.resolv_conf).map_err(io_err(&resolv_conf))?;
         let log = |name: &str| {
             let path = dir.join(name);
-            let file = OpenOptions::new().create(true).append(true).open(&path);
-            file.map_err(io_err(&path))
+            open_append(&path).map_err(io_err(&path))
         };
         let (stdout, stderr) = (log("stdout.log")?, log("stderr.log")?);
         let cgroup = self.inner.cgroups.task(id);
