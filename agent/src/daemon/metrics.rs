@@ -1,8 +1,11 @@
 //! `--metrics-addr`: Prometheus metrics over plain HTTP (`GET /metrics`), as
 //! dockerd's `metrics-addr` does. Read-only; bind it to a private address.
+//! Connections are admitted within [`LIMITS`] and get a short deadline, so
+//! idle clients cannot take the agent's file descriptors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,24 +13,30 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::Agent;
+use crate::admission::{Admission, Limits};
+
+/// Scrapes served at once, overall and per client address.
+pub const LIMITS: Limits = Limits {
+    total: 64,
+    per_peer: 8,
+};
+/// How long a client has to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn serve(agent: Arc<Agent>, addr: SocketAddr) -> anyhow::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
+    let admission = Admission::new(LIMITS);
+    Ok(tokio::spawn(admission.serve(
+        listener,
+        move |mut stream, _, permit| {
             let agent = agent.clone();
-            tokio::spawn(async move {
+            async move {
+                let _permit = permit;
                 let mut request = [0u8; 2048];
-                let Ok(Ok(n)) = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    stream.read(&mut request),
-                )
-                .await
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(REQUEST_TIMEOUT, stream.read(&mut request)).await
                 else {
                     return;
                 };
@@ -42,8 +51,9 @@ pub async fn serve(agent: Arc<Agent>, addr: SocketAddr) -> anyhow::Result<JoinHa
                      Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    }))
+                let write = stream.write_all(response.as_bytes());
+                let _ = tokio::time::timeout(REQUEST_TIMEOUT, write).await;
+            }
+        },
+    )))
 }

@@ -30,7 +30,15 @@ use super::membership::{
 };
 use super::replica::{LagStats, TableNode};
 use super::table::{EndpointRecord, TableSize};
-use super::transport::{self, MAX_REQUEST_FRAMES};
+use super::transport::{self, MAX_REQUEST_BYTES, MAX_REQUEST_FRAMES};
+use crate::admission::{Admission, AdmissionStats, Limits};
+
+/// Gossip streams held at once, overall and per peer address: a peer has
+/// at most a few exchanges open with a node (member lists, table syncs).
+pub const STREAM_LIMITS: Limits = Limits {
+    total: 256,
+    per_peer: 8,
+};
 
 /// How often membership and the tables get their periodic turn.
 const TICK: Duration = Duration::from_secs(1);
@@ -97,6 +105,10 @@ pub struct TransportStats {
     pub streams_opened: u64,
     pub streams_accepted: u64,
     pub stream_failures: u64,
+    /// Connections closed at once: over [`STREAM_LIMITS`].
+    pub streams_refused: u64,
+    /// Streams whose first frame was not an authentic hello.
+    pub hellos_refused: u64,
 }
 
 /// Member transitions this node observed.
@@ -147,6 +159,13 @@ enum Request {
 pub type Entry = (String, String, EndpointRecord, bool);
 
 enum Inbound {
+    /// The first frame of an accepted stream, to authenticate before the
+    /// rest is read.
+    Hello {
+        from: SocketAddr,
+        frame: Vec<u8>,
+        verdict: oneshot::Sender<bool>,
+    },
     Stream {
         from: SocketAddr,
         frames: Vec<Vec<u8>>,
@@ -299,6 +318,7 @@ struct Node {
     since: BTreeMap<String, Instant>,
     transport: TransportStats,
     transitions: TransitionStats,
+    admission: Arc<AdmissionStats>,
 }
 
 fn unix_ms() -> u64 {
@@ -346,6 +366,7 @@ impl Node {
             since: BTreeMap::new(),
             transport: TransportStats::default(),
             transitions: TransitionStats::default(),
+            admission: Arc::default(),
         }
     }
 
@@ -362,7 +383,9 @@ impl Node {
         inbound_tx: mpsc::Sender<Inbound>,
         stop: CancellationToken,
     ) {
-        let acceptor = tokio::spawn(accept(tcp, inbound_tx, self.opts.port));
+        let admission = Admission::new(STREAM_LIMITS);
+        self.admission = admission.stats();
+        let acceptor = tokio::spawn(accept(admission, tcp, inbound_tx, self.opts.port));
         let udp = self.udp.clone();
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut tick = tokio::time::interval(TICK);
@@ -528,6 +551,17 @@ impl Node {
 
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
+            Inbound::Hello {
+                from,
+                frame,
+                verdict,
+            } => {
+                let authentic = self.hello(from, &frame);
+                if !authentic {
+                    self.transport.hellos_refused += 1;
+                }
+                let _ = verdict.send(authentic);
+            }
             Inbound::StreamFailed { to, error } => {
                 self.transport.stream_failures += 1;
                 tracing::debug!("gossip stream to {to} failed: {error}");
@@ -552,6 +586,27 @@ impl Node {
                 if let Some(reply) = reply {
                     let _ = reply.send(answer);
                 }
+            }
+        }
+    }
+
+    /// Whether the first frame of a stream is an authentic hello.
+    fn hello(&mut self, from: SocketAddr, frame: &[u8]) -> bool {
+        let Some(codec) = &mut self.codec else {
+            return false;
+        };
+        match codec.open(Channel::Stream, frame, unix_ms()) {
+            Ok(received) if received.message == Message::Hello => true,
+            Ok(other) => {
+                tracing::debug!(
+                    "gossip stream from {from} starts with a {}",
+                    kind(&other.message)
+                );
+                false
+            }
+            Err(rejected) => {
+                tracing::debug!("gossip stream from {from} refused: {rejected}");
+                false
             }
         }
     }
@@ -727,23 +782,30 @@ impl Node {
         let Some(codec) = &mut self.codec else {
             return;
         };
-        let frame = match codec.seal_frame(message, unix_ms()) {
-            Ok(frame) => frame,
+        let answering = matches!(&self.answering, Some((asker, _)) if *asker == to);
+        let now = unix_ms();
+        let sealed = if answering {
+            codec.seal_frame(message, now).map(|frame| vec![frame])
+        } else {
+            codec
+                .seal_frame(&Message::Hello, now)
+                .and_then(|hello| Ok(vec![hello, codec.seal_frame(message, now)?]))
+        };
+        let frames = match sealed {
+            Ok(frames) => frames,
             Err(error) => {
                 tracing::warn!("gossip: {} to {to} not sealed: {error}", kind(message));
                 return;
             }
         };
-        if let Some((asker, answer)) = &mut self.answering {
-            if *asker == to {
-                answer.push(frame);
-                return;
-            }
+        if let Some((_, answer)) = self.answering.as_mut().filter(|_| answering) {
+            answer.extend(frames);
+            return;
         }
         self.transport.streams_opened += 1;
         let inbound = self.inbound.clone();
         tokio::spawn(async move {
-            let message = match transport::exchange(to, vec![frame]).await {
+            let message = match transport::exchange(to, frames).await {
                 Ok(frames) => Inbound::Stream {
                     from: to,
                     frames,
@@ -811,7 +873,13 @@ impl Node {
             convergence_lag: self.tables.lag(),
             decode,
             membership: self.membership.stats(),
-            transport: self.transport,
+            transport: TransportStats {
+                streams_refused: self
+                    .admission
+                    .refused
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                ..self.transport
+            },
             transitions: self.transitions,
         }
     }
@@ -827,41 +895,60 @@ impl GossipStatus {
     }
 }
 
-/// Accepts stream exchanges: reads the request frames, hands them to the
-/// loop, writes its answer back.
-async fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, port: u16) {
-    loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let inbound = inbound.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let work = async {
-                let frames = transport::read_frames(&mut stream, MAX_REQUEST_FRAMES).await?;
-                let (reply, answer) = oneshot::channel();
+/// Accepts stream exchanges within [`STREAM_LIMITS`]: reads the hello
+/// alone and has the loop authenticate it, then the request frames, hands
+/// them to the loop, writes its answer back.
+async fn accept(
+    admission: Admission,
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    port: u16,
+) {
+    admission
+        .serve(listener, move |stream, peer, permit| {
+            let inbound = inbound.clone();
+            async move {
+                let _permit = permit;
+                let mut stream = stream;
+                let _ = stream.set_nodelay(true);
                 // Members are known by their gossip port, not the ephemeral one.
                 let from = SocketAddr::new(peer.ip(), port);
-                let request = Inbound::Stream {
-                    from,
-                    frames,
-                    reply: Some(reply),
+                let work = async {
+                    let frame = transport::read_hello(&mut stream).await?;
+                    let (verdict, authentic) = oneshot::channel();
+                    let hello = Inbound::Hello {
+                        from,
+                        frame,
+                        verdict,
+                    };
+                    if inbound.send(hello).await.is_err() || authentic.await != Ok(true) {
+                        return Err(transport::StreamError::Unauthenticated);
+                    }
+                    let frames =
+                        transport::read_frames(&mut stream, MAX_REQUEST_FRAMES, MAX_REQUEST_BYTES)
+                            .await?;
+                    let (reply, answer) = oneshot::channel();
+                    let request = Inbound::Stream {
+                        from,
+                        frames,
+                        reply: Some(reply),
+                    };
+                    if inbound.send(request).await.is_err() {
+                        return Ok(());
+                    }
+                    if let Ok(frames) = answer.await {
+                        transport::write_frames(&mut stream, &frames).await?;
+                    }
+                    Ok::<_, transport::StreamError>(())
                 };
-                if inbound.send(request).await.is_err() {
-                    return Ok(());
+                match tokio::time::timeout(transport::EXCHANGE_TIMEOUT, work).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!("gossip stream from {peer}: {error}"),
+                    Err(_) => tracing::debug!("gossip stream from {peer} timed out"),
                 }
-                if let Ok(frames) = answer.await {
-                    transport::write_frames(&mut stream, &frames).await?;
-                }
-                Ok::<_, transport::StreamError>(())
-            };
-            match tokio::time::timeout(transport::EXCHANGE_TIMEOUT, work).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::debug!("gossip stream from {peer}: {error}"),
-                Err(_) => tracing::debug!("gossip stream from {peer} timed out"),
             }
-        });
-    }
+        })
+        .await;
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -884,6 +971,7 @@ fn kind(message: &Message) -> &'static str {
         Message::SyncRequest { .. } => "sync request",
         Message::SyncPage { .. } => "sync page",
         Message::MemberList(_) => "member list",
+        Message::Hello => "hello",
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Message {
     },
     /// A full member list (membership's push-pull), over a stream.
     MemberList(Vec<u8>),
+    /// The first frame of every stream: small, so that it is read and
+    /// authenticated before anything else of the stream is.
+    Hello,
 }
 
 impl Message {
