@@ -99,6 +99,10 @@ pub struct AgentArgs {
     /// Memory this node offers to reservations, e.g. `4G` (default: its RAM).
     #[arg(long)]
     pub memory: Option<String>,
+    /// Disk each task output (stdout, stderr) keeps, e.g. `32M`: older
+    /// output is dropped as new output comes.
+    #[arg(long, default_value = "32M")]
+    pub task_log_max_size: String,
 }
 
 impl AgentArgs {
@@ -146,6 +150,8 @@ impl Cli {
             match command {
                 Command::Agent(args) => {
                     let resources = args.resources()?;
+                    let task_log_limit = service::parse_memory(&args.task_log_max_size)
+                        .map_err(|e| anyhow::anyhow!("--task-log-max-size: {e}"))?;
                     let socket = args.socket.unwrap_or(socket);
                     crate::daemon::run(crate::daemon::Options {
                         state_dir: args.state_dir,
@@ -154,6 +160,7 @@ impl Cli {
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
                         resources,
+                        task_log_limit,
                         mesh: args.mesh,
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()

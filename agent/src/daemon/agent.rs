@@ -104,6 +104,7 @@ pub struct Agent {
     resources: shoal_control::objects::NodeResources,
     mesh: crate::mesh::MeshMode,
     gossip_view: super::GossipView,
+    task_log_limit: u64,
 }
 
 fn status(e: impl std::fmt::Display) -> Status {
@@ -131,6 +132,7 @@ impl Agent {
             resources: opts.resources,
             mesh: opts.mesh,
             gossip_view: super::GossipView::default(),
+            task_log_limit: opts.task_log_limit,
         })
     }
 
@@ -572,6 +574,7 @@ impl Agent {
                 gossip_view: self.gossip_view.clone(),
                 log_fetches: fetches_rx,
                 log_chunks: chunks_tx,
+                log_limit: self.task_log_limit,
             },
         )
         .await

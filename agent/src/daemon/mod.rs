@@ -52,6 +52,8 @@ pub struct Options {
     pub mesh: crate::mesh::MeshMode,
     /// What this node offers to reservations (default: what it has).
     pub resources: shoal_control::objects::NodeResources,
+    /// Bytes of each task output kept on disk.
+    pub task_log_limit: u64,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.

@@ -66,6 +66,8 @@ pub struct TaskInputs {
     /// The leader's log fetches, and where the answers go.
     pub log_fetches: mpsc::Receiver<Vec<LogFetch>>,
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
+    /// Bytes of each task output kept on disk.
+    pub log_limit: u64,
 }
 
 pub struct Plane {
@@ -117,7 +119,8 @@ impl Plane {
         });
         let runtime: Arc<dyn Runtime> = Arc::new(
             ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())
-                .context("the task runtime did not start")?,
+                .context("the task runtime did not start")?
+                .with_log_limit(tasks.log_limit),
         );
         let sandboxes = Arc::new(PlaneSandboxes {
             gossip: gossip.clone(),

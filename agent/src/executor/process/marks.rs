@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::executor::{LogMark, Stream};
 
-const RECORD: u64 = 16;
+/// Bytes per record.
+pub(crate) const RECORD: u64 = 16;
 
 /// The log file of `stream` in a task directory.
 pub(crate) fn log_path(task_dir: &Path, stream: Stream) -> PathBuf {
@@ -97,6 +98,32 @@ pub(crate) fn append(path: &Path, mark: LogMark) -> io::Result<()> {
     file.write_all(&record)
 }
 
+/// How many records mark output at or before `offset` (records punched out
+/// by rotation read as zeros and count among them); `None` when there is
+/// no marks file.
+pub(crate) fn count_before(path: &Path, offset: u64) -> io::Result<Option<u64>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    first_past(&file, offset).map(Some)
+}
+
+/// The index of the first record whose offset is past `from`.
+fn first_past(file: &File, from: u64) -> io::Result<u64> {
+    let (mut lo, mut hi) = (0, count(file)?);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if read_at(file, mid)?.offset <= from {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 /// The marks past `from`, up to and including the first at or past `to`
 /// (see [`crate::executor::Runtime::log_marks`]); empty when there is no
 /// marks file.
@@ -107,16 +134,7 @@ pub(crate) fn covering(path: &Path, from: u64, to: u64) -> io::Result<Vec<LogMar
         Err(e) => return Err(e),
     };
     let n = count(&file)?;
-    // The first record whose offset is past `from`.
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if read_at(&file, mid)?.offset <= from {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
+    let lo = first_past(&file, from)?;
     let mut marks = Vec::new();
     for index in lo..n {
         let mark = read_at(&file, index)?;

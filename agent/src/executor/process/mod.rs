@@ -6,7 +6,8 @@
 //! Per task it keeps `<state_dir>/<task_id>/` (0700; files 0600 but the
 //! task's resolv.conf): `stdout.log`, `stderr.log`,
 //! their `.marks` (when the output grew, sampled every 200 ms), `resolv.conf`
-//! and `task.json` (pid, start time, exit). Tasks outlive the agent: a new
+//! and `task.json` (pid, start time, exit). Each output keeps at most its
+//! limit on disk: the oldest part is punched out (`rotate`), offsets stay. Tasks outlive the agent: a new
 //! runtime on the same state dir adopts those still running.
 //! The task is its main process: when that ends, whatever it left in its
 //! cgroup is killed, as Docker's PID 1 takes its container down with it.
@@ -14,6 +15,7 @@
 mod cgroup;
 mod marks;
 mod mounts;
+mod rotate;
 mod spawn;
 mod store;
 
@@ -23,6 +25,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -33,6 +36,7 @@ use nix::unistd::Pid;
 use crate::private_files::{open_append, private_dir};
 use cgroup::{CgroupTree, TaskCgroup};
 pub use mounts::cgroup2_mount;
+pub use rotate::DEFAULT_LOG_LIMIT;
 use store::{Identity, Record};
 
 use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
@@ -51,6 +55,8 @@ pub struct ProcessRuntime {
 
 struct Inner {
     state_dir: PathBuf,
+    /// Bytes of each output kept on disk (see `rotate`).
+    log_limit: AtomicU64,
     cgroups: CgroupTree,
     tasks: Mutex<HashMap<String, Task>>,
     /// Notified whenever a reaper records an exit.
@@ -104,6 +110,7 @@ impl ProcessRuntime {
         })?;
         let cgroups = CgroupTree::open(&cgroup_root)?;
         let inner = Inner {
+            log_limit: AtomicU64::new(DEFAULT_LOG_LIMIT),
             tasks: Mutex::new(adopt_all(&state_dir, &cgroups)?),
             state_dir,
             cgroups,
@@ -119,6 +126,14 @@ impl ProcessRuntime {
                 source,
             })?;
         Ok(ProcessRuntime { inner })
+    }
+
+    /// Keeps at most `bytes` of each task output on disk (at least 64 KiB).
+    pub fn with_log_limit(self, bytes: u64) -> Self {
+        self.inner
+            .log_limit
+            .store(bytes.max(64 * 1024), Ordering::Relaxed);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Task>> {
@@ -356,6 +371,21 @@ impl Runtime for ProcessRuntime {
         Ok((bytes, next))
     }
 
+    /// The first data block of the log (see `rotate`).
+    fn log_start(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        let path = self.log_file(task_id, stream)?;
+        let kept = match File::open(&path) {
+            Ok(log) => rotate::first_kept(&log),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        };
+        kept.map_err(|source| ExecutorError::Io {
+            task: task_id.to_string(),
+            path,
+            source,
+        })
+    }
+
     fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
         let path = self.log_file(task_id, stream)?;
         let current = marks::current(&path).map_err(|source| ExecutorError::Io {
@@ -444,6 +474,26 @@ impl Inner {
                 Ok(()) => task.marked[i] = now.offset,
                 Err(e) => {
                     tracing::debug!(task = %task_id, "cannot record a log mark: {e}");
+                }
+            }
+            let limit = self.log_limit.load(Ordering::Relaxed);
+            match rotate::cap(&dir, stream, limit) {
+                Ok(Some(kept)) => {
+                    tracing::debug!(task = %task_id, ?stream, kept, "rotated the task's output")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Once per agent: a filesystem without hole punching
+                    // would otherwise say so every 200 ms.
+                    static WARNED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            task = %task_id,
+                            "cannot cap the task's output at {limit} bytes (does the \
+                             filesystem of the state dir punch holes?): {e}"
+                        );
+                    }
                 }
             }
         }
