@@ -286,7 +286,9 @@ fn a_running_task_pins_no_removed_namespace() {
         "the task still holds the old namespace"
     );
     fx.ns.dir.remove("ov-stale").expect("remove");
-    fx.rt.stop("pinner2", Duration::from_secs(5)).expect("stops");
+    fx.rt
+        .stop("pinner2", Duration::from_secs(5))
+        .expect("stops");
     // The task's own resolv.conf mount never reached the host.
     let host = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!host.contains("/pinner/resolv.conf"), "{host}");

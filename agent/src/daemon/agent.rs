@@ -561,6 +561,7 @@ impl Agent {
         let (chunks_tx, chunks_rx) = mpsc::channel(4);
         let plane = Plane::start(
             &read(&identity),
+            &read(&certs),
             &self.state,
             &self.run_dir,
             handouts.gossip.subscribe(),
@@ -792,6 +793,11 @@ impl Agent {
             key_pem,
         };
         self.state.save_certs(&certs, member.kek.as_ref())?;
+        if let Ok(plane) = &member.plane {
+            if let Err(e) = plane.rekey(&certs).await {
+                tracing::warn!("{e:#}");
+            }
+        }
         *member
             .certs
             .write()

@@ -16,13 +16,13 @@ use shoal_control::objects::{MacAddr, NetworkSpec};
 use tokio::sync::{mpsc, watch};
 
 use super::dataplane::{self, DataPlane, DataPlaneStatus, Inputs, LocalEndpoints};
-use super::identity::{NodeIdentity, StateDir};
+use super::identity::{Certs, NodeIdentity, StateDir};
 use super::sandboxes::{host_resolv_conf, PlaneSandboxes};
 use super::task_logs::LogReader;
 use super::tasks::TaskRunner;
 use crate::executor::{ProcessRuntime, Runtime};
 use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
-use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
+use crate::gossip::table::{CertNotary, EndpointRecord, Protocol, PublishedPort};
 use crate::netns::NetnsDir;
 use crate::overlay::check_sandbox_id;
 
@@ -85,8 +85,14 @@ pub struct Plane {
 }
 
 impl Plane {
+    /// Signs gossip records with a renewed certificate and key.
+    pub async fn rekey(&self, certs: &Certs) -> anyhow::Result<()> {
+        self.gossip.rekey(&certs.cert_pem, &certs.key_pem).await
+    }
+
     pub async fn start(
         identity: &NodeIdentity,
+        certs: &Certs,
         state: &StateDir,
         run_dir: &Path,
         gossip_config: watch::Receiver<Option<GossipConfig>>,
@@ -102,7 +108,12 @@ impl Plane {
         };
         let local = Arc::new(LocalEndpoints::load(state.endpoints_file())?);
         let opts = GossipOptions::new(&identity.node_id, vtep, GOSSIP_PORT);
-        let gossip = Arc::new(Gossip::start(opts, gossip_config, local.list()).await?);
+        // Gossip signs this node's records with its key; peers check them
+        // against its certificate.
+        let notary = CertNotary::new(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)
+            .context("gossip cannot sign with this node's certificate")?;
+        let gossip =
+            Arc::new(Gossip::start(opts, Box::new(notary), gossip_config, local.list()).await?);
         let netns = NetnsDir::new(run_dir.join("netns"));
         let dataplane = DataPlane::start(Inputs {
             vtep,

@@ -29,7 +29,7 @@ use super::membership::{
     MembershipTimer,
 };
 use super::replica::{LagStats, TableNode};
-use super::table::{EndpointRecord, TableSize};
+use super::table::{EndpointRecord, Notary, RefusedRecords, TableSize};
 use super::transport::{self, MAX_REQUEST_BYTES, MAX_REQUEST_FRAMES};
 use crate::admission::{Admission, AdmissionStats, Limits};
 
@@ -134,6 +134,9 @@ pub struct GossipStatus {
     /// Owner's write to arrival here.
     pub convergence_lag: LagStats,
     pub decode: DecodeStats,
+    /// Records refused for their owner's signature.
+    #[serde(default)]
+    pub records_refused: RefusedRecords,
     pub membership: MembershipStats,
     pub transport: TransportStats,
     pub transitions: TransitionStats,
@@ -150,6 +153,12 @@ enum Request {
         done: oneshot::Sender<bool>,
     },
     Status(oneshot::Sender<GossipStatus>),
+    /// A renewed certificate (PEM) and key: sign with them from now on.
+    Rekey {
+        cert_pem: String,
+        key_pem: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
     Live(oneshot::Sender<BTreeMap<String, Vec<EndpointRecord>>>),
     Entries(oneshot::Sender<Vec<Entry>>),
 }
@@ -190,6 +199,7 @@ impl Gossip {
     /// runs) and starts gossiping as soon as `config` holds a key.
     pub async fn start(
         opts: GossipOptions,
+        notary: Box<dyn Notary>,
         config: watch::Receiver<Option<GossipConfig>>,
         local: Vec<LocalEndpoint>,
     ) -> anyhow::Result<Gossip> {
@@ -204,7 +214,7 @@ impl Gossip {
         let (changes_tx, changes) = watch::channel(0);
         let (inbound_tx, inbound_rx) = mpsc::channel(256);
         let stop = CancellationToken::new();
-        let mut node = Node::new(opts, Arc::new(udp), inbound_tx.clone(), changes_tx);
+        let mut node = Node::new(opts, notary, Arc::new(udp), inbound_tx.clone(), changes_tx);
         for endpoint in local {
             let outputs = node
                 .tables
@@ -248,6 +258,20 @@ impl Gossip {
         })
         .await?;
         Ok(rx.await?)
+    }
+
+    /// Signs this node's records with a renewed certificate and key, and
+    /// gossips them signed again.
+    pub async fn rekey(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.send(Request::Rekey {
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            done,
+        })
+        .await?;
+        rx.await?
+            .map_err(|e| anyhow::anyhow!("gossip cannot sign with the new key: {e}"))
     }
 
     pub async fn status(&self) -> anyhow::Result<GossipStatus> {
@@ -331,6 +355,7 @@ fn unix_ms() -> u64 {
 impl Node {
     fn new(
         opts: GossipOptions,
+        notary: Box<dyn Notary>,
         udp: Arc<UdpSocket>,
         inbound: mpsc::Sender<Inbound>,
         changes: watch::Sender<u64>,
@@ -347,7 +372,8 @@ impl Node {
             Duration::ZERO,
             seed,
             opts.table_sync_interval,
-        );
+        )
+        .with_notary(notary);
         Node {
             opts,
             started: Instant::now(),
@@ -498,6 +524,20 @@ impl Node {
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Request::Rekey {
+                cert_pem,
+                key_pem,
+                done,
+            } => {
+                let result = self.tables.rekey(&cert_pem, &key_pem, now);
+                let _ = done.send(match result {
+                    Ok(outputs) => {
+                        self.queue_outputs(outputs);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                });
+            }
             Request::Live(reply) => {
                 let live = self
                     .tables
@@ -628,7 +668,9 @@ impl Node {
                 let effects = self.membership.handle_sync(from, &list, now);
                 self.queue_effects(effects);
             }
-            message @ (Message::SyncRequest { .. } | Message::SyncPage { .. }) => {
+            message @ (Message::SyncRequest { .. }
+            | Message::SyncPage { .. }
+            | Message::Certificates(_)) => {
                 if let Ok(bytes) = message.encode() {
                     let outputs = self.tables.on_stream(from, &bytes, now);
                     self.queue_outputs(outputs);
@@ -872,6 +914,7 @@ impl Node {
                 .collect(),
             convergence_lag: self.tables.lag(),
             decode,
+            records_refused: self.tables.tables().refused(),
             membership: self.membership.stats(),
             transport: TransportStats {
                 streams_refused: self
@@ -972,6 +1015,7 @@ fn kind(message: &Message) -> &'static str {
         Message::SyncPage { .. } => "sync page",
         Message::MemberList(_) => "member list",
         Message::Hello => "hello",
+        Message::Certificates(_) => "certificates",
     }
 }
 

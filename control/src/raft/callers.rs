@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use rustls::pki_types::CertificateDer;
 use tonic::Status;
 
-use crate::ca::{authorize, Required};
+use crate::ca::{authorize, PeerIdentity, Required};
 use crate::objects::{Node, Role};
 use crate::store::{kind, Objects};
 
@@ -49,6 +49,7 @@ impl RaftCall {
 /// Accepts a call of `call` claiming to come from Raft member `claimed`,
 /// made with the certificate chain `peer_certs`, when `objects` is this
 /// member's store and `voters` its current membership's voters.
+#[cfg(test)]
 pub(crate) fn check_raft_caller(
     peer_certs: Option<&[CertificateDer<'_>]>,
     call: RaftCall,
@@ -56,7 +57,27 @@ pub(crate) fn check_raft_caller(
     objects: &Objects,
     voters: &BTreeSet<u64>,
 ) -> Result<(), Status> {
-    let caller = authorize(peer_certs, Required::Manager)?;
+    let caller = check_certificate(peer_certs)?;
+    check_claim(&caller, call, claimed, objects, voters)
+}
+
+/// The first check, before a byte of the message is decoded: a manager
+/// certificate of this cluster (TLS verified the chain).
+pub(crate) fn check_certificate(
+    peer_certs: Option<&[CertificateDer<'_>]>,
+) -> Result<PeerIdentity, Status> {
+    authorize(peer_certs, Required::Manager)
+}
+
+/// The second check, once the message names its sender: `caller` is the
+/// Raft member `claimed`, a manager and a voter (see the module docs).
+pub(crate) fn check_claim(
+    caller: &PeerIdentity,
+    call: RaftCall,
+    claimed: u64,
+    objects: &Objects,
+    voters: &BTreeSet<u64>,
+) -> Result<(), Status> {
     if voters.is_empty() {
         // Bootstrap: see the module docs.
         return Ok(());

@@ -18,7 +18,9 @@ pub use network::{PeerConnector, PlaintextConnector, SnapshotHeader};
 pub use node::{
     Member, PeerStatus, RaftNode, RaftRole, RaftStatus, RaftTuning, WriteError, MAX_COMMAND_BYTES,
 };
-pub use service::{decode_header, RaftService, ServiceStats, MAX_SNAPSHOT_BYTES};
+pub use service::{
+    decode_header, decode_wire, RaftService, RaftWire, ServiceStats, MAX_SNAPSHOT_BYTES,
+};
 
 use crate::proto::raft::raft_server::RaftServer;
 

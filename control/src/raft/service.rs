@@ -11,13 +11,13 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
-use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::callers::{check_raft_caller, RaftCall, Transport};
+use super::callers::{check_certificate, check_claim, RaftCall, Transport};
 use super::network::{PeerContacts, SnapshotHeader, MAX_MESSAGE_BYTES};
+use crate::ca::PeerIdentity;
 use crate::proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::proto::raft::{snapshot_chunk, RaftMessage, SnapshotChunk};
 use crate::store::state_machine::AppliedView;
@@ -55,21 +55,6 @@ pub(crate) struct ServiceShared {
     pub transport: Transport,
 }
 
-/// What the transport says of a call's origin.
-struct Caller {
-    certs: Option<Arc<Vec<CertificateDer<'static>>>>,
-    remote: Option<std::net::SocketAddr>,
-}
-
-impl Caller {
-    fn of<T>(request: &Request<T>) -> Caller {
-        Caller {
-            certs: request.peer_certs(),
-            remote: request.remote_addr(),
-        }
-    }
-}
-
 /// The `shoal.raft.Raft` service of one manager.
 #[derive(Clone)]
 pub struct RaftService {
@@ -89,12 +74,31 @@ impl RaftService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// Refuses a call unless its caller is the Raft member `claimed` (see
-    /// [`super::callers`]). Plaintext transports (tests) check nothing.
-    fn check_caller(&self, caller: &Caller, call: RaftCall, claimed: u64) -> Result<(), Status> {
+    /// The caller's certificate, checked before anything of the message is
+    /// decoded: a manager certificate of this cluster. Plaintext transports
+    /// (tests) check nothing.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<PeerIdentity>, Status> {
         if self.shared.transport == Transport::Plaintext {
-            return Ok(());
+            return Ok(None);
         }
+        let certs = request.peer_certs();
+        check_certificate(certs.as_deref().map(Vec::as_slice))
+            .map(Some)
+            .inspect_err(|status| refused(request.remote_addr(), status))
+    }
+
+    /// Refuses a call unless its caller is the Raft member `claimed` (see
+    /// [`super::callers`]).
+    fn check_caller(
+        &self,
+        caller: &Option<PeerIdentity>,
+        remote: Option<std::net::SocketAddr>,
+        call: RaftCall,
+        claimed: u64,
+    ) -> Result<(), Status> {
+        let Some(caller) = caller else {
+            return Ok(());
+        };
         let voters = self
             .shared
             .raft
@@ -103,21 +107,8 @@ impl RaftService {
             .membership_config
             .voter_ids()
             .collect();
-        let result = check_raft_caller(
-            caller.certs.as_deref().map(Vec::as_slice),
-            call,
-            claimed,
-            &self.shared.view.objects(),
-            &voters,
-        );
-        if let Err(status) = &result {
-            tracing::warn!(
-                remote = ?caller.remote,
-                "refused a Raft {call:?} call: {}",
-                status.message()
-            );
-        }
-        result
+        check_claim(caller, call, claimed, &self.shared.view.objects(), &voters)
+            .inspect_err(|status| refused(remote, status))
     }
 
     fn running(&self) -> Result<(), Status> {
@@ -134,6 +125,31 @@ impl RaftService {
 fn decode<T: DeserializeOwned>(what: &str, json: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(json)
         .map_err(|e| Status::invalid_argument(format!("malformed Raft {what}: {e}")))
+}
+
+fn refused(remote: Option<std::net::SocketAddr>, status: &Status) {
+    tracing::warn!(?remote, "refused a Raft call: {}", status.message());
+}
+
+/// The messages of the Raft service, as a fuzz target names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaftWire {
+    AppendEntries,
+    Vote,
+    SnapshotHeader,
+}
+
+/// Decodes `json` as the service decodes the message `wire` (after the
+/// caller's certificate, before the rest of the caller check). For fuzzing:
+/// it must refuse anything malformed without panicking.
+pub fn decode_wire(wire: RaftWire, json: &[u8]) -> Result<(), Status> {
+    match wire {
+        RaftWire::AppendEntries => {
+            decode::<AppendEntriesRequest<TypeConfig>>("append-entries", json).map(drop)
+        }
+        RaftWire::Vote => decode::<VoteRequest<TypeConfig>>("vote", json).map(drop),
+        RaftWire::SnapshotHeader => decode_header(json).map(drop),
+    }
 }
 
 /// Decodes a snapshot's first chunk and refuses a size over
@@ -181,10 +197,12 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
+        let caller = self.caller(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append-entries", &request.get_ref().json)?;
         self.check_caller(
-            &Caller::of(&request),
+            &caller,
+            request.remote_addr(),
             RaftCall::AppendEntries,
             rpc.vote.leader_id.node_id,
         )?;
@@ -200,9 +218,11 @@ impl RaftRpc for RaftService {
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
+        let caller = self.caller(&request)?;
         let rpc: VoteRequest<TypeConfig> = decode("vote", &request.get_ref().json)?;
         self.check_caller(
-            &Caller::of(&request),
+            &caller,
+            request.remote_addr(),
             RaftCall::Vote,
             rpc.vote.leader_id.node_id,
         )?;
@@ -219,7 +239,8 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
         let started = std::time::Instant::now();
-        let caller = Caller::of(&request);
+        let caller = self.caller(&request)?;
+        let remote = request.remote_addr();
         let mut stream = request.into_inner();
         let timeout = self.shared.chunk_timeout;
         let header: SnapshotHeader = match next_chunk(&mut stream, timeout).await? {
@@ -234,6 +255,7 @@ impl RaftRpc for RaftService {
         };
         self.check_caller(
             &caller,
+            remote,
             RaftCall::InstallSnapshot,
             header.vote.leader_id.node_id,
         )?;

@@ -29,6 +29,9 @@ pub enum Message {
     /// The first frame of every stream: small, so that it is read and
     /// authenticated before anything else of the stream is.
     Hello,
+    /// Node certificates (DER) vouching for the records of the sync pages
+    /// that follow: each is checked against the cluster's root.
+    Certificates(Vec<Vec<u8>>),
 }
 
 impl Message {
