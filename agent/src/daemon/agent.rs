@@ -819,6 +819,9 @@ impl Agent {
         let dek = self.state.data_key(member.kek.as_ref())?;
         self.state
             .reseal(&read(&member.certs), Some(&dek), kek.as_ref())?;
+        if let Some(m) = &member.manager {
+            m.sealed_with(kek.as_ref().map(|k| k.to_string()));
+        }
         member.kek = kek;
         let autolock = member.kek.is_some();
         let updated = self.update_identity(member, |id| id.autolock = autolock)?;

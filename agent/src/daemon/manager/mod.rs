@@ -67,6 +67,13 @@ pub struct Manager {
     /// certificate (tonic's TLS settings are fixed once serving).
     server: (JoinHandle<()>, CancellationToken),
     tasks: Vec<JoinHandle<()>>,
+    /// The unlock key this node's keys are sealed with, as the agent last
+    /// reported (see [`Manager::watch_autolock`]).
+    sealed_with: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ManagerCtx {
@@ -296,33 +303,55 @@ impl Manager {
             stop,
             server: (server, server_stop),
             tasks: vec![prober, detector, orchestrator],
+            sealed_with: Arc::default(),
         })
     }
 
-    /// Tells the agent whenever the swarm's unlock key differs from `current`,
-    /// so it re-seals its keys (autolock on, off, or a new key).
-    pub fn watch_autolock(&self, mut current: Option<String>, events: mpsc::Sender<SessionEvent>) {
+    /// Tells the agent whenever the swarm's unlock key differs from the one
+    /// its keys are sealed with (`current` at first, then what
+    /// [`Manager::sealed_with`] reports), so it re-seals them (autolock on,
+    /// off, or a new key). Level-triggered: until the agent reports the
+    /// re-seal done, the request is repeated every 5 s, so one that came
+    /// while the agent was still starting is not lost.
+    pub fn watch_autolock(&self, current: Option<String>, events: mpsc::Sender<SessionEvent>) {
         let (ctx, stop) = (self.ctx.clone(), self.stop.clone());
+        *lock(&self.sealed_with) = current;
+        let sealed_with = self.sealed_with.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut asked: Option<(Option<String>, Instant)> = None;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
                 let Ok(cluster) = ctx.cluster() else { continue };
-                if cluster.unlock_key != current {
-                    current = cluster.unlock_key.clone();
-                    if events
-                        .send(SessionEvent::AutolockChanged(current.clone()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                let wanted = cluster.unlock_key;
+                if wanted == *lock(&sealed_with) {
+                    asked = None;
+                    continue;
+                }
+                let recently = asked.as_ref().is_some_and(|(key, at)| {
+                    *key == wanted && at.elapsed() < Duration::from_secs(5)
+                });
+                if recently {
+                    continue;
+                }
+                asked = Some((wanted.clone(), Instant::now()));
+                if events
+                    .send(SessionEvent::AutolockChanged(wanted))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
         });
+    }
+
+    /// The agent re-sealed its keys with `key` (`None`: stored plain).
+    pub fn sealed_with(&self, key: Option<String>) {
+        *lock(&self.sealed_with) = key;
     }
 
     /// Serves again with the current certificate, after a renewal.
