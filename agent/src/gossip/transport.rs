@@ -82,7 +82,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Reads the opener's hello: one small frame within [`HELLO_TIMEOUT`].
-pub async fn read_hello(stream: &mut TcpStream) -> Result<Vec<u8>, StreamError> {
+pub async fn read_hello<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Vec<u8>, StreamError> {
     match tokio::time::timeout(HELLO_TIMEOUT, read_frame(stream, MAX_HELLO_FRAME)).await {
         Err(_) => Err(StreamError::Timeout),
         Ok(Ok(Some(frame))) => Ok(frame),

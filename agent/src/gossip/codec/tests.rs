@@ -289,6 +289,16 @@ fn frames_reassemble_from_a_byte_stream() {
         b.open_frame(&mut hostile, NOW),
         Err(Rejected::TooLarge { .. })
     ));
+    // The largest frame announced, three bytes sent: nothing is set aside
+    // for the rest until it arrives.
+    let mut announced = BytesMut::from(&(MAX_FRAME as u32).to_be_bytes()[..]);
+    announced.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(b.open_frame(&mut announced, NOW), Ok(None));
+    assert!(
+        announced.capacity() < 64 * 1024,
+        "{} bytes reserved for an announced frame",
+        announced.capacity()
+    );
 }
 
 #[test]

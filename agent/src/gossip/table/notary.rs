@@ -373,6 +373,108 @@ mod tests {
         assert_eq!(a.verify("nodea", &new, b"x", now), Verdict::Valid);
     }
 
+    /// What signing costs per record: bytes on the wire, deltas per
+    /// broadcast datagram, and CPU to sign, to verify, and to check a
+    /// certificate handed on. A measurement, not a check: run it with
+    /// `cargo test -p shoal-agent --release --lib -- --ignored
+    /// signature_cost --nocapture`.
+    #[test]
+    #[ignore = "a measurement: run it in release with --nocapture"]
+    fn signature_cost() {
+        use crate::gossip::table::{
+            pack_deltas, Change, Delta, EndpointRecord, ManualClock, Tables, Version,
+        };
+        use std::time::Instant;
+
+        let ca = RootCa::generate("c1").unwrap();
+        let id = "0123456789abcdefghijklmno";
+        let (key, cert) = ca.issue(id, Role::Worker, "c1", DAY).unwrap();
+        let signer = CertNotary::new(ca.cert_pem(), &cert, &key).unwrap();
+        let (key_b, cert_b) = ca.issue("nodeb", Role::Worker, "c1", DAY).unwrap();
+        let mut verifier = CertNotary::new(ca.cert_pem(), &cert_b, &key_b).unwrap();
+        let now = unix_ms_now();
+        let ip = std::net::Ipv4Addr::new(10, 0, 3, 17);
+        let delta = |proof: Proof| Delta {
+            network: "4x0kqg7w2u1d9vqj3k5n8p0r".into(),
+            owner: id.into(),
+            version: Version {
+                epoch: now,
+                seq: 42,
+            },
+            written_at: now,
+            change: Change::Publish(EndpointRecord {
+                task_id: "7ym2c0qk9s3x1z8v5b4n6m0p2".into(),
+                service: "web".into(),
+                ip,
+                mac: shoal_control::objects::MacAddr::from_ipv4(ip),
+                vtep: std::net::Ipv4Addr::new(198, 18, 0, 3),
+                ports: Vec::new(),
+                vip: Some(std::net::Ipv4Addr::new(10, 0, 3, 254)),
+            }),
+            proof,
+        };
+        let plain = delta(Proof::Local);
+        let message = plain.signed_bytes();
+        let signed = delta(signer.sign(&message));
+        let per_datagram = |d: &Delta| pack_deltas(vec![d.clone(); 100], 600)[0].len();
+        println!(
+            "bytes per delta: {} unsigned, {} signed (+{}); deltas per 600-byte broadcast: {} -> {}",
+            plain.encoded_len(),
+            signed.encoded_len(),
+            signed.encoded_len() - plain.encoded_len(),
+            per_datagram(&plain),
+            per_datagram(&signed),
+        );
+
+        let n = 2_000;
+        let started = Instant::now();
+        let proofs: Vec<Proof> = (0..n).map(|_| signer.sign(&message)).collect();
+        let sign = started.elapsed() / n;
+        let certificate = der(&cert);
+        let started = Instant::now();
+        for _ in 0..200 {
+            verifier.seen.clear();
+            verifier.keys.clear();
+            assert!(verifier.learn(&certificate, now));
+        }
+        let learn = started.elapsed() / 200;
+        let started = Instant::now();
+        for proof in &proofs {
+            assert_eq!(verifier.verify(id, proof, &message, now), Verdict::Valid);
+        }
+        let verify = started.elapsed() / n;
+        println!(
+            "CPU per record: sign {sign:?}, verify {verify:?}; a new certificate checked once: {learn:?}"
+        );
+
+        // A whole table: 1,000 records signed and checked by a peer.
+        let clock = std::sync::Arc::new(ManualClock::new(now));
+        let mut owner = Tables::with_clock(id, clock.clone()).with_notary(Box::new(signer));
+        let mut peer = Tables::with_clock("nodeb", clock).with_notary(Box::new(verifier));
+        let started = Instant::now();
+        let deltas: Vec<Delta> = (0..1000u32)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+                let mut record = match &plain.change {
+                    Change::Publish(r) => r.clone(),
+                    Change::Withdraw { .. } => unreachable!(),
+                };
+                record.task_id = format!("task{i:021}");
+                record.ip = ip;
+                owner.publish("net", record)
+            })
+            .collect();
+        let published = started.elapsed();
+        let started = Instant::now();
+        for d in deltas {
+            assert!(peer.apply(d).changed);
+        }
+        println!(
+            "1,000 records: published (signed) in {published:?}, applied (verified) in {:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn the_hash_notary_catches_changes_and_the_empty_one_refuses_all() {
         let n = HashNotary::new("a");
