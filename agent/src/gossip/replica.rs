@@ -340,7 +340,9 @@ impl AppNode for TableNode {
                 certificates.chain(pages).collect()
             }
             Ok(Message::Certificates(certificates)) => {
-                for certificate in &certificates {
+                // As many as a sender puts in a frame: a member cannot make
+                // this node check certificates without end.
+                for certificate in certificates.iter().take(CERTIFICATES_PER_FRAME) {
                     self.tables.learn(certificate);
                 }
                 Vec::new()

@@ -174,7 +174,11 @@ impl Notary for CertNotary {
     fn learn(&mut self, certificate: &[u8], now_ms: u64) -> bool {
         let digest = certificate_digest(certificate);
         if let Some(id) = self.seen.get(&digest) {
-            return self.keys.contains_key(id);
+            if self.keys.contains_key(id) {
+                return true;
+            }
+            // Forgotten since (a newer key of its owner took its place).
+            self.seen.remove(&digest);
         }
         match check_with_skew(&self.checker, certificate, now_ms) {
             Ok(key) => self.insert(key, now_ms),
