@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
 
 /// How many connections a listener holds at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,10 +101,10 @@ impl Admission {
     }
 
     /// Accepts connections on `listener` forever, handing each admitted one
-    /// to `serve` (on a task of its own) with its permit; the others are
-    /// closed at once. A failed accept pauses the loop, 5 ms doubling up to
-    /// 1 s, so a full file table does not turn into a busy loop.
-    pub async fn serve<F, Fut>(self, listener: TcpListener, serve: F)
+    /// to `serve` (on a task of `connections`) with its permit; the others
+    /// are closed at once. A failed accept pauses the loop, 5 ms doubling up
+    /// to 1 s, so a full file table does not turn into a busy loop.
+    pub async fn serve<F, Fut>(self, listener: TcpListener, connections: TaskTracker, serve: F)
     where
         F: Fn(TcpStream, SocketAddr, Permit) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
@@ -115,7 +116,7 @@ impl Admission {
                     backoff = BACKOFF_FIRST;
                     match self.admit(peer.ip()) {
                         Some(permit) => {
-                            tokio::spawn(serve(stream, peer, permit));
+                            connections.spawn(serve(stream, peer, permit));
                         }
                         None => drop(stream),
                     }
@@ -169,7 +170,7 @@ mod tests {
             per_peer: 2,
         });
         let stats = admission.stats();
-        let server = tokio::spawn(admission.serve(listener, |stream, _, permit| async move {
+        let server = tokio::spawn(admission.serve(listener, TaskTracker::new(), |stream, _, permit| async move {
             // Hold the connection (and the permit) until the client goes.
             let mut stream = stream;
             let _ = stream.read(&mut [0u8; 1]).await;

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;
+pub mod image;
 pub mod mesh;
 pub mod netns;
 pub mod overlay;

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::app::{AppNode, AppOutput};
 use super::codec::{Channel, Codec, DecodeStats, Keyring, Message, SecretKey, MAX_DATAGRAM};
@@ -947,8 +948,9 @@ async fn accept(
     inbound: mpsc::Sender<Inbound>,
     port: u16,
 ) {
+    // Each stream ends within its read and answer timeouts.
     admission
-        .serve(listener, move |stream, peer, permit| {
+        .serve(listener, TaskTracker::new(), move |stream, peer, permit| {
             let inbound = inbound.clone();
             async move {
                 let _permit = permit;

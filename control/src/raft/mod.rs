@@ -9,6 +9,7 @@
 //! process code belongs here.
 
 mod callers;
+mod manager_store;
 mod network;
 mod node;
 mod service;

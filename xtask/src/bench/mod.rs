@@ -10,6 +10,7 @@ mod ingress;
 mod load;
 mod mesh;
 mod report;
+mod stats;
 mod teardown;
 mod topology;
 mod updates;
