@@ -170,12 +170,16 @@ mod tests {
             per_peer: 2,
         });
         let stats = admission.stats();
-        let server = tokio::spawn(admission.serve(listener, TaskTracker::new(), |stream, _, permit| async move {
-            // Hold the connection (and the permit) until the client goes.
-            let mut stream = stream;
-            let _ = stream.read(&mut [0u8; 1]).await;
-            drop(permit);
-        }));
+        let server = tokio::spawn(admission.serve(
+            listener,
+            TaskTracker::new(),
+            |stream, _, permit| async move {
+                // Hold the connection (and the permit) until the client goes.
+                let mut stream = stream;
+                let _ = stream.read(&mut [0u8; 1]).await;
+                drop(permit);
+            },
+        ));
         let mut held = Vec::new();
         for _ in 0..5 {
             held.push(TcpStream::connect(addr).await.unwrap());

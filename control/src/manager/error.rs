@@ -116,6 +116,12 @@ pub enum ManagerError {
     NoPreviousSpec(String),
     #[error("a service's mode (replicated or global) cannot change; remove and create it again")]
     ModeChange,
+    #[error("service {service}: {replicas} replicas is over this swarm's cap of {cap} per service; raise it with `shoal swarm update --max-replicas N` if the cluster can run that many")]
+    OverReplicaCap {
+        service: String,
+        replicas: u64,
+        cap: u64,
+    },
     #[error("key {0} doesn't exist in node's labels")]
     NoSuchLabel(String),
     #[error("no unlock key is set: turn autolock on with `shoal swarm update --autolock=true`")]
@@ -164,6 +170,7 @@ impl ManagerError {
                 AdmissionError::Network(LookupError::NotFound { .. }) => C::NotFound,
                 AdmissionError::Network(LookupError::Ambiguous { .. })
                 | AdmissionError::NoFreePort(_)
+                | AdmissionError::PortReserved(_)
                 | AdmissionError::Spec(_) => C::Invalid,
             },
             ManagerError::NetworkCreate(NetworkCreateError::NameTaken(_)) => C::Conflict,
@@ -185,6 +192,7 @@ impl ManagerError {
             | ManagerError::ScaleGlobal(_)
             | ManagerError::NoPreviousSpec(_)
             | ManagerError::ModeChange
+            | ManagerError::OverReplicaCap { .. }
             | ManagerError::NoSuchLabel(_)
             | ManagerError::NoUnlockKey
             | ManagerError::NotAManager(_) => C::Invalid,

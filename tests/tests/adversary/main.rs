@@ -6,8 +6,8 @@
 //!
 //! - `raft`: Raft calls with no certificate, a worker's, another manager's
 //!   identity, a demoted manager's and a removed node's certificate are all
-//!   refused, and the leader keeps its term; Control calls likewise (ignored
-//!   until the manager core checks Control callers against the store).
+//!   refused, and the leader keeps its term; Control calls with a demoted
+//!   manager's kept certificate (at once) and a removed node's likewise.
 //! - `gossip`: idle connection floods on 7946 and the metrics port; forged
 //!   gossip records in another node's name.
 //! - `disk`: the state dir's modes after init, join, renewal and autolock;

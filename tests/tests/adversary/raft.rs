@@ -205,7 +205,6 @@ fn raft_calls_from_anyone_but_the_named_current_voter_are_refused() {
 /// removed node's, are refused at once (the store is asked on every call,
 /// not only the certificate's OU).
 #[test]
-#[ignore = "needs the core's caller check (issue #14): Control callers are checked against the store there"]
 fn control_calls_with_a_demoted_or_removed_certificate_are_refused() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");
@@ -228,7 +227,13 @@ fn control_calls_with_a_demoted_or_removed_certificate_are_refused() {
         "a manager's own call was refused: {before}"
     );
 
+    // At once: the demotion's commit is what the next call is checked
+    // against, before the node even learns its new role.
     cli_ok(h[0], &["node", "demote", h[1].name()]);
+    assert_refused(
+        &call(attacker, "control", &as_kept, &["--request", &list]),
+        "node ls with a demoted manager's certificate, right after the demotion",
+    );
     assert!(
         wait_for(Duration::from_secs(30), || identity(h[1])["role"]
             == "worker"),

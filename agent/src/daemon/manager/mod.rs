@@ -57,7 +57,6 @@ pub struct ManagerRole {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
-}
 
 impl ManagerRole {
     /// Starts the core on an opened Raft node, its API server on `listen`,
