@@ -19,7 +19,7 @@ use super::sandboxes::{host_resolv_conf, PlaneSandboxes};
 use super::task_logs::LogReader;
 use super::tasks::TaskRunner;
 use crate::executor::{ProcessRuntime, Runtime};
-use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
+use crate::gossip::service::{Entry, Gossip, GossipOptions, GossipStatus, LocalEndpoint};
 use crate::gossip::table::{CertNotary, EndpointRecord, Protocol, PublishedPort};
 use crate::netns::NetnsDir;
 use crate::overlay::check_sandbox_id;
@@ -276,17 +276,24 @@ impl Plane {
         let entries = self.gossip.entries().await?;
         let lines: Vec<EndpointLine> = entries
             .into_iter()
-            .map(|(owner, network, record, live)| EndpointLine {
-                network,
-                owner,
-                task_id: record.task_id,
-                service: record.service,
-                ip: record.ip,
-                mac: record.mac.to_string(),
-                vtep: record.vtep,
-                ports: record.ports,
-                live,
-            })
+            .map(
+                |Entry {
+                     owner,
+                     network,
+                     record,
+                     live,
+                 }| EndpointLine {
+                    network,
+                    owner,
+                    task_id: record.task_id,
+                    service: record.service,
+                    ip: record.ip,
+                    mac: record.mac.to_string(),
+                    vtep: record.vtep,
+                    ports: record.ports,
+                    live,
+                },
+            )
             .collect();
         Ok(lines)
     }

@@ -30,7 +30,7 @@ use super::membership::{
     MembershipTimer,
 };
 use super::replica::{LagStats, TableNode};
-use super::table::{EndpointRecord, Notary, RefusedRecords, TableSize};
+use super::table::{EndpointRecord, NetworkId, NodeId, Notary, RefusedRecords, TableSize};
 use super::transport::{self, MAX_REQUEST_BYTES, MAX_REQUEST_FRAMES};
 use crate::admission::{Admission, AdmissionStats, Limits};
 
@@ -164,9 +164,16 @@ enum Request {
     Entries(oneshot::Sender<Vec<Entry>>),
 }
 
-/// A live entry of the local tables: owner, network, record, and whether
-/// its owner is alive (so it is programmed).
-pub type Entry = (String, String, EndpointRecord, bool);
+/// A live entry of the local tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The node that published it.
+    pub owner: NodeId,
+    pub network: NetworkId,
+    pub record: EndpointRecord,
+    /// Whether its owner is alive (so it is programmed).
+    pub live: bool,
+}
 
 enum Inbound {
     /// The first frame of an accepted stream, to authenticate before the
@@ -562,9 +569,12 @@ impl Node {
                     .tables()
                     .iter()
                     .filter_map(|d| {
-                        let record = d.change.record()?.clone();
-                        let live = self.tables.is_alive(&d.owner);
-                        Some((d.owner.to_string(), d.network.to_string(), record, live))
+                        Some(Entry {
+                            owner: d.owner.clone(),
+                            network: d.network.clone(),
+                            record: d.change.record()?.clone(),
+                            live: self.tables.is_alive(&d.owner),
+                        })
                     })
                     .collect();
                 let _ = reply.send(entries);

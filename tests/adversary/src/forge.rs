@@ -33,6 +33,8 @@ pub struct Target {
     pub victim: String,
     pub victim_task: String,
     pub victim_ip: Ipv4Addr,
+    pub honest_task: String,
+    pub gossip_key_file: Option<std::path::PathBuf>,
 }
 
 fn record(task: &str, ip: Ipv4Addr) -> EndpointRecord {
@@ -53,29 +55,25 @@ pub async fn forge(tls: &Tls, target: &Target) -> anyhow::Result<Value> {
     let der: rustls::pki_types::CertificateDer<'static> =
         rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes())?;
 
-    // The gossip key, as the node's own heartbeat gets it.
-    let beat = Heartbeat {
-        node_id: target.node.clone(),
-        resources: None,
-        tasks: Vec::new(),
-        logs: Vec::new(),
+    let (id, secret) = match target.gossip_key_file.as_deref() {
+        Some(file) if file.exists() => {
+            let text = std::fs::read_to_string(file)?;
+            let (id, key) = text
+                .trim()
+                .split_once(' ')
+                .context("a malformed key file")?;
+            (id.parse()?, key.to_string())
+        }
+        _ => {
+            let (id, key) = gossip_key(tls, target).await?;
+            if let Some(file) = &target.gossip_key_file {
+                std::fs::write(file, format!("{id} {key}"))?;
+            }
+            (id, key)
+        }
     };
-    let reply = DispatcherClient::new(channel(tls).await?)
-        .heartbeat(Json {
-            json: serde_json::to_string(&beat)?,
-        })
-        .await?;
-    let reply: HeartbeatResponse = serde_json::from_str(&reply.into_inner().json)?;
-    let gossip = reply
-        .gossip
-        .context("the heartbeat answer has no gossip keys")?;
-    let primary = gossip
-        .keys
-        .iter()
-        .find(|k| k.id == gossip.primary)
-        .context("no primary gossip key")?;
-    let secret = shoal_control::hex::decode(&primary.key).context("a malformed gossip key")?;
-    let keyring = Keyring::new(primary.id, SecretKey::from_slice(&secret)?);
+    let secret = shoal_control::hex::decode(&secret).context("a malformed gossip key")?;
+    let keyring = Keyring::new(id, SecretKey::from_slice(&secret)?);
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let notary = || CertNotary::new(&ca, &cert, &key);
@@ -83,7 +81,7 @@ pub async fn forge(tls: &Tls, target: &Target) -> anyhow::Result<Value> {
     let mut own = Tables::with_clock(target.node.clone(), clock).with_notary(Box::new(notary()?));
     let honest = own.publish(
         &target.network,
-        record("adv-honest", Ipv4Addr::new(10, 0, 0, 250)),
+        record(&target.honest_task, Ipv4Addr::new(10, 0, 0, 250)),
     );
     let signer = notary()?;
     let in_victims_name = |version: Version, change: Change| {
@@ -156,4 +154,29 @@ pub async fn forge(tls: &Tls, target: &Target) -> anyhow::Result<Value> {
         "answered": answer.is_ok(),
         "error": answer.err().map(|e| e.to_string()),
     }))
+}
+
+/// The primary gossip key (id, hex), as the node's own heartbeat gets it.
+async fn gossip_key(tls: &Tls, target: &Target) -> anyhow::Result<(u32, String)> {
+    let beat = Heartbeat {
+        node_id: target.node.clone(),
+        resources: None,
+        tasks: Vec::new(),
+        logs: Vec::new(),
+    };
+    let reply = DispatcherClient::new(channel(tls).await?)
+        .heartbeat(Json {
+            json: serde_json::to_string(&beat)?,
+        })
+        .await?;
+    let reply: HeartbeatResponse = serde_json::from_str(&reply.into_inner().json)?;
+    let gossip = reply
+        .gossip
+        .context("the heartbeat answer has no gossip keys")?;
+    let primary = gossip
+        .keys
+        .iter()
+        .find(|k| k.id == gossip.primary)
+        .context("no primary gossip key")?;
+    Ok((primary.id, primary.key.clone()))
 }

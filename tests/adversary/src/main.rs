@@ -108,6 +108,14 @@ enum Command {
         victim_task: String,
         #[arg(long)]
         victim_ip: std::net::Ipv4Addr,
+        /// The task id of the node's own (honest) record.
+        #[arg(long, default_value = "adv-honest")]
+        honest_task: String,
+        /// Where the gossip key is kept: read from it when it exists (the
+        /// node may be removed since, its heartbeats refused), else fetched
+        /// by a heartbeat and written there.
+        #[arg(long)]
+        gossip_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -145,6 +153,8 @@ fn main() -> anyhow::Result<()> {
                 victim,
                 victim_task,
                 victim_ip,
+                honest_task,
+                gossip_key_file,
             } => {
                 let target = forge::Target {
                     to,
@@ -153,6 +163,8 @@ fn main() -> anyhow::Result<()> {
                     victim,
                     victim_task,
                     victim_ip,
+                    honest_task,
+                    gossip_key_file,
                 };
                 forge::forge(&tls, &target).await
             }
