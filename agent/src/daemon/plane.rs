@@ -284,7 +284,7 @@ impl Plane {
                      live,
                  }| EndpointLine {
                     network,
-                    owner,
+                    owner: owner.into(),
                     task_id: record.task_id,
                     service: record.service,
                     ip: record.ip,

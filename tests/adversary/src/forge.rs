@@ -87,7 +87,7 @@ pub async fn forge(tls: &Tls, target: &Target) -> anyhow::Result<Value> {
     let in_victims_name = |version: Version, change: Change| {
         let mut delta = Delta {
             network: target.network.clone(),
-            owner: target.victim.clone(),
+            owner: target.victim.as_str().into(),
             version,
             written_at: now,
             change,
@@ -112,7 +112,7 @@ pub async fn forge(tls: &Tls, target: &Target) -> anyhow::Result<Value> {
         },
     );
     let mut authority = Authority {
-        owner: target.victim.clone(),
+        owner: target.victim.as_str().into(),
         as_of: high,
         at: now,
         after: None,

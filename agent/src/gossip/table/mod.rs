@@ -397,10 +397,10 @@ impl Tables {
     /// Drops every entry of a node removed from the swarm, and ignores its
     /// deltas from now on. Returns how many entries were dropped.
     pub fn forget_owner(&mut self, owner: &str) -> usize {
-        if owner == self.self_node {
+        if self.self_node == owner {
             return 0;
         }
-        self.forgotten.insert(owner.to_string());
+        self.forgotten.insert(owner.into());
         let mut dropped = 0;
         for table in self.entries.values_mut() {
             let before = table.len();

@@ -10,8 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use shoal_control::objects::{Endpoint, MacAddr};
 
-/// A node's id (25 base36 characters); the owner of the entries it writes.
-pub type NodeId = String;
+pub use crate::gossip::node_id::NodeId;
 /// A network's id, as in [`shoal_control::objects::NetworkSpec::id`].
 pub type NetworkId = String;
 /// A task's id; unique in the swarm, and a task only ever runs on one node.

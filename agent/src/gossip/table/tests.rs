@@ -405,6 +405,6 @@ fn only_the_owner_can_write_its_entries() {
     let applied = b.apply_page(page);
     assert!(applied
         .refused
-        .contains(&("nodea".to_string(), Verdict::Invalid)));
+        .contains(&("nodea".into(), Verdict::Invalid)));
     assert!(programmed(&b, |_| true).contains(&("t1".into(), Ipv4Addr::new(10, 0, 0, 2))));
 }
