@@ -92,6 +92,13 @@ pub fn apply_report(task: &mut Task, node: &str, report: &TaskReport, now_ms: u6
     task.status != before
 }
 
+/// The largest heartbeat answer (JSON bytes) a manager sends and an agent
+/// reads: a node given more tasks than fit is told so, with an error that
+/// names it, rather than failing to decode an answer it never gets.
+pub const MAX_HEARTBEAT_ANSWER_BYTES: usize = 32 << 20;
+/// The gRPC message limit for heartbeat answers: the JSON and its framing.
+pub const MAX_HEARTBEAT_MESSAGE_BYTES: usize = MAX_HEARTBEAT_ANSWER_BYTES + (64 << 10);
+
 /// The most CPUs a node may offer (Linux's largest `NR_CPUS` is 8192).
 pub const MAX_NODE_CPUS: u64 = 16_384;
 /// The most memory a node may offer: 4 PiB, what 5-level paging addresses.
@@ -106,6 +113,30 @@ pub fn bounded_resources(reported: NodeResources) -> NodeResources {
         nano_cpus: reported.nano_cpus.min(MAX_NODE_CPUS * 1_000_000_000),
         memory_bytes: reported.memory_bytes.min(MAX_NODE_MEMORY_BYTES),
     }
+}
+
+/// Refuses an answer over `limit` bytes ([`MAX_HEARTBEAT_ANSWER_BYTES`]),
+/// loudly.
+pub(super) fn check_answer_size(
+    node: &str,
+    tasks: usize,
+    answer: &HeartbeatResponse,
+    limit: usize,
+) -> Result<(), ManagerError> {
+    let bytes = serde_json::to_vec(answer)
+        .map_err(ManagerError::store)?
+        .len();
+    if bytes > limit {
+        let too_large = ManagerError::HeartbeatTooLarge {
+            node: node.to_string(),
+            tasks,
+            bytes,
+            limit,
+        };
+        tracing::error!("{too_large}");
+        return Err(too_large);
+    }
+    Ok(())
 }
 
 /// Every node's unfinished tasks (given to it and not yet final), and the
@@ -242,7 +273,8 @@ impl<S: Store, L: Link> Manager<S, L> {
                 Err(_) => tracing::debug!("relaying a heartbeat of {}: no answer", node.id),
             }
         }
-        Ok(HeartbeatResponse {
+        let tasks = assignments.len();
+        let answer = HeartbeatResponse {
             role: node.role,
             managers: self.managers_leader_first(),
             period_ms: HEARTBEAT_PERIOD_MS,
@@ -251,7 +283,9 @@ impl<S: Store, L: Link> Manager<S, L> {
             assignments: Some(assignments),
             history: Some(history),
             log_fetches,
-        })
+        };
+        check_answer_size(&node.id, tasks, &answer, MAX_HEARTBEAT_ANSWER_BYTES)?;
+        Ok(answer)
     }
 
     /// The unfinished tasks assigned to `node`, and the ids of its

@@ -154,6 +154,13 @@ pub enum ManagerError {
     Unreachable { manager: String, detail: String },
     #[error("{message}")]
     Remote { code: ErrorCode, message: String },
+    #[error("the heartbeat answer for node {node} ({tasks} tasks, {bytes} bytes) is over the {limit}-byte limit: spread its services over more nodes or lower their replicas")]
+    HeartbeatTooLarge {
+        node: String,
+        tasks: usize,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 impl ManagerError {
@@ -205,6 +212,7 @@ impl ManagerError {
             ManagerError::Membership(_) => C::Unavailable,
             ManagerError::Rejected(_) => C::Invalid,
             ManagerError::Store(_) => C::Internal,
+            ManagerError::HeartbeatTooLarge { .. } => C::Unavailable,
             ManagerError::Unreachable { .. } => C::Unavailable,
             ManagerError::Remote { code, .. } => *code,
         }

@@ -223,3 +223,36 @@ fn sane_resources_pass_unchanged() {
     };
     assert_eq!(bounded_resources(fine), fine);
 }
+
+#[tokio::test]
+async fn a_heartbeat_answer_over_the_limit_is_refused_naming_the_node() {
+    let swarm = Swarm::new(1, 1);
+    let m = swarm.manager(1);
+    create_service(&m, spec_on("web", "", 4)).await.unwrap();
+    m.orchestrate_once().await.unwrap();
+    m.orchestrate_once().await.unwrap();
+    let worker1 = Caller::Node {
+        node_id: "node001".into(),
+        role: Role::Worker,
+    };
+    let beat = Heartbeat {
+        node_id: "node001".into(),
+        resources: None,
+        tasks: vec![],
+        logs: vec![],
+    };
+    let answer = m.heartbeat(&worker1, beat).await.unwrap();
+    let tasks = answer.assignments.as_ref().map_or(0, Vec::len);
+    assert!(tasks > 0);
+    let size = serde_json::to_vec(&answer).unwrap().len();
+    assert!(super::super::dispatcher::check_answer_size("node001", tasks, &answer, size).is_ok());
+    let refused = super::super::dispatcher::check_answer_size("node001", tasks, &answer, size - 1)
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Unavailable);
+    assert!(
+        refused
+            .to_string()
+            .starts_with(&format!("the heartbeat answer for node node001 ({tasks} tasks, {size} bytes) is over the {}-byte limit", size - 1)),
+        "{refused}"
+    );
+}
