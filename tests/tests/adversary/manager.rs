@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use shoal_tests::swarm::{cli, cli_ok, form, start_agent, start_agent_with, text, wait_for};
+use shoal_tests::swarm::{
+    cli, cli_ok, form, leader, node, nodes, reachable_managers, start_agent, start_agent_with,
+    start_agents, text, wait_for,
+};
 use shoal_tests::{require_root, Underlay};
 
 use crate::support::{adversary, ca, endpoints, node_id, save_identity, wait_gossip};
@@ -183,4 +186,59 @@ fn a_removed_nodes_gossip_key_stops_working() {
         "a removed node's gossip key stopped working {:?} after `node rm`",
         started.elapsed()
     );
+}
+
+/// A worker that cannot reach the leader's 2377 (only the followers')
+/// heartbeats through a follower, which relays it: it counts for the
+/// worker, which stays Ready well past the time a silent node is marked
+/// Down (10 s while gossip still sees it).
+#[test]
+fn a_heartbeat_relayed_by_a_follower_keeps_its_node_ready() {
+    require_root();
+    let ul = Underlay::builder().hosts(4).build().expect("underlay");
+    let h: Vec<&shoal_tests::Host> = ul.hosts().iter().collect();
+    start_agents(&h);
+    form(h[0], &[h[1], h[2]], &[h[3]]);
+    assert!(
+        wait_for(Duration::from_secs(30), || reachable_managers(h[0]) == 3),
+        "three managers never became reachable"
+    );
+    let leader_name = leader(h[0]).expect("a leader");
+    let leader_host = *h
+        .iter()
+        .find(|x| x.name() == leader_name)
+        .expect("leader host");
+    let worker = h[3];
+    let ready = || {
+        node(&nodes(leader_host), worker.name()).is_some_and(|n| n["Status"]["State"] == "ready")
+    };
+    assert!(wait_for(Duration::from_secs(20), ready), "never ready");
+    let rules = format!(
+        "nft add table inet adversary && \
+         nft add chain inet adversary out '{{ type filter hook output priority 0; }}' && \
+         nft add rule inet adversary out ip daddr {} tcp dport 2377 reject with tcp reset",
+        leader_host.addr()
+    );
+    let out = worker.sh(&rules).expect("nft");
+    assert!(out.status.success(), "{}", text(&out));
+    let probe = format!(
+        "timeout 2 bash -c 'exec 3<>/dev/tcp/{}/2377'",
+        leader_host.addr()
+    );
+    assert!(
+        !worker.sh(&probe).expect("probe").status.success(),
+        "the worker still reaches the leader's 2377"
+    );
+    // Sampled for 20 s: never Down.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        assert!(
+            ready(),
+            "{} left Ready {:?} after its leader path was cut: {:#?}",
+            worker.name(),
+            started.elapsed(),
+            node(&nodes(leader_host), worker.name())
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
