@@ -2,7 +2,7 @@
 //! certificate (joining nodes have none), so every method must check its
 //! caller. Raft accepts only the current voter the message names.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shoal_control::api::ApiRequest;
@@ -16,7 +16,7 @@ use crate::support::{assert_refused, ca, call, identity, raft_id, save_identity,
 /// The leader's term, read with a vote request a voter may make (a stale
 /// term changes nothing): the legitimate call this suite's refusals are
 /// measured against.
-fn term(attacker: &Host, target: &str, ca: &PathBuf, voter: &(PathBuf, PathBuf), id: u64) -> u64 {
+fn term(attacker: &Host, target: &str, ca: &Path, voter: &(PathBuf, PathBuf), id: u64) -> u64 {
     let probe = call(
         attacker,
         "raft-vote",
