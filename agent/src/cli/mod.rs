@@ -103,7 +103,7 @@ pub struct AgentArgs {
     /// Memory this node offers to reservations, e.g. 4G (default: its RAM).
     #[arg(long)]
     pub memory: Option<String>,
-    /// Disk each task output (stdout, stderr) keeps, e.g. `32M`: older
+    /// Disk each task output (stdout, stderr) keeps, e.g. 32M: older
     /// output is dropped as new output comes.
     #[arg(long, default_value = "32M")]
     pub task_log_max_size: String,

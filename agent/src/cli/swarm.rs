@@ -87,7 +87,7 @@ pub enum SwarmCommand {
         #[arg(long, value_name = "spread|binpack")]
         scheduling_strategy: Option<Strategy>,
         /// The most replicas one service may have (default 10000): a cap
-        /// so a mistyped `service scale` cannot flood the managers.
+        /// so a mistyped service scale cannot flood the managers.
         #[arg(long, value_name = "N")]
         max_replicas: Option<u64>,
     },
