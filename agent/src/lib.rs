@@ -1,6 +1,7 @@
 //! The shoal agent: the per-host daemon's parts and the CLI that drives them.
 //! See the README's architecture section for how the parts fit together.
 
+pub mod admission;
 pub mod cli;
 pub mod daemon;
 pub mod dns;
@@ -12,3 +13,4 @@ pub mod image;
 pub mod mesh;
 pub mod netns;
 pub mod overlay;
+pub mod private_files;

@@ -237,6 +237,66 @@ fn task_runs_in_its_netns_and_sees_its_own_resolv_conf() {
     );
 }
 
+/// A task's mount namespace (a private copy of the host's) does not keep
+/// the namespaces that existed when it started: removing one unlinks its
+/// mount point, and the kernel (3.18 on) then detaches the mounts on it in
+/// every mount namespace. So a removed network's namespace, VXLAN device and
+/// all, is gone while the task runs on.
+#[test]
+fn a_running_task_pins_no_removed_namespace() {
+    let fx = Fixture::new();
+    let other = fx.ns.dir.create("ov-pinned").expect("another namespace");
+    let inode = fs::metadata(&other).expect("netns file").ino();
+    let pid = fx
+        .rt
+        .start(&fx.launch("pinner", &["sleep", "60"]))
+        .expect("task starts");
+    let mounts = || fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let needle = format!("net:[{inode}]");
+    assert!(
+        mounts().contains(&needle),
+        "the task should see the namespace while it exists"
+    );
+    fx.ns.dir.remove("ov-pinned").expect("remove");
+    assert!(
+        !mounts().contains(&needle),
+        "the task still holds the removed namespace {needle}:\n{}",
+        mounts()
+    );
+    // A namespace made after the task started leaves with its removal too.
+    let later = fx.ns.dir.create("ov-later").expect("a later namespace");
+    let later_inode = fs::metadata(&later).expect("netns file").ino();
+    fx.ns.dir.remove("ov-later").expect("remove");
+    assert!(!mounts().contains(&format!("net:[{later_inode}]")));
+    // An agent stopped between unmounting a namespace and unlinking its
+    // mount point: making the namespace again must not leave the task
+    // holding the old one.
+    let stale = fx.ns.dir.create("ov-stale").expect("a namespace");
+    let stale_inode = fs::metadata(&stale).expect("netns file").ino();
+    let task_pid = fx
+        .rt
+        .start(&fx.launch("pinner2", &["sleep", "60"]))
+        .expect("task starts");
+    let task_mounts =
+        || fs::read_to_string(format!("/proc/{task_pid}/mountinfo")).expect("mountinfo");
+    nix::mount::umount2(&stale, nix::mount::MntFlags::MNT_DETACH).expect("umount");
+    assert!(task_mounts().contains(&format!("net:[{stale_inode}]")));
+    fx.ns.dir.create("ov-stale").expect("made again");
+    assert!(
+        !task_mounts().contains(&format!("net:[{stale_inode}]")),
+        "the task still holds the old namespace"
+    );
+    fx.ns.dir.remove("ov-stale").expect("remove");
+    fx.rt
+        .stop("pinner2", Duration::from_secs(5))
+        .expect("stops");
+    // The task's own resolv.conf mount never reached the host.
+    let host = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!host.contains("/pinner/resolv.conf"), "{host}");
+    assert_eq!(fx.rt.state("pinner"), Some(ProcessState::Running { pid }));
+    fx.rt.stop("pinner", Duration::from_secs(5)).expect("stops");
+}
+
 #[test]
 fn exit_codes_and_signals_are_reported() {
     let fx = Fixture::new();

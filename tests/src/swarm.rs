@@ -20,26 +20,44 @@ pub fn start_agent(host: &Host) -> Result<u32> {
     start_agent_with(host, &[])
 }
 
-/// `start_agent` with more agent flags.
-pub fn start_agent_with(host: &Host, extra: &[&str]) -> Result<u32> {
+/// The arguments of `shoal agent` in `host` (after the global ones), with
+/// `extra` flags.
+pub fn agent_args(host: &Host, extra: &[&str]) -> Vec<String> {
     let state = state_dir(host).to_string_lossy().to_string();
-    let socket = host.run_dir().join("shoal.sock");
-    let _ = std::fs::remove_file(&socket);
     // Task cgroups under a name the harness's cleanup finds.
     let cgroup = crate::cleanup::cgroup2_mount()
         .join(host.netns())
         .to_string_lossy()
         .to_string();
-    let mut args = vec![
-        "agent",
-        "--state-dir",
-        &state,
-        "--hostname",
-        host.name(),
-        "--cgroup-root",
-        &cgroup,
-    ];
-    args.extend_from_slice(extra);
+    let mut args: Vec<String> = ["agent", "--state-dir", &state, "--hostname", host.name()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--cgroup-root".to_string(), cgroup]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Starts `shoal agent` in `host` as `start_agent_with` does, with the
+/// environment variables `env` set, and returns its PID without waiting
+/// for it to serve (it may be meant to stop on its own).
+pub fn spawn_agent_with_env(host: &Host, env: &[(&str, &str)], extra: &[&str]) -> Result<u32> {
+    let _ = std::fs::remove_file(host.run_dir().join("shoal.sock"));
+    let mut args: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    args.push(crate::shoal_bin().to_string_lossy().to_string());
+    args.push("--run-dir".into());
+    args.push(host.run_dir().to_string_lossy().to_string());
+    args.extend(agent_args(host, extra));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    host.spawn("env", &args)
+}
+
+/// `start_agent` with more agent flags.
+pub fn start_agent_with(host: &Host, extra: &[&str]) -> Result<u32> {
+    let socket = host.run_dir().join("shoal.sock");
+    let _ = std::fs::remove_file(&socket);
+    let args = agent_args(host, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let pid = host.spawn_shoal(&args)?;
     let ready = wait_for(Duration::from_secs(15), || {
         socket.exists()

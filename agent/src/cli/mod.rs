@@ -111,6 +111,10 @@ pub struct AgentArgs {
     /// repeatable. Loopback registries always may, as Docker allows.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Disk each task output (stdout, stderr) keeps, e.g. 32M: older
+    /// output is dropped as new output comes.
+    #[arg(long, default_value = "32M")]
+    pub task_log_max_size: String,
 }
 
 impl AgentArgs {
@@ -178,6 +182,8 @@ impl Cli {
             match command {
                 Command::Agent(args) => {
                     let resources = args.resources()?;
+                    let task_log_limit = service::parse_memory(&args.task_log_max_size)
+                        .map_err(|e| anyhow::anyhow!("--task-log-max-size: {e}"))?;
                     let socket = args.socket.unwrap_or(socket);
                     let docker_socket = match args.docker_socket {
                         Some(path) if path.as_os_str() == "none" => None,
@@ -195,6 +201,7 @@ impl Cli {
                         registries: crate::image::RegistryOptions {
                             insecure: args.insecure_registries.clone(),
                         },
+                        task_log_limit,
                         mesh: args.mesh,
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()

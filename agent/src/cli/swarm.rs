@@ -86,6 +86,10 @@ pub enum SwarmCommand {
         /// --strategy: spread (Swarm's) or binpack.
         #[arg(long, value_name = "spread|binpack")]
         scheduling_strategy: Option<Strategy>,
+        /// The most replicas one service may have (default 10000): a cap
+        /// so a mistyped service scale cannot flood the managers.
+        #[arg(long, value_name = "N")]
+        max_replicas: Option<u64>,
     },
     /// Unlock a locked manager (reads the key from standard input).
     Unlock,
@@ -241,19 +245,32 @@ impl SwarmCommand {
                 cert_expiry,
                 rotate_gossip_key,
                 scheduling_strategy,
+                max_replicas,
             } => {
                 let settings = LocalRequest::Api(ApiRequest::SwarmUpdate {
                     autolock,
                     cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
                     rotate_gossip_key,
                 });
-                let Some(strategy) = scheduling_strategy else {
+                let mut extra = Vec::new();
+                if let Some(strategy) = scheduling_strategy {
+                    extra.push(LocalRequest::Api(ApiRequest::SetStrategy { strategy }));
+                }
+                if let Some(max_replicas) = max_replicas {
+                    extra.push(LocalRequest::Api(ApiRequest::SetMaxReplicas {
+                        max_replicas,
+                    }));
+                }
+                let Some(last) = extra.pop() else {
                     return print_done(socket, &settings).await;
                 };
                 if autolock.is_some() || cert_expiry.is_some() || rotate_gossip_key {
                     print_done(socket, &settings).await?;
                 }
-                LocalRequest::Api(ApiRequest::SetStrategy { strategy })
+                for request in &extra {
+                    print_done(socket, request).await?;
+                }
+                last
             }
             SwarmCommand::Unlock => {
                 eprint!("Please enter unlock key: ");

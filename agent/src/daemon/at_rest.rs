@@ -4,7 +4,6 @@
 //! (KEK), so a stolen disk, or a restarted manager, reveals nothing until
 //! `shoal swarm unlock`.
 
-use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -42,34 +41,29 @@ impl AtRest for DekSealer {
     }
 }
 
-/// Writes `secret` to `path`, sealed with `kek` when autolock is on.
-pub fn write_secret(path: &Path, secret: &[u8], kek: Option<&UnlockKey>) -> io::Result<()> {
-    let body = match kek {
+/// A secret as it is stored: sealed with `kek` when autolock is on.
+pub fn seal_secret(secret: &[u8], kek: Option<&UnlockKey>) -> io::Result<Vec<u8>> {
+    Ok(match kek {
         Some(kek) => {
             let sealed = ca::seal(kek, secret).map_err(|e| io::Error::other(e.to_string()))?;
             format!("{SEALED}{}", hex::encode(&sealed)).into_bytes()
         }
         None => [PLAIN.as_bytes(), secret].concat(),
-    };
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, body)?;
-    fs::File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path)
+    })
 }
 
-/// Whether the file at `path` is sealed (the node is autolocked).
-pub fn is_sealed(path: &Path) -> bool {
-    fs::read(path)
-        .map(|b| b.starts_with(SEALED.as_bytes()))
-        .unwrap_or(false)
+/// Whether a stored secret is sealed (the node is autolocked).
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.starts_with(SEALED.as_bytes())
 }
 
-/// Reads a secret written by [`write_secret`]; sealed ones need `kek`.
-pub fn read_secret(path: &Path, kek: Option<&UnlockKey>) -> Result<Vec<u8>, SecretError> {
-    let bytes = fs::read(path).map_err(|source| SecretError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+/// Opens a secret stored by [`seal_secret`] (read from `path`, named in
+/// errors); sealed ones need `kek`.
+pub fn open_secret(
+    path: &Path,
+    bytes: &[u8],
+    kek: Option<&UnlockKey>,
+) -> Result<Vec<u8>, SecretError> {
     if let Some(plain) = bytes.strip_prefix(PLAIN.as_bytes()) {
         return Ok(plain.to_vec());
     }
@@ -81,7 +75,7 @@ pub fn read_secret(path: &Path, kek: Option<&UnlockKey>) -> Result<Vec<u8>, Secr
     }
     // A key file from before this format: a plain PEM.
     if bytes.starts_with(b"-----BEGIN") {
-        return Ok(bytes);
+        return Ok(bytes.to_vec());
     }
     Err(SecretError::Damaged(path.display().to_string()))
 }
@@ -96,29 +90,30 @@ mod tests {
 
     #[test]
     fn secrets_round_trip_plain_and_sealed() {
-        let dir = std::env::temp_dir().join(format!("shoal-at-rest-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("dek");
+        let path = Path::new("dek");
         let kek = UnlockKey::generate().unwrap();
-        write_secret(&path, b"data key", None).unwrap();
-        assert!(!is_sealed(&path));
-        assert_eq!(read_secret(&path, None).unwrap(), b"data key");
-        write_secret(&path, b"data key", Some(&kek)).unwrap();
-        assert!(is_sealed(&path));
+        let plain = seal_secret(b"data key", None).unwrap();
+        assert!(!is_sealed(&plain));
+        assert_eq!(open_secret(path, &plain, None).unwrap(), b"data key");
+        let sealed = seal_secret(b"data key", Some(&kek)).unwrap();
+        assert!(is_sealed(&sealed));
         assert!(
-            !fs::read(&path)
-                .unwrap()
-                .windows(8)
-                .any(|w| w == b"data key"),
+            !sealed.windows(8).any(|w| w == b"data key"),
             "sealed file shows the secret"
         );
-        assert!(matches!(read_secret(&path, None), Err(SecretError::Locked)));
+        assert!(matches!(
+            open_secret(path, &sealed, None),
+            Err(SecretError::Locked)
+        ));
         let other = UnlockKey::generate().unwrap();
         assert!(matches!(
-            read_secret(&path, Some(&other)),
+            open_secret(path, &sealed, Some(&other)),
             Err(SecretError::WrongKey)
         ));
-        assert_eq!(read_secret(&path, Some(&kek)).unwrap(), b"data key");
-        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(open_secret(path, &sealed, Some(&kek)).unwrap(), b"data key");
+        assert!(matches!(
+            open_secret(path, b"junk", None),
+            Err(SecretError::Damaged(_))
+        ));
     }
 }

@@ -361,8 +361,14 @@ async fn run(
 /// still serve.
 fn lingering(entries: Vec<Entry>) -> BTreeMap<String, Vec<EndpointRecord>> {
     let mut lingering: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
-    for (_owner, network, record, alive) in entries {
-        if !alive {
+    for Entry {
+        network,
+        record,
+        live,
+        ..
+    } in entries
+    {
+        if !live {
             lingering.entry(network).or_default().push(record);
         }
     }
@@ -619,22 +625,28 @@ mod tests {
 
     #[test]
     fn entries_of_dead_owners_linger_by_network() {
+        let entry = |owner: &str, network: &str, record, live| Entry {
+            owner: owner.into(),
+            network: network.into(),
+            record,
+            live,
+        };
         let entries = vec![
-            (
-                "node-a".into(),
-                "ingress".into(),
+            entry(
+                "node-a",
+                "ingress",
                 rec("t1", [10, 255, 0, 2], [198, 18, 0, 2]),
                 false,
             ),
-            (
-                "node-b".into(),
-                "ingress".into(),
+            entry(
+                "node-b",
+                "ingress",
                 rec("t2", [10, 255, 0, 3], [198, 18, 0, 3]),
                 true,
             ),
-            (
-                "node-a".into(),
-                "app".into(),
+            entry(
+                "node-a",
+                "app",
                 rec("t1", [10, 0, 0, 2], [198, 18, 0, 2]),
                 false,
             ),

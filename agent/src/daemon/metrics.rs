@@ -1,5 +1,7 @@
 //! `--metrics-addr`: Prometheus metrics over plain HTTP (`GET /metrics`), as
 //! dockerd's `metrics-addr` does. Read-only; bind it to a private address.
+//! Connections are admitted within [`LIMITS`] and get a short deadline, so
+//! idle clients cannot take the agent's file descriptors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,9 +14,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Agent;
+use crate::admission::{Admission, Limits};
 
-/// How long a client has to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes served at once, overall and per client address.
+pub const LIMITS: Limits = Limits {
+    total: 64,
+    per_peer: 8,
+};
+/// How long a client has to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves metrics on `addr` as a task of `tasks` until `stop`; requests in
 /// flight then finish.
@@ -27,17 +35,18 @@ pub async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let admission = Admission::new(LIMITS);
     let connections = tasks.clone();
     tasks.spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            connections.spawn(answer(agent.clone(), stream));
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = admission.serve(listener, connections, move |stream, _, permit| {
+                let agent = agent.clone();
+                async move {
+                    let _permit = permit;
+                    answer(agent, stream).await;
+                }
+            }) => {}
         }
     });
     Ok(())
@@ -45,7 +54,7 @@ pub async fn serve(
 
 async fn answer(agent: Arc<Agent>, mut stream: TcpStream) {
     let mut request = [0u8; 2048];
-    let Ok(Ok(n)) = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut request)).await else {
+    let Ok(Ok(n)) = tokio::time::timeout(REQUEST_TIMEOUT, stream.read(&mut request)).await else {
         return;
     };
     let line = String::from_utf8_lossy(&request[..n]);
@@ -59,5 +68,6 @@ async fn answer(agent: Arc<Agent>, mut stream: TcpStream) {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = stream.write_all(response.as_bytes()).await;
+    let write = stream.write_all(response.as_bytes());
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, write).await;
 }

@@ -17,6 +17,7 @@ mod dataplane;
 mod docker_api;
 mod identity;
 mod ingress;
+mod key_dir;
 mod launch;
 mod local;
 mod manager;
@@ -67,6 +68,8 @@ pub struct Options {
     pub resources: shoal_control::objects::NodeResources,
     /// Which registries the node pulls from over plain HTTP.
     pub registries: crate::image::RegistryOptions,
+    /// Bytes of each task output kept on disk.
+    pub task_log_limit: u64,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then stops it: the socket and
@@ -75,8 +78,14 @@ pub struct Options {
 /// role), and every task ends.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     install_crypto_provider();
-    std::fs::create_dir_all(&opts.state_dir)
-        .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
+    identity::StateDir::new(&opts.state_dir)
+        .make_private()
+        .with_context(|| {
+            format!(
+                "cannot create state dir {} (or make it private: 0700, files 0600)",
+                opts.state_dir.display()
+            )
+        })?;
     let root = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Stopped last: the membership and every part of the member.

@@ -133,6 +133,7 @@ impl Peers {
 
     pub async fn heartbeat(&self, addr: &str, json: String) -> Result<String, Status> {
         Ok(DispatcherClient::new(self.channel(addr)?)
+            .max_decoding_message_size(shoal_control::manager::MAX_HEARTBEAT_MESSAGE_BYTES)
             .heartbeat(Json { json })
             .await?
             .into_inner()

@@ -14,13 +14,13 @@ use shoal_control::objects::{MacAddr, NetworkSpec};
 use tokio::sync::{mpsc, watch};
 
 use super::dataplane::{self, DataPlane, DataPlaneStatus, Inputs, LocalEndpoints};
-use super::identity::{NodeIdentity, StateDir};
+use super::identity::{Certs, NodeIdentity, StateDir};
 use super::sandboxes::{host_resolv_conf, PlaneSandboxes};
 use super::task_logs::LogReader;
 use super::tasks::TaskRunner;
 use crate::executor::Runtime;
-use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
-use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
+use crate::gossip::service::{Entry, Gossip, GossipOptions, GossipStatus, LocalEndpoint};
+use crate::gossip::table::{CertNotary, EndpointRecord, Protocol, PublishedPort};
 use crate::netns::NetnsDir;
 use crate::overlay::check_sandbox_id;
 
@@ -66,6 +66,8 @@ pub struct TaskInputs {
     /// The leader's log fetches, and where the answers go.
     pub log_fetches: mpsc::Receiver<Vec<LogFetch>>,
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
+    /// Bytes of each task output kept on disk.
+    pub log_limit: u64,
 }
 
 pub struct Plane {
@@ -85,8 +87,14 @@ pub struct Plane {
 }
 
 impl Plane {
+    /// Signs gossip records with a renewed certificate and key.
+    pub async fn rekey(&self, certs: &Certs) -> anyhow::Result<()> {
+        self.gossip.rekey(&certs.cert_pem, &certs.key_pem).await
+    }
+
     pub async fn start(
         identity: &NodeIdentity,
+        certs: &Certs,
         state: &StateDir,
         run_dir: &Path,
         gossip_config: watch::Receiver<Option<GossipConfig>>,
@@ -102,7 +110,12 @@ impl Plane {
         };
         let local = Arc::new(LocalEndpoints::load(state.endpoints_file())?);
         let opts = GossipOptions::new(&identity.node_id, vtep, GOSSIP_PORT);
-        let gossip = Arc::new(Gossip::start(opts, gossip_config, local.list()).await?);
+        // Gossip signs this node's records with its key; peers check them
+        // against its certificate.
+        let notary = CertNotary::new(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)
+            .context("gossip cannot sign with this node's certificate")?;
+        let gossip =
+            Arc::new(Gossip::start(opts, Box::new(notary), gossip_config, local.list()).await?);
         let netns = NetnsDir::new(run_dir.join("netns"));
         let dataplane = DataPlane::start(Inputs {
             vtep,
@@ -117,8 +130,13 @@ impl Plane {
             mesh: tasks.mesh,
             gossip_view: tasks.gossip_view.clone(),
         });
-        let runtimes =
-            super::runtimes::open(state, run_dir, &tasks.cgroup_root, &tasks.registries)?;
+        let runtimes = super::runtimes::open(
+            state,
+            run_dir,
+            &tasks.cgroup_root,
+            &tasks.registries,
+            tasks.log_limit,
+        )?;
         let runtime = runtimes.runtime;
         let sandboxes = Arc::new(PlaneSandboxes {
             gossip: gossip.clone(),
@@ -271,17 +289,24 @@ impl Plane {
         let entries = self.gossip.entries().await?;
         let lines: Vec<EndpointLine> = entries
             .into_iter()
-            .map(|(owner, network, record, live)| EndpointLine {
-                network,
-                owner,
-                task_id: record.task_id,
-                service: record.service,
-                ip: record.ip,
-                mac: record.mac.to_string(),
-                vtep: record.vtep,
-                ports: record.ports,
-                live,
-            })
+            .map(
+                |Entry {
+                     owner,
+                     network,
+                     record,
+                     live,
+                 }| EndpointLine {
+                    network,
+                    owner: owner.into(),
+                    task_id: record.task_id,
+                    service: record.service,
+                    ip: record.ip,
+                    mac: record.mac.to_string(),
+                    vtep: record.vtep,
+                    ports: record.ports,
+                    live,
+                },
+            )
             .collect();
         Ok(lines)
     }

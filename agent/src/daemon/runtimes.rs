@@ -22,16 +22,19 @@ pub struct NodeRuntimes {
 }
 
 /// Opens the runtimes on `state` and `run_dir`, adopting what a previous
-/// agent left running.
+/// agent left running; a process task keeps at most `log_limit` bytes of
+/// each output on disk.
 pub fn open(
     state: &StateDir,
     run_dir: &Path,
     cgroup_root: &Path,
     registries: &RegistryOptions,
+    log_limit: u64,
 ) -> anyhow::Result<NodeRuntimes> {
     let process: Arc<dyn Runtime> = Arc::new(
         ProcessRuntime::new(state.tasks_dir(), cgroup_root.to_path_buf())
-            .context("the task runtime did not start")?,
+            .context("the task runtime did not start")?
+            .with_log_limit(log_limit),
     );
     let Some(runc) = Runc::find(run_dir.join("runc")) else {
         tracing::warn!("runc not found: this node runs host commands only (apt-get install runc)");

@@ -147,10 +147,7 @@ impl TaskOutput<'_> {
         // to its budget may hold earlier ones not read yet.
         let mut horizon = u64::MAX;
         for stream in LogStream::BOTH {
-            let from = start.get(stream);
-            let (bytes, _) =
-                self.runtime
-                    .logs(self.task_id, runtime_stream(stream), from, budget as usize)?;
+            let (from, bytes) = self.read_kept(stream, start.get(stream), budget)?;
             let full = bytes.len() as u64 >= budget;
             // What follows the last newline is a whole line if the task
             // ended, or a piece of one longer than the budget.
@@ -205,6 +202,33 @@ impl TaskOutput<'_> {
         Ok(Lines { lines, next, more })
     }
 
+    /// Up to `budget` bytes of `stream` from `cursor`, and the offset they
+    /// start at. When the output at `cursor` was rotated away, the read
+    /// starts at the first whole line still kept.
+    fn read_kept(
+        &self,
+        stream: LogStream,
+        cursor: u64,
+        budget: u64,
+    ) -> Result<(u64, Vec<u8>), ExecutorError> {
+        let runtime_stream = runtime_stream(stream);
+        let kept = self.runtime.log_start(self.task_id, runtime_stream)?;
+        if cursor >= kept {
+            let (bytes, _) =
+                self.runtime
+                    .logs(self.task_id, runtime_stream, cursor, budget as usize)?;
+            return Ok((cursor, bytes));
+        }
+        let (bytes, _) = self
+            .runtime
+            .logs(self.task_id, runtime_stream, kept, budget as usize)?;
+        // The rotation cut at a block boundary, likely within a line.
+        Ok(match bytes.iter().position(|b| *b == b'\n') {
+            Some(i) => (kept + i as u64 + 1, bytes[i + 1..].to_vec()),
+            None => (kept, bytes),
+        })
+    }
+
     /// Where the last `n` lines of both streams together begin.
     fn tail_start(&self, n: u64) -> Result<LogCursor, ExecutorError> {
         let mut start = LogCursor::default();
@@ -213,26 +237,34 @@ impl TaskOutput<'_> {
             let size = self
                 .runtime
                 .log_size(self.task_id, runtime_stream(stream))?;
+            let kept = self
+                .runtime
+                .log_start(self.task_id, runtime_stream(stream))?;
             // A running task's unfinished last line is not a line yet.
             let end = if self.ended || size == 0 {
                 size
             } else {
-                self.newlines_before(stream, size, 1)?
+                self.newlines_before(stream, size, 1, kept)?
                     .first()
-                    .map_or(0, |p| p + 1)
+                    .map_or(kept, |p| p + 1)
             };
             start.set(stream, end);
-            if end == 0 || n == 0 {
+            if end <= kept || n == 0 {
                 continue;
             }
             // The last line's own newline does not start a line.
             let mut starts: Vec<u64> = self
-                .newlines_before(stream, end - 1, n)?
+                .newlines_before(stream, end - 1, n, kept)?
                 .into_iter()
                 .map(|p| p + 1)
                 .collect();
-            if (starts.len() as u64) < n {
+            // Fewer lines than asked: the first one starts at the beginning,
+            // unless rotation cut it (then it is left out).
+            if (starts.len() as u64) < n && kept == 0 {
                 starts.push(0);
+            }
+            if starts.is_empty() {
+                continue;
             }
             starts.reverse();
             let marks = self.marks(stream, starts[0], end)?;
@@ -251,17 +283,18 @@ impl TaskOutput<'_> {
         Ok(start)
     }
 
-    /// The offsets of the last `limit` newlines before `end`, last first.
+    /// The offsets of the last `limit` newlines in `floor..end`, last first.
     fn newlines_before(
         &self,
         stream: LogStream,
         end: u64,
         limit: u64,
+        floor: u64,
     ) -> Result<Vec<u64>, ExecutorError> {
         let mut found = Vec::new();
         let mut block_end = end;
-        while block_end > 0 && (found.len() as u64) < limit {
-            let block_start = block_end.saturating_sub(SCAN_BLOCK as u64);
+        while block_end > floor && (found.len() as u64) < limit {
+            let block_start = block_end.saturating_sub(SCAN_BLOCK as u64).max(floor);
             let (bytes, _) = self.runtime.logs(
                 self.task_id,
                 runtime_stream(stream),
@@ -372,6 +405,37 @@ mod tests {
         let chunk = read(&rt, &fetch(LogStart::At(chunk.next), 1000));
         assert_eq!(texts(&chunk), ["three"]);
         assert_eq!(chunk.lines[0].time_ns, Some(40));
+    }
+
+    #[test]
+    fn reads_and_tails_go_on_across_a_rotation() {
+        let rt = runtime();
+        for i in 0..10u64 {
+            rt.push_log_at("t", Stream::Stdout, format!("line{i}\n").as_bytes(), i);
+        }
+        // A follower read the first two lines.
+        let first = read(&rt, &fetch(ALL, 12));
+        assert_eq!(texts(&first), ["line0", "line1"]);
+        // Rotation drops everything before the middle of line 3.
+        rt.rotate_log("t", Stream::Stdout, 20);
+        let next = read(&rt, &fetch(LogStart::At(first.next), 1000));
+        assert_eq!(
+            texts(&next),
+            ["line4", "line5", "line6", "line7", "line8", "line9"]
+        );
+        assert_eq!(next.next.stdout, 60);
+        let all = read(&rt, &fetch(ALL, 1000));
+        assert_eq!(texts(&all), texts(&next));
+        assert!(all.lines.iter().all(|l| !l.text.contains('\0')));
+        assert_eq!(
+            texts(&read(&rt, &fetch(LogStart::Tail(2), 1000))),
+            ["line8", "line9"]
+        );
+        // Asked for more lines than are kept: the cut one is left out.
+        assert_eq!(
+            texts(&read(&rt, &fetch(LogStart::Tail(100), 1000))).len(),
+            6
+        );
     }
 
     #[test]

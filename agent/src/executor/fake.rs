@@ -34,6 +34,8 @@ struct FakeTask {
     logs: HashMap<Stream, Vec<u8>>,
     /// One mark per push.
     marks: HashMap<Stream, Vec<LogMark>>,
+    /// Where rotation left each output.
+    kept: HashMap<Stream, u64>,
 }
 
 impl FakeTask {
@@ -42,6 +44,7 @@ impl FakeTask {
             state,
             logs: HashMap::new(),
             marks: HashMap::new(),
+            kept: HashMap::new(),
         }
     }
 
@@ -99,6 +102,19 @@ impl FakeRuntime {
             let offset = output.len() as u64;
             let mark = LogMark { offset, time_ns };
             task.marks.entry(stream).or_default().push(mark);
+        }
+    }
+
+    /// Rotates a task's output as the process runtime does: the bytes
+    /// before `offset` are gone (they read as zeros), offsets stay.
+    pub fn rotate_log(&self, task_id: &str, stream: Stream, offset: u64) {
+        if let Some(task) = self.lock().tasks.get_mut(task_id) {
+            let output = task.logs.entry(stream).or_default();
+            let end = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(output.len());
+            output[..end].fill(0);
+            task.kept.insert(stream, end as u64);
         }
     }
 
@@ -214,6 +230,15 @@ impl Runtime for FakeRuntime {
             .get(task_id)
             .ok_or_else(|| ExecutorError::Unknown(task_id.to_string()))?;
         Ok(task.output(stream).len() as u64)
+    }
+
+    fn log_start(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        let fake = self.lock();
+        let task = fake
+            .tasks
+            .get(task_id)
+            .ok_or_else(|| ExecutorError::Unknown(task_id.to_string()))?;
+        Ok(task.kept.get(&stream).copied().unwrap_or(0))
     }
 
     fn log_marks(

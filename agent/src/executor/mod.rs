@@ -189,6 +189,11 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// How many bytes of output a task has written to `stream` so far.
     fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError>;
+    /// The first offset of `stream` the runtime still holds: output before
+    /// it was rotated away to cap the task's disk use (offsets never move).
+    fn log_start(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        self.log_size(task_id, stream).map(|_| 0)
+    }
     /// The marks that time the bytes `from..to` of a stream, in offset
     /// order: those past `from`, up to and including the first at or past
     /// `to`. Bytes written so recently that no mark covers them yet get one

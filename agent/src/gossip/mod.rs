@@ -11,6 +11,7 @@
 pub mod app;
 pub mod codec;
 pub mod membership;
+pub mod node_id;
 pub mod replica;
 pub mod service;
 pub mod sim;

@@ -19,8 +19,12 @@ use super::app::{AppNode, AppOutput};
 use crate::gossip::codec::Message;
 use crate::gossip::membership::MemberId;
 use crate::gossip::table::{
-    pack_deltas, Delta, EndpointRecord, LiveEndpoint, ManualClock, Tables, DEFAULT_PAGE_BYTES,
+    pack_deltas, Delta, EndpointRecord, HashNotary, LiveEndpoint, ManualClock, Notary, Tables,
+    Verdict, DEFAULT_PAGE_BYTES,
 };
+
+/// Certificates per `Message::Certificates` frame (some 600 bytes each).
+const CERTIFICATES_PER_FRAME: usize = 64;
 
 /// The simulated wall clock at virtual time zero (Unix milliseconds).
 const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -104,13 +108,9 @@ impl TableNode {
     /// Empty tables for simulated node `index` (named `n<index>` like its
     /// member), started at `now`; anti-entropy every `sync_interval`.
     pub fn new(index: usize, now: Duration, seed: u64, sync_interval: Duration) -> Self {
-        let mut node = Self::starting(
-            &format!("n{index}"),
-            EPOCH_MS,
-            now,
-            seed ^ (index as u64),
-            sync_interval,
-        );
+        let name = format!("n{index}");
+        let mut node = Self::starting(&name, EPOCH_MS, now, seed ^ (index as u64), sync_interval)
+            .with_notary(Box::new(HashNotary::new(&name)));
         // A simulated node runs no task across a restart: from the start it
         // is the authority on its entries, and old copies get tombstoned.
         node.tables.settle();
@@ -149,8 +149,38 @@ impl TableNode {
         }
     }
 
+    /// Signs and checks records with `notary` (see [`Tables::with_notary`]).
+    pub fn with_notary(mut self, notary: Box<dyn Notary>) -> Self {
+        self.tables = std::mem::replace(&mut self.tables, Tables::new("")).with_notary(notary);
+        self
+    }
+
     pub fn tables(&self) -> &Tables {
         &self.tables
+    }
+
+    /// Signs with a renewed certificate and key, and gossips this node's
+    /// entries signed again.
+    pub fn rekey(
+        &mut self,
+        cert_pem: &str,
+        key_pem: &str,
+        now: Duration,
+    ) -> Result<Vec<AppOutput>, String> {
+        self.set_clock(now);
+        let deltas = self.tables.rekey(cert_pem, key_pem)?;
+        self.changed(!deltas.is_empty());
+        Ok(broadcasts(deltas))
+    }
+
+    /// Deltas whose owner's key is unknown here: sync with the owner (if it
+    /// is alive) at the next tick, which brings its certificate.
+    fn ask_owner(&mut self, owner: &str) {
+        if let Some(&(_, addr)) = self.alive.get(owner) {
+            if !self.prompt.contains(&addr) && self.prompt.len() < MAX_PROMPT_SYNCS {
+                self.prompt.push(addr);
+            }
+        }
     }
 
     /// Bumped whenever what [`TableNode::live`] returns may have changed.
@@ -219,7 +249,11 @@ impl TableNode {
     fn apply(&mut self, delta: Delta, now: Duration) -> Option<Delta> {
         let written_at = delta.written_at;
         let foreign = delta.owner != self.tables.self_node();
+        let owner = delta.owner.clone();
         let applied = self.tables.apply(delta);
+        if applied.refused == Some(Verdict::UnknownKey) {
+            self.ask_owner(&owner);
+        }
         if applied.changed {
             self.changed(true);
             if foreign {
@@ -284,20 +318,34 @@ impl AppNode for TableNode {
             Ok(Message::SyncRequest { session, digest }) => {
                 let pages = self.tables.missing_for(&digest, DEFAULT_PAGE_BYTES);
                 let count = pages.len();
-                pages
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(index, page)| {
-                        let message = Message::SyncPage {
-                            session,
-                            index: u32::try_from(index).ok()?,
-                            last: index + 1 == count,
-                            page,
-                        };
-                        let bytes = Bytes::from(message.encode().ok()?);
-                        Some(AppOutput::Stream { to: from, bytes })
-                    })
-                    .collect()
+                // The certificates first, so the pages check out on arrival.
+                let certificates = self.tables.certificates_for(&pages);
+                let certificates = certificates
+                    .chunks(CERTIFICATES_PER_FRAME)
+                    .filter_map(|chunk| Message::Certificates(chunk.to_vec()).encode().ok())
+                    .map(|bytes| AppOutput::Stream {
+                        to: from,
+                        bytes: Bytes::from(bytes),
+                    });
+                let pages = pages.into_iter().enumerate().filter_map(|(index, page)| {
+                    let message = Message::SyncPage {
+                        session,
+                        index: u32::try_from(index).ok()?,
+                        last: index + 1 == count,
+                        page,
+                    };
+                    let bytes = Bytes::from(message.encode().ok()?);
+                    Some(AppOutput::Stream { to: from, bytes })
+                });
+                certificates.chain(pages).collect()
+            }
+            Ok(Message::Certificates(certificates)) => {
+                // As many as a sender puts in a frame: a member cannot make
+                // this node check certificates without end.
+                for certificate in certificates.iter().take(CERTIFICATES_PER_FRAME) {
+                    self.tables.learn(certificate);
+                }
+                Vec::new()
             }
             Ok(Message::SyncPage { page, .. }) => {
                 let now_ms = self.base_ms + millis(now);
@@ -313,6 +361,11 @@ impl AppNode for TableNode {
                     .map(|d| now_ms.saturating_sub(d.written_at))
                     .collect();
                 let applied = self.tables.apply_page(page);
+                for (owner, verdict) in &applied.refused {
+                    if *verdict == Verdict::UnknownKey {
+                        self.ask_owner(owner);
+                    }
+                }
                 self.changed(applied.changed > 0);
                 for lag in fresh {
                     self.lag.record(lag);

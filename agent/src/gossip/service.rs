@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::app::{AppNode, AppOutput};
 use super::codec::{Channel, Codec, DecodeStats, Keyring, Message, SecretKey, MAX_DATAGRAM};
@@ -29,8 +30,16 @@ use super::membership::{
     MembershipTimer,
 };
 use super::replica::{LagStats, TableNode};
-use super::table::{EndpointRecord, TableSize};
-use super::transport::{self, MAX_REQUEST_FRAMES};
+use super::table::{EndpointRecord, NetworkId, NodeId, Notary, RefusedRecords, TableSize};
+use super::transport::{self, MAX_REQUEST_BYTES, MAX_REQUEST_FRAMES};
+use crate::admission::{Admission, AdmissionStats, Limits};
+
+/// Gossip streams held at once, overall and per peer address: a peer has
+/// at most a few exchanges open with a node (member lists, table syncs).
+pub const STREAM_LIMITS: Limits = Limits {
+    total: 256,
+    per_peer: 8,
+};
 
 /// How often membership and the tables get their periodic turn.
 const TICK: Duration = Duration::from_secs(1);
@@ -97,6 +106,10 @@ pub struct TransportStats {
     pub streams_opened: u64,
     pub streams_accepted: u64,
     pub stream_failures: u64,
+    /// Connections closed at once: over [`STREAM_LIMITS`].
+    pub streams_refused: u64,
+    /// Streams whose first frame was not an authentic hello.
+    pub hellos_refused: u64,
 }
 
 /// Member transitions this node observed.
@@ -122,6 +135,9 @@ pub struct GossipStatus {
     /// Owner's write to arrival here.
     pub convergence_lag: LagStats,
     pub decode: DecodeStats,
+    /// Records refused for their owner's signature.
+    #[serde(default)]
+    pub records_refused: RefusedRecords,
     pub membership: MembershipStats,
     pub transport: TransportStats,
     pub transitions: TransitionStats,
@@ -138,15 +154,35 @@ enum Request {
         done: oneshot::Sender<bool>,
     },
     Status(oneshot::Sender<GossipStatus>),
+    /// A renewed certificate (PEM) and key: sign with them from now on.
+    Rekey {
+        cert_pem: String,
+        key_pem: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
     Live(oneshot::Sender<BTreeMap<String, Vec<EndpointRecord>>>),
     Entries(oneshot::Sender<Vec<Entry>>),
 }
 
-/// A live entry of the local tables: owner, network, record, and whether
-/// its owner is alive (so it is programmed).
-pub type Entry = (String, String, EndpointRecord, bool);
+/// A live entry of the local tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The node that published it.
+    pub owner: NodeId,
+    pub network: NetworkId,
+    pub record: EndpointRecord,
+    /// Whether its owner is alive (so it is programmed).
+    pub live: bool,
+}
 
 enum Inbound {
+    /// The first frame of an accepted stream, to authenticate before the
+    /// rest is read.
+    Hello {
+        from: SocketAddr,
+        frame: Vec<u8>,
+        verdict: oneshot::Sender<bool>,
+    },
     Stream {
         from: SocketAddr,
         frames: Vec<Vec<u8>>,
@@ -171,6 +207,7 @@ impl Gossip {
     /// runs) and starts gossiping as soon as `config` holds a key.
     pub async fn start(
         opts: GossipOptions,
+        notary: Box<dyn Notary>,
         config: watch::Receiver<Option<GossipConfig>>,
         local: Vec<LocalEndpoint>,
     ) -> anyhow::Result<Gossip> {
@@ -185,7 +222,7 @@ impl Gossip {
         let (changes_tx, changes) = watch::channel(0);
         let (inbound_tx, inbound_rx) = mpsc::channel(256);
         let stop = CancellationToken::new();
-        let mut node = Node::new(opts, Arc::new(udp), inbound_tx.clone(), changes_tx);
+        let mut node = Node::new(opts, notary, Arc::new(udp), inbound_tx.clone(), changes_tx);
         for endpoint in local {
             let outputs = node
                 .tables
@@ -229,6 +266,20 @@ impl Gossip {
         })
         .await?;
         Ok(rx.await?)
+    }
+
+    /// Signs this node's records with a renewed certificate and key, and
+    /// gossips them signed again.
+    pub async fn rekey(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.send(Request::Rekey {
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            done,
+        })
+        .await?;
+        rx.await?
+            .map_err(|e| anyhow::anyhow!("gossip cannot sign with the new key: {e}"))
     }
 
     pub async fn status(&self) -> anyhow::Result<GossipStatus> {
@@ -299,6 +350,7 @@ struct Node {
     since: BTreeMap<String, Instant>,
     transport: TransportStats,
     transitions: TransitionStats,
+    admission: Arc<AdmissionStats>,
 }
 
 fn unix_ms() -> u64 {
@@ -311,6 +363,7 @@ fn unix_ms() -> u64 {
 impl Node {
     fn new(
         opts: GossipOptions,
+        notary: Box<dyn Notary>,
         udp: Arc<UdpSocket>,
         inbound: mpsc::Sender<Inbound>,
         changes: watch::Sender<u64>,
@@ -327,7 +380,8 @@ impl Node {
             Duration::ZERO,
             seed,
             opts.table_sync_interval,
-        );
+        )
+        .with_notary(notary);
         Node {
             opts,
             started: Instant::now(),
@@ -346,6 +400,7 @@ impl Node {
             since: BTreeMap::new(),
             transport: TransportStats::default(),
             transitions: TransitionStats::default(),
+            admission: Arc::default(),
         }
     }
 
@@ -362,7 +417,9 @@ impl Node {
         inbound_tx: mpsc::Sender<Inbound>,
         stop: CancellationToken,
     ) {
-        let acceptor = tokio::spawn(accept(tcp, inbound_tx, self.opts.port));
+        let admission = Admission::new(STREAM_LIMITS);
+        self.admission = admission.stats();
+        let acceptor = tokio::spawn(accept(admission, tcp, inbound_tx, self.opts.port));
         let udp = self.udp.clone();
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let mut tick = tokio::time::interval(TICK);
@@ -475,6 +532,20 @@ impl Node {
             Request::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Request::Rekey {
+                cert_pem,
+                key_pem,
+                done,
+            } => {
+                let result = self.tables.rekey(&cert_pem, &key_pem, now);
+                let _ = done.send(match result {
+                    Ok(outputs) => {
+                        self.queue_outputs(outputs);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                });
+            }
             Request::Live(reply) => {
                 let live = self
                     .tables
@@ -498,9 +569,12 @@ impl Node {
                     .tables()
                     .iter()
                     .filter_map(|d| {
-                        let record = d.change.record()?.clone();
-                        let live = self.tables.is_alive(&d.owner);
-                        Some((d.owner.to_string(), d.network.to_string(), record, live))
+                        Some(Entry {
+                            owner: d.owner.clone(),
+                            network: d.network.clone(),
+                            record: d.change.record()?.clone(),
+                            live: self.tables.is_alive(&d.owner),
+                        })
                     })
                     .collect();
                 let _ = reply.send(entries);
@@ -528,6 +602,17 @@ impl Node {
 
     fn inbound(&mut self, inbound: Inbound) {
         match inbound {
+            Inbound::Hello {
+                from,
+                frame,
+                verdict,
+            } => {
+                let authentic = self.hello(from, &frame);
+                if !authentic {
+                    self.transport.hellos_refused += 1;
+                }
+                let _ = verdict.send(authentic);
+            }
             Inbound::StreamFailed { to, error } => {
                 self.transport.stream_failures += 1;
                 tracing::debug!("gossip stream to {to} failed: {error}");
@@ -556,6 +641,27 @@ impl Node {
         }
     }
 
+    /// Whether the first frame of a stream is an authentic hello.
+    fn hello(&mut self, from: SocketAddr, frame: &[u8]) -> bool {
+        let Some(codec) = &mut self.codec else {
+            return false;
+        };
+        match codec.open(Channel::Stream, frame, unix_ms()) {
+            Ok(received) if received.message == Message::Hello => true,
+            Ok(other) => {
+                tracing::debug!(
+                    "gossip stream from {from} starts with a {}",
+                    kind(&other.message)
+                );
+                false
+            }
+            Err(rejected) => {
+                tracing::debug!("gossip stream from {from} refused: {rejected}");
+                false
+            }
+        }
+    }
+
     fn stream_frame(&mut self, from: SocketAddr, frame: &[u8]) {
         let Some(codec) = &mut self.codec else {
             return;
@@ -573,7 +679,9 @@ impl Node {
                 let effects = self.membership.handle_sync(from, &list, now);
                 self.queue_effects(effects);
             }
-            message @ (Message::SyncRequest { .. } | Message::SyncPage { .. }) => {
+            message @ (Message::SyncRequest { .. }
+            | Message::SyncPage { .. }
+            | Message::Certificates(_)) => {
                 if let Ok(bytes) = message.encode() {
                     let outputs = self.tables.on_stream(from, &bytes, now);
                     self.queue_outputs(outputs);
@@ -727,23 +835,30 @@ impl Node {
         let Some(codec) = &mut self.codec else {
             return;
         };
-        let frame = match codec.seal_frame(message, unix_ms()) {
-            Ok(frame) => frame,
+        let answering = matches!(&self.answering, Some((asker, _)) if *asker == to);
+        let now = unix_ms();
+        let sealed = if answering {
+            codec.seal_frame(message, now).map(|frame| vec![frame])
+        } else {
+            codec
+                .seal_frame(&Message::Hello, now)
+                .and_then(|hello| Ok(vec![hello, codec.seal_frame(message, now)?]))
+        };
+        let frames = match sealed {
+            Ok(frames) => frames,
             Err(error) => {
                 tracing::warn!("gossip: {} to {to} not sealed: {error}", kind(message));
                 return;
             }
         };
-        if let Some((asker, answer)) = &mut self.answering {
-            if *asker == to {
-                answer.push(frame);
-                return;
-            }
+        if let Some((_, answer)) = self.answering.as_mut().filter(|_| answering) {
+            answer.extend(frames);
+            return;
         }
         self.transport.streams_opened += 1;
         let inbound = self.inbound.clone();
         tokio::spawn(async move {
-            let message = match transport::exchange(to, vec![frame]).await {
+            let message = match transport::exchange(to, frames).await {
                 Ok(frames) => Inbound::Stream {
                     from: to,
                     frames,
@@ -810,8 +925,15 @@ impl Node {
                 .collect(),
             convergence_lag: self.tables.lag(),
             decode,
+            records_refused: self.tables.tables().refused(),
             membership: self.membership.stats(),
-            transport: self.transport,
+            transport: TransportStats {
+                streams_refused: self
+                    .admission
+                    .refused
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                ..self.transport
+            },
             transitions: self.transitions,
         }
     }
@@ -827,41 +949,61 @@ impl GossipStatus {
     }
 }
 
-/// Accepts stream exchanges: reads the request frames, hands them to the
-/// loop, writes its answer back.
-async fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, port: u16) {
-    loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let inbound = inbound.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let work = async {
-                let frames = transport::read_frames(&mut stream, MAX_REQUEST_FRAMES).await?;
-                let (reply, answer) = oneshot::channel();
+/// Accepts stream exchanges within [`STREAM_LIMITS`]: reads the hello
+/// alone and has the loop authenticate it, then the request frames, hands
+/// them to the loop, writes its answer back.
+async fn accept(
+    admission: Admission,
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    port: u16,
+) {
+    // Each stream ends within its read and answer timeouts.
+    admission
+        .serve(listener, TaskTracker::new(), move |stream, peer, permit| {
+            let inbound = inbound.clone();
+            async move {
+                let _permit = permit;
+                let mut stream = stream;
+                let _ = stream.set_nodelay(true);
                 // Members are known by their gossip port, not the ephemeral one.
                 let from = SocketAddr::new(peer.ip(), port);
-                let request = Inbound::Stream {
-                    from,
-                    frames,
-                    reply: Some(reply),
+                let work = async {
+                    let frame = transport::read_hello(&mut stream).await?;
+                    let (verdict, authentic) = oneshot::channel();
+                    let hello = Inbound::Hello {
+                        from,
+                        frame,
+                        verdict,
+                    };
+                    if inbound.send(hello).await.is_err() || authentic.await != Ok(true) {
+                        return Err(transport::StreamError::Unauthenticated);
+                    }
+                    let frames =
+                        transport::read_frames(&mut stream, MAX_REQUEST_FRAMES, MAX_REQUEST_BYTES)
+                            .await?;
+                    let (reply, answer) = oneshot::channel();
+                    let request = Inbound::Stream {
+                        from,
+                        frames,
+                        reply: Some(reply),
+                    };
+                    if inbound.send(request).await.is_err() {
+                        return Ok(());
+                    }
+                    if let Ok(frames) = answer.await {
+                        transport::write_frames(&mut stream, &frames).await?;
+                    }
+                    Ok::<_, transport::StreamError>(())
                 };
-                if inbound.send(request).await.is_err() {
-                    return Ok(());
+                match tokio::time::timeout(transport::EXCHANGE_TIMEOUT, work).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!("gossip stream from {peer}: {error}"),
+                    Err(_) => tracing::debug!("gossip stream from {peer} timed out"),
                 }
-                if let Ok(frames) = answer.await {
-                    transport::write_frames(&mut stream, &frames).await?;
-                }
-                Ok::<_, transport::StreamError>(())
-            };
-            match tokio::time::timeout(transport::EXCHANGE_TIMEOUT, work).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::debug!("gossip stream from {peer}: {error}"),
-                Err(_) => tracing::debug!("gossip stream from {peer} timed out"),
             }
-        });
-    }
+        })
+        .await;
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -884,6 +1026,8 @@ fn kind(message: &Message) -> &'static str {
         Message::SyncRequest { .. } => "sync request",
         Message::SyncPage { .. } => "sync page",
         Message::MemberList(_) => "member list",
+        Message::Hello => "hello",
+        Message::Certificates(_) => "certificates",
     }
 }
 

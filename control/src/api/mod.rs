@@ -121,6 +121,9 @@ pub enum ApiRequest {
     ServiceLogs { query: LogQuery },
     /// manager: `swarm update --scheduling-strategy`.
     SetStrategy { strategy: Strategy },
+    /// manager: `swarm update --max-replicas`: the cap on a service's
+    /// replicas.
+    SetMaxReplicas { max_replicas: u64 },
     /// manager (internal): a node that joined or was promoted as a manager
     /// is ready; the leader adds it to the Raft group.
     AddManager { node_id: String },
@@ -184,6 +187,7 @@ impl ApiRequest {
             | ApiRequest::ServiceRollback { .. }
             | ApiRequest::ServiceRemove { .. }
             | ApiRequest::SetStrategy { .. }
+            | ApiRequest::SetMaxReplicas { .. }
             | ApiRequest::AddManager { .. } => Access::Write,
         }
     }

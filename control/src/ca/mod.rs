@@ -5,7 +5,8 @@
 //! formats and checks join tokens (`SWMTKN-1-<CA digest>-<secret>`), pins the
 //! CA of a manager during `swarm join`, builds the rustls/tonic TLS configs,
 //! authorizes each RPC from its peer certificate, and seals data at rest with
-//! the autolock key (`SWMKEY-1-...`).
+//! the autolock key (`SWMKEY-1-...`); signs and checks statements made with
+//! a node's own key (gossip records).
 //!
 //! It must never trust a peer it has not verified against this cluster's root,
 //! never print a private key or unlock key, and never use a crypto provider
@@ -16,6 +17,7 @@ mod encoding;
 mod identity;
 mod pinning;
 mod root;
+mod signing;
 pub mod tls;
 mod token;
 
@@ -34,6 +36,7 @@ pub use identity::{
 };
 pub use pinning::{fetch_root_ca, FETCH_ROOT_CA_TIMEOUT};
 pub use root::{ca_digest, NodeKey, RootCa, CA_COMMON_NAME, CA_VALIDITY};
+pub use signing::{key_id, CertChecker, CertifiedKey, KeyId, NodeSigner, SIGNATURE_LEN};
 pub use token::{JoinToken, DIGEST_LEN, JOIN_TOKEN_PREFIX, SECRET_LEN};
 
 /// The DNS name every manager certificate carries and every client checks.

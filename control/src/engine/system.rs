@@ -542,6 +542,7 @@ mod tests {
             unlock_key: Some("SWMKEY-1-x".into()),
             gossip_key: vec![1; 32],
             strategy: crate::objects::Strategy::Spread,
+            max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
             created_at: 1_471_517_064,
         };
         let swarm = Swarm::from_cluster(&cluster, "SWMTKN-1-a-w".into(), "SWMTKN-1-a-m".into());

@@ -17,7 +17,7 @@ use crate::api::{
     Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
     HEARTBEAT_PERIOD_MS,
 };
-use crate::objects::{Node, NodeState, Service, Task, TaskState};
+use crate::objects::{Node, NodeResources, NodeState, Service, Task, TaskState};
 use crate::store::Objects;
 
 /// How often the down detector looks.
@@ -90,6 +90,53 @@ pub fn apply_report(task: &mut Task, node: &str, report: &TaskReport, now_ms: u6
     task.status.exit_code = report.exit_code;
     task.status.pid = report.pid;
     task.status != before
+}
+
+/// The largest heartbeat answer (JSON bytes) a manager sends and an agent
+/// reads: a node given more tasks than fit is told so, with an error that
+/// names it, rather than failing to decode an answer it never gets.
+pub const MAX_HEARTBEAT_ANSWER_BYTES: usize = 32 << 20;
+/// The gRPC message limit for heartbeat answers: the JSON and its framing.
+pub const MAX_HEARTBEAT_MESSAGE_BYTES: usize = MAX_HEARTBEAT_ANSWER_BYTES + (64 << 10);
+
+/// The most CPUs a node may offer (Linux's largest `NR_CPUS` is 8192).
+pub const MAX_NODE_CPUS: u64 = 16_384;
+/// The most memory a node may offer: 4 PiB, what 5-level paging addresses.
+pub const MAX_NODE_MEMORY_BYTES: u64 = 4 << 50;
+
+/// What a node says it offers, within [`MAX_NODE_CPUS`] and
+/// [`MAX_NODE_MEMORY_BYTES`]: the scheduler adds and compares these, so a
+/// node cannot make itself look infinite (or overflow the sums) by
+/// reporting absurd figures.
+pub fn bounded_resources(reported: NodeResources) -> NodeResources {
+    NodeResources {
+        nano_cpus: reported.nano_cpus.min(MAX_NODE_CPUS * 1_000_000_000),
+        memory_bytes: reported.memory_bytes.min(MAX_NODE_MEMORY_BYTES),
+    }
+}
+
+/// Refuses an answer over `limit` bytes ([`MAX_HEARTBEAT_ANSWER_BYTES`]),
+/// loudly.
+pub(super) fn check_answer_size(
+    node: &str,
+    tasks: usize,
+    answer: &HeartbeatResponse,
+    limit: usize,
+) -> Result<(), ManagerError> {
+    let bytes = serde_json::to_vec(answer)
+        .map_err(ManagerError::store)?
+        .len();
+    if bytes > limit {
+        let too_large = ManagerError::HeartbeatTooLarge {
+            node: node.to_string(),
+            tasks,
+            bytes,
+            limit,
+        };
+        tracing::error!("{too_large}");
+        return Err(too_large);
+    }
+    Ok(())
 }
 
 /// Every node's unfinished tasks (given to it and not yet final), and the
@@ -187,15 +234,23 @@ impl<S: Store, L: Link> Manager<S, L> {
             .ok_or_else(|| self.not_in_store(&heartbeat.node_id))?
             .value;
         let mut log_fetches = Vec::new();
+        let (assignments, history) = self.assignments_for(&objects, &node.id);
         if self.is_leader() {
-            let resources = heartbeat.resources.unwrap_or(node.resources);
+            let resources = heartbeat
+                .resources
+                .map_or(node.resources, bounded_resources);
             {
+                // Only reports of tasks given to this node are kept: a node
+                // cannot crowd out (or overwrite) another node's reports.
+                let given: HashSet<&str> = assignments.iter().map(|a| a.task_id.as_str()).collect();
                 let mut dispatch = self.dispatch();
                 dispatch.seen(&node.id, Instant::now());
                 for report in heartbeat.tasks {
-                    dispatch
-                        .reports
-                        .insert(report.task_id.clone(), (node.id.clone(), report));
+                    if given.contains(report.task_id.as_str()) {
+                        dispatch
+                            .reports
+                            .insert(report.task_id.clone(), (node.id.clone(), report));
+                    }
                 }
             }
             self.logs.deliver(&node.id, heartbeat.logs);
@@ -218,8 +273,8 @@ impl<S: Store, L: Link> Manager<S, L> {
                 Err(_) => tracing::debug!("relaying a heartbeat of {}: no answer", node.id),
             }
         }
-        let (assignments, history) = self.assignments_for(&objects, &node.id);
-        Ok(HeartbeatResponse {
+        let tasks = assignments.len();
+        let answer = HeartbeatResponse {
             role: node.role,
             managers: self.managers_leader_first(),
             period_ms: HEARTBEAT_PERIOD_MS,
@@ -228,7 +283,9 @@ impl<S: Store, L: Link> Manager<S, L> {
             assignments: Some(assignments),
             history: Some(history),
             log_fetches,
-        })
+        };
+        check_answer_size(&node.id, tasks, &answer, MAX_HEARTBEAT_ANSWER_BYTES)?;
+        Ok(answer)
     }
 
     /// The unfinished tasks assigned to `node`, and the ids of its

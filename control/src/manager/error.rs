@@ -116,6 +116,12 @@ pub enum ManagerError {
     NoPreviousSpec(String),
     #[error("a service's mode (replicated or global) cannot change; remove and create it again")]
     ModeChange,
+    #[error("service {service}: {replicas} replicas is over this swarm's cap of {cap} per service; raise it with `shoal swarm update --max-replicas N` if the cluster can run that many")]
+    OverReplicaCap {
+        service: String,
+        replicas: u64,
+        cap: u64,
+    },
     #[error("key {0} doesn't exist in node's labels")]
     NoSuchLabel(String),
     #[error("no unlock key is set: turn autolock on with `shoal swarm update --autolock=true`")]
@@ -148,6 +154,13 @@ pub enum ManagerError {
     Unreachable { manager: String, detail: String },
     #[error("{message}")]
     Remote { code: ErrorCode, message: String },
+    #[error("the heartbeat answer for node {node} ({tasks} tasks, {bytes} bytes) is over the {limit}-byte limit: spread its services over more nodes or lower their replicas")]
+    HeartbeatTooLarge {
+        node: String,
+        tasks: usize,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 impl ManagerError {
@@ -164,6 +177,7 @@ impl ManagerError {
                 AdmissionError::Network(LookupError::NotFound { .. }) => C::NotFound,
                 AdmissionError::Network(LookupError::Ambiguous { .. })
                 | AdmissionError::NoFreePort(_)
+                | AdmissionError::PortReserved(_)
                 | AdmissionError::Spec(_) => C::Invalid,
             },
             ManagerError::NetworkCreate(NetworkCreateError::NameTaken(_)) => C::Conflict,
@@ -185,6 +199,7 @@ impl ManagerError {
             | ManagerError::ScaleGlobal(_)
             | ManagerError::NoPreviousSpec(_)
             | ManagerError::ModeChange
+            | ManagerError::OverReplicaCap { .. }
             | ManagerError::NoSuchLabel(_)
             | ManagerError::NoUnlockKey
             | ManagerError::NotAManager(_) => C::Invalid,
@@ -197,6 +212,7 @@ impl ManagerError {
             ManagerError::Membership(_) => C::Unavailable,
             ManagerError::Rejected(_) => C::Invalid,
             ManagerError::Store(_) => C::Internal,
+            ManagerError::HeartbeatTooLarge { .. } => C::Unavailable,
             ManagerError::Unreachable { .. } => C::Unavailable,
             ManagerError::Remote { code, .. } => *code,
         }

@@ -8,12 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::{now_ms, Link, Manager, Store};
+use super::{now_ms, Link, Manager, ManagerError, Store};
 use crate::api::{rfc3339, GossipConfig, GOSSIP_PORT};
 use crate::objects::{
     gossip_config_at, GossipKeyring, Node, NodeState, Role, Rotation, GOSSIP_KEYRING_ID,
     KEY_RETIRE_AFTER_MS,
 };
+use crate::store::{Command, Objects};
 
 /// How many peers a heartbeat answer names.
 pub const GOSSIP_PEERS: usize = 8;
@@ -40,6 +41,32 @@ impl<S: Store, L: Link> Manager<S, L> {
             primary,
             peers,
         })
+    }
+}
+
+impl<S: Store, L: Link> Manager<S, L> {
+    /// The write that adds a new gossip key to the keyring read in
+    /// `objects` (failing with a conflict if the keyring changed since), as
+    /// `node rm` and `node demote` make: a node that leaves must not keep
+    /// speaking gossip with the key it held. Its key stops being handed out
+    /// on the rotation's schedule (see `crate::objects::gossip_keys`).
+    pub(super) fn gossip_rotation(
+        &self,
+        objects: &Objects,
+    ) -> Result<(Command, Rotation), ManagerError> {
+        let cluster = objects
+            .one::<crate::objects::Cluster>(crate::objects::CLUSTER_ID)
+            .map_err(ManagerError::store)?
+            .ok_or(ManagerError::NoCluster)?
+            .value;
+        let (mut keyring, version) = objects
+            .one::<GossipKeyring>(GOSSIP_KEYRING_ID)
+            .map_err(ManagerError::store)?
+            .map(|v| (v.value, v.version))
+            .unwrap_or_default();
+        let rotation = keyring.rotate(&cluster, rand::random::<[u8; 32]>(), now_ms());
+        let put = Command::put(&keyring, Some(version)).map_err(ManagerError::store)?;
+        Ok((put, rotation))
     }
 }
 

@@ -45,7 +45,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use authz::{authorize, Call, Caller};
 pub use broker::{BrokerError, LogBroker};
-pub use dispatcher::{apply_report, GossipView};
+pub use dispatcher::{
+    apply_report, bounded_resources, GossipView, MAX_HEARTBEAT_ANSWER_BYTES,
+    MAX_HEARTBEAT_MESSAGE_BYTES, MAX_NODE_CPUS, MAX_NODE_MEMORY_BYTES,
+};
 pub use error::{no_quorum_message, Denied, ErrorCode, ManagerError};
 pub use gossip::{gossip_peers, rotation_message, GOSSIP_PEERS};
 pub use link::{Link, NoLink};

@@ -125,6 +125,8 @@ impl<S: Store, L: Link> Manager<S, L> {
                     Ok(changed)
                 })
                 .await?;
+                // Its copy of the store held every key: a new one.
+                self.rotate_gossip_key_after(&node.id, "demoted").await?;
                 "demoted in the swarm"
             }
         };
@@ -146,12 +148,19 @@ impl<S: Store, L: Link> Manager<S, L> {
             let node = self.find_node(&id)?;
             check_remove(&node, &self.nodes(), force)?;
             let version = objects.version_of::<Node>(&id);
-            match self
-                .submit(Command::remove::<Node>(&id, Some(version)))
-                .await?
-            {
+            // One write: the node goes, and so does (on the rotation's
+            // schedule) the gossip key it holds.
+            let (rotate, rotation) = self.gossip_rotation(&objects)?;
+            let remove = Command::Batch(vec![Command::remove::<Node>(&id, Some(version)), rotate]);
+            match self.submit(remove).await? {
                 Response::Conflict { .. } => continue,
-                Response::Ok { .. } => return Ok(ApiResponse::Done { message: id }),
+                Response::Ok { .. } => {
+                    tracing::info!(
+                        "node {id} removed; gossip key {} replaces the key it held",
+                        rotation.id
+                    );
+                    return Ok(ApiResponse::Done { message: id });
+                }
                 Response::NotFound { .. } => {
                     return Err(LookupError::NotFound {
                         kind: Node::WHAT,
@@ -164,6 +173,24 @@ impl<S: Store, L: Link> Manager<S, L> {
         Err(ManagerError::Changed {
             kind: Node::WHAT,
             name: id,
+        })
+    }
+
+    /// Rotates the gossip key after `node` left a role that held it.
+    async fn rotate_gossip_key_after(&self, node: &str, what: &str) -> Result<(), ManagerError> {
+        for _ in 0..NODE_ATTEMPTS {
+            let (rotate, rotation) = self.gossip_rotation(&self.objects())?;
+            if let Response::Ok { .. } = self.submit(rotate).await? {
+                tracing::info!(
+                    "node {node} {what}; gossip key {} replaces the key it held",
+                    rotation.id
+                );
+                return Ok(());
+            }
+        }
+        Err(ManagerError::Changed {
+            kind: crate::store::kind::GOSSIP_KEYRING,
+            name: "gossip keys".into(),
         })
     }
 

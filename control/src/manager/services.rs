@@ -8,10 +8,13 @@
 use super::{now_ms, now_secs, Link, Manager, ManagerError, Store};
 use crate::api::ApiResponse;
 use crate::objects::{
-    new_service_id, GuardVersions, Named, Network, Service, ServiceMode, ServiceSpec, Task,
-    UpdateState, UpdateStatus,
+    new_service_id, Cluster, GuardVersions, Named, Network, Service, ServiceMode, ServiceSpec,
+    Task, UpdateState, UpdateStatus, CLUSTER_ID, DEFAULT_MAX_REPLICAS,
 };
-use crate::orchestrator::{admit, assign_vips, rolled_back, AddressBook, AddressQuarantine};
+use crate::orchestrator::{
+    admit, assign_vips, reserved_port_in, rolled_back, AddressBook, AddressQuarantine,
+    AdmissionError,
+};
 use crate::store::{Command, Objects, Response};
 
 /// How many times a create decides again after losing a race.
@@ -51,6 +54,35 @@ impl<S: Store, L: Link> Manager<S, L> {
         Ok(assign_vips(service, networks, &mut book)?)
     }
 
+    /// Refuses a spec publishing a port nodes need for themselves (see
+    /// `orchestrator::reserved_ports`).
+    fn refuse_reserved_ports(&self, spec: &ServiceSpec) -> Result<(), ManagerError> {
+        match reserved_port_in(spec, self.me.listen_port) {
+            Some(port) => Err(AdmissionError::PortReserved(port).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a replicated spec asking for more replicas than the swarm's
+    /// cap ([`Cluster::max_replicas`]).
+    fn refuse_over_cap(&self, objects: &Objects, spec: &ServiceSpec) -> Result<(), ManagerError> {
+        let ServiceMode::Replicated { replicas } = spec.mode else {
+            return Ok(());
+        };
+        let cap = objects
+            .one::<Cluster>(CLUSTER_ID)
+            .map_err(ManagerError::store)?
+            .map_or(DEFAULT_MAX_REPLICAS, |c| c.value.max_replicas);
+        if replicas > cap {
+            return Err(ManagerError::OverReplicaCap {
+                service: spec.name.clone(),
+                replicas,
+                cap,
+            });
+        }
+        Ok(())
+    }
+
     /// `service create`.
     pub(super) async fn create_service(
         &self,
@@ -61,6 +93,8 @@ impl<S: Store, L: Link> Manager<S, L> {
             let guards = GuardVersions::read(&objects);
             let networks: Vec<Network> = self.all(&objects);
             let spec = admit(spec.clone(), &self.services(&objects), &networks, None)?;
+            self.refuse_reserved_ports(&spec)?;
+            self.refuse_over_cap(&objects, &spec)?;
             let now = now_secs();
             let mut service = Service {
                 id: new_service_id(),
@@ -104,6 +138,8 @@ impl<S: Store, L: Link> Manager<S, L> {
         }
         let networks: Vec<Network> = self.all(&objects);
         let mut spec = admit(spec, &self.services(&objects), &networks, Some(&current.id))?;
+        self.refuse_reserved_ports(&spec)?;
+        self.refuse_over_cap(&objects, &spec)?;
         if force {
             spec.task.force_update = current.spec.task.force_update + 1;
         }
@@ -141,12 +177,14 @@ impl<S: Store, L: Link> Manager<S, L> {
         name: &str,
         replicas: u64,
     ) -> Result<ApiResponse, ManagerError> {
-        let (current, stored) = self.find_service(&self.objects(), name)?;
+        let objects = self.objects();
+        let (current, stored) = self.find_service(&objects, name)?;
         if current.spec.mode == ServiceMode::Global {
             return Err(ManagerError::ScaleGlobal(current.spec.name));
         }
         let mut updated = current;
         updated.spec.mode = ServiceMode::Replicated { replicas };
+        self.refuse_over_cap(&objects, &updated.spec)?;
         updated.spec_version += 1;
         updated.updated_at = now_secs();
         self.put_service(&updated, stored).await?;

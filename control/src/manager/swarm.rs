@@ -155,4 +155,21 @@ impl<S: Store, L: Link> Manager<S, L> {
             message: format!("Scheduling strategy set to {strategy}."),
         })
     }
+
+    /// `swarm update --max-replicas`.
+    pub(super) async fn set_max_replicas(
+        &self,
+        max_replicas: u64,
+    ) -> Result<ApiResponse, ManagerError> {
+        let (cluster, version) = self.versioned_cluster()?;
+        let updated = Cluster {
+            max_replicas,
+            ..cluster
+        };
+        let put = Command::put(&updated, Some(version)).map_err(ManagerError::store)?;
+        self.submit_all(vec![put], cluster_changed).await?;
+        Ok(ApiResponse::Done {
+            message: format!("Services may now have up to {max_replicas} replicas."),
+        })
+    }
 }

@@ -7,6 +7,14 @@ use crate::store::{kind, Object};
 /// Default lifetime of node certificates (Swarm's: 90 days).
 pub const DEFAULT_CERT_EXPIRY_SECS: u64 = 90 * 24 * 3600;
 
+/// Default cap on a replicated service's replicas (`swarm update
+/// --max-replicas` raises it).
+pub const DEFAULT_MAX_REPLICAS: u64 = 10_000;
+
+fn default_max_replicas() -> u64 {
+    DEFAULT_MAX_REPLICAS
+}
+
 /// One per swarm, created by `swarm init`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
@@ -38,6 +46,10 @@ pub struct Cluster {
     /// How tasks are placed unless their service says otherwise.
     #[serde(default)]
     pub strategy: super::Strategy,
+    /// The most replicas a service may ask for, so one mistyped
+    /// `service scale` cannot make the leader create billions of tasks.
+    #[serde(default = "default_max_replicas")]
+    pub max_replicas: u64,
     /// Unix seconds.
     pub created_at: u64,
 }

@@ -207,6 +207,7 @@ mod tests {
             unlock_key: None,
             gossip_key: vec![1; 32],
             strategy: Default::default(),
+            max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
             created_at: CREATED_S,
         }
     }

@@ -16,7 +16,7 @@ mod node;
 mod service;
 mod task;
 
-pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS};
+pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS};
 pub use container::{ContainerSpec, HealthSpec};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,

@@ -32,6 +32,8 @@ pub enum AdmissionError {
     },
     #[error("no free port left in 30000-32767 for {0}")]
     NoFreePort(Protocol),
+    #[error("{0}")]
+    PortReserved(super::ReservedPort),
 }
 
 /// The spec to store: checked, networks as ids, every port published.

@@ -10,6 +10,7 @@
 mod addresses;
 mod admission;
 mod pass;
+mod reserved;
 mod slots;
 mod update;
 
@@ -21,6 +22,8 @@ pub use addresses::{
     ADDRESS_QUARANTINE_MS,
 };
 pub use admission::{admit, desired_tasks, AdmissionError, AUTO_PORTS};
+pub use pass::NEW_TASKS_PER_PASS;
+pub use reserved::{reserved_port_in, reserved_ports, ReservedPort};
 pub use update::rolled_back;
 
 use crate::objects::{Network, Node, Service, Strategy, Task};

@@ -15,6 +15,14 @@ use super::addresses::{quarantine_deleted, AddressBook};
 use super::slots::{key_of, Key};
 use super::{update, ClusterState, Plan, TASK_HISTORY_LIMIT};
 
+/// How many tasks one pass makes to scale up (or to cover new nodes for
+/// global services), across all services: a service scaled to millions of
+/// replicas is made in passes of this many, so every pass (and the Raft
+/// entries it writes) stays small, and the leader keeps answering.
+/// Replacements of stopped tasks and rolling updates are not held back by
+/// it: their count is bounded by the tasks that exist.
+pub const NEW_TASKS_PER_PASS: usize = 500;
+
 pub(super) struct Pass<'a, 'b> {
     pub(super) state: &'a ClusterState<'a>,
     new_id: &'b mut dyn FnMut() -> String,
@@ -26,6 +34,9 @@ pub(super) struct Pass<'a, 'b> {
     created: BTreeSet<String>,
     deleted: BTreeSet<String>,
     pub(super) services: Vec<Service>,
+    /// New tasks this pass may still make to scale a service up or to put
+    /// a global service on more nodes; the next pass makes the rest.
+    budget: usize,
 }
 
 impl<'a, 'b> Pass<'a, 'b> {
@@ -44,6 +55,7 @@ impl<'a, 'b> Pass<'a, 'b> {
             created: BTreeSet::new(),
             deleted: BTreeSet::new(),
             services: Vec::new(),
+            budget: NEW_TASKS_PER_PASS,
         }
     }
 
@@ -152,6 +164,7 @@ impl<'a, 'b> Pass<'a, 'b> {
         self.tasks.insert(id.clone(), task);
         self.changed.insert(id.clone());
         self.created.insert(id.clone());
+        self.budget = self.budget.saturating_sub(1);
         id
     }
 
@@ -227,7 +240,8 @@ impl<'a, 'b> Pass<'a, 'b> {
             self.scale_down(&keys, (active - replicas) as usize);
         } else {
             let mut slot = 0;
-            for _ in active..replicas {
+            let missing = (replicas - active).min(self.budget as u64);
+            for _ in 0..missing {
                 slot = (slot + 1..)
                     .find(|s| !keys.contains_key(&Key::Slot(*s)))
                     .unwrap_or(slot + 1);
@@ -246,7 +260,7 @@ impl<'a, 'b> Pass<'a, 'b> {
             let key = Key::Node(node.id.clone());
             let has = keys.get(&key).is_some_and(|ids| !ids.is_empty());
             let eligible = takes_global_task(node, constraints);
-            if !has && eligible {
+            if !has && eligible && self.budget > 0 {
                 self.create(service, &key, 0, 0);
             }
         }

@@ -8,16 +8,20 @@
 //! deadline per chunk and none for the whole transfer. No netlink, eBPF or
 //! process code belongs here.
 
+mod callers;
 mod manager_store;
 mod network;
 mod node;
 mod service;
 
-pub use network::{PeerConnector, PlaintextConnector};
+pub use callers::Transport;
+pub use network::{PeerConnector, PlaintextConnector, SnapshotHeader};
 pub use node::{
     Member, PeerStatus, RaftNode, RaftRole, RaftStatus, RaftTuning, WriteError, MAX_COMMAND_BYTES,
 };
-pub use service::{RaftService, ServiceStats};
+pub use service::{
+    decode_header, decode_wire, RaftService, RaftWire, ServiceStats, MAX_SNAPSHOT_BYTES,
+};
 
 use crate::proto::raft::raft_server::RaftServer;
 

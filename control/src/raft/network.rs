@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use super::callers::Transport;
 use crate::proto::raft::raft_client::RaftClient;
 use crate::proto::raft::{snapshot_chunk, RaftMessage, SnapshotChunk};
 use crate::store::types::{Snapshot, SnapshotMeta, TypeConfig, Vote};
@@ -45,6 +46,12 @@ pub(crate) const INSTALL_BYTES_PER_SEC: u64 = 2 << 20;
 pub trait PeerConnector: Send + Sync + 'static {
     /// The endpoint of the manager advertised at `addr` (`host:port`).
     fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error>;
+
+    /// How managers reach each other: with mutual TLS (the default), this
+    /// member's Raft service checks every caller's certificate.
+    fn transport(&self) -> Transport {
+        Transport::MutualTls
+    }
 }
 
 /// Plain HTTP/2 with no TLS. For tests and local experiments only: managers
@@ -55,6 +62,10 @@ pub struct PlaintextConnector;
 impl PeerConnector for PlaintextConnector {
     fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         Endpoint::from_shared(format!("http://{addr}"))
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Plaintext
     }
 }
 
@@ -174,8 +185,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 /// The first chunk of a snapshot transfer.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct SnapshotHeader {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotHeader {
     pub vote: Vote,
     pub meta: SnapshotMeta,
     /// Total bytes of data that follow.

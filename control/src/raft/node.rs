@@ -295,6 +295,7 @@ impl RaftNode {
         let sm = StateMachine::open(db.clone()).await?;
         let view = sm.view();
         let contacts = Arc::new(PeerContacts::default());
+        let transport = connector.transport();
         let network = Network::new(raft_id, connector, contacts.clone());
         let raft = openraft::Raft::new(raft_id, config, network, LogStore::new(db), sm)
             .await
@@ -305,6 +306,8 @@ impl RaftNode {
             stopped: Default::default(),
             chunk_timeout: tuning.snapshot_chunk_timeout,
             stats: Arc::default(),
+            view: view.clone(),
+            transport,
         });
         Ok(RaftNode {
             inner: Arc::new(NodeInner {

@@ -1,21 +1,35 @@
 //! The server half of Raft between managers: the `shoal.raft.Raft` gRPC
 //! service, which the daemon adds to its 2377 router next to the others.
+//! Every call is checked against its caller ([`super::callers`]) before
+//! openraft sees it, and a snapshot's announced size is bounded before any
+//! memory is set aside for it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::callers::{check_certificate, check_claim, RaftCall, Transport};
 use super::network::{PeerContacts, SnapshotHeader, MAX_MESSAGE_BYTES};
+use crate::ca::PeerIdentity;
 use crate::proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::proto::raft::{snapshot_chunk, RaftMessage, SnapshotChunk};
+use crate::store::state_machine::AppliedView;
 use crate::store::types::{Snapshot, TypeConfig};
 use crate::store::StateMachine;
+
+/// The largest snapshot a member accepts, announced or sent. The store's
+/// objects are a few KB each; a million of them fit.
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// Memory set aside for a snapshot before its data arrives: it grows with
+/// what the peer actually sends, never with what it announces.
+const SNAPSHOT_PREALLOC: usize = 1 << 20;
 
 /// Counters of what the service received, for metrics and tests.
 #[derive(Debug, Default)]
@@ -35,6 +49,10 @@ pub(crate) struct ServiceShared {
     pub stopped: AtomicBool,
     pub chunk_timeout: Duration,
     pub stats: Arc<ServiceStats>,
+    /// The store, to check callers against.
+    pub view: Arc<AppliedView>,
+    /// Whether callers present certificates that can be checked.
+    pub transport: Transport,
 }
 
 /// The `shoal.raft.Raft` service of one manager.
@@ -56,6 +74,43 @@ impl RaftService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// The caller's certificate, checked before anything of the message is
+    /// decoded: a manager certificate of this cluster. Plaintext transports
+    /// (tests) check nothing.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<PeerIdentity>, Status> {
+        if self.shared.transport == Transport::Plaintext {
+            return Ok(None);
+        }
+        let certs = request.peer_certs();
+        check_certificate(certs.as_deref().map(Vec::as_slice))
+            .map(Some)
+            .inspect_err(|status| refused(request.remote_addr(), status))
+    }
+
+    /// Refuses a call unless its caller is the Raft member `claimed` (see
+    /// [`super::callers`]).
+    fn check_caller(
+        &self,
+        caller: &Option<PeerIdentity>,
+        remote: Option<std::net::SocketAddr>,
+        call: RaftCall,
+        claimed: u64,
+    ) -> Result<(), Status> {
+        let Some(caller) = caller else {
+            return Ok(());
+        };
+        let voters = self
+            .shared
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .voter_ids()
+            .collect();
+        check_claim(caller, call, claimed, &self.shared.view.objects(), &voters)
+            .inspect_err(|status| refused(remote, status))
+    }
+
     fn running(&self) -> Result<(), Status> {
         if self.shared.stopped.load(Ordering::Acquire) {
             Err(Status::unavailable(
@@ -70,6 +125,44 @@ impl RaftService {
 fn decode<T: DeserializeOwned>(what: &str, json: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(json)
         .map_err(|e| Status::invalid_argument(format!("malformed Raft {what}: {e}")))
+}
+
+fn refused(remote: Option<std::net::SocketAddr>, status: &Status) {
+    tracing::warn!(?remote, "refused a Raft call: {}", status.message());
+}
+
+/// The messages of the Raft service, as a fuzz target names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaftWire {
+    AppendEntries,
+    Vote,
+    SnapshotHeader,
+}
+
+/// Decodes `json` as the service decodes the message `wire` (after the
+/// caller's certificate, before the rest of the caller check). For fuzzing:
+/// it must refuse anything malformed without panicking.
+pub fn decode_wire(wire: RaftWire, json: &[u8]) -> Result<(), Status> {
+    match wire {
+        RaftWire::AppendEntries => {
+            decode::<AppendEntriesRequest<TypeConfig>>("append-entries", json).map(drop)
+        }
+        RaftWire::Vote => decode::<VoteRequest<TypeConfig>>("vote", json).map(drop),
+        RaftWire::SnapshotHeader => decode_header(json).map(drop),
+    }
+}
+
+/// Decodes a snapshot's first chunk and refuses a size over
+/// [`MAX_SNAPSHOT_BYTES`], before anything is allocated for the data.
+pub fn decode_header(json: &[u8]) -> Result<SnapshotHeader, Status> {
+    let header: SnapshotHeader = decode("snapshot header", json)?;
+    if header.size > MAX_SNAPSHOT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "a snapshot of {} bytes is larger than the {MAX_SNAPSHOT_BYTES} a manager accepts",
+            header.size
+        )));
+    }
+    Ok(header)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
@@ -104,8 +197,15 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
+        let caller = self.caller(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode("append-entries", &request.get_ref().json)?;
+        self.check_caller(
+            &caller,
+            request.remote_addr(),
+            RaftCall::AppendEntries,
+            rpc.vote.leader_id.node_id,
+        )?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self
             .shared
@@ -118,7 +218,14 @@ impl RaftRpc for RaftService {
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
+        let caller = self.caller(&request)?;
         let rpc: VoteRequest<TypeConfig> = decode("vote", &request.get_ref().json)?;
+        self.check_caller(
+            &caller,
+            request.remote_addr(),
+            RaftCall::Vote,
+            rpc.vote.leader_id.node_id,
+        )?;
         self.shared.contacts.ok(rpc.vote.leader_id.node_id);
         let resp = self.shared.raft.vote(rpc).await.map_err(raft_status)?;
         encode(&resp)
@@ -132,22 +239,30 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         self.running()?;
         let started = std::time::Instant::now();
+        let caller = self.caller(&request)?;
+        let remote = request.remote_addr();
         let mut stream = request.into_inner();
         let timeout = self.shared.chunk_timeout;
         let header: SnapshotHeader = match next_chunk(&mut stream, timeout).await? {
             Some(SnapshotChunk {
                 part: Some(snapshot_chunk::Part::Meta(json)),
-            }) => decode("snapshot header", &json)?,
+            }) => decode_header(&json)?,
             _ => {
                 return Err(Status::invalid_argument(
                     "a snapshot stream must start with its meta chunk",
                 ))
             }
         };
+        self.check_caller(
+            &caller,
+            remote,
+            RaftCall::InstallSnapshot,
+            header.vote.leader_id.node_id,
+        )?;
         self.shared.contacts.ok(header.vote.leader_id.node_id);
         let size = usize::try_from(header.size)
             .map_err(|_| Status::invalid_argument("snapshot too large for this manager"))?;
-        let mut data = Vec::with_capacity(size.min(256 << 20));
+        let mut data = Vec::with_capacity(size.min(SNAPSHOT_PREALLOC));
         while let Some(chunk) = next_chunk(&mut stream, timeout).await? {
             let Some(snapshot_chunk::Part::Data(bytes)) = chunk.part else {
                 return Err(Status::invalid_argument(
@@ -197,5 +312,32 @@ impl RaftRpc for RaftService {
             .longest_snapshot_transfer_ms
             .fetch_max(transfer.as_millis() as u64, Ordering::Relaxed);
         encode(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::types::{SnapshotMeta, Vote};
+
+    fn header(size: u64) -> Vec<u8> {
+        serde_json::to_vec(&SnapshotHeader {
+            vote: Vote::new(3, 7),
+            meta: SnapshotMeta::default(),
+            size,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_header_over_the_limit_is_refused_before_allocation() {
+        assert_eq!(decode_header(&header(5)).unwrap().size, 5);
+        assert!(decode_header(&header(MAX_SNAPSHOT_BYTES)).is_ok());
+        let err = decode_header(&header(MAX_SNAPSHOT_BYTES + 1)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("larger than"), "{}", err.message());
+        let err = decode_header(&header(u64::MAX)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(decode_header(b"{\"size\": 1").is_err());
     }
 }

@@ -47,6 +47,26 @@ pub(crate) mod key {
 /// Size of the chunks a snapshot is stored in.
 const SNAPSHOT_STORE_CHUNK: usize = 1 << 20;
 
+/// Creates `dir` (0700) and the store file (0600) before redb opens it, or
+/// narrows existing ones to those modes: the store holds the cluster's
+/// secrets (sealed, but its metadata is not for other users either).
+fn private_file(dir: &Path, file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+}
+
 /// Who owns a state directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct Owner {
@@ -65,11 +85,11 @@ impl Db {
     /// Opens (or creates) the store in `dir`. Waits up to two seconds for a
     /// previous user in this process to let go of the file.
     pub(crate) fn open(dir: &Path, at_rest: Arc<dyn AtRest>) -> Result<Db, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-            path: dir.to_path_buf(),
+        let path = dir.join(STORE_FILE);
+        private_file(dir, &path).map_err(|e| StoreError::Open {
+            path: path.clone(),
             detail: e.to_string(),
         })?;
-        let path = dir.join(STORE_FILE);
         let mut attempts = 0;
         let db = loop {
             match Database::builder().create(&path) {

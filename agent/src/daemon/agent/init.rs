@@ -74,6 +74,7 @@ impl Membership {
             unlock_key: kek.as_ref().map(|k| k.to_string()),
             gossip_key: rand::random::<[u8; 32]>().to_vec(),
             strategy: Default::default(),
+            max_replicas: shoal_control::objects::DEFAULT_MAX_REPLICAS,
             created_at: now,
         };
         let node = Node {

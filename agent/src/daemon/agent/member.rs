@@ -93,6 +93,7 @@ impl Membership {
         let (chunks_tx, chunks_rx) = mpsc::channel(4);
         let plane = Plane::start(
             &read(&identity),
+            &read(&certs),
             &self.state,
             &self.run_dir,
             handouts.gossip.subscribe(),
@@ -107,6 +108,7 @@ impl Membership {
                 gossip_view: self.gossip_view.clone(),
                 log_fetches: fetches_rx,
                 log_chunks: chunks_tx,
+                log_limit: self.task_log_limit,
             },
         )
         .await

@@ -114,6 +114,7 @@ struct Membership {
     resources: NodeResources,
     mesh: crate::mesh::MeshMode,
     gossip_view: GossipView,
+    task_log_limit: u64,
     member: Option<Member>,
     /// Set while an autolocked manager waits for `swarm unlock`.
     locked: Option<NodeIdentity>,
@@ -154,6 +155,7 @@ impl Agent {
             resources: opts.resources,
             mesh: opts.mesh,
             gossip_view: GossipView::default(),
+            task_log_limit: opts.task_log_limit,
             member: None,
             locked: None,
             events: events_tx,

@@ -18,6 +18,9 @@ impl Membership {
         let dek = self.state.data_key(member.kek.as_ref())?;
         self.state
             .reseal(&read(&member.certs), Some(&dek), kek.as_ref())?;
+        if let Some(m) = &member.manager {
+            m.sealed_with(kek.as_ref().map(|k| k.to_string()));
+        }
         member.kek = kek;
         let autolock = member.kek.is_some();
         let updated = member.update_identity(&self.state, |id| id.autolock = autolock)?;

@@ -103,6 +103,11 @@ pub(super) async fn renew_certificate(
         key_pem,
     };
     state.save_certs(&certs, member.kek.as_ref())?;
+    if let Ok(plane) = &member.plane {
+        if let Err(e) = plane.rekey(&certs).await {
+            tracing::warn!("{e:#}");
+        }
+    }
     *member
         .certs
         .write()

@@ -23,7 +23,7 @@ impl Membership {
         match role {
             Role::Manager if member.manager.is_none() => {
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
-                let _ = std::fs::remove_file(self.state.dek_file());
+                self.state.forget_data_key()?;
                 let manager = self
                     .start_manager(
                         &member.identity,
@@ -51,7 +51,7 @@ impl Membership {
                     m.stop().await;
                 }
                 let _ = std::fs::remove_dir_all(self.state.raft_dir());
-                let _ = std::fs::remove_file(self.state.dek_file());
+                self.state.forget_data_key()?;
                 if let Some(member) = &self.member {
                     self.state
                         .save_certs(&super::member::read(&member.certs), None)?;

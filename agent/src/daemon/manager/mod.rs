@@ -11,8 +11,8 @@ mod prober;
 mod rpc;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use shoal_control::manager::{GossipView, Manager, ManagerIdentity, Reach};
 use shoal_control::raft::RaftNode;
@@ -49,6 +49,13 @@ pub struct ManagerRole {
     /// `None` only while it restarts.
     server: Option<Server>,
     tasks: TaskTracker,
+    /// The unlock key this node's keys are sealed with, as the agent last
+    /// reported (see [`ManagerRole::watch_autolock`]).
+    sealed_with: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ManagerRole {
@@ -99,15 +106,23 @@ impl ManagerRole {
                 stop: server_stop,
             }),
             tasks,
+            sealed_with: Arc::default(),
         })
     }
 
-    /// Tells the agent whenever the swarm's unlock key differs from
-    /// `current`, so it re-seals its keys (autolock on, off, or a new key).
-    pub fn watch_autolock(&self, mut current: Option<String>, events: mpsc::Sender<SessionEvent>) {
+    /// Tells the agent whenever the swarm's unlock key differs from the one
+    /// its keys are sealed with (`current` at first, then what
+    /// [`ManagerRole::sealed_with`] reports), so it re-seals them (autolock
+    /// on, off, or a new key). Level-triggered: until the agent reports the
+    /// re-seal done, the request is repeated every 5 s, so one that came
+    /// while the agent was still starting is not lost.
+    pub fn watch_autolock(&self, current: Option<String>, events: mpsc::Sender<SessionEvent>) {
         let (core, stop) = (self.core.clone(), self.stop.clone());
+        *lock(&self.sealed_with) = current;
+        let sealed_with = self.sealed_with.clone();
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval(AUTOLOCK_CHECK);
+            let mut asked: Option<(Option<String>, Instant)> = None;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -116,15 +131,32 @@ impl ManagerRole {
                 let Ok(cluster) = core.cluster() else {
                     continue;
                 };
-                if cluster.unlock_key != current {
-                    current = cluster.unlock_key.clone();
-                    let changed = SessionEvent::AutolockChanged(current.clone());
-                    if events.send(changed).await.is_err() {
-                        return;
-                    }
+                let wanted = cluster.unlock_key;
+                if wanted == *lock(&sealed_with) {
+                    asked = None;
+                    continue;
+                }
+                let recently = asked.as_ref().is_some_and(|(key, at)| {
+                    *key == wanted && at.elapsed() < Duration::from_secs(5)
+                });
+                if recently {
+                    continue;
+                }
+                asked = Some((wanted.clone(), Instant::now()));
+                if events
+                    .send(SessionEvent::AutolockChanged(wanted))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
         });
+    }
+
+    /// The agent re-sealed its keys with `key` (`None`: stored plain).
+    pub fn sealed_with(&self, key: Option<String>) {
+        *lock(&self.sealed_with) = key;
     }
 
     /// Serves again with the current certificate, after a renewal.

@@ -109,7 +109,12 @@ pub async fn serve(
         .tls_config(tls)?
         .add_service(ControlServer::new(api.clone()))
         .add_service(CaServer::new(api.clone()))
-        .add_service(DispatcherServer::new(api))
+        // Answers up to the core's bound (requests keep tonic's 4 MiB:
+        // they are read before the caller is known).
+        .add_service(
+            DispatcherServer::new(api)
+                .max_encoding_message_size(shoal_control::manager::MAX_HEARTBEAT_MESSAGE_BYTES),
+        )
         .add_service(raft);
     Ok(tokio::spawn(async move {
         if let Err(e) = router

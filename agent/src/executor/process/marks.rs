@@ -4,7 +4,7 @@
 //! [`LogMark`]s: fixed 16-byte records (offset, then Unix nanoseconds, both
 //! little-endian) in offset order, searched by bisection.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::executor::{LogMark, Stream};
 
-const RECORD: u64 = 16;
+/// Bytes per record.
+pub(crate) const RECORD: u64 = 16;
 
 /// The log file of `stream` in a task directory.
 pub(crate) fn log_path(task_dir: &Path, stream: Stream) -> PathBuf {
@@ -88,13 +89,39 @@ pub(crate) fn append(path: &Path, mark: LogMark) -> io::Result<()> {
     let mut record = [0u8; RECORD as usize];
     record[..8].copy_from_slice(&mark.offset.to_le_bytes());
     record[8..].copy_from_slice(&mark.time_ns.to_le_bytes());
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = crate::private_files::open_append(path)?;
     // A record torn by a crash would shift every later one: drop it.
     let len = file.metadata()?.len();
     if len % RECORD != 0 {
         file.set_len(len - len % RECORD)?;
     }
     file.write_all(&record)
+}
+
+/// How many records mark output at or before `offset` (records punched out
+/// by rotation read as zeros and count among them); `None` when there is
+/// no marks file.
+pub(crate) fn count_before(path: &Path, offset: u64) -> io::Result<Option<u64>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    first_past(&file, offset).map(Some)
+}
+
+/// The index of the first record whose offset is past `from`.
+fn first_past(file: &File, from: u64) -> io::Result<u64> {
+    let (mut lo, mut hi) = (0, count(file)?);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if read_at(file, mid)?.offset <= from {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// The marks past `from`, up to and including the first at or past `to`
@@ -107,16 +134,7 @@ pub(crate) fn covering(path: &Path, from: u64, to: u64) -> io::Result<Vec<LogMar
         Err(e) => return Err(e),
     };
     let n = count(&file)?;
-    // The first record whose offset is past `from`.
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if read_at(&file, mid)?.offset <= from {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
+    let lo = first_past(&file, from)?;
     let mut marks = Vec::new();
     for index in lo..n {
         let mark = read_at(&file, index)?;
@@ -131,6 +149,7 @@ pub(crate) fn covering(path: &Path, from: u64, to: u64) -> io::Result<Vec<LogMar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     fn mark(offset: u64, time_ns: u64) -> LogMark {
         LogMark { offset, time_ns }

@@ -3,9 +3,11 @@
 //! own `/etc/resolv.conf`, inside a cgroup of its own that limits CPU and
 //! memory.
 //!
-//! Per task it keeps `<state_dir>/<task_id>/`: `stdout.log`, `stderr.log`,
+//! Per task it keeps `<state_dir>/<task_id>/` (0700; files 0600 but the
+//! task's resolv.conf): `stdout.log`, `stderr.log`,
 //! their `.marks` (when the output grew, sampled every 200 ms), `resolv.conf`
-//! and `task.json` (pid, start time, exit). Tasks outlive the agent: a new
+//! and `task.json` (pid, start time, exit). Each output keeps at most its
+//! limit on disk: the oldest part is punched out (`rotate`), offsets stay. Tasks outlive the agent: a new
 //! runtime on the same state dir adopts those still running.
 //! The task is its main process: when that ends, whatever it left in its
 //! cgroup is killed, as Docker's PID 1 takes its container down with it.
@@ -13,15 +15,17 @@
 mod cgroup;
 pub(crate) mod marks;
 pub(crate) mod mounts;
+pub(crate) mod rotate;
 mod spawn;
 pub(crate) mod store;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -29,8 +33,10 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+use crate::private_files::{open_append, private_dir};
 use cgroup::{CgroupTree, TaskCgroup};
 pub use mounts::cgroup2_mount;
+pub use rotate::DEFAULT_LOG_LIMIT;
 use store::{Identity, Record};
 
 use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
@@ -49,6 +55,8 @@ pub struct ProcessRuntime {
 
 struct Inner {
     state_dir: PathBuf,
+    /// Bytes of each output kept on disk (see `rotate`).
+    log_limit: AtomicU64,
     cgroups: CgroupTree,
     tasks: Mutex<HashMap<String, Task>>,
     /// Notified whenever a reaper records an exit.
@@ -96,12 +104,13 @@ impl ProcessRuntime {
     /// v1, the limits go to the same relative path in that v1 hierarchy
     /// (`/sys/fs/cgroup/memory/shoal/<task>` for `/sys/fs/cgroup/unified/shoal`).
     pub fn new(state_dir: PathBuf, cgroup_root: PathBuf) -> Result<Self, ExecutorError> {
-        fs::create_dir_all(&state_dir).map_err(|source| ExecutorError::Setup {
+        private_dir(&state_dir).map_err(|source| ExecutorError::Setup {
             path: state_dir.clone(),
             source,
         })?;
         let cgroups = CgroupTree::open(&cgroup_root)?;
         let inner = Inner {
+            log_limit: AtomicU64::new(DEFAULT_LOG_LIMIT),
             tasks: Mutex::new(adopt_all(&state_dir, &cgroups)?),
             state_dir,
             cgroups,
@@ -117,6 +126,14 @@ impl ProcessRuntime {
                 source,
             })?;
         Ok(ProcessRuntime { inner })
+    }
+
+    /// Keeps at most `bytes` of each task output on disk (at least 64 KiB).
+    pub fn with_log_limit(self, bytes: u64) -> Self {
+        self.inner
+            .log_limit
+            .store(bytes.max(64 * 1024), Ordering::Relaxed);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Task>> {
@@ -168,13 +185,12 @@ impl ProcessRuntime {
                 source,
             }
         };
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        private_dir(&dir).map_err(io_err(&dir))?;
         let resolv_conf = dir.join("resolv.conf");
         fs::write(&resolv_conf, &launch.resolv_conf).map_err(io_err(&resolv_conf))?;
         let log = |name: &str| {
             let path = dir.join(name);
-            let file = OpenOptions::new().create(true).append(true).open(&path);
-            file.map_err(io_err(&path))
+            open_append(&path).map_err(io_err(&path))
         };
         let (stdout, stderr) = (log("stdout.log")?, log("stderr.log")?);
         let cgroup = self.inner.cgroups.task(id);
@@ -355,6 +371,21 @@ impl Runtime for ProcessRuntime {
         Ok((bytes, next))
     }
 
+    /// The first data block of the log (see `rotate`).
+    fn log_start(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        let path = self.log_file(task_id, stream)?;
+        let kept = match File::open(&path) {
+            Ok(log) => rotate::first_kept(&log),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        };
+        kept.map_err(|source| ExecutorError::Io {
+            task: task_id.to_string(),
+            path,
+            source,
+        })
+    }
+
     fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
         let path = self.log_file(task_id, stream)?;
         let current = marks::current(&path).map_err(|source| ExecutorError::Io {
@@ -443,6 +474,26 @@ impl Inner {
                 Ok(()) => task.marked[i] = now.offset,
                 Err(e) => {
                     tracing::debug!(task = %task_id, "cannot record a log mark: {e}");
+                }
+            }
+            let limit = self.log_limit.load(Ordering::Relaxed);
+            match rotate::cap(&dir, stream, limit) {
+                Ok(Some(kept)) => {
+                    tracing::debug!(task = %task_id, ?stream, kept, "rotated the task's output")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Once per agent: a filesystem without hole punching
+                    // would otherwise say so every 200 ms.
+                    static WARNED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            task = %task_id,
+                            "cannot cap the task's output at {limit} bytes (does the \
+                             filesystem of the state dir punch holes?): {e}"
+                        );
+                    }
                 }
             }
         }

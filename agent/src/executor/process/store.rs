@@ -97,9 +97,7 @@ pub(crate) fn load(task_dir: &Path) -> io::Result<Option<Record>> {
 /// write fails with `NotFound` instead of bringing it back.
 pub(crate) fn save(task_dir: &Path, record: &Record) -> io::Result<()> {
     let text = serde_json::to_vec(record).map_err(io::Error::other)?;
-    let tmp = task_dir.join(format!("{RECORD_FILE}.tmp"));
-    fs::write(&tmp, text)?;
-    fs::rename(&tmp, record_path(task_dir))
+    crate::private_files::replace(&record_path(task_dir), &text)
 }
 
 /// The fields of `/proc/PID/stat` the runtime needs.

@@ -26,6 +26,12 @@ pub enum Message {
     },
     /// A full member list (membership's push-pull), over a stream.
     MemberList(Vec<u8>),
+    /// The first frame of every stream: small, so that it is read and
+    /// authenticated before anything else of the stream is.
+    Hello,
+    /// Node certificates (DER) vouching for the records of the sync pages
+    /// that follow: each is checked against the cluster's root.
+    Certificates(Vec<Vec<u8>>),
 }
 
 impl Message {

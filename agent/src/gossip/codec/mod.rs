@@ -3,7 +3,7 @@
 //! gossip key, behind a header the AEAD authenticates.
 //!
 //! ```text
-//! 0   magic "SHG"      3   version (1)      4   channel (0 UDP, 1 TCP)
+//! 0   magic "SHG"      3   version (3)      4   channel (0 UDP, 1 TCP)
 //! 5   key id u32       9   sender u64 (SHA-256 of the node id, first 8 bytes)
 //! 17  epoch u64 (sender's start, unix ms)   25  counter u64 (per channel)
 //! 33  sent at u64 (unix ms)                 41  ciphertext, then a 16-byte tag
@@ -14,7 +14,7 @@
 //! malformed, sealed with a key it lacks, unauthentic, replayed (counter seen
 //! or too old in a sliding window, or an older epoch) or stamped too far from
 //! its clock. Decoding never panics. TCP frames are a u32 big-endian length
-//! then an envelope.
+//! then an envelope; a stream starts with a [`Message::Hello`] frame.
 
 mod header;
 mod keyring;
@@ -39,7 +39,7 @@ pub use message::Message;
 pub use replay::WINDOW as REPLAY_WINDOW;
 
 pub const MAGIC: [u8; 3] = *b"SHG";
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 41;
 pub const TAG_LEN: usize = 16;
 /// Bytes an envelope adds to its payload.
@@ -401,8 +401,9 @@ impl Codec {
             self.stats.count(&outcome);
             return outcome.map(Some);
         }
+        // Nothing is reserved for the announced length: the buffer grows
+        // with the bytes that arrive.
         if buf.len() < FRAME_PREFIX_LEN + len {
-            buf.reserve(FRAME_PREFIX_LEN + len - buf.len());
             return Ok(None);
         }
         buf.advance(FRAME_PREFIX_LEN);

@@ -11,9 +11,27 @@ use rand_chacha::ChaCha8Rng;
 use shoal_control::objects::MacAddr;
 
 use super::*;
-use crate::gossip::table::{EndpointRecord, ManualClock, Protocol, PublishedPort, Tables};
+use crate::gossip::table::{
+    CertNotary, EndpointRecord, ManualClock, Protocol, PublishedPort, Tables,
+};
 
 const NOW: u64 = 1_700_000_000_000;
+
+/// Tables of node `nodea` that sign with a real node key (a fresh CA), so
+/// deltas have their real size; and its certificate (DER).
+fn signed_tables() -> (Tables, Vec<u8>) {
+    use shoal_control::ca::RootCa;
+    use shoal_control::objects::Role;
+    let ca = RootCa::generate("c1").expect("CA");
+    let day = std::time::Duration::from_secs(86_400);
+    let (key, cert) = ca.issue("nodea", Role::Worker, "c1", day).expect("cert");
+    let notary = CertNotary::new(ca.cert_pem(), &cert, &key).expect("notary");
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes()).expect("PEM");
+    let tables =
+        Tables::with_clock("nodea", Arc::new(ManualClock::new(NOW))).with_notary(Box::new(notary));
+    (tables, der.to_vec())
+}
 
 fn ring() -> Keyring {
     Keyring::new(1, SecretKey::new([7; KEY_LEN]))
@@ -27,8 +45,14 @@ fn receiver() -> Codec {
     Codec::new("node-b", ring(), NOW)
 }
 
+/// One message of each kind, made once (signatures are randomized).
 fn messages() -> Vec<Message> {
-    let mut tables = Tables::with_clock("node-a", Arc::new(ManualClock::new(NOW)));
+    static MESSAGES: std::sync::OnceLock<Vec<Message>> = std::sync::OnceLock::new();
+    MESSAGES.get_or_init(make_messages).clone()
+}
+
+fn make_messages() -> Vec<Message> {
+    let (mut tables, certificate) = signed_tables();
     let ip = Ipv4Addr::new(10, 0, 0, 2);
     let delta = tables.publish(
         "app",
@@ -60,6 +84,8 @@ fn messages() -> Vec<Message> {
             last: true,
             page,
         },
+        Message::Hello,
+        Message::Certificates(vec![certificate]),
     ]
 }
 
@@ -75,7 +101,7 @@ fn every_message_round_trips_on_both_channels() {
             assert_eq!((got.key_id, got.sent_at), (1, NOW));
         }
     }
-    assert_eq!(b.stats().accepted, 10);
+    assert_eq!(b.stats().accepted, 2 * messages().len() as u64);
     assert_eq!(b.stats().rejected(), 0);
 }
 
@@ -263,11 +289,21 @@ fn frames_reassemble_from_a_byte_stream() {
         b.open_frame(&mut hostile, NOW),
         Err(Rejected::TooLarge { .. })
     ));
+    // The largest frame announced, three bytes sent: nothing is set aside
+    // for the rest until it arrives.
+    let mut announced = BytesMut::from(&(MAX_FRAME as u32).to_be_bytes()[..]);
+    announced.extend_from_slice(&[1, 2, 3]);
+    assert_eq!(b.open_frame(&mut announced, NOW), Ok(None));
+    assert!(
+        announced.capacity() < 64 * 1024,
+        "{} bytes reserved for an announced frame",
+        announced.capacity()
+    );
 }
 
 #[test]
 fn deltas_are_packed_into_datagrams_that_fit() {
-    let mut tables = Tables::with_clock("node-a", Arc::new(ManualClock::new(NOW)));
+    let (mut tables, _) = signed_tables();
     let deltas: Vec<_> = (0..200u32)
         .map(|i| {
             let ip = Ipv4Addr::from(0x0a00_0000 + i);
@@ -406,7 +442,7 @@ fn the_fuzz_seeds_still_decode() {
     }
     kinds.sort_by_key(|k| format!("{k:?}"));
     kinds.dedup();
-    assert_eq!(kinds.len(), 5, "one seed per message kind");
+    assert_eq!(kinds.len(), 7, "one seed per message kind");
 }
 
 /// Rewrites `fuzz/seeds/decode_message` from [`messages`], one file per
@@ -422,6 +458,8 @@ fn write_the_fuzz_seeds() {
             Message::Digest(_) => "digest",
             Message::SyncRequest { .. } => "syncrequest",
             Message::SyncPage { .. } => "syncpage",
+            Message::Hello => "hello",
+            Message::Certificates(_) => "certificates",
             Message::MemberList(_) => continue,
         };
         std::fs::write(dir.join(name), message.encode().expect("encodes")).expect("seed written");

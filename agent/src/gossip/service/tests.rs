@@ -51,12 +51,29 @@ fn port(offset: u16) -> u16 {
     30_000 + (std::process::id() % 10_000) as u16 + offset * 7
 }
 
+/// The test cluster's root, and each node's key and certificate.
+fn ca() -> &'static shoal_control::ca::RootCa {
+    static CA: std::sync::OnceLock<shoal_control::ca::RootCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| shoal_control::ca::RootCa::generate("c1").unwrap())
+}
+
+fn node_keys(name: &str) -> (String, String) {
+    let day = Duration::from_secs(86_400);
+    let role = shoal_control::objects::Role::Worker;
+    ca().issue(name, role, "c1", day).unwrap()
+}
+
 async fn start(i: u8, port: u16, first: Option<GossipConfig>) -> TestNode {
     let ip = Ipv4Addr::new(127, 0, 0, i);
-    let mut opts = GossipOptions::new(&format!("node{i}"), ip, port);
+    let name = format!("node{i}");
+    let mut opts = GossipOptions::new(&name, ip, port);
     opts.table_sync_interval = Duration::from_secs(1);
     let (config, rx) = watch::channel(first);
-    let gossip = Gossip::start(opts, rx, Vec::new()).await.unwrap();
+    let (key, cert) = node_keys(&name);
+    let notary = crate::gossip::table::CertNotary::new(ca().cert_pem(), &cert, &key).unwrap();
+    let gossip = Gossip::start(opts, Box::new(notary), rx, Vec::new())
+        .await
+        .unwrap();
     TestNode { gossip, config }
 }
 

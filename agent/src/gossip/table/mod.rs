@@ -13,7 +13,14 @@
 //! filters them out with the caller's view of membership, so they come back
 //! when the node does. Only [`Tables::forget_owner`] (node removed from the
 //! swarm) drops them.
+//!
+//! Every delta and authority carries its owner's signature ([`notary`]); a
+//! replica stores nothing that does not check out against the owner's
+//! certificate, so no other node can write or tombstone an owner's entries.
+//! Tombstones a replica derives itself are local: never sent, never counted
+//! in its digest.
 
+mod notary;
 mod record;
 mod sync;
 
@@ -29,9 +36,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use notary::{CertNotary, HashNotary, NoKeys, Notary, Verdict};
 pub use record::{
-    Change, Clock, Delta, EndpointRecord, ManualClock, NetworkId, NodeId, Protocol, PublishedPort,
-    SystemClock, TaskId, Version,
+    Change, Clock, Delta, EndpointRecord, ManualClock, NetworkId, NodeId, Proof, Protocol,
+    PublishedPort, SystemClock, TaskId, Version,
 };
 pub use sync::{
     pack_deltas, Authority, Digest, NetworkCount, OwnerSummary, PageApplied, SyncPage,
@@ -50,6 +58,18 @@ pub struct Applied {
     /// A correction this node, as the entry's owner, must gossip: the delta
     /// was a stale copy of one of its own entries.
     pub answer: Option<Delta>,
+    /// Why the delta was refused: its owner's key is unknown here (a sync
+    /// with the owner brings its certificate), or its proof is invalid.
+    pub refused: Option<Verdict>,
+}
+
+/// Deltas and authorities refused for their proofs, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecords {
+    /// Signed with a key this node had no certificate for.
+    pub unknown_key: u64,
+    /// Unsigned, signed by another node than the owner, expired or altered.
+    pub invalid: u64,
 }
 
 /// Size of one network's table, for `shoal members`.
@@ -82,6 +102,9 @@ pub struct Tables {
     settled: bool,
     /// Owners removed from the swarm; their deltas are ignored.
     forgotten: BTreeSet<NodeId>,
+    /// Signs this node's deltas and checks the others'.
+    notary: Box<dyn Notary>,
+    refused: RefusedRecords,
 }
 
 impl std::fmt::Debug for Tables {
@@ -115,7 +138,83 @@ impl Tables {
             mine: BTreeMap::new(),
             settled: false,
             forgotten: BTreeSet::new(),
+            notary: Box::new(NoKeys),
+            refused: RefusedRecords::default(),
         }
+    }
+
+    /// Signs and checks with `notary` (tables without one sign nothing and
+    /// refuse every peer's delta).
+    pub fn with_notary(mut self, notary: Box<dyn Notary>) -> Self {
+        self.notary = notary;
+        self
+    }
+
+    /// Takes a certificate a peer handed on (see [`Notary::learn`]).
+    pub fn learn(&mut self, certificate: &[u8]) -> bool {
+        let now = self.clock.now_ms();
+        self.notary.learn(certificate, now)
+    }
+
+    /// The certificates that vouch for the deltas and authorities of
+    /// `pages`, one per owner key, for the peer that gets the pages.
+    pub fn certificates_for(&self, pages: &[SyncPage]) -> Vec<Vec<u8>> {
+        let mut keys = BTreeSet::new();
+        for page in pages {
+            let proofs = page
+                .deltas
+                .iter()
+                .map(|d| (&d.owner, &d.proof))
+                .chain(page.authority.iter().map(|a| (&a.owner, &a.proof)));
+            for (owner, proof) in proofs {
+                if let Proof::Signed { key, .. } = proof {
+                    keys.insert((owner.clone(), *key));
+                }
+            }
+        }
+        keys.into_iter()
+            .filter_map(|(owner, key)| self.notary.certificate(&owner, &key))
+            .collect()
+    }
+
+    /// Deltas and authorities refused so far for their proofs.
+    pub fn refused(&self) -> RefusedRecords {
+        self.refused
+    }
+
+    /// Signs with a renewed certificate and key, and signs this node's
+    /// entries again with them; returns the deltas to gossip.
+    pub fn rekey(&mut self, cert_pem: &str, key_pem: &str) -> Result<Vec<Delta>, String> {
+        self.notary
+            .rekey(cert_pem, key_pem)
+            .map_err(|e| e.to_string())?;
+        let mine: Vec<((NetworkId, TaskId), EndpointRecord)> = self
+            .mine
+            .iter()
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
+        Ok(mine
+            .into_iter()
+            .map(|((network, _), record)| self.write(network, Change::Publish(record), None))
+            .collect())
+    }
+
+    /// Checks a peer's proof for `delta`, counting a refusal.
+    fn check(&mut self, delta: &Delta) -> Result<(), Verdict> {
+        let now = self.clock.now_ms();
+        let verdict = self
+            .notary
+            .verify(&delta.owner, &delta.proof, &delta.signed_bytes(), now);
+        self.count(verdict)
+    }
+
+    fn count(&mut self, verdict: Verdict) -> Result<(), Verdict> {
+        match verdict {
+            Verdict::Valid => return Ok(()),
+            Verdict::UnknownKey => self.refused.unknown_key += 1,
+            Verdict::Invalid => self.refused.invalid += 1,
+        }
+        Err(verdict)
     }
 
     /// How long tombstones are kept before [`Tables::reap`] drops them.
@@ -180,10 +279,25 @@ impl Tables {
     }
 
     /// Merges a delta from a peer: kept if it supersedes the stored one
-    /// (idempotent, commutative); stale deltas are ignored.
+    /// (idempotent, commutative) and its owner signed it; stale deltas are
+    /// ignored.
     pub fn apply(&mut self, delta: Delta) -> Applied {
         if self.forgotten.contains(&delta.owner) {
             return Applied::default();
+        }
+        // Checked only when it would change something: copies of what is
+        // held come again and again.
+        if self
+            .get(&delta.network, delta.task_id())
+            .is_some_and(|held| !delta.supersedes(held))
+        {
+            return Applied::default();
+        }
+        if let Err(verdict) = self.check(&delta) {
+            return Applied {
+                refused: Some(verdict),
+                ..Applied::default()
+            };
         }
         let own = delta.owner == self.self_node;
         if own && (self.settled || self.is_mine(&delta.network, delta.task_id())) {
@@ -191,7 +305,7 @@ impl Tables {
         }
         Applied {
             changed: self.store(delta),
-            answer: None,
+            ..Applied::default()
         }
     }
 
@@ -210,7 +324,7 @@ impl Tables {
             None if delta.is_tombstone() => {
                 return Applied {
                     changed: self.store(delta),
-                    answer: None,
+                    ..Applied::default()
                 };
             }
             None => Change::Withdraw {
@@ -220,8 +334,8 @@ impl Tables {
         };
         let answer = self.write(key.0, change, Some(delta.version));
         Applied {
-            changed: false,
             answer: Some(answer),
+            ..Applied::default()
         }
     }
 
@@ -238,13 +352,15 @@ impl Tables {
             .max(held.next())
             .max(floor.unwrap_or_default().next());
         self.last = version;
-        let delta = Delta {
+        let mut delta = Delta {
             network,
             owner: self.self_node.clone(),
             version,
             written_at: self.clock.now_ms(),
             change,
+            proof: Proof::Local,
         };
+        delta.proof = self.notary.sign(&delta.signed_bytes());
         self.store(delta.clone());
         delta
     }
@@ -281,10 +397,10 @@ impl Tables {
     /// Drops every entry of a node removed from the swarm, and ignores its
     /// deltas from now on. Returns how many entries were dropped.
     pub fn forget_owner(&mut self, owner: &str) -> usize {
-        if owner == self.self_node {
+        if self.self_node == owner {
             return 0;
         }
-        self.forgotten.insert(owner.to_string());
+        self.forgotten.insert(owner.into());
         let mut dropped = 0;
         for table in self.entries.values_mut() {
             let before = table.len();

@@ -10,8 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use shoal_control::objects::{Endpoint, MacAddr};
 
-/// A node's id (25 base36 characters); the owner of the entries it writes.
-pub type NodeId = String;
+pub use crate::gossip::node_id::NodeId;
 /// A network's id, as in [`shoal_control::objects::NetworkSpec::id`].
 pub type NetworkId = String;
 /// A task's id; unique in the swarm, and a task only ever runs on one node.
@@ -117,6 +116,19 @@ impl Change {
     }
 }
 
+/// Who vouches for a delta (or an owner's authority over a key range).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Proof {
+    /// Made by this node from what it holds (a tombstone derived from an
+    /// owner's authority page): kept here, never sent, and refused when a
+    /// peer sends one.
+    Local,
+    /// Signed by the owner with its node key `key` (see
+    /// [`shoal_control::ca::key_id`]); `signature` covers the statement's
+    /// fields as [`Delta::signed_bytes`] encodes them.
+    Signed { key: [u8; 8], signature: Vec<u8> },
+}
+
 /// One write to one entry, keyed by (network, task id). Tables store the
 /// latest delta of each key; a stored withdrawal is a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -129,6 +141,21 @@ pub struct Delta {
     /// after it, at about the same moment on every node.
     pub written_at: u64,
     pub change: Change,
+    /// The owner's signature: no other node can write or tombstone its
+    /// entries, even one holding the cluster's gossip key.
+    pub proof: Proof,
+}
+
+/// What an owner signs for a delta: every field but the proof, after a
+/// domain tag so the bytes mean nothing elsewhere.
+#[derive(Serialize)]
+struct SignedDelta<'a> {
+    domain: &'static str,
+    network: &'a str,
+    owner: &'a str,
+    version: Version,
+    written_at: u64,
+    change: &'a Change,
 }
 
 impl Delta {
@@ -160,6 +187,19 @@ impl Delta {
     /// Bytes this delta takes in a postcard payload.
     pub fn encoded_len(&self) -> usize {
         postcard::experimental::serialized_size(self).unwrap_or(usize::MAX / 2)
+    }
+
+    /// The bytes the owner signs.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(&SignedDelta {
+            domain: "shoal-gossip-delta-v1",
+            network: &self.network,
+            owner: &self.owner,
+            version: self.version,
+            written_at: self.written_at,
+            change: &self.change,
+        })
+        .unwrap_or_default()
     }
 }
 

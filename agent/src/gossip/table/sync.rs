@@ -12,9 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use super::record::{Change, Delta, NetworkId, NodeId, TaskId, Version};
+use super::record::{Change, Delta, NetworkId, NodeId, Proof, TaskId, Version};
 use super::Tables;
 
 /// Page size used unless the caller asks for another.
@@ -59,9 +60,48 @@ pub struct Authority {
     pub at: u64,
     pub after: Option<(NetworkId, TaskId)>,
     pub through: Option<(NetworkId, TaskId)>,
+    /// The owner's signature over the fields above and the keys and
+    /// versions of its deltas in the page ([`Authority::signed_bytes`]), so
+    /// a relay can neither forge an authority nor drop entries from one.
+    pub proof: Proof,
+}
+
+/// What an owner signs for an authority.
+#[derive(Serialize)]
+struct SignedAuthority<'a> {
+    domain: &'static str,
+    owner: &'a str,
+    as_of: Version,
+    at: u64,
+    after: &'a Option<(NetworkId, TaskId)>,
+    through: &'a Option<(NetworkId, TaskId)>,
+    listed: [u8; 32],
 }
 
 impl Authority {
+    /// The bytes the owner signs, with the owner's deltas listed in `page`.
+    pub fn signed_bytes(&self, page: &[Delta]) -> Vec<u8> {
+        let mut listed = digest::Context::new(&digest::SHA256);
+        for delta in page.iter().filter(|d| d.owner == self.owner) {
+            let key = postcard::to_allocvec(&(&delta.network, delta.task_id(), delta.version))
+                .unwrap_or_default();
+            listed.update(&(key.len() as u64).to_le_bytes());
+            listed.update(&key);
+        }
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(listed.finish().as_ref());
+        postcard::to_allocvec(&SignedAuthority {
+            domain: "shoal-gossip-authority-v1",
+            owner: &self.owner,
+            as_of: self.as_of,
+            at: self.at,
+            after: &self.after,
+            through: &self.through,
+            listed: hash,
+        })
+        .unwrap_or_default()
+    }
+
     pub fn covers(&self, network: &str, task_id: &str) -> bool {
         let key = (network, task_id);
         let above = self
@@ -90,13 +130,16 @@ pub struct PageApplied {
     pub changed: usize,
     /// Corrections this node must gossip (see [`super::Applied::answer`]).
     pub answers: Vec<Delta>,
+    /// The owners of deltas and authorities refused for their proofs, and
+    /// why.
+    pub refused: Vec<(NodeId, super::Verdict)>,
 }
 
 impl Tables {
     /// This replica's summary, to send to a peer.
     pub fn digest(&self) -> Digest {
         let mut digest = Digest::default();
-        for delta in self.iter() {
+        for delta in self.iter().filter(|d| d.proof != Proof::Local) {
             let owner = match digest.owners.get_mut(&delta.owner) {
                 Some(summary) => summary,
                 None => digest.owners.entry(delta.owner.clone()).or_default(),
@@ -125,7 +168,8 @@ impl Tables {
     pub fn missing_for(&self, peer: &Digest, page_bytes: usize) -> Vec<SyncPage> {
         let ours = self.digest().owners;
         let mut by_owner: BTreeMap<&str, Vec<&Delta>> = BTreeMap::new();
-        for delta in self.iter() {
+        // Local tombstones stay here: no peer could check them.
+        for delta in self.iter().filter(|d| d.proof != Proof::Local) {
             by_owner.entry(&delta.owner).or_default().push(delta);
         }
         let mut pages = Vec::new();
@@ -160,13 +204,14 @@ impl Tables {
             at: self.clock.now_ms(),
             after: None,
             through: None,
+            proof: Proof::Local,
         };
         let budget = page_bytes.saturating_sub(PAGE_RESERVE);
         let chunks = pack_deltas(own.iter().map(|d| (*d).clone()), budget);
         if chunks.is_empty() {
             return vec![SyncPage {
+                authority: Some(self.signed(authority, &[])),
                 deltas: Vec::new(),
-                authority: Some(authority),
             }];
         }
         let count = chunks.len();
@@ -183,18 +228,45 @@ impl Tables {
                 ..authority.clone()
             };
             pages.push(SyncPage {
+                authority: Some(self.signed(authority, &deltas)),
                 deltas,
-                authority: Some(authority),
             });
             after = through;
         }
         pages
     }
 
-    /// Merges a page from a peer. An authoritative page also turns the
-    /// owner's entries it covers but does not list into tombstones.
+    fn signed(&self, mut authority: Authority, page: &[Delta]) -> Authority {
+        authority.proof = self.notary.sign(&authority.signed_bytes(page));
+        authority
+    }
+
+    /// Merges a page from a peer. An authoritative page (whose owner's
+    /// signature checks out) also turns the owner's entries it covers but
+    /// does not list into (local) tombstones.
     pub fn apply_page(&mut self, page: SyncPage) -> PageApplied {
         let mut out = PageApplied::default();
+        let authority = match page.authority {
+            Some(authority) if authority.owner != self.self_node => {
+                let now = self.clock.now_ms();
+                let message = authority.signed_bytes(&page.deltas);
+                let verdict = self
+                    .notary
+                    .verify(&authority.owner, &authority.proof, &message, now);
+                match self.count(verdict) {
+                    Ok(()) => Some(authority),
+                    Err(verdict) => {
+                        out.refused.push((authority.owner, verdict));
+                        None
+                    }
+                }
+            }
+            other => other,
+        };
+        let page = SyncPage {
+            deltas: page.deltas,
+            authority,
+        };
         let listed: BTreeSet<(NetworkId, TaskId)> = match &page.authority {
             Some(authority) => page
                 .deltas
@@ -205,9 +277,12 @@ impl Tables {
             None => BTreeSet::new(),
         };
         for delta in page.deltas {
+            let owner = delta.owner.clone();
             let applied = self.apply(delta);
             out.changed += usize::from(applied.changed);
             out.answers.extend(applied.answer);
+            out.refused
+                .extend(applied.refused.map(|verdict| (owner, verdict)));
         }
         if let Some(authority) = page.authority {
             out.changed += self.prune(&authority, &listed);
@@ -234,6 +309,7 @@ impl Tables {
                     task_id: d.task_id().to_string(),
                     ip: d.change.ip(),
                 },
+                proof: Proof::Local,
             })
             .collect();
         stale.into_iter().filter(|t| self.store(t.clone())).count()

@@ -29,7 +29,7 @@ pub(super) fn record(task: &str, ip: u8) -> EndpointRecord {
 }
 
 pub(super) fn node(name: &str, clock: &Arc<ManualClock>) -> Tables {
-    Tables::with_clock(name, clock.clone())
+    Tables::with_clock(name, clock.clone()).with_notary(Box::new(HashNotary::new(name)))
 }
 
 /// Runs one anti-entropy exchange in both directions, then delivers the
@@ -326,4 +326,85 @@ fn an_entry_resurrected_after_its_tombstone_was_reaped_is_withdrawn_again() {
     assert_eq!(programmed(&b, |_| true), only_t0);
     assert_eq!(programmed(&c, |_| true), only_t0);
     assert_eq!(programmed(&a, |_| true), only_t0);
+}
+
+/// Tables of node `name` signing with a real node key of `ca`, and the
+/// node's certificate (DER).
+fn signed(
+    ca: &shoal_control::ca::RootCa,
+    name: &str,
+    clock: &Arc<ManualClock>,
+) -> (Tables, Vec<u8>) {
+    let day = Duration::from_secs(86_400);
+    let (key, cert) = ca
+        .issue(name, shoal_control::objects::Role::Worker, "c1", day)
+        .unwrap();
+    let notary = CertNotary::new(ca.cert_pem(), &cert, &key).unwrap();
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(cert.as_bytes()).unwrap();
+    let tables = Tables::with_clock(name, clock.clone()).with_notary(Box::new(notary));
+    (tables, der.to_vec())
+}
+
+/// A node holding the gossip key (here: able to hand deltas to `b`) can
+/// neither write, rewrite nor tombstone another node's entries, nor forge
+/// or trim its authority pages; its own entries go through.
+#[test]
+fn only_the_owner_can_write_its_entries() {
+    let ca = shoal_control::ca::RootCa::generate("c1").unwrap();
+    // Certificates are checked against the tables' clock: now.
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let (mut a, cert_a) = signed(&ca, "nodea", &clock);
+    let (mut b, _) = signed(&ca, "nodeb", &clock);
+    let (mut m, cert_m) = signed(&ca, "nodem", &clock);
+    // Not before the certificates' start (whole seconds).
+    clock.set(SystemClock.now_ms() + 1_000);
+    let honest = a.publish(NET, record("t1", 2));
+    // Unknown key until a's certificate arrives.
+    assert_eq!(b.apply(honest.clone()).refused, Some(Verdict::UnknownKey));
+    assert!(b.learn(&cert_a) && b.learn(&cert_m));
+    assert!(b.apply(honest.clone()).changed);
+
+    // Rewrites of a's entry: a higher version with m's signature, a's
+    // signature on other content, no signature at all.
+    let mut forged = m.publish(NET, record("t1", 9));
+    forged.owner = "nodea".into();
+    forged.version = honest.version.next().next();
+    assert_eq!(b.apply(forged.clone()).refused, Some(Verdict::UnknownKey));
+    let mut altered = honest.clone();
+    altered.version = honest.version.next();
+    altered.change = Change::Publish(record("t1", 9));
+    assert_eq!(b.apply(altered).refused, Some(Verdict::Invalid));
+    let mut unsigned = forged.clone();
+    unsigned.proof = Proof::Local;
+    assert_eq!(b.apply(unsigned).refused, Some(Verdict::Invalid));
+    // A tombstone of a's entry, signed by m.
+    m.publish(NET, record("t1", 2));
+    let mut tombstone = m.withdraw(NET, "t1").unwrap();
+    tombstone.owner = "nodea".into();
+    tombstone.version = honest.version.next().next().next();
+    assert_eq!(b.apply(tombstone).refused, Some(Verdict::UnknownKey));
+    assert_eq!(
+        programmed(&b, |_| true),
+        [("t1".into(), Ipv4Addr::new(10, 0, 0, 2))]
+    );
+    assert_eq!(b.refused().invalid, 2);
+    assert_eq!(b.refused().unknown_key, 3);
+
+    // m's own entries go through.
+    let own = m.publish(NET, record("m1", 7));
+    assert!(b.apply(own).changed);
+
+    // a's authority page, trimmed by a relay of the entry it lists: the
+    // authority no longer checks out, and nothing of a's is pruned.
+    a.settle();
+    let mut pages = a.missing_for(&Digest::default(), DEFAULT_PAGE_BYTES);
+    let mut page = pages.remove(0);
+    assert!(page.authority.is_some());
+    page.deltas.retain(|d| d.owner != "nodea");
+    let applied = b.apply_page(page);
+    assert!(applied
+        .refused
+        .contains(&("nodea".into(), Verdict::Invalid)));
+    assert!(programmed(&b, |_| true).contains(&("t1".into(), Ipv4Addr::new(10, 0, 0, 2))));
 }

@@ -3,6 +3,7 @@
 //! make them.
 
 mod dispatch;
+mod limits;
 mod races;
 mod requests;
 
@@ -126,6 +127,7 @@ impl Swarm {
             unlock_key: None,
             gossip_key: vec![7; 32],
             strategy: Default::default(),
+            max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
             created_at: 0,
         };
         store.apply(&Command::put(&cluster, None).unwrap());
