@@ -1,12 +1,12 @@
 //! The shoal agent: the per-host daemon's parts and the CLI that drives them.
 //! See the README's architecture section for how the parts fit together.
 
+pub mod balancer;
 pub mod cli;
 pub mod daemon;
 pub mod dns;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;
-pub mod mesh;
 pub mod netns;
 pub mod overlay;

@@ -92,7 +92,12 @@ pub struct AgentArgs {
     pub cgroup_root: Option<PathBuf>,
     /// This node's load balancer for published ports and virtual IPs.
     #[arg(long, value_enum, default_value = "ebpf")]
-    pub mesh: crate::mesh::MeshMode,
+    pub mesh: crate::balancer::MeshMode,
+    /// How the eBPF mesh hangs its programs on interfaces: TCX links where
+    /// the kernel has them (6.6+), else clsact + cls_bpf (`auto`), or
+    /// either one forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mesh_attach: crate::ebpf::AttachMode,
     /// CPUs this node offers to reservations (default: its CPU count).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -154,7 +159,10 @@ impl Cli {
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
                         resources,
-                        mesh: args.mesh,
+                        mesh: crate::balancer::MeshConfig {
+                            mode: args.mesh,
+                            attach: args.mesh_attach,
+                        },
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()
                                 .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))

@@ -102,7 +102,7 @@ pub struct Agent {
     events_rx: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
     cgroup_root: std::path::PathBuf,
     resources: shoal_control::objects::NodeResources,
-    mesh: crate::mesh::MeshMode,
+    mesh: crate::balancer::MeshConfig,
     gossip_view: super::GossipView,
 }
 

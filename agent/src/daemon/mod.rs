@@ -9,7 +9,7 @@ pub(crate) mod agent;
 mod at_rest;
 mod dataplane;
 mod identity;
-mod ingress;
+mod balancer;
 mod local;
 mod manager;
 mod metrics;
@@ -48,7 +48,7 @@ pub struct Options {
     /// The cgroup holding one cgroup per task.
     pub cgroup_root: PathBuf,
     /// The node's load balancer.
-    pub mesh: crate::mesh::MeshMode,
+    pub mesh: crate::balancer::MeshConfig,
     /// What this node offers to reservations (default: what it has).
     pub resources: shoal_control::objects::NodeResources,
 }

@@ -13,6 +13,7 @@
 //! caller (a file today, the gossip tables later) does.
 
 mod kernel;
+mod mesh_link;
 pub mod names;
 mod plan;
 mod rtnl;
