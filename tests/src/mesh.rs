@@ -91,3 +91,21 @@ pub fn curl(host: &Host, url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Where the mesh tests' agents serve their metrics, in each host.
+pub const METRICS: &str = "127.0.0.1:9323";
+
+/// The routing mesh's counters of the agent in `host` (started with
+/// `--metrics-addr` [`METRICS`]): `shoal_mesh_<name>_total` by name.
+pub fn mesh_counters(host: &Host) -> std::collections::BTreeMap<String, u64> {
+    let url = format!("http://{METRICS}/metrics");
+    let text = curl(host, &url).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("shoal_mesh_")?;
+            let (name, value) = rest.split_once(' ')?;
+            let name = name.strip_suffix("_total")?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use shoal_tests::mesh::{curl, parse_answer, python, SERVER};
+use shoal_tests::mesh::{curl, mesh_counters, parse_answer, python, METRICS, SERVER};
 use shoal_tests::swarm::{cli_ok, create, form, start_agent_with, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 
@@ -33,7 +33,7 @@ fn run_checks(checks: Vec<(&str, Box<dyn Fn() -> Result<(), String> + '_>)>) {
 /// 9054/udp (nothing listens behind it).
 fn published_swarm(nodes: &[&Host]) {
     for node in nodes {
-        start_agent_with(node, &[]).expect("agent");
+        start_agent_with(node, &["--metrics-addr", METRICS]).expect("agent");
     }
     form(nodes[0], &[], &nodes[1..]);
     cli_ok(nodes[0], &["network", "create", "app"]);
@@ -203,6 +203,26 @@ fn the_mesh_handles_options_fragments_icmp_local_clients_and_shared_ports() {
         ),
     ];
     run_checks(checks);
+
+    // Each case took the path meant for it, as the data path counted.
+    let mut total = std::collections::BTreeMap::new();
+    for node in nodes {
+        for (name, n) in mesh_counters(node) {
+            *total.entry(name).or_insert(0u64) += n;
+        }
+    }
+    eprintln!("mesh counters, all nodes: {total:?}");
+    for (name, least) in [
+        ("icmp_translated", 1),
+        ("too_big", 1),
+        ("fragmented", 1),
+        ("fragments", 1),
+        ("ports_translated", 1),
+        ("local_clients", 4),
+    ] {
+        let n = total.get(name).copied().unwrap_or(0);
+        assert!(n >= least, "counter {name} is {n}, wanted at least {least}: {total:?}");
+    }
 }
 
 /// A network namespace this test adds behind a host (beyond the harness's
@@ -264,6 +284,10 @@ fn fragmentation_needed_from_the_client_path_reaches_the_task() {
     }
     published_swarm(nodes);
     wait_served(router, nodes);
+    let before: u64 = nodes
+        .iter()
+        .map(|n| mesh_counters(n).get("icmp_translated").copied().unwrap_or(0))
+        .sum();
 
     for node in nodes {
         let url = format!("http://{}:8080/big", node.addr());
@@ -279,4 +303,12 @@ fn fragmentation_needed_from_the_client_path_reaches_the_task() {
         });
         assert!(got, "{url}: the 200 KB answer never arrived through the 1300-byte hop");
     }
+    let after: u64 = nodes
+        .iter()
+        .map(|n| mesh_counters(n).get("icmp_translated").copied().unwrap_or(0))
+        .sum();
+    assert!(
+        after > before,
+        "the answers arrived, but no ICMP error was translated ({before} -> {after})"
+    );
 }

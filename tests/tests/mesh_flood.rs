@@ -1,28 +1,40 @@
 //! A SYN flood with random source addresses at a published port must not
-//! cost an established connection its flow: an idle connection through the
-//! mesh still answers after 25 s of `hping3 --flood --rand-source -S`, and
-//! new connections work again once the flood stops.
+//! cost an established connection its flow: idle connections through the
+//! mesh still answer after 25 s of `hping3 --flood --rand-source -S`, new
+//! connections work again once the flood stops, and closed connections
+//! leave the established table.
 
 use std::time::{Duration, Instant};
 
-use shoal_tests::mesh::{curl, python, SERVER};
+use shoal_tests::mesh::{curl, mesh_counters, python, METRICS, SERVER};
 use shoal_tests::swarm::{cli_ok, create, form, start_agent_with, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(25);
 
-/// A client that opens a connection to the echo port, checks it, goes idle
-/// until `go` exists, then checks it again: `IDLE OK` if both answers came.
+/// Established connections kept idle through the flood.
+const IDLE: usize = 50;
+
+/// A client that opens [`IDLE`] connections to the echo port, checks each,
+/// goes idle until `go` exists, then checks each again and closes them:
+/// `IDLE OK n` with how many answered both times.
 fn idle_client(node: &str, go: &str) -> String {
     format!(
         "import os, socket, time\n\
-         s=socket.create_connection(('{node}',8082), timeout=3)\nf=s.makefile('rw')\n\
-         f.write('one\\n'); f.flush(); print('first', f.readline().strip(), flush=True)\n\
+         conns=[]\n\
+         for i in range({IDLE}):\n  s=socket.create_connection(('{node}',8082), timeout=3)\n  \
+         f=s.makefile('rw'); f.write('one\\n'); f.flush(); assert f.readline().strip().endswith('one')\n  \
+         conns.append((s,f))\n\
+         print('first', len(conns), flush=True)\n\
          while not os.path.exists('{go}'):\n  time.sleep(0.2)\n\
-         s.settimeout(5)\nf.write('two\\n'); f.flush(); line=f.readline().strip()\n\
-         print('second', line, flush=True)\n\
-         print('IDLE OK' if line.endswith('two') else 'IDLE BROKEN', flush=True)"
+         ok=0\n\
+         for s,f in conns:\n  s.settimeout(5)\n  \
+         try:\n    f.write('two\\n'); f.flush(); ok+=f.readline().strip().endswith('two')\n  \
+         except OSError as e:\n    print('broken', e, flush=True)\n\
+         for s,f in conns:\n  f.close(); s.close()\n\
+         time.sleep(1)\n\
+         print('IDLE OK' if ok == len(conns) else 'IDLE BROKEN', ok, flush=True)"
     )
 }
 
@@ -33,7 +45,7 @@ fn an_idle_connection_survives_a_syn_flood() {
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (nodes, client) = (&h[..2], h[2]);
     for node in nodes {
-        start_agent_with(node, &["--metrics-addr", "127.0.0.1:9323"]).expect("agent");
+        start_agent_with(node, &["--metrics-addr", METRICS]).expect("agent");
     }
     form(nodes[0], &[], &nodes[1..]);
     cli_ok(nodes[0], &["network", "create", "app"]);
@@ -65,6 +77,10 @@ fn an_idle_connection_survives_a_syn_flood() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
+    let counted = mesh_counters(nodes[0]);
+    let count = |c: &std::collections::BTreeMap<String, u64>, name: &str| {
+        c.get(name).copied().unwrap_or(0)
+    };
     let before = Instant::now();
     let flood = client
         .exec(
@@ -99,7 +115,7 @@ fn an_idle_connection_survives_a_syn_flood() {
         sent as f64 / flooded.as_secs_f64()
     );
     assert!(sent > 100_000, "hping3 sent too little to test anything: {report}");
-
+    let flooded_counters = mesh_counters(nodes[0]);
     std::fs::write(&go, b"").expect("signal the idle client");
     let done = wait_for(Duration::from_secs(15), || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("IDLE "))
@@ -107,8 +123,31 @@ fn an_idle_connection_survives_a_syn_flood() {
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         done && out.contains("IDLE OK"),
-        "the idle connection did not survive the flood:\n{out}"
+        "the idle connections did not survive the flood:\n{out}"
     );
+    eprintln!("flood: {IDLE} of {IDLE} idle established connections kept");
+    let opened = count(&flooded_counters, "flows_opened").saturating_sub(count(&counted, "flows_opened"));
+    let established =
+        count(&flooded_counters, "flows_established").saturating_sub(count(&counted, "flows_established"));
+    eprintln!(
+        "flood: {opened} new flows absorbed ({:.0}/s), {established} established meanwhile",
+        opened as f64 / flooded.as_secs_f64()
+    );
+    assert!(
+        opened as f64 > sent as f64 * 0.5,
+        "the ingress node saw {opened} of {sent} SYNs: the flood did not reach the mesh"
+    );
+    assert!(
+        established < 10,
+        "{established} flows of a spoofed flood became established"
+    );
+
+    // Their FINs took them out of the established table.
+    let closed = wait_for(Duration::from_secs(5), || {
+        count(&mesh_counters(nodes[0]), "flows_closed").saturating_sub(count(&counted, "flows_closed"))
+            >= IDLE as u64
+    });
+    assert!(closed, "closed connections stayed established: {:?}", mesh_counters(nodes[0]));
 
     // New connections work again (the half-open flows of the flood age out
     // of their own table, they never filled the established one).

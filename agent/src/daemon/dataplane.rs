@@ -128,6 +128,8 @@ pub struct DataPlane {
     stop: CancellationToken,
     kick: Arc<Notify>,
     status: Arc<Mutex<DataPlaneStatus>>,
+    /// The load balancer, whose counters are read when asked.
+    mesh: Arc<Mutex<BalancerPlane<EbpfBalancer>>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -187,10 +189,23 @@ impl DataPlane {
         let stop = CancellationToken::new();
         let kick = Arc::new(Notify::new());
         let status = Arc::new(Mutex::new(DataPlaneStatus::default()));
-        let task = tokio::spawn(run(inputs, kick.clone(), status.clone(), stop.clone()));
+        let mesh = Arc::new(Mutex::new(BalancerPlane::new(
+            ebpf_loader(&inputs),
+            inputs.vtep,
+            inputs.cgroup_root.clone(),
+            crate::executor::cgroup2_mount(),
+        )));
+        let task = tokio::spawn(run(
+            inputs,
+            mesh.clone(),
+            kick.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
         DataPlane {
             stop,
             kick,
+            mesh,
             status,
             task: Mutex::new(Some(task)),
         }
@@ -201,8 +216,16 @@ impl DataPlane {
         self.kick.notify_one();
     }
 
+    /// What the loop last did, with the mesh's counters as they are now.
     pub fn status(&self) -> DataPlaneStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        if let Some(counters) = self.mesh.lock().ok().and_then(|mut m| m.counters()) {
+            status.mesh.counters = counters
+                .into_iter()
+                .map(|(name, n)| (name.to_string(), n))
+                .collect();
+        }
+        status
     }
 
     /// A handle that kicks the loop and reads its status.
@@ -224,6 +247,7 @@ impl DataPlane {
 
 async fn run(
     mut inputs: Inputs,
+    ingress: Arc<Mutex<BalancerPlane<EbpfBalancer>>>,
     kick: Arc<Notify>,
     status: Arc<Mutex<DataPlaneStatus>>,
     stop: CancellationToken,
@@ -237,12 +261,6 @@ async fn run(
     // What the kernel held when this agent started (an earlier agent's
     // entries), kept for a while; see `overlay::reconcile_keeping`.
     let inherited: Arc<Mutex<Option<overlay::HostState>>> = Arc::new(Mutex::new(None));
-    let ingress = Arc::new(Mutex::new(BalancerPlane::new(
-        ebpf_loader(&inputs),
-        inputs.vtep,
-        inputs.cgroup_root.clone(),
-        crate::executor::cgroup2_mount(),
-    )));
     let mut names = NamePlane::new(inputs.netns.clone());
     loop {
         tokio::select! {
@@ -332,12 +350,6 @@ async fn run(
                     }
                     mesh_status.over_limit =
                         mesh.over_limit().iter().map(|o| o.to_string()).collect();
-                    mesh_status.counters = mesh
-                        .counters()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(name, n)| (name.to_string(), n))
-                        .collect();
                 }
             }
             Ok::<_, overlay::OverlayError>((changes, spec, mesh_status))
