@@ -29,6 +29,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "util-linux",
     "netcat-openbsd",
+    "hping3",
     "ethtool",
     "python3",
     "dnsutils",

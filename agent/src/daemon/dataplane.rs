@@ -216,10 +216,11 @@ impl DataPlane {
         self.kick.notify_one();
     }
 
-    /// What the loop last did, with the mesh's counters as they are now.
+    /// What the loop last did, with the mesh's counters as they are now
+    /// (unless the loop is busy with the mesh: then as of its last pass).
     pub fn status(&self) -> DataPlaneStatus {
         let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
-        if let Some(counters) = self.mesh.lock().ok().and_then(|mut m| m.counters()) {
+        if let Some(counters) = self.mesh.try_lock().ok().and_then(|mut m| m.counters()) {
             status.mesh.counters = counters
                 .into_iter()
                 .map(|(name, n)| (name.to_string(), n))
@@ -350,6 +351,12 @@ async fn run(
                     }
                     mesh_status.over_limit =
                         mesh.over_limit().iter().map(|o| o.to_string()).collect();
+                    mesh_status.counters = mesh
+                        .counters()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, n)| (name.to_string(), n))
+                        .collect();
                 }
             }
             Ok::<_, overlay::OverlayError>((changes, spec, mesh_status))

@@ -84,6 +84,10 @@ pub fn check_kernel() -> Result<(), EbpfError> {
     let found = KernelVersion::current().map_err(|e| EbpfError::KernelVersion {
         reason: e.to_string(),
     })?;
+    check_kernel_version(found)
+}
+
+fn check_kernel_version(found: KernelVersion) -> Result<(), EbpfError> {
     if found < KernelVersion::new(MIN_KERNEL.0 as u8, MIN_KERNEL.1 as u8, 0) {
         return Err(EbpfError::KernelTooOld {
             found: found.to_string(),
@@ -253,3 +257,23 @@ pub fn link_error(
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_before_5_10_are_refused_with_the_fix() {
+        for (major, minor) in [(4, 19), (5, 4), (5, 9)] {
+            let err = check_kernel_version(KernelVersion::new(major, minor, 0))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("older than 5.10"), "{err}");
+            assert!(err.contains("--mesh off"), "{err}");
+        }
+        for (major, minor) in [(5, 10), (5, 15), (6, 1), (6, 18)] {
+            assert!(check_kernel_version(KernelVersion::new(major, minor, 0)).is_ok());
+        }
+    }
+}

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier};
 use aya::Ebpf;
 use shoal_ebpf_common::flow::{
@@ -207,8 +207,8 @@ impl EbpfBalancer {
 
     /// Attaches the cgroup hooks `names` to the cgroup at `cgroup`, as
     /// bpf_links pinned with `place` in their name. A link pinned by an
-    /// earlier agent is kept as it is: it runs the same code against the
-    /// same maps.
+    /// earlier agent is pointed at this agent's program in one step (it may
+    /// be another shoal's, with other maps).
     pub fn attach_cgroup_hooks(
         &mut self,
         names: &[&'static str],
@@ -226,10 +226,24 @@ impl EbpfBalancer {
         })?;
         for &name in names {
             let pin = links.join(format!("{name}@{place}"));
-            if PinnedLink::from_pin(&pin).is_ok() {
-                continue;
-            }
             let prog = socket_program(&mut self.ebpf, &self.origin, name)?;
+            if pin.exists() {
+                use std::os::fd::{AsFd, AsRawFd};
+                let prog_fd = prog
+                    .fd()
+                    .map_err(|e| program_error(name, "get its descriptor", e))?
+                    .as_fd()
+                    .as_raw_fd();
+                match super::probe::link_update(&pin, prog_fd) {
+                    Ok(()) => continue,
+                    // The link no longer works (its cgroup went away): make
+                    // a new one.
+                    Err(e) => {
+                        tracing::debug!("{name}: replacing its pinned link: {e}");
+                        attach::unpin_link(&pin);
+                    }
+                }
+            }
             // With a bpf link the kernel wants no attach flags; links to one
             // cgroup always stack.
             let id = prog.attach(&dir, CgroupAttachMode::Single).map_err(|e| {

@@ -3,9 +3,12 @@
 //!
 //! This module only executes: it attaches what it is told to and writes the
 //! map entries it is given. It never decides what to block or route (that is
-//! the control plane's job), never loads anything but shoal's own object, and
-//! never leaves a program attached after its owner (`Guard`, ...) is dropped;
-//! only maps outlive the agent, and only when pinned under a bpffs directory.
+//! the control plane's job, and `balancer`'s), never loads anything but
+//! shoal's own object, and never leaves anything in the kernel that is not
+//! pinned under shoal's bpffs directory or one of shoal's TC filters (the
+//! mesh's maps and attachments outlive the agent on purpose, so a restart
+//! drops no flow; `EbpfBalancer::remove` takes them down); `Guard` detaches
+//! when dropped.
 
 mod attach;
 mod balancer;

@@ -1,13 +1,16 @@
-//! Asking the kernel what it can do, with the `bpf()` syscall directly (aya
-//! has no probe for these): whether it makes TCX links, and running a
-//! loaded program once on a packet (`BPF_PROG_TEST_RUN`, for the bench).
+//! The `bpf()` calls aya 0.14 does not offer: whether the kernel makes TCX
+//! links, pointing any link at another program (`BPF_LINK_UPDATE`), and
+//! running a loaded program once on a packet (`BPF_PROG_TEST_RUN`, for the
+//! bench).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_TCX_INGRESS: u32 = 46;
 /// `union bpf_attr` is larger than any command's part of it; the kernel
@@ -82,6 +85,27 @@ pub fn test_run(prog_fd: i32, frame: &[u8]) -> io::Result<TestRun> {
         ns,
         frame: out,
     })
+}
+
+/// Points the link pinned at `pin` at the program `prog_fd`, atomically
+/// (`BPF_LINK_UPDATE`).
+pub fn link_update(pin: &std::path::Path, prog_fd: i32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(pin.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u64(&mut attr, 0, path.as_ptr() as u64);
+    let link = bpf(BPF_OBJ_GET, &mut attr)?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u32(&mut attr, 0, link.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, prog_fd as u32);
+    // SAFETY: `attr` is a zeroed `union bpf_attr` for BPF_LINK_UPDATE with
+    // both descriptors set; it holds no pointers.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_UPDATE, attr.as_mut_ptr(), ATTR_SIZE) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `bpf(cmd, attr)` for a command that answers a new descriptor.

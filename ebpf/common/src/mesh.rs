@@ -152,6 +152,10 @@ pub const LIVE: u32 = 1;
 /// with them came from an ingress node.
 pub const GATEWAY_MAC_PREFIX: [u8; 2] = [0x02, 0x5e];
 
+/// The first two bytes of a task's MAC; the other four are its address
+/// (Docker's scheme, `MacAddr::from_ipv4`).
+pub const TASK_MAC_PREFIX: [u8; 2] = [0x02, 0x42];
+
 /// IANA protocol number of ICMP.
 pub const IPPROTO_ICMP: u8 = 1;
 /// IANA protocol number of TCP.

@@ -23,7 +23,7 @@ use shoal_ebpf_common::flow::{
 };
 use shoal_ebpf_common::mesh::{
     fmix32, CONFIG_NETWORK, GATEWAY_MAC_PREFIX, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-    STAT_CLOSED, STAT_ESTABLISHED, STAT_FRAGMENTS, STAT_PORT_TRANSLATED,
+    STAT_CLOSED, STAT_ESTABLISHED, STAT_FRAGMENTS, STAT_PORT_TRANSLATED, TASK_MAC_PREFIX,
 };
 
 use super::icmp;
@@ -194,16 +194,20 @@ fn close(rkey: &FlowKey, hop: &ReturnHop) {
 
 /// What a task sends to its default gateway: replies of ingress flows go
 /// back to their node; ARP answers for this node's own addresses go to the
-/// node (its clients of published ports reach tasks by address).
+/// node (its clients of published ports reach tasks by address), when they
+/// give a task's own MAC for its address (a task cannot claim another's).
 pub fn back(ctx: &TcContext) -> Option<i32> {
     let config = config(CONFIG_NETWORK)?;
     let ethertype: u16 = ctx.load(12).ok()?;
     if u16::from_be(ethertype) == ETH_P_ARP {
-        // The target protocol address of an ARP reply for IPv4 over
-        // Ethernet (operation 2).
+        // An ARP reply for IPv4 over Ethernet (operation 2): sender MAC and
+        // address, target address.
         let op: u16 = ctx.load(20).ok()?;
+        let sender_mac: [u8; 6] = ctx.load(22).ok()?;
+        let sender: [u8; 4] = ctx.load(28).ok()?;
         let target: u32 = ctx.load(38).ok()?;
-        if u16::from_be(op) != 2 || MESH_LOCAL.get_ptr(target).is_none() {
+        let owned = sender_mac[..2] == TASK_MAC_PREFIX && sender_mac[2..] == sender;
+        if u16::from_be(op) != 2 || !owned || MESH_LOCAL.get_ptr(target).is_none() {
             return None;
         }
         // SAFETY: a plain helper call; the kernel checks the interface index.
