@@ -9,7 +9,9 @@ use std::error::Error;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use shoal_agent::balancer::{Balancer, BalancerSpec, LoadBalancer, MeshBackend, Proto, PublishedService};
+use shoal_agent::balancer::{
+    Balancer, BalancerSpec, LoadBalancer, MeshBackend, Proto, PublishedService,
+};
 use shoal_agent::ebpf::{ensure_bpffs, AttachMode, EbpfBalancer, MeshProgram, BPFFS_ROOT};
 use shoal_control::objects::MacAddr;
 use shoal_ebpf_common::mesh::{Config, CONFIG_HOST};
@@ -41,7 +43,8 @@ impl Drop for Pins {
 fn mesh(name: &str) -> Result<(Balancer<EbpfBalancer>, Pins), Box<dyn Error>> {
     require_root();
     ensure_bpffs(Path::new(BPFFS_ROOT))?;
-    let pins = Pins(Path::new(BPFFS_ROOT).join(format!("shoal-test-mesh-{name}-{}", std::process::id())));
+    let pins =
+        Pins(Path::new(BPFFS_ROOT).join(format!("shoal-test-mesh-{name}-{}", std::process::id())));
     let mut lb = EbpfBalancer::load(&pins.0, AttachMode::Tc)?;
     lb.set_config(
         CONFIG_HOST,
@@ -73,7 +76,15 @@ fn mesh(name: &str) -> Result<(Balancer<EbpfBalancer>, Pins), Box<dyn Error>> {
 }
 
 /// Ethernet + IPv4 (with `options`, a multiple of 4 bytes) + `l4`.
-fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, options: &[u8], frag: u16, id: u16, l4: &[u8]) -> Vec<u8> {
+fn frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    options: &[u8],
+    frag: u16,
+    id: u16,
+    l4: &[u8],
+) -> Vec<u8> {
     let ip_len = 20 + options.len();
     let mut f = vec![0u8; 14 + ip_len];
     f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
@@ -125,11 +136,17 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn counters(mesh: &mut Balancer<EbpfBalancer>) -> Result<BTreeMap<&'static str, u64>, Box<dyn Error>> {
+fn counters(
+    mesh: &mut Balancer<EbpfBalancer>,
+) -> Result<BTreeMap<&'static str, u64>, Box<dyn Error>> {
     Ok(mesh.kernel().counters()?.into_iter().collect())
 }
 
-fn run(mesh: &mut Balancer<EbpfBalancer>, program: MeshProgram, f: &[u8]) -> Result<(u32, Vec<u8>), Box<dyn Error>> {
+fn run(
+    mesh: &mut Balancer<EbpfBalancer>,
+    program: MeshProgram,
+    f: &[u8],
+) -> Result<(u32, Vec<u8>), Box<dyn Error>> {
     let out = mesh.kernel().test_run(program, f)?;
     Ok((out.verdict, out.frame))
 }
@@ -137,7 +154,17 @@ fn run(mesh: &mut Balancer<EbpfBalancer>, program: MeshProgram, f: &[u8]) -> Res
 #[test]
 fn a_tcp_flow_is_established_only_by_the_ack_of_the_backends_syn_ack() -> TestResult {
     let (mut mesh, _pins) = mesh("handshake")?;
-    let to_node = |flags, seq, ack| frame(CLIENT, NODE, 6, &[], 0, 1, &tcp(40000, 8080, flags, seq, ack));
+    let to_node = |flags, seq, ack| {
+        frame(
+            CLIENT,
+            NODE,
+            6,
+            &[],
+            0,
+            1,
+            &tcp(40000, 8080, flags, seq, ack),
+        )
+    };
 
     let (verdict, out) = run(&mut mesh, MeshProgram::Ingress, &to_node(SYN, 100, 0))?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -145,26 +172,83 @@ fn a_tcp_flow_is_established_only_by_the_ack_of_the_backends_syn_ack() -> TestRe
     assert_eq!(&out[36..38], &80u16.to_be_bytes());
     assert_eq!(&out[26..30], &CLIENT, "the client's address kept");
     // A retransmitted SYN goes on; a blind ACK does not.
-    assert_eq!(run(&mut mesh, MeshProgram::Ingress, &to_node(SYN, 100, 0))?.0, TC_ACT_REDIRECT);
-    assert_eq!(run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 101, 12345))?.0, TC_ACT_SHOT);
+    assert_eq!(
+        run(&mut mesh, MeshProgram::Ingress, &to_node(SYN, 100, 0))?.0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 101, 12345))?.0,
+        TC_ACT_SHOT
+    );
 
     // The backend's SYN-ACK goes back as from the node's published port.
-    let syn_ack = frame(BACKEND, CLIENT, 6, &[], 0, 2, &tcp(80, 40000, SYN | ACK, 777_000, 101));
+    let syn_ack = frame(
+        BACKEND,
+        CLIENT,
+        6,
+        &[],
+        0,
+        2,
+        &tcp(80, 40000, SYN | ACK, 777_000, 101),
+    );
     let (verdict, out) = run(&mut mesh, MeshProgram::Reply, &syn_ack)?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
-    assert_eq!((&out[26..30], &out[34..36]), (&NODE[..], &8080u16.to_be_bytes()[..]));
+    assert_eq!(
+        (&out[26..30], &out[34..36]),
+        (&NODE[..], &8080u16.to_be_bytes()[..])
+    );
     // A wrong ACK is still dropped; the right one establishes the flow.
-    assert_eq!(run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 101, 777_000))?.0, TC_ACT_SHOT);
-    assert_eq!(run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 101, 777_001))?.0, TC_ACT_REDIRECT);
-    assert_eq!(run(&mut mesh, MeshProgram::Ingress, &to_node(ACK | 0x08, 101, 777_001))?.0, TC_ACT_REDIRECT);
+    assert_eq!(
+        run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 101, 777_000))?.0,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 101, 777_001))?.0,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        run(
+            &mut mesh,
+            MeshProgram::Ingress,
+            &to_node(ACK | 0x08, 101, 777_001)
+        )?
+        .0,
+        TC_ACT_REDIRECT
+    );
     let c = counters(&mut mesh)?;
-    assert_eq!((c["flows_opened"], c["flows_established"], c["segments_unverified"]), (1, 1, 2));
+    assert_eq!(
+        (
+            c["flows_opened"],
+            c["flows_established"],
+            c["segments_unverified"]
+        ),
+        (1, 1, 2)
+    );
 
     // FIN both ways: out of the established table, its last ACK still served.
-    run(&mut mesh, MeshProgram::Ingress, &to_node(FIN | ACK, 101, 777_001))?;
-    run(&mut mesh, MeshProgram::Reply, &frame(BACKEND, CLIENT, 6, &[], 0, 3, &tcp(80, 40000, FIN | ACK, 777_001, 102)))?;
+    run(
+        &mut mesh,
+        MeshProgram::Ingress,
+        &to_node(FIN | ACK, 101, 777_001),
+    )?;
+    run(
+        &mut mesh,
+        MeshProgram::Reply,
+        &frame(
+            BACKEND,
+            CLIENT,
+            6,
+            &[],
+            0,
+            3,
+            &tcp(80, 40000, FIN | ACK, 777_001, 102),
+        ),
+    )?;
     assert_eq!(counters(&mut mesh)?["flows_closed"], 1);
-    assert_eq!(run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 102, 777_002))?.0, TC_ACT_REDIRECT);
+    assert_eq!(
+        run(&mut mesh, MeshProgram::Ingress, &to_node(ACK, 102, 777_002))?.0,
+        TC_ACT_REDIRECT
+    );
     Ok(())
 }
 
@@ -173,12 +257,24 @@ fn packets_with_ip_options_are_translated_at_their_real_offsets() -> TestResult 
     let (mut mesh, _pins) = mesh("options")?;
     // Four NOPs and three more options bytes: a 28-byte IP header.
     let options = [1, 1, 1, 1, 1, 1, 1, 0];
-    let syn = frame(CLIENT, NODE, 6, &options, 0, 1, &tcp(40001, 8080, SYN, 5, 0));
+    let syn = frame(
+        CLIENT,
+        NODE,
+        6,
+        &options,
+        0,
+        1,
+        &tcp(40001, 8080, SYN, 5, 0),
+    );
     let (verdict, out) = run(&mut mesh, MeshProgram::Ingress, &syn)?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_eq!(&out[30..34], &BACKEND);
     let l4 = 14 + 28;
-    assert_eq!(&out[l4 + 2..l4 + 4], &80u16.to_be_bytes(), "the port after the options");
+    assert_eq!(
+        &out[l4 + 2..l4 + 4],
+        &80u16.to_be_bytes(),
+        "the port after the options"
+    );
     assert_eq!(&out[34..42], &options, "options untouched");
     assert_eq!(checksum(&out[14..l4]), 0, "IP header checksum still right");
     Ok(())
@@ -193,7 +289,10 @@ fn fragments_follow_their_first_and_oversize_packets_are_handled() -> TestResult
     let first = frame(CLIENT, NODE, 17, &[], MF, 77, &udp(5000, 9053, 992)[..1000]);
     let (verdict, out) = run(&mut mesh, MeshProgram::Ingress, &first)?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
-    assert_eq!((&out[30..34], &out[36..38]), (&BACKEND[..], &80u16.to_be_bytes()[..]));
+    assert_eq!(
+        (&out[30..34], &out[36..38]),
+        (&BACKEND[..], &80u16.to_be_bytes()[..])
+    );
     let later = frame(CLIENT, NODE, 17, &[], 1000 / 8, 77, &[0u8; 400]);
     let (verdict, out) = run(&mut mesh, MeshProgram::Ingress, &later)?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
@@ -207,18 +306,33 @@ fn fragments_follow_their_first_and_oversize_packets_are_handled() -> TestResult
     let big = frame(CLIENT, NODE, 17, &[], 0, 79, &udp(5001, 9053, 1472));
     let (verdict, out) = run(&mut mesh, MeshProgram::Ingress, &big)?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
-    assert_eq!(&out[0..6], &[2, 0x5e, 0, 0, 0, 1], "sent to the gateway MAC");
+    assert_eq!(
+        &out[0..6],
+        &[2, 0x5e, 0, 0, 0, 1],
+        "sent to the gateway MAC"
+    );
     // With DF: "fragmentation needed" back to the client, next-hop MTU 1450.
     let big_df = frame(CLIENT, NODE, 17, &[], DF, 80, &udp(5002, 9053, 1472));
     let (verdict, out) = run(&mut mesh, MeshProgram::Ingress, &big_df)?;
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_eq!(&out[0..6], &[2, 0, 0, 0, 0, 3], "back to the client's MAC");
-    assert_eq!((out[23], &out[26..30], &out[30..34]), (1, &NODE[..], &CLIENT[..]));
+    assert_eq!(
+        (out[23], &out[26..30], &out[30..34]),
+        (1, &NODE[..], &CLIENT[..])
+    );
     assert_eq!(checksum(&out[14..34]), 0, "IP checksum");
-    assert_eq!((out[34], out[35]), (3, 4), "destination unreachable, fragmentation needed");
+    assert_eq!(
+        (out[34], out[35]),
+        (3, 4),
+        "destination unreachable, fragmentation needed"
+    );
     assert_eq!(&out[40..42], &1450u16.to_be_bytes());
     assert_eq!(checksum(&out[34..]), 0, "ICMP checksum");
-    assert_eq!(&out[42 + 12..42 + 20], &big_df[26..34], "the offending header quoted");
+    assert_eq!(
+        &out[42 + 12..42 + 20],
+        &big_df[26..34],
+        "the offending header quoted"
+    );
     assert_eq!(out.len(), 14 + 20 + 8 + 20 + 20);
     let c = counters(&mut mesh)?;
     assert_eq!((c["fragments"], c["fragmented"], c["too_big"]), (1, 1, 1));
@@ -241,7 +355,11 @@ fn icmp_errors_about_a_flow_are_translated_both_ways() -> TestResult {
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_eq!(&out[26..30], &NODE, "from the node");
     let quoted = 34 + 8;
-    assert_eq!(&out[quoted + 16..quoted + 20], &NODE, "about the node's published port");
+    assert_eq!(
+        &out[quoted + 16..quoted + 20],
+        &NODE,
+        "about the node's published port"
+    );
     assert_eq!(&out[quoted + 22..quoted + 24], &9053u16.to_be_bytes());
     assert_eq!(checksum(&out[14..34]), 0, "IP checksum");
     assert_eq!(checksum(&out[quoted..quoted + 20]), 0, "quoted IP checksum");

@@ -137,7 +137,9 @@ fn attachment(node: &Host) -> Option<(&'static str, String)> {
         "/sys/fs/bpf/shoal/{run_dir}/links/shoal_ingress@host@{}",
         node.iface()
     );
-    let out = node.exec("bpftool", &["-j", "link", "show", "pinned", &pin]).ok()?;
+    let out = node
+        .exec("bpftool", &["-j", "link", "show", "pinned", &pin])
+        .ok()?;
     let link: Value = serde_json::from_slice(&out.stdout).ok()?;
     (link["type"] == 11 || link["type"] == "tcx").then(|| ("tcx", link["prog_id"].to_string()))
 }
@@ -279,11 +281,17 @@ fn published_ports_scenario(flags: &[&str], kind: &str) {
     assert!(after.is_some_and(|(k, _)| k == kind));
     if kind == "tc" {
         let out = nodes[1]
-            .exec("tc", &["filter", "show", "dev", nodes[1].iface(), "ingress"])
+            .exec(
+                "tc",
+                &["filter", "show", "dev", nodes[1].iface(), "ingress"],
+            )
             .expect("tc runs");
         let filters = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
-            filters.lines().filter(|l| l.contains("shoal_ingress")).count(),
+            filters
+                .lines()
+                .filter(|l| l.contains("shoal_ingress"))
+                .count(),
             1,
             "one shoal filter, replaced in place:\n{filters}"
         );

@@ -113,7 +113,9 @@ fn the_mesh_handles_options_fragments_icmp_local_clients_and_shared_ports() {
                 if out.trim() == "REFUSED" {
                     Ok(())
                 } else {
-                    Err(format!("wanted ECONNREFUSED (ICMP port unreachable), got: {out}"))
+                    Err(format!(
+                        "wanted ECONNREFUSED (ICMP port unreachable), got: {out}"
+                    ))
                 }
             }),
         ),
@@ -221,7 +223,10 @@ fn the_mesh_handles_options_fragments_icmp_local_clients_and_shared_ports() {
         ("local_clients", 4),
     ] {
         let n = total.get(name).copied().unwrap_or(0);
-        assert!(n >= least, "counter {name} is {n}, wanted at least {least}: {total:?}");
+        assert!(
+            n >= least,
+            "counter {name} is {n}, wanted at least {least}: {total:?}"
+        );
     }
 }
 
@@ -269,24 +274,61 @@ fn fragmentation_needed_from_the_client_path_reaches_the_task() {
         "-n", &router_ns, "link", "add", "far0", "mtu", "1300", "type", "veth", "peer", "name",
         "eth0", "mtu", "1500", "netns", &client.0,
     ]);
-    ip(&["-n", &router_ns, "addr", "add", "198.19.9.1/24", "dev", "far0"]);
+    ip(&[
+        "-n",
+        &router_ns,
+        "addr",
+        "add",
+        "198.19.9.1/24",
+        "dev",
+        "far0",
+    ]);
     ip(&["-n", &router_ns, "link", "set", "far0", "up"]);
-    ip(&["-n", &client.0, "addr", "add", "198.19.9.2/24", "dev", "eth0"]);
+    ip(&[
+        "-n",
+        &client.0,
+        "addr",
+        "add",
+        "198.19.9.2/24",
+        "dev",
+        "eth0",
+    ]);
     ip(&["-n", &client.0, "link", "set", "eth0", "up"]);
     ip(&["-n", &client.0, "link", "set", "lo", "up"]);
     let via = router.addr().to_string();
-    ip(&["-n", &client.0, "route", "add", "default", "via", "198.19.9.1"]);
+    ip(&[
+        "-n",
+        &client.0,
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.19.9.1",
+    ]);
     router
         .sh("sysctl -qw net.ipv4.ip_forward=1")
         .expect("router forwards");
     for node in nodes {
-        ip(&["-n", node.netns(), "route", "add", "198.19.9.0/24", "via", &via]);
+        ip(&[
+            "-n",
+            node.netns(),
+            "route",
+            "add",
+            "198.19.9.0/24",
+            "via",
+            &via,
+        ]);
     }
     published_swarm(nodes);
     wait_served(router, nodes);
     let before: u64 = nodes
         .iter()
-        .map(|n| mesh_counters(n).get("icmp_translated").copied().unwrap_or(0))
+        .map(|n| {
+            mesh_counters(n)
+                .get("icmp_translated")
+                .copied()
+                .unwrap_or(0)
+        })
         .sum();
 
     for node in nodes {
@@ -301,11 +343,19 @@ fn fragmentation_needed_from_the_client_path_reaches_the_task() {
                     && String::from_utf8_lossy(&o.stdout).contains("client=198.19.9.2:")
             })
         });
-        assert!(got, "{url}: the 200 KB answer never arrived through the 1300-byte hop");
+        assert!(
+            got,
+            "{url}: the 200 KB answer never arrived through the 1300-byte hop"
+        );
     }
     let after: u64 = nodes
         .iter()
-        .map(|n| mesh_counters(n).get("icmp_translated").copied().unwrap_or(0))
+        .map(|n| {
+            mesh_counters(n)
+                .get("icmp_translated")
+                .copied()
+                .unwrap_or(0)
+        })
         .sum();
     assert!(
         after > before,

@@ -52,7 +52,14 @@ fn an_idle_connection_survives_a_syn_flood() {
     create(
         nodes[0],
         "web",
-        &["--network", "app", "--publish", "8080:80", "--publish", "8082:82"],
+        &[
+            "--network",
+            "app",
+            "--publish",
+            "8080:80",
+            "--publish",
+            "8082:82",
+        ],
         &["python3", "-c", SERVER],
     );
     wait_running(nodes[0], "web", 1, Duration::from_secs(40));
@@ -65,7 +72,10 @@ fn an_idle_connection_survives_a_syn_flood() {
 
     let go = ul.host(2).run_dir().join("flood-done");
     let idle = client
-        .spawn("python3", &["-c", &idle_client(&target, &go.to_string_lossy())])
+        .spawn(
+            "python3",
+            &["-c", &idle_client(&target, &go.to_string_lossy())],
+        )
         .expect("idle client");
     let log = client.log_path(idle).expect("idle client log");
     let opened = wait_for(Duration::from_secs(10), || {
@@ -78,9 +88,8 @@ fn an_idle_connection_survives_a_syn_flood() {
     );
 
     let counted = mesh_counters(nodes[0]);
-    let count = |c: &std::collections::BTreeMap<String, u64>, name: &str| {
-        c.get(name).copied().unwrap_or(0)
-    };
+    let count =
+        |c: &std::collections::BTreeMap<String, u64>, name: &str| c.get(name).copied().unwrap_or(0);
     let before = Instant::now();
     let flood = client
         .exec(
@@ -114,7 +123,10 @@ fn an_idle_connection_survives_a_syn_flood() {
         flooded.as_secs_f64(),
         sent as f64 / flooded.as_secs_f64()
     );
-    assert!(sent > 100_000, "hping3 sent too little to test anything: {report}");
+    assert!(
+        sent > 100_000,
+        "hping3 sent too little to test anything: {report}"
+    );
     let flooded_counters = mesh_counters(nodes[0]);
     std::fs::write(&go, b"").expect("signal the idle client");
     let done = wait_for(Duration::from_secs(15), || {
@@ -126,9 +138,10 @@ fn an_idle_connection_survives_a_syn_flood() {
         "the idle connections did not survive the flood:\n{out}"
     );
     eprintln!("flood: {IDLE} of {IDLE} idle established connections kept");
-    let opened = count(&flooded_counters, "flows_opened").saturating_sub(count(&counted, "flows_opened"));
-    let established =
-        count(&flooded_counters, "flows_established").saturating_sub(count(&counted, "flows_established"));
+    let opened =
+        count(&flooded_counters, "flows_opened").saturating_sub(count(&counted, "flows_opened"));
+    let established = count(&flooded_counters, "flows_established")
+        .saturating_sub(count(&counted, "flows_established"));
     eprintln!(
         "flood: {opened} new flows absorbed ({:.0}/s), {established} established meanwhile",
         opened as f64 / flooded.as_secs_f64()
@@ -144,10 +157,15 @@ fn an_idle_connection_survives_a_syn_flood() {
 
     // Their FINs took them out of the established table.
     let closed = wait_for(Duration::from_secs(5), || {
-        count(&mesh_counters(nodes[0]), "flows_closed").saturating_sub(count(&counted, "flows_closed"))
+        count(&mesh_counters(nodes[0]), "flows_closed")
+            .saturating_sub(count(&counted, "flows_closed"))
             >= IDLE as u64
     });
-    assert!(closed, "closed connections stayed established: {:?}", mesh_counters(nodes[0]));
+    assert!(
+        closed,
+        "closed connections stayed established: {:?}",
+        mesh_counters(nodes[0])
+    );
 
     // New connections work again (the half-open flows of the flood age out
     // of their own table, they never filled the established one).
@@ -158,7 +176,10 @@ fn an_idle_connection_survives_a_syn_flood() {
              s.sendall(b'three\\n'); print(s.recv(100).decode())"
         ),
     );
-    assert!(ok && answer.contains("three"), "a new connection failed: {answer}");
+    assert!(
+        ok && answer.contains("three"),
+        "a new connection failed: {answer}"
+    );
     let metrics = nodes[0]
         .exec("curl", &["-s", "-m", "3", "http://127.0.0.1:9323/metrics"])
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

@@ -55,7 +55,9 @@ impl Drop for Extra {
             let _ = server.kill();
             let _ = server.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
         let _ = std::fs::remove_dir(&self.cgroup);
     }
 }
@@ -100,7 +102,9 @@ fn spec(backends: u32, mac: &str, cgroup: &Path) -> serde_json::Value {
     let list: Vec<serde_json::Value> = (0..backends)
         .map(|i| serde_json::json!({"ip": backend_addr(i).to_string(), "port": 80, "mac": mac}))
         .collect();
-    let tasks: Vec<String> = (0..VIP_TASKS).map(|i| backend_addr(i).to_string()).collect();
+    let tasks: Vec<String> = (0..VIP_TASKS)
+        .map(|i| backend_addr(i).to_string())
+        .collect();
     let mut vips = serde_json::Map::new();
     vips.insert(VIP.to_string(), serde_json::json!(tasks));
     serde_json::json!({
@@ -114,7 +118,13 @@ fn spec(backends: u32, mac: &str, cgroup: &Path) -> serde_json::Value {
 
 /// `n` connections from a python client (in `cgroup` if given) to
 /// `addr:port`: the distinct backend addresses that answered.
-fn answered(host: &Host, addr: &str, port: u16, n: usize, cgroup: Option<&Path>) -> BTreeSet<String> {
+fn answered(
+    host: &Host,
+    addr: &str,
+    port: u16,
+    n: usize,
+    cgroup: Option<&Path>,
+) -> BTreeSet<String> {
     let script = format!(
         "import socket\nseen=set()\n\
          for i in range({n}):\n  s=socket.create_connection(('{addr}',{port}), timeout=3)\n  \
@@ -162,11 +172,32 @@ fn ports_and_virtual_ips_balance_over_hundreds_and_say_when_they_cannot() {
     run(
         "ip",
         &[
-            "-n", node.netns(), "link", "add", "vb0", "type", "veth", "peer", "name", "eth0",
-            "netns", &be,
+            "-n",
+            node.netns(),
+            "link",
+            "add",
+            "vb0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &be,
         ],
     );
-    run("ip", &["-n", node.netns(), "addr", "add", "10.77.255.254/16", "dev", "vb0"]);
+    run(
+        "ip",
+        &[
+            "-n",
+            node.netns(),
+            "addr",
+            "add",
+            "10.77.255.254/16",
+            "dev",
+            "vb0",
+        ],
+    );
     run("ip", &["-n", node.netns(), "link", "set", "vb0", "up"]);
     let batch = node.run_dir().join("addrs.batch");
     let lines: String = (0..ADDRESSES)
@@ -176,7 +207,10 @@ fn ports_and_virtual_ips_balance_over_hundreds_and_say_when_they_cannot() {
     run("ip", &["-n", &be, "-batch", &batch.to_string_lossy()]);
     run("ip", &["-n", &be, "link", "set", "eth0", "up"]);
     run("ip", &["-n", &be, "link", "set", "lo", "up"]);
-    run("ip", &["-n", &be, "route", "add", "default", "via", "10.77.255.254"]);
+    run(
+        "ip",
+        &["-n", &be, "route", "add", "default", "via", "10.77.255.254"],
+    );
     let mac = run("ip", &["-n", &be, "-br", "link", "show", "eth0"])
         .split_whitespace()
         .nth(2)
@@ -207,14 +241,25 @@ fn ports_and_virtual_ips_balance_over_hundreds_and_say_when_they_cannot() {
             break;
         }
     }
-    eprintln!("published port: {} of {BACKENDS} backends answered", seen.len());
-    assert!(seen.len() > 150, "only {} backends answered: {seen:?}", seen.len());
+    eprintln!(
+        "published port: {} of {BACKENDS} backends answered",
+        seen.len()
+    );
+    assert!(
+        seen.len() > 150,
+        "only {} backends answered: {seen:?}",
+        seen.len()
+    );
 
     // 100 tasks behind one virtual IP: more than 64 answer, to a socket in
     // the cgroup the hooks serve.
     let seen = answered(node, VIP, 80, 600, Some(&extra.cgroup));
     eprintln!("virtual IP: {} of {VIP_TASKS} tasks answered", seen.len());
-    assert!(seen.len() > 80, "only {} tasks answered the VIP: {seen:?}", seen.len());
+    assert!(
+        seen.len() > 80,
+        "only {} tasks answered the VIP: {seen:?}",
+        seen.len()
+    );
     assert!(seen.iter().all(|a| {
         a.parse::<Ipv4Addr>()
             .is_ok_and(|ip| (0..VIP_TASKS).any(|i| backend_addr(i) == ip))
@@ -234,9 +279,15 @@ fn ports_and_virtual_ips_balance_over_hundreds_and_say_when_they_cannot() {
         .iter()
         .filter(|a| (LIMIT..ADDRESSES).any(|i| backend_addr(i).to_string() == **a))
         .collect();
-    eprintln!("over the limit: {} of {LIMIT} backends answered", seen.len());
+    eprintln!(
+        "over the limit: {} of {LIMIT} backends answered",
+        seen.len()
+    );
     assert!(seen.len() > 600, "only {} backends answered", seen.len());
-    assert!(beyond.is_empty(), "backends over the limit got flows: {beyond:?}");
+    assert!(
+        beyond.is_empty(),
+        "backends over the limit got flows: {beyond:?}"
+    );
 
     let _ = node.shoal(&["mesh", "reset", "--pin-dir", &pins.to_string_lossy()]);
 }

@@ -63,7 +63,11 @@ pub fn desired_ports(spec: &BalancerSpec) -> BTreeMap<PortKey, PortBackends> {
 }
 
 /// Cuts `backends` to `limit` active ones: the rest linger.
-fn within_limit(port: PortKey, mut backends: PortBackends, limit: usize) -> (PortBackends, Option<Overflow>) {
+fn within_limit(
+    port: PortKey,
+    mut backends: PortBackends,
+    limit: usize,
+) -> (PortBackends, Option<Overflow>) {
     if backends.active.len() <= limit {
         return (backends, None);
     }
@@ -120,7 +124,8 @@ impl<L: LoadBalancer> Balancer<L> {
                     limit: limits.tasks_per_vip,
                 });
             }
-            let kept: BTreeSet<Ipv4Addr> = tasks.iter().take(limits.tasks_per_vip).copied().collect();
+            let kept: BTreeSet<Ipv4Addr> =
+                tasks.iter().take(limits.tasks_per_vip).copied().collect();
             vips.insert(*vip, kept);
         }
 

@@ -134,4 +134,3 @@ impl LoadBalancer for FakeBalancer {
         Ok(Vec::new())
     }
 }
-

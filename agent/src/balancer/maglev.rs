@@ -53,8 +53,14 @@ pub fn table(names: &[String], slots: usize) -> Vec<u16> {
 /// The table of `slots` slots for a port's active backends, as indexes
 /// into them in their sorted order; a backend's identity is its address and
 /// port, so every node builds the same table.
-pub fn port_table(active: &std::collections::BTreeSet<super::MeshBackend>, slots: usize) -> Vec<u16> {
-    let names: Vec<String> = active.iter().map(|b| format!("{}:{}", b.ip, b.port)).collect();
+pub fn port_table(
+    active: &std::collections::BTreeSet<super::MeshBackend>,
+    slots: usize,
+) -> Vec<u16> {
+    let names: Vec<String> = active
+        .iter()
+        .map(|b| format!("{}:{}", b.ip, b.port))
+        .collect();
     table(&names, slots)
 }
 
@@ -135,7 +141,10 @@ mod tests {
     fn a_thousand_backends_share_a_big_table_evenly() {
         let t = table(&names(1024), 16_384);
         let counts = share(&t, 1024);
-        assert!(counts.iter().all(|&c| c == 16), "every backend gets 16 slots");
+        assert!(
+            counts.iter().all(|&c| c == 16),
+            "every backend gets 16 slots"
+        );
     }
 
     #[test]

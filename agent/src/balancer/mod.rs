@@ -263,8 +263,7 @@ pub trait LoadBalancer: Send {
     /// nor lingering end; the others keep their backend.
     fn put_port(&mut self, port: PortKey, backends: &PortBackends) -> Result<(), BalancerError>;
     fn delete_port(&mut self, port: PortKey) -> Result<(), BalancerError>;
-    fn put_vip(&mut self, vip: Ipv4Addr, tasks: &BTreeSet<Ipv4Addr>)
-        -> Result<(), BalancerError>;
+    fn put_vip(&mut self, vip: Ipv4Addr, tasks: &BTreeSet<Ipv4Addr>) -> Result<(), BalancerError>;
     fn delete_vip(&mut self, vip: Ipv4Addr) -> Result<(), BalancerError>;
     /// The data path's counters.
     fn counters(&mut self) -> Result<Counters, BalancerError>;

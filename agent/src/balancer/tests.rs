@@ -112,7 +112,10 @@ fn one_client_port_through_two_nodes_usually_gets_two_backends() -> Result<(), B
         })
         .count();
     // About one in eight, as with independent picks.
-    assert!(same < 2000 / 5, "{same} of 2000 client ports got one backend through both nodes");
+    assert!(
+        same < 2000 / 5,
+        "{same} of 2000 client ports got one backend through both nodes"
+    );
     Ok(())
 }
 
@@ -146,8 +149,14 @@ fn tcp_and_udp_on_one_port_are_separate() -> Result<(), BalancerError> {
     let pick = |lb: &mut Balancer<FakeBalancer>, proto| {
         lb.kernel().pick(client, 5000, NODE, 53, proto).map(|b| b.0)
     };
-    assert_eq!(pick(&mut lb, Proto::Udp), Some(Ipv4Addr::new(10, 255, 0, 9)));
-    assert_eq!(pick(&mut lb, Proto::Tcp), Some(Ipv4Addr::new(10, 255, 0, 2)));
+    assert_eq!(
+        pick(&mut lb, Proto::Udp),
+        Some(Ipv4Addr::new(10, 255, 0, 9))
+    );
+    assert_eq!(
+        pick(&mut lb, Proto::Tcp),
+        Some(Ipv4Addr::new(10, 255, 0, 2))
+    );
     Ok(())
 }
 
@@ -249,7 +258,8 @@ fn virtual_ips_are_written_when_they_change_and_cut_to_the_limit() -> Result<(),
     let mut lb = Balancer::new(FakeBalancer::default())?;
     lb.kernel().limits.tasks_per_vip = 3;
     let vip = Ipv4Addr::new(10, 0, 0, 254);
-    let tasks = |n: u8| -> BTreeSet<Ipv4Addr> { (2..2 + n).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect() };
+    let tasks =
+        |n: u8| -> BTreeSet<Ipv4Addr> { (2..2 + n).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect() };
     let mut s = spec(&[]);
     s.vips.insert(vip, tasks(2));
     assert_eq!(lb.apply(&s)?.vips_written, 1);

@@ -109,6 +109,7 @@ fn apply(
         .with_context(|| format!("{} is not a valid mesh spec", file.display()))?;
     ebpf::ensure_bpffs(std::path::Path::new(ebpf::BPFFS_ROOT))?;
     let mut loaded = EbpfBalancer::load(pin_dir, attach)?;
+    eprintln!("mesh: TC programs attach with {}", loaded.hook());
     let link = host::iface(&spec.link)?;
     loaded.set_config(
         CONFIG_HOST,
@@ -238,7 +239,10 @@ fn test_run_ns(mesh: &mut EbpfBalancer) -> anyhow::Result<u64> {
     // Where the SYN went: the backend's address and port.
     let to = syn.frame.get(30..34).zip(syn.frame.get(36..38));
     let Some((backend, port)) = to else {
-        anyhow::bail!("the ingress program returned a {} byte frame", syn.frame.len());
+        anyhow::bail!(
+            "the ingress program returned a {} byte frame",
+            syn.frame.len()
+        );
     };
     let backend: [u8; 4] = backend.try_into()?;
     let port = u16::from_be_bytes(port.try_into()?);

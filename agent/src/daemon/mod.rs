@@ -7,9 +7,9 @@
 
 pub(crate) mod agent;
 mod at_rest;
+mod balancer;
 mod dataplane;
 mod identity;
-mod balancer;
 mod local;
 mod manager;
 mod metrics;

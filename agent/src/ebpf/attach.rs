@@ -257,7 +257,6 @@ pub fn link_error(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

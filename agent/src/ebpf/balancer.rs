@@ -35,8 +35,8 @@ use super::loader::{self, ObjectSource};
 use super::tables::{self, live_keys, port_key, service_key};
 use super::EbpfError;
 use crate::balancer::{
-    Attached, BalancerError, Counters, Limits, LoadBalancer, NodeAttachment, PortBackends,
-    PortKey, Programmed,
+    Attached, BalancerError, Counters, Limits, LoadBalancer, NodeAttachment, PortBackends, PortKey,
+    Programmed,
 };
 use crate::netns::{self, NetnsDir};
 
@@ -115,6 +115,8 @@ pub struct EbpfBalancer {
     stats: PerCpuArray<MapData, u64>,
     /// Liveness keys written, per port.
     live_written: BTreeMap<ServiceKey, BTreeSet<LiveKey>>,
+    /// Ports whose backends are in the big table.
+    big_ports: BTreeSet<ServiceKey>,
     /// Where the agent attaches on its node (none for `shoal mesh`).
     pub(super) node: Option<NetnsDir>,
     /// The attachment made last, to tell when to make it again.
@@ -163,6 +165,7 @@ impl EbpfBalancer {
             vips,
             stats,
             live_written: BTreeMap::new(),
+            big_ports: BTreeSet::new(),
             node: None,
             wired: None,
         })
@@ -339,6 +342,7 @@ impl LoadBalancer for EbpfBalancer {
         for item in self.services.iter() {
             let (key, small) = item.map_err(|e| map_error(SERVICES_MAP, "read", e))?;
             let big = if small.flags & SERVICE_BIG != 0 {
+                self.big_ports.insert(key);
                 Some(
                     self.big
                         .get(&key, 0)
@@ -404,8 +408,10 @@ impl LoadBalancer for EbpfBalancer {
     }
 
     fn delete_local(&mut self, addr: Ipv4Addr) -> Result<(), BalancerError> {
-        Ok(ignore_missing(self.locals.remove(&wire_addr(addr.octets())))
-            .map_err(|e| map_error(LOCAL_MAP, "remove a local address", e))?)
+        Ok(
+            ignore_missing(self.locals.remove(&wire_addr(addr.octets())))
+                .map_err(|e| map_error(LOCAL_MAP, "remove a local address", e))?,
+        )
     }
 
     /// New liveness keys first, then the table, then stale keys: a flow
@@ -427,6 +433,7 @@ impl LoadBalancer for EbpfBalancer {
                 self.big
                     .insert(key, big.as_ref(), 0)
                     .map_err(|e| map_error(BIG_SERVICES_MAP, "write a published port", e))?;
+                self.big_ports.insert(key);
                 self.services
                     .insert(key, tables.small.as_ref(), 0)
                     .map_err(|e| map_error(SERVICES_MAP, "write a published port", e))?;
@@ -435,8 +442,11 @@ impl LoadBalancer for EbpfBalancer {
                 self.services
                     .insert(key, tables.small.as_ref(), 0)
                     .map_err(|e| map_error(SERVICES_MAP, "write a published port", e))?;
-                ignore_missing(self.big.remove(&key))
-                    .map_err(|e| map_error(BIG_SERVICES_MAP, "remove a published port", e))?;
+                if self.big_ports.remove(&key) {
+                    ignore_missing(self.big.remove(&key)).map_err(|e| {
+                        map_error(BIG_SERVICES_MAP, "remove a published port", e)
+                    })?;
+                }
             }
         }
         for k in old.difference(&want) {
@@ -450,8 +460,10 @@ impl LoadBalancer for EbpfBalancer {
         let key = service_key(port);
         ignore_missing(self.services.remove(&key))
             .map_err(|e| map_error(SERVICES_MAP, "remove a published port", e))?;
-        ignore_missing(self.big.remove(&key))
-            .map_err(|e| map_error(BIG_SERVICES_MAP, "remove a published port", e))?;
+        if self.big_ports.remove(&key) {
+            ignore_missing(self.big.remove(&key))
+                .map_err(|e| map_error(BIG_SERVICES_MAP, "remove a published port", e))?;
+        }
         for k in self.live_written.remove(&key).unwrap_or_default() {
             ignore_missing(self.live.remove(&k))
                 .map_err(|e| map_error(LIVE_MAP, "remove a backend", e))?;

@@ -21,12 +21,12 @@ mod tables;
 use std::io;
 use std::path::PathBuf;
 
-pub use guard::{Guard, GuardStats, L4Proto};
-pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
 pub use attach::{AttachMode, TcHook, MIN_KERNEL, TC_PRIORITY};
 pub use balancer::{EbpfBalancer, MeshProgram, HOST_HOOKS, STAT_NAMES, TASK_HOOKS};
-pub use probe::TestRun;
+pub use guard::{Guard, GuardStats, L4Proto};
+pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
 pub use node::{HOST_END, INNER_END};
+pub use probe::TestRun;
 
 /// Errors from loading, attaching or using shoal's eBPF programs and maps.
 #[derive(Debug, thiserror::Error)]

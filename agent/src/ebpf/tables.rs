@@ -7,9 +7,8 @@ use std::net::Ipv4Addr;
 
 use shoal_control::objects::MacAddr;
 use shoal_ebpf_common::mesh::{
-    wire_addr, wire_port, Backend, BigServiceTable, LiveKey, ServiceKey, ServiceTable,
-    VipBackends, BIG_MAGLEV_SLOTS, MAGLEV_SLOTS, MAX_BACKENDS, MAX_BIG_BACKENDS, MAX_VIP_BACKENDS,
-    SERVICE_BIG,
+    wire_addr, wire_port, Backend, BigServiceTable, LiveKey, ServiceKey, ServiceTable, VipBackends,
+    BIG_MAGLEV_SLOTS, MAGLEV_SLOTS, MAX_BACKENDS, MAX_BIG_BACKENDS, MAX_VIP_BACKENDS, SERVICE_BIG,
 };
 
 use crate::balancer::{maglev, MeshBackend, PortBackends, PortKey, Proto};

@@ -60,12 +60,7 @@ impl RtnlKernel {
     }
 
     /// Runs `f` with a netlink handle opened inside namespace `ns`.
-    pub(super) fn nl<T, F, Fut>(
-        &self,
-        ns: Option<&Path>,
-        op: &str,
-        f: F,
-    ) -> Result<T, OverlayError>
+    pub(super) fn nl<T, F, Fut>(&self, ns: Option<&Path>, op: &str, f: F) -> Result<T, OverlayError>
     where
         T: Send,
         F: FnOnce(Nl) -> Fut + Send,

@@ -167,7 +167,7 @@ impl FlowKey {
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{FlowKey, Flow, FragHop, FragKey, NatKey, ReturnHop};
+    use super::{Flow, FlowKey, FragHop, FragKey, NatKey, ReturnHop};
 
     // SAFETY (all below): `#[repr(C)]` types made only of integers and byte
     // arrays, laid out without implicit padding (checked by the layout test),

@@ -402,7 +402,13 @@ mod tests {
         let client = wire_addr([198, 18, 0, 9]);
         let mut hit = [0u32; 8];
         for node in 0..64u8 {
-            let h = flow_hash(client, 40000, wire_addr([198, 18, 1, node]), 8080, IPPROTO_TCP);
+            let h = flow_hash(
+                client,
+                40000,
+                wire_addr([198, 18, 1, node]),
+                8080,
+                IPPROTO_TCP,
+            );
             hit[(h & 7) as usize] += 1;
         }
         assert!(hit.iter().all(|&n| n > 0), "{hit:?}");

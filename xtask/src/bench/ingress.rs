@@ -68,8 +68,9 @@ impl Ingress {
     pub fn enable(self, topo: &Topology, shoal: &Path) -> Result<()> {
         match self {
             Ingress::Direct => Ok(()),
-            Ingress::Ebpf => mesh::apply(topo, shoal, &published(), "tcx"),
-            Ingress::EbpfTc => mesh::apply(topo, shoal, &published(), "tc"),
+            // The kernel's choice (TCX here, 6.6+), as the agent makes it.
+            Ingress::Ebpf => mesh::apply(topo, shoal, &published(), None),
+            Ingress::EbpfTc => mesh::apply(topo, shoal, &published(), Some("tc")),
             Ingress::Nftables => {
                 let file = topo.run_dir().join("dnat.nft");
                 std::fs::write(&file, nft_ruleset())

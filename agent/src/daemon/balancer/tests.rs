@@ -7,7 +7,12 @@ use crate::gossip::table::PublishedPort;
 
 const VTEP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-fn record(task: &str, ip: [u8; 4], ports: Vec<PublishedPort>, vip: Option<[u8; 4]>) -> EndpointRecord {
+fn record(
+    task: &str,
+    ip: [u8; 4],
+    ports: Vec<PublishedPort>,
+    vip: Option<[u8; 4]>,
+) -> EndpointRecord {
     let ip = Ipv4Addr::from(ip);
     EndpointRecord {
         task_id: task.into(),
@@ -57,9 +62,7 @@ fn plane(fake: FakeBalancer) -> (BalancerPlane<FakeBalancer>, Arc<AtomicUsize>) 
     (plane, loads)
 }
 
-fn tables(
-    entries: Vec<(&str, Vec<EndpointRecord>)>,
-) -> BTreeMap<String, Vec<EndpointRecord>> {
+fn tables(entries: Vec<(&str, Vec<EndpointRecord>)>) -> BTreeMap<String, Vec<EndpointRecord>> {
     entries
         .into_iter()
         .map(|(n, r)| (n.to_string(), r))
@@ -112,7 +115,10 @@ fn ingress_endpoints_with_ports_are_backends_and_vip_holders_are_its_tasks(
     plane.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
     let held = held(&mut plane);
     let ips: Vec<Ipv4Addr> = held.ports[&HTTP].active.iter().map(|b| b.ip).collect();
-    assert_eq!(ips, [Ipv4Addr::new(10, 255, 0, 2), Ipv4Addr::new(10, 255, 0, 3)]);
+    assert_eq!(
+        ips,
+        [Ipv4Addr::new(10, 255, 0, 2), Ipv4Addr::new(10, 255, 0, 3)]
+    );
     assert!(held.ports[&HTTP].active.iter().all(|b| b.port == 80));
     assert_eq!(held.ports.len(), 1);
     assert_eq!(
@@ -127,8 +133,13 @@ fn ingress_endpoints_with_ports_are_backends_and_vip_holders_are_its_tasks(
     assert_eq!((node.network.as_str(), node.vni), ("ing", 4096));
     assert_eq!((node.underlay_mtu, node.network_mtu), (1500, 1450));
     assert_eq!(node.gateway_mac, gateway_mac(VTEP));
-    assert_eq!(node.subnet, "10.255.0.0/16".parse::<ipnet::Ipv4Net>().expect("net"));
-    assert!(plane.sync(&networks(), &live, &BTreeMap::new(), 1500)?.is_empty());
+    assert_eq!(
+        node.subnet,
+        "10.255.0.0/16".parse::<ipnet::Ipv4Net>().expect("net")
+    );
+    assert!(plane
+        .sync(&networks(), &live, &BTreeMap::new(), 1500)?
+        .is_empty());
     let fake = plane.balancer().map(|b| b.kernel()).expect("loaded");
     assert_eq!(fake.attached.len(), 2, "checked at every sync");
     assert_eq!(fake.attached[0], fake.attached[1]);
@@ -227,7 +238,9 @@ fn entries_over_the_limits_are_served_up_to_them_and_reported_once() -> Result<(
     let port = &held(&mut plane).ports[&HTTP];
     assert_eq!((port.active.len(), port.lingering.len()), (2, 3));
     // Said once; still known for the metrics.
-    assert!(plane.sync(&networks(), &live, &BTreeMap::new(), 1500).is_ok());
+    assert!(plane
+        .sync(&networks(), &live, &BTreeMap::new(), 1500)
+        .is_ok());
     assert_eq!(plane.over_limit().len(), 1);
     let fewer = tables(vec![("ing", live["ing"][..2].to_vec())]);
     plane.sync(&networks(), &fewer, &BTreeMap::new(), 1500)?;

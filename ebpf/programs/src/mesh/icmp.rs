@@ -24,7 +24,7 @@ use super::packet::{
     IP_DST_OFF, IP_OFF, IP_SRC_OFF,
 };
 use super::{
-    count, MESH_CT, MESH_NAT, MESH_NEW_CT, MESH_NEW_REV, MESH_NEW_RETURN, MESH_RETURN, MESH_REV,
+    count, MESH_CT, MESH_NAT, MESH_NEW_CT, MESH_NEW_RETURN, MESH_NEW_REV, MESH_RETURN, MESH_REV,
 };
 
 const DEST_UNREACH: u8 = 3;
@@ -209,7 +209,7 @@ pub fn too_big(ctx: &TcContext, p: &Packet, mtu: u16) -> Option<i32> {
     }
     let quote_len = p.ip_len + QUOTED_L4;
     let client_mac = p.src_mac;
-    let node_mac: [u8; 6] = ctx.load(0).ok()?;
+    let node_mac = p.dst_mac;
     let (client, node) = (p.key.src, p.key.dst);
     let ifindex = packet::ifindex(ctx);
 
@@ -226,7 +226,26 @@ pub fn too_big(ctx: &TcContext, p: &Packet, mtu: u16) -> Option<i32> {
 
     let total = ((ERROR_HEADERS + quote_len) as u16).to_be_bytes();
     let mut ip = [
-        0x45, 0, total[0], total[1], 0, 0, 0, 0, 64, IPPROTO_ICMP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x45,
+        0,
+        total[0],
+        total[1],
+        0,
+        0,
+        0,
+        0,
+        64,
+        IPPROTO_ICMP,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
     ];
     ip[12..16].copy_from_slice(&node.to_ne_bytes());
     ip[16..20].copy_from_slice(&client.to_ne_bytes());
@@ -239,7 +258,16 @@ pub fn too_big(ctx: &TcContext, p: &Packet, mtu: u16) -> Option<i32> {
     ip[11] = ip_csum[1];
 
     let next_hop = mtu.to_be_bytes();
-    let mut icmp = [DEST_UNREACH, FRAG_NEEDED, 0, 0, 0, 0, next_hop[0], next_hop[1]];
+    let mut icmp = [
+        DEST_UNREACH,
+        FRAG_NEEDED,
+        0,
+        0,
+        0,
+        0,
+        next_hop[0],
+        next_hop[1],
+    ];
     let mut sum = quoted;
     for pair in icmp.chunks_exact(2) {
         sum = csum_add(sum, u16::from_ne_bytes([pair[0], pair[1]]));

@@ -12,8 +12,8 @@
 
 use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
 use shoal_ebpf_common::flow::{
-    Flow, FlowKey, FragHop, FragKey, FLOW_BACKEND_FIN, FLOW_CLIENT_FIN, FLOW_CLOSING,
-    FLOW_REPLIED, FRAG_INGRESS,
+    Flow, FlowKey, FragHop, FragKey, FLOW_BACKEND_FIN, FLOW_CLIENT_FIN, FLOW_CLOSING, FLOW_REPLIED,
+    FRAG_INGRESS,
 };
 use shoal_ebpf_common::mesh::{
     flow_hash, Backend, Config, ServiceKey, CONFIG_HOST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
@@ -103,7 +103,7 @@ pub fn ingress(ctx: &TcContext) -> Option<i32> {
         state: 0,
         ifindex: packet::ifindex(ctx),
         client_mac: p.src_mac,
-        node_mac: ctx.load(0).ok()?,
+        node_mac: p.dst_mac,
         ack: 0,
     };
     MESH_NEW_CT.insert(&key, &flow, 0).ok()?;

@@ -21,8 +21,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use shoal_ebpf_common::flow::{
-    Flow, FlowKey, FragHop, FragKey, NatKey, ReturnHop, CT_CAPACITY, FRAGS_CAPACITY,
-    NAT_CAPACITY, NEW_CAPACITY,
+    Flow, FlowKey, FragHop, FragKey, NatKey, ReturnHop, CT_CAPACITY, FRAGS_CAPACITY, NAT_CAPACITY,
+    NEW_CAPACITY,
 };
 use shoal_ebpf_common::mesh::{
     Backend, BigServiceTable, Config, LiveKey, ServiceKey, ServiceTable, UdpOrigin, UdpVipKey,
@@ -64,8 +64,7 @@ static MESH_NEW_CT: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(NEW
 static MESH_NEW_REV: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(NEW_CAPACITY, 0);
 
 #[map]
-static MESH_RETURN: LruHashMap<FlowKey, ReturnHop> =
-    LruHashMap::with_max_entries(CT_CAPACITY, 0);
+static MESH_RETURN: LruHashMap<FlowKey, ReturnHop> = LruHashMap::with_max_entries(CT_CAPACITY, 0);
 
 #[map]
 static MESH_NEW_RETURN: LruHashMap<FlowKey, ReturnHop> =
@@ -75,8 +74,7 @@ static MESH_NEW_RETURN: LruHashMap<FlowKey, ReturnHop> =
 static MESH_NAT: LruHashMap<NatKey, u32> = LruHashMap::with_max_entries(NAT_CAPACITY, 0);
 
 #[map]
-static MESH_FRAGS: LruHashMap<FragKey, FragHop> =
-    LruHashMap::with_max_entries(FRAGS_CAPACITY, 0);
+static MESH_FRAGS: LruHashMap<FragKey, FragHop> = LruHashMap::with_max_entries(FRAGS_CAPACITY, 0);
 
 #[map]
 static MESH_VIPS: HashMap<u32, VipBackends> =
@@ -136,9 +134,7 @@ fn config(slot: u32) -> Option<&'static Config> {
 /// Whether `backend` of `service` may still carry flows.
 #[inline(always)]
 fn live(service: ServiceKey, backend: &Backend) -> bool {
-    MESH_LIVE
-        .get_ptr(LiveKey::new(service, backend))
-        .is_some()
+    MESH_LIVE.get_ptr(LiveKey::new(service, backend)).is_some()
 }
 
 /// The backend of `table`'s Maglev slot for `hash` (the big table's when the

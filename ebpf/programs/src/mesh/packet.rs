@@ -37,6 +37,7 @@ pub enum Fragment {
 
 /// The parts of an IPv4 frame the mesh looks at.
 pub struct Packet {
+    pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     /// Addresses and protocol; ports only for TCP and UDP that carry their
     /// header (zero otherwise).
@@ -77,21 +78,23 @@ impl Packet {
 /// else.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Option<Packet> {
-    let ethertype: u16 = ctx.load(12).ok()?;
-    if u16::from_be(ethertype) != ETH_P_IP {
+    // Few, wide reads: each is a helper call.
+    let eth: [u8; ETH_HDR_LEN] = ctx.load(0).ok()?;
+    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IP {
         return None;
     }
-    let version_ihl: u8 = ctx.load(IP_OFF).ok()?;
+    let ip: [u8; 20] = ctx.load(IP_OFF).ok()?;
+    let version_ihl = ip[0];
     if version_ihl >> 4 != 4 || version_ihl & 0x0f < 5 {
         return None;
     }
     let ip_len = usize::from(version_ihl & 0x0f) * 4;
     let l4 = IP_OFF + ip_len;
-    let proto: u8 = ctx.load(IP_OFF + 9).ok()?;
+    let proto = ip[9];
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMP {
         return None;
     }
-    let flags = u16::from_be(ctx.load(IP_OFF + 6).ok()?);
+    let flags = u16::from_be_bytes([ip[6], ip[7]]);
     let frag = if flags & 0x1fff != 0 {
         Fragment::Later
     } else if flags & 0x2000 != 0 {
@@ -100,8 +103,8 @@ pub fn parse(ctx: &TcContext) -> Option<Packet> {
         Fragment::Whole
     };
     let mut key = FlowKey {
-        src: ctx.load(IP_SRC_OFF).ok()?,
-        dst: ctx.load(IP_DST_OFF).ok()?,
+        src: u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        dst: u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]),
         sport: 0,
         dport: 0,
         proto,
@@ -109,22 +112,24 @@ pub fn parse(ctx: &TcContext) -> Option<Packet> {
     };
     let mut tcp_flags = 0;
     if frag != Fragment::Later && proto != IPPROTO_ICMP {
-        key.sport = ctx.load(l4).ok()?;
-        key.dport = ctx.load(l4 + 2).ok()?;
+        let ports: [u8; 4] = ctx.load(l4).ok()?;
+        key.sport = u16::from_ne_bytes([ports[0], ports[1]]);
+        key.dport = u16::from_ne_bytes([ports[2], ports[3]]);
         if proto == IPPROTO_TCP {
             tcp_flags = ctx.load(l4 + 13).ok()?;
         }
     }
     Some(Packet {
-        src_mac: ctx.load(6).ok()?,
+        dst_mac: [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]],
+        src_mac: [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]],
         key,
         l4,
         ip_len,
         tcp_flags,
         frag,
-        id: ctx.load(IP_OFF + 4).ok()?,
+        id: u16::from_ne_bytes([ip[4], ip[5]]),
         df: flags & 0x4000 != 0,
-        len: u16::from_be(ctx.load(IP_OFF + 2).ok()?),
+        len: u16::from_be_bytes([ip[2], ip[3]]),
     })
 }
 

@@ -9,8 +9,8 @@
 
 use aya_ebpf::programs::TcContext;
 use shoal_ebpf_common::flow::{
-    Flow, FlowKey, FragHop, FragKey, FLOW_BACKEND_FIN, FLOW_CLIENT_FIN, FLOW_CLOSING,
-    FLOW_REPLIED, FRAG_REPLY,
+    Flow, FlowKey, FragHop, FragKey, FLOW_BACKEND_FIN, FLOW_CLIENT_FIN, FLOW_CLOSING, FLOW_REPLIED,
+    FRAG_REPLY,
 };
 use shoal_ebpf_common::mesh::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, STAT_FRAGMENTS};
 
