@@ -443,9 +443,8 @@ impl LoadBalancer for EbpfBalancer {
                     .insert(key, tables.small.as_ref(), 0)
                     .map_err(|e| map_error(SERVICES_MAP, "write a published port", e))?;
                 if self.big_ports.remove(&key) {
-                    ignore_missing(self.big.remove(&key)).map_err(|e| {
-                        map_error(BIG_SERVICES_MAP, "remove a published port", e)
-                    })?;
+                    ignore_missing(self.big.remove(&key))
+                        .map_err(|e| map_error(BIG_SERVICES_MAP, "remove a published port", e))?;
                 }
             }
         }
