@@ -8,5 +8,6 @@ pub mod dns;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;
+pub mod image;
 pub mod netns;
 pub mod overlay;

@@ -2,10 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = shoal_agent::cli::Cli::parse();
+    // A per-container shim is this binary too; it must run before any
+    // thread exists (it forks).
+    if let Some(code) = shoal_agent::executor::container::shim::run_if_shim() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let cli = shoal_agent::cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")

@@ -1,13 +1,30 @@
-//! shoal's control plane: the objects managers hold (networks, endpoints, and
-//! later nodes, services and tasks) and the decisions made on them.
+//! shoal's control plane: what managers hold and decide.
+//!
+//! - [`objects`]: the swarm's objects (nodes, the cluster, networks,
+//!   services, tasks) with their validation, ids and lookup.
+//! - [`api`]: the requests and answers clients and nodes exchange.
+//! - [`manager`]: the manager core, where every request is decided
+//!   (admission, authorization, the dispatcher, the orchestrator driver,
+//!   the log broker), on a store trait.
+//! - [`orchestrator`] and [`scheduler`]: the pure desired-state pass.
+//! - [`compose`]: Compose files read into a typed model (for stacks).
+//! - [`engine`]: the Docker Engine API's objects and filters, in Docker's
+//!   JSON shape.
+//! - [`store`] and [`raft`]: the replicated store (openraft on redb) and its
+//!   gRPC transport; [`ca`]: certificates, tokens, mTLS, sealing;
+//!   [`proto`]: the gRPC services and the error mapping to statuses.
 //!
 //! This crate never touches netlink, eBPF or processes: it is pure state and
-//! logic, so it can be tested and simulated at scale without root.
+//! logic (plus the managers' own RPC), so it can be tested and simulated at
+//! scale without root.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod ca;
+pub mod compose;
+pub mod engine;
 pub mod hex;
+pub mod manager;
 pub mod objects;
 pub mod orchestrator;
 pub mod proto;

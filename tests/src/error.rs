@@ -4,7 +4,7 @@
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
-use crate::cleanup::Removed;
+use crate::removed::Removed;
 
 /// Why a harness operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::{
     ffi::OsStr,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, ExitStatus, Output},
     sync::{Mutex, MutexGuard},
 };
 
@@ -185,6 +185,12 @@ impl Host {
             .into_iter()
             .map(|member| member.pid)
             .collect()
+    }
+
+    /// The exit status of a process started with `spawn` or `spawn_shoal`,
+    /// once it has exited (`None` while it runs).
+    pub fn exit_status(&self, pid: u32) -> Option<ExitStatus> {
+        self.processes().exit_status(pid)
     }
 
     /// The log file of a process started with `spawn` or `spawn_shoal`.

@@ -26,6 +26,7 @@ mod namespace;
 mod naming;
 pub mod overlay;
 mod process;
+mod removed;
 pub mod swarm;
 mod underlay;
 
@@ -35,10 +36,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use cleanup::{cleanup_leftovers, Removed};
+pub use cleanup::cleanup_leftovers;
 pub use error::HarnessError;
 pub use host::Host;
 pub use naming::{NAME_PREFIX, RUN_ROOT};
+pub use removed::Removed;
 pub use underlay::{Underlay, UnderlayBuilder};
 
 /// Result of a harness operation.

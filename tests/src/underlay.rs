@@ -8,11 +8,11 @@ use std::{
 };
 
 use crate::{
-    cleanup::{Removed, Teardown},
+    cleanup::Teardown,
     command,
     host::{Host, Placement},
     naming::{self, BRIDGE, HOST_IFACE, MAX_HOSTS, NETNS_DIR, RUN_ROOT, UNDERLAY_PREFIX_LEN},
-    process, warn, HarnessError, Result,
+    process, warn, HarnessError, Removed, Result,
 };
 
 /// How many times `build` looks for an unused prefix before giving up.

@@ -12,9 +12,11 @@ use shoal_tests::mesh::{curl, mesh_counters, parse_answer, python, METRICS, SERV
 use shoal_tests::swarm::{cli_ok, create, form, start_agent_with, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 
-/// Runs `checks`, each a name and a closure returning what went wrong; fails
-/// with every failure listed, so one run shows them all.
-fn run_checks(checks: Vec<(&str, Box<dyn Fn() -> Result<(), String> + '_>)>) {
+/// A named check: a closure returning what went wrong.
+type Check<'a> = (&'static str, Box<dyn Fn() -> Result<(), String> + 'a>);
+
+/// Runs `checks`; fails with every failure listed, so one run shows them all.
+fn run_checks(checks: Vec<Check<'_>>) {
     let mut failed = Vec::new();
     for (name, check) in checks {
         match check() {
@@ -79,7 +81,7 @@ fn the_mesh_handles_options_fragments_icmp_local_clients_and_shared_ports() {
     let me = client.addr().to_string();
     let (n1, n2) = (nodes[0].addr().to_string(), nodes[1].addr().to_string());
 
-    let checks: Vec<(&str, Box<dyn Fn() -> Result<(), String>>)> = vec![
+    let checks: Vec<Check<'_>> = vec![
         (
             "a TCP connection whose packets carry IP options",
             Box::new(|| {

@@ -28,7 +28,8 @@ tasks:
                  direct vs shoal's eBPF ingress vs nftables vs iptables DNAT on one
                  namespaced topology (req/s, p50, p99, Gbit/s), and the time to apply
                  one service change at 1k and 10k services (needs root)
-  test           install-deps, build-ebpf, build and test the workspace (needs root)
+  lint           cargo fmt --check and clippy with warnings denied, on the workspace
+  test           lint, install-deps, build-ebpf, build and test the workspace (needs root)
   clean [PREFIX] remove network namespaces and other leftovers named shoal-* (or one run's)
 ";
 
@@ -73,6 +74,7 @@ fn run_task() -> Result<()> {
     match task.as_str() {
         "install-deps" => deps::install_all(),
         "build-ebpf" => ebpf::build(&root).map(|_| ()),
+        "lint" => suite::lint(&root),
         "test" => suite::test(&root),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

@@ -1,4 +1,5 @@
-//! `cargo xtask test` and `cargo xtask clean`: the whole suite as root, and the
+//! `cargo xtask test` and `cargo xtask clean`: the style gates (`cargo fmt
+//! --check`, clippy with warnings denied), the whole suite as root, and the
 //! check that it left no network namespace behind. Namespaces that existed
 //! before the run (another run's, on a shared machine) are reported, never
 //! touched; `cargo xtask clean` removes them.
@@ -17,8 +18,30 @@ const NETNS_PREFIX: &str = shoal_tests::NAME_PREFIX;
 /// Where `ip netns` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
 
-/// Installs what is missing, builds the eBPF object and the workspace, runs
-/// every test, then fails if any test namespace is left.
+/// Fails unless the code is formatted and clippy finds nothing.
+pub fn lint(root: &Path) -> Result<()> {
+    let cargo = workspace_cargo();
+    run::run(
+        Command::new(&cargo)
+            .current_dir(root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )
+    .context("`cargo fmt --check` found unformatted code: run `cargo fmt`")?;
+    run::run(Command::new(&cargo).current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found problems")?;
+    Ok(())
+}
+
+/// Checks the style gates, installs what is missing, builds the eBPF object
+/// and the workspace, runs every test, then fails if any test namespace is
+/// left.
 pub fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     if !run::is_root()? {
@@ -27,6 +50,7 @@ pub fn test(root: &Path) -> Result<()> {
              and eBPF programs. Run it as root."
         );
     }
+    lint(root)?;
     deps::install_all()?;
     ebpf::build(root)?;
     let before = shoal_netns()?;

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use hyper_util::rt::TokioIo;
-use shoal_control::api::{ApiResponse, LocalRequest};
+use shoal_control::api::{Answer, ApiRequest, Done, LocalRequest};
 use shoal_control::proto::control::control_client::ControlClient;
 use shoal_control::proto::control::Json;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::daemon::LocalAnswer;
 
 /// Resolves `-H`: `unix:///path` or a bare path; default in the run dir.
 pub fn socket_path(host: Option<&str>, run_dir: &Path) -> anyhow::Result<PathBuf> {
@@ -41,7 +43,7 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Channel> {
 }
 
 /// Sends one request to the local agent and returns its answer.
-pub async fn call(socket: &Path, request: &LocalRequest) -> anyhow::Result<ApiResponse> {
+pub async fn call(socket: &Path, request: &LocalRequest) -> anyhow::Result<LocalAnswer> {
     let channel = connect(socket).await?;
     let json = serde_json::to_string(request)?;
     let reply = ControlClient::new(channel)
@@ -49,4 +51,16 @@ pub async fn call(socket: &Path, request: &LocalRequest) -> anyhow::Result<ApiRe
         .await
         .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
     serde_json::from_str(&reply.into_inner().json).context("the agent sent an unreadable answer")
+}
+
+/// A cluster request, answered with the payload `T` it gets.
+pub async fn api<T: Answer>(socket: &Path, request: ApiRequest) -> anyhow::Result<T> {
+    let answer = call(socket, &LocalRequest::Api(request)).await?;
+    Ok(T::from_response(answer.into_cluster()?)?)
+}
+
+/// A request answered with what to print (`Done`).
+pub async fn done(socket: &Path, request: &LocalRequest) -> anyhow::Result<String> {
+    let answer = call(socket, request).await?;
+    Ok(Done::from_response(answer.into_cluster()?)?.message)
 }

@@ -5,26 +5,27 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use anyhow::bail;
 use clap::{Args, Subcommand};
-use shoal_control::api::{ApiResponse, LocalRequest};
+use shoal_control::api::LocalRequest;
 
 use super::client;
 use super::format;
 use super::swarm::print_done;
-use crate::daemon::{EndpointLine, MembersReport};
+use crate::daemon::MembersReport;
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {
-    /// `json` for everything as JSON, or a Go template per member
-    /// (`{{.node}} {{.state}}`).
+    /// 'json' for everything as JSON, or a Go template per member
+    /// ('{{.node}} {{.state}}').
     #[arg(long)]
     pub format: Option<String>,
 }
 
 impl MembersArgs {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
-        let report: MembersReport = info(client::call(socket, &LocalRequest::Members).await?)?;
+        let report = client::call(socket, &LocalRequest::Members)
+            .await?
+            .into_members()?;
         match self.format.as_deref() {
             Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
             Some(template) => {
@@ -128,12 +129,13 @@ pub enum EndpointCommand {
         /// Overlay network id.
         #[arg(long)]
         network: String,
+        /// The endpoint's address on the network.
         #[arg(long)]
         ip: Ipv4Addr,
         /// Service name the endpoint is gossiped under.
         #[arg(long, default_value = "")]
         service: String,
-        /// `PUBLISHED:TARGET[/tcp|udp]`, repeatable.
+        /// Publish a port: PUBLISHED:TARGET[/tcp|udp]. Repeatable.
         #[arg(long = "publish", short = 'p')]
         publish: Vec<String>,
         /// Endpoint (and sandbox) id.
@@ -142,13 +144,14 @@ pub enum EndpointCommand {
     /// Withdraw endpoints created on this node and remove their sandboxes.
     #[command(alias = "remove")]
     Rm {
-        #[arg(required = true)]
+        /// Endpoint ids.
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Every endpoint in this node's gossip tables.
     #[command(alias = "list")]
     Ls {
-        /// `json`, or a Go template per endpoint.
+        /// 'json', or a Go template per endpoint.
         #[arg(long)]
         format: Option<String>,
     },
@@ -171,18 +174,18 @@ impl EndpointCommand {
                     service,
                     publish,
                 };
-                print_done(client::call(socket, &request).await?)
+                print_done(socket, &request).await
             }
             EndpointCommand::Rm { ids } => {
                 for id in ids {
-                    print_done(client::call(socket, &LocalRequest::EndpointRemove { id }).await?)?;
+                    print_done(socket, &LocalRequest::EndpointRemove { id }).await?;
                 }
                 Ok(())
             }
             EndpointCommand::Ls { format } => {
-                let list: EndpointList =
-                    info(client::call(socket, &LocalRequest::EndpointList).await?)?;
-                let lines = list.endpoints;
+                let lines = client::call(socket, &LocalRequest::EndpointList)
+                    .await?
+                    .into_endpoints()?;
                 match format.as_deref() {
                     Some("json") => println!("{}", serde_json::to_string_pretty(&lines)?),
                     Some(template) => {
@@ -220,17 +223,5 @@ impl EndpointCommand {
                 Ok(())
             }
         }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct EndpointList {
-    endpoints: Vec<EndpointLine>,
-}
-
-fn info<T: serde::de::DeserializeOwned>(reply: ApiResponse) -> anyhow::Result<T> {
-    match reply {
-        ApiResponse::Info(value) => Ok(serde_json::from_value(value)?),
-        other => bail!("unexpected answer: {other:?}"),
     }
 }

@@ -27,24 +27,29 @@ pub enum MeshCommand {
     /// published ports of FILE (JSON: `underlay`, `link`, `services`, and
     /// optionally `vips` with the `cgroup` whose sockets they serve).
     Apply {
-        #[arg(long)]
+        /// The spec file (JSON).
+        #[arg(long, value_name = "FILE")]
         spec: PathBuf,
+        /// Where the programs and maps are pinned on bpffs.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
         /// How TC programs are attached.
         #[arg(long, value_enum, default_value = "auto")]
         attach: AttachMode,
     },
-    /// Detach everything `apply` attached and remove its maps.
+    /// Detach everything 'mesh apply' attached and remove its maps.
     Reset {
+        /// Where the programs and maps are pinned on bpffs.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
     /// Time one service change with N published ports in the tables, and the
     /// ingress program per packet (BPF_PROG_TEST_RUN); prints JSON.
     Bench {
+        /// Published ports in the tables while timing.
         #[arg(long, default_value_t = 1000)]
         services: u16,
+        /// Where the benchmark's programs and maps are pinned on bpffs.
         #[arg(long, default_value = "/sys/fs/bpf/shoal/mesh-bench")]
         pin_dir: PathBuf,
     },

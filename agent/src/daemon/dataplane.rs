@@ -181,7 +181,7 @@ pub struct Inputs {
     /// The cgroup every task's cgroup is under (east-west hook).
     pub cgroup_root: PathBuf,
     pub mesh: MeshConfig,
-    pub gossip_view: super::GossipView,
+    pub gossip_view: shoal_control::manager::GossipView,
 }
 
 impl DataPlane {
@@ -287,12 +287,12 @@ async fn run(
             (Ok(live), Ok(status), Ok(entries)) => (live, status.members, entries),
             _ => return,
         };
-        if let Ok(mut view) = inputs.gossip_view.write() {
-            *view = members
+        inputs.gossip_view.replace(
+            members
                 .iter()
                 .map(|m| (m.view.node.as_str().to_string(), m.view.state.is_active()))
-                .collect();
-        }
+                .collect(),
+        );
         let lingering = lingering(entries);
         let networks = networks.unwrap_or_default();
         let vteps: BTreeSet<Ipv4Addr> = members

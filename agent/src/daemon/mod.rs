@@ -1,11 +1,17 @@
-//! `shoal agent`: the per-host daemon. It serves the CLI on a Unix socket,
-//! remembers its swarm membership in the state dir, and runs the parts its
-//! role needs: every node heartbeats to the managers; managers also run the
-//! Raft store and the manager API (see `manager`).
+//! `shoal agent`: the per-host daemon. It serves the CLI on a Unix socket
+//! (`local`), remembers its swarm membership in the state dir, and runs the
+//! parts its role needs (`agent`): every node heartbeats to the managers
+//! (`worker`) and runs gossip, the overlay and its tasks (`plane`);
+//! managers also run the manager role (`manager`), which wires the manager
+//! core of `shoal_control::manager` to the Raft store and port 2377.
 //!
-//! It never decides cluster state on its own: that is the managers' store.
+//! It never decides cluster state on its own: the manager core does. It
+//! owns one lifecycle: a root cancellation token, every long-lived task on
+//! one tracker, and a SIGTERM that stops accepting, answers the requests in
+//! flight, then stops the parts in order, within [`SHUTDOWN_LIMIT`].
 
-pub(crate) mod agent;
+mod agent;
+mod answer;
 mod at_rest;
 mod balancer;
 mod dataplane;
@@ -13,12 +19,6 @@ mod identity;
 mod local;
 mod manager;
 mod metrics;
-
-/// What this node's gossip says of each member, by node id: `true` while
-/// alive or suspect. Written by the data-plane loop, read by the managers'
-/// down detector, which marks a silent node Down quickly only when gossip
-/// agrees.
-pub type GossipView = std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, bool>>>;
 mod names;
 mod peers;
 mod plane;
@@ -29,12 +29,21 @@ mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use agent::Agent;
+pub use agent::{Agent, AgentError};
+pub use answer::LocalAnswer;
 pub use dataplane::DataPlaneStatus;
 pub use plane::{EndpointLine, MembersReport};
+
+/// The longest a stop may take: requests in flight finish, then the parts
+/// stop; past this the daemon exits anyway (and says so).
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
 
 /// Where the daemon keeps things.
 #[derive(Clone, Debug)]
@@ -53,30 +62,47 @@ pub struct Options {
     pub resources: shoal_control::objects::NodeResources,
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
+/// Runs the daemon until SIGINT or SIGTERM, then stops it: the socket and
+/// the metrics stop accepting, the requests in flight are answered, the
+/// member's parts stop (gossip and the overlay, the session, the manager
+/// role), and every task ends.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     install_crypto_provider();
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
-    let agent = Arc::new(Agent::new(&opts)?);
-    agent.clone().resume().await?;
-    let server = local::serve(agent.clone(), &opts.socket).await?;
-    let metrics = match opts.metrics_addr {
-        Some(addr) => Some(metrics::serve(agent.clone(), addr).await?),
-        None => None,
-    };
+    let root = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    // Stopped last: the membership and every part of the member.
+    let parts = root.child_token();
+    let agent = Arc::new(Agent::start(&opts, &tasks, parts.clone()).await?);
+    // Stopped first: what accepts requests.
+    let doors = root.child_token();
+    let local = local::serve(agent.clone(), &opts.socket, &tasks, doors.clone()).await?;
+    if let Some(addr) = opts.metrics_addr {
+        metrics::serve(agent.clone(), addr, &tasks, doors.clone()).await?;
+    }
     tracing::info!("shoal agent ready on {}", opts.socket.display());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    server.abort();
-    if let Some(metrics) = metrics {
-        metrics.abort();
+    let started = Instant::now();
+    tracing::info!("stopping");
+    let stop = async {
+        doors.cancel();
+        let _ = local.await;
+        parts.cancel();
+        root.cancel();
+        tasks.close();
+        tasks.wait().await;
+    };
+    match tokio::time::timeout(SHUTDOWN_LIMIT, stop).await {
+        Ok(()) => tracing::info!("stopped in {:.2?}", started.elapsed()),
+        Err(_) => tracing::error!(
+            "the agent's parts did not stop within {SHUTDOWN_LIMIT:?}; exiting anyway"
+        ),
     }
-    agent.shutdown().await;
-    let _ = std::fs::remove_file(&opts.socket);
     Ok(())
 }
 

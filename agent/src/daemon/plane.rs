@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use shoal_control::api::{
-    ApiResponse, Assignment, GossipConfig, LogChunk, LogFetch, TaskReport, GOSSIP_PORT,
-};
+use shoal_control::api::{Assignment, GossipConfig, LogChunk, LogFetch, TaskReport, GOSSIP_PORT};
 use shoal_control::objects::{MacAddr, NetworkSpec};
 use tokio::sync::{mpsc, watch};
 
@@ -62,7 +60,7 @@ pub struct TaskInputs {
     /// The node's load balancer (it needs the task cgroup root).
     pub mesh: crate::balancer::MeshConfig,
     /// Kept current from gossip, for the managers' down detector.
-    pub gossip_view: super::GossipView,
+    pub gossip_view: shoal_control::manager::GossipView,
     /// The leader's log fetches, and where the answers go.
     pub log_fetches: mpsc::Receiver<Vec<LogFetch>>,
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
@@ -134,7 +132,8 @@ impl Plane {
             tasks.assignments,
             tasks.history,
             tasks.reports,
-        );
+        )
+        .await;
         let logs = LogReader::start(runtime.clone(), tasks.log_fetches, tasks.log_chunks);
         Ok(Plane {
             gossip,
@@ -199,12 +198,6 @@ impl Plane {
         })
     }
 
-    pub async fn members(&self) -> anyhow::Result<ApiResponse> {
-        Ok(ApiResponse::Info(serde_json::to_value(
-            self.report().await?,
-        )?))
-    }
-
     pub async fn endpoint_create(
         &self,
         id: &str,
@@ -212,7 +205,7 @@ impl Plane {
         ip: Ipv4Addr,
         service: &str,
         publish: &[String],
-    ) -> anyhow::Result<ApiResponse> {
+    ) -> anyhow::Result<()> {
         check_sandbox_id(id)?;
         let networks = self.networks.borrow().clone().unwrap_or_default();
         let net = networks.iter().find(|n| n.id == network).with_context(|| {
@@ -250,12 +243,10 @@ impl Plane {
         })?;
         self.gossip.publish(network, record).await?;
         self.dataplane.kick();
-        Ok(ApiResponse::Done {
-            message: id.to_string(),
-        })
+        Ok(())
     }
 
-    pub async fn endpoint_remove(&self, id: &str) -> anyhow::Result<ApiResponse> {
+    pub async fn endpoint_remove(&self, id: &str) -> anyhow::Result<()> {
         let removed = self.local.remove(id)?;
         if removed.is_empty() {
             bail!("endpoint {id} not found on this node");
@@ -264,12 +255,10 @@ impl Plane {
             self.gossip.withdraw(&endpoint.network, id).await?;
         }
         self.dataplane.kick();
-        Ok(ApiResponse::Done {
-            message: id.to_string(),
-        })
+        Ok(())
     }
 
-    pub async fn endpoint_list(&self) -> anyhow::Result<ApiResponse> {
+    pub async fn endpoint_list(&self) -> anyhow::Result<Vec<EndpointLine>> {
         let entries = self.gossip.entries().await?;
         let lines: Vec<EndpointLine> = entries
             .into_iter()
@@ -285,8 +274,7 @@ impl Plane {
                 live,
             })
             .collect();
-        // `Info` is an internally tagged variant: it carries an object.
-        Ok(ApiResponse::Info(serde_json::json!({ "endpoints": lines })))
+        Ok(lines)
     }
 }
 

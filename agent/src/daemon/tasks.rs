@@ -18,6 +18,7 @@ use shoal_control::objects::TaskState;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::executor::{Exit, Launch, ProcessState, Runtime};
 
@@ -56,18 +57,23 @@ struct Local {
 /// What a finished job tells the loop.
 enum Outcome {
     Started(String, Result<u32, String>),
-    Stopped(String),
+    /// The task and how its process ended, if the runtime knows.
+    Stopped(String, Option<ProcessState>),
 }
 
 pub struct TaskRunner {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// The start, stop and cleanup jobs the loop spawns.
+    jobs: TaskTracker,
 }
 
 impl TaskRunner {
-    /// `history` lists this node's finished tasks the managers keep; it is
-    /// read whenever the assignments are, so it must change before them.
-    pub fn start(
+    /// Adopts the tasks a previous agent left, reports them, and starts the
+    /// loop. `history` lists this node's finished tasks the managers keep;
+    /// it is read whenever the assignments are, so it must change before
+    /// them.
+    pub async fn start(
         runtime: Arc<dyn Runtime>,
         sandboxes: Arc<dyn Sandboxes>,
         assignments: watch::Receiver<Option<Vec<Assignment>>>,
@@ -76,6 +82,7 @@ impl TaskRunner {
     ) -> TaskRunner {
         let stop = CancellationToken::new();
         let (done, done_rx) = mpsc::channel::<Outcome>(64);
+        let jobs = TaskTracker::new();
         let mut state = Runner {
             runtime,
             sandboxes,
@@ -83,16 +90,20 @@ impl TaskRunner {
             history,
             reports,
             done,
+            jobs: jobs.clone(),
         };
-        state.adopt();
+        state.adopt().await;
         let task = tokio::spawn(state.run(assignments, done_rx, stop.clone()));
-        TaskRunner { stop, task }
+        TaskRunner { stop, task, jobs }
     }
 
-    /// Stops the loop; the tasks keep running (they are adopted on restart).
+    /// Stops the loop and waits for the jobs it started; the tasks keep
+    /// running (they are adopted on restart).
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
+        self.jobs.close();
+        self.jobs.wait().await;
     }
 }
 
@@ -103,6 +114,20 @@ struct Runner {
     history: watch::Receiver<Option<Vec<String>>>,
     reports: watch::Sender<Vec<TaskReport>>,
     done: mpsc::Sender<Outcome>,
+    jobs: TaskTracker,
+}
+
+/// The runtime's view of `ids`, asked off the async threads (it reads
+/// files and `/proc`).
+async fn states_of(runtime: &Arc<dyn Runtime>, ids: Vec<String>) -> Vec<(String, ProcessState)> {
+    let runtime = runtime.clone();
+    tokio::task::spawn_blocking(move || {
+        ids.into_iter()
+            .filter_map(|id| runtime.state(&id).map(|state| (id, state)))
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 fn report(task_id: &str, state: TaskState, message: &str) -> TaskReport {
@@ -133,6 +158,12 @@ fn exited(task_id: &str, exit: Exit, stop_requested: bool) -> TaskReport {
         Exit::Code(code) => r.err = Some(format!("task: non-zero exit ({code})")),
         Exit::Signal(signal) => r.err = Some(format!("task: killed by signal {signal}")),
         Exit::Unknown => r.err = Some("task: exited while the agent was down".into()),
+        Exit::OomKilled => {
+            r.err = Some(format!(
+                "task: non-zero exit ({}): OOM killed",
+                128 + libc::SIGKILL
+            ))
+        }
     }
     r
 }
@@ -142,16 +173,19 @@ impl Runner {
     /// exited one is reported only if the managers still list it: if not,
     /// they know how it ended better than its exit code tells (a stop they
     /// asked for, say).
-    fn adopt(&mut self) {
-        for id in self.runtime.tasks() {
-            let (report, retained) = match self.runtime.state(&id) {
-                Some(ProcessState::Running { pid }) => {
+    async fn adopt(&mut self) {
+        let runtime = self.runtime.clone();
+        let ids = tokio::task::spawn_blocking(move || runtime.tasks())
+            .await
+            .unwrap_or_default();
+        for (id, state) in states_of(&self.runtime, ids).await {
+            let (report, retained) = match state {
+                ProcessState::Running { pid } => {
                     let mut r = report(&id, TaskState::Running, "adopted after an agent restart");
                     r.pid = Some(pid);
                     (r, false)
                 }
-                Some(ProcessState::Exited(exit)) => (exited(&id, exit, false), true),
-                None => continue,
+                ProcessState::Exited(exit) => (exited(&id, exit, false), true),
             };
             self.tasks.insert(
                 id,
@@ -189,7 +223,7 @@ impl Runner {
             if let Some(list) = current {
                 self.reconcile(&list);
             }
-            self.poll_exits();
+            self.poll_exits().await;
             self.publish();
         }
     }
@@ -265,7 +299,7 @@ impl Runner {
                 // Nor do they keep it any longer: forget it, logs and all.
                 self.tasks.remove(&id);
                 let runtime = self.runtime.clone();
-                tokio::task::spawn_blocking(move || {
+                self.jobs.spawn_blocking(move || {
                     if let Err(e) = runtime.remove(&id) {
                         tracing::debug!("removing task state: {e}");
                     }
@@ -292,18 +326,27 @@ impl Runner {
             self.done.clone(),
             id.to_string(),
         );
-        tokio::spawn(async move {
+        self.jobs.spawn(async move {
             // Out of the load balancers first, then stopped.
             if let Err(e) = sandboxes.detach(&id).await {
                 tracing::warn!("task {id}: withdrawing its endpoints: {e:#}");
             }
             let stop_id = id.clone();
-            let stopped =
-                tokio::task::spawn_blocking(move || runtime.stop(&stop_id, STOP_GRACE)).await;
-            if let Ok(Err(e)) = stopped {
-                tracing::debug!("task {id}: stop: {e}");
-            }
-            let _ = done.send(Outcome::Stopped(id)).await;
+            let stopped = tokio::task::spawn_blocking(move || {
+                let result = runtime.stop(&stop_id, STOP_GRACE);
+                (result, runtime.state(&stop_id))
+            })
+            .await;
+            let state = match stopped {
+                Ok((result, state)) => {
+                    if let Err(e) = result {
+                        tracing::debug!("task {id}: stop: {e}");
+                    }
+                    state
+                }
+                Err(_) => None,
+            };
+            let _ = done.send(Outcome::Stopped(id, state)).await;
         });
     }
 
@@ -313,7 +356,7 @@ impl Runner {
             self.sandboxes.clone(),
             self.done.clone(),
         );
-        tokio::spawn(async move {
+        self.jobs.spawn(async move {
             let id = assignment.task_id.clone();
             let result = async {
                 let netns = sandboxes
@@ -328,6 +371,7 @@ impl Runner {
                     resolv_conf: sandboxes.resolv_conf(&assignment),
                     limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
                     limit_memory: assignment.spec.resources.limit_memory,
+                    container: None,
                 };
                 tokio::task::spawn_blocking(move || runtime.start(&launch))
                     .await
@@ -365,13 +409,13 @@ impl Runner {
                     }
                 }
             }
-            Outcome::Stopped(id) => {
+            Outcome::Stopped(id, state) => {
                 let Some(local) = self.tasks.get_mut(&id) else {
                     return;
                 };
                 local.busy = false;
                 if !local.report.state.is_final() {
-                    let exit = match self.runtime.state(&id) {
+                    let exit = match state {
                         Some(ProcessState::Exited(exit)) => exit,
                         _ => Exit::Unknown,
                     };
@@ -382,20 +426,34 @@ impl Runner {
     }
 
     /// Notices tasks whose process ended on its own.
-    fn poll_exits(&mut self) {
+    async fn poll_exits(&mut self) {
+        let running: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, l)| !l.busy && l.report.state == TaskState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if running.is_empty() {
+            return;
+        }
         let mut ended = Vec::new();
-        for (id, local) in &mut self.tasks {
-            if local.busy || local.report.state != TaskState::Running {
+        for (id, state) in states_of(&self.runtime, running).await {
+            let ProcessState::Exited(exit) = state else {
                 continue;
-            }
-            if let Some(ProcessState::Exited(exit)) = self.runtime.state(id) {
-                local.report = exited(id, exit, local.stop_requested);
-                ended.push(id.clone());
+            };
+            // A start or stop job may have begun meanwhile: it reports.
+            if let Some(local) = self
+                .tasks
+                .get_mut(&id)
+                .filter(|l| !l.busy && l.report.state == TaskState::Running)
+            {
+                local.report = exited(&id, exit, local.stop_requested);
+                ended.push(id);
             }
         }
         for id in ended {
             let sandboxes = self.sandboxes.clone();
-            tokio::spawn(async move {
+            self.jobs.spawn(async move {
                 if let Err(e) = sandboxes.detach(&id).await {
                     tracing::warn!("task {id}: withdrawing its endpoints: {e:#}");
                 }

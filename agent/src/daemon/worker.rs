@@ -13,7 +13,9 @@ use shoal_control::api::{
     Assignment, GossipConfig, Heartbeat, HeartbeatResponse, LogChunk, LogFetch, TaskReport,
     HEARTBEAT_PERIOD_MS,
 };
+use shoal_control::manager::ErrorCode;
 use shoal_control::objects::{NetworkSpec, NodeResources, Role};
+use shoal_control::proto::status::from_status;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -187,10 +189,7 @@ async fn run(
                     let _ = events.send(SessionEvent::RoleChanged(resp.role)).await;
                 }
             }
-            Ok(Err(status))
-                if status.code() == tonic::Code::PermissionDenied
-                    && status.message().contains("removed") =>
-            {
+            Ok(Err(status)) if from_status(&addr, &status).code() == ErrorCode::Removed => {
                 let _ = events.send(SessionEvent::Removed).await;
             }
             _ => next += 1,

@@ -10,7 +10,8 @@
 //! host already holding this state adopts it.
 //!
 //! It never shells out to `ip`, and never decides which endpoints exist: the
-//! caller (a file today, the gossip tables later) does.
+//! caller does (the data-plane loop in `daemon/dataplane.rs`, from the
+//! managers' networks and the gossip tables; `shoal overlay` from a file).
 
 mod kernel;
 mod mesh_link;

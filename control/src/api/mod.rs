@@ -1,24 +1,26 @@
-//! The cluster API as the CLI and agents use it: requests, responses and the
-//! rules that decide them (Swarm's refusals for node changes, quorum errors).
-//! The transport is a single gRPC method carrying these types as JSON (see
-//! `proto/control.proto`); keeping them as Rust enums keeps one definition.
+//! The cluster API as the CLI and agents use it: requests, responses and
+//! the payloads of the node-facing services. The transport is a single gRPC
+//! method carrying these types as JSON (see `proto/control.proto`); keeping
+//! them as Rust enums keeps one definition. What a manager decides on them
+//! lives in [`crate::manager`].
 
+mod answer;
 mod local;
 mod logs;
-mod node_rules;
 mod service_view;
 mod session;
 mod view;
 
+pub use answer::{Answer, ClusterInfo, Done, TokenAnswer, UnexpectedAnswer};
 pub use local::LocalRequest;
 pub use logs::{
     rfc3339_nanos, LogChunk, LogCursor, LogFetch, LogLine, LogQuery, LogStart, LogStream, TaskLogs,
 };
-pub use node_rules::{check_demote, check_remove, NodeRuleError};
-pub use service_view::{ports_column, ServiceView, TaskView};
+pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
     rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
+    MTU_OPTION, VXLANID_OPTION,
 };
 
 use std::collections::BTreeMap;
@@ -124,42 +126,90 @@ pub enum ApiRequest {
     AddManager { node_id: String },
 }
 
-impl ApiRequest {
-    /// Whether a worker certificate may make this request.
-    pub fn workers_allowed(&self) -> bool {
-        matches!(self, ApiRequest::Info)
+/// Who may make a request, and which manager answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Any node, workers too; the manager asked answers.
+    Anyone,
+    /// Managers; answered from the manager's own copy of the store, so it
+    /// works without quorum.
+    Read,
+    /// Managers; changes nothing, but only the leader can answer (it alone
+    /// hears the nodes' heartbeats).
+    LeaderRead,
+    /// Managers; changes cluster state, so the leader commits it, with quorum.
+    Write,
+}
+
+impl Access {
+    pub fn workers_allowed(self) -> bool {
+        self == Access::Anyone
     }
 
-    /// Whether only the leader can answer: writes, and `service logs`
-    /// (the leader alone hears the nodes' heartbeats).
+    pub fn needs_leader(self) -> bool {
+        matches!(self, Access::LeaderRead | Access::Write)
+    }
+
+    pub fn is_write(self) -> bool {
+        self == Access::Write
+    }
+}
+
+impl ApiRequest {
+    /// Who may make it and who answers it: a property of every request.
+    pub fn access(&self) -> Access {
+        match self {
+            ApiRequest::Info => Access::Anyone,
+            ApiRequest::NodeList
+            | ApiRequest::NodeInspect { .. }
+            | ApiRequest::NetworkList
+            | ApiRequest::NetworkInspect { .. }
+            | ApiRequest::UnlockKey
+            | ApiRequest::ServiceList
+            | ApiRequest::ServiceInspect { .. }
+            | ApiRequest::ServicePs { .. }
+            | ApiRequest::NodePs { .. }
+            | ApiRequest::JoinToken { rotate: false, .. } => Access::Read,
+            ApiRequest::ServiceLogs { .. } => Access::LeaderRead,
+            ApiRequest::JoinToken { rotate: true, .. }
+            | ApiRequest::NodeUpdate { .. }
+            | ApiRequest::NodeSetRole { .. }
+            | ApiRequest::NodeRemove { .. }
+            | ApiRequest::SwarmUpdate { .. }
+            | ApiRequest::NetworkCreate { .. }
+            | ApiRequest::NetworkRemove { .. }
+            | ApiRequest::ServiceCreate { .. }
+            | ApiRequest::ServiceUpdate { .. }
+            | ApiRequest::ServiceScale { .. }
+            | ApiRequest::ServiceRollback { .. }
+            | ApiRequest::ServiceRemove { .. }
+            | ApiRequest::SetStrategy { .. }
+            | ApiRequest::AddManager { .. } => Access::Write,
+        }
+    }
+
+    /// Whether a worker certificate may make this request.
+    pub fn workers_allowed(&self) -> bool {
+        self.access().workers_allowed()
+    }
+
+    /// Whether only the leader can answer: writes, and `service logs`.
     pub fn needs_leader(&self) -> bool {
-        self.is_write() || matches!(self, ApiRequest::ServiceLogs { .. })
+        self.access().needs_leader()
     }
 
     /// Whether the request changes cluster state (needs the leader and quorum).
     pub fn is_write(&self) -> bool {
-        !matches!(
-            self,
-            ApiRequest::Info
-                | ApiRequest::NodeList
-                | ApiRequest::NodeInspect { .. }
-                | ApiRequest::NetworkList
-                | ApiRequest::NetworkInspect { .. }
-                | ApiRequest::UnlockKey
-                | ApiRequest::ServiceList
-                | ApiRequest::ServiceInspect { .. }
-                | ApiRequest::ServicePs { .. }
-                | ApiRequest::NodePs { .. }
-                | ApiRequest::ServiceLogs { .. }
-        ) && !matches!(self, ApiRequest::JoinToken { rotate: false, .. })
+        self.access().is_write()
     }
 }
 
-/// What the cluster answers.
+/// What the cluster answers. A client turns it into the payload it expects
+/// with [`Answer`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApiResponse {
-    Info(serde_json::Value),
+    Info(ClusterInfo),
     Token { token: String, addr: String },
     Nodes { nodes: Vec<NodeView> },
     Node { node: Box<NodeView> },
@@ -172,26 +222,9 @@ pub enum ApiResponse {
     Done { message: String },
 }
 
-/// The error every write gets when managers lack a majority.
-pub fn no_quorum_message(reachable: usize, managers: usize) -> String {
-    let needed = managers / 2 + 1;
-    format!(
-        "no quorum: {reachable} of {managers} managers reachable; writes are refused until {needed} are. \
-         If the others are gone for good, run `shoal swarm init --force-new-cluster` on a surviving manager"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quorum_message_says_how_many_are_needed() {
-        let m = no_quorum_message(1, 3);
-        assert!(m.starts_with("no quorum: 1 of 3 managers reachable"), "{m}");
-        assert!(m.contains("until 2 are"));
-        assert!(no_quorum_message(2, 5).contains("until 3 are"));
-    }
 
     #[test]
     fn workers_may_only_ask_info() {

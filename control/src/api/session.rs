@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::logs::{LogChunk, LogFetch};
+pub use crate::objects::GossipKey;
 use crate::objects::{
     NetworkSpec, NodeResources, PortConfig, Role, TaskAttachment, TaskSpec, TaskState,
 };
@@ -145,20 +146,4 @@ pub struct GossipConfig {
     pub primary: u32,
     /// Gossip addresses (`ip:port`) of other nodes to join through.
     pub peers: Vec<String>,
-}
-
-/// One cluster gossip key.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GossipKey {
-    pub id: u32,
-    /// 32 bytes, hex-encoded.
-    pub key: String,
-}
-
-impl std::fmt::Debug for GossipKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GossipKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{kind, Object};
+
 /// Default lifetime of node certificates (Swarm's: 90 days).
 pub const DEFAULT_CERT_EXPIRY_SECS: u64 = 90 * 24 * 3600;
 
@@ -38,4 +40,13 @@ pub struct Cluster {
     pub strategy: super::Strategy,
     /// Unix seconds.
     pub created_at: u64,
+}
+/// The cluster object's id in its kind (there is one).
+pub const CLUSTER_ID: &str = "cluster";
+
+impl Object for Cluster {
+    const KIND: &'static str = kind::CLUSTER;
+    fn id(&self) -> &str {
+        CLUSTER_ID
+    }
 }

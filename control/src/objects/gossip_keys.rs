@@ -20,7 +20,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
-use crate::api::GossipKey;
+use crate::store::{kind, Object};
 
 /// How long a new key is only accepted before it becomes the primary.
 pub const KEY_PROMOTE_AFTER_MS: u64 = 5_000;
@@ -49,7 +49,23 @@ impl fmt::Debug for StoredGossipKey {
     }
 }
 
-/// The rotated keys, stored as [`GossipKeyring::KIND`]/[`GossipKeyring::ID`].
+/// One gossip key as nodes get it in heartbeat answers.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipKey {
+    pub id: u32,
+    /// 32 bytes, hex-encoded.
+    pub key: String,
+}
+
+impl fmt::Debug for GossipKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GossipKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rotated keys, one object of kind [`kind::GOSSIP_KEYRING`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GossipKeyring {
     #[serde(default)]
@@ -65,10 +81,17 @@ pub struct Rotation {
     pub primary_from_ms: u64,
 }
 
-impl GossipKeyring {
-    pub const KIND: &'static str = "gossip";
-    pub const ID: &'static str = "keyring";
+/// The keyring's id in its kind (there is one).
+pub const GOSSIP_KEYRING_ID: &str = "keyring";
 
+impl Object for GossipKeyring {
+    const KIND: &'static str = kind::GOSSIP_KEYRING;
+    fn id(&self) -> &str {
+        GOSSIP_KEYRING_ID
+    }
+}
+
+impl GossipKeyring {
     /// Adds `key` at `now_ms` with the next id, and forgets rotated keys that
     /// are no longer handed out.
     pub fn rotate(&mut self, cluster: &Cluster, key: [u8; 32], now_ms: u64) -> Rotation {

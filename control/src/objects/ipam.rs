@@ -2,67 +2,37 @@
 //! subnet and the gateway, decided from the networks that exist. Pure: the
 //! manager reads the networks ([`networks_and_guard`]), calls
 //! [`plan_network`], and commits [`create_command`], which applies only if
-//! no other create committed meanwhile (see [`ALLOCATION_GUARD_KIND`]).
+//! the set of networks did not change meanwhile (see [`super::guards`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
 
+use super::guards::GuardVersions;
 use super::network::{Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN};
-use crate::store::{kind, Command, Objects, StoreError};
+use crate::store::{Command, Objects, StoreError};
 
 /// Where default subnets come from (Docker's default swarm pool).
 pub const DEFAULT_POOL: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 8);
 /// The size of a default subnet.
 pub const DEFAULT_SUBNET_PREFIX: u8 = 24;
 
-/// Store kind and id of the allocation guard: every network create writes it
-/// in the same batch as the network, expecting the version it read, so of two
-/// creates that read the same networks only the first commits and the second
-/// re-reads and allocates again. (The store's `expect_version: Some(0)`
-/// only protects one key; VNIs and subnets are shared by all networks.)
-pub const ALLOCATION_GUARD_KIND: &str = "network_allocation";
-pub const ALLOCATION_GUARD_ID: &str = "guard";
-
-/// The allocation guard's value; only its version matters, the id of the
-/// last network created is there for people reading the store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllocationGuard {
-    pub last_network: String,
+/// The networks of one store view and the guards' versions in that same
+/// view (see [`super::guards`]).
+pub fn networks_and_guard(objects: &Objects) -> Result<(Vec<Network>, GuardVersions), StoreError> {
+    Ok((objects.all::<Network>()?, GuardVersions::read(objects)))
 }
 
-/// The networks of one store view and the allocation guard's version in that
-/// same view (0 when no network was ever created).
-pub fn networks_and_guard(objects: &Objects) -> Result<(Vec<Network>, u64), StoreError> {
-    let networks = objects
-        .list_as::<Network>(kind::NETWORK)?
-        .into_iter()
-        .map(|(_, v)| v.value)
-        .collect();
-    let guard = objects
-        .get(ALLOCATION_GUARD_KIND, ALLOCATION_GUARD_ID)
-        .map_or(0, |v| v.version);
-    Ok((networks, guard))
-}
-
-/// The one write that commits a planned network: the guard, expecting
-/// `guard_version` (as read with the networks the plan saw), and the network,
-/// expecting its id to be new; all or nothing. A [`crate::store::Response::Conflict`]
-/// means another create committed first: read and plan again.
-pub fn create_command(network: &Network, guard_version: u64) -> Result<Command, serde_json::Error> {
-    let guard = AllocationGuard {
-        last_network: network.id.clone(),
-    };
+/// The one write that commits a planned network: the network guard,
+/// expecting the version read with the networks the plan saw, and the
+/// network, expecting its id to be new; all or nothing. A
+/// [`crate::store::Response::Conflict`] means another change to the set of
+/// networks committed first: read and plan again.
+pub fn create_command(network: &Network, guards: GuardVersions) -> Result<Command, StoreError> {
     Ok(Command::Batch(vec![
-        Command::set(
-            ALLOCATION_GUARD_KIND,
-            ALLOCATION_GUARD_ID,
-            &guard,
-            Some(guard_version),
-        )?,
-        Command::set(kind::NETWORK, &network.id, network, Some(0))?,
+        guards.networks_changed(&network.id)?,
+        Command::put(network, Some(0))?,
     ]))
 }
 
@@ -542,7 +512,7 @@ mod tests {
         .unwrap();
         raft.initialize().await.unwrap();
         let (nets, guard) = networks_and_guard(&raft.read()).unwrap();
-        assert_eq!((nets.len(), guard), (0, 0));
+        assert_eq!((nets.len(), guard), (0, GuardVersions::default()));
         let a = plan_network(&nets, &request("a"), "ida".into(), 0).unwrap();
         let b = plan_network(&nets, &request("b"), "idb".into(), 0).unwrap();
         assert_eq!(a.spec.vni, b.spec.vni, "both saw the same free VNI");

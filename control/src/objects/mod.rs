@@ -5,29 +5,35 @@
 
 mod cluster;
 mod gossip_keys;
+mod guards;
+mod ids;
 mod ipam;
+mod lookup;
 mod mac;
 mod network;
 mod node;
 mod service;
 mod task;
 
-pub use cluster::{Cluster, DEFAULT_CERT_EXPIRY_SECS};
+pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS};
 pub use gossip_keys::{
-    gossip_config_at, GossipKeyring, Rotation, StoredGossipKey, INITIAL_GOSSIP_KEY_ID,
-    KEY_PROMOTE_AFTER_MS, KEY_RETIRE_AFTER_MS,
+    gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
+    INITIAL_GOSSIP_KEY_ID, KEY_PROMOTE_AFTER_MS, KEY_RETIRE_AFTER_MS,
+};
+pub use guards::{GuardVersions, NetworkGuard, ServiceGuard};
+pub use ids::{
+    new_cluster_id, new_network_id, new_node_id, new_service_id, new_task_id, to_base36, ID_LEN,
 };
 pub use ipam::{
     create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps, parse_subnet,
-    plan_network, AllocationGuard, NetworkCreateError, NetworkRequest, ALLOCATION_GUARD_ID,
-    ALLOCATION_GUARD_KIND, DEFAULT_POOL, DEFAULT_SUBNET_PREFIX,
+    plan_network, NetworkCreateError, NetworkRequest, DEFAULT_POOL, DEFAULT_SUBNET_PREFIX,
 };
+pub use lookup::{find, LookupError, Named};
 pub use mac::{MacAddr, MacParseError};
 pub use network::{
-    Endpoint, Network, NetworkError, NetworkLookupError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX,
-    VNI_MIN, VXLAN_OVERHEAD,
+    Endpoint, Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN, VXLAN_OVERHEAD,
 };
-pub use node::{new_node_id, to_base36, Availability, Node, NodeResources, NodeState, Role};
+pub use node::{Availability, Node, NodeResources, NodeState, Role};
 pub use service::{
     spread_label, Constraint, FailureAction, Placement, PortConfig, Protocol, Resources,
     RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, ServiceSpecError, Strategy,

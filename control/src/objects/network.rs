@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::MacAddr;
+use crate::store::{kind, Object};
 
 /// VNIs below this are left to the operator's other uses, as Docker does.
 pub const VNI_MIN: u32 = 4096;
@@ -36,47 +37,6 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// Unix seconds.
     pub created_at: u64,
-}
-
-/// Why a network name or id did not name exactly one network.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NetworkLookupError {
-    #[error("network {0} not found")]
-    NotFound(String),
-    #[error("network {name} is ambiguous ({matches} networks have ids starting with it); use the full id")]
-    Ambiguous { name: String, matches: usize },
-}
-
-impl Network {
-    /// Docker's lookup order: an exact id, then an exact name, then a unique
-    /// id prefix.
-    pub fn find<'a>(
-        networks: &'a [Network],
-        name_or_id: &str,
-    ) -> Result<&'a Network, NetworkLookupError> {
-        if let Some(n) = networks.iter().find(|n| n.id == name_or_id) {
-            return Ok(n);
-        }
-        if let Some(n) = networks.iter().find(|n| n.name == name_or_id) {
-            return Ok(n);
-        }
-        let by_prefix: Vec<&Network> = if name_or_id.is_empty() {
-            Vec::new()
-        } else {
-            networks
-                .iter()
-                .filter(|n| n.id.starts_with(name_or_id))
-                .collect()
-        };
-        match by_prefix.as_slice() {
-            [one] => Ok(one),
-            [] => Err(NetworkLookupError::NotFound(name_or_id.to_string())),
-            many => Err(NetworkLookupError::Ambiguous {
-                name: name_or_id.to_string(),
-                matches: many.len(),
-            }),
-        }
-    }
 }
 
 /// One overlay network as the data plane needs it.
@@ -255,6 +215,13 @@ impl NetworkSpec {
     }
 }
 
+impl Object for Network {
+    const KIND: &'static str = kind::NETWORK;
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,47 +289,6 @@ mod tests {
         assert!(matches!(
             net("a", 4096, "10.0.0.0/31", "10.0.0.1").validate(),
             Err(NetworkError::SubnetTooSmall { .. })
-        ));
-    }
-
-    fn object(id: &str, name: &str) -> Network {
-        Network {
-            id: id.into(),
-            name: name.into(),
-            driver: OVERLAY_DRIVER.into(),
-            spec: net(id, 4096, "10.0.0.0/24", "10.0.0.1"),
-            labels: BTreeMap::new(),
-            created_at: 0,
-        }
-    }
-
-    #[test]
-    fn finds_networks_by_id_then_name_then_id_prefix() {
-        let nets = [object("abc123", "web"), object("abd456", "abc123x")];
-        assert_eq!(Network::find(&nets, "abc123").unwrap().name, "web");
-        assert_eq!(Network::find(&nets, "abc123x").unwrap().id, "abd456");
-        assert_eq!(Network::find(&nets, "abd").unwrap().name, "abc123x");
-        assert_eq!(
-            Network::find(&nets, "ab"),
-            Err(NetworkLookupError::Ambiguous {
-                name: "ab".into(),
-                matches: 2
-            })
-        );
-        let missing = Network::find(&nets, "db").unwrap_err();
-        assert_eq!(missing.to_string(), "network db not found");
-        assert!(Network::find(&nets, "").is_err());
-    }
-
-    #[test]
-    fn refuses_duplicate_vnis() {
-        let nets = [
-            net("a", 4096, "10.0.0.0/24", "10.0.0.1"),
-            net("b", 4096, "10.0.1.0/24", "10.0.1.1"),
-        ];
-        assert!(matches!(
-            NetworkSpec::validate_all(&nets),
-            Err(NetworkError::DuplicateVni { .. })
         ));
     }
 }

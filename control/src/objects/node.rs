@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::{kind, Object};
+
 /// A node's role, carried in its certificate's OU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,39 +126,16 @@ impl fmt::Display for NodeState {
     }
 }
 
-/// A new random node id: 25 characters of base36, from 128 random bits.
-pub fn new_node_id(random: u128) -> String {
-    to_base36(random, 25)
-}
-
-/// `value` in lowercase base36, left-padded with zeros to `width`.
-pub fn to_base36(mut value: u128, width: usize) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::with_capacity(width);
-    while value > 0 {
-        out.push(DIGITS[(value % 36) as usize]);
-        value /= 36;
+impl Object for Node {
+    const KIND: &'static str = kind::NODE;
+    fn id(&self) -> &str {
+        &self.id
     }
-    while out.len() < width {
-        out.push(b'0');
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_ids_are_25_base36_chars() {
-        assert_eq!(new_node_id(0).len(), 25);
-        assert_eq!(new_node_id(u128::MAX).len(), 25);
-        assert!(new_node_id(u128::MAX)
-            .chars()
-            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
-        assert_eq!(to_base36(35, 2), "0z");
-    }
 
     #[test]
     fn parses_docker_words() {

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::store::{kind, Object};
+
 /// A service as the managers store it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Service {
@@ -471,6 +473,13 @@ impl fmt::Display for Strategy {
             Strategy::Spread => "spread",
             Strategy::Binpack => "binpack",
         })
+    }
+}
+
+impl Object for Service {
+    const KIND: &'static str = kind::SERVICE;
+    fn id(&self) -> &str {
+        &self.id
     }
 }
 

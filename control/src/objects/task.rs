@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::TaskSpec;
+use crate::store::{kind, Object};
 
 /// Swarm's task states, in the order a task moves through them. A task
 /// never moves backwards; every state from `Complete` on is final.
@@ -165,6 +166,13 @@ impl Task {
         self.status.message = message.into();
         self.status.timestamp_ms = now_ms;
         true
+    }
+}
+
+impl Object for Task {
+    const KIND: &'static str = kind::TASK;
+    fn id(&self) -> &str {
+        &self.id
     }
 }
 

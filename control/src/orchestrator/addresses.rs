@@ -11,9 +11,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{Network, Service, Task, VirtualIp};
-
-/// Store kind of [`AddressQuarantine`] objects, keyed by network id.
-pub const QUARANTINE_KIND: &str = "address_quarantine";
+use crate::store::{kind, Object};
 
 /// How long a released address stays unused: the lifetime of a gossip
 /// tombstone (the agent's tables use this same constant).
@@ -25,6 +23,14 @@ pub const ADDRESS_QUARANTINE_MS: u64 = 30 * 60 * 1000;
 pub struct AddressQuarantine {
     pub network: String,
     pub until_ms: BTreeMap<Ipv4Addr, u64>,
+}
+
+/// Keyed by network id.
+impl Object for AddressQuarantine {
+    const KIND: &'static str = kind::ADDRESS_QUARANTINE;
+    fn id(&self) -> &str {
+        &self.network
+    }
 }
 
 impl AddressQuarantine {

@@ -10,8 +10,7 @@ use thiserror::Error;
 
 use super::pass::takes_global_task;
 use crate::objects::{
-    Network, NetworkLookupError, Node, Protocol, Service, ServiceMode, ServiceSpec,
-    ServiceSpecError,
+    find, LookupError, Network, Node, Protocol, Service, ServiceMode, ServiceSpec, ServiceSpecError,
 };
 
 /// Where automatically published ports come from.
@@ -22,7 +21,7 @@ pub enum AdmissionError {
     #[error(transparent)]
     Spec(#[from] ServiceSpecError),
     #[error(transparent)]
-    Network(#[from] NetworkLookupError),
+    Network(#[from] LookupError),
     #[error("service {0} already exists")]
     NameTaken(String),
     #[error("port {port}/{protocol} is already published by service {service}")]
@@ -54,7 +53,7 @@ pub fn admit(
     spec.networks = spec
         .networks
         .iter()
-        .map(|n| Network::find(networks, n).map(|found| found.id.clone()))
+        .map(|n| find(networks, n).map(|found| found.id.clone()))
         .collect::<Result<_, _>>()?;
     // Two names of one network.
     let mut seen = BTreeSet::new();

@@ -10,6 +10,7 @@
 mod addresses;
 mod admission;
 mod pass;
+mod slots;
 mod update;
 
 #[cfg(test)]
@@ -17,7 +18,7 @@ pub(crate) mod tests;
 
 pub use addresses::{
     assign_vips, quarantine_deleted, AddressBook, AddressError, AddressQuarantine, AddressUsage,
-    ADDRESS_QUARANTINE_MS, QUARANTINE_KIND,
+    ADDRESS_QUARANTINE_MS,
 };
 pub use admission::{admit, desired_tasks, AdmissionError, AUTO_PORTS};
 pub use update::rolled_back;

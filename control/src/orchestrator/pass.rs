@@ -12,15 +12,8 @@ use crate::objects::{
 use crate::scheduler::Scheduler;
 
 use super::addresses::{quarantine_deleted, AddressBook};
+use super::slots::{key_of, Key};
 use super::{update, ClusterState, Plan, TASK_HISTORY_LIMIT};
-
-/// Where a task belongs in its service: a replica slot, or a node for a
-/// global service.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) enum Key {
-    Slot(u64),
-    Node(String),
-}
 
 pub(super) struct Pass<'a, 'b> {
     pub(super) state: &'a ClusterState<'a>,
@@ -547,10 +540,29 @@ pub(super) fn takes_global_task(node: &Node, constraints: &[Constraint]) -> bool
         && Constraint::all_match(constraints, node)
 }
 
-pub(super) fn key_of(task: &Task) -> Key {
-    if task.slot > 0 {
-        Key::Slot(task.slot)
-    } else {
-        Key::Node(task.node_id.clone().unwrap_or_default())
+/// The pass as a rolling update sees it.
+impl update::Tasks for Pass<'_, '_> {
+    fn now(&self) -> u64 {
+        Pass::now(self)
+    }
+
+    fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.get(id)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.values()
+    }
+
+    fn wanted_by_key(&self, service_id: &str) -> BTreeMap<Key, Vec<String>> {
+        Pass::wanted_by_key(self, service_id)
+    }
+
+    fn shut_down(&mut self, id: &str, why: &str) {
+        Pass::shut_down(self, id, why)
+    }
+
+    fn create(&mut self, service: &Service, key: &Key) {
+        Pass::create(self, service, key, 0, 0);
     }
 }

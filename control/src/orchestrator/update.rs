@@ -9,7 +9,23 @@ use crate::objects::{
     FailureAction, Service, Task, TaskState, UpdateOrder, UpdateState, UpdateStatus,
 };
 
-use super::pass::{Key, Pass};
+use std::collections::BTreeMap;
+
+use super::slots::Key;
+
+/// What an update needs of the pass it runs in: the tasks, and the two
+/// moves it makes.
+pub(super) trait Tasks {
+    fn now(&self) -> u64;
+    fn task(&self, id: &str) -> Option<&Task>;
+    fn all(&self) -> impl Iterator<Item = &Task>;
+    /// The ids of a service's wanted tasks, by key, oldest first.
+    fn wanted_by_key(&self, service_id: &str) -> BTreeMap<Key, Vec<String>>;
+    /// Asks a task to stop.
+    fn shut_down(&mut self, id: &str, why: &str);
+    /// A new task of `service` for `key`, from its current spec.
+    fn create(&mut self, service: &Service, key: &Key);
+}
 
 /// Whether `task` runs what `service` asks now.
 pub(super) fn is_current(task: &Task, service: &Service) -> bool {
@@ -26,7 +42,7 @@ pub(super) fn is_current(task: &Task, service: &Service) -> bool {
 
 /// Moves the service's update on; returns the service if its update status
 /// (or, for a rollback, its spec) changed.
-pub(super) fn advance(pass: &mut Pass, service: &Service) -> Option<Service> {
+pub(super) fn advance(pass: &mut impl Tasks, service: &Service) -> Option<Service> {
     let status = service.update_status.as_ref()?;
     if !status.state.in_progress() {
         return None;
@@ -41,8 +57,7 @@ pub(super) fn advance(pass: &mut Pass, service: &Service) -> Option<Service> {
     let keys = pass.wanted_by_key(&service.id);
 
     let failed: Vec<&Task> = pass
-        .tasks
-        .values()
+        .all()
         .filter(|t| {
             t.service_id == service.id
                 && t.created_at_ms >= status.started_at_ms
@@ -68,13 +83,12 @@ pub(super) fn advance(pass: &mut Pass, service: &Service) -> Option<Service> {
     // A key whose new task runs no longer needs its old ones (start-first).
     for ids in keys.values() {
         let has_running_current = ids.iter().any(|id| {
-            pass.tasks
-                .get(id)
+            pass.task(id)
                 .is_some_and(|t| is_current(t, service) && t.status.state == TaskState::Running)
         });
         if has_running_current {
             for id in ids {
-                if pass.tasks.get(id).is_some_and(|t| !is_current(t, service)) {
+                if pass.task(id).is_some_and(|t| !is_current(t, service)) {
                     pass.shut_down(id, "updated");
                 }
             }
@@ -85,7 +99,7 @@ pub(super) fn advance(pass: &mut Pass, service: &Service) -> Option<Service> {
     let mut last_done = 0;
     let mut dirty: Vec<&Key> = Vec::new();
     for (key, ids) in &keys {
-        let tasks: Vec<&Task> = ids.iter().filter_map(|id| pass.tasks.get(id)).collect();
+        let tasks: Vec<&Task> = ids.iter().filter_map(|id| pass.task(id)).collect();
         let current: Vec<&&Task> = tasks.iter().filter(|t| is_current(t, service)).collect();
         if current.is_empty() {
             dirty.push(key);
@@ -142,7 +156,7 @@ pub(super) fn advance(pass: &mut Pass, service: &Service) -> Option<Service> {
                 pass.shut_down(id, "updated");
             }
         }
-        pass.create(service, &key, 0, 0);
+        pass.create(service, &key);
     }
     None
 }

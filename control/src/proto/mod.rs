@@ -1,12 +1,16 @@
-//! Generated gRPC code for every service in `control/proto/`.
-#![allow(clippy::all, missing_docs)]
+//! The gRPC services (generated from `control/proto/`), and the one mapping
+//! between manager errors and gRPC statuses ([`status`]).
+
+pub mod status;
 
 /// The CLI-facing `Control` service.
+#[allow(clippy::all, missing_docs)]
 pub mod control {
     tonic::include_proto!("shoal.control");
 }
 
 /// Raft between managers (`RaftNode` in `crate::raft` serves and calls it).
+#[allow(clippy::all, missing_docs)]
 pub mod raft {
     tonic::include_proto!("shoal.raft");
 }

@@ -8,6 +8,7 @@
 //! deadline per chunk and none for the whole transfer. No netlink, eBPF or
 //! process code belongs here.
 
+mod manager_store;
 mod network;
 mod node;
 mod service;

@@ -1,6 +1,7 @@
-//! The managers' replicated store: objects by kind (nodes, the cluster, later
-//! networks, services and tasks), changed only through [`Command`]s that go
-//! through the Raft log, and kept durably in one redb file per manager.
+//! The managers' replicated store: objects by kind (nodes, the cluster,
+//! networks, services, tasks and the managers' bookkeeping), changed only
+//! through [`Command`]s that go through the Raft log, and kept durably in one
+//! redb file per manager. Typed access goes through [`Object`].
 //!
 //! This module is storage only: it never talks to the network (see
 //! [`crate::raft`]) and never touches netlink, eBPF or processes. Every value
@@ -11,9 +12,10 @@ mod command;
 pub(crate) mod db;
 mod error;
 mod log_store;
-mod objects;
+pub(crate) mod objects;
 mod recovery;
 pub(crate) mod state_machine;
+mod typed;
 pub mod types;
 
 pub use at_rest::{AtRest, Plain};
@@ -24,13 +26,23 @@ pub use log_store::LogStore;
 pub use objects::{Objects, Versioned};
 pub use recovery::{force_new_cluster, NewCluster};
 pub use state_machine::{SnapshotBuilder, StateMachine};
+pub use typed::Object;
 pub use types::TypeConfig;
 
-/// Object kinds in use.
+/// Every object kind, named once; each stored type uses its constant as
+/// its [`Object::KIND`].
 pub mod kind {
     pub const NODE: &str = "node";
     pub const CLUSTER: &str = "cluster";
     pub const NETWORK: &str = "network";
     pub const SERVICE: &str = "service";
     pub const TASK: &str = "task";
+    /// The gossip keys added by rotations.
+    pub const GOSSIP_KEYRING: &str = "gossip";
+    /// Addresses of deleted tasks, per network, until their tombstones expire.
+    pub const ADDRESS_QUARANTINE: &str = "address_quarantine";
+    /// The guard every change to the set of networks writes.
+    pub const NETWORK_GUARD: &str = "network_allocation";
+    /// The guard every change to the set of services writes.
+    pub const SERVICE_GUARD: &str = "service_allocation";
 }

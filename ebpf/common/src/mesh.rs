@@ -373,9 +373,11 @@ mod tests {
         assert_eq!(size_of::<VipBackends>(), 4 + 4 * MAX_VIP_BACKENDS);
         assert_eq!(size_of::<UdpVipKey>(), 16);
         assert_eq!(size_of::<UdpOrigin>(), 8);
-        assert!(MAGLEV_SLOTS.is_power_of_two() && BIG_MAGLEV_SLOTS.is_power_of_two());
-        assert!(MAX_BIG_BACKENDS <= usize::from(u16::MAX));
-        assert!(BIG_MAGLEV_SLOTS >= 16 * MAX_BIG_BACKENDS);
+        const {
+            assert!(MAGLEV_SLOTS.is_power_of_two() && BIG_MAGLEV_SLOTS.is_power_of_two());
+            assert!(MAX_BIG_BACKENDS <= u16::MAX as usize);
+            assert!(BIG_MAGLEV_SLOTS >= 16 * MAX_BIG_BACKENDS);
+        }
     }
 
     #[test]

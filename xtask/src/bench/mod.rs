@@ -11,6 +11,7 @@ mod ingress;
 mod load;
 mod mesh;
 mod report;
+mod stats;
 mod teardown;
 mod topology;
 mod updates;

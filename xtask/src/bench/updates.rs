@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use super::ingress;
 use super::mesh::{self, MeshBench};
-use super::report::median;
+use super::stats::median;
 use super::topology::{checked_output, Ns, Topology, BACKEND_ADDR, SHORT};
 
 /// First service port; services are ports FIRST_PORT.. FIRST_PORT+N.

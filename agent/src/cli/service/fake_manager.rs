@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
+use crate::daemon::LocalAnswer;
+
 type Script = dyn Fn(&ApiRequest, &[ApiRequest]) -> Result<ApiResponse, String> + Send + Sync;
 
 struct Scripted {
@@ -33,7 +35,7 @@ impl Control for Scripted {
             seen.push(request);
             reply
         };
-        let reply = reply.map_err(Status::failed_precondition)?;
+        let reply = LocalAnswer::Cluster(reply.map_err(Status::failed_precondition)?);
         let json = serde_json::to_string(&reply).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(Json { json }))
     }

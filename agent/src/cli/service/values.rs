@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shoal_control::objects::{Constraint, PortConfig, Protocol};
 
-use super::flags::FlagError;
+use super::flag_error::FlagError;
 
 /// Whole milliseconds, as specs store durations.
 pub fn millis(d: Duration) -> u64 {

@@ -1,323 +1,125 @@
-//! The manager role: the Raft store, the manager API on port 2377 (mutual
-//! TLS: Control, Ca, Dispatcher and Raft services), reachability probes and
-//! the leader's node-down detector; networks and gossip keys and peers
-//! handed out in heartbeat answers; the log broker of `service logs`.
+//! The manager role's wiring: the manager core (`shoal_control::manager`,
+//! where every request is decided) on this node's Raft store, served on
+//! port 2377 (`rpc`), reaching the other managers over mTLS (`link`), with
+//! the reachability prober (`prober`), the down detector and the
+//! orchestrator driver running as tasks of this role.
 //!
-//! Reads answer from the local copy of the store, so they work without
-//! quorum; writes go to the leader, forwarded if needed, and fail with the
-//! quorum error when there is no majority.
+//! Nothing is decided here: a request's answer is the core's.
 
-mod api;
-mod gossip;
-mod logs;
-mod networks;
-mod orchestrate;
-mod reach;
-mod service_api;
-mod services;
+mod link;
+mod prober;
+mod rpc;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use shoal_control::api::{no_quorum_message, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS};
-use shoal_control::objects::{Cluster, Node, NodeState, Role};
-use shoal_control::raft::{RaftNode, WriteError};
-use shoal_control::store::{kind, AtRest, Command, Objects, Response};
+use shoal_control::manager::{GossipView, Manager, ManagerIdentity, Reach};
+use shoal_control::raft::RaftNode;
+use shoal_control::store::AtRest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
+use tokio_util::task::TaskTracker;
 
 use super::identity::{Certs, NodeIdentity, StateDir};
 use super::peers::Peers;
 use super::worker::SessionEvent;
-pub use reach::Reach;
+pub use link::PeerLink;
 
-/// How long a commit may take before the write fails with the quorum error.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The manager core as this daemon runs it.
+pub type Core = Manager<RaftNode, PeerLink>;
 
-/// Everything the manager's request handlers share.
-pub struct ManagerCtx {
-    pub identity: Arc<RwLock<NodeIdentity>>,
-    pub certs: Arc<RwLock<Certs>>,
-    pub raft: RaftNode,
-    pub peers: Peers,
-    pub reach: Reach,
-    /// Last heartbeat per node id (meaningful on the leader).
-    pub seen: Mutex<HashMap<String, Instant>>,
-    /// When this manager last became leader; nodes get a grace period then.
-    leader_since: Mutex<Option<Instant>>,
-    /// Task reports from heartbeats, folded in by the leader's loop.
-    reports: Mutex<orchestrate::Reports>,
-    assignments: Mutex<orchestrate::AssignmentCache>,
-    /// `service logs` fetches and answers (meaningful on the leader).
-    logs: logs::LogExchange,
-    /// This node's gossip view of the members.
-    gossip: super::GossipView,
+/// How often the unlock key is compared with the one this node seals with.
+const AUTOLOCK_CHECK: Duration = Duration::from_millis(500);
+
+/// The API server and the token that stops it (it restarts with a renewed
+/// certificate: tonic's TLS settings are fixed once serving).
+struct Server {
+    task: JoinHandle<()>,
+    stop: CancellationToken,
 }
 
-/// A running manager role; dropping it does not stop it, `stop` does.
-pub struct Manager {
-    pub ctx: Arc<ManagerCtx>,
+/// A running manager role; `stop` ends it.
+pub struct ManagerRole {
+    pub core: Arc<Core>,
+    certs: Arc<RwLock<Certs>>,
     listen: SocketAddr,
     stop: CancellationToken,
-    /// The API server has its own token so it can restart with a renewed
-    /// certificate (tonic's TLS settings are fixed once serving).
-    server: (JoinHandle<()>, CancellationToken),
-    tasks: Vec<JoinHandle<()>>,
+    /// `None` only while it restarts.
+    server: Option<Server>,
+    tasks: TaskTracker,
 }
 
-impl ManagerCtx {
-    pub fn me(&self) -> NodeIdentity {
-        self.identity
-            .read()
-            .map(|i| i.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    pub fn objects(&self) -> Objects {
-        self.raft.read()
-    }
-
-    /// Every node, by hostname.
-    pub fn nodes(&self) -> Vec<Node> {
-        let mut nodes: Vec<Node> = orchestrate::list(&self.objects(), kind::NODE);
-        nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
-        nodes
-    }
-
-    /// A node and its version, by exact id.
-    pub fn node(&self, id: &str) -> Option<(Node, u64)> {
-        match self.objects().get_as::<Node>("node", id) {
-            Ok(v) => v.map(|v| (v.value, v.version)),
-            Err(e) => {
-                tracing::error!("unreadable node object {id}: {e}");
-                None
-            }
-        }
-    }
-
-    pub fn cluster(&self) -> Result<Cluster, Status> {
-        self.objects()
-            .get_as::<Cluster>("cluster", "cluster")
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map(|v| v.value)
-            .ok_or_else(|| Status::failed_precondition("the swarm has no cluster object yet"))
-    }
-
-    /// API addresses of the managers in the store.
-    pub fn manager_addrs(&self) -> Vec<String> {
-        let port = self.me().listen_port;
-        self.nodes()
-            .iter()
-            .filter(|n| n.role == Role::Manager)
-            .map(|n| format!("{}:{port}", n.addr))
-            .collect()
-    }
-
-    /// The managers' API addresses with the leader's first, so nodes try it
-    /// before the others.
-    pub fn managers_leader_first(&self) -> Vec<String> {
-        let mut managers = self.manager_addrs();
-        let leader = self.leader_addr();
-        managers.sort_by_key(|a| Some(a) != leader.as_ref());
-        managers
-    }
-
-    /// `Some(addr)` of the leader's API, if one is known.
-    pub fn leader_addr(&self) -> Option<String> {
-        self.raft.leader().map(|(_, addr)| addr)
-    }
-
-    pub fn is_leader(&self) -> bool {
-        let me = self.me();
-        self.raft
-            .leader()
-            .is_some_and(|(id, _)| Some(id) == me.raft_id)
-    }
-
-    pub fn quorum_error(&self) -> Status {
-        let managers = self.manager_addrs();
-        let reachable = self.reach.count(&managers, &self.me().api_addr());
-        Status::unavailable(no_quorum_message(reachable, managers.len().max(1)))
-    }
-
-    /// Commits `cmd` through Raft (this manager must be the leader).
-    pub async fn submit(&self, cmd: Command) -> Result<Response, Status> {
-        match self.raft.write_within(cmd, WRITE_TIMEOUT).await {
-            Ok(resp) => Ok(resp),
-            Err(WriteError::ForwardToLeader { .. }) | Err(WriteError::LeaderChanged) => Err(
-                Status::unavailable("leadership moved while writing; retry the command"),
-            ),
-            Err(WriteError::NoLeader { .. }) | Err(WriteError::Timeout { .. }) => {
-                Err(self.quorum_error())
-            }
-            Err(WriteError::Invalid(m)) => Err(Status::invalid_argument(m)),
-            Err(e) => Err(Status::internal(e.to_string())),
-        }
-    }
-
-    /// Stores a node object, failing on a concurrent change.
-    pub async fn put_node(&self, node: &Node, expect_version: Option<u64>) -> Result<(), Status> {
-        let value = serde_json::to_value(node).map_err(|e| Status::internal(e.to_string()))?;
-        match self
-            .submit(Command::Set {
-                kind: "node".into(),
-                id: node.id.clone(),
-                value,
-                expect_version,
-            })
-            .await?
-        {
-            Response::Conflict { .. } => Err(Status::aborted(format!(
-                "node {} changed concurrently; retry the command",
-                node.id
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Fails fast with the quorum error when no leader is known.
-    pub fn require_leader(&self) -> Result<Option<String>, Status> {
-        if self.is_leader() {
-            return Ok(None);
-        }
-        self.leader_addr()
-            .map(Some)
-            .ok_or_else(|| self.quorum_error())
-    }
-
-    /// Leader only: marks Ready nodes that stopped heartbeating as Down:
-    /// after [`DOWN_AFTER_MS`] of silence when gossip also lost them (or
-    /// never knew them), after [`DOWN_AFTER_IF_ALIVE_MS`] when gossip still
-    /// sees them alive, so a lossy link does not get a live node's tasks
-    /// replaced.
-    async fn detect_down(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let down_after = Duration::from_millis(DOWN_AFTER_MS);
-        let down_if_alive = Duration::from_millis(DOWN_AFTER_IF_ALIVE_MS);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if !self.is_leader() {
-                if let Ok(mut since) = self.leader_since.lock() {
-                    *since = None;
-                }
-                continue;
-            }
-            let since = match self.leader_since.lock() {
-                Ok(mut s) => *s.get_or_insert_with(Instant::now),
-                Err(_) => continue,
-            };
-            if since.elapsed() < down_after {
-                continue;
-            }
-            for node in self.nodes() {
-                let last = self
-                    .seen
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.get(&node.id).copied())
-                    .unwrap_or(since);
-                let gossip_alive = self
-                    .gossip
-                    .read()
-                    .ok()
-                    .and_then(|g| g.get(&node.id).copied())
-                    .unwrap_or(false);
-                let limit = if gossip_alive {
-                    down_if_alive
-                } else {
-                    down_after
-                };
-                if node.state != NodeState::Down && last.elapsed() > limit {
-                    let version = self.node(&node.id).map(|(_, v)| v);
-                    let down = Node {
-                        state: NodeState::Down,
-                        updated_at: now_secs(),
-                        ..node
-                    };
-                    if let Err(e) = self.put_node(&down, version).await {
-                        tracing::debug!("marking {} down: {}", down.id, e.message());
-                    } else {
-                        tracing::info!("node {} ({}) is down", down.id, down.hostname);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Manager {
-    /// Starts the manager parts on an opened Raft node: the API server on
-    /// `listen`, the prober and the down detector.
+impl ManagerRole {
+    /// Starts the core on an opened Raft node, its API server on `listen`,
+    /// the prober, the down detector and the orchestrator driver.
     pub async fn start(
         raft: RaftNode,
-        identity: Arc<RwLock<NodeIdentity>>,
+        me: ManagerIdentity,
         certs: Arc<RwLock<Certs>>,
         peers: Peers,
         listen: SocketAddr,
-        gossip: super::GossipView,
-    ) -> anyhow::Result<Manager> {
-        let ctx = Arc::new(ManagerCtx {
-            identity,
-            certs,
+        gossip: GossipView,
+    ) -> anyhow::Result<ManagerRole> {
+        let own_addr = me.api_addr();
+        let core = Arc::new(Manager::new(
             raft,
-            peers: peers.clone(),
-            reach: Reach::default(),
-            seen: Mutex::default(),
-            leader_since: Mutex::default(),
-            reports: Mutex::default(),
-            assignments: Mutex::default(),
-            logs: logs::LogExchange::default(),
+            PeerLink(peers.clone()),
+            me,
+            Reach::default(),
             gossip,
-        });
+        ));
         let stop = CancellationToken::new();
         let server_stop = stop.child_token();
-        let server = services::serve(ctx.clone(), listen, server_stop.clone()).await?;
-        let prober = {
-            let list_ctx = ctx.clone();
-            tokio::spawn(ctx.reach.clone().run(
-                peers,
-                ctx.me().api_addr(),
-                move || list_ctx.manager_addrs(),
-                stop.clone(),
-            ))
+        let server = rpc::serve(core.clone(), &read(&certs), listen, server_stop.clone()).await?;
+        let tasks = TaskTracker::new();
+        let list = {
+            let core = core.clone();
+            move || core.manager_addrs()
         };
-        let detector = tokio::spawn(ctx.clone().detect_down(stop.clone()));
-        let orchestrator = tokio::spawn(ctx.clone().orchestrate(stop.clone()));
-        Ok(Manager {
-            ctx,
+        tasks.spawn(prober::run(
+            core.reach().clone(),
+            peers,
+            own_addr,
+            list,
+            stop.clone(),
+        ));
+        let (detector, orchestrator) = (core.clone(), core.clone());
+        let (detector_stop, orchestrator_stop) = (stop.clone(), stop.clone());
+        tasks.spawn(async move { detector.run_down_detector(detector_stop).await });
+        tasks.spawn(async move { orchestrator.run_orchestrator(orchestrator_stop).await });
+        Ok(ManagerRole {
+            core,
+            certs,
             listen,
             stop,
-            server: (server, server_stop),
-            tasks: vec![prober, detector, orchestrator],
+            server: Some(Server {
+                task: server,
+                stop: server_stop,
+            }),
+            tasks,
         })
     }
 
-    /// Tells the agent whenever the swarm's unlock key differs from `current`,
-    /// so it re-seals its keys (autolock on, off, or a new key).
+    /// Tells the agent whenever the swarm's unlock key differs from
+    /// `current`, so it re-seals its keys (autolock on, off, or a new key).
     pub fn watch_autolock(&self, mut current: Option<String>, events: mpsc::Sender<SessionEvent>) {
-        let (ctx, stop) = (self.ctx.clone(), self.stop.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let (core, stop) = (self.core.clone(), self.stop.clone());
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(AUTOLOCK_CHECK);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let Ok(cluster) = ctx.cluster() else { continue };
+                let Ok(cluster) = core.cluster() else {
+                    continue;
+                };
                 if cluster.unlock_key != current {
                     current = cluster.unlock_key.clone();
-                    if events
-                        .send(SessionEvent::AutolockChanged(current.clone()))
-                        .await
-                        .is_err()
-                    {
+                    let changed = SessionEvent::AutolockChanged(current.clone());
+                    if events.send(changed).await.is_err() {
                         return;
                     }
                 }
@@ -327,36 +129,53 @@ impl Manager {
 
     /// Serves again with the current certificate, after a renewal.
     pub async fn restart_server(&mut self) -> anyhow::Result<()> {
-        self.server.1.cancel();
-        let old = std::mem::replace(&mut self.server.0, tokio::spawn(async {}));
-        let _ = old.await;
-        let token = self.stop.child_token();
+        if let Some(old) = self.server.take() {
+            old.stop.cancel();
+            let _ = old.task.await;
+        }
+        let stop = self.stop.child_token();
         // The old listener may take a moment to release the port.
         let mut last = None;
         for _ in 0..20 {
-            match services::serve(self.ctx.clone(), self.listen, token.clone()).await {
-                Ok(handle) => {
-                    self.server = (handle, token);
+            let certs = read(&self.certs);
+            match rpc::serve(self.core.clone(), &certs, self.listen, stop.clone()).await {
+                Ok(task) => {
+                    self.server = Some(Server { task, stop });
                     return Ok(());
                 }
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("manager API did not restart")))
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the manager API did not restart")))
     }
 
-    /// Stops the server and background tasks, then the Raft node.
+    /// Stops in order: the API server (calls in flight finish), the
+    /// background tasks, then the Raft node.
     pub async fn stop(self) {
         self.stop.cancel();
-        let _ = self.server.0.await;
-        for task in self.tasks {
-            let _ = task.await;
+        if let Some(server) = self.server {
+            let _ = server.task.await;
         }
-        if let Err(e) = self.ctx.raft.shutdown().await {
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Err(e) = self.core.store().shutdown().await {
             tracing::warn!("stopping the Raft node: {e}");
         }
     }
+}
+
+/// This node as the manager core knows it.
+pub fn manager_identity(id: &NodeIdentity) -> anyhow::Result<ManagerIdentity> {
+    Ok(ManagerIdentity {
+        node_id: id.node_id.clone(),
+        cluster_id: id.cluster_id.clone(),
+        addr: id.addr.clone(),
+        listen_port: id.listen_port,
+        raft_id: id
+            .raft_id
+            .ok_or_else(|| anyhow::anyhow!("manager without a raft id"))?,
+    })
 }
 
 /// Opens (or creates) the Raft store in the state dir, sealed with `at_rest`.
@@ -369,7 +188,7 @@ pub async fn open_raft(
     let raft_id = id
         .raft_id
         .ok_or_else(|| anyhow::anyhow!("manager without a raft id"))?;
-    let connector = Arc::new(services::Connector(peers.clone()));
+    let connector = Arc::new(Connector(peers.clone()));
     Ok(RaftNode::open(
         &state.raft_dir(),
         raft_id,
@@ -380,9 +199,17 @@ pub async fn open_raft(
     .await?)
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Gives the Raft transport mTLS endpoints to the other managers.
+struct Connector(Peers);
+
+impl shoal_control::raft::PeerConnector for Connector {
+    fn endpoint(&self, addr: &str) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+        self.0.endpoint(addr)
+    }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read()
+        .map(|v| v.clone())
+        .unwrap_or_else(|p| p.into_inner().clone())
 }

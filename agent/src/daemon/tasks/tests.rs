@@ -61,11 +61,11 @@ struct Rig {
     runner: TaskRunner,
 }
 
-fn rig() -> Rig {
-    rig_on(Arc::new(FakeRuntime::new()))
+async fn rig() -> Rig {
+    rig_on(Arc::new(FakeRuntime::new())).await
 }
 
-fn rig_on(runtime: Arc<FakeRuntime>) -> Rig {
+async fn rig_on(runtime: Arc<FakeRuntime>) -> Rig {
     let sandboxes = Arc::new(FakeSandboxes::default());
     let (assign, assignments) = watch::channel(None);
     let (history, history_rx) = watch::channel(None);
@@ -76,7 +76,8 @@ fn rig_on(runtime: Arc<FakeRuntime>) -> Rig {
         assignments,
         history_rx,
         reports_tx,
-    );
+    )
+    .await;
     Rig {
         runtime,
         sandboxes,
@@ -107,7 +108,7 @@ fn state_of(reports: &[TaskReport], id: &str) -> Option<TaskState> {
 
 #[tokio::test]
 async fn assigned_tasks_start_in_their_sandbox_and_report_running() {
-    let mut r = rig();
+    let mut r = rig().await;
     r.assign
         .send(Some(vec![assignment("t1", TaskState::Running, "net")]))
         .unwrap();
@@ -130,7 +131,7 @@ async fn assigned_tasks_start_in_their_sandbox_and_report_running() {
 
 #[tokio::test]
 async fn exits_are_reported_with_codes_and_endpoints_withdrawn() {
-    let mut r = rig();
+    let mut r = rig().await;
     r.assign
         .send(Some(vec![
             assignment("ok", TaskState::Running, "net"),
@@ -158,7 +159,7 @@ async fn exits_are_reported_with_codes_and_endpoints_withdrawn() {
 
 #[tokio::test]
 async fn tasks_wanted_stopped_or_unlisted_are_stopped_and_reported_shutdown() {
-    let mut r = rig();
+    let mut r = rig().await;
     r.assign
         .send(Some(vec![
             assignment("a", TaskState::Running, "net"),
@@ -184,7 +185,7 @@ async fn tasks_wanted_stopped_or_unlisted_are_stopped_and_reported_shutdown() {
 
 #[tokio::test]
 async fn a_sandbox_that_cannot_be_built_fails_the_task_with_the_reason() {
-    let mut r = rig();
+    let mut r = rig().await;
     r.assign
         .send(Some(vec![assignment("t", TaskState::Running, "missing")]))
         .unwrap();
@@ -203,7 +204,7 @@ async fn a_sandbox_that_cannot_be_built_fails_the_task_with_the_reason() {
 async fn a_restarted_runner_adopts_running_tasks_and_stops_unlisted_ones() {
     let runtime = Arc::new(FakeRuntime::new());
     runtime.adopt("old", ProcessState::Running { pid: 77 });
-    let mut r = rig_on(runtime);
+    let mut r = rig_on(runtime).await;
     let first = r.reports.borrow_and_update().clone();
     assert_eq!(state_of(&first, "old"), Some(TaskState::Running));
     assert_eq!(first[0].pid, Some(77));
@@ -216,7 +217,7 @@ async fn a_restarted_runner_adopts_running_tasks_and_stops_unlisted_ones() {
 
 #[tokio::test]
 async fn finished_tasks_in_the_managers_history_keep_their_logs_unreported() {
-    let mut r = rig();
+    let mut r = rig().await;
     r.assign
         .send(Some(vec![assignment("t1", TaskState::Running, "net")]))
         .unwrap();
@@ -249,7 +250,7 @@ async fn an_adopted_exited_task_is_reported_only_while_listed() {
     let runtime = Arc::new(FakeRuntime::new());
     runtime.adopt("done", ProcessState::Exited(Exit::Signal(15)));
     runtime.adopt("ended", ProcessState::Exited(Exit::Code(0)));
-    let mut r = rig_on(runtime);
+    let mut r = rig_on(runtime).await;
     // A stop the managers asked for must not come back as a failure.
     assert!(r.reports.borrow_and_update().is_empty());
     r.history.send(Some(vec!["done".into()])).unwrap();

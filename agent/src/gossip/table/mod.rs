@@ -118,13 +118,6 @@ impl Tables {
         }
     }
 
-    /// Sets this run's epoch (a simulation restarting a node, or a daemon
-    /// that persists epochs).
-    pub fn with_epoch(mut self, epoch: u64) -> Self {
-        self.last = Version { epoch, seq: 0 };
-        self
-    }
-
     /// How long tombstones are kept before [`Tables::reap`] drops them.
     pub fn with_tombstone_ttl(mut self, ttl: Duration) -> Self {
         self.tombstone_ttl_ms = duration_ms(ttl);
@@ -138,10 +131,6 @@ impl Tables {
     /// The epoch of this node's latest write.
     pub fn epoch(&self) -> u64 {
         self.last.epoch
-    }
-
-    pub fn is_settled(&self) -> bool {
-        self.settled
     }
 
     /// Publishes (or updates) this node's endpoint for a task on `network`.

@@ -1,0 +1,36 @@
+//! Why a `service create|update` flag's value is refused, before anything
+//! is sent.
+
+use shoal_control::objects::ServiceSpecError;
+use thiserror::Error;
+
+/// Why a flag's value is refused, before anything is sent.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FlagError {
+    #[error(
+        "invalid --publish `{0}`: use [PUBLISHED:]TARGET[/tcp|udp] or published=P,target=T[,protocol=udp]"
+    )]
+    Publish(String),
+    #[error("invalid port `{port}` in --publish `{spec}`: use a number from 1 to 65535")]
+    Port { spec: String, port: String },
+    #[error("invalid protocol `{protocol}` in --publish `{spec}`: use tcp or udp")]
+    Protocol { spec: String, protocol: String },
+    #[error("--publish `{0}`: shoal publishes through the routing mesh only (mode=ingress)")]
+    PublishMode(String),
+    #[error("invalid memory size `{0}`: use bytes with an optional unit b, k, m, g or t, e.g. 64M or 1.5g")]
+    Memory(String),
+    #[error("invalid CPU count `{0}`: use a decimal number of CPUs, e.g. 0.5 or 2")]
+    Cpus(String),
+    #[error("CPU count `{0}` is too precise: use at most 9 decimal places")]
+    CpusPrecision(String),
+    #[error("invalid label `{0}`: use key=value")]
+    Label(String),
+    #[error("invalid scale `{0}`: use SERVICE=REPLICAS, e.g. web=3")]
+    Scale(String),
+    #[error("--replicas applies only to replicated services, and service `{0}` is global")]
+    ReplicasGlobal(String),
+    #[error("service `{service}` is already attached to network `{network}`")]
+    NetworkAttached { service: String, network: String },
+    #[error(transparent)]
+    Spec(#[from] ServiceSpecError),
+}

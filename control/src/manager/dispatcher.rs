@@ -1,0 +1,310 @@
+//! The dispatcher: the managers' side of every node's heartbeat session.
+//! A heartbeat is recorded on the leader (the node is alive, its task
+//! reports wait for the next orchestrator pass, its log answers go to the
+//! broker); a follower relays it there. Every answer tells the node its
+//! role, the managers, the gossip keys and peers, the networks and its
+//! tasks. The down detector marks silent nodes Down, judged from the
+//! heartbeats and this node's gossip view, both passed in.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Call, Caller, Link, Manager, ManagerError, Store};
+use crate::api::{
+    Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
+    HEARTBEAT_PERIOD_MS,
+};
+use crate::objects::{Node, NodeState, Service, Task, TaskState};
+use crate::store::Objects;
+
+/// How often the down detector looks.
+const DETECT_EVERY: Duration = Duration::from_millis(250);
+
+/// What this node's gossip says of each member, by node id: `true` while
+/// alive or suspect. Kept by the data plane, read by the down detector,
+/// which marks a silent node Down quickly only when gossip agrees.
+#[derive(Clone, Debug, Default)]
+pub struct GossipView(Arc<RwLock<HashMap<String, bool>>>);
+
+impl GossipView {
+    /// Replaces the view with what gossip says now.
+    pub fn replace(&self, members: HashMap<String, bool>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = members;
+    }
+
+    /// Whether gossip sees `node` alive (an unknown node is not).
+    pub fn is_alive(&self, node: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// The dispatcher's state; meaningful on the leader.
+#[derive(Default)]
+pub(super) struct Dispatch {
+    /// Last heartbeat per node id.
+    pub(super) seen: HashMap<String, Instant>,
+    /// When this manager last became leader: nodes get a grace period.
+    leader_since: Option<Instant>,
+    /// Task reports waiting for the next orchestrator pass, by task id:
+    /// the reporting node and its report.
+    pub(super) reports: HashMap<String, (String, TaskReport)>,
+    assignments: AssignmentCache,
+}
+
+impl Dispatch {
+    pub(super) fn seen(&mut self, node: &str, at: Instant) {
+        self.seen.insert(node.to_string(), at);
+    }
+}
+
+/// Assignments and finished tasks per node id, computed once per applied
+/// log index.
+#[derive(Default)]
+struct AssignmentCache {
+    index: Option<u64>,
+    by_node: Arc<HashMap<String, Vec<Assignment>>>,
+    history: Arc<HashMap<String, Vec<String>>>,
+}
+
+/// Folds a node's report into its task; true if the task changed. A report
+/// never moves a task backwards, and only the task's node may report it.
+pub fn apply_report(task: &mut Task, node: &str, report: &TaskReport, now_ms: u64) -> bool {
+    if task.node_id.as_deref() != Some(node) || report.state < task.status.state {
+        return false;
+    }
+    let before = task.status.clone();
+    if report.state != task.status.state {
+        task.status.timestamp_ms = now_ms;
+    }
+    task.status.state = report.state;
+    task.status.message.clone_from(&report.message);
+    task.status.err.clone_from(&report.err);
+    task.status.exit_code = report.exit_code;
+    task.status.pid = report.pid;
+    task.status != before
+}
+
+/// Every node's unfinished tasks (given to it and not yet final), and the
+/// ids of its finished ones still in the store.
+fn assignments(
+    tasks: Vec<Task>,
+    services: &[Service],
+) -> (
+    HashMap<String, Vec<Assignment>>,
+    HashMap<String, Vec<String>>,
+) {
+    let services: HashMap<&str, &Service> = services.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut by_node: HashMap<String, Vec<Assignment>> = HashMap::new();
+    let mut history: HashMap<String, Vec<String>> = HashMap::new();
+    for task in tasks {
+        let Some(node_id) = task.node_id.clone() else {
+            continue;
+        };
+        if task.status.state.is_final() {
+            history.entry(node_id).or_default().push(task.id);
+            continue;
+        }
+        if task.status.state < TaskState::Assigned {
+            continue;
+        }
+        let ports = services
+            .get(task.service_id.as_str())
+            .map(|s| s.spec.ports.clone())
+            .unwrap_or_default();
+        by_node.entry(node_id).or_default().push(Assignment {
+            name: task.name(),
+            task_id: task.id,
+            service_id: task.service_id,
+            service_name: task.service_name,
+            desired_state: task.desired_state,
+            spec: task.spec,
+            networks: task.networks,
+            ports,
+        });
+    }
+    (by_node, history)
+}
+
+/// The nodes to mark Down at `now`: not Down yet, and silent (no heartbeat
+/// since `since` or their last one) for [`DOWN_AFTER_MS`] when gossip also
+/// lost them or never knew them, or for [`DOWN_AFTER_IF_ALIVE_MS`] when
+/// gossip still sees them alive, so a lossy link does not get a live node's
+/// tasks replaced.
+pub(super) fn silent_nodes<'a>(
+    nodes: &'a [Node],
+    seen: &HashMap<String, Instant>,
+    since: Instant,
+    gossip: &GossipView,
+    now: Instant,
+) -> Vec<&'a Node> {
+    nodes
+        .iter()
+        .filter(|node| {
+            let last = seen.get(&node.id).copied().unwrap_or(since).max(since);
+            let limit = if gossip.is_alive(&node.id) {
+                DOWN_AFTER_IF_ALIVE_MS
+            } else {
+                DOWN_AFTER_MS
+            };
+            node.state != NodeState::Down
+                && now.saturating_duration_since(last) > Duration::from_millis(limit)
+        })
+        .collect()
+}
+
+impl<S: Store, L: Link> Manager<S, L> {
+    pub(super) fn dispatch(&self) -> std::sync::MutexGuard<'_, Dispatch> {
+        self.dispatch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Dispatcher.Heartbeat`: records the node as alive (on the leader,
+    /// marking it Ready) and answers what it needs. A follower relays the
+    /// heartbeat to the leader, briefly, and passes on its log fetches.
+    pub async fn heartbeat(
+        &self,
+        caller: &Caller,
+        heartbeat: Heartbeat,
+    ) -> Result<HeartbeatResponse, ManagerError> {
+        let objects = self.objects();
+        self.authorize_here(
+            caller,
+            Call::Heartbeat {
+                node: &heartbeat.node_id,
+            },
+            &objects,
+        )?;
+        let node = objects
+            .one::<Node>(&heartbeat.node_id)
+            .map_err(ManagerError::store)?
+            .ok_or_else(|| self.not_in_store(&heartbeat.node_id))?
+            .value;
+        let mut log_fetches = Vec::new();
+        if self.is_leader() {
+            let resources = heartbeat.resources.unwrap_or(node.resources);
+            {
+                let mut dispatch = self.dispatch();
+                dispatch.seen(&node.id, Instant::now());
+                for report in heartbeat.tasks {
+                    dispatch
+                        .reports
+                        .insert(report.task_id.clone(), (node.id.clone(), report));
+                }
+            }
+            self.logs.deliver(&node.id, heartbeat.logs);
+            log_fetches = self.logs.fetches_for(&node.id);
+            if node.state != NodeState::Ready || node.resources != resources {
+                self.modify_node(&node.id, |n| {
+                    let changed = n.state != NodeState::Ready || n.resources != resources;
+                    n.state = NodeState::Ready;
+                    n.resources = resources;
+                    Ok(changed)
+                })
+                .await?;
+            }
+        } else if let Some(leader) = self.leader_addr() {
+            let relay = self.link.heartbeat(&leader, &heartbeat);
+            let period = Duration::from_millis(HEARTBEAT_PERIOD_MS);
+            match tokio::time::timeout(period, relay).await {
+                Ok(Ok(answer)) => log_fetches = answer.log_fetches,
+                Ok(Err(e)) => tracing::debug!("relaying a heartbeat of {}: {e}", node.id),
+                Err(_) => tracing::debug!("relaying a heartbeat of {}: no answer", node.id),
+            }
+        }
+        let (assignments, history) = self.assignments_for(&objects, &node.id);
+        Ok(HeartbeatResponse {
+            role: node.role,
+            managers: self.managers_leader_first(),
+            period_ms: HEARTBEAT_PERIOD_MS,
+            gossip: self.gossip_config(&node),
+            networks: self.network_specs(),
+            assignments: Some(assignments),
+            history: Some(history),
+            log_fetches,
+        })
+    }
+
+    /// The unfinished tasks assigned to `node`, and the ids of its
+    /// finished ones still in the store.
+    pub(super) fn assignments_for(
+        &self,
+        objects: &Objects,
+        node: &str,
+    ) -> (Vec<Assignment>, Vec<String>) {
+        let index = objects.applied_index();
+        let mut dispatch = self.dispatch();
+        let cache = &mut dispatch.assignments;
+        if cache.index != index || index.is_none() {
+            let (by_node, history) = assignments(self.all(objects), &self.all(objects));
+            *cache = AssignmentCache {
+                index,
+                by_node: Arc::new(by_node),
+                history: Arc::new(history),
+            };
+        }
+        (
+            cache.by_node.get(node).cloned().unwrap_or_default(),
+            cache.history.get(node).cloned().unwrap_or_default(),
+        )
+    }
+
+    /// Records that `node` was heard from (a new node, at its join).
+    pub(super) fn heard_from(&self, node: &str) {
+        self.dispatch().seen(node, Instant::now());
+    }
+
+    /// One look of the down detector at `now` (leader only): marks the
+    /// silent nodes Down. A new leader waits [`DOWN_AFTER_MS`] first, so
+    /// nodes have time to find it.
+    pub async fn detect_down_once(&self, now: Instant) {
+        let (since, seen) = {
+            let mut dispatch = self.dispatch();
+            if !self.is_leader() {
+                dispatch.leader_since = None;
+                return;
+            }
+            let since = *dispatch.leader_since.get_or_insert(now);
+            if now.saturating_duration_since(since) < Duration::from_millis(DOWN_AFTER_MS) {
+                return;
+            }
+            (since, dispatch.seen.clone())
+        };
+        let nodes = self.nodes();
+        let silent: HashSet<&str> = silent_nodes(&nodes, &seen, since, &self.gossip, now)
+            .into_iter()
+            .map(|n| n.id.as_str())
+            .collect();
+        for node in nodes.iter().filter(|n| silent.contains(n.id.as_str())) {
+            let marked = self
+                .modify_node(&node.id, |n| {
+                    let changed = n.state != NodeState::Down;
+                    n.state = NodeState::Down;
+                    Ok(changed)
+                })
+                .await;
+            match marked {
+                Ok(_) => tracing::info!("node {} ({}) is down", node.id, node.hostname),
+                Err(e) => tracing::debug!("marking {} down: {e}", node.id),
+            }
+        }
+    }
+
+    /// The down detector, until `stop`.
+    pub async fn run_down_detector(&self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(DETECT_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.detect_down_once(Instant::now()).await;
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `network create|rm` and the swarm's ingress network. Allocation (VNI,
+//! subnet, gateway) is decided by `objects::plan_network` and committed
+//! with the network guard, so two creates racing on the leader (or across a
+//! leader change) never get the same VNI or overlapping subnets. `network
+//! rm` writes both guards: a service created on the network meanwhile, or
+//! a create that saw the network, makes one of the two writes conflict, and
+//! the loser decides again on a fresh read.
+
+use super::{now_secs, Link, Manager, ManagerError, Store};
+use crate::api::{ApiResponse, NetworkView};
+use crate::objects::{
+    create_command, find, networks_and_guard, new_network_id, plan_network, GuardVersions, Named,
+    Network, NetworkCreateError, NetworkRequest, NetworkSpec, Service, Task, TaskState,
+};
+use crate::store::{Command, Objects, Response};
+
+/// The ingress network's name and preferred subnet, as in Swarm.
+pub const INGRESS_NAME: &str = "ingress";
+const INGRESS_SUBNET: &str = "10.255.0.0/16";
+
+/// How many times a network change decides again after losing a race.
+const ATTEMPTS: usize = 5;
+
+impl<S: Store, L: Link> Manager<S, L> {
+    /// What nodes need for their data plane: every network's spec, or
+    /// `None` when the store cannot be read (nodes keep their last list).
+    pub(super) fn network_specs(&self) -> Option<Vec<NetworkSpec>> {
+        match self.networks() {
+            Ok(networks) => Some(networks.into_iter().map(|n| n.spec).collect()),
+            Err(e) => {
+                tracing::error!("unreadable network objects: {e}");
+                None
+            }
+        }
+    }
+
+    /// `network create` (leader only). The ingress network comes first,
+    /// whoever asks first, so it always holds the lowest VNI.
+    pub(super) async fn create_network(
+        &self,
+        request: NetworkRequest,
+    ) -> Result<ApiResponse, ManagerError> {
+        if !self.networks()?.iter().any(|n| n.spec.ingress) {
+            self.create_ingress().await?;
+        }
+        let network = self.store_network(request).await?;
+        Ok(ApiResponse::Network {
+            network: Box::new(NetworkView::new(&network)),
+        })
+    }
+
+    /// Allocates and stores `request`, planning again after a lost race.
+    async fn store_network(&self, request: NetworkRequest) -> Result<Network, ManagerError> {
+        for _ in 0..ATTEMPTS {
+            let (existing, guards) =
+                networks_and_guard(&self.objects()).map_err(ManagerError::store)?;
+            let network = plan_network(&existing, &request, new_network_id(), now_secs())?;
+            let command = create_command(&network, guards).map_err(ManagerError::store)?;
+            match self.submit(command).await? {
+                Response::Conflict { .. } => continue,
+                Response::Ok { .. } | Response::NotFound { .. } => {
+                    tracing::info!(
+                        "network {} ({}) created: VNI {}, subnet {}",
+                        network.name,
+                        network.id,
+                        network.spec.vni,
+                        network.spec.subnet
+                    );
+                    return Ok(network);
+                }
+            }
+        }
+        Err(ManagerError::Contended {
+            kind: Network::WHAT,
+        })
+    }
+
+    /// Creates the swarm's ingress network: Swarm's address range when
+    /// free, else a subnet of the default pool.
+    pub(super) async fn create_ingress(&self) -> Result<(), ManagerError> {
+        let request = |subnet: Option<&str>| NetworkRequest {
+            name: INGRESS_NAME.to_string(),
+            subnet: subnet.map(str::to_string),
+            ingress: true,
+            ..NetworkRequest::default()
+        };
+        match self.store_network(request(Some(INGRESS_SUBNET))).await {
+            Ok(_) => Ok(()),
+            Err(ManagerError::NetworkCreate(NetworkCreateError::Overlap { .. })) => {
+                tracing::warn!(
+                    "ingress network: {INGRESS_SUBNET} is taken; taking a subnet from the default pool"
+                );
+                self.store_network(request(None)).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `network rm` (leader only): refused while a service uses the network
+    /// or a task still holds an address on it.
+    pub(super) async fn remove_network(
+        &self,
+        name_or_id: &str,
+    ) -> Result<ApiResponse, ManagerError> {
+        for _ in 0..ATTEMPTS {
+            let objects = self.objects();
+            let guards = GuardVersions::read(&objects);
+            let networks = self.networks_in(&objects)?;
+            let network = find(&networks, name_or_id)?;
+            let users = self.services_on_network(&objects, &network.id);
+            if !users.is_empty() {
+                return Err(ManagerError::NetworkInUse {
+                    network: network.name.clone(),
+                    services: users.join(", "),
+                });
+            }
+            let holders = self.tasks_on_network(&objects, &network.id);
+            if holders > 0 {
+                return Err(ManagerError::NetworkDraining {
+                    network: network.name.clone(),
+                    tasks: holders,
+                });
+            }
+            let version = objects.version_of::<Network>(&network.id);
+            let command = Command::Batch(vec![
+                guards
+                    .networks_changed(&network.id)
+                    .map_err(ManagerError::store)?,
+                guards
+                    .services_changed(&network.id)
+                    .map_err(ManagerError::store)?,
+                Command::remove::<Network>(&network.id, Some(version)),
+            ]);
+            match self.submit(command).await? {
+                Response::Conflict { .. } => continue,
+                Response::Ok { .. } => {
+                    return Ok(ApiResponse::Done {
+                        message: network.name.clone(),
+                    })
+                }
+                Response::NotFound { .. } => {
+                    return Err(crate::objects::LookupError::NotFound {
+                        kind: Network::WHAT,
+                        name: name_or_id.to_string(),
+                    }
+                    .into())
+                }
+            }
+        }
+        Err(ManagerError::Contended {
+            kind: Network::WHAT,
+        })
+    }
+
+    fn networks_in(&self, objects: &Objects) -> Result<Vec<Network>, ManagerError> {
+        objects.all::<Network>().map_err(ManagerError::store)
+    }
+
+    /// Names of the services using network `id`.
+    fn services_on_network(&self, objects: &Objects, id: &str) -> Vec<String> {
+        self.services(objects)
+            .into_iter()
+            .filter(|s| s.spec.networks.iter().any(|n| n == id))
+            .map(|s: Service| s.spec.name)
+            .collect()
+    }
+
+    /// How many unfinished tasks still hold an address on network `id`.
+    fn tasks_on_network(&self, objects: &Objects, id: &str) -> usize {
+        self.all::<Task>(objects)
+            .iter()
+            .filter(|t| {
+                t.status.state < TaskState::Complete
+                    && t.status.state >= TaskState::Pending
+                    && t.networks.iter().any(|a| a.network == id)
+            })
+            .count()
+    }
+}
