@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use shoal_agent::balancer::{
-    Balancer, BalancerSpec, LoadBalancer, MeshBackend, Proto, PublishedService,
+    Balancer, BalancerSpec, LoadBalancer, MeshBackend, Protocol, PublishedService,
 };
 use shoal_agent::ebpf::{ensure_bpffs, AttachMode, EbpfBalancer, MeshProgram, BPFFS_ROOT};
 use shoal_control::objects::MacAddr;
@@ -69,7 +69,7 @@ fn mesh(name: &str) -> Result<(Balancer<EbpfBalancer>, Pins), Box<dyn Error>> {
     };
     mesh.apply(&BalancerSpec {
         locals: BTreeSet::from([Ipv4Addr::from(NODE)]),
-        services: vec![service(Proto::Tcp, 8080), service(Proto::Udp, 9053)],
+        services: vec![service(Protocol::Tcp, 8080), service(Protocol::Udp, 9053)],
         vips: BTreeMap::new(),
     })?;
     Ok((mesh, pins))

@@ -12,7 +12,7 @@ use shoal_ebpf_common::mesh::{
 
 use super::{
     maglev, Attached, BalancerError, Counters, Limits, LoadBalancer, NodeAttachment, PortBackends,
-    PortKey, Programmed, Proto,
+    PortKey, Programmed, Protocol,
 };
 
 /// An in-memory balancer.
@@ -58,7 +58,7 @@ impl FakeBalancer {
         client_port: u16,
         node: Ipv4Addr,
         port: u16,
-        protocol: Proto,
+        protocol: Protocol,
     ) -> Option<(Ipv4Addr, u16)> {
         let backends = self.held.ports.get(&PortKey { protocol, port })?;
         let slots = if backends.active.len() > MAX_BACKENDS {

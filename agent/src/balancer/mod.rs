@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use shoal_control::objects::MacAddr;
-use shoal_ebpf_common::mesh::{IPPROTO_TCP, IPPROTO_UDP};
+pub use shoal_control::objects::Protocol;
 
 pub use apply::{desired_ports, Balancer, Changes};
 pub use fake::FakeBalancer;
@@ -59,44 +59,10 @@ pub struct MeshConfig {
     pub attach: crate::ebpf::AttachMode,
 }
 
-/// The transport protocol of a published port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub const fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => IPPROTO_TCP,
-            Proto::Udp => IPPROTO_UDP,
-        }
-    }
-
-    pub const fn from_number(number: u8) -> Option<Proto> {
-        match number {
-            IPPROTO_TCP => Some(Proto::Tcp),
-            IPPROTO_UDP => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        })
-    }
-}
-
 /// A published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PortKey {
-    pub protocol: Proto,
+    pub protocol: Protocol,
     pub port: u16,
 }
 
@@ -130,7 +96,7 @@ pub struct PortBackends {
 /// A published port and its backends, as the spec lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedService {
-    pub protocol: Proto,
+    pub protocol: Protocol,
     pub port: u16,
     pub backends: Vec<MeshBackend>,
     /// Backends that keep the flows they have but get no new ones: those of

@@ -30,7 +30,7 @@ fn spec(ports: &[(u16, &[u8])]) -> BalancerSpec {
         services: ports
             .iter()
             .map(|(port, lasts)| PublishedService {
-                protocol: Proto::Tcp,
+                protocol: Protocol::Tcp,
                 port: *port,
                 backends: lasts.iter().map(|l| backend(*l)).collect(),
                 lingering: Vec::new(),
@@ -42,7 +42,7 @@ fn spec(ports: &[(u16, &[u8])]) -> BalancerSpec {
 
 fn tcp(port: u16) -> PortKey {
     PortKey {
-        protocol: Proto::Tcp,
+        protocol: Protocol::Tcp,
         port,
     }
 }
@@ -77,7 +77,7 @@ fn every_backend_gets_flows_and_removal_moves_only_its_own() -> Result<(), Balan
     let mut lb = Balancer::new(FakeBalancer::default())?;
     lb.apply(&spec(&[(8080, &[2, 3, 4])]))?;
     let before: Vec<_> = clients()
-        .map(|(c, p)| lb.kernel().pick(c, p, NODE, 8080, Proto::Tcp))
+        .map(|(c, p)| lb.kernel().pick(c, p, NODE, 8080, Protocol::Tcp))
         .collect();
     let hit: BTreeSet<_> = before.iter().flatten().map(|(ip, _)| *ip).collect();
     assert_eq!(hit.len(), 3, "every backend gets some flows");
@@ -87,7 +87,7 @@ fn every_backend_gets_flows_and_removal_moves_only_its_own() -> Result<(), Balan
     let removed = Ipv4Addr::new(10, 255, 0, 3);
     let mut moved = 0;
     for ((c, p), old) in clients().zip(&before) {
-        let new = lb.kernel().pick(c, p, NODE, 8080, Proto::Tcp);
+        let new = lb.kernel().pick(c, p, NODE, 8080, Protocol::Tcp);
         assert_ne!(new.map(|b| b.0), Some(removed));
         if old.map(|b| b.0) != Some(removed) && new != *old {
             moved += 1;
@@ -107,8 +107,8 @@ fn one_client_port_through_two_nodes_usually_gets_two_backends() -> Result<(), B
     let other = Ipv4Addr::new(198, 18, 0, 2);
     let same = clients()
         .filter(|(c, p)| {
-            lb.kernel().pick(*c, *p, NODE, 8080, Proto::Tcp)
-                == lb.kernel().pick(*c, *p, other, 8080, Proto::Tcp)
+            lb.kernel().pick(*c, *p, NODE, 8080, Protocol::Tcp)
+                == lb.kernel().pick(*c, *p, other, 8080, Protocol::Tcp)
         })
         .count();
     // About one in eight, as with independent picks.
@@ -126,10 +126,13 @@ fn a_port_without_backends_is_removed() -> Result<(), BalancerError> {
     let changes = lb.apply(&spec(&[(9090, &[5])]))?;
     assert_eq!(changes.ports_deleted, 1);
     let client = Ipv4Addr::new(1, 2, 3, 4);
-    assert_eq!(lb.kernel().pick(client, 1000, NODE, 8080, Proto::Tcp), None);
+    assert_eq!(
+        lb.kernel().pick(client, 1000, NODE, 8080, Protocol::Tcp),
+        None
+    );
     assert!(lb
         .kernel()
-        .pick(client, 1000, NODE, 9090, Proto::Tcp)
+        .pick(client, 1000, NODE, 9090, Protocol::Tcp)
         .is_some());
     Ok(())
 }
@@ -139,7 +142,7 @@ fn tcp_and_udp_on_one_port_are_separate() -> Result<(), BalancerError> {
     let mut lb = Balancer::new(FakeBalancer::default())?;
     let mut s = spec(&[(53, &[2])]);
     s.services.push(PublishedService {
-        protocol: Proto::Udp,
+        protocol: Protocol::Udp,
         port: 53,
         backends: vec![backend(9)],
         lingering: Vec::new(),
@@ -150,11 +153,11 @@ fn tcp_and_udp_on_one_port_are_separate() -> Result<(), BalancerError> {
         lb.kernel().pick(client, 5000, NODE, 53, proto).map(|b| b.0)
     };
     assert_eq!(
-        pick(&mut lb, Proto::Udp),
+        pick(&mut lb, Protocol::Udp),
         Some(Ipv4Addr::new(10, 255, 0, 9))
     );
     assert_eq!(
-        pick(&mut lb, Proto::Tcp),
+        pick(&mut lb, Protocol::Tcp),
         Some(Ipv4Addr::new(10, 255, 0, 2))
     );
     Ok(())
@@ -166,7 +169,7 @@ fn one_change_among_ten_thousand_ports_is_one_write() -> Result<(), BalancerErro
     let mut s = BalancerSpec::default();
     for i in 0..10_000u16 {
         s.services.push(PublishedService {
-            protocol: Proto::Tcp,
+            protocol: Protocol::Tcp,
             port: 10_000 + i,
             backends: vec![backend((i % 200) as u8 + 2)],
             lingering: Vec::new(),
@@ -192,7 +195,9 @@ fn a_lingering_backend_keeps_its_flows_but_gets_no_new_ones() -> Result<(), Bala
     assert!(held.lingering.contains(&backend(3)));
     for (c, p) in clients().take(200) {
         assert_eq!(
-            lb.kernel().pick(c, p, NODE, 8080, Proto::Tcp).map(|b| b.0),
+            lb.kernel()
+                .pick(c, p, NODE, 8080, Protocol::Tcp)
+                .map(|b| b.0),
             Some(Ipv4Addr::new(10, 255, 0, 2))
         );
     }
@@ -207,7 +212,7 @@ fn a_lingering_backend_keeps_its_flows_but_gets_no_new_ones() -> Result<(), Bala
     assert!(held.active.is_empty() && held.lingering.contains(&backend(2)));
     assert_eq!(
         lb.kernel()
-            .pick(Ipv4Addr::new(1, 2, 3, 4), 9, NODE, 8080, Proto::Tcp),
+            .pick(Ipv4Addr::new(1, 2, 3, 4), 9, NODE, 8080, Protocol::Tcp),
         None
     );
     Ok(())
@@ -221,7 +226,7 @@ fn more_backends_than_the_limit_are_served_up_to_it_and_reported() -> Result<(),
     let mut s = BalancerSpec {
         locals: BTreeSet::from([NODE]),
         services: vec![PublishedService {
-            protocol: Proto::Tcp,
+            protocol: Protocol::Tcp,
             port: 8080,
             backends: many(300),
             lingering: Vec::new(),
@@ -231,7 +236,7 @@ fn more_backends_than_the_limit_are_served_up_to_it_and_reported() -> Result<(),
     let changes = lb.apply(&s)?;
     assert!(changes.over_limit.is_empty());
     let hit: BTreeSet<_> = clients()
-        .filter_map(|(c, p)| lb.kernel().pick(c, p, NODE, 8080, Proto::Tcp))
+        .filter_map(|(c, p)| lb.kernel().pick(c, p, NODE, 8080, Protocol::Tcp))
         .collect();
     assert!(hit.len() > 250, "{} of 300 backends got flows", hit.len());
 

@@ -14,7 +14,7 @@ use shoal_control::objects::MacAddr;
 use shoal_ebpf_common::mesh::{Config, CONFIG_HOST};
 
 use crate::balancer::{
-    host, Balancer, BalancerError, BalancerSpec, MeshBackend, PortKey, Proto, PublishedService,
+    host, Balancer, BalancerError, BalancerSpec, MeshBackend, PortKey, Protocol, PublishedService,
 };
 use crate::ebpf::{self, AttachMode, EbpfBalancer, MeshProgram};
 
@@ -166,7 +166,7 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
             vips: BTreeMap::new(),
             services: (0..count)
                 .map(|i| PublishedService {
-                    protocol: Proto::Tcp,
+                    protocol: Protocol::Tcp,
                     port: 10_000 + i,
                     backends: (0..3).map(|b| backend(u32::from(i) * 3 + b + 2)).collect(),
                     lingering: Vec::new(),
@@ -183,7 +183,7 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
             // One backend more, then one fewer, on a different port each time.
             let i = (round as usize * 7) % usize::from(count);
             let key = PortKey {
-                protocol: Proto::Tcp,
+                protocol: Protocol::Tcp,
                 port: 10_000 + i as u16,
             };
             let mut backends: BTreeSet<MeshBackend> = mesh.state().ports[&key].active.clone();

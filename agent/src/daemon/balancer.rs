@@ -22,7 +22,7 @@ use crate::balancer::{
     NodeAttachment, Programmed, PublishedService,
 };
 use crate::ebpf;
-use crate::gossip::table::{EndpointRecord, Protocol};
+use crate::gossip::table::EndpointRecord;
 use crate::overlay::Gateway;
 
 /// Where this agent pins the mesh: one directory per run dir, so agents of
@@ -82,10 +82,7 @@ pub fn published(
                 (Vec::new(), vec![backend])
             };
             services.push(PublishedService {
-                protocol: match port.protocol {
-                    Protocol::Tcp => crate::balancer::Proto::Tcp,
-                    Protocol::Udp => crate::balancer::Proto::Udp,
-                },
+                protocol: port.protocol,
                 port: port.published,
                 backends,
                 lingering,

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 pub use attach::{AttachMode, TcHook, MIN_KERNEL, TC_PRIORITY};
 pub use balancer::{EbpfBalancer, MeshProgram, HOST_HOOKS, STAT_NAMES, TASK_HOOKS};
-pub use guard::{Guard, GuardStats, L4Proto};
+pub use guard::{Guard, GuardStats};
 pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
 pub use node::{HOST_END, INNER_END};
 pub use probe::TestRun;

@@ -11,7 +11,7 @@ use shoal_ebpf_common::mesh::{
     BIG_MAGLEV_SLOTS, MAGLEV_SLOTS, MAX_BACKENDS, MAX_BIG_BACKENDS, MAX_VIP_BACKENDS, SERVICE_BIG,
 };
 
-use crate::balancer::{maglev, MeshBackend, PortBackends, PortKey, Proto};
+use crate::balancer::{maglev, MeshBackend, PortBackends, PortKey, Protocol};
 
 /// The map key of a published port.
 pub fn service_key(port: PortKey) -> ServiceKey {
@@ -21,7 +21,7 @@ pub fn service_key(port: PortKey) -> ServiceKey {
 /// The published port of a map key, if its protocol is one the mesh serves.
 pub fn port_key(key: &ServiceKey) -> Option<PortKey> {
     Some(PortKey {
-        protocol: Proto::from_number(key.proto)?,
+        protocol: Protocol::from_number(key.proto)?,
         port: u16::from_be(key.port),
     })
 }
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn keys_and_values_round_trip() {
         let port = PortKey {
-            protocol: Proto::Udp,
+            protocol: Protocol::Udp,
             port: 9053,
         };
         assert_eq!(port_key(&service_key(port)), Some(port));

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::balancer::{FakeBalancer, Overflow, PortKey, Proto};
+use crate::balancer::{FakeBalancer, Overflow, PortKey, Protocol};
 use crate::gossip::table::PublishedPort;
 
 const VTEP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -77,7 +77,7 @@ fn held(plane: &mut BalancerPlane<FakeBalancer>) -> Programmed {
 }
 
 const HTTP: PortKey = PortKey {
-    protocol: Proto::Tcp,
+    protocol: Protocol::Tcp,
     port: 8080,
 };
 
