@@ -168,9 +168,10 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
     );
     let ssh = Ssh::configure(&vagrant)?;
     let mut failures = Vec::new();
-    for mesh in &options.meshes {
+    for (i, mesh) in options.meshes.iter().enumerate() {
         let phase = Instant::now();
-        let result = scenario::run(&ssh, *mesh);
+        let last = i + 1 == options.meshes.len();
+        let result = scenario::run(&ssh, *mesh, !last);
         println!(
             "vm: scenario with --mesh {} took {:.0} s",
             mesh.name(),
@@ -247,10 +248,16 @@ impl Ssh {
     /// Runs `script` with `sh -c` as root on `node`; its output, whatever
     /// the exit status. Fails only if ssh itself cannot run.
     pub fn sh(&self, node: &str, script: &str) -> Result<Output> {
+        self.command(node, script)
+            .output()
+            .with_context(|| format!("cannot run ssh to {node}"))
+    }
+
+    /// The command that runs `script` with `sh -c` as root on `node`.
+    pub fn command(&self, node: &str, script: &str) -> Command {
         let mut cmd = self.base(node);
         cmd.arg("--").arg("sudo").arg("sh").arg("-c").arg(quote(script));
-        cmd.output()
-            .with_context(|| format!("cannot run ssh to {node}"))
+        cmd
     }
 
     /// `sh`, which must exit 0; its stdout.

@@ -5,6 +5,7 @@
 //! and destroys them, even on failure or Ctrl-C.
 
 mod image;
+mod ipvs_lab;
 mod lab;
 mod libvirt;
 mod scenario;
