@@ -84,7 +84,10 @@ impl IpvsCommand {
                     client.set_timeouts(&wanted).await?;
                 }
                 let t = client.timeouts().await?;
-                println!("Timeout (tcp tcpfin udp): {} {} {}", t.tcp, t.tcp_fin, t.udp);
+                println!(
+                    "Timeout (tcp tcpfin udp): {} {} {}",
+                    t.tcp, t.tcp_fin, t.udp
+                );
             }
             IpvsCommand::Flush => {
                 client.flush().await?;

@@ -108,8 +108,14 @@ pub async fn apply<K: IpvsKernel>(
                 kernel.destinations(&service.key).await?
             }
         };
-        apply_destinations(kernel, service.key, &existing, &virtual_service.destinations, &mut changes)
-            .await?;
+        apply_destinations(
+            kernel,
+            service.key,
+            &existing,
+            &virtual_service.destinations,
+            &mut changes,
+        )
+        .await?;
     }
     for key in current.keys().filter(|k| !wanted_keys.contains(k)) {
         kernel.remove_service(key).await?;

@@ -88,12 +88,13 @@ pub fn parse_answers(
             reason: e.to_string(),
         })?;
         let length = buf.length() as usize;
-        let message =
-            NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(&bytes[offset..offset + length])
-                .map_err(|e| IpvsError::Decode {
-                    op: "capture",
-                    reason: e.to_string(),
-                })?;
+        let message = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(
+            &bytes[offset..offset + length],
+        )
+        .map_err(|e| IpvsError::Decode {
+            op: "capture",
+            reason: e.to_string(),
+        })?;
         messages.push(message.payload);
         offset += (length + 3) & !3;
     }

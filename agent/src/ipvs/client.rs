@@ -4,9 +4,7 @@
 
 use futures::StreamExt;
 use genetlink::{GenetlinkError, GenetlinkHandle};
-use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_generic::GenlMessage;
 
 use super::objects::{Destination, Info, Service, ServiceKey, Timeouts};
@@ -53,7 +51,11 @@ impl IpvsClient {
     /// The kernel's IPVS version and connection table size.
     pub async fn info(&mut self) -> Result<Info, IpvsError> {
         let answer = self
-            .one(IpvsMessage::new(cmd::GET_INFO, vec![]), "GET_INFO", String::new())
+            .one(
+                IpvsMessage::new(cmd::GET_INFO, vec![]),
+                "GET_INFO",
+                String::new(),
+            )
             .await?;
         Info::parse(&answer.attrs).map_err(|e| decode("GET_INFO", e))
     }
@@ -190,10 +192,7 @@ impl IpvsKernel for IpvsClient {
             .collect()
     }
 
-    async fn destinations(
-        &mut self,
-        service: &ServiceKey,
-    ) -> Result<Vec<Destination>, IpvsError> {
+    async fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<Destination>, IpvsError> {
         let ipv6 = matches!(
             service,
             ServiceKey::Addr {
@@ -222,12 +221,14 @@ impl IpvsKernel for IpvsClient {
 
     async fn add_service(&mut self, service: &Service) -> Result<(), IpvsError> {
         let message = IpvsMessage::new(cmd::NEW_SERVICE, vec![service_attr(service.attrs())]);
-        self.act(message, "NEW_SERVICE", service.key.to_string()).await
+        self.act(message, "NEW_SERVICE", service.key.to_string())
+            .await
     }
 
     async fn update_service(&mut self, service: &Service) -> Result<(), IpvsError> {
         let message = IpvsMessage::new(cmd::SET_SERVICE, vec![service_attr(service.attrs())]);
-        self.act(message, "SET_SERVICE", service.key.to_string()).await
+        self.act(message, "SET_SERVICE", service.key.to_string())
+            .await
     }
 
     async fn remove_service(&mut self, service: &ServiceKey) -> Result<(), IpvsError> {
@@ -294,7 +295,10 @@ impl IpvsKernel for IpvsClient {
 pub fn dest_message(command: u8, service: &ServiceKey, dest: Vec<Attr>) -> IpvsMessage {
     IpvsMessage::new(
         command,
-        vec![service_attr(service.attrs()), Attr::Nested(attr::DEST, dest)],
+        vec![
+            service_attr(service.attrs()),
+            Attr::Nested(attr::DEST, dest),
+        ],
     )
 }
 

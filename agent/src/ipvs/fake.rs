@@ -52,10 +52,7 @@ impl IpvsKernel for FakeIpvs {
         Ok(self.services.values().map(|(s, _)| s.clone()).collect())
     }
 
-    async fn destinations(
-        &mut self,
-        service: &ServiceKey,
-    ) -> Result<Vec<Destination>, IpvsError> {
+    async fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<Destination>, IpvsError> {
         Ok(self.entry("GET_DEST", service)?.1.clone())
     }
 

@@ -85,8 +85,7 @@ fn errno_text(errno: i32) -> String {
 #[allow(async_fn_in_trait)]
 pub trait IpvsKernel {
     async fn services(&mut self) -> Result<Vec<Service>, IpvsError>;
-    async fn destinations(&mut self, service: &ServiceKey)
-        -> Result<Vec<Destination>, IpvsError>;
+    async fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<Destination>, IpvsError>;
     async fn add_service(&mut self, service: &Service) -> Result<(), IpvsError>;
     async fn update_service(&mut self, service: &Service) -> Result<(), IpvsError>;
     async fn remove_service(&mut self, service: &ServiceKey) -> Result<(), IpvsError>;

@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::NetlinkPayload;
 use proptest::prelude::*;
 
 use super::capture::parse_answers;
@@ -63,7 +62,10 @@ fn a_new_destination_carries_the_service_key_and_every_setting() {
     let dest = Destination::new(IpAddr::V4(Ipv4Addr::new(10, 255, 0, 7)), 80, Forward::Route);
     let message = client::dest_message(wire::cmd::NEW_DEST, &key, dest.attrs());
     let attrs = parse_attrs(&message.payload_bytes()).expect("parses");
-    let nested = find(&attrs, attr::DEST).expect("a DEST").children().expect("nests");
+    let nested = find(&attrs, attr::DEST)
+        .expect("a DEST")
+        .children()
+        .expect("nests");
     #[rustfmt::skip]
     let expected: Vec<u8> = [
         &[6, 0, 11, 0, 2, 0, 0, 0][..],          // ADDR_FAMILY
@@ -76,7 +78,10 @@ fn a_new_destination_carries_the_service_key_and_every_setting() {
     ]
     .concat();
     assert_eq!(bytes(&nested), expected);
-    let service = find(&attrs, attr::SERVICE).expect("a SERVICE").children().expect("nests");
+    let service = find(&attrs, attr::SERVICE)
+        .expect("a SERVICE")
+        .children()
+        .expect("nests");
     assert_eq!(bytes(&service), bytes(&key.attrs()));
 }
 
@@ -234,7 +239,9 @@ fn apply_writes_the_differences_and_nothing_on_a_reapply() {
 fn apply_adds_new_servers_before_removing_stale_ones() {
     block_on(async {
         let mut kernel = FakeIpvs::default();
-        apply(&mut kernel, &table(&[[10, 255, 0, 5]])).await.expect("applies");
+        apply(&mut kernel, &table(&[[10, 255, 0, 5]]))
+            .await
+            .expect("applies");
         let changes = apply(&mut kernel, &table(&[[10, 255, 0, 6]]))
             .await
             .expect("applies");
@@ -255,7 +262,9 @@ fn apply_adds_new_servers_before_removing_stale_ones() {
 fn apply_updates_changed_settings_and_removes_services_not_wanted() {
     block_on(async {
         let mut kernel = FakeIpvs::default();
-        apply(&mut kernel, &table(&[[10, 255, 0, 5]])).await.expect("applies");
+        apply(&mut kernel, &table(&[[10, 255, 0, 5]]))
+            .await
+            .expect("applies");
         let mut desired = table(&[[10, 255, 0, 5]]);
         desired.services.remove(1);
         desired.services[0].service.scheduler = Scheduler::SourceHash {
@@ -289,7 +298,10 @@ fn refusals_carry_the_errno() {
         kernel.add_service(&service).await.expect("added");
         let again = kernel.add_service(&service).await.expect_err("a duplicate");
         assert!(again.is_exists());
-        assert!(again.to_string().contains("TCP 198.18.56.11:8080"), "{again}");
+        assert!(
+            again.to_string().contains("TCP 198.18.56.11:8080"),
+            "{again}"
+        );
         let missing = kernel
             .remove_service(&tcp([198, 18, 56, 12], 8080))
             .await

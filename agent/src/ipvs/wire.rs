@@ -174,7 +174,10 @@ pub fn parse_attrs(buf: &[u8]) -> Result<Vec<Attr>, DecodeError> {
     let mut attrs = Vec::new();
     for nla in NlasIterator::new(buf) {
         let nla: NlaBuffer<&[u8]> = nla?;
-        attrs.push(Attr::Bytes(nla.kind() & NLA_TYPE_MASK, nla.value().to_vec()));
+        attrs.push(Attr::Bytes(
+            nla.kind() & NLA_TYPE_MASK,
+            nla.value().to_vec(),
+        ));
     }
     Ok(attrs)
 }

@@ -47,7 +47,8 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// Vagrant's insecure public key, from the installed vagrant.
-const VAGRANT_PUBLIC_KEY: &str = "/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant.pub";
+const VAGRANT_PUBLIC_KEY: &str =
+    "/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant.pub";
 /// SYSLINUX's MBR is not needed: the filesystem's own boot sector is the
 /// disk's first sector.
 const EXTLINUX_DIR: &str = "boot/extlinux";
@@ -206,14 +207,21 @@ fn mmdebstrap(rootfs: &Path) -> Command {
 /// What makes a root filesystem a Vagrant box: the user, its key, sudo,
 /// ssh, networking, boot, and no identity shared between clones.
 fn customize(rootfs: &Path) -> Result<()> {
-    let chroot = |args: &[&str]| -> Result<()> {
-        run::run(Command::new("chroot").arg(rootfs).args(args))
-    };
-    chroot(&["useradd", "--create-home", "--shell", "/bin/bash", "vagrant"])?;
+    let chroot =
+        |args: &[&str]| -> Result<()> { run::run(Command::new("chroot").arg(rootfs).args(args)) };
+    chroot(&[
+        "useradd",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        "vagrant",
+    ])?;
     // No password at all ('*'), so only the key logs in.
     chroot(&["usermod", "--password", "*", "vagrant"])?;
     let key = std::fs::read_to_string(VAGRANT_PUBLIC_KEY).with_context(|| {
-        format!("cannot read Vagrant's insecure public key {VAGRANT_PUBLIC_KEY}; is vagrant installed?")
+        format!(
+            "cannot read Vagrant's insecure public key {VAGRANT_PUBLIC_KEY}; is vagrant installed?"
+        )
     })?;
     write(rootfs, "home/vagrant/.ssh/authorized_keys", &key)?;
     chroot(&["chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh"])?;
@@ -259,7 +267,11 @@ fn customize(rootfs: &Path) -> Result<()> {
         "etc/hosts",
         "127.0.0.1 localhost\n127.0.1.1 shoal-box\n",
     )?;
-    write(rootfs, "etc/fstab", "LABEL=shoal-root / ext4 errors=remount-ro 0 1\n")?;
+    write(
+        rootfs,
+        "etc/fstab",
+        "LABEL=shoal-root / ext4 errors=remount-ro 0 1\n",
+    )?;
     // eth0 (the management network) by DHCP; Vagrant adds eth1's file.
     write(
         rootfs,
@@ -329,7 +341,12 @@ fn write_extlinux_config(rootfs: &Path) -> Result<()> {
 fn install_extlinux(work: &Path, raw: &Path) -> Result<()> {
     let mnt = work.join("mnt");
     std::fs::create_dir_all(&mnt).with_context(|| format!("cannot create {}", mnt.display()))?;
-    run::run(Command::new("mount").args(["-o", "loop"]).arg(raw).arg(&mnt))?;
+    run::run(
+        Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(raw)
+            .arg(&mnt),
+    )?;
     let installed = run::run(
         Command::new("extlinux")
             .arg("--install")

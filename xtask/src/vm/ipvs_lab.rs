@@ -66,7 +66,10 @@ pub fn run(ssh: &Ssh, record: &mut dyn FnMut(&str, Result<String>) -> bool) {
     if !applied {
         return;
     }
-    record("ipvsadm -Ln shows the services", ipvsadm_agrees(ssh, &three));
+    record(
+        "ipvsadm -Ln shows the services",
+        ipvsadm_agrees(ssh, &three),
+    );
     record(
         "a re-apply changes nothing",
         apply(ssh, &table(&three)).and_then(|out| {
@@ -95,12 +98,13 @@ pub fn run(ssh: &Ssh, record: &mut dyn FnMut(&str, Result<String>) -> bool) {
     record("kernel answers captured", capture(ssh));
     record(
         "shoal ipvs flush",
-        ssh.ok(NODE, "shoal ipvs flush && ipvsadm -Ln").and_then(|table| {
-            if table.contains("TCP  ") || table.contains("FWM  ") || table.contains("UDP  ") {
-                bail!("services left after the flush:\n{table}");
-            }
-            Ok("no service left".into())
-        }),
+        ssh.ok(NODE, "shoal ipvs flush && ipvsadm -Ln")
+            .and_then(|table| {
+                if table.contains("TCP  ") || table.contains("FWM  ") || table.contains("UDP  ") {
+                    bail!("services left after the flush:\n{table}");
+                }
+                Ok("no service left".into())
+            }),
     );
 }
 
@@ -189,7 +193,10 @@ fn capture(ssh: &Ssh) -> Result<String> {
     }
     if let Some(dir) = std::env::var_os("SHOAL_IPVS_FIXTURES") {
         fetch_dir(ssh, "/tmp/ipvs-fixtures", Path::new(&dir))?;
-        return Ok(format!("{files} files, copied to {}", Path::new(&dir).display()));
+        return Ok(format!(
+            "{files} files, copied to {}",
+            Path::new(&dir).display()
+        ));
     }
     Ok(format!("{files} files"))
 }

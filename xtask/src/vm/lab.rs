@@ -105,6 +105,7 @@ fn watch_signals() -> Result<()> {
             let name = signal.map_or("a signal", Signal::as_str);
             eprintln!("\nvm-test: {name} received; destroying the lab");
             teardown_now();
+            libvirt::stop_daemons();
             std::process::exit(130);
         })
         .context("cannot start the signal watcher thread")?;
@@ -153,9 +154,7 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
     }
     *TEARDOWN.lock().unwrap_or_else(|p| p.into_inner()) = Some(vagrant.clone());
     watch_signals()?;
-    let guard = Guard {
-        keep: options.keep,
-    };
+    let guard = Guard { keep: options.keep };
 
     let started = Instant::now();
     let mut up = vagrant.command();
@@ -170,8 +169,7 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
     let mut failures = Vec::new();
     for (i, mesh) in options.meshes.iter().enumerate() {
         let phase = Instant::now();
-        let last = i + 1 == options.meshes.len();
-        let result = scenario::run(&ssh, *mesh, !last);
+        let result = scenario::run(&ssh, *mesh, i == 0);
         println!(
             "vm: scenario with --mesh {} took {:.0} s",
             mesh.name(),
@@ -256,7 +254,11 @@ impl Ssh {
     /// The command that runs `script` with `sh -c` as root on `node`.
     pub fn command(&self, node: &str, script: &str) -> Command {
         let mut cmd = self.base(node);
-        cmd.arg("--").arg("sudo").arg("sh").arg("-c").arg(quote(script));
+        cmd.arg("--")
+            .arg("sudo")
+            .arg("sh")
+            .arg("-c")
+            .arg(quote(script));
         cmd
     }
 

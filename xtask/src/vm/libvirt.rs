@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -21,52 +22,59 @@ pub const DOMAIN_PREFIX: &str = "shoal-lab-";
 /// The lab's libvirt networks (Vagrantfile).
 pub const NETWORKS: &[&str] = &["shoal-mgmt", "shoal-underlay"];
 
-/// libvirt daemons this run started, to stop at the end.
-#[derive(Debug, Default)]
-pub struct Daemons {
-    started: Vec<(&'static str, u32)>,
+/// libvirt daemons this run started, to stop at the end (also from the
+/// signal watcher, hence a static).
+static STARTED: Mutex<Vec<(&'static str, u32)>> = Mutex::new(Vec::new());
+
+/// Makes sure libvirtd answers, starting virtlogd and libvirtd if it does
+/// not (a machine without systemd, like this one).
+pub fn ensure_daemons() -> Result<()> {
+    if answers() {
+        return Ok(());
+    }
+    for (name, pidfile) in [
+        ("virtlogd", "/run/virtlogd.pid"),
+        ("libvirtd", "/run/libvirtd.pid"),
+    ] {
+        if running_pid(pidfile).is_some() {
+            continue;
+        }
+        // Warnings and errors to a file in the VM cache: with no service
+        // manager there is no journal to read them from.
+        let log = super::image::cache_dir().join(format!("{name}.log"));
+        run::run(
+            Command::new(name)
+                .arg("--daemon")
+                .env("LIBVIRT_LOG_OUTPUTS", format!("3:file:{}", log.display())),
+        )?;
+        let pid = wait_pid(pidfile, Duration::from_secs(10))
+            .with_context(|| format!("{name} started but wrote no {pidfile}"))?;
+        println!("vm: started {name} (pid {pid})");
+        started().push((name, pid));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answers() {
+        if Instant::now() > deadline {
+            bail!("libvirtd does not answer on {URI} 30 s after it started");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
 }
 
-impl Daemons {
-    /// Makes sure libvirtd answers, starting virtlogd and libvirtd if it
-    /// does not (a machine without systemd, like this one).
-    pub fn ensure() -> Result<Daemons> {
-        let mut daemons = Daemons::default();
-        if answers() {
-            return Ok(daemons);
-        }
-        for (name, pidfile) in [
-            ("virtlogd", "/run/virtlogd.pid"),
-            ("libvirtd", "/run/libvirtd.pid"),
-        ] {
-            if running_pid(pidfile).is_some() {
-                continue;
-            }
-            run::run(Command::new(name).arg("--daemon"))?;
-            let pid = wait_pid(pidfile, Duration::from_secs(10))
-                .with_context(|| format!("{name} started but wrote no {pidfile}"))?;
-            println!("vm: started {name} (pid {pid})");
-            daemons.started.push((name, pid));
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !answers() {
-            if Instant::now() > deadline {
-                bail!("libvirtd does not answer on {URI} 30 s after it started");
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        Ok(daemons)
-    }
+fn started() -> std::sync::MutexGuard<'static, Vec<(&'static str, u32)>> {
+    STARTED.lock().unwrap_or_else(|p| p.into_inner())
+}
 
-    /// Stops the daemons this run started (libvirtd first), by PID.
-    pub fn stop(&mut self) {
-        while let Some((name, pid)) = self.started.pop() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            println!("vm: stopped {name} (pid {pid})");
-        }
+/// Stops the daemons this run started (libvirtd first), by PID.
+pub fn stop_daemons() {
+    let mut started = started();
+    while let Some((name, pid)) = started.pop() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        println!("vm: stopped {name} (pid {pid})");
     }
 }
 
@@ -106,7 +114,10 @@ pub fn ensure_pool() -> Result<()> {
         run::run(virsh().args(["pool-define-as", "default", "dir", "--target", POOL_DIR]))?;
     }
     let info = run::output(virsh().args(["pool-info", "default"])).unwrap_or_default();
-    if !info.lines().any(|l| l.starts_with("State:") && l.contains("running")) {
+    if !info
+        .lines()
+        .any(|l| l.starts_with("State:") && l.contains("running"))
+    {
         run::run(virsh().args(["pool-start", "default"]))?;
     }
     Ok(())

@@ -13,7 +13,7 @@ mod scenario;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{deps, ebpf, run, suite};
 
@@ -57,7 +57,9 @@ impl Options {
                         other => bail!("--mesh takes ebpf, ipvs or all, got {other:?}"),
                     }
                 }
-                other => bail!("usage: cargo xtask vm-test [--mesh ebpf|ipvs|all] [--keep]; got `{other}`"),
+                other => bail!(
+                    "usage: cargo xtask vm-test [--mesh ebpf|ipvs|all] [--keep]; got `{other}`"
+                ),
             }
         }
         Ok(options)
@@ -69,9 +71,9 @@ impl Options {
 pub fn build_box() -> Result<()> {
     require_root()?;
     deps::install_vm()?;
-    let mut daemons = libvirt::Daemons::ensure()?;
+    libvirt::ensure_daemons()?;
     let result = libvirt::ensure_pool().and_then(|()| image::ensure_box());
-    daemons.stop();
+    libvirt::stop_daemons();
     result
 }
 
@@ -81,11 +83,11 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
     require_root()?;
     deps::install_vm()?;
     let shoal = shoal_binary(root)?;
-    let mut daemons = libvirt::Daemons::ensure()?;
+    libvirt::ensure_daemons()?;
     let result = libvirt::ensure_pool()
         .and_then(|()| image::ensure_box())
         .and_then(|()| lab::run(root, &shoal, options));
-    daemons.stop();
+    libvirt::stop_daemons();
     println!(
         "vm-test: total wall time {:.0} s",
         started.elapsed().as_secs_f64()
@@ -93,16 +95,29 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
     result
 }
 
-/// The debug `shoal` with the eBPF object embedded, built if needed (a
-/// no-op after `cargo xtask test`'s workspace build).
+/// A release `shoal` with the eBPF object embedded, without its debug
+/// sections, in the VM cache. Release, because under software emulation a
+/// debug build keeps a guest's only CPU busy (the manager's loops alone
+/// took 90% of it) and gossip then declares busy nodes dead.
 fn shoal_binary(root: &Path) -> Result<std::path::PathBuf> {
     ebpf::build(root)?;
     run::run(
         std::process::Command::new(suite::workspace_cargo())
             .current_dir(root)
-            .args(["build", "-p", "shoal-agent"]),
+            .args(["build", "--release", "-p", "shoal-agent"]),
     )?;
-    Ok(suite::target_dir(root).join("debug").join("shoal"))
+    let built = suite::target_dir(root).join("release").join("shoal");
+    let cache = image::cache_dir();
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("cannot create the VM cache {}", cache.display()))?;
+    let stripped = cache.join("shoal");
+    run::run(
+        std::process::Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(&built)
+            .arg(&stripped),
+    )?;
+    Ok(stripped)
 }
 
 fn require_root() -> Result<()> {

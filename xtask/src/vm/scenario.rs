@@ -48,14 +48,18 @@ impl Checks {
 
 /// Runs the scenario with `mesh`; the failed checks (empty when all
 /// passed). An error is a failure that stopped the phase early.
-/// With `reset`, the VMs are wiped and rebooted afterwards for another
-/// phase.
-pub fn run(ssh: &Ssh, mesh: Mesh, reset_after: bool) -> Result<Vec<String>> {
+/// `fresh`: no earlier phase ran in these VMs; if one did, the VMs are
+/// wiped and rebooted before the swarm part.
+pub fn run(ssh: &Ssh, mesh: Mesh, fresh: bool) -> Result<Vec<String>> {
     let mut checks = Checks {
         mesh,
         failed: Vec::new(),
     };
-    println!("vm-test [{}] --- scenario with --mesh {} ---", mesh.name(), mesh.name());
+    println!(
+        "vm-test [{}] --- scenario with --mesh {} ---",
+        mesh.name(),
+        mesh.name()
+    );
     let kernel = ssh.ok(MANAGER, "uname -r")?;
     println!("vm-test [{}] guest kernel {kernel}", mesh.name());
     if mesh == Mesh::Ipvs {
@@ -69,12 +73,12 @@ pub fn run(ssh: &Ssh, mesh: Mesh, reset_after: bool) -> Result<Vec<String>> {
         );
         return Ok(checks.failed);
     }
+    if !fresh {
+        reset(ssh)?;
+    }
     let result = swarm_checks(ssh, &mut checks);
     if let Err(e) = &result {
         checks.record("scenario", Err(anyhow::anyhow!("stopped early: {e:#}")));
-    }
-    if reset_after {
-        reset(ssh)?;
     }
     Ok(checks.failed)
 }
@@ -102,14 +106,23 @@ fn swarm_checks(ssh: &Ssh, checks: &mut Checks) -> Result<()> {
     }
     checks.record("overlay on every node", overlay_everywhere(ssh));
     let ids = task_ids(ssh, "web")?;
-    checks.record("curl through every node from the host", curl_every_node(&ids));
+    checks.record(
+        "curl through every node from the host",
+        curl_every_node(&ids),
+    );
     checks.record("client IP kept", client_ip_in_logs(ssh));
     checks.record("UDP through every node", udp_every_node(&ids));
     checks.record("VIP and DNS east-west", east_west(ssh, &ids));
     if mesh == Mesh::Ipvs {
-        checks.record("ipvsadm -Ln shows the services", ipvsadm_shows_services(ssh));
+        checks.record(
+            "ipvsadm -Ln shows the services",
+            ipvsadm_shows_services(ssh),
+        );
     }
-    checks.record("agent restart under a live stream", stream_across_restart(ssh));
+    checks.record(
+        "agent restart under a live stream",
+        stream_across_restart(ssh),
+    );
     Ok(())
 }
 
@@ -134,19 +147,26 @@ fn start_agent(ssh: &Ssh, node: &str, mesh: Mesh) -> Result<()> {
         ssh.sh(node, "shoal node ls -q")
             .map(|o| !String::from_utf8_lossy(&o.stderr).contains("cannot reach"))
             .unwrap_or(false)
-            && ssh.sh(node, "test -S /run/shoal/shoal.sock").is_ok_and(|o| o.status.success())
+            && ssh
+                .sh(node, "test -S /run/shoal/shoal.sock")
+                .is_ok_and(|o| o.status.success())
     })
     .with_context(|| format!("the agent on {node} did not open its socket"))
 }
 
 fn form(ssh: &Ssh) -> Result<String> {
     let (_, manager_addr) = NODES[0];
-    ssh.ok(MANAGER, &format!("shoal swarm init --advertise-addr {manager_addr}"))?;
+    ssh.ok(
+        MANAGER,
+        &format!("shoal swarm init --advertise-addr {manager_addr}"),
+    )?;
     let token = ssh.ok(MANAGER, "shoal swarm join-token -q worker")?;
     for (node, addr) in &NODES[1..] {
         ssh.ok(
             node,
-            &format!("shoal swarm join --token {token} --advertise-addr {addr} {manager_addr}:2377"),
+            &format!(
+                "shoal swarm join --token {token} --advertise-addr {addr} {manager_addr}:2377"
+            ),
         )?;
     }
     let mut ready = 0;
@@ -177,14 +197,12 @@ fn create_web(ssh: &Ssh) -> Result<String> {
          -- python3 /opt/shoal-lab/server.py",
     )?;
     let started = Instant::now();
-    wait_until(Duration::from_secs(240), || running(ssh, "web").len() == 3).with_context(
-        || {
-            format!(
-                "web: not 3 running tasks after 240 s: {}",
-                ssh.ok(MANAGER, "shoal service ps web").unwrap_or_default()
-            )
-        },
-    )?;
+    wait_until(Duration::from_secs(240), || running(ssh, "web").len() == 3).with_context(|| {
+        format!(
+            "web: not 3 running tasks after 240 s: {}",
+            ssh.ok(MANAGER, "shoal service ps web").unwrap_or_default()
+        )
+    })?;
     let nodes: BTreeSet<String> = running(ssh, "web")
         .iter()
         .filter_map(|t| t["Node"].as_str().map(str::to_string))
@@ -238,7 +256,10 @@ fn overlay_everywhere(ssh: &Ssh) -> Result<String> {
     let mut seen = Vec::new();
     for (node, _) in NODES {
         let list = ssh.ok(node, "ls /run/shoal/netns")?;
-        let overlays = list.split_whitespace().filter(|n| n.starts_with("ov-")).count();
+        let overlays = list
+            .split_whitespace()
+            .filter(|n| n.starts_with("ov-"))
+            .count();
         if overlays < 2 {
             bail!("{node} has {overlays} overlay namespace(s), wanted ingress and app: {list}");
         }
@@ -304,7 +325,10 @@ fn curl_every_node(ids: &BTreeSet<String>) -> Result<String> {
         }
         summary.push(format!(
             "{node} {}",
-            seen.values().map(usize::to_string).collect::<Vec<_>>().join("/")
+            seen.values()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
         ));
     }
     Ok(format!(
@@ -325,7 +349,9 @@ fn client_ip_in_logs(ssh: &Ssh) -> Result<String> {
         }
     }
     let count = logs.matches(&from_host).count();
-    Ok(format!("{count} requests logged from {HOST_ADDR}, none from a node"))
+    Ok(format!(
+        "{count} requests logged from {HOST_ADDR}, none from a node"
+    ))
 }
 
 fn udp_every_node(ids: &BTreeSet<String>) -> Result<String> {
@@ -389,7 +415,9 @@ fn east_west(ssh: &Ssh, ids: &BTreeSet<String>) -> Result<String> {
     )?;
     let mut lines = Vec::new();
     wait_until(Duration::from_secs(240), || {
-        let logs = ssh.ok(MANAGER, "shoal service logs caller").unwrap_or_default();
+        let logs = ssh
+            .ok(MANAGER, "shoal service logs caller")
+            .unwrap_or_default();
         lines = logs
             .lines()
             .filter(|l| l.contains("round="))
@@ -509,17 +537,18 @@ fn ipvs_client_checks(ssh: &Ssh, checks: &mut Checks) {
     super::ipvs_lab::run(ssh, &mut |name, result| checks.record(name, result));
 }
 
-/// Stops the agents and the tasks they left, wipes their state and
-/// reboots the VMs, so the next phase starts from nothing.
+/// Stops the agents, wipes their state and reboots the VMs at once (no
+/// orderly stop of the tasks), so this phase starts from nothing.
 fn reset(ssh: &Ssh) -> Result<()> {
-    let _ = ssh.sh(MANAGER, "shoal service rm web caller");
+    println!("vm-test: wiping the agents' state and rebooting the VMs");
     for (node, _) in NODES {
         ssh.sh(
             node,
-            "systemctl stop shoal; rm -rf /var/lib/shoal; (sleep 1; systemctl reboot) \
-             >/dev/null 2>&1 &",
+            "systemctl stop shoal; rm -rf /var/lib/shoal; sync; \
+             (sleep 1; systemctl reboot --force) >/dev/null 2>&1 &",
         )?;
     }
+    ssh.close();
     std::thread::sleep(Duration::from_secs(5));
     for (node, _) in NODES {
         ssh.wait_up(node, Duration::from_secs(600))?;
