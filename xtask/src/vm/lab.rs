@@ -167,17 +167,24 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
     );
     let ssh = Ssh::configure(&vagrant)?;
     let mut failures = Vec::new();
-    for (i, mesh) in options.meshes.iter().enumerate() {
+    let mut swarm_ran = false;
+    for mesh in &options.meshes {
         let phase = Instant::now();
-        let result = scenario::run(&ssh, *mesh, i == 0);
+        let result = scenario::run(&ssh, *mesh, !swarm_ran);
         println!(
             "vm: scenario with --mesh {} took {:.0} s",
             mesh.name(),
             phase.elapsed().as_secs_f64()
         );
         match result {
-            Ok(failed) => failures.extend(failed),
-            Err(e) => failures.push(format!("--mesh {}: {e:#}", mesh.name())),
+            Ok((failed, ran)) => {
+                failures.extend(failed);
+                swarm_ran |= ran;
+            }
+            Err(e) => {
+                failures.push(format!("--mesh {}: {e:#}", mesh.name()));
+                swarm_ran = true;
+            }
         }
     }
     ssh.close();

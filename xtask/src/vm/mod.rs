@@ -42,7 +42,9 @@ pub struct Options {
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options> {
         let mut options = Options {
-            meshes: vec![Mesh::Ebpf, Mesh::Ipvs],
+            // IPVS first: without its mesh backend it runs no swarm, and
+            // the eBPF swarm then needs no reboot before it.
+            meshes: vec![Mesh::Ipvs, Mesh::Ebpf],
             keep: false,
         };
         let mut args = args.iter();
@@ -53,7 +55,7 @@ impl Options {
                     options.meshes = match args.next().map(String::as_str) {
                         Some("ebpf") => vec![Mesh::Ebpf],
                         Some("ipvs") => vec![Mesh::Ipvs],
-                        Some("all") => vec![Mesh::Ebpf, Mesh::Ipvs],
+                        Some("all") => vec![Mesh::Ipvs, Mesh::Ebpf],
                         other => bail!("--mesh takes ebpf, ipvs or all, got {other:?}"),
                     }
                 }

@@ -48,9 +48,10 @@ impl Checks {
 
 /// Runs the scenario with `mesh`; the failed checks (empty when all
 /// passed). An error is a failure that stopped the phase early.
-/// `fresh`: no earlier phase ran in these VMs; if one did, the VMs are
-/// wiped and rebooted before the swarm part.
-pub fn run(ssh: &Ssh, mesh: Mesh, fresh: bool) -> Result<Vec<String>> {
+/// `fresh`: no earlier phase ran a swarm in these VMs; if one did, the VMs
+/// are wiped and rebooted before this one's. Returns the failures and
+/// whether this phase ran a swarm.
+pub fn run(ssh: &Ssh, mesh: Mesh, fresh: bool) -> Result<(Vec<String>, bool)> {
     let mut checks = Checks {
         mesh,
         failed: Vec::new(),
@@ -71,7 +72,7 @@ pub fn run(ssh: &Ssh, mesh: Mesh, fresh: bool) -> Result<Vec<String>> {
              has no IPVS mesh: the IPVS backend of the mesh trait is not built yet); the IPVS \
              client is checked on its own"
         );
-        return Ok(checks.failed);
+        return Ok((checks.failed, false));
     }
     if !fresh {
         reset(ssh)?;
@@ -80,7 +81,7 @@ pub fn run(ssh: &Ssh, mesh: Mesh, fresh: bool) -> Result<Vec<String>> {
     if let Err(e) = &result {
         checks.record("scenario", Err(anyhow::anyhow!("stopped early: {e:#}")));
     }
-    Ok(checks.failed)
+    Ok((checks.failed, true))
 }
 
 fn swarm_checks(ssh: &Ssh, checks: &mut Checks) -> Result<()> {
@@ -181,12 +182,12 @@ fn form(ssh: &Ssh) -> Result<String> {
     Ok(format!("{} nodes ready", NODES.len()))
 }
 
+/// Every node as `node inspect` shows it (Docker's `Node`).
 fn node_list(ssh: &Ssh) -> Vec<Value> {
-    ssh.ok(MANAGER, "shoal node ls --format json")
+    ssh.ok(MANAGER, "shoal node inspect $(shoal node ls -q)")
+        .ok()
+        .and_then(|out| serde_json::from_str(&out).ok())
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn create_web(ssh: &Ssh) -> Result<String> {
@@ -389,8 +390,9 @@ fn udp_every_node(ids: &BTreeSet<String>) -> Result<String> {
 fn east_west(ssh: &Ssh, ids: &BTreeSet<String>) -> Result<String> {
     let inspect: Value = serde_json::from_str(&ssh.ok(MANAGER, "shoal service inspect web")?)
         .context("`service inspect web` is not JSON")?;
-    let vips: Vec<String> = inspect[0]["VirtualIPs"]
+    let vips: Vec<String> = inspect[0]["Endpoint"]["VirtualIPs"]
         .as_array()
+        .or_else(|| inspect[0]["VirtualIPs"].as_array())
         .map(|v| {
             v.iter()
                 .filter_map(|e| e["Addr"].as_str())
