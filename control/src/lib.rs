@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod ca;
+pub mod compose;
+pub mod engine;
 pub mod hex;
 pub mod objects;
 pub mod orchestrator;

@@ -86,13 +86,23 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// `node ls --format json` on `host`, one value per node; empty if it fails.
+/// Every node as `node inspect` shows it on `host` (Docker's `Node`:
+/// `Spec`, `Description`, `Status`, `ManagerStatus`); empty if `host`
+/// cannot list them. (`node ls --format json` prints Docker's ls rows.)
 pub fn nodes(host: &Host) -> Vec<Value> {
-    let out = cli(host, &["node", "ls", "--format", "json"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    let ids = cli(host, &["node", "ls", "-q"]);
+    if !ids.status.success() {
+        return Vec::new();
+    }
+    let ids = String::from_utf8_lossy(&ids.stdout).to_string();
+    let mut args = vec!["node", "inspect"];
+    args.extend(ids.lines().map(str::trim).filter(|l| !l.is_empty()));
+    if args.len() == 2 {
+        return Vec::new();
+    }
+    // A node removed meanwhile fails its inspect; the others still print.
+    let out = cli(host, &args);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
 /// The hostname of the manager `host` sees as leader.

@@ -310,9 +310,12 @@ fn tasks_reach_a_service_by_name_through_its_virtual_ip() {
     wait_running(nodes[0], "api", 2, Duration::from_secs(40));
     let inspect: Value =
         serde_json::from_str(&cli_ok(nodes[0], &["service", "inspect", "api"])).expect("json");
-    let vip = inspect[0]["VirtualIPs"][0]["Addr"]
+    let vip = inspect[0]["Endpoint"]["VirtualIPs"][0]["Addr"]
         .as_str()
         .expect("api has a virtual IP")
+        .split('/')
+        .next()
+        .unwrap_or_default()
         .to_string();
     let api_ids = task_ids(nodes[0], "api");
     let api_ips: BTreeSet<String> = running(nodes[0], "api")

@@ -279,7 +279,7 @@ fn rolling_updates_go_two_at_a_time_and_failed_updates_roll_back() {
     let rolled = wait_for(Duration::from_secs(60), || {
         let out = cli(h[0], &["service", "inspect", "web"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        v[0]["UpdateStatus"]["state"] == "rollback_completed"
+        v[0]["UpdateStatus"]["State"] == "rollback_completed"
     });
     assert!(
         rolled,

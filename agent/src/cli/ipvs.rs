@@ -14,32 +14,41 @@ use crate::ipvs::{
 
 #[derive(Debug, Subcommand)]
 pub enum IpvsCommand {
-    /// The virtual services and their real servers, as `ipvsadm -Ln`
-    /// prints them (`--format json`: the table `apply` takes).
+    /// The virtual services and their real servers, laid out as ipvsadm -Ln
+    /// prints them.
     Ls {
+        /// json: the table that apply takes.
         #[arg(long)]
         format: Option<String>,
     },
-    /// Make the kernel's IPVS table equal to FILE (JSON: `services`, each
-    /// with `key`, `scheduler`, `destinations`; optional `timeouts`):
-    /// services not in FILE are removed. Prints each change (none on a
-    /// re-apply).
-    Apply { file: PathBuf },
-    /// Print the connection timeouts; with flags, set those first (seconds).
+    /// Make the kernel's IPVS table equal to a JSON file; services not in
+    /// it are removed. Prints each change (none on a re-apply).
+    Apply {
+        /// The table: services (each with key, scheduler and destinations)
+        /// and optional timeouts.
+        file: PathBuf,
+    },
+    /// Print the connection timeouts; with flags, set those first.
     Timeout {
+        /// Idle timeout of an established TCP connection, in seconds.
         #[arg(long)]
         tcp: Option<u32>,
+        /// Timeout of a TCP connection after its FIN, in seconds.
         #[arg(long)]
         tcp_fin: Option<u32>,
+        /// Idle timeout of a UDP flow, in seconds.
         #[arg(long)]
         udp: Option<u32>,
     },
     /// Remove every virtual service.
     Flush,
     /// Write the kernel's raw answers (service and real-server dumps,
-    /// timeouts, version, a refused duplicate) to DIR, as test fixtures.
+    /// timeouts, version, a refused duplicate) as test fixtures.
     #[command(hide = true)]
-    Capture { dir: PathBuf },
+    Capture {
+        /// The directory to write the fixtures to.
+        dir: PathBuf,
+    },
 }
 
 impl IpvsCommand {

@@ -16,8 +16,8 @@ use crate::daemon::{EndpointLine, MembersReport};
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {
-    /// `json` for everything as JSON, or a Go template per member
-    /// (`{{.node}} {{.state}}`).
+    /// 'json' for everything as JSON, or a Go template per member
+    /// ('{{.node}} {{.state}}').
     #[arg(long)]
     pub format: Option<String>,
 }
@@ -128,12 +128,13 @@ pub enum EndpointCommand {
         /// Overlay network id.
         #[arg(long)]
         network: String,
+        /// The endpoint's address on the network.
         #[arg(long)]
         ip: Ipv4Addr,
         /// Service name the endpoint is gossiped under.
         #[arg(long, default_value = "")]
         service: String,
-        /// `PUBLISHED:TARGET[/tcp|udp]`, repeatable.
+        /// Publish a port: PUBLISHED:TARGET[/tcp|udp]. Repeatable.
         #[arg(long = "publish", short = 'p')]
         publish: Vec<String>,
         /// Endpoint (and sandbox) id.
@@ -142,13 +143,14 @@ pub enum EndpointCommand {
     /// Withdraw endpoints created on this node and remove their sandboxes.
     #[command(alias = "remove")]
     Rm {
-        #[arg(required = true)]
+        /// Endpoint ids.
+        #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
     /// Every endpoint in this node's gossip tables.
     #[command(alias = "list")]
     Ls {
-        /// `json`, or a Go template per endpoint.
+        /// 'json', or a Go template per endpoint.
         #[arg(long)]
         format: Option<String>,
     },

@@ -24,23 +24,28 @@ const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/shoal/mesh";
 #[derive(Debug, Subcommand)]
 pub enum MeshCommand {
     /// Attach the ingress programs in this namespace and program the
-    /// published ports of FILE (JSON: `underlay`, `link`, `services`).
+    /// published ports of FILE (JSON: underlay, link, services).
     Apply {
-        #[arg(long)]
+        /// The spec file (JSON).
+        #[arg(long, value_name = "FILE")]
         spec: PathBuf,
+        /// Where the programs and maps are pinned on bpffs.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
-    /// Detach everything `apply` attached and remove its maps.
+    /// Detach everything 'mesh apply' attached and remove its maps.
     Reset {
+        /// Where the programs and maps are pinned on bpffs.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
     /// Time one service change with N published ports in the tables, and the
     /// ingress program per packet (BPF_PROG_TEST_RUN); prints JSON.
     Bench {
+        /// Published ports in the tables while timing.
         #[arg(long, default_value_t = 1000)]
         services: u16,
+        /// Where the benchmark's programs and maps are pinned on bpffs.
         #[arg(long, default_value = "/sys/fs/bpf/shoal/mesh-bench")]
         pin_dir: PathBuf,
     },

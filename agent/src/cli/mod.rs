@@ -7,15 +7,19 @@ mod ipvs;
 mod members;
 mod mesh;
 mod network;
+mod nodes;
 mod overlay;
 mod service;
 mod swarm;
+mod template;
+mod usage;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 pub use swarm::parse_duration;
+pub use usage::parse;
 
 /// Runs services across a fleet of Linux hosts, the way Docker Swarm mode
 /// does, with an eBPF-first data plane.
@@ -32,8 +36,8 @@ pub struct Cli {
     )]
     pub run_dir: PathBuf,
 
-    /// The agent to talk to: `unix:///path/to/shoal.sock` (default:
-    /// `<run-dir>/shoal.sock`).
+    /// The agent to talk to: unix:///path/to/shoal.sock (default:
+    /// RUN_DIR/shoal.sock).
     #[arg(short = 'H', long = "host", global = true, env = "SHOAL_HOST")]
     pub host: Option<String>,
 
@@ -71,7 +75,7 @@ pub enum Command {
     #[command(subcommand)]
     Mesh(mesh::MeshCommand),
     /// Program this host's IPVS table over generic netlink (plumbing for
-    /// the `--mesh ipvs` layer; needs the kernel's ip_vs).
+    /// an IPVS mesh; needs the kernel's ip_vs).
     #[command(subcommand)]
     Ipvs(ipvs::IpvsCommand),
 }
@@ -81,27 +85,27 @@ pub struct AgentArgs {
     /// Durable state: identity, certificates, Raft data.
     #[arg(long, default_value = "/var/lib/shoal")]
     pub state_dir: PathBuf,
-    /// The Unix socket the CLI talks to (default: `<run-dir>/shoal.sock`).
+    /// The Unix socket the CLI talks to (default: RUN_DIR/shoal.sock).
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// The name this node shows in `node ls` (default: the kernel hostname).
+    /// The name this node shows in 'node ls' (default: the kernel hostname).
     #[arg(long)]
     pub hostname: Option<String>,
     /// Serve Prometheus metrics (gossip members, convergence lag, dropped
-    /// packets, overlay) at `http://ADDR/metrics`.
+    /// packets, overlay) at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The cgroup (on the cgroup2 filesystem) under which each task gets a
-    /// cgroup of its own (default: `shoal` at the cgroup2 mount).
+    /// cgroup of its own (default: 'shoal' at the cgroup2 mount).
     #[arg(long)]
     pub cgroup_root: Option<PathBuf>,
     /// This node's load balancer for published ports and virtual IPs.
-    #[arg(long, value_enum, default_value = "ebpf")]
+    #[arg(long, default_value = "ebpf", value_parser = mesh_mode())]
     pub mesh: crate::mesh::MeshMode,
     /// CPUs this node offers to reservations (default: its CPU count).
     #[arg(long)]
     pub cpus: Option<f64>,
-    /// Memory this node offers to reservations, e.g. `4G` (default: its RAM).
+    /// Memory this node offers to reservations, e.g. 4G (default: its RAM).
     #[arg(long)]
     pub memory: Option<String>,
 }
@@ -125,6 +129,26 @@ impl AgentArgs {
             memory_bytes,
         })
     }
+}
+
+/// `--mesh`, with help in plain words.
+fn mesh_mode() -> impl clap::builder::TypedValueParser<Value = crate::mesh::MeshMode> {
+    use crate::mesh::MeshMode;
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("ebpf")
+            .help("The eBPF data path: ingress on published ports, virtual IPs at connect()"),
+        PossibleValue::new("off").help(
+            "No load balancer on this node: its addresses do not serve published ports, its \
+             tasks reach services by task address (tasks.NAME) only, and replies of its tasks \
+             to ingress clients have no way back (keep published services off it with a \
+             constraint). For hosts where eBPF is not allowed, until the IPVS backend exists",
+        ),
+    ])
+    .map(|mode| match mode.as_str() {
+        "off" => MeshMode::Off,
+        _ => MeshMode::Ebpf,
+    })
 }
 
 /// MemTotal from /proc/meminfo, in bytes.

@@ -6,11 +6,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
-use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NetworkView};
+use serde_json::json;
+use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest};
+use shoal_control::engine::filter::{self, Filters};
+use shoal_control::engine::NetworkResource;
 
 use super::client;
-use super::format;
+use super::format::{self, natural_cmp, Listing, Row};
 
 /// How many characters of an id `network ls` shows, as Docker does.
 const SHORT_ID: usize = 12;
@@ -22,49 +24,60 @@ pub enum NetworkCommand {
     /// List the swarm's networks.
     #[command(alias = "list")]
     Ls {
-        /// Only ids.
+        /// Only display network IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Full ids.
+        /// Do not truncate the output (full ids).
         #[arg(long)]
         no_trunc: bool,
-        /// `json`, or a Go template such as '{{.Name}} {{.Driver}}'.
+        /// Pretty-print networks using a Go template, e.g. '{{.Name}}
+        /// {{.Driver}}'; 'json' for one JSON object per network.
         #[arg(long)]
         format: Option<String>,
+        /// Filter output based on conditions provided: driver=, id=, label=,
+        /// name=, scope=, type=custom|builtin. Repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
     },
-    /// Show networks in detail (Docker's JSON).
+    /// Display detailed information on one or more networks (Docker's
+    /// JSON).
     Inspect {
-        #[arg(required = true)]
+        /// Networks: name, id or unique id prefix.
+        #[arg(required = true, value_name = "NETWORK")]
         networks: Vec<String>,
-        /// `json`, or a Go template such as '{{json .IPAM.Config}}'.
+        /// Format the output using a Go template, e.g. '{{json
+        /// .IPAM.Config}}'.
         #[arg(short, long)]
         format: Option<String>,
     },
-    /// Remove networks.
+    /// Remove one or more networks.
     #[command(alias = "remove")]
     Rm {
-        #[arg(required = true)]
+        /// Networks: name, id or unique id prefix.
+        #[arg(required = true, value_name = "NETWORK")]
         networks: Vec<String>,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Only `overlay`.
+    /// Driver to manage the network: only overlay (the default).
     #[arg(short, long)]
     driver: Option<String>,
-    /// IPv4 CIDR (default: the first free /24 of 10.0.0.0/8).
+    /// Subnet in CIDR format (default: the first free /24 of 10.0.0.0/8).
     #[arg(long)]
     subnet: Option<String>,
-    /// The subnet's gateway (default: its first address); needs --subnet.
+    /// IPv4 gateway for the subnet (default: its first address); needs
+    /// --subnet.
     #[arg(long)]
     gateway: Option<String>,
-    /// Driver option; only `mtu=N`. Repeatable.
-    #[arg(short, long = "opt")]
+    /// Set driver specific options: only mtu=N. Repeatable.
+    #[arg(short, long = "opt", value_name = "KEY=VALUE")]
     opt: Vec<String>,
-    /// `key=value` or `key`; repeatable.
-    #[arg(long)]
+    /// Set metadata on a network: key=value or key. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
+    /// The network's name.
     name: String,
 }
 
@@ -90,35 +103,36 @@ impl NetworkCommand {
                 quiet,
                 no_trunc,
                 format,
+                filters,
             } => {
+                let filters = Filters::parse(&filters)?;
                 let reply =
                     client::call(socket, &LocalRequest::Api(ApiRequest::NetworkList)).await?;
                 let ApiResponse::Networks { networks } = reply else {
                     bail!("unexpected answer: {reply:?}")
                 };
-                print!("{}", list(&networks, quiet, no_trunc, format.as_deref())?);
+                let networks: Vec<NetworkResource> =
+                    networks.iter().map(NetworkResource::from).collect();
+                print!(
+                    "{}",
+                    list(networks, &filters, quiet, no_trunc, format.as_deref())?
+                );
                 Ok(())
             }
             NetworkCommand::Inspect { networks, format } => {
-                let mut views = Vec::new();
+                let mut found = Vec::new();
                 let mut errors = Vec::new();
                 for name_or_id in networks {
                     let request = ApiRequest::NetworkInspect { name_or_id };
                     match client::call(socket, &LocalRequest::Api(request)).await {
-                        Ok(ApiResponse::Network { network }) => views.push(*network),
+                        Ok(ApiResponse::Network { network }) => {
+                            found.push(NetworkResource::from(network.as_ref()))
+                        }
                         Ok(other) => bail!("unexpected answer: {other:?}"),
                         Err(e) => errors.push(format!("{e:#}")),
                     }
                 }
-                match format.as_deref() {
-                    // Straight from the view, to keep Docker's field order.
-                    None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
-                    Some(template) => {
-                        for v in &views {
-                            println!("{}", format::render(template, &serde_json::to_value(v)?)?);
-                        }
-                    }
-                }
+                print!("{}", format::inspect(&found, format.as_deref())?);
                 if !errors.is_empty() {
                     bail!("{}", errors.join("\n"));
                 }
@@ -143,67 +157,64 @@ impl NetworkCommand {
     }
 }
 
-/// `network ls` output: Docker's table, ids only, or each row through a
-/// template (`json` prints each row as JSON).
+/// `network ls`.
+const NETWORKS: Listing = Listing {
+    default_table: "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+    headers: &[
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED AT"),
+    ],
+    row_type: "*network.networkContext",
+};
+
+/// `network ls` output: the networks that pass `filters`, by name.
 fn list(
-    networks: &[NetworkView],
+    mut networks: Vec<NetworkResource>,
+    filters: &Filters,
     quiet: bool,
     no_trunc: bool,
     format: Option<&str>,
 ) -> anyhow::Result<String> {
-    let id = |n: &NetworkView| -> String {
-        if no_trunc {
-            n.id.clone()
-        } else {
-            n.id.chars().take(SHORT_ID).collect()
-        }
-    };
-    let mut out = String::new();
-    if quiet {
-        for n in networks {
-            out.push_str(&id(n));
-            out.push('\n');
-        }
-        return Ok(out);
-    }
-    match format {
-        Some(template) => {
-            for n in networks {
-                let row = ls_row(n, id(n));
-                let line = if template == "json" {
-                    row.to_string()
-                } else {
-                    format::render(template, &row)?
-                };
-                out.push_str(&line);
-                out.push('\n');
-            }
-        }
-        None => {
-            let rows: Vec<Vec<String>> = networks
-                .iter()
-                .map(|n| vec![id(n), n.name.clone(), n.driver.clone(), n.scope.clone()])
-                .collect();
-            out = format::table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows);
-        }
-    }
-    Ok(out)
+    filter::check_networks(filters)?;
+    networks.retain(|n| filter::network_matches(filters, n));
+    networks.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    let rows: Vec<Row> = networks.iter().map(|n| ls_row(n, no_trunc)).collect();
+    Ok(format::list(
+        &NETWORKS,
+        format::resolve(&NETWORKS, format, quiet),
+        &rows,
+    )?)
 }
 
-/// The fields `network ls --format` sees, as Docker names them (all strings).
-fn ls_row(n: &NetworkView, id: String) -> Value {
-    let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+/// The fields `network ls --format` sees, as Docker names them (all
+/// strings), and the labels `{{.Label "KEY"}}` reads.
+fn ls_row(n: &NetworkResource, no_trunc: bool) -> Row {
+    let id: String = if no_trunc {
+        n.id.clone()
+    } else {
+        n.id.chars().take(SHORT_ID).collect()
+    };
+    let labels = n.labels.clone().unwrap_or_default();
+    let joined: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // Go's `time.Time.String()`.
     let created = n.created.replacen('T', " ", 1).replace('Z', " +0000 UTC");
-    json!({
+    Row::new(json!({
         "ID": id,
         "Name": n.name,
         "Driver": n.driver,
         "Scope": n.scope,
         "IPv6": n.enable_ipv6.to_string(),
         "Internal": n.internal.to_string(),
-        "Labels": labels.join(","),
+        "Labels": joined.join(","),
         "CreatedAt": created,
-    })
+    }))
+    .with_labels(&labels)
 }
 
 /// `--opt mtu=N` (or Docker's `com.docker.network.driver.mtu=N`).
@@ -239,12 +250,14 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+    use shoal_control::api::NetworkView;
     use shoal_control::objects::{Network, NetworkSpec};
 
     use super::*;
 
-    fn view(name: &str, id: &str, vni: u32) -> NetworkView {
-        NetworkView::new(&Network {
+    fn net(name: &str, id: &str, vni: u32) -> NetworkResource {
+        NetworkResource::from(&NetworkView::new(&Network {
             id: id.into(),
             name: name.into(),
             driver: "overlay".into(),
@@ -258,44 +271,76 @@ mod tests {
             },
             labels: BTreeMap::from([("a".into(), "1".into()), ("b".into(), String::new())]),
             created_at: 0,
-        })
+        }))
+    }
+
+    fn nets() -> Vec<NetworkResource> {
+        vec![
+            net("web", "zzzzzzzzzzzzzzzzzzzzzzzzz", 4097),
+            net("backend", "0123456789abcdefghijklmno", 4096),
+        ]
     }
 
     #[test]
     fn ls_prints_dockers_table_with_short_ids() {
-        let nets = [
-            view("backend", "0123456789abcdefghijklmno", 4096),
-            view("web", "zzzzzzzzzzzzzzzzzzzzzzzzz", 4097),
-        ];
+        let none = Filters::default();
         assert_eq!(
-            list(&nets, false, false, None).unwrap(),
+            list(nets(), &none, false, false, None).unwrap(),
             "NETWORK ID     NAME      DRIVER    SCOPE\n\
              0123456789ab   backend   overlay   swarm\n\
              zzzzzzzzzzzz   web       overlay   swarm\n"
         );
         assert_eq!(
-            list(&nets, true, false, None).unwrap(),
+            list(nets(), &none, true, false, None).unwrap(),
             "0123456789ab\nzzzzzzzzzzzz\n"
         );
         assert_eq!(
-            list(&nets, true, true, None).unwrap(),
+            list(nets(), &none, true, true, None).unwrap(),
             "0123456789abcdefghijklmno\nzzzzzzzzzzzzzzzzzzzzzzzzz\n"
         );
         assert_eq!(
             list(
-                &nets,
+                nets(),
+                &none,
                 false,
                 false,
-                Some("{{.Name}}: {{.Driver}} {{.Labels}}")
+                Some(r#"{{.Name}}: {{.Driver}} {{.Labels}} [{{.Label "a"}}]"#)
             )
             .unwrap(),
-            "backend: overlay a=1,b=\nweb: overlay a=1,b=\n"
+            "backend: overlay a=1,b= [1]\nweb: overlay a=1,b= [1]\n"
         );
-        let json_row: Value =
-            serde_json::from_str(list(&nets[..1], false, false, Some("json")).unwrap().trim())
-                .unwrap();
+        let json_row: Value = serde_json::from_str(
+            list(nets()[1..].to_vec(), &none, false, false, Some("json"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
         assert_eq!(json_row["ID"], "0123456789ab");
         assert_eq!(json_row["CreatedAt"], "1970-01-01 00:00:00 +0000 UTC");
+    }
+
+    #[test]
+    fn ls_filters_like_docker() {
+        let by = |flags: &[&str]| {
+            let f = Filters::parse(flags).unwrap();
+            list(nets(), &f, false, false, Some("{{.Name}}"))
+        };
+        assert_eq!(by(&["name=web"]).unwrap(), "web\n");
+        assert_eq!(
+            by(&["name=e"]).unwrap(),
+            "backend\nweb\n",
+            "names match in part"
+        );
+        assert_eq!(by(&["id=0123"]).unwrap(), "backend\n");
+        assert_eq!(
+            by(&["driver=overlay", "scope=swarm"]).unwrap(),
+            "backend\nweb\n"
+        );
+        assert_eq!(by(&["label=a=2"]).unwrap(), "");
+        assert_eq!(
+            by(&["colour=red"]).unwrap_err().to_string(),
+            "Invalid filter 'colour'"
+        );
     }
 
     #[test]

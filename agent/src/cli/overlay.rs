@@ -22,7 +22,9 @@ pub enum OverlayCommand {
     /// Bring this host's overlay to the spec in FILE (JSON); re-applying
     /// the same spec changes nothing.
     Apply {
+        /// The overlay spec (JSON).
         file: PathBuf,
+        /// How to print what changed: text or json.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -32,8 +34,10 @@ pub enum OverlayCommand {
     Reset,
     /// Run a command inside a sandbox's network namespace.
     Exec {
+        /// The sandbox's id.
         sandbox: String,
-        #[arg(trailing_var_arg = true, required = true)]
+        /// The command to run, and its arguments.
+        #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
 }

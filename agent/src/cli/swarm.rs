@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, NodeView};
+use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest};
+use shoal_control::engine::filter::Filters;
+use shoal_control::engine::Node;
 use shoal_control::objects::{Availability, Role, Strategy};
 
 use super::client;
 use super::format;
+use super::nodes;
 use super::service::{self, TaskListOptions};
 
 #[derive(Debug, Subcommand)]
@@ -36,32 +39,43 @@ pub enum SwarmCommand {
     },
     /// Join a swarm as a worker or manager, as the token says.
     Join {
+        /// Token for entry into the swarm (from 'swarm join-token').
         #[arg(long)]
         token: String,
+        /// Address other nodes reach this one on (default: this node's
+        /// address on the route to the manager).
         #[arg(long)]
         advertise_addr: Option<String>,
+        /// Port of the manager API, if this node becomes a manager.
         #[arg(long, default_value_t = 2377)]
         listen_port: u16,
-        /// A manager's address, `IP[:PORT]`.
+        /// A manager's address, IP[:PORT].
         manager: String,
     },
     /// Print or rotate a join token.
     JoinToken {
+        /// The token's role: worker or manager.
         role: Role,
+        /// Only display the token.
         #[arg(short, long)]
         quiet: bool,
+        /// Rotate the token: the old one stops working.
         #[arg(long)]
         rotate: bool,
     },
     /// Leave the swarm.
     Leave {
+        /// Leave even as the last manager (the swarm is lost) or without
+        /// quorum.
         #[arg(short, long)]
         force: bool,
     },
     /// Change swarm settings.
     Update {
+        /// Change the manager autolock setting (true|false).
         #[arg(long)]
         autolock: Option<bool>,
+        /// Validity period for node certificates (e.g. 2160h, 90d).
         #[arg(long, value_parser = parse_duration)]
         cert_expiry: Option<Duration>,
         /// Start using a new gossip key: accepted by every node at once, used
@@ -69,7 +83,7 @@ pub enum SwarmCommand {
         #[arg(long)]
         rotate_gossip_key: bool,
         /// How the scheduler ranks nodes for services that do not set
-        /// `--strategy`: spread (Swarm's) or binpack.
+        /// --strategy: spread (Swarm's) or binpack.
         #[arg(long, value_name = "spread|binpack")]
         scheduling_strategy: Option<Strategy>,
     },
@@ -77,6 +91,7 @@ pub enum SwarmCommand {
     Unlock,
     /// Print the key that unlocks an autolocked manager.
     UnlockKey {
+        /// Only display the key.
         #[arg(short, long)]
         quiet: bool,
     },
@@ -84,18 +99,32 @@ pub enum SwarmCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// List the swarm's nodes.
+    /// List the swarm's nodes (this node marked with an asterisk).
+    #[command(alias = "list")]
     Ls {
+        /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// `json`, or a Go template such as '{{.ID}} {{.Status.State}}'.
+        /// Pretty-print nodes using a Go template, e.g. '{{.ID}}: {{.Hostname}}';
+        /// 'table' for Docker's table, 'json' for one JSON object per node.
         #[arg(long)]
         format: Option<String>,
+        /// Filter output based on conditions provided: id=, name=, role=,
+        /// membership=, node.label=, label=. Repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
     },
-    /// Show nodes in detail (`self` is this node).
+    /// Display detailed information on one or more nodes ('self' is this
+    /// node).
     Inspect {
-        #[arg(required = true)]
+        /// Nodes: id, id prefix, hostname, or 'self'.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
+        /// Print the information in a human friendly format.
+        #[arg(long, conflicts_with = "format")]
+        pretty: bool,
+        /// Format the output using a Go template, e.g.
+        /// '{{.ManagerStatus.Leader}}'.
         #[arg(short, long)]
         format: Option<String>,
     },
@@ -103,44 +132,60 @@ pub enum NodeCommand {
     Update(NodeUpdateArgs),
     /// Make workers managers.
     Promote {
-        #[arg(required = true)]
+        /// Nodes: id, id prefix or hostname.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
     },
     /// Make managers workers.
     Demote {
-        #[arg(required = true)]
+        /// Nodes: id, id prefix or hostname.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
     },
-    /// List the tasks on a node (default: this one).
+    /// List the tasks running on one or more nodes (default: this one).
     Ps {
-        #[arg(default_value = "self")]
-        node: String,
-        /// Full ids and errors.
+        /// Nodes: id, id prefix, hostname, or 'self'.
+        #[arg(default_value = "self", value_name = "NODE")]
+        nodes: Vec<String>,
+        /// Only display task IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate output (full ids and errors).
         #[arg(long)]
         no_trunc: bool,
-        /// `json`, or a Go template such as '{{.Name}} {{.CurrentState}}'.
+        /// Filter output based on conditions provided: id=, name=, node=,
+        /// desired-state=, label=. Repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
+        /// Pretty-print tasks using a Go template, e.g. '{{.Name}}
+        /// {{.CurrentState}}'; 'json' for one JSON object per task.
         #[arg(long)]
         format: Option<String>,
     },
     /// Remove nodes from the swarm.
     Rm {
+        /// Remove a node that is not down yet (a manager must be demoted
+        /// first).
         #[arg(short, long)]
         force: bool,
-        #[arg(required = true)]
+        /// Nodes: id, id prefix or hostname.
+        #[arg(required = true, value_name = "NODE")]
         nodes: Vec<String>,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct NodeUpdateArgs {
+    /// Availability of the node: active, pause or drain.
     #[arg(long)]
     availability: Option<Availability>,
-    /// `key=value`; repeatable.
-    #[arg(long = "label-add")]
+    /// Add or update a node label (key=value). Repeatable.
+    #[arg(long = "label-add", value_name = "KEY=VALUE")]
     label_add: Vec<String>,
-    /// `key`; repeatable.
-    #[arg(long = "label-rm")]
+    /// Remove a node label if it exists. Repeatable.
+    #[arg(long = "label-rm", value_name = "KEY")]
     label_rm: Vec<String>,
+    /// The node: id, id prefix or hostname.
     node: String,
 }
 
@@ -247,31 +292,57 @@ impl SwarmCommand {
 impl NodeCommand {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
         match self {
-            NodeCommand::Ls { quiet, format } => {
+            NodeCommand::Ls {
+                quiet,
+                format,
+                filters,
+            } => {
+                let filters = Filters::parse(&filters)?;
                 let reply = client::call(socket, &LocalRequest::Api(ApiRequest::NodeList)).await?;
                 let ApiResponse::Nodes { nodes } = reply else {
                     bail!("unexpected answer: {reply:?}")
                 };
-                print_node_list(&nodes, quiet, format.as_deref())
+                let nodes: Vec<Node> = nodes.iter().map(Node::from).collect();
+                // Docker asks `/info` for the `*`; `self` names this node.
+                let self_id = if quiet || nodes.is_empty() {
+                    None
+                } else {
+                    inspect_node(socket, "self").await.ok().map(|n| n.id)
+                };
+                print!(
+                    "{}",
+                    nodes::list(
+                        nodes,
+                        &filters,
+                        self_id.as_deref(),
+                        format.as_deref(),
+                        quiet
+                    )?
+                );
+                Ok(())
             }
-            NodeCommand::Inspect { nodes, format } => {
-                let mut views = Vec::new();
-                for node in nodes {
-                    let reply =
-                        client::call(socket, &LocalRequest::Api(ApiRequest::NodeInspect { node }))
-                            .await?;
-                    let ApiResponse::Node { node } = reply else {
-                        bail!("unexpected answer: {reply:?}")
-                    };
-                    views.push(serde_json::to_value(*node)?);
-                }
-                match format.as_deref() {
-                    None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
-                    Some(template) => {
-                        for v in &views {
-                            println!("{}", format::render(template, v)?);
-                        }
+            NodeCommand::Inspect {
+                nodes: names,
+                pretty,
+                format,
+            } => {
+                let mut found = Vec::new();
+                let mut errors = Vec::new();
+                for name in names {
+                    match inspect_node(socket, &name).await {
+                        Ok(node) => found.push(node),
+                        Err(e) => errors.push(format!("{e:#}")),
                     }
+                }
+                if pretty {
+                    for node in &found {
+                        print!("{}", nodes::pretty(node));
+                    }
+                } else {
+                    print!("{}", format::inspect(&found, format.as_deref())?);
+                }
+                if !errors.is_empty() {
+                    bail!("{}", errors.join("\n"));
                 }
                 Ok(())
             }
@@ -295,16 +366,19 @@ impl NodeCommand {
                 Ok(())
             }
             NodeCommand::Ps {
-                node,
+                nodes,
+                quiet,
                 no_trunc,
+                filters,
                 format,
             } => {
                 let options = TaskListOptions {
+                    quiet,
                     no_trunc,
                     format: format.as_deref(),
-                    ..TaskListOptions::default()
+                    filters: Filters::parse(&filters)?,
                 };
-                service::node_ps(socket, node, &options).await
+                service::node_ps(socket, nodes, options).await
             }
             NodeCommand::Promote { nodes } => set_roles(socket, nodes, Role::Manager).await,
             NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
@@ -348,47 +422,15 @@ pub(super) fn print_done(reply: ApiResponse) -> anyhow::Result<()> {
     }
 }
 
-fn print_node_list(nodes: &[NodeView], quiet: bool, format: Option<&str>) -> anyhow::Result<()> {
-    if quiet {
-        for n in nodes {
-            println!("{}", n.id);
-        }
-        return Ok(());
+/// `node inspect NODE` as Docker's `Node`.
+async fn inspect_node(socket: &Path, node: &str) -> anyhow::Result<Node> {
+    let request = ApiRequest::NodeInspect {
+        node: node.to_string(),
+    };
+    match client::call(socket, &LocalRequest::Api(request)).await? {
+        ApiResponse::Node { node } => Ok(Node::from(node.as_ref())),
+        other => bail!("unexpected answer: {other:?}"),
     }
-    match format {
-        Some("json") => {
-            for n in nodes {
-                println!("{}", serde_json::to_string(n)?);
-            }
-        }
-        Some(template) => {
-            for n in nodes {
-                println!("{}", format::render(template, &serde_json::to_value(n)?)?);
-            }
-        }
-        None => {
-            let rows: Vec<Vec<String>> = nodes
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.id.clone(),
-                        n.description.hostname.clone(),
-                        n.status_column(),
-                        n.spec.availability.to_string(),
-                        n.manager_column().to_string(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                format::table(
-                    &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"],
-                    &rows
-                )
-            );
-        }
-    }
-    Ok(())
 }
 
 /// `90d`, `2160h`, `30m`, `45s`, `500ms`, Go-style sums such as `1m30s`, or

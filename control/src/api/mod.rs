@@ -15,10 +15,11 @@ pub use logs::{
     rfc3339_nanos, LogChunk, LogCursor, LogFetch, LogLine, LogQuery, LogStart, LogStream, TaskLogs,
 };
 pub use node_rules::{check_demote, check_remove, NodeRuleError};
-pub use service_view::{ports_column, ServiceView, TaskView};
+pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
     rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
+    MTU_OPTION, VXLANID_OPTION,
 };
 
 use std::collections::BTreeMap;

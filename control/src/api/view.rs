@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{Availability, Network, Node, NodeState, Role};
+use crate::objects::{Availability, Network, Node, NodeResources, NodeState, Role};
 
 /// A manager's reachability as the answering manager sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub struct NodeSpecView {
 #[serde(rename_all = "PascalCase")]
 pub struct DescriptionView {
     pub hostname: String,
+    /// What the node offers to reservations (Docker's `Resources`).
+    #[serde(default)]
+    pub resources: NodeResources,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +77,7 @@ impl NodeView {
             },
             description: DescriptionView {
                 hostname: node.hostname.clone(),
+                resources: node.resources,
             },
             status: StatusView {
                 state: node.state.to_string().to_lowercase(),
@@ -172,7 +176,7 @@ impl NetworkView {
             },
             internal: false,
             attachable: false,
-            ingress: false,
+            ingress: network.spec.ingress,
             options,
             labels: network.labels.clone(),
         }

@@ -129,9 +129,11 @@ fn swarm_checks(ssh: &Ssh, checks: &mut Checks) -> Result<()> {
 
 fn agent_knows_ipvs(ssh: &Ssh) -> Result<bool> {
     let help = ssh.ok(MANAGER, "shoal agent --help")?;
-    Ok(help
-        .lines()
-        .any(|l| l.contains("possible values") && l.contains("ipvs")))
+    // `[possible values: ebpf, ipvs, off]`, or one `- ipvs: ...` line each.
+    Ok(help.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("- ipvs") || (l.to_lowercase().contains("possible values") && l.contains("ipvs"))
+    }))
 }
 
 /// Sets the node's mesh and starts the `shoal` unit; waits for its socket.

@@ -53,7 +53,7 @@ pub enum FlagError {
 /// `--mode`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// As many tasks as `--replicas`, placed by the scheduler.
+    /// As many tasks as --replicas, placed by the scheduler.
     #[default]
     Replicated,
     /// One task on every node that fits.
@@ -65,7 +65,7 @@ pub enum Mode {
 #[derive(Debug, Default, Args)]
 pub struct TaskFlags {
     /// How the scheduler ranks nodes for this service: spread or binpack
-    /// (default: the swarm's `--scheduling-strategy`).
+    /// (default: the swarm's --scheduling-strategy).
     #[arg(long, value_parser = strategy())]
     strategy: Option<Strategy>,
     /// CPUs reserved per task, counted by the scheduler (e.g. 0.5).
@@ -126,6 +126,7 @@ pub struct RollbackFlags {
     /// What a failed rollback does.
     #[arg(long, value_name = "ACTION", value_parser = failure_action(&["pause", "continue"]))]
     rollback_failure_action: Option<FailureAction>,
+    /// Stop the old task before starting the new one, or the reverse.
     #[arg(long, value_name = "ORDER", value_parser = update_order())]
     rollback_order: Option<UpdateOrder>,
     /// How long a task must run to count as rolled back.
@@ -154,31 +155,35 @@ pub struct WatchFlags {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The service's name.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub name: String,
     /// Tasks to run (replicated mode; default 1).
     #[arg(long, value_name = "N")]
     replicas: Option<u64>,
+    /// Service mode: replicated or global.
     #[arg(long, value_enum, default_value_t)]
     mode: Mode,
     /// Attach the tasks to a network (name or id); repeatable.
     #[arg(long = "network", value_name = "NETWORK")]
     networks: Vec<String>,
-    /// `[PUBLISHED:]TARGET[/tcp|udp]` or `published=P,target=T,protocol=udp`;
-    /// without PUBLISHED the swarm picks one from 30000-32767. Repeatable.
+    /// Publish a port as a node port: [PUBLISHED:]TARGET[/tcp|udp] or
+    /// published=P,target=T,protocol=udp; without PUBLISHED the swarm picks
+    /// one from 30000-32767. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = parse_publish)]
     ports: Vec<PortConfig>,
-    /// `KEY=VALUE`; repeatable.
+    /// Set environment variables (KEY=VALUE). Repeatable.
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// `key=value` or `key`; repeatable.
+    /// Service labels (key=value or key). Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// `node.id|node.hostname|node.role|node.labels.KEY ==|!= VALUE`;
-    /// repeatable, all must hold.
+    /// Placement constraints: node.id, node.hostname, node.role or
+    /// node.labels.KEY, then == or !=, then a value. Repeatable; all must
+    /// hold.
     #[arg(long = "constraint", value_name = "CONSTRAINT", value_parser = parse_constraint)]
     constraints: Vec<Constraint>,
-    /// `spread=node.labels.KEY`; repeatable, applied in order.
+    /// Add a placement preference: spread=node.labels.KEY. Repeatable,
+    /// applied in order.
     #[arg(long = "placement-pref", value_name = "PREF")]
     preferences: Vec<String>,
     #[command(flatten)]
@@ -190,12 +195,7 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub watch: WatchFlags,
     /// The command each task runs, and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -206,7 +206,7 @@ pub struct UpdateArgs {
     /// Tasks to run (replicated services).
     #[arg(long, value_name = "N")]
     replicas: Option<u64>,
-    /// Add or replace `KEY=VALUE`; repeatable.
+    /// Add or update environment variables (KEY=VALUE). Repeatable.
     #[arg(long = "env-add", value_name = "KEY=VALUE")]
     env_add: Vec<String>,
     /// Remove a variable; repeatable.
@@ -230,11 +230,11 @@ pub struct UpdateArgs {
     /// Remove a placement preference; repeatable.
     #[arg(long = "placement-pref-rm", value_name = "PREF")]
     preference_rm: Vec<String>,
-    /// Publish a port (as `--publish`); repeatable.
+    /// Add or update a published port (as --publish). Repeatable.
     #[arg(long = "publish-add", value_name = "PORT", value_parser = parse_publish)]
     publish_add: Vec<PortConfig>,
-    /// Stop publishing a port, by its target (`80`, `80/udp`, or
-    /// `8080:80` for one published port only); repeatable.
+    /// Stop publishing a port, by its target (80, 80/udp, or 8080:80 for
+    /// one published port only). Repeatable.
     #[arg(long = "publish-rm", value_name = "PORT", value_parser = parse_publish)]
     publish_rm: Vec<PortConfig>,
     /// Attach to a network; repeatable.
@@ -256,7 +256,7 @@ pub struct UpdateArgs {
     pub force: bool,
     /// The service: id, name or unique id prefix.
     pub service: String,
-    /// A new command and its arguments, after `--`.
+    /// A new command and its arguments, after --.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
 }

@@ -13,7 +13,8 @@ use anyhow::bail;
 use clap::Args;
 use shoal_control::api::{ApiRequest, ApiResponse, LogQuery, LogStart, LogStream, TaskLogs};
 
-use super::{api, short_id};
+use super::api;
+use super::rows::short_id;
 
 /// A follower asks at most this often (the leader's wait for the nodes'
 /// next heartbeat usually sets the pace).
@@ -32,7 +33,7 @@ pub struct LogsArgs {
     /// Keep printing new output until interrupted.
     #[arg(short, long)]
     pub follow: bool,
-    /// Lines to show from the end of each task's output, or `all`.
+    /// Lines to show from the end of each task's output, or all.
     #[arg(short = 'n', long, default_value = "all", value_parser = parse_tail)]
     pub tail: Tail,
     /// Prefix each line with when it was written (RFC 3339, nanoseconds).

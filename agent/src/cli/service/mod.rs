@@ -10,30 +10,30 @@ mod flags;
 mod logs;
 mod pretty;
 mod progress;
+mod rows;
 mod tasks;
 mod values;
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use anyhow::bail;
 use clap::Subcommand;
-use serde_json::{json, Value};
-use shoal_control::api::{
-    ports_column, ApiRequest, ApiResponse, LocalRequest, ServiceView, TaskView,
-};
+use shoal_control::api::{ApiRequest, ApiResponse, LocalRequest, ServiceView, TaskView};
+use shoal_control::engine::filter::Filters;
+use shoal_control::engine::Service;
 
 use super::client;
 use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
-pub use tasks::{TaskFilter, TaskListOptions};
+pub use tasks::TaskListOptions;
 pub use values::parse_memory;
 use values::parse_scale;
 
 /// How many characters of an id lists show, as Docker does.
 const SHORT_ID: usize = 12;
-/// How much of the command `service ls` shows.
-const COMMAND_WIDTH: usize = 30;
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -42,48 +42,61 @@ pub enum ServiceCommand {
     /// List services.
     #[command(alias = "list")]
     Ls {
-        /// Only ids.
+        /// Only display IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// `json`, or a Go template such as '{{.Name}} {{.Replicas}}'.
+        /// Pretty-print services using a Go template, e.g. '{{.Name}}
+        /// {{.Replicas}}'; 'table' for Docker's table, 'json' for one JSON
+        /// object per service.
         #[arg(long)]
         format: Option<String>,
+        /// Filter output based on conditions provided: id=, name=, label=,
+        /// mode=replicated|global. Repeatable.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
     },
-    /// List the tasks of services, each slot's history under its current task.
+    /// List the tasks of one or more services, each slot's history under
+    /// its current task.
     Ps {
-        #[arg(required = true)]
+        /// Services: id, name or unique id prefix.
+        #[arg(required = true, value_name = "SERVICE")]
         services: Vec<String>,
-        /// Only ids.
+        /// Only display task IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// Full ids and errors.
+        /// Do not truncate output (full ids and errors).
         #[arg(long)]
         no_trunc: bool,
-        /// `desired-state=running|shutdown`, `node=NODE`, `name=NAME`,
-        /// `id=ID`; repeatable.
+        /// Filter output based on conditions provided: id=, name=, node=,
+        /// desired-state=running|shutdown, label=. Repeatable.
         #[arg(short, long = "filter", value_name = "FILTER")]
-        filters: Vec<TaskFilter>,
-        /// `json`, or a Go template such as '{{.Name}} {{.CurrentState}}'.
+        filters: Vec<String>,
+        /// Pretty-print tasks using a Go template, e.g. '{{.Name}}
+        /// {{.CurrentState}}'; 'json' for one JSON object per task.
         #[arg(long)]
         format: Option<String>,
     },
     /// Print the output of a service's tasks, or of one task.
     Logs(logs::LogsArgs),
-    /// Show services in detail (Docker's JSON, or text with --pretty).
+    /// Display detailed information on one or more services (Docker's
+    /// JSON, or text with --pretty).
     Inspect {
-        #[arg(required = true)]
+        /// Services: id, name or unique id prefix.
+        #[arg(required = true, value_name = "SERVICE")]
         services: Vec<String>,
-        /// Readable text instead of JSON.
+        /// Print the information in a human friendly format.
         #[arg(long, conflicts_with = "format")]
         pretty: bool,
-        /// `json`, or a Go template such as '{{json .Spec.task.placement}}'.
+        /// Format the output using a Go template, e.g.
+        /// '{{.Spec.Mode.Replicated.Replicas}}'.
         #[arg(short, long)]
         format: Option<String>,
     },
     /// Change a service and wait for its tasks to be replaced.
     Update(Box<UpdateArgs>),
-    /// Change the replicas of services: `web=3 api=5`.
+    /// Change the replicas of services: web=3 api=5.
     Scale {
+        /// Services and their replicas, e.g. web=3 api=5.
         #[arg(required = true, value_name = "SERVICE=REPLICAS", value_parser = parse_scale)]
         scales: Vec<(String, u64)>,
         #[command(flatten)]
@@ -91,6 +104,7 @@ pub enum ServiceCommand {
     },
     /// Go back to a service's previous spec.
     Rollback {
+        /// The service: id, name or unique id prefix.
         service: String,
         #[command(flatten)]
         watch: WatchFlags,
@@ -98,7 +112,8 @@ pub enum ServiceCommand {
     /// Remove services and their tasks.
     #[command(alias = "remove")]
     Rm {
-        #[arg(required = true)]
+        /// Services: id, name or unique id prefix.
+        #[arg(required = true, value_name = "SERVICE")]
         services: Vec<String>,
     },
 }
@@ -107,12 +122,20 @@ impl ServiceCommand {
     pub async fn run(self, socket: &Path) -> anyhow::Result<()> {
         match self {
             ServiceCommand::Create(args) => create(socket, &args).await,
-            ServiceCommand::Ls { quiet, format } => {
+            ServiceCommand::Ls {
+                quiet,
+                format,
+                filters,
+            } => {
+                let filters = Filters::parse(&filters)?;
                 let reply = api(socket, ApiRequest::ServiceList).await?;
                 let ApiResponse::Services { services } = reply else {
                     bail!("unexpected answer: {reply:?}")
                 };
-                print!("{}", list(&services, quiet, format.as_deref())?);
+                print!(
+                    "{}",
+                    rows::list(&services, &filters, format.as_deref(), quiet)?
+                );
                 Ok(())
             }
             ServiceCommand::Ps {
@@ -130,10 +153,9 @@ impl ServiceCommand {
                     quiet,
                     no_trunc,
                     format: format.as_deref(),
-                    filters: &filters,
+                    filters: Filters::parse(&filters)?,
                 };
-                print!("{}", tasks::list(&all, &options, now_ms())?);
-                Ok(())
+                print_tasks(socket, &all, options).await
             }
             ServiceCommand::Logs(args) => logs::run(socket, &args).await,
             ServiceCommand::Inspect {
@@ -142,21 +164,22 @@ impl ServiceCommand {
                 format,
             } => {
                 let mut views = Vec::new();
+                let mut errors = Vec::new();
                 for service in services {
-                    views.push(inspect(socket, &service).await?);
+                    match inspect(socket, &service).await {
+                        Ok(view) => views.push(view),
+                        Err(e) => errors.push(format!("{e:#}")),
+                    }
                 }
                 if pretty {
                     let texts: Vec<String> = views.iter().map(pretty::pretty).collect();
                     print!("{}", texts.join("\n"));
-                    return Ok(());
+                } else {
+                    let services: Vec<Service> = views.iter().map(Service::from).collect();
+                    print!("{}", format::inspect(&services, format.as_deref())?);
                 }
-                match format.as_deref() {
-                    None | Some("json") => println!("{}", serde_json::to_string_pretty(&views)?),
-                    Some(template) => {
-                        for v in &views {
-                            println!("{}", format::render(template, &serde_json::to_value(v)?)?);
-                        }
-                    }
+                if !errors.is_empty() {
+                    bail!("{}", errors.join("\n"));
                 }
                 Ok(())
             }
@@ -314,76 +337,6 @@ async fn changed_view(
     }
 }
 
-/// `service ls` output: Docker's table, ids only, or each row through a
-/// template (`json` prints each row as JSON).
-fn list(services: &[ServiceView], quiet: bool, format: Option<&str>) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if quiet {
-        for s in services {
-            out.push_str(&s.id);
-            out.push('\n');
-        }
-        return Ok(out);
-    }
-    let rows: Vec<Value> = services.iter().map(ls_row).collect();
-    match format {
-        Some(template) => {
-            for row in &rows {
-                let line = if template == "json" {
-                    row.to_string()
-                } else {
-                    format::render(template, row)?
-                };
-                out.push_str(&line);
-                out.push('\n');
-            }
-        }
-        None => {
-            let columns = ["ID", "Name", "Mode", "Replicas", "Command", "Ports"];
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|row| {
-                    columns
-                        .iter()
-                        .map(|c| row[c].as_str().unwrap_or_default().to_string())
-                        .collect()
-                })
-                .collect();
-            out = format::table(
-                &["ID", "NAME", "MODE", "REPLICAS", "COMMAND", "PORTS"],
-                &cells,
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// The fields `service ls --format` sees, as Docker names them.
-fn ls_row(s: &ServiceView) -> Value {
-    json!({
-        "ID": short_id(&s.id),
-        "Name": s.name,
-        "Mode": s.mode,
-        "Replicas": s.replicas(),
-        "Command": ellipsis(&s.spec.task.command.join(" "), COMMAND_WIDTH),
-        "Ports": ports_column(&s.spec.ports),
-    })
-}
-
-/// The first 12 characters of an id.
-fn short_id(id: &str) -> String {
-    id.chars().take(SHORT_ID).collect()
-}
-
-/// `text` cut to `width` characters, ending in `...` when cut.
-fn ellipsis(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let kept: String = text.chars().take(width.saturating_sub(3)).collect();
-    format!("{kept}...")
-}
-
 async fn api(socket: &Path, request: ApiRequest) -> anyhow::Result<ApiResponse> {
     client::call(socket, &LocalRequest::Api(request)).await
 }
@@ -410,20 +363,71 @@ async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>>
     }
 }
 
-/// `node ps NODE`: the tasks the managers placed on a node, in the
+/// `node ps NODE...`: the tasks the managers placed on nodes, in the
 /// `service ps` table.
 pub async fn node_ps(
     socket: &Path,
-    node: String,
-    options: &TaskListOptions<'_>,
+    nodes: Vec<String>,
+    options: TaskListOptions<'_>,
 ) -> anyhow::Result<()> {
-    match api(socket, ApiRequest::NodePs { node }).await? {
-        ApiResponse::Tasks { tasks } => {
-            print!("{}", tasks::list(&tasks, options, now_ms())?);
-            Ok(())
+    let mut all = Vec::new();
+    for node in nodes {
+        match api(socket, ApiRequest::NodePs { node }).await? {
+            ApiResponse::Tasks { tasks } => all.extend(tasks),
+            other => bail!("unexpected answer: {other:?}"),
         }
-        other => bail!("unexpected answer: {other:?}"),
     }
+    print_tasks(socket, &all, options).await
+}
+
+/// Prints tasks after resolving what Docker's task filters name: nodes and
+/// services by name to their ids, services' labels and versions for
+/// `label` and `_up-to-date`.
+async fn print_tasks(
+    socket: &Path,
+    tasks: &[TaskView],
+    mut options: TaskListOptions<'_>,
+) -> anyhow::Result<()> {
+    let filters = &mut options.filters;
+    if filters.contains("node") {
+        let mut ids = Vec::new();
+        for node in filters.get("node").map(str::to_string).collect::<Vec<_>>() {
+            let request = ApiRequest::NodeInspect { node };
+            match api(socket, request).await? {
+                ApiResponse::Node { node } => ids.push(node.id),
+                other => bail!("unexpected answer: {other:?}"),
+            }
+        }
+        filters.set("node", ids);
+    }
+    if filters.contains("service") {
+        let mut ids = Vec::new();
+        for service in filters
+            .get("service")
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
+            ids.push(inspect(socket, &service).await?.id);
+        }
+        filters.set("service", ids);
+    }
+    let mut services = BTreeMap::new();
+    if filters.contains("label") || filters.contains("_up-to-date") {
+        match api(socket, ApiRequest::ServiceList).await? {
+            ApiResponse::Services { services: views } => {
+                for v in views {
+                    let facts = tasks::ServiceFacts {
+                        labels: v.spec.labels.clone(),
+                        version: v.version,
+                    };
+                    services.insert(v.id, facts);
+                }
+            }
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+    print!("{}", tasks::list(tasks, &options, &services, now_ms())?);
+    Ok(())
 }
 
 fn now_ms() -> u64 {
@@ -434,6 +438,7 @@ fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
     use shoal_control::objects::{ServiceSpec, TaskState, UpdateState, UpdateStatus};
 
     use super::fake_manager::FakeManager;
@@ -472,14 +477,14 @@ mod tests {
     fn ls_prints_dockers_table() {
         let services = [
             view(
-                "0123456789abcdefghijklmno",
+                "zzzzzzzzzzzzzzzzzzzzzzzzz",
                 "web",
                 &["httpd", "-f", "-p", "80"],
                 2,
                 3,
             ),
             view(
-                "zzzzzzzzzzzzzzzzzzzzzzzzz",
+                "0123456789abcdefghijklmno",
                 "batch",
                 &[
                     "sh",
@@ -490,40 +495,46 @@ mod tests {
                 1,
             ),
         ];
+        let none = Filters::default();
         assert_eq!(
-            list(&services, false, None).unwrap(),
-            "ID             NAME    MODE         REPLICAS   COMMAND                          PORTS\n\
-             0123456789ab   web     replicated   2/3        httpd -f -p 80                   *:8080->80/tcp\n\
-             zzzzzzzzzzzz   batch   replicated   1/1        sh -c while true; do echo w...   *:8080->80/tcp\n"
+            rows::list(&services, &none, None, false).unwrap(),
+            "ID             NAME      MODE         REPLICAS   COMMAND                          PORTS\n\
+             0123456789ab   batch     replicated   1/1        sh -c while true; do echo w...   *:8080->80/tcp\n\
+             zzzzzzzzzzzz   web       replicated   2/3        httpd -f -p 80                   *:8080->80/tcp\n"
         );
         assert_eq!(
-            list(&services, true, None).unwrap(),
-            "0123456789abcdefghijklmno\nzzzzzzzzzzzzzzzzzzzzzzzzz\n"
+            rows::list(&services, &none, None, true).unwrap(),
+            "0123456789ab\nzzzzzzzzzzzz\n",
+            "-q prints short ids, as Docker's"
         );
         assert_eq!(
-            list(&services[..1], false, Some("{{.Name}}: {{.Replicas}}")).unwrap(),
-            "web: 2/3\n"
+            rows::list(&services, &none, Some("{{.Name}}: {{.Replicas}}"), false).unwrap(),
+            "batch: 1/1\nweb: 2/3\n"
         );
-        let row: Value =
-            serde_json::from_str(list(&services[..1], false, Some("json")).unwrap().trim())
-                .unwrap();
+        let by_name = Filters::parse(&["name=we"]).unwrap();
+        assert_eq!(
+            rows::list(&services, &by_name, Some("{{.Name}} {{.Mode}}"), false).unwrap(),
+            "web replicated\n"
+        );
+        let row: Value = serde_json::from_str(
+            rows::list(&services[..1], &none, Some("json"), false)
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
         assert_eq!(row["Ports"], "*:8080->80/tcp");
+        assert_eq!(row["Image"], "");
     }
 
     #[test]
-    fn inspect_templates_reach_the_spec() {
-        let v = serde_json::to_value(view("svc1", "web", &["sleep", "1"], 0, 1)).unwrap();
-        assert_eq!(
-            format::render("{{.Name}} {{json .Spec.task.command}}", &v).unwrap(),
-            r#"web ["sleep","1"]"#
-        );
-    }
-
-    #[test]
-    fn ellipsis_cuts_long_text() {
-        assert_eq!(ellipsis("short", 30), "short");
-        assert_eq!(ellipsis("abcdefghij", 8), "abcde...");
-        assert_eq!(ellipsis("abcdefgh", 8), "abcdefgh");
+    fn inspect_is_a_docker_service() {
+        let v = view("svc1", "web", &["sleep", "1"], 0, 3);
+        let out = format::inspect(
+            &[Service::from(&v)],
+            Some("{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}} {{json .Spec.TaskTemplate.ContainerSpec.Args}}"),
+        )
+        .unwrap();
+        assert_eq!(out, "web 3 [\"sleep\",\"1\"]\n");
     }
 
     /// `shoal service LINE` as the CLI parses it.

@@ -13,8 +13,9 @@ use shoal_control::api::{ServiceView, TaskView};
 use shoal_control::objects::{ServiceSpec, TaskState, UpdateState, UpdateStatus};
 
 use super::flags::WatchFlags;
+use super::rows::short_id;
 use super::values::format_duration;
-use super::{inspect, short_id, tasks_of};
+use super::{inspect, tasks_of};
 
 /// How often the tasks are read while waiting.
 const POLL: Duration = Duration::from_millis(250);

@@ -1,82 +1,47 @@
-//! `service ps` and `node ps`: Docker's task table, newest task of each slot
-//! first with its history under it (` \_ web.1`), states with their age
-//! (`Running 5 seconds ago`), errors quoted.
+//! `service ps` and `node ps`: Docker's task rows (`ID`, `Name`, `Image`,
+//! `Node`, `DesiredState`, `CurrentState`, `Error`, `Ports`, plus shoal's
+//! `Pid`, `Addresses`, `Command`...), newest task of each slot first with
+//! its history under it (` \_ web.1` in tables), states with their age
+//! (`Running 5 seconds ago`), errors quoted, and Docker's task filters.
 
 use std::cmp::Reverse;
-use std::str::FromStr;
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use shoal_control::api::TaskView;
+use shoal_control::engine::filter::{self, Filters, TaskContext};
+use shoal_control::engine::Task;
 use shoal_control::objects::TaskState;
 
-use super::super::format::{self, TemplateError};
-use super::{ellipsis, short_id};
+use super::super::format::{self, Listing, Row};
 
 /// How long an error may be in the table before it is cut (Docker's 30).
 const ERROR_WIDTH: usize = 30;
 
-/// One `--filter KEY=VALUE` of `service ps`. Filters with the same key
-/// match any of their values; different keys must all match.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TaskFilter {
-    /// `desired-state=running|shutdown`.
-    DesiredRunning(bool),
-    /// `node=HOSTNAME|ID`.
-    Node(String),
-    /// `name=PREFIX`.
-    Name(String),
-    /// `id=PREFIX`.
-    Id(String),
-}
+/// `service ps` / `node ps`. Docker's default table has an `IMAGE` column
+/// after `NAME`; shoal's tasks run commands, so it is left out (the field
+/// exists).
+pub const TASKS: Listing = Listing {
+    default_table: "table {{.ID}}\t{{.Name}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}\t{{.Ports}}",
+    headers: &[
+        ("ID", "ID"),
+        ("Name", "NAME"),
+        ("Image", "IMAGE"),
+        ("Node", "NODE"),
+        ("DesiredState", "DESIRED STATE"),
+        ("CurrentState", "CURRENT STATE"),
+        ("Error", "ERROR"),
+        ("Ports", "PORTS"),
+    ],
+    row_type: "*task.taskContext",
+};
 
-impl FromStr for TaskFilter {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let usage = || {
-            format!(
-                "invalid filter `{text}`: use desired-state=running|shutdown, node=NODE, name=NAME or id=ID"
-            )
-        };
-        let (key, value) = text.split_once('=').ok_or_else(usage)?;
-        match (key, value) {
-            ("desired-state", "running") => Ok(TaskFilter::DesiredRunning(true)),
-            ("desired-state", "shutdown") => Ok(TaskFilter::DesiredRunning(false)),
-            ("node", v) if !v.is_empty() => Ok(TaskFilter::Node(v.into())),
-            ("name", v) if !v.is_empty() => Ok(TaskFilter::Name(v.into())),
-            ("id", v) if !v.is_empty() => Ok(TaskFilter::Id(v.into())),
-            _ => Err(usage()),
-        }
-    }
-}
-
-impl TaskFilter {
-    fn matches(&self, task: &TaskView) -> bool {
-        match self {
-            TaskFilter::DesiredRunning(running) => {
-                (task.desired_state <= TaskState::Running) == *running
-            }
-            TaskFilter::Node(node) => {
-                task.node == *node || task.node_id.as_deref() == Some(node.as_str())
-            }
-            TaskFilter::Name(prefix) => task.name.starts_with(prefix.as_str()),
-            TaskFilter::Id(prefix) => task.id.starts_with(prefix.as_str()),
-        }
-    }
-
-    fn same_key(&self, other: &TaskFilter) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
-    }
-}
-
-/// Whether `task` passes every filter key.
-fn kept(task: &TaskView, filters: &[TaskFilter]) -> bool {
-    filters.iter().all(|f| {
-        filters
-            .iter()
-            .filter(|g| g.same_key(f))
-            .any(|g| g.matches(task))
-    })
+/// What the `label` and `_up-to-date` filters need of a task's service.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceFacts {
+    pub labels: BTreeMap<String, String>,
+    /// The service's spec version: tasks made from it are up to date.
+    pub version: u64,
 }
 
 /// How `service ps` / `node ps` print.
@@ -85,77 +50,56 @@ pub struct TaskListOptions<'a> {
     pub quiet: bool,
     pub no_trunc: bool,
     pub format: Option<&'a str>,
-    pub filters: &'a [TaskFilter],
+    /// Docker's task filters, with `node` and `service` values resolved to
+    /// ids.
+    pub filters: Filters,
 }
 
-/// The task table (or ids, or rows through `--format`) as of `now_ms`.
+/// Whether `task` passes the filters; `services` by service id.
+fn kept(task: &TaskView, filters: &Filters, services: &BTreeMap<String, ServiceFacts>) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let facts = services.get(&task.service_id);
+    let service_name = task
+        .name
+        .split_once('.')
+        .map_or(task.name.as_str(), |(s, _)| s);
+    let context = TaskContext {
+        service_name,
+        service_labels: facts.map(|f| &f.labels),
+        up_to_date: facts.is_some_and(|f| f.version == task.spec_version),
+    };
+    filter::task_matches(filters, &Task::from(task), &context)
+}
+
+/// The task table (or ids, or rows through `--format`) as of `now_ms`;
+/// `services` (by id) feed the `label` and `_up-to-date` filters.
 pub fn list(
     tasks: &[TaskView],
     options: &TaskListOptions,
+    services: &BTreeMap<String, ServiceFacts>,
     now_ms: u64,
-) -> Result<String, TemplateError> {
-    let mut tasks: Vec<&TaskView> = tasks.iter().filter(|t| kept(t, options.filters)).collect();
+) -> anyhow::Result<String> {
+    filter::check_tasks(&options.filters)?;
+    let mut tasks: Vec<&TaskView> = tasks
+        .iter()
+        .filter(|t| kept(t, &options.filters, services))
+        .collect();
     // Grouped by service and slot (or node), newest first in each group.
     tasks.sort_by_key(|t| (group(t), Reverse(t.created_at_ms), t.id.as_str()));
-    let id = |t: &TaskView| {
-        if options.no_trunc {
-            t.id.clone()
-        } else {
-            short_id(&t.id)
-        }
-    };
-    let mut out = String::new();
-    if options.quiet {
-        for t in &tasks {
-            out.push_str(&id(t));
-            out.push('\n');
-        }
-        return Ok(out);
-    }
-    if let Some(template) = options.format {
-        for t in &tasks {
-            let row = row(t, id(t), options.no_trunc, now_ms);
-            if template == "json" {
-                out.push_str(&row.to_string());
-            } else {
-                out.push_str(&format::render(template, &row)?);
-            }
-            out.push('\n');
-        }
-        return Ok(out);
-    }
+    // `-q` prints whole ids, as Docker's.
+    let no_trunc = options.no_trunc || options.quiet;
+    let format = format::resolve(&TASKS, options.format, options.quiet);
+    let indent = format::is_table(format);
     let mut rows = Vec::new();
     let mut previous = None;
     for t in &tasks {
         let history = previous == Some(group(t));
         previous = Some(group(t));
-        let name = if history {
-            format!(" \\_ {}", t.name)
-        } else {
-            t.name.clone()
-        };
-        rows.push(vec![
-            id(t),
-            name,
-            t.node.clone(),
-            capitalised(t.desired_state),
-            current_state(t.current_state, t.since_ms, now_ms),
-            error(t, options.no_trunc),
-            String::new(),
-        ]);
+        rows.push(row(t, history && indent, no_trunc, now_ms));
     }
-    Ok(format::table(
-        &[
-            "ID",
-            "NAME",
-            "NODE",
-            "DESIRED STATE",
-            "CURRENT STATE",
-            "ERROR",
-            "PORTS",
-        ],
-        &rows,
-    ))
+    Ok(format::list(&TASKS, format, &rows)?)
 }
 
 /// Tasks of one slot (or, for global services, one node) of one service.
@@ -174,32 +118,44 @@ fn group(task: &TaskView) -> (&str, u64, &str) {
 
 /// The fields `--format` sees: Docker's columns as shown, plus every other
 /// field of the task (`Pid`, `Addresses`, `ExitCode`, `CreatedAtMs`...).
-fn row(task: &TaskView, id: String, no_trunc: bool, now_ms: u64) -> Value {
-    let mut row = serde_json::to_value(task).unwrap_or_else(|_| json!({}));
+fn row(task: &TaskView, history: bool, no_trunc: bool, now_ms: u64) -> Row {
+    let mut fields = serde_json::to_value(task).unwrap_or_else(|_| json!({}));
+    let id = if no_trunc {
+        task.id.clone()
+    } else {
+        task.id.chars().take(super::SHORT_ID).collect()
+    };
+    let name = if history {
+        format!(" \\_ {}", task.name)
+    } else {
+        task.name.clone()
+    };
     let shown = json!({
         "ID": id,
-        "Name": task.name,
+        "Name": name,
+        "Image": "",
         "Node": task.node,
         "DesiredState": capitalised(task.desired_state),
         "CurrentState": current_state(task.current_state, task.since_ms, now_ms),
         "Error": error(task, no_trunc),
         "Ports": "",
     });
-    if let (Some(row), Some(shown)) = (row.as_object_mut(), shown.as_object()) {
-        for (k, v) in shown {
-            row.insert(k.clone(), v.clone());
-        }
+    if let (Some(fields), Value::Object(shown)) = (fields.as_object_mut(), shown) {
+        fields.extend(shown);
     }
-    row
+    Row::new(fields)
 }
 
-/// Docker's ERROR column: the error in double quotes, cut unless
-/// `--no-trunc`.
+/// Docker's ERROR column: the error in double quotes, cut to 30 characters
+/// (ending in `…`) unless `--no-trunc`.
 fn error(task: &TaskView, no_trunc: bool) -> String {
     match task.error.as_deref() {
         None | Some("") => String::new(),
-        Some(e) if no_trunc => format!("\"{e}\""),
-        Some(e) => format!("\"{}\"", ellipsis(e, ERROR_WIDTH)),
+        Some(e) if no_trunc || e.chars().count() <= ERROR_WIDTH => format!("\"{e}\""),
+        Some(e) => {
+            let kept: String = e.chars().take(ERROR_WIDTH - 1).collect();
+            format!("\"{kept}…\"")
+        }
     }
 }
 
@@ -323,24 +279,33 @@ pub(crate) mod tests {
         two.node = String::new();
         two.since_ms = 0;
         let tasks = [old, two, new];
-        let out = list(&tasks, &TaskListOptions::default(), 6_000).unwrap();
+        let none = BTreeMap::new();
+        let out = list(&tasks, &TaskListOptions::default(), &none, 6_000).unwrap();
         assert_eq!(
             out,
-            "ID             NAME        NODE     DESIRED STATE   CURRENT STATE          ERROR                              PORTS\n\
-             bbbbbbbbbbbb   web.1       host-1   Running         Running\n\
-             aaaaaaaaaaaa    \\_ web.1   host-1   Shutdown        Failed 5 seconds ago   \"exit status 1: the command ...\"\n\
-             cccccccccccc   web.2                Running         Pending\n"
+            "ID             NAME        NODE      DESIRED STATE   CURRENT STATE          ERROR                              PORTS\n\
+             bbbbbbbbbbbb   web.1       host-1    Running         Running                                                   \n\
+             aaaaaaaaaaaa    \\_ web.1   host-1    Shutdown        Failed 5 seconds ago   \"exit status 1: the command fa…\"   \n\
+             cccccccccccc   web.2                 Running         Pending                                                   \n"
         );
-        let running = [TaskFilter::DesiredRunning(true)];
         let options = TaskListOptions {
             quiet: true,
-            no_trunc: true,
-            filters: &running,
+            filters: Filters::parse(&["desired-state=running"]).unwrap(),
             ..TaskListOptions::default()
         };
         assert_eq!(
-            list(&tasks, &options, 6_000).unwrap(),
-            "bbbbbbbbbbbbbbbbbbbbbbbb1\nccccccccccccccccccccccccc\n"
+            list(&tasks, &options, &none, 6_000).unwrap(),
+            "bbbbbbbbbbbbbbbbbbbbbbbb1\nccccccccccccccccccccccccc\n",
+            "-q prints whole ids, as Docker's"
+        );
+        // Only tables indent history.
+        let options = TaskListOptions {
+            format: Some("{{.Name}}"),
+            ..TaskListOptions::default()
+        };
+        assert_eq!(
+            list(&tasks, &options, &none, 6_000).unwrap(),
+            "web.1\nweb.1\nweb.2\n"
         );
     }
 
@@ -355,34 +320,55 @@ pub(crate) mod tests {
             ..TaskListOptions::default()
         };
         assert_eq!(
-            list(&[t.clone()], &options, 0).unwrap(),
+            list(&[t.clone()], &options, &BTreeMap::new(), 0).unwrap(),
             "web.3 Rejected \"network `x` not found\"\n"
         );
         let options = TaskListOptions {
             format: Some("json"),
             ..TaskListOptions::default()
         };
-        let row: Value = serde_json::from_str(list(&[t], &options, 0).unwrap().trim()).unwrap();
+        let row: Value =
+            serde_json::from_str(list(&[t], &options, &BTreeMap::new(), 0).unwrap().trim())
+                .unwrap();
         assert_eq!(row["DesiredState"], "Running");
         assert_eq!(row["Node"], "host-1");
     }
 
     #[test]
-    fn filters_or_within_a_key_and_within_keys() {
+    fn filters_are_dockers() {
         let a = task("web.1", 1, TaskState::Running, TaskState::Running);
         let mut b = task("web.2", 2, TaskState::Shutdown, TaskState::Shutdown);
         b.node = "host-2".into();
         b.node_id = Some("node2id".into());
-        let f = |s: &[&str]| -> Vec<TaskFilter> { s.iter().map(|s| s.parse().unwrap()).collect() };
-        assert!(kept(&a, &f(&["desired-state=running"])));
-        assert!(!kept(&b, &f(&["desired-state=running"])));
-        assert!(kept(&b, &f(&["node=host-1", "node=node2id"])));
-        assert!(!kept(&b, &f(&["node=host-2", "desired-state=running"])));
-        assert!(kept(&b, &f(&["name=web.2", "id=web"])));
+        b.spec_version = 2;
+        let services = BTreeMap::from([(
+            "svc".to_string(),
+            ServiceFacts {
+                labels: BTreeMap::from([("tier".to_string(), "front".to_string())]),
+                version: 2,
+            },
+        )]);
+        let f = |s: &[&str]| Filters::parse(s).unwrap();
+        assert!(kept(&a, &f(&["desired-state=running"]), &services));
+        assert!(!kept(&b, &f(&["desired-state=running"]), &services));
+        assert!(kept(&b, &f(&["node=node1id", "node=node2id"]), &services));
+        assert!(!kept(
+            &b,
+            &f(&["node=node2id", "desired-state=running"]),
+            &services
+        ));
+        assert!(kept(&b, &f(&["name=web.2", "id=web"]), &services));
+        assert!(kept(&b, &f(&["label=tier=front"]), &services));
+        assert!(!kept(&a, &f(&["label=tier=back"]), &services));
+        assert!(kept(&b, &f(&["_up-to-date=true"]), &services));
+        assert!(!kept(&a, &f(&["_up-to-date=true"]), &services));
+        let options = TaskListOptions {
+            filters: f(&["state=running"]),
+            ..TaskListOptions::default()
+        };
         assert_eq!(
-            "state=running".parse::<TaskFilter>().unwrap_err(),
-            "invalid filter `state=running`: use desired-state=running|shutdown, node=NODE, name=NAME or id=ID"
+            list(&[a], &options, &services, 0).unwrap_err().to_string(),
+            "Invalid filter 'state'"
         );
-        assert!("desired-state=paused".parse::<TaskFilter>().is_err());
     }
 }
