@@ -132,7 +132,8 @@ fn agent_knows_ipvs(ssh: &Ssh) -> Result<bool> {
     // `[possible values: ebpf, ipvs, off]`, or one `- ipvs: ...` line each.
     Ok(help.lines().any(|l| {
         let l = l.trim();
-        l.starts_with("- ipvs") || (l.to_lowercase().contains("possible values") && l.contains("ipvs"))
+        l.starts_with("- ipvs")
+            || (l.to_lowercase().contains("possible values") && l.contains("ipvs"))
     }))
 }
 
