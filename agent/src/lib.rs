@@ -7,6 +7,7 @@ pub mod dns;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;
+pub mod image;
 pub mod ipvs;
 pub mod mesh;
 pub mod netns;

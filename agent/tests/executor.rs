@@ -145,6 +145,7 @@ impl Fixture {
             resolv_conf: RESOLV_CONF.to_string(),
             limit_nano_cpus: 0,
             limit_memory: 0,
+            container: None,
         }
     }
 

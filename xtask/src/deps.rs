@@ -36,6 +36,17 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wrk",
     "nftables",
     "iptables",
+    // containers (agent/src/executor/container) and their tests: runc runs
+    // them (crun refuses hybrid cgroups), tini is `--init`; the tests build
+    // busybox images with umoci, push and save them with skopeo, serve them
+    // from docker-registry, behind htpasswd (apache2-utils) basic auth.
+    "runc",
+    "tini",
+    "umoci",
+    "skopeo",
+    "docker-registry",
+    "busybox-static",
+    "apache2-utils",
 ];
 
 /// What the VM lab (`cargo xtask vm-box|vm-test`) runs on the host: Vagrant

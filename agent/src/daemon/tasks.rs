@@ -133,6 +133,12 @@ fn exited(task_id: &str, exit: Exit, stop_requested: bool) -> TaskReport {
         Exit::Code(code) => r.err = Some(format!("task: non-zero exit ({code})")),
         Exit::Signal(signal) => r.err = Some(format!("task: killed by signal {signal}")),
         Exit::Unknown => r.err = Some("task: exited while the agent was down".into()),
+        Exit::OomKilled => {
+            r.err = Some(format!(
+                "task: non-zero exit ({}): OOM killed",
+                128 + libc::SIGKILL
+            ))
+        }
     }
     r
 }
@@ -328,6 +334,7 @@ impl Runner {
                     resolv_conf: sandboxes.resolv_conf(&assignment),
                     limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
                     limit_memory: assignment.spec.resources.limit_memory,
+                    container: None,
                 };
                 tokio::task::spawn_blocking(move || runtime.start(&launch))
                     .await

@@ -253,6 +253,7 @@ mod tests {
             resolv_conf: String::new(),
             limit_nano_cpus: 0,
             limit_memory: 0,
+            container: None,
         }
     }
 

@@ -1,20 +1,28 @@
 //! Runs tasks. A [`Runtime`] starts a task's command inside its sandbox and
-//! reports what became of it; the built-in `process` runtime gives each task
-//! the sandbox's network namespace (built by the overlay), a mount namespace
-//! of its own with a private `/etc/resolv.conf`, and a cgroup holding its
-//! limits. The runtime never decides what should run: the worker's task loop
-//! does, from the managers' assignments.
+//! reports what became of it. The `container` runtime runs a task as an
+//! OCI container of its image with Docker's isolation (runc, overlayfs,
+//! the sandbox's network namespace); the `process` runtime gives a host
+//! command the sandbox's network namespace (built by the overlay), a mount
+//! namespace of its own with a private `/etc/resolv.conf`, and a cgroup
+//! holding its limits; [`TaskRuntimes`] picks one per task. A runtime never
+//! decides what should run: the worker's task loop does, from the
+//! managers' assignments.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod container;
 pub mod fake;
+mod logfiles;
 pub mod process;
+mod select;
 
+pub use container::{ContainerConfig, ContainerOptions, ContainerRuntime, Health, HealthStatus};
 pub use fake::FakeRuntime;
 pub use process::{cgroup2_mount, ProcessRuntime};
+pub use select::TaskRuntimes;
 
 /// Everything needed to start one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +40,10 @@ pub struct Launch {
     pub limit_nano_cpus: u64,
     /// Memory limit in bytes; 0 = none.
     pub limit_memory: u64,
+    /// Set for a container: its image and Docker options (`command` is
+    /// then the service's Command, replacing the image's Entrypoint).
+    /// `None` runs `command` as a host process.
+    pub container: Option<ContainerConfig>,
 }
 
 /// How a task's process ended.
@@ -41,6 +53,8 @@ pub enum Exit {
     Signal(i32),
     /// It ended while no agent was watching (after an agent restart).
     Unknown,
+    /// The kernel's OOM killer ended it (its memory limit was reached).
+    OomKilled,
 }
 
 impl Exit {
@@ -50,6 +64,7 @@ impl Exit {
             Exit::Code(c) => Some(c),
             Exit::Signal(s) => Some(128 + s),
             Exit::Unknown => None,
+            Exit::OomKilled => Some(128 + libc::SIGKILL),
         }
     }
 }
@@ -117,6 +132,19 @@ pub enum ExecutorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("task {task}: image {image}: {source}")]
+    Image {
+        task: String,
+        image: String,
+        source: Box<crate::image::ImageError>,
+    },
+    #[error("task {task}: {message}")]
+    Container { task: String, message: String },
+    #[error(
+        "task {0} asks for a container, but this node has no container runtime \
+         (install runc: `apt-get install runc`, then restart the agent)"
+    )]
+    NoContainerRuntime(String),
 }
 
 /// The kernel boundary of task execution: a real implementation
@@ -148,6 +176,11 @@ pub trait Runtime: Send + Sync + 'static {
         offset: u64,
         max: usize,
     ) -> Result<(Vec<u8>, u64), ExecutorError>;
+    /// The task's health when it has a health check; `None` otherwise
+    /// (and for runtimes without health checks).
+    fn health(&self, _task_id: &str) -> Option<Health> {
+        None
+    }
     /// How many bytes of output a task has written to `stream` so far.
     fn log_size(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError>;
     /// The marks that time the bytes `from..to` of a stream, in offset

@@ -11,10 +11,10 @@
 //! cgroup is killed, as Docker's PID 1 takes its container down with it.
 
 mod cgroup;
-mod marks;
-mod mounts;
+pub(crate) mod marks;
+pub(crate) mod mounts;
 mod spawn;
-mod store;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

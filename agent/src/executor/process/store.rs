@@ -49,6 +49,8 @@ pub(crate) enum StoredExit {
     Code(i32),
     Signal(i32),
     Unknown,
+    /// Killed by the OOM killer (the container runtime tells it apart).
+    Oom,
 }
 
 impl From<Exit> for StoredExit {
@@ -57,6 +59,7 @@ impl From<Exit> for StoredExit {
             Exit::Code(c) => StoredExit::Code(c),
             Exit::Signal(s) => StoredExit::Signal(s),
             Exit::Unknown => StoredExit::Unknown,
+            Exit::OomKilled => StoredExit::Oom,
         }
     }
 }
@@ -67,6 +70,7 @@ impl From<StoredExit> for Exit {
             StoredExit::Code(c) => Exit::Code(c),
             StoredExit::Signal(s) => Exit::Signal(s),
             StoredExit::Unknown => Exit::Unknown,
+            StoredExit::Oom => Exit::OomKilled,
         }
     }
 }
