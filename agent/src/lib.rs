@@ -9,5 +9,6 @@ pub mod ebpf;
 pub mod executor;
 pub mod gossip;
 pub mod image;
+pub mod ipvs;
 pub mod netns;
 pub mod overlay;

@@ -3,6 +3,7 @@
 
 mod client;
 mod format;
+mod ipvs;
 mod members;
 mod mesh;
 mod network;
@@ -73,6 +74,10 @@ pub enum Command {
     /// drives it from gossip in a swarm).
     #[command(subcommand)]
     Mesh(mesh::MeshCommand),
+    /// Program this host's IPVS table over generic netlink (plumbing for
+    /// an IPVS mesh; needs the kernel's ip_vs).
+    #[command(subcommand)]
+    Ipvs(ipvs::IpvsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +171,7 @@ impl Cli {
         let command = match self.command {
             Command::Overlay(cmd) => return cmd.run(&self.run_dir),
             Command::Mesh(cmd) => return cmd.run(),
+            Command::Ipvs(cmd) => return cmd.run(),
             command => command,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -201,7 +207,9 @@ impl Cli {
                 Command::Service(cmd) => cmd.run(&socket).await,
                 Command::Members(args) => args.run(&socket).await,
                 Command::Endpoint(cmd) => cmd.run(&socket).await,
-                Command::Overlay(_) | Command::Mesh(_) => unreachable!("handled above"),
+                Command::Overlay(_) | Command::Mesh(_) | Command::Ipvs(_) => {
+                    unreachable!("handled above")
+                }
             }
         })
     }
