@@ -2,6 +2,7 @@
 //! See the README's architecture section for how the parts fit together.
 
 pub mod admission;
+pub mod balancer;
 pub mod cli;
 pub mod daemon;
 pub mod dns;
@@ -10,7 +11,7 @@ pub mod ebpf;
 pub mod executor;
 pub mod gossip;
 pub mod image;
-pub mod mesh;
+pub mod ipvs;
 pub mod netns;
 pub mod overlay;
 pub mod private_files;

@@ -10,7 +10,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shoal_agent::ebpf::{ensure_bpffs, Guard, L4Proto, BPFFS_ROOT};
+use shoal_agent::ebpf::{ensure_bpffs, Guard, BPFFS_ROOT};
+use shoal_control::objects::Protocol;
 use shoal_tests::{require_root, Host, Underlay};
 
 type TestResult = Result<(), Box<dyn Error>>;
@@ -49,7 +50,7 @@ fn guard_counts_and_drops_real_packets() -> TestResult {
 
     // TCP to an unblocked port works and is counted. Blocking the same port for
     // UDP does not touch TCP: the protocol is part of the key.
-    guard.block_port(PORT, L4Proto::Udp)?;
+    guard.block_port(PORT, Protocol::Udp)?;
     let before = guard.stats()?;
     assert!(
         connects(h2, h1.addr())?,
@@ -64,10 +65,10 @@ fn guard_counts_and_drops_real_packets() -> TestResult {
         after.dropped, before.dropped,
         "nothing should be dropped yet"
     );
-    guard.unblock_port(PORT, L4Proto::Udp)?;
+    guard.unblock_port(PORT, Protocol::Udp)?;
 
     // Blocked: the SYNs are dropped, the connection times out, drops are counted.
-    guard.block_port(PORT, L4Proto::Tcp)?;
+    guard.block_port(PORT, Protocol::Tcp)?;
     let before = guard.stats()?;
     assert!(
         !connects(h2, h1.addr())?,
@@ -78,19 +79,19 @@ fn guard_counts_and_drops_real_packets() -> TestResult {
         after.dropped.packets > before.dropped.packets,
         "drops should be counted: before {before:?}, after {after:?}"
     );
-    assert_eq!(guard.blocked_ports()?, vec![(PORT, L4Proto::Tcp)]);
+    assert_eq!(guard.blocked_ports()?, vec![(PORT, Protocol::Tcp)]);
 
     // A reload (an agent restart) finds the blocklist in the pinned map.
     drop(guard);
     let mut guard = attach_in(h1, &pins.0)?;
-    assert_eq!(guard.blocked_ports()?, vec![(PORT, L4Proto::Tcp)]);
+    assert_eq!(guard.blocked_ports()?, vec![(PORT, Protocol::Tcp)]);
     assert!(
         !connects(h2, h1.addr())?,
         "port {PORT} should stay blocked after a reload"
     );
 
     // Unblocked: it works again and nothing more is dropped.
-    guard.unblock_port(PORT, L4Proto::Tcp)?;
+    guard.unblock_port(PORT, Protocol::Tcp)?;
     let before = guard.stats()?;
     assert!(
         connects(h2, h1.addr())?,
@@ -100,7 +101,7 @@ fn guard_counts_and_drops_real_packets() -> TestResult {
     assert_eq!(after.dropped, before.dropped, "no drops after unblocking");
     assert!(guard.blocked_ports()?.is_empty());
     // Unblocking twice is fine.
-    guard.unblock_port(PORT, L4Proto::Tcp)?;
+    guard.unblock_port(PORT, Protocol::Tcp)?;
 
     eprintln!("guard stats at the end: {:?}", guard.stats()?);
     drop(guard);

@@ -20,6 +20,7 @@ mod command;
 mod error;
 mod host;
 mod impairment;
+pub mod mesh;
 mod mountinfo;
 mod namespace;
 mod naming;

@@ -116,15 +116,54 @@ fn udp(client: &Host, addr: &str) -> Option<(String, String)> {
     parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// How a node's ingress program is attached to its underlay interface, and
+/// the program's id: `tc` when the kernel lists a cls_bpf filter there
+/// (`bpftool net`), `tcx` when the agent's pinned link is a TCX link (this
+/// bpftool does not list TCX links by interface; type 11 is TCX).
+fn attachment(node: &Host) -> Option<(&'static str, String)> {
+    let out = node.exec("bpftool", &["-j", "net", "show"]).ok()?;
+    let listed: Value = serde_json::from_slice(&out.stdout).ok()?;
+    for entry in listed[0]["tc"].as_array().into_iter().flatten() {
+        if entry["devname"] == node.iface() && entry["name"] == "shoal_ingress" {
+            return Some(("tc", entry["id"].to_string()));
+        }
+    }
+    let run_dir: String = node
+        .run_dir()
+        .to_string_lossy()
+        .trim_matches('/')
+        .replace('/', "_");
+    let pin = format!(
+        "/sys/fs/bpf/shoal/{run_dir}/links/shoal_ingress@host@{}",
+        node.iface()
+    );
+    let out = node
+        .exec("bpftool", &["-j", "link", "show", "pinned", &pin])
+        .ok()?;
+    let link: Value = serde_json::from_slice(&out.stdout).ok()?;
+    (link["type"] == 11 || link["type"] == "tcx").then(|| ("tcx", link["prog_id"].to_string()))
+}
+
 #[test]
 fn published_ports_reach_every_replica_through_every_node() {
+    published_ports_scenario(&[], "tcx");
+}
+
+/// The same with the pre-6.6 attachment forced: clsact + cls_bpf filters,
+/// replaced in place (same priority and handle) by a restarted agent.
+#[test]
+fn published_ports_work_with_the_legacy_tc_attachment() {
+    published_ports_scenario(&["--mesh-attach", "tc"], "tc");
+}
+
+fn published_ports_scenario(flags: &[&str], kind: &str) {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (nodes, client) = (&h[..3], h[3]);
     let mut agents = Vec::new();
     for node in nodes {
-        agents.push(start_agent_with(node, &[]).expect("agent"));
+        agents.push(start_agent_with(node, flags).expect("agent"));
     }
     form(nodes[0], &[], &[nodes[1], nodes[2]]);
     cli_ok(nodes[0], &["network", "create", "app"]);
@@ -206,7 +245,8 @@ fn published_ports_reach_every_replica_through_every_node() {
     );
     // Started again at once: a node silent for longer than the heartbeat
     // timeout (2 s) is marked down and its tasks are replaced elsewhere.
-    agents[1] = start_agent_with(nodes[1], &[]).expect("agent restarts");
+    let attached_before = attachment(nodes[1]);
+    agents[1] = start_agent_with(nodes[1], flags).expect("agent restarts");
     let log = client.log_path(stream).expect("stream log");
     let done = wait_for(Duration::from_secs(20), || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("STREAM OK") || l.contains("Error"))
@@ -226,6 +266,37 @@ fn published_ports_reach_every_replica_through_every_node() {
         times.len()
     );
     assert!(gap < 1.0, "the stream stalled for {gap:.2} s");
+
+    // Attached the way asked for, and taken over by the new agent: the
+    // program changed in place, one attachment before and after.
+    let attached_after = wait_for(Duration::from_secs(10), || {
+        attachment(nodes[1]).is_some_and(|after| Some(&after) != attached_before.as_ref())
+    });
+    let (before, after) = (attached_before.clone(), attachment(nodes[1]));
+    eprintln!("underlay attachment of node 2: {before:?} -> {after:?}");
+    assert!(
+        before.as_ref().is_some_and(|(k, _)| *k == kind) && attached_after,
+        "wanted a {kind} attachment replaced by the restarted agent: {before:?} -> {after:?}"
+    );
+    assert!(after.is_some_and(|(k, _)| k == kind));
+    if kind == "tc" {
+        let out = nodes[1]
+            .exec(
+                "tc",
+                &["filter", "show", "dev", nodes[1].iface(), "ingress"],
+            )
+            .expect("tc runs");
+        let filters = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            filters
+                .lines()
+                .filter(|l| l.contains("shoal_ingress"))
+                .count(),
+            1,
+            "one shoal filter, replaced in place:\n{filters}"
+        );
+        assert!(filters.contains("direct-action"), "{filters}");
+    }
 
     // Scale down: no request reaches a removed task.
     cli_ok(nodes[0], &["service", "scale", "--detach", "web=1"]);

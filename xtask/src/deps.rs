@@ -29,6 +29,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "util-linux",
     "netcat-openbsd",
+    "hping3",
     "ethtool",
     "python3",
     "dnsutils",
@@ -48,6 +49,34 @@ pub const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "apache2-utils",
 ];
+
+/// What the VM lab (`cargo xtask vm-box|vm-test`) runs on the host: Vagrant
+/// with its libvirt plugin, libvirt, the box builder's tools, and `ipvsadm`
+/// to read captured IPVS state. QEMU comes from bookworm-backports
+/// ([`VM_BACKPORTS_PACKAGES`]).
+pub const VM_PACKAGES: &[&str] = &[
+    "vagrant",
+    "vagrant-libvirt",
+    "libvirt-daemon-system",
+    "libvirt-daemon-driver-qemu",
+    "libvirt-clients",
+    "dnsmasq-base",
+    "mmdebstrap",
+    "e2fsprogs",
+    "extlinux",
+    "syslinux-common",
+    "openssh-client",
+    "ipvsadm",
+];
+
+/// From bookworm-backports: the machine's preinstalled backports
+/// `qemu-utils` 10.0 conflicts with bookworm's qemu-system 7.2.
+pub const VM_BACKPORTS_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils"];
+
+/// The apt source for bookworm-backports, written if apt has none.
+const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/shoal-bookworm-backports.sources";
+const BACKPORTS_ENTRY: &str = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n\
+                               Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// `bpf-linker --version` prints `bpf-linker 0.13.0`.
@@ -96,6 +125,49 @@ fn ensure_docker_cli() -> Result<()> {
         .with_context(|| format!("cannot copy the docker client to {DOCKER_CLI}"))?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
+}
+
+/// The VM lab's packages: bookworm-backports enabled if apt lacks it, QEMU
+/// from there, the rest from bookworm.
+pub fn install_vm() -> Result<()> {
+    let missing_backports: Vec<&str> = VM_BACKPORTS_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p) || !installed_from_backports(p))
+        .collect();
+    if !missing_backports.is_empty() {
+        if !run::is_root()? {
+            bail!(
+                "missing packages from bookworm-backports: {}; run `cargo xtask vm-box` as root",
+                missing_backports.join(" ")
+            );
+        }
+        ensure_backports_source()?;
+        run::run(apt_get().arg("update"))?;
+        run::run(
+            apt_get()
+                .args(["install", "-y", "-t", "bookworm-backports"])
+                .args(&missing_backports),
+        )?;
+    }
+    ensure_apt_packages(VM_PACKAGES)
+}
+
+/// Whether the installed version of `package` is a backport (`~bpo12`).
+fn installed_from_backports(package: &str) -> bool {
+    run::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", package]))
+        .is_some_and(|version| version.contains("bpo"))
+}
+
+fn ensure_backports_source() -> Result<()> {
+    let listed = run::output(Command::new("apt-cache").args(["policy"]))
+        .is_some_and(|policy| policy.contains("bookworm-backports"));
+    if listed {
+        return Ok(());
+    }
+    println!("adding apt source bookworm-backports: {BACKPORTS_SOURCE}");
+    std::fs::write(BACKPORTS_SOURCE, BACKPORTS_ENTRY)
+        .with_context(|| format!("cannot write {BACKPORTS_SOURCE}"))
 }
 
 /// The eBPF part only; returns the path of a working bpf-linker 0.13.

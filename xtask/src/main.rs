@@ -9,6 +9,7 @@ mod deps;
 mod ebpf;
 mod run;
 mod suite;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +29,11 @@ tasks:
                  direct vs shoal's eBPF ingress vs nftables vs iptables DNAT on one
                  namespaced topology (req/s, p50, p99, Gbit/s), and the time to apply
                  one service change at 1k and 10k services (needs root)
+  vm-box         build the lab's Vagrant box (Debian 12, kernel 6.1) if it is not cached, and
+                 add it to Vagrant (needs root; installs vagrant, libvirt and QEMU first)
+  vm-test [--mesh ebpf|ipvs|all] [--keep]
+                 the lab of 3 VMs in vagrant/ (libvirt + QEMU): the swarm scenario of the
+                 end-to-end tests once per mesh, then everything destroyed (needs root)
   lint           cargo fmt --check and clippy with warnings denied, on the workspace
   test           lint, install-deps, build-ebpf, build and test the workspace (needs root)
   clean [PREFIX] remove network namespaces and other leftovers named shoal-* (or one run's)
@@ -68,6 +74,9 @@ fn run_task() -> Result<()> {
     if task == "bench" {
         return bench::run(&root, bench::Options::parse(rest)?);
     }
+    if task == "vm-test" {
+        return vm::test(&root, &vm::Options::parse(rest)?);
+    }
     if !rest.is_empty() {
         bail!("`{task}` takes no arguments, got: {}", rest.join(" "));
     }
@@ -76,6 +85,7 @@ fn run_task() -> Result<()> {
         "build-ebpf" => ebpf::build(&root).map(|_| ()),
         "lint" => suite::lint(&root),
         "test" => suite::test(&root),
+        "vm-box" => vm::build_box(),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -42,8 +42,9 @@ pub fn lint(root: &Path) -> Result<()> {
 }
 
 /// Checks the style gates, installs what is missing, builds the eBPF object
-/// and the workspace, runs every test, then fails if any test namespace is
-/// left.
+/// and the workspace, runs every test, fails if any test namespace is left,
+/// then runs the VM lab (`cargo xtask vm-test`; `SHOAL_SKIP_VM=1` skips it on
+/// a developer's machine, never in CI).
 pub fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     if !run::is_root()? {
@@ -76,9 +77,18 @@ pub fn test(root: &Path) -> Result<()> {
     );
     let leftovers = check_no_leftovers(&ours, &before);
 
+    // The lab of real VMs: the only test of IPVS and of an older kernel.
+    let lab = if std::env::var_os("SHOAL_SKIP_VM").is_some_and(|v| v == "1") {
+        println!("vm-test: skipped (SHOAL_SKIP_VM=1)");
+        Ok(())
+    } else {
+        crate::vm::test(root, &crate::vm::Options::parse(&[])?)
+    };
+
     println!("total wall time: {:.1}s", started.elapsed().as_secs_f64());
     tests?;
-    leftovers
+    leftovers?;
+    lab
 }
 
 /// `cargo xtask clean [PREFIX]`: removes everything the harness names

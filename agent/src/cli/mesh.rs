@@ -1,8 +1,8 @@
 //! `shoal mesh ...`: plumbing for the routing mesh's eBPF data path, outside
 //! a swarm (the agent drives it from gossip in one). Used by `cargo xtask
-//! bench` and for debugging.
+//! bench`, the end-to-end tests of the mesh's limits, and for debugging.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,10 +13,10 @@ use serde::Deserialize;
 use shoal_control::objects::MacAddr;
 use shoal_ebpf_common::mesh::{Config, CONFIG_HOST};
 
-use crate::ebpf::{self, EbpfMesh, MeshProgram};
-use crate::mesh::{
-    host, service_key, Mesh, MeshBackend, MeshChanges, MeshSpec, Proto, PublishedService,
+use crate::balancer::{
+    host, Balancer, BalancerError, BalancerSpec, MeshBackend, PortKey, Protocol, PublishedService,
 };
+use crate::ebpf::{self, AttachMode, EbpfBalancer, MeshProgram};
 
 /// Where `shoal mesh` pins by default.
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/shoal/mesh";
@@ -24,7 +24,8 @@ const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/shoal/mesh";
 #[derive(Debug, Subcommand)]
 pub enum MeshCommand {
     /// Attach the ingress programs in this namespace and program the
-    /// published ports of FILE (JSON: underlay, link, services).
+    /// published ports of FILE (JSON: `underlay`, `link`, `services`, and
+    /// optionally `vips` with the `cgroup` whose sockets they serve).
     Apply {
         /// The spec file (JSON).
         #[arg(long, value_name = "FILE")]
@@ -32,6 +33,9 @@ pub enum MeshCommand {
         /// Where the programs and maps are pinned on bpffs.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// How TC programs are attached.
+        #[arg(long, value_enum, default_value = "auto")]
+        attach: AttachMode,
     },
     /// Detach everything 'mesh apply' attached and remove its maps.
     Reset {
@@ -49,6 +53,11 @@ pub enum MeshCommand {
         #[arg(long, default_value = "/sys/fs/bpf/shoal/mesh-bench")]
         pin_dir: PathBuf,
     },
+    /// Print the data path's counters (JSON).
+    Stats {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
 }
 
 /// The plumbing spec file.
@@ -59,14 +68,23 @@ struct ApplySpec {
     /// The interface that leads to the backends.
     link: String,
     services: Vec<PublishedService>,
+    /// Virtual IPs and their tasks, served to sockets under `cgroup`.
+    #[serde(default)]
+    vips: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>>,
+    #[serde(default)]
+    cgroup: Option<PathBuf>,
 }
 
 impl MeshCommand {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
-            MeshCommand::Apply { spec, pin_dir } => apply(&spec, &pin_dir),
+            MeshCommand::Apply {
+                spec,
+                pin_dir,
+                attach,
+            } => apply(&spec, &pin_dir, attach),
             MeshCommand::Reset { pin_dir } => {
-                EbpfMesh::remove(&pin_dir)?;
+                EbpfBalancer::remove(&pin_dir)?;
                 println!(
                     "mesh: removed everything pinned under {}",
                     pin_dir.display()
@@ -74,39 +92,57 @@ impl MeshCommand {
                 Ok(())
             }
             MeshCommand::Bench { services, pin_dir } => bench(services, &pin_dir),
+            MeshCommand::Stats { pin_dir } => {
+                use crate::balancer::LoadBalancer;
+                let counters = EbpfBalancer::load(&pin_dir, AttachMode::Auto)?.counters()?;
+                let counters: BTreeMap<&str, u64> = counters.into_iter().collect();
+                println!("{}", serde_json::to_string(&counters)?);
+                Ok(())
+            }
         }
     }
 }
 
-fn apply(file: &std::path::Path, pin_dir: &std::path::Path) -> anyhow::Result<()> {
+fn apply(
+    file: &std::path::Path,
+    pin_dir: &std::path::Path,
+    attach: AttachMode,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read mesh spec {}", file.display()))?;
     let spec: ApplySpec = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid mesh spec", file.display()))?;
     ebpf::ensure_bpffs(std::path::Path::new(ebpf::BPFFS_ROOT))?;
-    let mut loaded = EbpfMesh::load(pin_dir)?;
+    let mut loaded = EbpfBalancer::load(pin_dir, attach)?;
+    eprintln!("mesh: TC programs attach with {}", loaded.hook());
     let link = host::iface(&spec.link)?;
     loaded.set_config(
         CONFIG_HOST,
         Config {
             link_ifindex: link.index,
-            vxlan_ifindex: 0,
             link_mac: link.mac.octets(),
-            pad: [0; 2],
+            ..Config::default()
         },
     )?;
     let mut locals = BTreeSet::new();
     for name in &spec.underlay {
         locals.extend(host::iface(name)?.addrs);
-        loaded.attach(MeshProgram::Ingress, name, None)?;
+        loaded.attach_program(MeshProgram::Ingress, name, None)?;
     }
-    loaded.attach(MeshProgram::Reply, &spec.link, None)?;
-    let mut mesh = Mesh::new(loaded)?;
-    let changes = mesh.apply(&MeshSpec {
+    loaded.attach_program(MeshProgram::Reply, &spec.link, None)?;
+    if let Some(cgroup) = &spec.cgroup {
+        loaded.attach_cgroup_hooks(&ebpf::TASK_HOOKS, cgroup, "cgroup")?;
+    }
+    let mut mesh = Balancer::new(loaded)?;
+    let changes = mesh.apply(&BalancerSpec {
         locals,
         services: spec.services,
+        vips: spec.vips,
     })?;
     println!("{}", serde_json::to_string(&changes)?);
+    if !changes.over_limit.is_empty() {
+        return Err(BalancerError::OverLimit(changes.over_limit).into());
+    }
     Ok(())
 }
 
@@ -114,8 +150,8 @@ fn apply(file: &std::path::Path, pin_dir: &std::path::Path) -> anyhow::Result<()
 /// single-port changes (a backend added, then removed again).
 fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
     ebpf::ensure_bpffs(std::path::Path::new(ebpf::BPFFS_ROOT))?;
-    EbpfMesh::remove(pin_dir)?;
-    let loaded = EbpfMesh::load(pin_dir)?;
+    EbpfBalancer::remove(pin_dir)?;
+    let loaded = EbpfBalancer::load(pin_dir, AttachMode::Auto)?;
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let backend = |i: u32| {
             let ip = Ipv4Addr::from(0x0aff_0000 + i);
@@ -125,18 +161,19 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
                 mac: MacAddr::from_ipv4(ip),
             }
         };
-        let mut spec = MeshSpec {
+        let mut spec = BalancerSpec {
             locals: BTreeSet::from([Ipv4Addr::new(198, 18, 0, 2)]),
+            vips: BTreeMap::new(),
             services: (0..count)
                 .map(|i| PublishedService {
-                    protocol: Proto::Tcp,
+                    protocol: Protocol::Tcp,
                     port: 10_000 + i,
                     backends: (0..3).map(|b| backend(u32::from(i) * 3 + b + 2)).collect(),
                     lingering: Vec::new(),
                 })
                 .collect(),
         };
-        let mut mesh = Mesh::new(loaded)?;
+        let mut mesh = Balancer::new(loaded)?;
         let filled = Instant::now();
         mesh.apply(&spec)?;
         let fill_ms = filled.elapsed().as_secs_f64() * 1e3;
@@ -145,16 +182,18 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
         for round in 0..51u32 {
             // One backend more, then one fewer, on a different port each time.
             let i = (round as usize * 7) % usize::from(count);
-            let key = service_key(Proto::Tcp, 10_000 + i as u16);
-            let mut backends: BTreeSet<MeshBackend> = mesh.state().services[&key].clone();
+            let key = PortKey {
+                protocol: Protocol::Tcp,
+                port: 10_000 + i as u16,
+            };
+            let mut backends: BTreeSet<MeshBackend> = mesh.state().ports[&key].active.clone();
             if round % 2 == 0 {
                 backends.insert(backend(200_000 + round));
             } else {
                 backends.pop_last();
             }
             let start = Instant::now();
-            let mut changes = MeshChanges::default();
-            mesh.set_port(key, &backends, &mut changes)?;
+            mesh.set_port(key, &backends)?;
             one_port.push(start.elapsed().as_nanos() as u64);
             // The same change again through the whole-spec path the agent
             // uses today, which compares every port: undo it, then redo it.
@@ -165,7 +204,7 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
             let changes = mesh.apply(&spec)?;
             whole_spec.push(start.elapsed().as_nanos() as u64);
             anyhow::ensure!(
-                changes.services_written == 1,
+                changes.ports_written == 1,
                 "the spec path wrote {changes:?}"
             );
             let _ = undo;
@@ -179,36 +218,67 @@ fn bench(count: u16, pin_dir: &std::path::Path) -> anyhow::Result<()> {
             "test_run_ns_per_packet": test_run,
         }))
     })();
-    EbpfMesh::remove(pin_dir)?;
+    EbpfBalancer::remove(pin_dir)?;
     println!("{}", result?);
     Ok(())
 }
 
-/// The ingress program's median run time on a tracked TCP flow's packet,
-/// from BPF_PROG_TEST_RUN (the kernel's own clock, one packet per run).
-fn test_run_ns(mesh: &mut EbpfMesh) -> anyhow::Result<u64> {
+/// The ingress program's median run time on a packet of an established
+/// TCP flow, from BPF_PROG_TEST_RUN (the kernel's own clock, one packet per
+/// run). The flow is established first as a real one is: the client's SYN,
+/// the backend's SYN-ACK through the reply program, the client's ACK.
+fn test_run_ns(mesh: &mut EbpfBalancer) -> anyhow::Result<u64> {
     mesh.set_config(
         CONFIG_HOST,
         Config {
             link_ifindex: 1,
-            vxlan_ifindex: 0,
             link_mac: [2, 0, 0, 0, 0, 1],
-            pad: [0; 2],
+            ..Config::default()
         },
     )?;
+    let (client, node) = ([198, 19, 0, 9], [198, 18, 0, 2]);
+    let syn = mesh.test_run(
+        MeshProgram::Ingress,
+        &tcp_frame(client, node, 40_000, 10_000, TCP_SYN, 0, 0),
+    )?;
+    // Where the SYN went: the backend's address and port.
+    let to = syn.frame.get(30..34).zip(syn.frame.get(36..38));
+    let Some((backend, port)) = to else {
+        anyhow::bail!(
+            "the ingress program returned a {} byte frame",
+            syn.frame.len()
+        );
+    };
+    let backend: [u8; 4] = backend.try_into()?;
+    let port = u16::from_be_bytes(port.try_into()?);
+    let isn = 7_000_000;
+    mesh.test_run(
+        MeshProgram::Reply,
+        &tcp_frame(backend, client, port, 40_000, TCP_SYN | TCP_ACK, isn, 1),
+    )?;
+    let ack = tcp_frame(client, node, 40_000, 10_000, TCP_ACK, 1, isn + 1);
     let mut times = Vec::new();
     for _ in 0..2001 {
-        let frame = tcp_syn([198, 19, 0, 9], [198, 18, 0, 2], 40_000, 10_000);
-        let (_, ns) = mesh.test_run(MeshProgram::Ingress, &frame)?;
-        times.push(u64::from(ns));
+        times.push(u64::from(mesh.test_run(MeshProgram::Ingress, &ack)?.ns));
     }
-    // The first run opened the flow; the rest took the tracked path.
+    // The first ACK promoted the flow; the rest took the established path.
     Ok(median(&mut times[1..]))
 }
 
-/// An Ethernet + IPv4 + TCP SYN frame (checksums left zero: the program
-/// only patches them).
-fn tcp_syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// An Ethernet + IPv4 + TCP frame (checksums left zero: the programs only
+/// patch them).
+fn tcp_frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 20 + 20];
     f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 3]);
@@ -221,8 +291,10 @@ fn tcp_syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     f[30..34].copy_from_slice(&dst);
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f[38..42].copy_from_slice(&seq.to_be_bytes());
+    f[42..46].copy_from_slice(&ack.to_be_bytes());
     f[46] = 0x50;
-    f[47] = 0x02;
+    f[47] = flags;
     f
 }
 

@@ -3,6 +3,7 @@
 
 mod client;
 mod format;
+mod ipvs;
 mod members;
 mod mesh;
 mod network;
@@ -73,6 +74,10 @@ pub enum Command {
     /// drives it from gossip in a swarm).
     #[command(subcommand)]
     Mesh(mesh::MeshCommand),
+    /// Program this host's IPVS table over generic netlink (plumbing for
+    /// an IPVS mesh; needs the kernel's ip_vs).
+    #[command(subcommand)]
+    Ipvs(ipvs::IpvsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -100,7 +105,12 @@ pub struct AgentArgs {
     pub cgroup_root: Option<PathBuf>,
     /// This node's load balancer for published ports and virtual IPs.
     #[arg(long, default_value = "ebpf", value_parser = mesh_mode())]
-    pub mesh: crate::mesh::MeshMode,
+    pub mesh: crate::balancer::MeshMode,
+    /// How the eBPF mesh hangs its programs on interfaces: TCX links where
+    /// the kernel has them (6.6+), else clsact + cls_bpf (`auto`), or
+    /// either one forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mesh_attach: crate::ebpf::AttachMode,
     /// CPUs this node offers to reservations (default: its CPU count).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -139,8 +149,8 @@ impl AgentArgs {
 }
 
 /// `--mesh`, with help in plain words.
-fn mesh_mode() -> impl clap::builder::TypedValueParser<Value = crate::mesh::MeshMode> {
-    use crate::mesh::MeshMode;
+fn mesh_mode() -> impl clap::builder::TypedValueParser<Value = crate::balancer::MeshMode> {
+    use crate::balancer::MeshMode;
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
     PossibleValuesParser::new([
         PossibleValue::new("ebpf")
@@ -173,6 +183,7 @@ impl Cli {
         let command = match self.command {
             Command::Overlay(cmd) => return cmd.run(&self.run_dir),
             Command::Mesh(cmd) => return cmd.run(),
+            Command::Ipvs(cmd) => return cmd.run(),
             command => command,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -202,7 +213,10 @@ impl Cli {
                             insecure: args.insecure_registries.clone(),
                         },
                         task_log_limit,
-                        mesh: args.mesh,
+                        mesh: crate::balancer::MeshConfig {
+                            mode: args.mesh,
+                            attach: args.mesh_attach,
+                        },
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()
                                 .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
@@ -217,7 +231,9 @@ impl Cli {
                 Command::Service(cmd) => cmd.run(&socket).await,
                 Command::Members(args) => args.run(&socket).await,
                 Command::Endpoint(cmd) => cmd.run(&socket).await,
-                Command::Overlay(_) | Command::Mesh(_) => unreachable!("handled above"),
+                Command::Overlay(_) | Command::Mesh(_) | Command::Ipvs(_) => {
+                    unreachable!("handled above")
+                }
             }
         })
     }

@@ -20,11 +20,12 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::ingress::{self, IngressPlane};
+use super::balancer::{self as mesh_plane, BalancerPlane, Loader};
 use super::names::NamePlane;
+use crate::balancer::{MeshConfig, MeshMode};
+use crate::ebpf::{self, EbpfBalancer};
 use crate::gossip::service::{Entry, Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
-use crate::mesh::MeshMode;
 use crate::netns::NetnsDir;
 use crate::overlay::{self, Attachment, Change, OverlaySpec, RtnlKernel, SandboxSpec};
 
@@ -44,6 +45,19 @@ pub struct DataPlaneStatus {
     /// Remote endpoints programmed, per network.
     pub remote_endpoints: BTreeMap<String, usize>,
     pub sandboxes: usize,
+    #[serde(default)]
+    pub mesh: MeshStatus,
+}
+
+/// The load balancer, as the loop last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStatus {
+    /// The data path's counters (`shoal_ebpf_common::mesh::STAT_*`).
+    pub counters: Vec<(String, u64)>,
+    /// Entries over the balancer's limits, each said as the fix.
+    pub over_limit: Vec<String>,
+    /// The last error of the balancer, if its last sync failed.
+    pub last_error: Option<String>,
 }
 
 /// The endpoints this node owns, persisted so that a restarted agent
@@ -114,6 +128,8 @@ pub struct DataPlane {
     stop: CancellationToken,
     kick: Arc<Notify>,
     status: Arc<Mutex<DataPlaneStatus>>,
+    /// The load balancer, whose counters are read when asked.
+    mesh: Arc<Mutex<BalancerPlane<EbpfBalancer>>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -164,7 +180,7 @@ pub struct Inputs {
     pub pin_dir: PathBuf,
     /// The cgroup every task's cgroup is under (east-west hook).
     pub cgroup_root: PathBuf,
-    pub mesh: MeshMode,
+    pub mesh: MeshConfig,
     pub gossip_view: shoal_control::manager::GossipView,
 }
 
@@ -173,10 +189,23 @@ impl DataPlane {
         let stop = CancellationToken::new();
         let kick = Arc::new(Notify::new());
         let status = Arc::new(Mutex::new(DataPlaneStatus::default()));
-        let task = tokio::spawn(run(inputs, kick.clone(), status.clone(), stop.clone()));
+        let mesh = Arc::new(Mutex::new(BalancerPlane::new(
+            ebpf_loader(&inputs),
+            inputs.vtep,
+            inputs.cgroup_root.clone(),
+            crate::executor::cgroup2_mount(),
+        )));
+        let task = tokio::spawn(run(
+            inputs,
+            mesh.clone(),
+            kick.clone(),
+            status.clone(),
+            stop.clone(),
+        ));
         DataPlane {
             stop,
             kick,
+            mesh,
             status,
             task: Mutex::new(Some(task)),
         }
@@ -187,8 +216,17 @@ impl DataPlane {
         self.kick.notify_one();
     }
 
+    /// What the loop last did, with the mesh's counters as they are now
+    /// (unless the loop is busy with the mesh: then as of its last pass).
     pub fn status(&self) -> DataPlaneStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        if let Some(counters) = self.mesh.try_lock().ok().and_then(|mut m| m.counters()) {
+            status.mesh.counters = counters
+                .into_iter()
+                .map(|(name, n)| (name.to_string(), n))
+                .collect();
+        }
+        status
     }
 
     /// A handle that kicks the loop and reads its status.
@@ -210,6 +248,7 @@ impl DataPlane {
 
 async fn run(
     mut inputs: Inputs,
+    ingress: Arc<Mutex<BalancerPlane<EbpfBalancer>>>,
     kick: Arc<Notify>,
     status: Arc<Mutex<DataPlaneStatus>>,
     stop: CancellationToken,
@@ -223,12 +262,6 @@ async fn run(
     // What the kernel held when this agent started (an earlier agent's
     // entries), kept for a while; see `overlay::reconcile_keeping`.
     let inherited: Arc<Mutex<Option<overlay::HostState>>> = Arc::new(Mutex::new(None));
-    let ingress = Arc::new(Mutex::new(IngressPlane::new(
-        inputs.pin_dir.clone(),
-        inputs.netns.clone(),
-        inputs.vtep,
-        inputs.cgroup_root.clone(),
-    )));
     let mut names = NamePlane::new(inputs.netns.clone());
     loop {
         tokio::select! {
@@ -276,7 +309,7 @@ async fn run(
             &live,
             &inputs.local.list(),
         );
-        spec.gateways = ingress::gateways(&networks, &vteps);
+        spec.gateways = mesh_plane::gateways(&networks, &vteps);
         let mut records = live.clone();
         for (network, list) in &lingering {
             records
@@ -290,7 +323,7 @@ async fn run(
         let mesh = ingress.clone();
         let underlay_mtu = inputs.underlay_mtu;
         let mesh_mode = inputs.mesh;
-        let warming = began.elapsed() < ingress::WARM_UP;
+        let warming = began.elapsed() < mesh_plane::WARM_UP;
         let kept = inherited.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut kernel = RtnlKernel::new(netns);
@@ -305,16 +338,28 @@ async fn run(
             drop(kept);
             // The mesh needs the overlay's namespaces; a mesh failure is
             // reported but does not undo the overlay.
-            if mesh_mode == MeshMode::Ebpf {
+            let mut mesh_status = MeshStatus::default();
+            if mesh_mode.mode == MeshMode::Ebpf {
                 if let Ok(mut mesh) = mesh.lock() {
                     match mesh.sync(&networks, &live, &lingering, underlay_mtu) {
                         Ok(done) if !done.is_empty() => tracing::info!("mesh: {done:?}"),
                         Ok(_) => {}
-                        Err(e) => tracing::warn!("mesh: {e:#}"),
+                        Err(e) => {
+                            tracing::warn!("mesh: {e}");
+                            mesh_status.last_error = Some(e.to_string());
+                        }
                     }
+                    mesh_status.over_limit =
+                        mesh.over_limit().iter().map(|o| o.to_string()).collect();
+                    mesh_status.counters = mesh
+                        .counters()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, n)| (name.to_string(), n))
+                        .collect();
                 }
             }
-            Ok::<_, overlay::OverlayError>((changes, spec))
+            Ok::<_, overlay::OverlayError>((changes, spec, mesh_status))
         })
         .await;
         names.sync(&named, &records).await;
@@ -325,7 +370,8 @@ async fn run(
         status.reconciles += 1;
         wait = RESYNC;
         match result {
-            Ok(Ok((applied, spec))) => {
+            Ok(Ok((applied, spec, mesh_status))) => {
+                status.mesh = mesh_status;
                 if !applied.is_empty() {
                     tracing::info!(
                         "overlay: {} changes applied in {} ms",
@@ -355,6 +401,24 @@ async fn run(
             }
         }
     }
+}
+
+/// Loads the eBPF balancer when the swarm first has an ingress network.
+fn ebpf_loader(inputs: &Inputs) -> Loader<EbpfBalancer> {
+    let (pin_dir, netns, mode) = (
+        inputs.pin_dir.clone(),
+        inputs.netns.clone(),
+        inputs.mesh.attach,
+    );
+    Box::new(move || {
+        ebpf::ensure_bpffs(std::path::Path::new(ebpf::BPFFS_ROOT))?;
+        let balancer = EbpfBalancer::load(&pin_dir, mode)?.for_node(netns.clone());
+        tracing::info!(
+            "mesh: eBPF data path loaded; TC programs attach with {}",
+            balancer.hook()
+        );
+        Ok(balancer)
+    })
 }
 
 /// The entries of members that are down, per network: their tasks may

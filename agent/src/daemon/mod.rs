@@ -13,10 +13,10 @@
 mod agent;
 mod answer;
 mod at_rest;
+mod balancer;
 mod dataplane;
 mod docker_api;
 mod identity;
-mod ingress;
 mod key_dir;
 mod launch;
 mod local;
@@ -63,7 +63,7 @@ pub struct Options {
     /// The cgroup holding one cgroup per task.
     pub cgroup_root: PathBuf,
     /// The node's load balancer.
-    pub mesh: crate::mesh::MeshMode,
+    pub mesh: crate::balancer::MeshConfig,
     /// What this node offers to reservations (default: what it has).
     pub resources: shoal_control::objects::NodeResources,
     /// Which registries the node pulls from over plain HTTP.

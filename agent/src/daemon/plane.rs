@@ -60,7 +60,7 @@ pub struct TaskInputs {
     /// Which registries the node pulls from over plain HTTP.
     pub registries: crate::image::RegistryOptions,
     /// The node's load balancer (it needs the task cgroup root).
-    pub mesh: crate::mesh::MeshMode,
+    pub mesh: crate::balancer::MeshConfig,
     /// Kept current from gossip, for the managers' down detector.
     pub gossip_view: shoal_control::manager::GossipView,
     /// The leader's log fetches, and where the answers go.
@@ -125,7 +125,7 @@ impl Plane {
             networks: networks.clone(),
             gossip: gossip.clone(),
             local: local.clone(),
-            pin_dir: super::ingress::pin_dir(run_dir),
+            pin_dir: super::balancer::pin_dir(run_dir),
             cgroup_root: tasks.cgroup_root.clone(),
             mesh: tasks.mesh,
             gossip_view: tasks.gossip_view.clone(),
@@ -167,7 +167,7 @@ impl Plane {
             networks,
             netns,
             vtep,
-            pin_dir: super::ingress::pin_dir(run_dir),
+            pin_dir: super::balancer::pin_dir(run_dir),
         })
     }
 
@@ -199,7 +199,7 @@ impl Plane {
             let netns = self.netns.clone();
             let pins = self.pin_dir.clone();
             let removed = tokio::task::spawn_blocking(move || {
-                if let Err(e) = crate::ebpf::EbpfMesh::remove(&pins) {
+                if let Err(e) = crate::ebpf::EbpfBalancer::remove(&pins) {
                     tracing::warn!("mesh teardown failed: {e}");
                 }
                 dataplane::teardown(&netns)
@@ -462,6 +462,22 @@ impl MembersReport {
             "Overlay reconciliations run.",
             "counter",
             vec![(String::new(), self.overlay.reconciles.to_string())],
+        );
+        let mesh = &self.overlay.mesh;
+        for (name, value) in &mesh.counters {
+            metric(
+                &format!("shoal_mesh_{name}_total"),
+                "Routing mesh data path events on this node (see shoal_ebpf_common::mesh::STAT_*).",
+                "counter",
+                vec![(String::new(), value.to_string())],
+            );
+        }
+        metric(
+            "shoal_mesh_over_limit",
+            "Published ports and virtual IPs with more backends than the mesh balances over; \
+             the extra ones get no new connections (the agent's log says which).",
+            "gauge",
+            vec![(String::new(), mesh.over_limit.len().to_string())],
         );
         out
     }

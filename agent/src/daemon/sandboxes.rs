@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use shoal_control::api::Assignment;
-use shoal_control::objects::{MacAddr, NetworkSpec, Protocol as PortProtocol};
+use shoal_control::objects::{MacAddr, NetworkSpec};
 use tokio::sync::watch;
 
 use super::dataplane::{DataPlaneHandle, LocalEndpoints};
 use super::tasks::Sandboxes;
 use crate::gossip::service::{Gossip, LocalEndpoint};
-use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
+use crate::gossip::table::{EndpointRecord, PublishedPort};
 use crate::netns::NetnsDir;
 use crate::overlay::names;
 
@@ -56,10 +56,7 @@ impl Sandboxes for PlaneSandboxes {
             .map(|p| PublishedPort {
                 published: p.published,
                 target: p.target,
-                protocol: match p.protocol {
-                    PortProtocol::Tcp => Protocol::Tcp,
-                    PortProtocol::Udp => Protocol::Udp,
-                },
+                protocol: p.protocol,
             })
             .collect();
         for attachment in &a.networks {

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap, Map, MapData, MapError, PerCpuArray};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::Ebpf;
+use shoal_control::objects::Protocol;
 use shoal_ebpf_common::guard::{
-    BlockedPortKey, Counters, BLOCKED, BLOCKED_PORTS_MAP, IPPROTO_TCP, IPPROTO_UDP, PROGRAM_NAME,
-    SLOT_DROPPED, SLOT_ICMP, SLOT_MALFORMED, SLOT_NON_IPV4, SLOT_OTHER, SLOT_TCP, SLOT_UDP,
-    STATS_MAP, STATS_SLOTS,
+    BlockedPortKey, Counters, BLOCKED, BLOCKED_PORTS_MAP, PROGRAM_NAME, SLOT_DROPPED, SLOT_ICMP,
+    SLOT_MALFORMED, SLOT_NON_IPV4, SLOT_OTHER, SLOT_TCP, SLOT_UDP, STATS_MAP, STATS_SLOTS,
 };
 
 use super::loader::{self, ObjectSource};
@@ -20,41 +20,6 @@ use super::EbpfError;
 
 /// The guard's maps, all pinned when a pin directory is given.
 const MAPS: [&str; 2] = [STATS_MAP, BLOCKED_PORTS_MAP];
-
-/// A transport protocol whose ports the guard can block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum L4Proto {
-    Tcp,
-    Udp,
-}
-
-impl L4Proto {
-    /// The IANA protocol number, as in the IPv4 header.
-    pub const fn number(self) -> u8 {
-        match self {
-            Self::Tcp => IPPROTO_TCP,
-            Self::Udp => IPPROTO_UDP,
-        }
-    }
-
-    /// The protocol with IANA number `number`, if the guard handles it.
-    pub const fn from_number(number: u8) -> Option<Self> {
-        match number {
-            IPPROTO_TCP => Some(Self::Tcp),
-            IPPROTO_UDP => Some(Self::Udp),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for L4Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-        })
-    }
-}
 
 /// The guard's counters, summed over all CPUs, since the maps were created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -166,7 +131,7 @@ impl Guard {
     }
 
     /// Drops IPv4 packets of `proto` to destination `port` from now on.
-    pub fn block_port(&mut self, port: u16, proto: L4Proto) -> Result<(), EbpfError> {
+    pub fn block_port(&mut self, port: u16, proto: Protocol) -> Result<(), EbpfError> {
         self.blocked
             .insert(BlockedPortKey::new(port, proto.number()), BLOCKED, 0)
             .map_err(|e| map_error(BLOCKED_PORTS_MAP, &format!("block {proto} port {port}"), e))
@@ -174,7 +139,7 @@ impl Guard {
 
     /// Lets packets to `port` through again. Unblocking a port that is not
     /// blocked is not an error.
-    pub fn unblock_port(&mut self, port: u16, proto: L4Proto) -> Result<(), EbpfError> {
+    pub fn unblock_port(&mut self, port: u16, proto: Protocol) -> Result<(), EbpfError> {
         match self
             .blocked
             .remove(&BlockedPortKey::new(port, proto.number()))
@@ -192,12 +157,12 @@ impl Guard {
     }
 
     /// The blocked (port, protocol) pairs, sorted.
-    pub fn blocked_ports(&self) -> Result<Vec<(u16, L4Proto)>, EbpfError> {
+    pub fn blocked_ports(&self) -> Result<Vec<(u16, Protocol)>, EbpfError> {
         let mut ports = Vec::new();
         for key in self.blocked.keys() {
             let key = key.map_err(|e| map_error(BLOCKED_PORTS_MAP, "list keys", e))?;
             // Keys of other protocols cannot be written through this API.
-            if let Some(proto) = L4Proto::from_number(key.proto) {
+            if let Some(proto) = Protocol::from_number(key.proto) {
                 ports.push((key.port, proto));
             }
         }
@@ -286,12 +251,15 @@ mod tests {
     }
 
     #[test]
-    fn protocols_round_trip_through_their_numbers() {
-        for proto in [L4Proto::Tcp, L4Proto::Udp] {
-            assert_eq!(L4Proto::from_number(proto.number()), Some(proto));
+    fn protocols_round_trip_through_the_numbers_the_programs_use() {
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            assert_eq!(Protocol::from_number(proto.number()), Some(proto));
         }
-        assert_eq!(L4Proto::Tcp.number(), 6);
-        assert_eq!(L4Proto::Udp.number(), 17);
-        assert_eq!(L4Proto::from_number(1), None);
+        use shoal_ebpf_common::guard::{IPPROTO_TCP, IPPROTO_UDP};
+        assert_eq!(Protocol::Tcp.number(), IPPROTO_TCP);
+        assert_eq!(Protocol::Udp.number(), IPPROTO_UDP);
+        assert_eq!(Protocol::Tcp.number(), shoal_ebpf_common::mesh::IPPROTO_TCP);
+        assert_eq!(Protocol::Udp.number(), shoal_ebpf_common::mesh::IPPROTO_UDP);
+        assert_eq!(Protocol::from_number(1), None);
     }
 }

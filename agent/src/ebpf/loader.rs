@@ -184,6 +184,41 @@ fn clsact_already_present(e: &tc::TcError) -> bool {
     }
 }
 
+/// Unpins each of `maps` pinned under `pin_dir` whose shape (key, value,
+/// capacity) differs from the object's: an earlier shoal's map of another
+/// layout, which the programs cannot use. Its entries are lost (for flow
+/// tables: the flows it tracked end), so it is said.
+pub fn drop_stale_pins(pin_dir: &Path, maps: &[&'static str]) -> Result<(), EbpfError> {
+    let (bytes, origin) = object_bytes()?;
+    let object = aya_obj::Object::parse(&bytes).map_err(|e| EbpfError::Load {
+        origin: origin.to_string(),
+        source: Box::new(aya::EbpfError::ParseError(e)),
+    })?;
+    for &name in maps {
+        let pin = pin_dir.join(name);
+        let Ok(info) = aya::maps::MapInfo::from_pin(&pin) else {
+            continue;
+        };
+        let Some(def) = object.maps.get(name) else {
+            continue;
+        };
+        let shape = |k, v, n| (k, v, n);
+        let pinned = shape(info.key_size(), info.value_size(), info.max_entries());
+        let wanted = shape(def.key_size(), def.value_size(), def.max_entries());
+        if pinned != wanted {
+            tracing::warn!(
+                "eBPF map {name}: the pinned one (key, value, entries {pinned:?}) is an older \
+                 layout than this shoal's {wanted:?}; starting it afresh (its entries are dropped)"
+            );
+            std::fs::remove_file(&pin).map_err(|source| EbpfError::PinDir {
+                path: pin.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes the pins of `maps` under `pin_dir`, then the directory if it is
 /// empty. Missing pins are fine. Maps stay alive while a program uses them.
 pub fn remove_pins(pin_dir: &Path, maps: &[&'static str]) -> Result<(), EbpfError> {

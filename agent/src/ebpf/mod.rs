@@ -3,20 +3,30 @@
 //!
 //! This module only executes: it attaches what it is told to and writes the
 //! map entries it is given. It never decides what to block or route (that is
-//! the control plane's job), never loads anything but shoal's own object, and
-//! never leaves a program attached after its owner (`Guard`, ...) is dropped;
-//! only maps outlive the agent, and only when pinned under a bpffs directory.
+//! the control plane's job, and `balancer`'s), never loads anything but
+//! shoal's own object, and never leaves anything in the kernel that is not
+//! pinned under shoal's bpffs directory or one of shoal's TC filters (the
+//! mesh's maps and attachments outlive the agent on purpose, so a restart
+//! drops no flow; `EbpfBalancer::remove` takes them down); `Guard` detaches
+//! when dropped.
 
+mod attach;
+mod balancer;
 mod guard;
 mod loader;
-mod mesh;
+mod node;
+mod probe;
+mod tables;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use guard::{Guard, GuardStats, L4Proto};
+pub use attach::{AttachMode, TcHook, MIN_KERNEL, TC_PRIORITY};
+pub use balancer::{EbpfBalancer, MeshProgram, HOST_HOOKS, STAT_NAMES, TASK_HOOKS};
+pub use guard::{Guard, GuardStats};
 pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
-pub use mesh::{EbpfMesh, MeshProgram};
+pub use node::{HOST_END, INNER_END};
+pub use probe::TestRun;
 
 /// Errors from loading, attaching or using shoal's eBPF programs and maps.
 #[derive(Debug, thiserror::Error)]
@@ -70,4 +80,20 @@ pub enum EbpfError {
     NotBpffs { path: PathBuf },
     #[error("cannot mount bpffs at {path}: {source}")]
     MountBpffs { path: PathBuf, source: nix::Error },
+    #[error(
+        "this kernel ({found}) is older than {}.{}, the oldest the eBPF mesh runs on; \
+         upgrade the kernel, or run this node with `--mesh off`",
+        MIN_KERNEL.0,
+        MIN_KERNEL.1
+    )]
+    KernelTooOld { found: String },
+    #[error("cannot tell this kernel's version: {reason}")]
+    KernelVersion { reason: String },
+    #[error(
+        "`--mesh-attach tcx` asks for TCX links, which this kernel does not make (they came \
+         with Linux 6.6); use `--mesh-attach auto` or `tc`"
+    )]
+    NoTcx,
+    #[error("cannot probe the kernel for TCX links: {source}")]
+    Probe { source: io::Error },
 }

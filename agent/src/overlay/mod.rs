@@ -14,6 +14,7 @@
 //! managers' networks and the gossip tables; `shoal overlay` from a file).
 
 mod kernel;
+mod mesh_link;
 pub mod names;
 mod plan;
 mod rtnl;

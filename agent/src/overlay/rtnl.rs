@@ -60,7 +60,7 @@ impl RtnlKernel {
     }
 
     /// Runs `f` with a netlink handle opened inside namespace `ns`.
-    fn nl<T, F, Fut>(&self, ns: Option<&Path>, op: &str, f: F) -> Result<T, OverlayError>
+    pub(super) fn nl<T, F, Fut>(&self, ns: Option<&Path>, op: &str, f: F) -> Result<T, OverlayError>
     where
         T: Send,
         F: FnOnce(Nl) -> Fut + Send,
@@ -84,7 +84,7 @@ impl RtnlKernel {
         })
     }
 
-    fn ns_path(&self, name: &str) -> std::path::PathBuf {
+    pub(super) fn ns_path(&self, name: &str) -> std::path::PathBuf {
         self.netns.path(name)
     }
 
@@ -366,59 +366,6 @@ impl RtnlKernel {
         })
     }
 
-    /// Makes sure a veth joins this (the caller's) namespace, as `host_end`,
-    /// to network `network`'s bridge, as `inner_end`, both ends up with MAC
-    /// `mac`. Returns whether it had to create it. The routing mesh's link.
-    pub fn ensure_link(
-        &self,
-        network: &str,
-        host_end: &str,
-        inner_end: &str,
-        mac: MacAddr,
-        mtu: u32,
-    ) -> Result<bool, OverlayError> {
-        let net_path = self.ns_path(&names::network_ns(network));
-        let op = "ensure the mesh link";
-        let (host, inner) = (host_end.to_string(), inner_end.to_string());
-        let host_index = self.nl(None, op, |nl| async move { nl.index(&host).await })?;
-        let inner_index = self.nl(
-            Some(&net_path),
-            op,
-            |nl| async move { nl.index(&inner).await },
-        )?;
-        if host_index.is_some() && inner_index.is_some() {
-            return Ok(false);
-        }
-        let here = File::open("/proc/thread-self/ns/net")
-            .map_err(|e| OverlayError::Kernel(format!("open this namespace: {e}")))?;
-        let here_fd = here.as_raw_fd();
-        let (host, inner) = (host_end.to_string(), inner_end.to_string());
-        let host_name = host.clone();
-        self.nl(
-            None,
-            op,
-            |nl| async move { nl.del_link_named(&host_name).await },
-        )?;
-        self.nl(Some(&net_path), op, |nl| async move {
-            nl.veth_to_bridge(&inner, &host, mtu, here_fd, Some(mac))
-                .await
-        })?;
-        let host = host_end.to_string();
-        self.nl(None, op, |nl| async move {
-            let index = nl.require_index(&host).await?;
-            nl.set_link(
-                LinkUnspec::new_with_index(index)
-                    .address(mac.octets().to_vec())
-                    .build(),
-            )
-            .await?;
-            nl.set_link(LinkUnspec::new_with_index(index).up().build())
-                .await
-        })?;
-        drop(here);
-        Ok(true)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn attach(
         &self,
@@ -461,21 +408,21 @@ impl RtnlKernel {
 }
 
 /// A netlink handle that counts the requests that change something.
-struct Nl {
-    handle: Handle,
+pub(super) struct Nl {
+    pub(super) handle: Handle,
     counter: Arc<AtomicU64>,
 }
 
 impl Nl {
-    fn count(&self) {
+    pub(super) fn count(&self) {
         self.counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn links(&self) -> Result<Vec<LinkMessage>, rtnetlink::Error> {
+    pub(super) async fn links(&self) -> Result<Vec<LinkMessage>, rtnetlink::Error> {
         self.handle.link().get().execute().try_collect().await
     }
 
-    async fn index(&self, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
+    pub(super) async fn index(&self, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
         Ok(self
             .links()
             .await?
@@ -484,7 +431,7 @@ impl Nl {
             .map(|l| l.header.index))
     }
 
-    async fn require_index(&self, name: &str) -> Result<u32, rtnetlink::Error> {
+    pub(super) async fn require_index(&self, name: &str) -> Result<u32, rtnetlink::Error> {
         self.index(name)
             .await?
             .ok_or_else(|| rtnetlink::Error::InvalidNla(format!("interface {name} not found")))
@@ -495,7 +442,7 @@ impl Nl {
         self.handle.link().add(msg).execute().await
     }
 
-    async fn set_link(&self, msg: LinkMessage) -> Result<(), rtnetlink::Error> {
+    pub(super) async fn set_link(&self, msg: LinkMessage) -> Result<(), rtnetlink::Error> {
         self.count();
         self.handle.link().set(msg).execute().await
     }
@@ -509,7 +456,7 @@ impl Nl {
     /// (up, with MAC `port_mac` if given) and whose end `peer` is moved to
     /// the namespace open at `peer_ns`. Either name left by an earlier try
     /// is deleted first.
-    async fn veth_to_bridge(
+    pub(super) async fn veth_to_bridge(
         &self,
         port: &str,
         peer: &str,
@@ -548,7 +495,7 @@ impl Nl {
     }
 
     /// Deletes an interface by name; a missing one is fine.
-    async fn del_link_named(&self, name: &str) -> Result<(), rtnetlink::Error> {
+    pub(super) async fn del_link_named(&self, name: &str) -> Result<(), rtnetlink::Error> {
         let Some(index) = self.index(name).await? else {
             return Ok(());
         };

@@ -169,11 +169,33 @@ pub struct Constraint {
     pub value: String,
 }
 
+/// The transport protocol of a port: the one type from a service's spec
+/// through gossip to the load balancer (the eBPF programs see its IANA
+/// [`number`](Protocol::number)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
+}
+
+impl Protocol {
+    /// The IANA protocol number, as in the IPv4 header.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// The protocol with IANA number `number`, if it is one of shoal's.
+    pub const fn from_number(number: u8) -> Option<Protocol> {
+        match number {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
 }
 
 /// One `--publish`: the port every node accepts, and the task's port.

@@ -4,5 +4,6 @@
 //! bytes both sides wrote.
 #![cfg_attr(not(test), no_std)]
 
+pub mod flow;
 pub mod guard;
 pub mod mesh;

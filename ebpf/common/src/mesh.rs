@@ -1,4 +1,6 @@
-//! The routing mesh's ingress: program names, maps, and their layouts.
+//! The routing mesh's load balancer: program names, maps, and the layouts of
+//! its tables (published ports, virtual IPs, node configuration). The flow
+//! tracking it does per packet is in [`crate::flow`].
 //!
 //! Addresses and ports in every key and value are kept exactly as they are on
 //! the wire (network byte order), read into a `u32`/`u16` as raw bytes, so the
@@ -7,21 +9,30 @@
 //!
 //! The path, on the ingress node:
 //! - `shoal_ingress` (TC ingress of each underlay interface) takes packets to a
-//!   published port on a local address, picks a backend from the service's
+//!   published port on a local address, picks a backend from the port's
 //!   Maglev table (or the flow's tracked one), rewrites the destination, and
 //!   redirects the frame into the ingress network through the node's link.
+//!   Packets too big for the overlay go to the ingress network's gateway,
+//!   which fragments them; with DF set they get "fragmentation needed" back.
 //! - `shoal_reply` (TC ingress of the link's host end) reverses that for the
 //!   backend's replies and sends them out of the interface the request came in
 //!   by, back to the MAC it came from.
 //!
 //! And on the backend's node, inside the ingress network's namespace:
 //! - `shoal_learn` (TC ingress of the VXLAN device and of the link's inner end)
-//!   records which ingress node (by its gateway MAC) each flow came through;
+//!   records which ingress node (by its gateway MAC) each flow came through,
+//!   and gives a flow a client port of its own when the same client address
+//!   and port already reach the same task through another node;
 //! - `shoal_return` (TC ingress of the bridge, where a task's packets to its
 //!   default gateway arrive) sends the task's replies back to that node.
 //!
 //! No address is translated on the way to the task except the destination: the
-//! task sees the client's own address and port.
+//! task sees the client's own address (and port, but for the rare flow above).
+//!
+//! The node's own clients (`curl 127.0.0.1:8080`) are served at the socket:
+//! `shoal_host_connect4`, `shoal_host_sendmsg4` and `shoal_host_recvmsg4`, on
+//! the root cgroup, point a connection to a published port of a local address
+//! at a backend, in the node's network namespace only.
 
 /// TC classifier: published ports on the underlay, request direction.
 pub const INGRESS_PROGRAM: &str = "shoal_ingress";
@@ -32,38 +43,43 @@ pub const LEARN_PROGRAM: &str = "shoal_learn";
 /// TC classifier: sends a task's replies back to the flow's ingress node.
 pub const RETURN_PROGRAM: &str = "shoal_return";
 
-/// Hash map [`ServiceKey`] -> [`ServiceTable`].
+/// Hash map [`ServiceKey`] -> [`ServiceTable`]: every published port.
 pub const SERVICES_MAP: &str = "MESH_SERVICES";
-/// LRU hash map [`FlowKey`] (client -> node address) -> [`Flow`].
-pub const CT_MAP: &str = "MESH_CT";
-/// LRU hash map [`FlowKey`] (backend -> client) -> [`Flow`].
-pub const REV_MAP: &str = "MESH_REV";
+/// Hash map [`ServiceKey`] -> [`BigServiceTable`]: the ports with more than
+/// [`MAX_BACKENDS`] backends (their [`SERVICES_MAP`] entry says so).
+pub const BIG_SERVICES_MAP: &str = "MESH_BIG_SVCS";
 /// Hash map [`LiveKey`] -> [`LIVE`]: the backends a tracked flow may keep.
 pub const LIVE_MAP: &str = "MESH_LIVE";
 /// Hash map local underlay address (wire order) -> [`LIVE`].
 pub const LOCAL_MAP: &str = "MESH_LOCAL";
-/// LRU hash map [`FlowKey`] (task -> client) -> [`ReturnHop`].
-pub const RETURN_MAP: &str = "MESH_RETURN";
 /// Array of [`Config`], indexed by [`CONFIG_HOST`] and [`CONFIG_NETWORK`].
 pub const CONFIG_MAP: &str = "MESH_CONFIG";
 /// Hash map virtual IP (wire order) -> [`VipBackends`].
 pub const VIPS_MAP: &str = "MESH_VIPS";
+/// Per-CPU array of `u64` counters, indexed by the `STAT_*` constants.
+pub const STATS_MAP: &str = "MESH_STATS";
 
 /// cgroup `connect4` hook: a task connecting to a service's virtual IP is
 /// connected to one of the service's tasks instead, at the socket, so no
 /// packet is ever translated (east-west).
 pub const CONNECT_PROGRAM: &str = "shoal_connect4";
-
 /// cgroup `sendmsg4` hook: the same for a datagram sent to a virtual IP from
 /// an unconnected UDP socket; it remembers which task stood in for the VIP.
 pub const SENDMSG_PROGRAM: &str = "shoal_sendmsg4";
 /// cgroup `recvmsg4` hook: a datagram from that task reads as coming from
 /// the virtual IP, so the application sees the address it wrote to.
 pub const RECVMSG_PROGRAM: &str = "shoal_recvmsg4";
-/// LRU hash map [`UdpVipKey`] -> virtual IP (wire order).
+/// The node's own clients of published ports, at `connect()`.
+pub const HOST_CONNECT_PROGRAM: &str = "shoal_host_connect4";
+/// The node's own clients of published UDP ports, per datagram.
+pub const HOST_SENDMSG_PROGRAM: &str = "shoal_host_sendmsg4";
+/// Answers to those datagrams read as coming from the published port.
+pub const HOST_RECVMSG_PROGRAM: &str = "shoal_host_recvmsg4";
+/// LRU hash map [`UdpVipKey`] -> [`UdpOrigin`].
 pub const UDP_VIPS_MAP: &str = "MESH_UDP_VIPS";
 
-/// A UDP socket and the task that stood in for a virtual IP for it.
+/// A UDP socket and the task that stood in for a virtual IP (or a published
+/// port) for it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct UdpVipKey {
@@ -74,8 +90,18 @@ pub struct UdpVipKey {
     pub port: u32,
 }
 
+/// Where the application sent the datagram: what its answers must come from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpOrigin {
+    /// Wire order.
+    pub addr: u32,
+    /// As `bpf_sock_addr.user_port` holds it.
+    pub port: u32,
+}
+
 /// Tasks one virtual IP balances over.
-pub const MAX_VIP_BACKENDS: usize = 64;
+pub const MAX_VIP_BACKENDS: usize = 1024;
 /// Virtual IPs a node knows.
 pub const VIPS_CAPACITY: u32 = 65_536;
 
@@ -89,33 +115,27 @@ pub struct VipBackends {
     pub addrs: [u32; MAX_VIP_BACKENDS],
 }
 
-/// Every map of the mesh, for pinning.
-pub const MAPS: [&str; 9] = [
-    VIPS_MAP,
-    UDP_VIPS_MAP,
-    SERVICES_MAP,
-    CT_MAP,
-    REV_MAP,
-    LIVE_MAP,
-    LOCAL_MAP,
-    RETURN_MAP,
-    CONFIG_MAP,
-];
-
-/// Slots of a Maglev table. A power of two, so that the programs index it with
-/// a mask; Maglev's permutations stay complete because every skip is odd.
+/// Slots of a port's Maglev table. A power of two, so that the programs index
+/// it with a mask; Maglev's permutations stay complete because every skip is
+/// odd.
 pub const MAGLEV_SLOTS: usize = 1024;
-/// Backends one published port can balance over.
+/// Backends one published port balances over in [`SERVICES_MAP`].
 pub const MAX_BACKENDS: usize = 128;
+/// Slots of a big port's Maglev table (16 per backend when full).
+pub const BIG_MAGLEV_SLOTS: usize = 16_384;
+/// Backends one published port balances over at most.
+pub const MAX_BIG_BACKENDS: usize = 1024;
 /// Published ports (per protocol) a node can serve.
 pub const SERVICES_CAPACITY: u32 = 16_384;
-/// Tracked flows. The table is LRU: flows are never dropped for being idle,
-/// only when the table is full and they are the least recently used.
-pub const CT_CAPACITY: u32 = 262_144;
+/// Published ports with more than [`MAX_BACKENDS`] backends.
+pub const BIG_SERVICES_CAPACITY: u32 = 1024;
 /// Backend liveness entries.
 pub const LIVE_CAPACITY: u32 = 65_536;
 /// Local underlay addresses.
 pub const LOCAL_CAPACITY: u32 = 64;
+
+/// [`ServiceTable::flags`]: the port's backends are in [`BIG_SERVICES_MAP`].
+pub const SERVICE_BIG: u32 = 1;
 
 /// Slot of [`CONFIG_MAP`] used by the programs in the host namespace.
 pub const CONFIG_HOST: u32 = 0;
@@ -132,10 +152,44 @@ pub const LIVE: u32 = 1;
 /// with them came from an ingress node.
 pub const GATEWAY_MAC_PREFIX: [u8; 2] = [0x02, 0x5e];
 
+/// The first two bytes of a task's MAC; the other four are its address
+/// (Docker's scheme, `MacAddr::from_ipv4`).
+pub const TASK_MAC_PREFIX: [u8; 2] = [0x02, 0x42];
+
+/// IANA protocol number of ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
 /// IANA protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
 /// IANA protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
+
+/// Counters in [`STATS_MAP`]: flows opened (half-open).
+pub const STAT_OPENED: u32 = 0;
+/// Flows promoted to the established table (TCP: the client's handshake ACK
+/// checked against the backend's SYN-ACK; UDP: the client spoke again after
+/// an answer).
+pub const STAT_ESTABLISHED: u32 = 1;
+/// Flows moved out of the established table after FIN from both ends or RST.
+pub const STAT_CLOSED: u32 = 2;
+/// Segments of a half-open TCP flow dropped: not a SYN, and not the ACK the
+/// backend's SYN-ACK asked for (a blind or spoofed segment).
+pub const STAT_UNVERIFIED: u32 = 3;
+/// ICMP errors about a tracked flow, translated and passed on.
+pub const STAT_ICMP: u32 = 4;
+/// IP fragments after the first, sent along their datagram's flow.
+pub const STAT_FRAGMENTS: u32 = 5;
+/// Packets too big for the overlay with DF set: answered with
+/// "fragmentation needed".
+pub const STAT_TOO_BIG: u32 = 6;
+/// Packets too big for the overlay without DF: fragmented by the ingress
+/// network's gateway.
+pub const STAT_FRAGMENTED: u32 = 7;
+/// Flows given a client port of their own on the backend's node.
+pub const STAT_PORT_TRANSLATED: u32 = 8;
+/// Connections and datagrams of the node's own clients sent to a backend.
+pub const STAT_LOCAL_CLIENTS: u32 = 9;
+/// Slots in [`STATS_MAP`].
+pub const STAT_SLOTS: u32 = 10;
 
 /// A published port: the key of [`SERVICES_MAP`].
 #[repr(C)]
@@ -167,40 +221,22 @@ pub struct ServiceTable {
     /// Backends in use; zero means the port has no backend and its packets
     /// go to the host's stack, which refuses them (RST or ICMP unreachable).
     pub count: u32,
-    /// Reserved, zero.
+    /// [`SERVICE_BIG`]: the backends and slots are in [`BIG_SERVICES_MAP`].
     pub flags: u32,
     pub backends: [Backend; MAX_BACKENDS],
     /// Indexes into `backends`.
     pub slots: [u16; MAGLEV_SLOTS],
 }
 
-/// A flow's addresses and ports, in the direction named by the map holding it.
+/// The same for a port with up to [`MAX_BIG_BACKENDS`] backends.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub src: u32,
-    pub dst: u32,
-    pub sport: u16,
-    pub dport: u16,
-    pub proto: u8,
-    pub pad: [u8; 3],
-}
-
-/// A tracked ingress flow, stored under both of its directions.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Flow {
-    pub backend: Backend,
-    /// The node's address and published port the client connected to.
-    pub node_addr: u32,
-    pub node_port: u16,
-    pub proto: u8,
-    pub pad: u8,
-    /// The underlay interface the flow came in by, and the two MACs of its
-    /// frames, so replies leave the same way without a route lookup.
-    pub ifindex: u32,
-    pub client_mac: [u8; 6],
-    pub node_mac: [u8; 6],
+#[derive(Clone, Copy, Debug)]
+pub struct BigServiceTable {
+    pub count: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    pub backends: [Backend; MAX_BIG_BACKENDS],
+    pub slots: [u16; BIG_MAGLEV_SLOTS],
 }
 
 /// Key of [`LIVE_MAP`]: a backend of a published port.
@@ -213,14 +249,6 @@ pub struct LiveKey {
     pub pad: u16,
 }
 
-/// Value of [`RETURN_MAP`]: the gateway MAC of the flow's ingress node.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReturnHop {
-    pub mac: [u8; 6],
-    pub pad: [u8; 2],
-}
-
 /// What the programs of one namespace need to know about the node.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -231,9 +259,21 @@ pub struct Config {
     /// Network slot: the VXLAN device, where replies for other nodes go.
     pub vxlan_ifindex: u32,
     /// The source MAC of frames sent towards backends; this node's gateway
-    /// MAC on the ingress network.
+    /// MAC on the ingress network (also its bridge's, which routes and
+    /// fragments what is too big to be bridged).
     pub link_mac: [u8; 6],
-    pub pad: [u8; 2],
+    /// The ingress network's MTU: the largest IP packet a task can be sent
+    /// without fragmenting it.
+    pub mtu: u16,
+    /// Host slot: the cookie of the node's network namespace, whose own
+    /// clients the host hooks serve; zero until learned.
+    pub netns_cookie: u64,
+    /// Host slot: a `connect()` to this address and port from a socket in
+    /// the node's namespace teaches the hooks its cookie (a nonce the agent
+    /// picks at each start, on 127.0.0.0/8).
+    pub probe_addr: u32,
+    pub probe_port: u16,
+    pub pad: u16,
 }
 
 impl ServiceKey {
@@ -242,20 +282,6 @@ impl ServiceKey {
             port,
             proto,
             pad: 0,
-        }
-    }
-}
-
-impl FlowKey {
-    /// The same flow seen from the other end.
-    pub const fn reversed(&self) -> FlowKey {
-        FlowKey {
-            src: self.dst,
-            dst: self.src,
-            sport: self.dport,
-            dport: self.sport,
-            proto: self.proto,
-            pad: [0; 3],
         }
     }
 }
@@ -282,11 +308,13 @@ pub const fn wire_port(port: u16) -> u16 {
 }
 
 /// The flow hash that picks a Maglev slot. It covers the client's address
-/// and port, the protocol and the published port, not the node's address, so
-/// every ingress node picks the same backend for the same client flow.
+/// and port, the node's address and published port, and the protocol: one
+/// client port used through two nodes most often lands on two backends (the
+/// backend's node sorts out the rest, see `shoal_learn`).
 #[inline(always)]
-pub fn flow_hash(client: u32, client_port: u16, port: u16, proto: u8) -> u32 {
-    let mut h = client ^ 0x9e37_79b9;
+pub fn flow_hash(client: u32, client_port: u16, node: u32, port: u16, proto: u8) -> u32 {
+    let mut h = fmix32(client ^ 0x9e37_79b9);
+    h = fmix32(h ^ node);
     h = fmix32(h ^ ((u32::from(client_port) << 16) | u32::from(port)));
     fmix32(h ^ u32::from(proto))
 }
@@ -305,7 +333,7 @@ pub const fn fmix32(mut h: u32) -> u32 {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Backend, Config, Flow, FlowKey, LiveKey, ReturnHop, ServiceKey, ServiceTable, UdpVipKey,
+        Backend, BigServiceTable, Config, LiveKey, ServiceKey, ServiceTable, UdpOrigin, UdpVipKey,
         VipBackends,
     };
 
@@ -315,13 +343,12 @@ mod pod {
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Backend {}
     unsafe impl aya::Pod for ServiceTable {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for BigServiceTable {}
     unsafe impl aya::Pod for LiveKey {}
-    unsafe impl aya::Pod for ReturnHop {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for VipBackends {}
     unsafe impl aya::Pod for UdpVipKey {}
+    unsafe impl aya::Pod for UdpOrigin {}
 }
 
 #[cfg(test)]
@@ -337,31 +364,20 @@ mod tests {
             size_of::<ServiceTable>(),
             8 + 12 * MAX_BACKENDS + 2 * MAGLEV_SLOTS
         );
-        assert_eq!(size_of::<FlowKey>(), 16);
-        assert_eq!(size_of::<Flow>(), 12 + 4 + 2 + 2 + 4 + 12);
-        assert_eq!(size_of::<LiveKey>(), 12);
-        assert_eq!(size_of::<ReturnHop>(), 8);
-        assert_eq!(size_of::<Config>(), 16);
-        assert!(MAGLEV_SLOTS.is_power_of_two());
-        assert!(MAX_BACKENDS <= usize::from(u16::MAX));
-    }
-
-    #[test]
-    fn a_reversed_key_swaps_the_ends() {
-        let k = FlowKey {
-            src: 1,
-            dst: 2,
-            sport: 3,
-            dport: 4,
-            proto: IPPROTO_UDP,
-            pad: [0; 3],
-        };
-        let r = k.reversed();
         assert_eq!(
-            (r.src, r.dst, r.sport, r.dport, r.proto),
-            (2, 1, 4, 3, IPPROTO_UDP)
+            size_of::<BigServiceTable>(),
+            8 + 12 * MAX_BIG_BACKENDS + 2 * BIG_MAGLEV_SLOTS
         );
-        assert_eq!(r.reversed(), k);
+        assert_eq!(size_of::<LiveKey>(), 12);
+        assert_eq!(size_of::<Config>(), 4 + 4 + 6 + 2 + 8 + 4 + 2 + 2);
+        assert_eq!(size_of::<VipBackends>(), 4 + 4 * MAX_VIP_BACKENDS);
+        assert_eq!(size_of::<UdpVipKey>(), 16);
+        assert_eq!(size_of::<UdpOrigin>(), 8);
+        const {
+            assert!(MAGLEV_SLOTS.is_power_of_two() && BIG_MAGLEV_SLOTS.is_power_of_two());
+            assert!(MAX_BIG_BACKENDS <= u16::MAX as usize);
+            assert!(BIG_MAGLEV_SLOTS >= 16 * MAX_BIG_BACKENDS);
+        }
     }
 
     #[test]
@@ -371,19 +387,32 @@ mod tests {
     }
 
     #[test]
-    fn flow_hash_depends_on_the_client_not_the_node() {
-        let a = flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_TCP);
-        assert_eq!(
-            a,
-            flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_TCP)
-        );
-        assert_ne!(
-            a,
-            flow_hash(wire_addr([198, 18, 0, 9]), 40001, 8080, IPPROTO_TCP)
-        );
-        assert_ne!(
-            a,
-            flow_hash(wire_addr([198, 18, 0, 9]), 40000, 8080, IPPROTO_UDP)
-        );
+    fn flow_hash_covers_the_client_and_the_node() {
+        let client = wire_addr([198, 18, 0, 9]);
+        let (n1, n2) = (wire_addr([198, 18, 0, 1]), wire_addr([198, 18, 0, 2]));
+        let a = flow_hash(client, 40000, n1, 8080, IPPROTO_TCP);
+        assert_eq!(a, flow_hash(client, 40000, n1, 8080, IPPROTO_TCP));
+        assert_ne!(a, flow_hash(client, 40001, n1, 8080, IPPROTO_TCP));
+        assert_ne!(a, flow_hash(client, 40000, n1, 8080, IPPROTO_UDP));
+        assert_ne!(a, flow_hash(client, 40000, n2, 8080, IPPROTO_TCP));
+    }
+
+    #[test]
+    fn one_client_port_through_many_nodes_spreads_over_the_backends() {
+        // The same client port through 64 node addresses, over 8 slots:
+        // every slot gets some, so two nodes rarely pick one backend.
+        let client = wire_addr([198, 18, 0, 9]);
+        let mut hit = [0u32; 8];
+        for node in 0..64u8 {
+            let h = flow_hash(
+                client,
+                40000,
+                wire_addr([198, 18, 1, node]),
+                8080,
+                IPPROTO_TCP,
+            );
+            hit[(h & 7) as usize] += 1;
+        }
+        assert!(hit.iter().all(|&n| n > 0), "{hit:?}");
     }
 }

@@ -1,8 +1,9 @@
-//! The four ways the client reaches the backend, and turning each on and off in the
+//! The five ways the client reaches the backend, and turning each on and off in the
 //! node: nothing (direct, to the backend's own address), shoal's eBPF mesh
-//! (`shoal mesh apply|reset`), an nftables DNAT map keyed by port (kube-proxy's
-//! nftables mode), and an iptables DNAT chain (kube-proxy's iptables mode). The
-//! published ports are 8080 -> 80 (HTTP) and 5201 -> 5201 (iperf3).
+//! (`shoal mesh apply|reset`) attached with TCX links and with clsact + cls_bpf (the
+//! attachment kernels before 6.6 get), an nftables DNAT map keyed by port
+//! (kube-proxy's nftables mode), and an iptables DNAT chain (kube-proxy's iptables
+//! mode). The published ports are 8080 -> 80 (HTTP) and 5201 -> 5201 (iperf3).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -23,15 +24,19 @@ const IPT_CHAIN: &str = "SHOAL-BENCH-SVC";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingress {
     Direct,
+    /// The eBPF mesh with TCX links.
     Ebpf,
+    /// The eBPF mesh with clsact + cls_bpf.
+    EbpfTc,
     Nftables,
     Iptables,
 }
 
 impl Ingress {
-    pub const ALL: [Ingress; 4] = [
+    pub const ALL: [Ingress; 5] = [
         Ingress::Direct,
         Ingress::Ebpf,
+        Ingress::EbpfTc,
         Ingress::Nftables,
         Ingress::Iptables,
     ];
@@ -40,9 +45,15 @@ impl Ingress {
         match self {
             Ingress::Direct => "direct",
             Ingress::Ebpf => "ebpf",
+            Ingress::EbpfTc => "ebpf-tc",
             Ingress::Nftables => "nftables",
             Ingress::Iptables => "iptables",
         }
+    }
+
+    /// Whether this is one of shoal's own paths.
+    pub fn is_shoal(self) -> bool {
+        matches!(self, Ingress::Ebpf | Ingress::EbpfTc)
     }
 
     /// Where the client sends: (address, HTTP port, iperf3 port).
@@ -57,7 +68,9 @@ impl Ingress {
     pub fn enable(self, topo: &Topology, shoal: &Path) -> Result<()> {
         match self {
             Ingress::Direct => Ok(()),
-            Ingress::Ebpf => mesh::apply(topo, shoal, &published()),
+            // The kernel's choice (TCX here, 6.6+), as the agent makes it.
+            Ingress::Ebpf => mesh::apply(topo, shoal, &published(), None),
+            Ingress::EbpfTc => mesh::apply(topo, shoal, &published(), Some("tc")),
             Ingress::Nftables => {
                 let file = topo.run_dir().join("dnat.nft");
                 std::fs::write(&file, nft_ruleset())
@@ -80,7 +93,7 @@ impl Ingress {
     pub fn disable(self, topo: &Topology, shoal: &Path) -> Result<()> {
         match self {
             Ingress::Direct => Ok(()),
-            Ingress::Ebpf => mesh::reset(topo, shoal),
+            Ingress::Ebpf | Ingress::EbpfTc => mesh::reset(topo, shoal),
             // iptables-nft keeps its empty `ip nat` table (and so conntrack) alive:
             // flushing the whole ruleset removes both kinds.
             Ingress::Nftables | Ingress::Iptables => flush_netfilter(topo),
@@ -176,7 +189,12 @@ mod tests {
     #[test]
     fn direct_goes_to_the_backend_and_the_others_to_the_published_port() {
         assert_eq!(Ingress::Direct.target(), (BACKEND_ADDR, 80, 5201));
-        for ingress in [Ingress::Ebpf, Ingress::Nftables, Ingress::Iptables] {
+        for ingress in [
+            Ingress::Ebpf,
+            Ingress::EbpfTc,
+            Ingress::Nftables,
+            Ingress::Iptables,
+        ] {
             assert_eq!(ingress.target(), (NODE_ADDR, 8080, 5201));
         }
     }

@@ -26,16 +26,26 @@ pub struct MeshBench {
     pub test_run_ns_per_packet: f64,
 }
 
-/// `shoal mesh apply --spec FILE` publishing `ports` ((port, backend port), TCP) to
-/// the backend.
-pub fn apply(topo: &Topology, shoal: &Path, ports: &[(u16, u16)]) -> Result<()> {
+/// `shoal mesh apply --spec FILE [--attach ATTACH]` publishing `ports` ((port, backend
+/// port), TCP) to the backend; `attach`: `tc` to force clsact + cls_bpf, none for the
+/// kernel's choice.
+pub fn apply(
+    topo: &Topology,
+    shoal: &Path,
+    ports: &[(u16, u16)],
+    attach: Option<&str>,
+) -> Result<()> {
     let mac = topo.backend_mac()?;
     let file = topo.run_dir().join("mesh.json");
     std::fs::write(&file, spec(&mac, ports).to_string())
         .with_context(|| format!("cannot write {}", file.display()))?;
     teardown::set_mesh_applied(Some(shoal));
     let file = file.display().to_string();
-    shoal_mesh(topo, shoal, SHORT, &["apply", "--spec", &file]).map(|_| ())
+    let mut args = vec!["apply", "--spec", file.as_str()];
+    if let Some(attach) = attach {
+        args.extend(["--attach", attach]);
+    }
+    shoal_mesh(topo, shoal, SHORT, &args).map(|_| ())
 }
 
 /// `shoal mesh reset`. Whatever it answers, the teardown does not run it again: a

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: on one namespaced topology (client -> node -> backend), the
-//! four ways into a published port measured side by side in one run (direct, shoal's
-//! eBPF mesh, nftables DNAT, iptables DNAT), then the time each takes to apply one
-//! service change at 1k and 10k services. Only one path is in the node at a time.
+//! five ways into a published port measured side by side in one run (direct, shoal's
+//! eBPF mesh attached with TCX and with clsact + cls_bpf, nftables DNAT, iptables
+//! DNAT), then the time each takes to apply one service change at 1k and 10k
+//! services. Only one path is in the node at a time.
 //! It must never touch anything outside its own `shoal-bench-<pid>-*` namespaces,
 //! and removes them whatever happens.
 
@@ -33,13 +34,16 @@ const CHANGES: usize = 5;
 /// Length of the unmeasured first wrk and iperf3 runs.
 const WARM_UP_SECONDS: u32 = 1;
 
-/// `cargo xtask bench [--rounds N] [--seconds S]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `cargo xtask bench [--rounds N] [--seconds S] [--shoal PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Rounds over the four paths, interleaved; each path's medians are shown.
+    /// Rounds over the paths, interleaved; each path's medians are shown.
     pub rounds: usize,
     /// Length of each wrk and each iperf3 run.
     pub seconds: u32,
+    /// A `shoal` binary to measure instead of building this tree's (another
+    /// commit's, to compare before and after a change).
+    pub shoal: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -47,12 +51,14 @@ impl Default for Options {
         Options {
             rounds: 3,
             seconds: 5,
+            shoal: None,
         }
     }
 }
 
 impl Options {
-    pub const USAGE: &'static str = "usage: cargo xtask bench [--rounds N] [--seconds S]";
+    pub const USAGE: &'static str =
+        "usage: cargo xtask bench [--rounds N] [--seconds S] [--shoal PATH]";
 
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut opts = Options::default();
@@ -64,6 +70,7 @@ impl Options {
             match flag.as_str() {
                 "--rounds" => opts.rounds = positive(flag, value)?,
                 "--seconds" => opts.seconds = positive(flag, value)?,
+                "--shoal" => opts.shoal = Some(PathBuf::from(value)),
                 other => bail!("unknown option `{other}`; {}", Self::USAGE),
             }
         }
@@ -87,8 +94,15 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
         );
     }
     deps::install_all()?;
-    ebpf::build(root)?;
-    let shoal = build_shoal(root)?;
+    let shoal = match &opts.shoal {
+        Some(path) if path.is_file() => path.clone(),
+        Some(path) => bail!("--shoal {}: no such file", path.display()),
+        None => {
+            ebpf::build(root)?;
+            build_shoal(root)?
+        }
+    };
+    println!("bench: measuring {}", shoal.display());
 
     let started = Instant::now();
     let mut topo = Topology::create()?;
@@ -98,7 +112,7 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
     );
     backend::start(&mut topo)?;
 
-    let results = measure_paths(&topo, &shoal, opts);
+    let results = measure_paths(&topo, &shoal, &opts);
     println!(
         "\n== ingress paths: {} round(s), paths interleaved; medians; ± = (max-min)/median ==",
         opts.rounds
@@ -154,7 +168,7 @@ fn build_shoal(root: &Path) -> Result<PathBuf> {
 /// last, so no path always runs first; a path that failed in one round is tried again
 /// in the next, except eBPF when shoal has no mesh command at all. An unmeasured
 /// warm-up on the direct path comes first.
-fn measure_paths(topo: &Topology, shoal: &Path, opts: Options) -> Vec<(Ingress, PathResults)> {
+fn measure_paths(topo: &Topology, shoal: &Path, opts: &Options) -> Vec<(Ingress, PathResults)> {
     println!("warm-up: direct, {WARM_UP_SECONDS}s, not counted");
     let (addr, http_port, iperf_port) = Ingress::Direct.target();
     if let Err(e) = load::wrk(topo, addr, http_port, WARM_UP_SECONDS)
@@ -203,9 +217,12 @@ fn measure_path(
     ingress::ensure_node_clean(topo).map_err(|e| format!("node not clean: {e:#}"))?;
     let measured = ingress
         .enable(topo, shoal)
-        .map_err(|e| match ingress {
-            Ingress::Ebpf => format!("{MESH_UNAVAILABLE}: {e:#}"),
-            _ => format!("enabling {}: {e:#}", ingress.name()),
+        .map_err(|e| {
+            if ingress.is_shoal() {
+                format!("{MESH_UNAVAILABLE}: {e:#}")
+            } else {
+                format!("enabling {}: {e:#}", ingress.name())
+            }
         })
         .and_then(|()| run_load(topo, ingress, seconds).map_err(|e| format!("{e:#}")));
     let disabled = ingress.disable(topo, shoal);
@@ -260,7 +277,8 @@ mod tests {
             Options::parse(&args(&["--rounds", "1", "--seconds", "2"])).unwrap(),
             Options {
                 rounds: 1,
-                seconds: 2
+                seconds: 2,
+                shoal: None
             }
         );
         assert!(Options::parse(&args(&["--rounds"])).is_err());

@@ -112,7 +112,7 @@ struct Membership {
     cgroup_root: PathBuf,
     registries: crate::image::RegistryOptions,
     resources: NodeResources,
-    mesh: crate::mesh::MeshMode,
+    mesh: crate::balancer::MeshConfig,
     gossip_view: GossipView,
     task_log_limit: u64,
     member: Option<Member>,

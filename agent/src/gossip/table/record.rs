@@ -40,13 +40,8 @@ impl Version {
     }
 }
 
-/// A transport protocol of a published port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
+/// A transport protocol of a published port: the service spec's.
+pub use shoal_control::objects::Protocol;
 
 /// A port a service publishes on every node, forwarded to `target` in its tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

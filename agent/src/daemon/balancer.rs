@@ -1,0 +1,267 @@
+//! The node's load balancer (published ports and virtual IPs), driven like
+//! the overlay: from the gossip tables. Each live endpoint on the ingress
+//! network that carries published ports is a backend of those ports, on
+//! every node; each endpoint that carries its service's virtual IP is a task
+//! behind that VIP.
+//!
+//! [`BalancerPlane`] decides; the [`LoadBalancer`] it is given (eBPF on a
+//! real node, a fake in tests) attaches and holds. Its entries outlive the
+//! agent, so a restarted agent takes them over without dropping a flow, and
+//! keeps what it inherited for [`WARM_UP`] while gossip relearns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shoal_control::objects::{MacAddr, NetworkSpec};
+use shoal_ebpf_common::mesh::GATEWAY_MAC_PREFIX;
+
+use crate::balancer::{
+    Balancer, BalancerError, BalancerSpec, Changes, Counters, LoadBalancer, MeshBackend,
+    NodeAttachment, Programmed, PublishedService,
+};
+use crate::ebpf;
+use crate::gossip::table::EndpointRecord;
+use crate::overlay::Gateway;
+
+/// Where this agent pins the mesh: one directory per run dir, so agents of
+/// several namespaced hosts on one machine keep apart.
+pub fn pin_dir(run_dir: &std::path::Path) -> PathBuf {
+    let name: String = run_dir
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c == '/' { '_' } else { c })
+        .collect();
+    PathBuf::from(ebpf::BPFFS_ROOT).join("shoal").join(name)
+}
+
+/// A node's gateway MAC on the ingress network: the mesh's prefix and the
+/// node's VTEP address.
+pub fn gateway_mac(vtep: Ipv4Addr) -> MacAddr {
+    let [a, b, c, d] = vtep.octets();
+    MacAddr([GATEWAY_MAC_PREFIX[0], GATEWAY_MAC_PREFIX[1], a, b, c, d])
+}
+
+/// The overlay's forwarding entries for other nodes' gateway MACs on the
+/// ingress network, so the return path can reach them.
+pub fn gateways(networks: &[NetworkSpec], vteps: &BTreeSet<Ipv4Addr>) -> Vec<Gateway> {
+    let Some(ingress) = networks.iter().find(|n| n.ingress) else {
+        return Vec::new();
+    };
+    vteps
+        .iter()
+        .map(|vtep| Gateway {
+            network: ingress.id.clone(),
+            mac: gateway_mac(*vtep),
+            vtep: *vtep,
+        })
+        .collect()
+}
+
+/// The published ports for the ingress network's endpoints: those of live
+/// members are backends; those of members that are down (or whose agent
+/// restarts) linger: their flows go on, new flows go elsewhere.
+pub fn published(
+    ingress: &str,
+    live: &BTreeMap<String, Vec<EndpointRecord>>,
+    lingering: &BTreeMap<String, Vec<EndpointRecord>>,
+) -> Vec<PublishedService> {
+    let mut services = Vec::new();
+    let mut add = |record: &EndpointRecord, active: bool| {
+        for port in &record.ports {
+            let backend = MeshBackend {
+                ip: record.ip,
+                port: port.target,
+                mac: record.mac,
+            };
+            let (backends, lingering) = if active {
+                (vec![backend], Vec::new())
+            } else {
+                (Vec::new(), vec![backend])
+            };
+            services.push(PublishedService {
+                protocol: port.protocol,
+                port: port.published,
+                backends,
+                lingering,
+            });
+        }
+    };
+    for record in live.get(ingress).into_iter().flatten() {
+        add(record, true);
+    }
+    for record in lingering.get(ingress).into_iter().flatten() {
+        add(record, false);
+    }
+    services
+}
+
+/// The virtual IP table for `live`: each endpoint carrying its service's
+/// virtual IP is one of the tasks behind it.
+pub fn vip_table(
+    live: &BTreeMap<String, Vec<EndpointRecord>>,
+) -> BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> {
+    let mut table: BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    for record in live.values().flatten() {
+        if let Some(vip) = record.vip {
+            table.entry(vip).or_default().insert(record.ip);
+        }
+    }
+    table
+}
+
+/// After the agent starts, gossip takes a moment to learn the other nodes'
+/// endpoints again (it syncs with a member as soon as it sees it, about a
+/// second); until then a backend the balancer held before the start
+/// lingers rather than losing its flows, a virtual IP keeps its tasks, and
+/// the overlay keeps the entries it inherited.
+pub const WARM_UP: Duration = Duration::from_secs(5);
+
+/// `spec`, with what the balancer held but `spec` lacks kept: backends as
+/// lingering, virtual IPs' tasks as they were.
+fn keep_known(mut spec: BalancerSpec, known: &Programmed) -> BalancerSpec {
+    for (port, backends) in &known.ports {
+        spec.services.push(PublishedService {
+            protocol: port.protocol,
+            port: port.port,
+            backends: Vec::new(),
+            lingering: backends
+                .active
+                .iter()
+                .chain(&backends.lingering)
+                .cloned()
+                .collect(),
+        });
+    }
+    for (vip, tasks) in &known.vips {
+        spec.vips.entry(*vip).or_default().extend(tasks);
+    }
+    spec
+}
+
+/// How the plane gets its balancer, when the swarm first has an ingress
+/// network.
+pub type Loader<L> = Box<dyn FnMut() -> Result<L, BalancerError> + Send>;
+
+/// The load balancer of this node.
+pub struct BalancerPlane<L: LoadBalancer> {
+    load: Loader<L>,
+    balancer: Option<Balancer<L>>,
+    vtep: Ipv4Addr,
+    cgroup_root: PathBuf,
+    host_cgroup: Option<PathBuf>,
+    started: Instant,
+    warm_up: Duration,
+    /// What the balancer held when this agent took it over.
+    inherited: Programmed,
+    /// Entries over the balancer's limits, as last reported.
+    over_limit: Vec<crate::balancer::Overflow>,
+}
+
+impl<L: LoadBalancer> BalancerPlane<L> {
+    pub fn new(
+        load: Loader<L>,
+        vtep: Ipv4Addr,
+        cgroup_root: PathBuf,
+        host_cgroup: Option<PathBuf>,
+    ) -> Self {
+        BalancerPlane {
+            load,
+            balancer: None,
+            vtep,
+            cgroup_root,
+            host_cgroup,
+            started: Instant::now(),
+            warm_up: WARM_UP,
+            inherited: Programmed::default(),
+            over_limit: Vec::new(),
+        }
+    }
+
+    /// Another warm-up than [`WARM_UP`].
+    #[cfg(test)]
+    pub fn with_warm_up(mut self, warm_up: Duration) -> Self {
+        self.warm_up = warm_up;
+        self
+    }
+
+    /// The balancer, once loaded.
+    #[cfg(test)]
+    pub fn balancer(&mut self) -> Option<&mut Balancer<L>> {
+        self.balancer.as_mut()
+    }
+
+    /// Brings the balancer to the gossip tables. Blocking. Nothing to do
+    /// before the swarm has an ingress network. Entries over the
+    /// balancer's limits are served up to them, and reported as an error
+    /// (logged once per new report).
+    pub fn sync(
+        &mut self,
+        networks: &[NetworkSpec],
+        live: &BTreeMap<String, Vec<EndpointRecord>>,
+        lingering: &BTreeMap<String, Vec<EndpointRecord>>,
+        underlay_mtu: u32,
+    ) -> Result<Changes, BalancerError> {
+        let Some(ingress) = networks.iter().find(|n| n.ingress) else {
+            return Ok(Changes::default());
+        };
+        if self.balancer.is_none() {
+            let balancer = Balancer::new((self.load)()?)?;
+            self.inherited = balancer.state().clone();
+            self.started = Instant::now();
+            self.balancer = Some(balancer);
+        }
+        let Some(balancer) = self.balancer.as_mut() else {
+            return Ok(Changes::default());
+        };
+        let node = NodeAttachment {
+            vtep: self.vtep,
+            underlay_mtu,
+            network: ingress.id.clone(),
+            vni: ingress.vni,
+            subnet: ingress.subnet,
+            network_mtu: ingress.effective_mtu(underlay_mtu),
+            gateway_mac: gateway_mac(self.vtep),
+            cgroup_root: self.cgroup_root.clone(),
+            host_cgroup: self.host_cgroup.clone(),
+        };
+        let attached = balancer.kernel().attach(&node)?;
+        if attached.changed {
+            tracing::info!(
+                "mesh: attached (underlay {}, network {})",
+                attached.underlay,
+                ingress.id
+            );
+        }
+        let mut want = BalancerSpec {
+            locals: attached.locals.clone(),
+            services: published(&ingress.id, live, lingering),
+            vips: vip_table(live),
+        };
+        if self.started.elapsed() < self.warm_up {
+            want = keep_known(want, &self.inherited);
+        }
+        let changes = balancer.apply(&want)?;
+        if !changes.over_limit.is_empty() && changes.over_limit != self.over_limit {
+            self.over_limit = changes.over_limit.clone();
+            return Err(BalancerError::OverLimit(changes.over_limit));
+        }
+        self.over_limit = changes.over_limit.clone();
+        Ok(changes)
+    }
+
+    /// Entries over the balancer's limits right now.
+    pub fn over_limit(&self) -> &[crate::balancer::Overflow] {
+        &self.over_limit
+    }
+
+    /// The data path's counters, once loaded.
+    pub fn counters(&mut self) -> Option<Counters> {
+        self.balancer.as_mut()?.kernel().counters().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;

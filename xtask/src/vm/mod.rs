@@ -1,0 +1,130 @@
+//! `cargo xtask vm-box` and `cargo xtask vm-test`: the lab of real VMs in
+//! `vagrant/`. The box is built locally and cached outside the repository;
+//! `vm-test` brings up three VMs with Vagrant (libvirt, QEMU), runs the
+//! swarm scenario of the namespaced end-to-end tests in them once per mesh,
+//! and destroys them, even on failure or Ctrl-C.
+
+mod image;
+mod ipvs_lab;
+mod lab;
+mod libvirt;
+mod scenario;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{deps, ebpf, run, suite};
+
+/// Which meshes `vm-test` runs the scenario with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mesh {
+    Ebpf,
+    Ipvs,
+}
+
+impl Mesh {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mesh::Ebpf => "ebpf",
+            Mesh::Ipvs => "ipvs",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Options {
+    meshes: Vec<Mesh>,
+    keep: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let mut options = Options {
+            // IPVS first: without its mesh backend it runs no swarm, and
+            // the eBPF swarm then needs no reboot before it.
+            meshes: vec![Mesh::Ipvs, Mesh::Ebpf],
+            keep: false,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--keep" => options.keep = true,
+                "--mesh" => {
+                    options.meshes = match args.next().map(String::as_str) {
+                        Some("ebpf") => vec![Mesh::Ebpf],
+                        Some("ipvs") => vec![Mesh::Ipvs],
+                        Some("all") => vec![Mesh::Ipvs, Mesh::Ebpf],
+                        other => bail!("--mesh takes ebpf, ipvs or all, got {other:?}"),
+                    }
+                }
+                other => bail!(
+                    "usage: cargo xtask vm-test [--mesh ebpf|ipvs|all] [--keep]; got `{other}`"
+                ),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// `cargo xtask vm-box`: installs what the lab needs and builds (or finds)
+/// the box, and adds it to Vagrant.
+pub fn build_box() -> Result<()> {
+    require_root()?;
+    deps::install_vm()?;
+    libvirt::ensure_daemons()?;
+    let result = libvirt::ensure_pool().and_then(|()| image::ensure_box());
+    libvirt::stop_daemons();
+    result
+}
+
+/// `cargo xtask vm-test`.
+pub fn test(root: &Path, options: &Options) -> Result<()> {
+    let started = Instant::now();
+    require_root()?;
+    deps::install_vm()?;
+    let shoal = shoal_binary(root)?;
+    libvirt::ensure_daemons()?;
+    let result = libvirt::ensure_pool()
+        .and_then(|()| image::ensure_box())
+        .and_then(|()| lab::run(root, &shoal, options));
+    libvirt::stop_daemons();
+    println!(
+        "vm-test: total wall time {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+/// A release `shoal` with the eBPF object embedded, without its debug
+/// sections, in the VM cache. Release, because under software emulation a
+/// debug build keeps a guest's only CPU busy (the manager's loops alone
+/// took 90% of it) and gossip then declares busy nodes dead.
+fn shoal_binary(root: &Path) -> Result<std::path::PathBuf> {
+    ebpf::build(root)?;
+    run::run(
+        std::process::Command::new(suite::workspace_cargo())
+            .current_dir(root)
+            .args(["build", "--release", "-p", "shoal-agent"]),
+    )?;
+    let built = suite::target_dir(root).join("release").join("shoal");
+    let cache = image::cache_dir();
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("cannot create the VM cache {}", cache.display()))?;
+    let stripped = cache.join("shoal");
+    run::run(
+        std::process::Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(&built)
+            .arg(&stripped),
+    )?;
+    Ok(stripped)
+}
+
+fn require_root() -> Result<()> {
+    if !run::is_root()? {
+        bail!("the VM lab needs root: it runs libvirt, mounts the box image and uses loop devices");
+    }
+    Ok(())
+}
