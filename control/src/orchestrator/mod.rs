@@ -15,6 +15,8 @@ mod update;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod update_tests;
 
 pub use addresses::{
     assign_vips, quarantine_deleted, AddressBook, AddressError, AddressQuarantine, AddressUsage,

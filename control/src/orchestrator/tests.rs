@@ -464,7 +464,7 @@ fn rolling_update_replaces_two_at_a_time() {
         let new_not_settled = wanted
             .iter()
             .filter(|t| {
-                update::is_current(t, &service)
+                update::is_current(t, &service, None)
                     && (t.status.state != TaskState::Running
                         || sim.now_ms < t.status.timestamp_ms + 1_000)
             })
