@@ -61,6 +61,7 @@ struct Requests {
 /// Runs `during` while a client sends requests through every node; the
 /// requests it made.
 fn under_load(client: &Host, nodes: &[&Host], during: impl FnOnce()) -> Requests {
+    std::fs::create_dir_all(client.run_dir()).expect("client run dir");
     let stop = client.run_dir().join("client.stop");
     let _ = std::fs::remove_file(&stop);
     let script = client_script(nodes, &stop.to_string_lossy());

@@ -16,6 +16,7 @@ mod at_rest;
 mod dataplane;
 mod identity;
 mod ingress;
+mod listening;
 mod local;
 mod manager;
 mod metrics;
