@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_tests::swarm::{cli, cli_ok, create, form, running, start_agent_with, wait_for, wait_running};
+use shoal_tests::swarm::{
+    cli, cli_ok, create, form, running, start_agent_with, wait_for, wait_running,
+};
 use shoal_tests::{require_root, Host, Underlay};
 
 /// Answers `task=<id>` on port 80.
@@ -125,7 +127,9 @@ fn update_until(host: &Host, args: &[&str], state: &str) -> Duration {
     full.extend_from_slice(args);
     full.push("w4");
     cli_ok(host, &full);
-    let done = wait_for(Duration::from_secs(120), || update_state(host, "w4") == state);
+    let done = wait_for(Duration::from_secs(120), || {
+        update_state(host, "w4") == state
+    });
     assert!(
         done,
         "`{}` did not reach {state}: {}",
@@ -264,4 +268,40 @@ fn rolling_updates_of_a_published_service_converge_without_losing_requests() {
         after_start_first,
         "stop-first replacements reuse their slots' addresses"
     );
+}
+
+#[test]
+fn scaling_again_and_again_waits_for_the_tasks_and_reports_success() {
+    require_root();
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    let h: Vec<&Host> = ul.hosts().iter().collect();
+    for host in &h {
+        start_agent_with(host, &[]).expect("agent");
+    }
+    form(h[0], &[], &[h[1]]);
+    create(h[0], "sc", &["--replicas", "2"], &["sleep", "100000"]);
+    wait_running(h[0], "sc", 2, Duration::from_secs(30));
+    for (replicas, want) in [("4", 4), ("1", 1), ("2", 2), ("3", 3)] {
+        let started = Instant::now();
+        let arg = format!("sc={replicas}");
+        let out = cli(h[0], &["service", "scale", "--timeout", "40s", &arg]);
+        let shown = shoal_tests::swarm::text(&out);
+        assert!(out.status.success(), "scale to {replicas} failed:\n{shown}");
+        assert!(shown.contains("verify: Service converged"), "{shown}");
+        assert!(
+            shown.contains(&format!("overall progress: {want} out of {want} tasks")),
+            "{shown}"
+        );
+        // Never more running than wanted in the progress lines.
+        for line in shown.lines().filter(|l| l.starts_with("overall progress")) {
+            let n: u64 = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!(n <= want, "`{line}` while scaling to {want}");
+        }
+        eprintln!("scale to {replicas}: {:?}", started.elapsed());
+        assert_eq!(running(h[0], "sc").len(), want as usize);
+    }
 }

@@ -140,6 +140,59 @@ fn keep_known(mut spec: MeshSpec, known: &MeshState) -> MeshSpec {
     spec
 }
 
+/// How long a backend that left the live records keeps its flows (as a
+/// lingering backend) before they are reset: a task being stopped leaves
+/// the published ports first and is stopped [`crate::daemon::tasks::PORT_DRAIN`]
+/// later, so requests in flight finish rather than being reset the moment
+/// it leaves.
+pub const DEPARTED_LINGER: Duration = Duration::from_secs(3);
+
+/// A backend of one published port.
+type PortBackend = (Proto, u16, MeshBackend);
+
+/// `spec`, with the backends that left it within [`DEPARTED_LINGER`] kept
+/// as lingering. `departed` holds when each left; `previous` is the last
+/// spec applied. Entries older than the linger go.
+fn keep_departed(
+    mut spec: MeshSpec,
+    previous: &BTreeSet<PortBackend>,
+    departed: &mut BTreeMap<PortBackend, Instant>,
+    now: Instant,
+) -> MeshSpec {
+    let active: BTreeSet<PortBackend> = active_backends(&spec);
+    for gone in previous.difference(&active) {
+        departed.entry(gone.clone()).or_insert(now);
+    }
+    departed.retain(|b, left| !active.contains(b) && now.duration_since(*left) < DEPARTED_LINGER);
+    for (protocol, port, backend) in departed.keys() {
+        match spec
+            .services
+            .iter_mut()
+            .find(|s| s.protocol == *protocol && s.port == *port)
+        {
+            Some(service) if !service.lingering.contains(backend) => {
+                service.lingering.push(backend.clone())
+            }
+            Some(_) => {}
+            None => spec.services.push(PublishedService {
+                protocol: *protocol,
+                port: *port,
+                backends: Vec::new(),
+                lingering: vec![backend.clone()],
+            }),
+        }
+    }
+    spec
+}
+
+/// The backends that take new flows in `spec`.
+fn active_backends(spec: &MeshSpec) -> BTreeSet<PortBackend> {
+    spec.services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| (s.protocol, s.port, b.clone())))
+        .collect()
+}
+
 /// The mesh of this node.
 pub struct IngressPlane {
     pin_dir: PathBuf,
@@ -155,6 +208,10 @@ pub struct IngressPlane {
     cgroup_root: PathBuf,
     /// The virtual IP table as last written.
     vips: Option<BTreeMap<u32, BTreeSet<u32>>>,
+    /// The backends taking new flows in the last spec applied, and those
+    /// that left it lately (kept lingering).
+    active: BTreeSet<PortBackend>,
+    departed: BTreeMap<PortBackend, Instant>,
 }
 
 impl IngressPlane {
@@ -169,6 +226,8 @@ impl IngressPlane {
             inherited: MeshState::default(),
             cgroup_root,
             vips: None,
+            active: BTreeSet::new(),
+            departed: BTreeMap::new(),
         }
     }
 
@@ -214,6 +273,9 @@ impl IngressPlane {
         sync_vips(mesh.kernel(), &mut self.vips, live)?;
         let locals = host::iface(&underlay)?.addrs;
         let mut want = spec(locals, &ingress.id, live, lingering);
+        let active = active_backends(&want);
+        want = keep_departed(want, &self.active, &mut self.departed, Instant::now());
+        self.active = active;
         if self.started.elapsed() < WARM_UP {
             want = keep_known(want, &self.inherited);
         }
@@ -316,6 +378,54 @@ mod tests {
             ports,
             vip: None,
         }
+    }
+
+    #[test]
+    fn a_backend_that_leaves_keeps_its_flows_for_a_while() {
+        let backend = MeshBackend {
+            ip: Ipv4Addr::new(10, 255, 0, 3),
+            port: 80,
+            mac: MacAddr::from_ipv4(Ipv4Addr::new(10, 255, 0, 3)),
+        };
+        let with = MeshSpec {
+            locals: BTreeSet::new(),
+            services: vec![PublishedService {
+                protocol: Proto::Tcp,
+                port: 8080,
+                backends: vec![backend.clone()],
+                lingering: Vec::new(),
+            }],
+        };
+        let without = MeshSpec::default();
+        let mut departed = BTreeMap::new();
+        let t0 = Instant::now();
+        let previous = active_backends(&with);
+        let kept = keep_departed(without.clone(), &previous, &mut departed, t0);
+        assert_eq!(kept.services.len(), 1);
+        assert!(kept.services[0].backends.is_empty(), "no new flows");
+        assert_eq!(kept.services[0].lingering, vec![backend.clone()]);
+        // Still lingering a moment later, gone after the linger.
+        let later = keep_departed(
+            without.clone(),
+            &BTreeSet::new(),
+            &mut departed,
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(later.services[0].lingering, vec![backend.clone()]);
+        let after = keep_departed(
+            without.clone(),
+            &BTreeSet::new(),
+            &mut departed,
+            t0 + DEPARTED_LINGER,
+        );
+        assert!(after.services.is_empty());
+        assert!(departed.is_empty());
+        // A backend that comes back takes new flows again at once.
+        let kept = keep_departed(without, &previous, &mut departed, t0);
+        let back = keep_departed(with.clone(), &BTreeSet::new(), &mut departed, t0);
+        assert_eq!(back, with);
+        assert!(departed.is_empty());
+        drop(kept);
     }
 
     #[test]

@@ -41,12 +41,9 @@ pub(super) fn is_current(task: &Task, service: &Service, ingress: Option<&str>) 
         && if task.status.state == TaskState::New && task.networks.is_empty() {
             true
         } else {
-            task.networks
-                .iter()
-                .map(|a| a.network.as_str())
-                .eq(ingress
-                    .into_iter()
-                    .chain(service.spec.networks.iter().map(String::as_str)))
+            task.networks.iter().map(|a| a.network.as_str()).eq(ingress
+                .into_iter()
+                .chain(service.spec.networks.iter().map(String::as_str)))
         }
 }
 
@@ -95,12 +92,16 @@ pub(super) fn advance(pass: &mut impl Tasks, service: &Service) -> Option<Servic
     // A key whose new task runs no longer needs its old ones (start-first).
     for ids in keys.values() {
         let has_running_current = ids.iter().any(|id| {
-            pass.task(id)
-                .is_some_and(|t| is_current(t, service, ingress) && t.status.state == TaskState::Running)
+            pass.task(id).is_some_and(|t| {
+                is_current(t, service, ingress) && t.status.state == TaskState::Running
+            })
         });
         if has_running_current {
             for id in ids {
-                if pass.task(id).is_some_and(|t| !is_current(t, service, ingress)) {
+                if pass
+                    .task(id)
+                    .is_some_and(|t| !is_current(t, service, ingress))
+                {
                     pass.shut_down(id, "updated");
                 }
             }
@@ -112,7 +113,10 @@ pub(super) fn advance(pass: &mut impl Tasks, service: &Service) -> Option<Servic
     let mut dirty: Vec<&Key> = Vec::new();
     for (key, ids) in &keys {
         let tasks: Vec<&Task> = ids.iter().filter_map(|id| pass.task(id)).collect();
-        let current: Vec<&&Task> = tasks.iter().filter(|t| is_current(t, service, ingress)).collect();
+        let current: Vec<&&Task> = tasks
+            .iter()
+            .filter(|t| is_current(t, service, ingress))
+            .collect();
         if current.is_empty() {
             dirty.push(key);
         }

@@ -68,7 +68,11 @@ fn a_stop_first_update_of_a_published_service_converges_on_the_same_addresses() 
     let before = free(&sim);
     let tasks_before = sim.tasks.len();
     let addresses: Vec<_> = {
-        let mut a: Vec<_> = sim.running("web").iter().map(|t| t.networks.clone()).collect();
+        let mut a: Vec<_> = sim
+            .running("web")
+            .iter()
+            .map(|t| t.networks.clone())
+            .collect();
         a.sort_by_key(|n| n[0].ip);
         a
     };
@@ -79,7 +83,11 @@ fn a_stop_first_update_of_a_published_service_converges_on_the_same_addresses() 
     assert_eq!(sim.running("web").len(), 3);
     // Each slot's new task took its old task's addresses: none are held
     // for a tombstone's lifetime.
-    let mut now: Vec<_> = sim.running("web").iter().map(|t| t.networks.clone()).collect();
+    let mut now: Vec<_> = sim
+        .running("web")
+        .iter()
+        .map(|t| t.networks.clone())
+        .collect();
     now.sort_by_key(|n| n[0].ip);
     assert_eq!(now, addresses);
     assert_eq!(free(&sim), before);
@@ -104,7 +112,11 @@ fn start_first_updates_hold_at_most_two_addresses_per_slot() {
         assert_eq!(sim.running("web").len(), 3);
         let after = free(&sim);
         for (b, a) in before.iter().zip(&after) {
-            assert_eq!(*a, b - 3, "round {round}: before {before:?}, after {after:?}");
+            assert_eq!(
+                *a,
+                b - 3,
+                "round {round}: before {before:?}, after {after:?}"
+            );
         }
         sim.check_addresses();
     }
