@@ -1,6 +1,7 @@
 //! Everyday operations on namespaced hosts with the real binary: a second
 //! agent on the same state and run dirs is refused while the first keeps
-//! serving, and a network MTU no packet could carry is refused.
+//! serving, a network MTU no packet could carry is refused, and the ingress
+//! network is neither removed nor joined with `--network`.
 
 use std::time::Duration;
 
@@ -65,4 +66,46 @@ fn a_network_mtu_beyond_what_vxlan_can_carry_is_refused() {
         ],
     );
     assert_eq!(mtu, "9000");
+}
+
+#[test]
+fn the_ingress_network_is_neither_removed_nor_joined_explicitly() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let h: &Host = &ul.hosts()[0];
+    start_agent_with(h, &[]).expect("agent");
+    form(h, &[], &[]);
+    cli_ok(h, &["network", "create", "app"]);
+    let out = cli(h, &["network", "rm", "ingress"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("routing-mesh (ingress) network"),
+        "{}",
+        text(&out)
+    );
+    let names = cli_ok(h, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(names.lines().any(|n| n == "ingress"), "{names}");
+    let out = cli(
+        h,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "x",
+            "--network",
+            "ingress",
+            "--",
+            "sleep",
+            "100",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot be explicitly attached to the ingress network"),
+        "{}",
+        text(&out)
+    );
+    let services = cli_ok(h, &["service", "ls", "-q"]);
+    assert!(services.is_empty(), "{services}");
 }
