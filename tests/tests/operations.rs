@@ -109,3 +109,43 @@ fn the_ingress_network_is_neither_removed_nor_joined_explicitly() {
     let services = cli_ok(h, &["service", "ls", "-q"]);
     assert!(services.is_empty(), "{services}");
 }
+
+#[test]
+fn a_crashing_slot_keeps_five_tasks_in_all_as_swarm_does() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let h: &Host = &ul.hosts()[0];
+    start_agent_with(h, &[]).expect("agent");
+    form(h, &[], &[]);
+    shoal_tests::swarm::create(
+        h,
+        "crash",
+        &["--restart-delay", "200ms"],
+        &["sh", "-c", "exit 3"],
+    );
+    let mut most = 0;
+    let mut failed_seen = 0;
+    let enough = wait_for(Duration::from_secs(40), || {
+        let tasks = shoal_tests::swarm::tasks(h, &["service", "ps", "crash"]);
+        most = most.max(tasks.len());
+        failed_seen = tasks
+            .iter()
+            .filter(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Failed")
+            })
+            .count();
+        failed_seen >= 4
+    });
+    assert!(enough, "the task did not crash four times");
+    // Watch a few more restarts: never more than five tasks for the slot.
+    let end = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < end {
+        let n = shoal_tests::swarm::tasks(h, &["service", "ps", "crash"]).len();
+        most = most.max(n);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(most, 5, "the slot's history reached {most} tasks");
+}

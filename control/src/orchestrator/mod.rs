@@ -27,8 +27,8 @@ pub use update::rolled_back;
 
 use crate::objects::{Network, Node, Service, Strategy, Task};
 
-/// Stopped tasks kept per slot (or per node, for global services), for
-/// `service ps` history; Swarm's default task history limit.
+/// Tasks kept per slot (or per node, for global services), the current one
+/// included, for `service ps` history; Swarm's default task history limit.
 pub const TASK_HISTORY_LIMIT: usize = 5;
 
 /// A consistent snapshot of what the store holds.

@@ -388,10 +388,19 @@ impl<'a, 'b> Pass<'a, 'b> {
                 .or_default()
                 .push((task.created_at_ms, task.id.clone()));
         }
-        for (_, mut old) in history {
-            if old.len() > TASK_HISTORY_LIMIT {
+        // Swarm's limit counts every task of a slot, the current one too.
+        let mut current: BTreeMap<(String, Key), usize> = BTreeMap::new();
+        for task in self.tasks.values().filter(|t| t.is_live()) {
+            *current
+                .entry((task.service_id.clone(), key_of(task)))
+                .or_default() += 1;
+        }
+        for (key, mut old) in history {
+            let live = current.get(&key).copied().unwrap_or(0);
+            let keep = TASK_HISTORY_LIMIT.saturating_sub(live.max(1));
+            if old.len() > keep {
                 old.sort();
-                let extra = old.len() - TASK_HISTORY_LIMIT;
+                let extra = old.len() - keep;
                 doomed.extend(old.into_iter().take(extra).map(|(_, id)| id));
             }
         }
