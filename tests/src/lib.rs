@@ -38,7 +38,7 @@ use std::{
 pub use cleanup::cleanup_leftovers;
 pub use error::HarnessError;
 pub use host::Host;
-pub use naming::{NAME_PREFIX, RUN_ROOT};
+pub use naming::{is_run_tag, NAME_PREFIX, RUN_ROOT, RUN_TAG_ENV};
 pub use removed::Removed;
 pub use underlay::{Underlay, UnderlayBuilder};
 

@@ -33,14 +33,33 @@ pub(crate) const MAX_HOSTS: usize = 254;
 
 const UNDERLAY_NETWORK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 
-/// A random id for this process, `t` and six hex digits, fixed for its lifetime.
+/// The environment variable through which `cargo xtask test` tags every test process it
+/// runs, so that its leftover check looks at its own namespaces only and never at those
+/// of another run going on beside it.
+pub const RUN_TAG_ENV: &str = "SHOAL_TEST_RUN_TAG";
+
+/// A random id for this process, fixed for its lifetime: `t`, then the run tag of
+/// [`RUN_TAG_ENV`] when it is set to three lowercase hex digits, then six random hex
+/// digits.
 fn run_id() -> &'static str {
     static RUN_ID: OnceLock<String> = OnceLock::new();
     RUN_ID.get_or_init(|| {
         // RandomState is seeded from the OS's randomness once per process.
         let random = RandomState::new().hash_one(std::process::id());
-        format!("t{:06x}", random & 0xff_ffff)
+        let tag = std::env::var(RUN_TAG_ENV)
+            .ok()
+            .filter(|tag| is_run_tag(tag))
+            .unwrap_or_default();
+        format!("t{tag}{:06x}", random & 0xff_ffff)
     })
+}
+
+/// Whether `tag` can tag a run: exactly three lowercase hex digits.
+pub fn is_run_tag(tag: &str) -> bool {
+    tag.len() == 3
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The next unused prefix of this process: `shoal-<runid>-<n>`.
@@ -111,7 +130,8 @@ mod tests {
         let b = next_prefix();
         assert_ne!(a, b);
         assert!(a.starts_with(&format!("{NAME_PREFIX}{}-", run_id())), "{a}");
-        assert_eq!(run_id().len(), 7);
+        let tagged = std::env::var(RUN_TAG_ENV).is_ok_and(|tag| is_run_tag(&tag));
+        assert_eq!(run_id().len(), if tagged { 10 } else { 7 });
     }
 
     #[test]

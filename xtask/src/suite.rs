@@ -1,10 +1,12 @@
 //! `cargo xtask test` and `cargo xtask clean`: the style gates (`cargo fmt
 //! --check`, clippy with warnings denied), the whole suite as root, and the
-//! check that it left no network namespace behind. Namespaces that existed
-//! before the run (another run's, on a shared machine) are reported, never
-//! touched; `cargo xtask clean` removes them.
+//! check that it left no network namespace behind. The check looks only at this
+//! run's namespaces (its test processes carry a run tag into the harness's names):
+//! another run going on beside it on a shared machine is never blamed or touched;
+//! `cargo xtask clean` removes every run's leftovers.
 
 use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -53,7 +55,9 @@ pub fn test(root: &Path) -> Result<()> {
     lint(root)?;
     deps::install_all()?;
     ebpf::build(root)?;
-    let before = shoal_netns()?;
+    let tag = run_tag();
+    let ours = format!("{NETNS_PREFIX}t{tag}");
+    let before = shoal_netns(&ours)?;
 
     let cargo = workspace_cargo();
     run::run(
@@ -67,9 +71,10 @@ pub fn test(root: &Path) -> Result<()> {
         Command::new(&cargo)
             .current_dir(root)
             .args(["test", "--workspace", "--no-fail-fast"])
-            .env("SHOAL_BIN", &shoal_bin),
+            .env("SHOAL_BIN", &shoal_bin)
+            .env(shoal_tests::RUN_TAG_ENV, &tag),
     );
-    let leftovers = check_no_leftovers(&before);
+    let leftovers = check_no_leftovers(&ours, &before);
 
     println!("total wall time: {:.1}s", started.elapsed().as_secs_f64());
     tests?;
@@ -89,21 +94,29 @@ pub fn clean(prefix: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Three hex digits that tag every test process of this run (the harness puts them in
+/// its names), so that the leftover check sees this run's namespaces only: another
+/// run going on beside this one is neither blamed nor cleaned up.
+fn run_tag() -> String {
+    let random = RandomState::new().hash_one(std::process::id());
+    format!("{:03x}", random & 0xfff)
+}
+
 /// Fails, after listing and removing them, if network namespaces named
-/// `shoal-*` that were not in `before` remain.
-fn check_no_leftovers(before: &BTreeSet<String>) -> Result<()> {
-    let now = shoal_netns()?;
+/// `ours*` (this run's) that were not in `before` remain.
+fn check_no_leftovers(ours: &str, before: &BTreeSet<String>) -> Result<()> {
+    let now = shoal_netns(ours)?;
     let older: Vec<&String> = now.intersection(before).collect();
     if !older.is_empty() {
         println!(
-            "leftover check: ignoring {} {NETNS_PREFIX}* namespace(s) that existed before this \
+            "leftover check: ignoring {} {ours}* namespace(s) that existed before this \
              run (`cargo xtask clean` removes them)",
             older.len()
         );
     }
     let left: Vec<&String> = now.difference(before).collect();
     if left.is_empty() {
-        println!("leftover check: the tests left no {NETNS_PREFIX}* network namespace");
+        println!("leftover check: the tests left no {ours}* network namespace");
         return Ok(());
     }
     eprintln!("leftover check: the tests left these network namespaces behind:");
@@ -138,8 +151,8 @@ fn run_prefix(netns: &str) -> &str {
     }
 }
 
-/// The network namespaces named `shoal-*`.
-fn shoal_netns() -> Result<BTreeSet<String>> {
+/// The network namespaces whose names start with `prefix`.
+fn shoal_netns(prefix: &str) -> Result<BTreeSet<String>> {
     let entries = match std::fs::read_dir(NETNS_DIR) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
@@ -149,7 +162,7 @@ fn shoal_netns() -> Result<BTreeSet<String>> {
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {NETNS_DIR}"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(NETNS_PREFIX) {
+        if name.starts_with(prefix) {
             names.insert(name);
         }
     }
