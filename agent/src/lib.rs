@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod dns;
+pub mod docker_api;
 pub mod ebpf;
 pub mod executor;
 pub mod gossip;

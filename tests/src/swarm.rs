@@ -204,9 +204,18 @@ pub fn running(host: &Host, service: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `service create --detach --name NAME FLAGS -- COMMAND`; returns the output.
+/// `service create --detach --name NAME --runtime process FLAGS -- COMMAND`
+/// (a host command); returns the output.
 pub fn create(host: &Host, name: &str, flags: &[&str], command: &[&str]) -> String {
-    let mut args = vec!["service", "create", "--detach", "--name", name];
+    let mut args = vec![
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        name,
+        "--runtime",
+        "process",
+    ];
     args.extend_from_slice(flags);
     args.push("--");
     args.extend_from_slice(command);

@@ -169,6 +169,8 @@ fn formats_filters_and_flags_as_docker() {
             "--detach",
             "--name",
             "tailer",
+            "--runtime",
+            "process",
             "tail",
             "-f",
             "/dev/null",

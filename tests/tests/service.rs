@@ -532,6 +532,8 @@ fn bad_input_is_refused_and_changes_nothing() {
             "x",
             "--network",
             "nope",
+            "--runtime",
+            "process",
             "--",
             "sleep",
             "1",
@@ -553,7 +555,18 @@ fn bad_input_is_refused_and_changes_nothing() {
     let taken = cli(
         h[0],
         &[
-            "service", "create", "--detach", "--name", "b", "-p", "8080:80", "--", "sleep", "1",
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "b",
+            "-p",
+            "8080:80",
+            "--runtime",
+            "process",
+            "--",
+            "sleep",
+            "1",
         ],
     );
     assert!(!taken.status.success());

@@ -59,6 +59,42 @@ pub fn install_all() -> Result<()> {
     let all: Vec<&str> = EBPF_PACKAGES.iter().chain(TEST_PACKAGES).copied().collect();
     ensure_apt_packages(&all)?;
     ensure_bpf_linker()?;
+    ensure_docker_cli()?;
+    Ok(())
+}
+
+/// Where the Docker Engine API tests find the docker client.
+pub const DOCKER_CLI: &str = "/opt/docker-cli/docker";
+
+/// The real docker client (Debian's `docker.io`, API 1.41) for the Engine
+/// API tests, unpacked from its package, never installed: installing it
+/// would start dockerd, which rewrites iptables.
+fn ensure_docker_cli() -> Result<()> {
+    let target = Path::new(DOCKER_CLI);
+    if target.exists() {
+        println!("docker client present: {DOCKER_CLI}");
+        return Ok(());
+    }
+    let scratch = std::env::temp_dir().join("shoal-docker-cli");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    run::run(
+        apt_get()
+            .current_dir(&scratch)
+            .args(["download", "docker.io"]),
+    )?;
+    let deb = std::fs::read_dir(&scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download docker.io left no .deb")?;
+    let unpacked = scratch.join("root");
+    run::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::copy(unpacked.join("usr/bin/docker"), target)
+        .with_context(|| format!("cannot copy the docker client to {DOCKER_CLI}"))?;
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 

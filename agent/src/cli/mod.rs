@@ -83,6 +83,10 @@ pub struct AgentArgs {
     /// The Unix socket the CLI talks to (default: RUN_DIR/shoal.sock).
     #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// The Docker Engine API socket, for the docker CLI (default:
+    /// RUN_DIR/docker.sock; 'none' serves no Docker API).
+    #[arg(long)]
+    pub docker_socket: Option<PathBuf>,
     /// The name this node shows in 'node ls' (default: the kernel hostname).
     #[arg(long)]
     pub hostname: Option<String>,
@@ -103,6 +107,10 @@ pub struct AgentArgs {
     /// Memory this node offers to reservations, e.g. 4G (default: its RAM).
     #[arg(long)]
     pub memory: Option<String>,
+    /// A registry (HOST[:PORT]) this node may pull from over plain HTTP;
+    /// repeatable. Loopback registries always may, as Docker allows.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 impl AgentArgs {
@@ -171,13 +179,22 @@ impl Cli {
                 Command::Agent(args) => {
                     let resources = args.resources()?;
                     let socket = args.socket.unwrap_or(socket);
+                    let docker_socket = match args.docker_socket {
+                        Some(path) if path.as_os_str() == "none" => None,
+                        Some(path) => Some(path),
+                        None => Some(self.run_dir.join("docker.sock")),
+                    };
                     crate::daemon::run(crate::daemon::Options {
+                        docker_socket,
                         state_dir: args.state_dir,
                         run_dir: self.run_dir,
                         socket,
                         hostname: args.hostname,
                         metrics_addr: args.metrics_addr,
                         resources,
+                        registries: crate::image::RegistryOptions {
+                            insecure: args.insecure_registries.clone(),
+                        },
                         mesh: args.mesh,
                         cgroup_root: args.cgroup_root.unwrap_or_else(|| {
                             crate::executor::cgroup2_mount()

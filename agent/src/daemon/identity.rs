@@ -84,6 +84,12 @@ impl StateDir {
         self.root.join("endpoints.json")
     }
 
+    /// The state directory itself (the container runtime and the image
+    /// store keep theirs under it).
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// The task runtime's state: each task's record and output.
     pub fn tasks_dir(&self) -> PathBuf {
         self.root.join("tasks")

@@ -14,8 +14,10 @@ mod agent;
 mod answer;
 mod at_rest;
 mod dataplane;
+mod docker_api;
 mod identity;
 mod ingress;
+mod launch;
 mod listening;
 mod local;
 mod lock;
@@ -24,6 +26,7 @@ mod metrics;
 mod names;
 mod peers;
 mod plane;
+mod runtimes;
 mod sandboxes;
 mod task_logs;
 mod tasks;
@@ -53,6 +56,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub socket: PathBuf,
+    /// The Docker Engine API's socket, if served.
+    pub docker_socket: Option<PathBuf>,
     pub hostname: Option<String>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -62,6 +67,8 @@ pub struct Options {
     pub mesh: crate::mesh::MeshMode,
     /// What this node offers to reservations (default: what it has).
     pub resources: shoal_control::objects::NodeResources,
+    /// Which registries the node pulls from over plain HTTP.
+    pub registries: crate::image::RegistryOptions,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then stops it: the socket and
@@ -89,6 +96,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Stopped first: what accepts requests.
     let doors = root.child_token();
     let local = local::serve(agent.clone(), &opts.socket, &tasks, doors.clone()).await?;
+    let docker = match &opts.docker_socket {
+        Some(path) => Some(
+            crate::docker_api::serve(
+                docker_api::backend(agent.clone()),
+                path,
+                &tasks,
+                doors.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     if let Some(addr) = opts.metrics_addr {
         metrics::serve(agent.clone(), addr, &tasks, doors.clone()).await?;
     }
@@ -103,6 +122,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let stop = async {
         doors.cancel();
         let _ = local.await;
+        if let Some(docker) = docker {
+            let _ = docker.await;
+        }
         parts.cancel();
         root.cancel();
         tasks.close();

@@ -18,7 +18,7 @@ use super::identity::{NodeIdentity, StateDir};
 use super::sandboxes::{host_resolv_conf, PlaneSandboxes};
 use super::task_logs::LogReader;
 use super::tasks::TaskRunner;
-use crate::executor::{ProcessRuntime, Runtime};
+use crate::executor::Runtime;
 use crate::gossip::service::{Gossip, GossipOptions, GossipStatus, LocalEndpoint};
 use crate::gossip::table::{EndpointRecord, Protocol, PublishedPort};
 use crate::netns::NetnsDir;
@@ -57,6 +57,8 @@ pub struct TaskInputs {
     pub reports: watch::Sender<Vec<TaskReport>>,
     /// The cgroup under which each task gets its own.
     pub cgroup_root: std::path::PathBuf,
+    /// Which registries the node pulls from over plain HTTP.
+    pub registries: crate::image::RegistryOptions,
     /// The node's load balancer (it needs the task cgroup root).
     pub mesh: crate::mesh::MeshMode,
     /// Kept current from gossip, for the managers' down detector.
@@ -70,6 +72,8 @@ pub struct Plane {
     gossip: Arc<Gossip>,
     dataplane: DataPlane,
     runtime: Arc<dyn Runtime>,
+    /// The node's images, when it runs containers (`shoal image ...`).
+    images: Option<Arc<crate::image::ImageStore>>,
     runner: tokio::sync::Mutex<Option<TaskRunner>>,
     logs: tokio::sync::Mutex<Option<LogReader>>,
     local: Arc<LocalEndpoints>,
@@ -113,10 +117,9 @@ impl Plane {
             mesh: tasks.mesh,
             gossip_view: tasks.gossip_view.clone(),
         });
-        let runtime: Arc<dyn Runtime> = Arc::new(
-            ProcessRuntime::new(state.tasks_dir(), tasks.cgroup_root.clone())
-                .context("the task runtime did not start")?,
-        );
+        let runtimes =
+            super::runtimes::open(state, run_dir, &tasks.cgroup_root, &tasks.registries)?;
+        let runtime = runtimes.runtime;
         let sandboxes = Arc::new(PlaneSandboxes {
             gossip: gossip.clone(),
             local: local.clone(),
@@ -139,6 +142,7 @@ impl Plane {
             gossip,
             dataplane,
             runtime,
+            images: runtimes.images,
             runner: tokio::sync::Mutex::new(Some(runner)),
             logs: tokio::sync::Mutex::new(Some(logs)),
             local,
@@ -189,6 +193,11 @@ impl Plane {
                 Err(e) => tracing::warn!("overlay teardown failed: {e}"),
             }
         }
+    }
+
+    /// The node's image store, when it runs containers.
+    pub fn images(&self) -> Option<Arc<crate::image::ImageStore>> {
+        self.images.clone()
     }
 
     pub async fn report(&self) -> anyhow::Result<MembersReport> {

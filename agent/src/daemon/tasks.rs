@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::executor::{Exit, Launch, ProcessState, Runtime};
+use crate::executor::{Exit, HealthStatus, ProcessState, Runtime};
 
 /// How long a task gets between SIGTERM and SIGKILL (Docker's default).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -66,11 +66,19 @@ struct Local {
     /// Finished and no longer listed: kept only for its logs while the
     /// managers keep it in their history, and not reported (they know).
     retained: bool,
+    /// Started, with a health check not yet passed: reported Starting.
+    awaiting_health: bool,
 }
 
-/// What a finished job tells the loop.
+/// What a finished job (or a step of one) tells the loop.
 enum Outcome {
-    Started(String, Result<u32, String>),
+    /// The task's image is on the node; its sandbox and start follow.
+    Prepared(String),
+    /// The node cannot run the task (its image cannot be pulled).
+    Rejected(String, String),
+    /// The pid, and whether a health check must pass before it counts
+    /// as running.
+    Started(String, Result<(u32, bool), String>),
     /// The task and how its process ended, if the runtime knows.
     Stopped(String, Option<ProcessState>),
 }
@@ -209,6 +217,7 @@ impl Runner {
                     busy: false,
                     stop_requested: false,
                     retained,
+                    awaiting_health: false,
                 },
             );
         }
@@ -238,6 +247,7 @@ impl Runner {
                 self.reconcile(&list);
             }
             self.poll_exits().await;
+            self.poll_health().await;
             self.publish();
         }
     }
@@ -261,18 +271,24 @@ impl Runner {
                             busy: false,
                             stop_requested: true,
                             retained: false,
+                            awaiting_health: false,
                         },
                     );
                     continue;
                 }
+                let first = match assignment.spec.container {
+                    Some(_) => report(id, TaskState::Preparing, "preparing"),
+                    None => report(id, TaskState::Starting, "preparing the sandbox"),
+                };
                 self.tasks.insert(
                     id.to_string(),
                     Local {
                         assignment: Some(assignment.clone()),
-                        report: report(id, TaskState::Starting, "preparing the sandbox"),
+                        report: first,
                         busy: true,
                         stop_requested: false,
                         retained: false,
+                        awaiting_health: false,
                     },
                 );
                 self.spawn_start(assignment.clone());
@@ -384,29 +400,39 @@ impl Runner {
         );
         self.jobs.spawn(async move {
             let id = assignment.task_id.clone();
+            if assignment.spec.container.is_some() {
+                let pulling = super::launch::launch(&assignment, PathBuf::new(), String::new());
+                let runtime = runtime.clone();
+                let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&pulling)).await;
+                let outcome = match prepared {
+                    Ok(Ok(())) => Outcome::Prepared(id.clone()),
+                    Ok(Err(e)) => Outcome::Rejected(id.clone(), e.to_string()),
+                    Err(e) => Outcome::Rejected(id.clone(), format!("preparing: {e}")),
+                };
+                let rejected = matches!(outcome, Outcome::Rejected(..));
+                let _ = done.send(outcome).await;
+                if rejected {
+                    return;
+                }
+            }
             let result = async {
                 let netns = sandboxes
                     .attach(&assignment)
                     .await
                     .map_err(|e| format!("sandbox: {e:#}"))?;
-                let launch = Launch {
-                    task_id: id.clone(),
-                    command: assignment.spec.command.clone(),
-                    env: task_env(&assignment),
-                    netns,
-                    resolv_conf: sandboxes.resolv_conf(&assignment),
-                    limit_nano_cpus: assignment.spec.resources.limit_nano_cpus,
-                    limit_memory: assignment.spec.resources.limit_memory,
-                    container: None,
-                };
-                let pid = tokio::task::spawn_blocking(move || runtime.start(&launch))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                let launch =
+                    super::launch::launch(&assignment, netns, sandboxes.resolv_conf(&assignment));
+                let started = tokio::task::spawn_blocking(move || {
+                    let pid = runtime.start(&launch)?;
+                    Ok((pid, runtime.health(&launch.task_id).is_some()))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e: crate::executor::ExecutorError| e.to_string())?;
                 if !assignment.ports.is_empty() && !assignment.networks.is_empty() {
-                    serve_once_listening(&*sandboxes, &assignment, pid).await;
+                    serve_once_listening(&*sandboxes, &assignment, started.0).await;
                 }
-                Ok(pid)
+                Ok(started)
             }
             .await;
             if result.is_err() {
@@ -418,16 +444,37 @@ impl Runner {
 
     fn finished(&mut self, outcome: Outcome) {
         match outcome {
+            Outcome::Prepared(id) => {
+                if let Some(local) = self.tasks.get_mut(&id) {
+                    local.report = report(&id, TaskState::Starting, "preparing the sandbox");
+                }
+            }
+            Outcome::Rejected(id, err) => {
+                let Some(local) = self.tasks.get_mut(&id) else {
+                    return;
+                };
+                local.busy = false;
+                let mut r = report(&id, TaskState::Rejected, "preparing failed");
+                r.err = Some(err);
+                local.report = r;
+            }
             Outcome::Started(id, result) => {
                 let Some(local) = self.tasks.get_mut(&id) else {
                     return;
                 };
                 local.busy = false;
                 match result {
-                    Ok(pid) => {
-                        let mut r = report(&id, TaskState::Running, "started");
+                    Ok((pid, health_check)) => {
+                        // Swarm's rule: with a health check, a task runs
+                        // once it is healthy.
+                        let mut r = if health_check {
+                            report(&id, TaskState::Starting, "waiting for the health check")
+                        } else {
+                            report(&id, TaskState::Running, "started")
+                        };
                         r.pid = Some(pid);
                         local.report = r;
+                        local.awaiting_health = health_check;
                         if local.stop_requested {
                             self.request_stop(&id);
                         }
@@ -460,7 +507,7 @@ impl Runner {
         let running: Vec<String> = self
             .tasks
             .iter()
-            .filter(|(_, l)| !l.busy && l.report.state == TaskState::Running)
+            .filter(|(_, l)| !l.busy && (l.report.state == TaskState::Running || l.awaiting_health))
             .map(|(id, _)| id.clone())
             .collect();
         if running.is_empty() {
@@ -475,8 +522,9 @@ impl Runner {
             if let Some(local) = self
                 .tasks
                 .get_mut(&id)
-                .filter(|l| !l.busy && l.report.state == TaskState::Running)
+                .filter(|l| !l.busy && (l.report.state == TaskState::Running || l.awaiting_health))
             {
+                local.awaiting_health = false;
                 local.report = exited(&id, exit, local.stop_requested);
                 ended.push(id);
             }
@@ -488,6 +536,59 @@ impl Runner {
                     tracing::warn!("task {id}: withdrawing its endpoints: {e:#}");
                 }
             });
+        }
+    }
+
+    /// Follows the health of started tasks: a task waiting for its check
+    /// runs once healthy; an unhealthy one leaves the load balancers at
+    /// once, is stopped and reported failed, so the managers replace it.
+    async fn poll_health(&mut self) {
+        let watched: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, l)| {
+                !l.busy
+                    && !l.stop_requested
+                    && (l.report.state == TaskState::Running || l.awaiting_health)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let runtime = self.runtime.clone();
+        let health = tokio::task::spawn_blocking(move || {
+            watched
+                .into_iter()
+                .filter_map(|id| runtime.health(&id).map(|h| (id, h.status)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (id, status) in health {
+            let Some(local) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if local.busy || local.stop_requested {
+                continue;
+            }
+            match status {
+                HealthStatus::Healthy if local.awaiting_health => {
+                    local.awaiting_health = false;
+                    let pid = local.report.pid;
+                    local.report = report(&id, TaskState::Running, "started");
+                    local.report.pid = pid;
+                }
+                HealthStatus::Unhealthy => {
+                    local.awaiting_health = false;
+                    let mut r = report(&id, TaskState::Failed, "unhealthy");
+                    r.err = Some("task: unhealthy container".into());
+                    local.report = r;
+                    local.stop_requested = true;
+                    self.request_stop(&id);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -535,16 +636,3 @@ async fn serve_once_listening(sandboxes: &dyn Sandboxes, assignment: &Assignment
 
 #[cfg(test)]
 mod tests;
-
-/// The task's environment: what the service asks for, after the variables
-/// naming the task (as Swarm's `{{.Task.ID}}` templates would), which the
-/// service's own may override.
-fn task_env(assignment: &Assignment) -> Vec<String> {
-    let mut env = vec![
-        format!("SHOAL_TASK_ID={}", assignment.task_id),
-        format!("SHOAL_TASK_NAME={}", assignment.name),
-        format!("SHOAL_SERVICE_NAME={}", assignment.service_name),
-    ];
-    env.extend(assignment.spec.env.iter().cloned());
-    env
-}

@@ -152,6 +152,12 @@ pub enum ExecutorError {
 /// block (they touch /proc and cgroupfs); callers run them off the async
 /// threads.
 pub trait Runtime: Send + Sync + 'static {
+    /// Readies what a start of `launch` needs and may take long: a
+    /// container's image is pulled when the node lacks it. An error here
+    /// means the node cannot run the task at all (the task is Rejected).
+    fn prepare(&self, _launch: &Launch) -> Result<(), ExecutorError> {
+        Ok(())
+    }
     /// Starts the task; returns its pid. Starting a task that already
     /// runs is an error-free no-op returning the running pid.
     fn start(&self, launch: &Launch) -> Result<u32, ExecutorError>;

@@ -28,6 +28,14 @@ impl TaskRuntimes {
 }
 
 impl Runtime for TaskRuntimes {
+    fn prepare(&self, launch: &Launch) -> Result<(), ExecutorError> {
+        match (&launch.container, &self.container) {
+            (Some(_), Some(container)) => container.prepare(launch),
+            (Some(_), None) => Err(ExecutorError::NoContainerRuntime(launch.task_id.clone())),
+            (None, _) => self.process.prepare(launch),
+        }
+    }
+
     fn start(&self, launch: &Launch) -> Result<u32, ExecutorError> {
         match (&launch.container, &self.container) {
             (Some(_), Some(container)) => container.start(launch),

@@ -42,6 +42,8 @@ pub fn free_port() -> u16 {
 pub struct Registry {
     child: Child,
     pub addr: String,
+    /// The network namespace it serves in (`None`: this one).
+    netns: Option<PathBuf>,
     _dir: TempDir,
     /// `user:password` when it wants basic auth.
     pub credentials: Option<(String, String)>,
@@ -58,9 +60,17 @@ impl Registry {
     }
 
     fn start_with(credentials: Option<(String, String)>) -> Registry {
+        Self::serve(format!("127.0.0.1:{}", free_port()), None, credentials)
+    }
+
+    /// Serves on `addr` inside the network namespace `netns` (a test
+    /// host's), optionally behind basic auth.
+    pub fn serve(
+        addr: String,
+        netns: Option<PathBuf>,
+        credentials: Option<(String, String)>,
+    ) -> Registry {
         let dir = TempDir::new().expect("registry dir");
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
         let mut config = format!(
             "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {addr}}}\n",
             dir.path().join("data").display()
@@ -78,7 +88,7 @@ impl Registry {
         }
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).expect("registry config");
-        let child = Command::new("docker-registry")
+        let child = in_netns(netns.as_deref(), "docker-registry")
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -89,11 +99,21 @@ impl Registry {
         let registry = Registry {
             child,
             addr,
+            netns,
             _dir: dir,
             credentials,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&registry.addr).is_err() {
+        let probe = format!("exec 3<>/dev/tcp/{}", registry.addr.replace(':', "/"));
+        let listening = || match &registry.netns {
+            None => std::net::TcpStream::connect(&registry.addr).is_ok(),
+            Some(_) => in_netns(registry.netns.as_deref(), "bash")
+                .args(["-c", &probe])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        };
+        while !listening() {
             assert!(Instant::now() < deadline, "the registry never listened");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -103,7 +123,7 @@ impl Registry {
     /// Pushes `oci:<layout>:<tag>` as `<repo>:<tag>`, OCI or Docker v2s2.
     pub fn push(&self, image: &OciImage, repo_tag: &str, docker_v2s2: bool) -> String {
         let dest = format!("docker://{}/{repo_tag}", self.addr);
-        let mut command = Command::new("skopeo");
+        let mut command = in_netns(self.netns.as_deref(), "skopeo");
         command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
         if docker_v2s2 {
             command.args(["--format", "v2s2"]);
@@ -114,6 +134,20 @@ impl Registry {
         command.arg(image.source()).arg(&dest);
         run(&mut command);
         format!("{}/{repo_tag}", self.addr)
+    }
+}
+
+/// `program`, run in `netns` when given (through nsenter).
+fn in_netns(netns: Option<&Path>, program: &str) -> Command {
+    match netns {
+        None => Command::new(program),
+        Some(path) => {
+            let mut command = Command::new("nsenter");
+            command
+                .arg(format!("--net={}", path.display()))
+                .arg(program);
+            command
+        }
     }
 }
 

@@ -126,6 +126,14 @@ pub struct TaskView {
     pub spec_version: u64,
     pub command: Vec<String>,
     pub created_at_ms: u64,
+    /// Whether the task runs its service's current spec (Docker's
+    /// `_up-to-date`; a scale changes the service's version, not this).
+    #[serde(default)]
+    pub up_to_date: bool,
+    /// A container task's image (as its spec names it, digest included);
+    /// empty for a host command.
+    #[serde(default)]
+    pub image: String,
 }
 
 impl TaskView {
@@ -161,6 +169,13 @@ impl TaskView {
             spec_version: task.spec_version,
             command: task.spec.command.clone(),
             created_at_ms: task.created_at_ms,
+            up_to_date: false,
+            image: task
+                .spec
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Docker's `ContainerSpec`: what each task of a service runs. shoal fills
-//! the command and environment today; images, mounts, health checks,
-//! secrets and configs are here so Docker's JSON parses and prints back
-//! whole while shoal grows into them.
+//! the image, command, arguments, environment and Docker's options of a
+//! container task (a host command's task shows its command as `Args`);
+//! mounts, secrets and configs are here so Docker's JSON parses and prints
+//! back whole while shoal grows into them.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +73,47 @@ pub struct ContainerSpec {
     pub capability_drop: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ulimits: Vec<Ulimit>,
+}
+
+impl ContainerSpec {
+    /// A shoal task spec's: a container's image and options, or a host
+    /// command as `Args`.
+    pub fn from_shoal(spec: &crate::objects::TaskSpec) -> Self {
+        let Some(c) = &spec.container else {
+            return ContainerSpec {
+                args: spec.command.clone(),
+                env: spec.env.clone(),
+                ..ContainerSpec::default()
+            };
+        };
+        let nanos = |ms: Option<u64>| {
+            ms.map_or(0, |ms| {
+                i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+            })
+        };
+        ContainerSpec {
+            image: c.image.clone(),
+            command: spec.command.clone(),
+            args: c.args.clone(),
+            hostname: c.hostname.clone(),
+            env: spec.env.clone(),
+            dir: c.workdir.clone(),
+            user: c.user.clone(),
+            init: c.init.then_some(true),
+            stop_signal: c.stop_signal.clone(),
+            read_only: c.read_only,
+            healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
+                test: h.test.clone(),
+                interval: nanos(h.interval_ms),
+                timeout: nanos(h.timeout_ms),
+                start_period: nanos(h.start_period_ms),
+                retries: h.retries.map_or(0, i64::from),
+            }),
+            capability_add: c.cap_add.clone(),
+            capability_drop: c.cap_drop.clone(),
+            ..ContainerSpec::default()
+        }
+    }
 }
 
 /// Windows credential specs and SELinux labels.

@@ -20,6 +20,7 @@ mod service;
 mod system;
 mod task;
 mod time;
+mod to_shoal;
 
 pub use container::{
     BindOptions, ConfigReference, ConfigReferenceFileTarget, ContainerSpec, CredentialSpec,
@@ -38,7 +39,7 @@ pub use port::PortConfig;
 pub use service::{
     Endpoint, EndpointSpec, EndpointVirtualIp, GlobalJob, GlobalService, JobStatus, ReplicatedJob,
     ReplicatedService, Service, ServiceMode, ServiceSpec, ServiceStatus, UpdateConfig,
-    UpdateStatus,
+    UpdateStatus, STACK_NAMESPACE,
 };
 pub use system::{
     CaConfig, ClusterInfo, ComponentVersion, DispatcherConfig, EncryptionConfig, ErrorResponse,
@@ -51,6 +52,7 @@ pub use task::{
     ResourceRequirements, Resources, RestartPolicy, SpreadOver, Task, TaskSpec, TaskStatus,
 };
 pub use time::{go_duration_nanos, go_time_ms, go_time_secs, ZERO_TIME};
+pub use to_shoal::{Converted, SpecError};
 
 use std::collections::BTreeMap;
 

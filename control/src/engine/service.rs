@@ -10,6 +10,10 @@ use super::{
 use crate::api::ServiceView;
 use crate::objects::{self, FailureAction, UpdateOrder, UpdateState};
 
+/// The label `docker stack deploy` puts on a stack's services, networks,
+/// secrets and configs (and on the services' containers).
+pub const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
+
 /// A service: its spec, the spec before the last update, its published
 /// ports and virtual IPs, and how its update and tasks are doing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -224,10 +228,18 @@ impl ServiceSpec {
     /// A shoal spec. Network ids go to `TaskTemplate.Networks`, the
     /// command to the container's `Args`.
     pub fn from_shoal(spec: &objects::ServiceSpec) -> Self {
+        let mut task_template = TaskSpec::from_shoal(&spec.task, &spec.networks);
+        // `stack deploy` labels the containers with the stack too.
+        if let (Some(stack), Some(container)) = (
+            spec.labels.get(STACK_NAMESPACE),
+            task_template.container_spec.as_mut(),
+        ) {
+            container.labels = Some(Labels::from([(STACK_NAMESPACE.into(), stack.clone())]));
+        }
         ServiceSpec {
             name: spec.name.clone(),
             labels: Some(spec.labels.clone()),
-            task_template: TaskSpec::from_shoal(&spec.task, &spec.networks),
+            task_template,
             mode: match spec.mode {
                 objects::ServiceMode::Replicated { replicas } => ServiceMode {
                     replicated: Some(ReplicatedService {

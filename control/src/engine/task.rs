@@ -259,18 +259,15 @@ impl TaskSpec {
     /// sets them.
     pub fn from_shoal(spec: &objects::TaskSpec, networks: &[String]) -> Self {
         let r = &spec.resources;
+        let pids = spec.container.as_ref().map_or(0, |c| signed(c.pids_limit));
         let placement = &spec.placement;
         TaskSpec {
-            container_spec: Some(ContainerSpec {
-                args: spec.command.clone(),
-                env: spec.env.clone(),
-                ..ContainerSpec::default()
-            }),
+            container_spec: Some(ContainerSpec::from_shoal(spec)),
             resources: Some(ResourceRequirements {
                 limits: Some(Limit {
                     nano_cpus: signed(r.limit_nano_cpus),
                     memory_bytes: signed(r.limit_memory),
-                    pids: 0,
+                    pids,
                 }),
                 reservations: Some(Resources {
                     nano_cpus: signed(r.reserve_nano_cpus),

@@ -149,6 +149,11 @@ impl<S: Store, L: Link> Manager<S, L> {
             .map(|n| (n.id, n.hostname))
             .collect();
         let networks = network_names(&self.all(&objects));
+        let services: HashMap<String, Service> = self
+            .all::<Service>(&objects)
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
         let mut tasks: Vec<Task> = self
             .all::<Task>(&objects)
             .into_iter()
@@ -163,11 +168,15 @@ impl<S: Store, L: Link> Manager<S, L> {
             tasks: tasks
                 .iter()
                 .map(|t| {
-                    TaskView::new(
+                    let mut view = TaskView::new(
                         t,
                         |id| nodes.get(id).cloned(),
                         |id| networks.get(id).cloned().unwrap_or_else(|| id.to_string()),
-                    )
+                    );
+                    view.up_to_date = services
+                        .get(t.service_id.as_str())
+                        .is_some_and(|s| t.spec == s.spec.task);
+                    view
                 })
                 .collect(),
         }

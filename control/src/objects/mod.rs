@@ -4,6 +4,7 @@
 //! Each type validates itself; an invalid object never reaches the data plane.
 
 mod cluster;
+mod container;
 mod gossip_keys;
 mod guards;
 mod ids;
@@ -16,6 +17,7 @@ mod service;
 mod task;
 
 pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS};
+pub use container::{ContainerSpec, HealthSpec};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
     INITIAL_GOSSIP_KEY_ID, KEY_PROMOTE_AFTER_MS, KEY_RETIRE_AFTER_MS,

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::ContainerSpec;
 use crate::store::{kind, Object};
 
 /// A service as the managers store it.
@@ -71,7 +72,9 @@ pub enum ServiceMode {
 /// What each task runs and how it is placed and restarted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
-    /// The command and its arguments (`-- CMD ARGS...`).
+    /// A host command and its arguments (`--runtime process -- CMD
+    /// ARGS...`); for a container, Docker's `Command` (`--entrypoint`),
+    /// which replaces the image's Entrypoint (empty keeps it).
     pub command: Vec<String>,
     /// `KEY=VALUE`.
     #[serde(default)]
@@ -85,6 +88,10 @@ pub struct TaskSpec {
     /// Bumped by `service update --force`: a changed spec replaces every task.
     #[serde(default)]
     pub force_update: u64,
+    /// The image and Docker's options: the task is a container. `None`:
+    /// a host command (`--runtime process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerSpec>,
 }
 
 /// Reservations (what the scheduler counts) and limits (what the cgroup
@@ -266,8 +273,17 @@ impl UpdateState {
 pub enum ServiceSpecError {
     #[error("invalid service name `{0}`: use 1-63 letters, digits, `-` or `_`, starting with a letter or digit")]
     Name(String),
-    #[error("a service needs a command: `shoal service create --name NAME -- CMD ARGS...`")]
+    #[error(
+        "a service needs an image or a command: `shoal service create --name NAME IMAGE \
+         [COMMAND] [ARG...]` or `shoal service create --name NAME --runtime process -- CMD ARGS...`"
+    )]
     NoCommand,
+    #[error("invalid image reference `{0}`: use NAME[:TAG][@DIGEST], e.g. nginx:1.25")]
+    Image(String),
+    #[error("invalid hostname `{0}`: use up to 64 letters, digits, `-`, `_` or `.`")]
+    Hostname(String),
+    #[error("invalid health check test `{0}`: use NONE, CMD or CMD-SHELL")]
+    HealthTest(String),
     #[error("invalid environment variable `{0}`: use KEY=VALUE")]
     Env(String),
     #[error("port {0} must be between 1 and 65535")]
@@ -292,8 +308,12 @@ impl ServiceSpec {
     /// Checks what can be checked without the rest of the cluster.
     pub fn validate(&self) -> Result<(), ServiceSpecError> {
         check_name(&self.name)?;
-        if self.task.command.first().is_none_or(|c| c.is_empty()) {
-            return Err(ServiceSpecError::NoCommand);
+        match &self.task.container {
+            Some(container) => container.validate()?,
+            None if self.task.command.first().is_none_or(|c| c.is_empty()) => {
+                return Err(ServiceSpecError::NoCommand)
+            }
+            None => {}
         }
         if let Some(bad) = self.task.env.iter().find(|e| {
             e.split_once('=')

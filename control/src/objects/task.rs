@@ -24,6 +24,8 @@ pub enum TaskState {
     Pending,
     /// Given to a node.
     Assigned,
+    /// The node is pulling the task's image.
+    Preparing,
     /// The node is building the sandbox.
     Starting,
     Running,
@@ -50,6 +52,7 @@ impl TaskState {
             TaskState::New => "new",
             TaskState::Pending => "pending",
             TaskState::Assigned => "assigned",
+            TaskState::Preparing => "preparing",
             TaskState::Starting => "starting",
             TaskState::Running => "running",
             TaskState::Complete => "complete",

@@ -207,7 +207,7 @@ impl Demo<'_> {
         let publish = format!("{PUBLISHED}:80");
         println!(
             "\n-- `shoal service create --name {SERVICE} --replicas {replicas} --network {NETWORK} \
-             --publish {publish} -d -- python3 -c SERVER`, SERVER being:"
+             --publish {publish} -d --runtime process -- python3 -c SERVER`, SERVER being:"
         );
         print_indented(SERVER.trim());
         let t = Instant::now();
@@ -225,6 +225,8 @@ impl Demo<'_> {
                 "--publish",
                 &publish,
                 "--detach",
+                "--runtime",
+                "process",
                 "--",
                 "python3",
                 "-c",

@@ -31,6 +31,15 @@ pub enum FlagError {
     ReplicasGlobal(String),
     #[error("service `{service}` is already attached to network `{network}`")]
     NetworkAttached { service: String, network: String },
+    #[error(
+        "the container flags (--image, --entrypoint, --user, --health-*...) need a container \
+         task: drop --runtime process, or recreate the service from an image"
+    )]
+    NeedsContainer,
+    #[error("\"service create\" requires at least 1 argument: IMAGE [COMMAND] [ARG...] (or --runtime process -- CMD ARGS...)")]
+    NoImage,
+    #[error("--no-healthcheck conflicts with --health-cmd")]
+    HealthConflict,
     #[error(transparent)]
     Spec(#[from] ServiceSpecError),
 }

@@ -13,6 +13,7 @@ use shoal_control::objects::{
     Strategy, TaskSpec, UpdateConfig, UpdateOrder,
 };
 
+use super::container_flags::{ContainerFlags, TaskRuntime};
 use super::flag_error::FlagError;
 use super::values::{
     millis, parse_constraint, parse_cpus, parse_label, parse_memory, parse_publish,
@@ -120,7 +121,8 @@ pub struct WatchFlags {
     pub timeout: Duration,
 }
 
-/// `service create [FLAGS] [--] CMD ARGS...`.
+/// `service create [FLAGS] IMAGE [COMMAND] [ARG...]`, or with `--runtime
+/// process`, `service create [FLAGS] [--] CMD ARGS...`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The service's name.
@@ -163,8 +165,15 @@ pub struct CreateArgs {
     rollback: RollbackFlags,
     #[command(flatten)]
     pub watch: WatchFlags,
-    /// The command each task runs, and its arguments.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    /// What a task is: a container of IMAGE, or a host process (CMD ARGS...).
+    #[arg(long, value_enum, default_value_t)]
+    runtime: TaskRuntime,
+    #[command(flatten)]
+    container: ContainerFlags,
+    /// IMAGE [COMMAND] [ARG...]: the image each task runs, then the command
+    /// replacing its Cmd. With --runtime process: the host command and its
+    /// arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE")]
     command: Vec<String>,
 }
 
@@ -225,7 +234,14 @@ pub struct UpdateArgs {
     pub force: bool,
     /// The service: id, name or unique id prefix.
     pub service: String,
-    /// A new command and its arguments, after --.
+    /// A new image (a container service), pinned to its digest by the
+    /// managers.
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+    #[command(flatten)]
+    container: ContainerFlags,
+    /// New arguments after --: a container's (replacing the image's Cmd),
+    /// or a process service's command.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
 }
@@ -245,7 +261,6 @@ impl CreateArgs {
             labels: self.labels.iter().cloned().collect(),
             mode,
             task: TaskSpec {
-                command: self.command.clone(),
                 env: self.env.clone(),
                 placement: Placement {
                     constraints: self.constraints.clone(),
@@ -259,6 +274,8 @@ impl CreateArgs {
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),
         };
+        self.container
+            .create(self.runtime, &self.command, &mut spec.task)?;
         self.task.apply(&mut spec.task);
         self.update.edit().apply(&mut spec.update);
         self.rollback.edit().apply(&mut spec.rollback);
@@ -338,9 +355,8 @@ impl UpdateArgs {
         }
         spec.networks.extend(self.network_add.iter().cloned());
 
-        if !self.command.is_empty() {
-            spec.task.command = self.command.clone();
-        }
+        self.container
+            .update(self.image.as_deref(), &self.command, &mut spec.task)?;
         self.task.apply(&mut spec.task);
         self.update.edit().apply(&mut spec.update);
         self.rollback.edit().apply(&mut spec.rollback);
@@ -571,7 +587,7 @@ mod tests {
              --strategy binpack --reserve-cpu 0.5 --reserve-memory 64M --limit-memory 128m \
              --restart-condition on-failure --restart-delay 500ms --restart-max-attempts 3 \
              --update-parallelism 2 --update-order start-first \
-             --rollback-failure-action continue -- httpd -p 80",
+             --rollback-failure-action continue --runtime process -- httpd -p 80",
         )
         .unwrap();
         assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 3 });
@@ -611,9 +627,10 @@ mod tests {
 
     #[test]
     fn create_defaults_and_early_errors() {
-        let spec = create("--name web sleep 1000").unwrap();
+        let spec = create("--name web --runtime process sleep 1000").unwrap();
         assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 1 });
         assert_eq!(spec.task.command, ["sleep", "1000"]);
+        assert_eq!(spec.task.container, None);
         assert_eq!(spec.task.restart, RestartPolicy::default());
         assert_eq!(spec.update, UpdateConfig::default());
         assert_eq!(spec.rollback, UpdateConfig::default());
@@ -652,10 +669,80 @@ mod tests {
     }
 
     #[test]
+    fn an_image_comes_first_with_dockers_override_rules() {
+        let spec = create(
+            "--name web --entrypoint /bin/httpd -u app:extra -w /srv --read-only --init \
+             --hostname web-1 --cap-add NET_ADMIN --cap-drop CHOWN --stop-signal SIGQUIT \
+             --limit-pids 64 --health-cmd true --health-interval 2s --health-retries 2 \
+             registry:5000/web:1 -f -p 80",
+        )
+        .unwrap();
+        let c = spec.task.container.clone().expect("a container");
+        assert_eq!(c.image, "registry:5000/web:1");
+        assert_eq!(c.args, ["-f", "-p", "80"], "after the image: its Cmd");
+        assert_eq!(spec.task.command, ["/bin/httpd"], "--entrypoint");
+        assert_eq!(
+            (c.user.as_str(), c.workdir.as_str(), c.hostname.as_str()),
+            ("app:extra", "/srv", "web-1")
+        );
+        assert!(c.read_only && c.init);
+        assert_eq!(
+            (c.cap_add, c.cap_drop),
+            (vec!["NET_ADMIN".to_string()], vec!["CHOWN".to_string()])
+        );
+        assert_eq!((c.stop_signal.as_str(), c.pids_limit), ("SIGQUIT", 64));
+        let h = c.healthcheck.expect("a health check");
+        assert_eq!(h.test, ["CMD-SHELL", "true"]);
+        assert_eq!(
+            (h.interval_ms, h.retries, h.timeout_ms),
+            (Some(2000), Some(2), None)
+        );
+
+        let plain = create("--name web busybox").unwrap();
+        let c = plain.task.container.expect("a container");
+        assert!(
+            plain.task.command.is_empty() && c.args.is_empty(),
+            "the image's own"
+        );
+        assert!(c.healthcheck.is_none(), "the image's HEALTHCHECK");
+
+        let err = create("--name web --runtime process --user app top").unwrap_err();
+        assert!(err.contains("need a container task"), "{err}");
+        let err = create("--name web --no-healthcheck --health-cmd true busybox").unwrap_err();
+        assert!(err.contains("conflicts"), "{err}");
+    }
+
+    #[test]
+    fn update_changes_the_image_args_and_container_flags_given() {
+        let base = create("--name web --cap-add NET_ADMIN busybox:1 httpd -f").unwrap();
+        let v = view(base.clone(), &[]);
+        let spec = update(
+            &v,
+            "--image busybox:2 --cap-drop NET_ADMIN --no-healthcheck --read-only web",
+        )
+        .unwrap();
+        let c = spec.task.container.expect("still a container");
+        assert_eq!(c.image, "busybox:2");
+        assert_eq!(c.args, ["httpd", "-f"], "kept");
+        assert!(c.cap_add.is_empty() && c.cap_drop == ["NET_ADMIN"]);
+        assert!(c.read_only);
+        assert!(c.healthcheck.expect("set").disabled());
+        let spec = update(&v, "web -- httpd -f -p 8080").unwrap();
+        assert_eq!(
+            spec.task.container.expect("c").args,
+            ["httpd", "-f", "-p", "8080"]
+        );
+
+        let process = view(create("--name p --runtime process top").unwrap(), &[]);
+        let err = update(&process, "--image busybox p").unwrap_err();
+        assert!(err.contains("need a container task"), "{err}");
+    }
+
+    #[test]
     fn update_applies_only_the_flags_given() {
         let base = create(
             "--name web -e A=1 -e B=2 -p 8080:80 -p 53/udp --constraint node.role==worker \
-             sleep 1000",
+             --runtime process sleep 1000",
         )
         .unwrap();
         let v = view(base.clone(), &[]);

@@ -4,6 +4,7 @@
 //! Specs are checked here for early errors; the managers check them again
 //! and resolve network names.
 
+mod container_flags;
 #[cfg(test)]
 mod fake_manager;
 mod flag_error;
@@ -211,12 +212,31 @@ async fn create(socket: &Path, args: &CreateArgs) -> anyhow::Result<()> {
         spec: Box::new(spec),
     };
     let service: ServiceView = client::api(socket, request).await?;
+    warn_unpinned(&args.spec()?, &service);
     println!("{}", service.id);
     if args.watch.detach {
         return Ok(());
     }
     let watch = Watch::after(&service, &[], service.version);
     progress::watch(socket, watch, &args.watch).await
+}
+
+/// Docker's warning when the managers could not pin the image to a digest
+/// (the registry could not be asked): each node resolves the tag itself.
+fn warn_unpinned(asked: &shoal_control::objects::ServiceSpec, stored: &ServiceView) {
+    let image = |spec: &shoal_control::objects::ServiceSpec| {
+        spec.task.container.as_ref().map(|c| c.image.clone())
+    };
+    if let (Some(asked), Some(stored)) = (image(asked), image(&stored.spec)) {
+        if !stored.contains('@') {
+            eprintln!(
+                "image {asked} could not be accessed on a registry to record\n\
+                 its digest. Each node will access {asked} independently,\n\
+                 possibly leading to different nodes running different\n\
+                 versions of the image.\n"
+            );
+        }
+    }
 }
 
 async fn update(socket: &Path, args: &UpdateArgs) -> anyhow::Result<()> {
@@ -230,6 +250,9 @@ async fn update(socket: &Path, args: &UpdateArgs) -> anyhow::Result<()> {
         force: args.force,
     };
     let after: ServiceView = client::api(socket, request).await?;
+    if after.spec.task.container != before.spec.task.container {
+        warn_unpinned(&after.spec, &after);
+    }
     println!("{}", args.service);
     if args.watch.detach {
         return Ok(());
@@ -551,7 +574,7 @@ mod tests {
             }
         })
         .await;
-        command("create --name web --replicas 2 -q --timeout 5s -- sleep 1000")
+        command("create --name web --replicas 2 -q --timeout 5s --runtime process -- sleep 1000")
             .run(fake.socket())
             .await
             .unwrap();
@@ -580,7 +603,7 @@ mod tests {
             other => Err(format!("unexpected {other:?}")),
         })
         .await;
-        let err = command("create --name web -q --timeout 600ms sleep")
+        let err = command("create --name web -q --timeout 600ms --runtime process sleep")
             .run(fake.socket())
             .await
             .unwrap_err()

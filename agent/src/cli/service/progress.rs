@@ -211,7 +211,7 @@ fn bar(state: TaskState) -> String {
         TaskState::New => 1,
         TaskState::Pending => 2,
         TaskState::Assigned => 3,
-        TaskState::Starting => 4,
+        TaskState::Preparing | TaskState::Starting => 4,
         TaskState::Running => 5,
         _ => return String::new(),
     };

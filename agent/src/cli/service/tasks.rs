@@ -133,7 +133,7 @@ fn row(task: &TaskView, history: bool, no_trunc: bool, now_ms: u64) -> Row {
     let shown = json!({
         "ID": id,
         "Name": name,
-        "Image": "",
+        "Image": shown_image(&task.image, no_trunc),
         "Node": task.node,
         "DesiredState": capitalised(task.desired_state),
         "CurrentState": current_state(task.current_state, task.since_ms, now_ms),
@@ -200,12 +200,25 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
+/// Docker's IMAGE column: the reference without its pinned digest,
+/// unless `--no-trunc`.
+fn shown_image(image: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        return image.to_string();
+    }
+    image
+        .split_once('@')
+        .map_or(image, |(name, _)| name)
+        .to_string()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn task(name: &str, slot: u64, desired: TaskState, state: TaskState) -> TaskView {
         TaskView {
+            up_to_date: false,
             id: format!("{name}-{}-{}", desired.as_str(), state.as_str()).replace('.', "x"),
             name: name.into(),
             service_id: "svc".into(),
@@ -223,6 +236,7 @@ pub(crate) mod tests {
             spec_version: 1,
             command: vec!["sleep".into()],
             created_at_ms: 1_000,
+            image: String::new(),
         }
     }
 

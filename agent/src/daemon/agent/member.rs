@@ -102,6 +102,7 @@ impl Membership {
                 history: handouts.history.subscribe(),
                 reports: reports_tx,
                 cgroup_root: self.cgroup_root.clone(),
+                registries: self.registries.clone(),
                 mesh: self.mesh,
                 gossip_view: self.gossip_view.clone(),
                 log_fetches: fetches_rx,

@@ -17,6 +17,7 @@ mod init;
 mod join;
 mod leave;
 mod member;
+mod pin;
 mod rekey;
 mod renewal;
 mod role;
@@ -109,6 +110,7 @@ struct Membership {
     run_dir: PathBuf,
     hostname: String,
     cgroup_root: PathBuf,
+    registries: crate::image::RegistryOptions,
     resources: NodeResources,
     mesh: crate::mesh::MeshMode,
     gossip_view: GossipView,
@@ -148,6 +150,7 @@ impl Agent {
             run_dir: opts.run_dir.clone(),
             hostname,
             cgroup_root: opts.cgroup_root.clone(),
+            registries: opts.registries.clone(),
             resources: opts.resources,
             mesh: opts.mesh,
             gossip_view: GossipView::default(),
@@ -218,9 +221,11 @@ impl Agent {
             LocalRequest::Unlock { key } => {
                 self.run(|reply| Job::Unlock { key, reply }).await.map(done)
             }
-            LocalRequest::Api(request) => {
+            LocalRequest::Api(mut request) => {
                 self.settled().await?;
                 let core = self.manager()?;
+                let images = self.plane().ok().and_then(|p| p.images());
+                pin::pin_image(images.as_deref(), &mut request).await;
                 Ok(LocalAnswer::Cluster(
                     core.handle(&Caller::Local, request).await?,
                 ))
@@ -286,6 +291,11 @@ impl Agent {
                 ..
             } => Ok(core.clone()),
         }
+    }
+
+    /// What this node is now.
+    pub fn standing(&self) -> Standing {
+        self.standing.borrow().clone()
     }
 
     fn plane(&self) -> Result<Arc<Plane>, AgentError> {

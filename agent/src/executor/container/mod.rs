@@ -348,6 +348,11 @@ fn mark_logs(inner: Weak<Inner>) {
 }
 
 impl Runtime for ContainerRuntime {
+    /// Pulls the task's image when the node lacks it.
+    fn prepare(&self, launch: &Launch) -> Result<(), ExecutorError> {
+        start::prepare(&self.inner, launch)
+    }
+
     /// Blocks for the pull (when the node lacks the image), the mount and
     /// runc's create and start.
     fn start(&self, launch: &Launch) -> Result<u32, ExecutorError> {

@@ -104,8 +104,33 @@ pub(super) fn start(inner: &Arc<Inner>, launch: &Launch) -> Result<u32, Executor
     result
 }
 
+/// Pulls the image of `launch` when the node lacks it.
+pub(super) fn prepare(inner: &Inner, launch: &Launch) -> Result<(), ExecutorError> {
+    let Some(container) = &launch.container else {
+        return Ok(());
+    };
+    find_or_pull(inner, &launch.task_id, container).map(drop)
+}
+
 /// The task's image, pulled when the node lacks it, and kept for it.
 fn image_for(
+    inner: &Inner,
+    id: &str,
+    container: &ContainerConfig,
+) -> Result<ImageRecord, ExecutorError> {
+    let record = find_or_pull(inner, id, container)?;
+    inner
+        .images
+        .acquire(id, &record.id)
+        .map_err(|source| ExecutorError::Image {
+            task: id.to_string(),
+            image: container.image.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(record)
+}
+
+fn find_or_pull(
     inner: &Inner,
     id: &str,
     container: &ContainerConfig,
@@ -127,7 +152,6 @@ fn image_for(
             )
             .map_err(image_err)?,
     };
-    inner.images.acquire(id, &record.id).map_err(image_err)?;
     Ok(record)
 }
 

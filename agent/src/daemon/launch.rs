@@ -1,0 +1,157 @@
+//! What the task runner asks of the runtime for one assignment: the
+//! managers' task spec turned into a [`Launch`], a container's image and
+//! Docker options into the runtime's [`ContainerConfig`]. Pure: no I/O.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_control::api::Assignment;
+use shoal_control::objects::{ContainerSpec, HealthSpec};
+
+use crate::executor::container::HealthConfig;
+use crate::executor::{ContainerConfig, Launch};
+
+/// The launch of `assignment` in the sandbox `netns`.
+pub fn launch(assignment: &Assignment, netns: PathBuf, resolv_conf: String) -> Launch {
+    let spec = &assignment.spec;
+    Launch {
+        task_id: assignment.task_id.clone(),
+        command: spec.command.clone(),
+        env: task_env(assignment),
+        netns,
+        resolv_conf,
+        limit_nano_cpus: spec.resources.limit_nano_cpus,
+        limit_memory: spec.resources.limit_memory,
+        container: spec
+            .container
+            .as_ref()
+            .map(|c| container_config(assignment, c)),
+    }
+}
+
+fn container_config(assignment: &Assignment, c: &ContainerSpec) -> ContainerConfig {
+    let optional = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    ContainerConfig {
+        image: c.image.clone(),
+        credentials: Default::default(),
+        args: c.args.clone(),
+        hostname: if c.hostname.is_empty() {
+            // Docker's default: the container id's short form.
+            assignment.task_id.chars().take(12).collect()
+        } else {
+            c.hostname.clone()
+        },
+        user: optional(&c.user),
+        workdir: optional(&c.workdir),
+        read_only: c.read_only,
+        cap_add: c.cap_add.clone(),
+        cap_drop: c.cap_drop.clone(),
+        init: c.init,
+        pids_limit: i64::try_from(c.pids_limit).unwrap_or(i64::MAX),
+        mounts: Vec::new(),
+        stop_signal: optional(&c.stop_signal),
+        healthcheck: c.healthcheck.as_ref().map(health_config),
+        addresses: assignment
+            .networks
+            .iter()
+            .map(|a| IpAddr::V4(a.ip))
+            .collect(),
+        extra_hosts: Vec::new(),
+    }
+}
+
+fn health_config(h: &HealthSpec) -> HealthConfig {
+    let ms = |v: Option<u64>| v.map(Duration::from_millis);
+    HealthConfig {
+        test: h.test.clone(),
+        interval: ms(h.interval_ms),
+        timeout: ms(h.timeout_ms),
+        start_period: ms(h.start_period_ms),
+        retries: h.retries,
+    }
+}
+
+/// The task's environment: what the service asks for, after the variables
+/// naming the task (as Swarm's `{{.Task.ID}}` templates would), which the
+/// service's own may override.
+pub fn task_env(assignment: &Assignment) -> Vec<String> {
+    let mut env = vec![
+        format!("SHOAL_TASK_ID={}", assignment.task_id),
+        format!("SHOAL_TASK_NAME={}", assignment.name),
+        format!("SHOAL_SERVICE_NAME={}", assignment.service_name),
+    ];
+    env.extend(assignment.spec.env.iter().cloned());
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_control::objects::{TaskAttachment, TaskSpec, TaskState};
+
+    fn assignment(container: Option<ContainerSpec>) -> Assignment {
+        Assignment {
+            task_id: "abcdefghijklmnopqrstuvwxy".into(),
+            name: "web.1".into(),
+            service_id: "s".into(),
+            service_name: "web".into(),
+            desired_state: TaskState::Running,
+            spec: TaskSpec {
+                command: vec!["/entry".into()],
+                env: vec!["A=1".into()],
+                container,
+                ..TaskSpec::default()
+            },
+            networks: vec![TaskAttachment {
+                network: "n".into(),
+                ip: "10.0.1.5".parse().unwrap(),
+                vip: None,
+            }],
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn a_process_task_has_no_container_and_a_container_task_gets_its_options() {
+        let l = launch(&assignment(None), "/run/netns/x".into(), String::new());
+        assert!(l.container.is_none());
+        assert_eq!(l.command, ["/entry"]);
+        assert_eq!(l.env[3], "A=1");
+
+        let spec = ContainerSpec {
+            image: "busybox:1".into(),
+            args: vec!["httpd".into()],
+            user: "app".into(),
+            read_only: true,
+            pids_limit: 64,
+            healthcheck: Some(HealthSpec {
+                test: vec!["CMD-SHELL".into(), "true".into()],
+                interval_ms: Some(500),
+                ..HealthSpec::default()
+            }),
+            ..ContainerSpec::default()
+        };
+        let l = launch(
+            &assignment(Some(spec)),
+            "/run/netns/x".into(),
+            String::new(),
+        );
+        let c = l.container.expect("a container");
+        assert_eq!(l.command, ["/entry"], "the entrypoint override");
+        assert_eq!(
+            (c.image.as_str(), c.args.as_slice()),
+            ("busybox:1", &["httpd".to_string()][..])
+        );
+        assert_eq!(c.hostname, "abcdefghijkl", "Docker's short id");
+        assert_eq!(c.user.as_deref(), Some("app"));
+        assert_eq!(c.workdir, None, "the image's");
+        assert_eq!(c.stop_signal, None, "the image's");
+        assert!(c.read_only);
+        assert_eq!(c.pids_limit, 64);
+        assert_eq!(c.addresses, ["10.0.1.5".parse::<IpAddr>().unwrap()]);
+        let h = c.healthcheck.expect("a health check");
+        assert_eq!(h.interval, Some(Duration::from_millis(500)));
+        assert_eq!(h.retries, None);
+    }
+}

@@ -1,0 +1,147 @@
+//! The container part of a task spec: the image a service's tasks run and
+//! Docker's options for it (`service create [OPTIONS] IMAGE [COMMAND]
+//! [ARG...]`). A task spec without one runs a host command (`--runtime
+//! process`). The node applies these over the image's config by Docker's
+//! rules; nothing here reads an image.
+
+use serde::{Deserialize, Serialize};
+
+use super::ServiceSpecError;
+
+/// What a container task runs, beyond the task spec's `command` (which,
+/// for a container, is Docker's `Command`: it replaces the image's
+/// Entrypoint; empty keeps it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// `nginx:1.25`, `registry:5000/web@sha256:...`: managers pin a tag to
+    /// its digest when the registry answers.
+    pub image: String,
+    /// Docker's `Args` (`IMAGE COMMAND ARG...`): they replace the image's
+    /// Cmd; empty keeps it.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The container's hostname; empty: the task id's first 12 characters.
+    #[serde(default)]
+    pub hostname: String,
+    /// `name[:group]` or `uid[:gid]`; empty: the image's User.
+    #[serde(default)]
+    pub user: String,
+    /// Empty: the image's WorkingDir, else `/`.
+    #[serde(default)]
+    pub workdir: String,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Run an init as PID 1 that forwards signals and reaps zombies.
+    #[serde(default)]
+    pub init: bool,
+    /// Empty: the image's StopSignal, else SIGTERM.
+    #[serde(default)]
+    pub stop_signal: String,
+    /// The most processes a task may have; 0: no limit.
+    #[serde(default)]
+    pub pids_limit: u64,
+    /// `None`: the image's HEALTHCHECK.
+    #[serde(default)]
+    pub healthcheck: Option<HealthSpec>,
+}
+
+/// `--health-*` and `--no-healthcheck`: what the service sets; the rest
+/// comes from the image's HEALTHCHECK, then Docker's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSpec {
+    /// `["NONE"]`, `["CMD", ...]` or `["CMD-SHELL", "cmd"]`; empty: the
+    /// image's test.
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub start_period_ms: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+impl HealthSpec {
+    /// True for `--no-healthcheck`.
+    pub fn disabled(&self) -> bool {
+        self.test.first().is_some_and(|t| t == "NONE")
+    }
+}
+
+impl ContainerSpec {
+    pub(super) fn validate(&self) -> Result<(), ServiceSpecError> {
+        let image = self.image.trim();
+        if image.is_empty() || image != self.image || image.contains(char::is_whitespace) {
+            return Err(ServiceSpecError::Image(self.image.clone()));
+        }
+        if !self.hostname.is_empty() && !valid_hostname(&self.hostname) {
+            return Err(ServiceSpecError::Hostname(self.hostname.clone()));
+        }
+        if let Some(test) = self.healthcheck.as_ref().and_then(|h| h.test.first()) {
+            if !matches!(test.as_str(), "NONE" | "CMD" | "CMD-SHELL") {
+                return Err(ServiceSpecError::HealthTest(test.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A hostname the kernel takes: 1-64 bytes of letters, digits, `-`, `_`
+/// and `.` (Docker's own check is the kernel's).
+fn valid_hostname(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(image: &str) -> ContainerSpec {
+        ContainerSpec {
+            image: image.into(),
+            ..ContainerSpec::default()
+        }
+    }
+
+    #[test]
+    fn images_hostnames_and_health_tests_are_checked() {
+        assert_eq!(spec("nginx:1.25").validate(), Ok(()));
+        assert!(matches!(
+            spec("").validate(),
+            Err(ServiceSpecError::Image(_))
+        ));
+        assert!(matches!(
+            spec("a b").validate(),
+            Err(ServiceSpecError::Image(_))
+        ));
+        let mut s = spec("nginx");
+        s.hostname = "web/1".into();
+        assert!(matches!(s.validate(), Err(ServiceSpecError::Hostname(_))));
+        s.hostname = "web-1".into();
+        s.healthcheck = Some(HealthSpec {
+            test: vec!["CURL".into()],
+            ..HealthSpec::default()
+        });
+        assert!(matches!(s.validate(), Err(ServiceSpecError::HealthTest(_))));
+    }
+
+    #[test]
+    fn an_old_spec_without_the_new_fields_still_reads() {
+        let read: ContainerSpec = serde_json::from_str(r#"{"image":"busybox"}"#).unwrap();
+        assert_eq!(read, spec("busybox"));
+        assert!(HealthSpec {
+            test: vec!["NONE".into()],
+            ..HealthSpec::default()
+        }
+        .disabled());
+    }
+}
