@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use shoal_control::objects::{MacAddr, NetworkSpec};
+use shoal_control::objects::{MacAddr, NetworkSpec, Protocol};
 use shoal_ebpf_common::mesh::GATEWAY_MAC_PREFIX;
 
 use crate::balancer::{
@@ -141,6 +141,59 @@ fn keep_known(mut spec: BalancerSpec, known: &Programmed) -> BalancerSpec {
     spec
 }
 
+/// How long a backend that left the live records keeps its flows (as a
+/// lingering backend) before they are reset: a task being stopped leaves
+/// the published ports first and is stopped [`crate::daemon::tasks::PORT_DRAIN`]
+/// later, so requests in flight finish rather than being reset the moment
+/// it leaves.
+pub const DEPARTED_LINGER: Duration = Duration::from_secs(3);
+
+/// A backend of one published port.
+type PortBackend = (Protocol, u16, MeshBackend);
+
+/// `spec`, with the backends that left it within [`DEPARTED_LINGER`] kept
+/// as lingering. `departed` holds when each left; `previous` is the last
+/// spec's active backends. Entries older than the linger go.
+fn keep_departed(
+    mut spec: BalancerSpec,
+    previous: &BTreeSet<PortBackend>,
+    departed: &mut BTreeMap<PortBackend, Instant>,
+    now: Instant,
+) -> BalancerSpec {
+    let active: BTreeSet<PortBackend> = active_backends(&spec);
+    for gone in previous.difference(&active) {
+        departed.entry(gone.clone()).or_insert(now);
+    }
+    departed.retain(|b, left| !active.contains(b) && now.duration_since(*left) < DEPARTED_LINGER);
+    for (protocol, port, backend) in departed.keys() {
+        match spec
+            .services
+            .iter_mut()
+            .find(|s| s.protocol == *protocol && s.port == *port)
+        {
+            Some(service) if !service.lingering.contains(backend) => {
+                service.lingering.push(backend.clone())
+            }
+            Some(_) => {}
+            None => spec.services.push(PublishedService {
+                protocol: *protocol,
+                port: *port,
+                backends: Vec::new(),
+                lingering: vec![backend.clone()],
+            }),
+        }
+    }
+    spec
+}
+
+/// The backends that take new flows in `spec`.
+fn active_backends(spec: &BalancerSpec) -> BTreeSet<PortBackend> {
+    spec.services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| (s.protocol, s.port, b.clone())))
+        .collect()
+}
+
 /// How the plane gets its balancer, when the swarm first has an ingress
 /// network.
 pub type Loader<L> = Box<dyn FnMut() -> Result<L, BalancerError> + Send>;
@@ -158,6 +211,10 @@ pub struct BalancerPlane<L: LoadBalancer> {
     inherited: Programmed,
     /// Entries over the balancer's limits, as last reported.
     over_limit: Vec<crate::balancer::Overflow>,
+    /// The backends taking new flows in the last spec applied, and those
+    /// that left it lately (kept lingering).
+    active: BTreeSet<PortBackend>,
+    departed: BTreeMap<PortBackend, Instant>,
 }
 
 impl<L: LoadBalancer> BalancerPlane<L> {
@@ -177,6 +234,8 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             warm_up: WARM_UP,
             inherited: Programmed::default(),
             over_limit: Vec::new(),
+            active: BTreeSet::new(),
+            departed: BTreeMap::new(),
         }
     }
 
@@ -240,6 +299,9 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             services: published(&ingress.id, live, lingering),
             vips: vip_table(live),
         };
+        let active = active_backends(&want);
+        want = keep_departed(want, &self.active, &mut self.departed, Instant::now());
+        self.active = active;
         if self.started.elapsed() < self.warm_up {
             want = keep_known(want, &self.inherited);
         }

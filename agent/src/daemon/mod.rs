@@ -19,7 +19,9 @@ mod docker_api;
 mod identity;
 mod key_dir;
 mod launch;
+mod listening;
 mod local;
+mod lock;
 mod manager;
 mod metrics;
 mod names;
@@ -86,6 +88,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 opts.state_dir.display()
             )
         })?;
+    std::fs::create_dir_all(&opts.run_dir)
+        .with_context(|| format!("cannot create run dir {}", opts.run_dir.display()))?;
+    // Held until the daemon returns: one agent per state dir and run dir.
+    let _state_lock = lock::DirLock::take(&opts.state_dir)?;
+    let _run_lock = if opts.run_dir != opts.state_dir {
+        Some(lock::DirLock::take(&opts.run_dir)?)
+    } else {
+        None
+    };
     let root = CancellationToken::new();
     let tasks = TaskTracker::new();
     // Stopped last: the membership and every part of the member.

@@ -50,31 +50,8 @@ impl Sandboxes for PlaneSandboxes {
                 .await?
                 .context("cannot create the task's network namespace");
         }
-        let ports: Vec<PublishedPort> = a
-            .ports
-            .iter()
-            .map(|p| PublishedPort {
-                published: p.published,
-                target: p.target,
-                protocol: p.protocol,
-            })
-            .collect();
-        for attachment in &a.networks {
-            let record = EndpointRecord {
-                task_id: a.task_id.clone(),
-                service: a.service_name.clone(),
-                ip: attachment.ip,
-                mac: MacAddr::from_ipv4(attachment.ip),
-                vtep: self.vtep,
-                ports: ports.clone(),
-                vip: attachment.vip,
-            };
-            self.local.insert(LocalEndpoint {
-                network: attachment.network.clone(),
-                record: record.clone(),
-            })?;
-            self.gossip.publish(&attachment.network, record).await?;
-        }
+        // Published ports wait for the task to listen (`serve`).
+        self.publish(a, Vec::new()).await?;
         let name = names::sandbox_ns(&a.task_id);
         if !self.dataplane.kick_and_wait(SANDBOX_WAIT).await || !self.netns.exists(&name) {
             bail!(
@@ -101,9 +78,53 @@ impl Sandboxes for PlaneSandboxes {
         Ok(())
     }
 
+    async fn serve(&self, a: &Assignment, serving: bool) -> anyhow::Result<()> {
+        let ports = if serving {
+            a.ports
+                .iter()
+                .map(|p| PublishedPort {
+                    published: p.published,
+                    target: p.target,
+                    protocol: p.protocol,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.publish(a, ports).await
+    }
+
+    fn listens(&self, pid: u32, a: &Assignment) -> bool {
+        super::listening::listens(pid, &a.ports)
+    }
+
     fn resolv_conf(&self, assignment: &Assignment) -> String {
         let networks = self.networks.borrow().clone().unwrap_or_default();
         super::names::resolv_conf(assignment, &networks, &self.resolv_conf)
+    }
+}
+
+impl PlaneSandboxes {
+    /// Publishes (and keeps on disk) the task's endpoint on each of its
+    /// networks, a backend of `ports`.
+    async fn publish(&self, a: &Assignment, ports: Vec<PublishedPort>) -> anyhow::Result<()> {
+        for attachment in &a.networks {
+            let record = EndpointRecord {
+                task_id: a.task_id.clone(),
+                service: a.service_name.clone(),
+                ip: attachment.ip,
+                mac: MacAddr::from_ipv4(attachment.ip),
+                vtep: self.vtep,
+                ports: ports.clone(),
+                vip: attachment.vip,
+            };
+            self.local.insert(LocalEndpoint {
+                network: attachment.network.clone(),
+                record: record.clone(),
+            })?;
+            self.gossip.publish(&attachment.network, record).await?;
+        }
+        Ok(())
     }
 }
 

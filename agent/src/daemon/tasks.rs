@@ -26,6 +26,13 @@ use crate::executor::{Exit, HealthStatus, ProcessState, Runtime};
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often running tasks are checked for an exit.
 const POLL: Duration = Duration::from_millis(200);
+/// How long a new task of a service with published ports may take to
+/// listen on them before it becomes a backend anyway.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// How long a stopping task of a service with published ports keeps
+/// running after it left the backends, so that every node's routing mesh
+/// has stopped sending it new connections (gossip carries the change).
+pub const PORT_DRAIN: Duration = Duration::from_secs(1);
 
 /// The sandbox side of running a task: its network namespace on the task's
 /// networks, and its endpoints in gossip. The real one is the data plane;
@@ -37,6 +44,13 @@ pub trait Sandboxes: Send + Sync + 'static {
     async fn attach(&self, assignment: &Assignment) -> anyhow::Result<PathBuf>;
     /// Withdraws the task's endpoints; its sandbox goes with them.
     async fn detach(&self, task_id: &str) -> anyhow::Result<()>;
+    /// Makes the task a backend of its service's published ports
+    /// (`serving`), or takes it out of them while its sandbox and overlay
+    /// entries stay. `attach` publishes a task that serves none yet.
+    async fn serve(&self, assignment: &Assignment, serving: bool) -> anyhow::Result<()>;
+    /// Whether process `pid` listens on every target port of `assignment`
+    /// (its sandbox's sockets).
+    fn listens(&self, pid: u32, assignment: &Assignment) -> bool;
     /// The private resolv.conf of the task `assignment` describes.
     fn resolv_conf(&self, assignment: &Assignment) -> String;
 }
@@ -336,6 +350,11 @@ impl Runner {
             return;
         }
         local.busy = true;
+        let serving = local
+            .assignment
+            .clone()
+            .filter(|a| !a.ports.is_empty() && !a.networks.is_empty())
+            .filter(|_| local.report.state == TaskState::Running);
         let (runtime, sandboxes, done, id) = (
             self.runtime.clone(),
             self.sandboxes.clone(),
@@ -343,7 +362,14 @@ impl Runner {
             id.to_string(),
         );
         self.jobs.spawn(async move {
-            // Out of the load balancers first, then stopped.
+            // Out of the load balancers first, and given the time every
+            // node needs to learn it, then stopped.
+            if let Some(assignment) = serving {
+                match sandboxes.serve(&assignment, false).await {
+                    Ok(()) => tokio::time::sleep(PORT_DRAIN).await,
+                    Err(e) => tracing::warn!("task {id}: leaving the published ports: {e:#}"),
+                }
+            }
             if let Err(e) = sandboxes.detach(&id).await {
                 tracing::warn!("task {id}: withdrawing its endpoints: {e:#}");
             }
@@ -396,13 +422,17 @@ impl Runner {
                     .map_err(|e| format!("sandbox: {e:#}"))?;
                 let launch =
                     super::launch::launch(&assignment, netns, sandboxes.resolv_conf(&assignment));
-                tokio::task::spawn_blocking(move || {
+                let started = tokio::task::spawn_blocking(move || {
                     let pid = runtime.start(&launch)?;
                     Ok((pid, runtime.health(&launch.task_id).is_some()))
                 })
                 .await
                 .map_err(|e| e.to_string())?
-                .map_err(|e: crate::executor::ExecutorError| e.to_string())
+                .map_err(|e: crate::executor::ExecutorError| e.to_string())?;
+                if !assignment.ports.is_empty() && !assignment.networks.is_empty() {
+                    serve_once_listening(&*sandboxes, &assignment, started.0).await;
+                }
+                Ok(started)
             }
             .await;
             if result.is_err() {
@@ -576,6 +606,31 @@ impl Runner {
             }
             changed
         });
+    }
+}
+
+/// Makes a new task a backend of its published ports once it listens on
+/// them (or after [`LISTEN_WAIT`]): until then the mesh would send it
+/// connections it refuses.
+async fn serve_once_listening(sandboxes: &dyn Sandboxes, assignment: &Assignment, pid: u32) {
+    let started = tokio::time::Instant::now();
+    while !sandboxes.listens(pid, assignment) {
+        if started.elapsed() >= LISTEN_WAIT {
+            tracing::warn!(
+                "task {}: not listening on its published ports' targets after {} s; \
+                 serving them anyway",
+                assignment.task_id,
+                LISTEN_WAIT.as_secs()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Err(e) = sandboxes.serve(assignment, true).await {
+        tracing::warn!(
+            "task {}: joining the published ports: {e:#}",
+            assignment.task_id
+        );
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{Availability, Network, Node, NodeResources, NodeState, Role};
+use crate::orchestrator::AddressUsage;
 
 /// A manager's reachability as the answering manager sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +138,10 @@ pub struct NetworkView {
     pub ingress: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// How the subnet's addresses are used (`network inspect` only): in use,
+    /// held for a gossip tombstone's lifetime, free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<AddressUsage>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +184,7 @@ impl NetworkView {
             ingress: network.spec.ingress,
             options,
             labels: network.labels.clone(),
+            addresses: None,
         }
     }
 }

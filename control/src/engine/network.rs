@@ -51,6 +51,9 @@ pub struct NetworkResource {
     /// Docker's per-service load-balancing detail (`--verbose`); kept as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<BTreeMap<String, serde_json::Value>>,
+    /// shoal's own: how the subnet's addresses are used (`inspect` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<crate::orchestrator::AddressUsage>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +236,7 @@ impl From<&NetworkView> for NetworkResource {
             labels: Some(view.labels.clone()),
             peers: Vec::new(),
             services: None,
+            addresses: view.addresses,
         }
     }
 }

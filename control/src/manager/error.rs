@@ -110,6 +110,8 @@ pub enum ManagerError {
     NetworkInUse { network: String, services: String },
     #[error("network {network} still has {tasks} task(s) stopping on it; retry in a few seconds")]
     NetworkDraining { network: String, tasks: usize },
+    #[error("network {0} is the swarm's routing-mesh (ingress) network: every node's published ports depend on it, so it cannot be removed")]
+    IngressRemoval(String),
     #[error("scale can only be used with replicated mode: {0} is global")]
     ScaleGlobal(String),
     #[error("service {0} has no previous spec to roll back to")]
@@ -178,6 +180,7 @@ impl ManagerError {
                 AdmissionError::Network(LookupError::Ambiguous { .. })
                 | AdmissionError::NoFreePort(_)
                 | AdmissionError::PortReserved(_)
+                | AdmissionError::IngressNetwork(_)
                 | AdmissionError::Spec(_) => C::Invalid,
             },
             ManagerError::NetworkCreate(NetworkCreateError::NameTaken(_)) => C::Conflict,
@@ -196,6 +199,7 @@ impl ManagerError {
             ManagerError::LogsBusy(_) => C::Unavailable,
             ManagerError::NetworkInUse { .. }
             | ManagerError::NetworkDraining { .. }
+            | ManagerError::IngressRemoval(_)
             | ManagerError::ScaleGlobal(_)
             | ManagerError::NoPreviousSpec(_)
             | ManagerError::ModeChange

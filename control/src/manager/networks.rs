@@ -107,6 +107,9 @@ impl<S: Store, L: Link> Manager<S, L> {
             let guards = GuardVersions::read(&objects);
             let networks = self.networks_in(&objects)?;
             let network = find(&networks, name_or_id)?;
+            if network.spec.ingress {
+                return Err(ManagerError::IngressRemoval(network.name.clone()));
+            }
             let users = self.services_on_network(&objects, &network.id);
             if !users.is_empty() {
                 return Err(ManagerError::NetworkInUse {

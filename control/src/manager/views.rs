@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::{Link, Manager, ManagerError, Store};
+use super::{now_ms, Link, Manager, ManagerError, Store};
 use crate::api::{ApiResponse, ClusterInfo, NetworkView, NodeView, ServiceView, TaskView};
 use crate::objects::{find, Network, Node, Service, Task};
-use crate::orchestrator::desired_tasks;
+use crate::orchestrator::{desired_tasks, AddressBook, AddressQuarantine};
 use crate::store::Objects;
 
 impl<S: Store, L: Link> Manager<S, L> {
@@ -66,8 +66,16 @@ impl<S: Store, L: Link> Manager<S, L> {
     pub(super) fn network_inspect(&self, name_or_id: &str) -> Result<ApiResponse, ManagerError> {
         let networks = self.networks()?;
         let network = find(&networks, name_or_id)?;
+        let objects = self.objects();
+        let tasks: Vec<Task> = self.all(&objects);
+        let quarantines: Vec<AddressQuarantine> = self.all(&objects);
+        let services: Vec<Service> = self.all(&objects);
+        let mut book = AddressBook::new(&tasks, &quarantines, now_ms());
+        book.reserve_vips(&services);
+        let mut view = NetworkView::new(network);
+        view.addresses = Some(book.usage(network));
         Ok(ApiResponse::Network {
-            network: Box::new(NetworkView::new(network)),
+            network: Box::new(view),
         })
     }
 

@@ -19,6 +19,9 @@ pub const VNI_MAX: u32 = (1 << 24) - 1;
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// The smallest MTU an IPv4 network may have (RFC 791).
 const MTU_MIN: u32 = 576;
+/// The largest MTU a network may ask for: the largest IPv4 packet less the
+/// VXLAN encapsulation that carries it across the underlay.
+pub const MTU_MAX: u32 = 65_535 - VXLAN_OVERHEAD;
 
 /// The only driver shoal has: VXLAN overlays spanning the swarm.
 pub const OVERLAY_DRIVER: &str = "overlay";
@@ -87,6 +90,8 @@ pub enum NetworkError {
     SubnetTooSmall { id: String, subnet: Ipv4Net },
     #[error("network `{id}`: MTU {mtu} is below the IPv4 minimum of {MTU_MIN}")]
     MtuTooSmall { id: String, mtu: u32 },
+    #[error("network `{id}`: MTU {mtu} is above {MTU_MAX} (65535, the largest IPv4 packet, less the {VXLAN_OVERHEAD} bytes of VXLAN encapsulation); use an MTU up to your underlay's less {VXLAN_OVERHEAD}")]
+    MtuTooLarge { id: String, mtu: u32 },
     #[error("network `{id}`: VNI {vni} is already used by network `{other}`")]
     DuplicateVni { id: String, vni: u32, other: String },
     #[error("{ip} is the gateway of network `{network}`")]
@@ -118,6 +123,7 @@ impl NetworkError {
                 NetworkError::SubnetTooSmall { id, subnet }
             }
             NetworkError::MtuTooSmall { mtu, .. } => NetworkError::MtuTooSmall { id, mtu },
+            NetworkError::MtuTooLarge { mtu, .. } => NetworkError::MtuTooLarge { id, mtu },
             NetworkError::DuplicateVni { vni, other, .. } => {
                 NetworkError::DuplicateVni { id, vni, other }
             }
@@ -161,6 +167,12 @@ impl NetworkSpec {
         }
         if let Some(mtu) = self.mtu.filter(|m| *m < MTU_MIN) {
             return Err(NetworkError::MtuTooSmall {
+                id: self.id.clone(),
+                mtu,
+            });
+        }
+        if let Some(mtu) = self.mtu.filter(|m| *m > MTU_MAX) {
+            return Err(NetworkError::MtuTooLarge {
                 id: self.id.clone(),
                 mtu,
             });
@@ -235,6 +247,27 @@ mod tests {
             mtu: None,
             ingress: false,
         }
+    }
+
+    #[test]
+    fn mtus_are_bounded_on_both_sides() {
+        let with = |mtu| NetworkSpec {
+            mtu: Some(mtu),
+            ..net("n", 4096, "10.0.9.0/24", "10.0.9.1")
+        };
+        assert!(with(MTU_MAX).validate().is_ok());
+        assert!(with(1400).validate().is_ok());
+        let err = with(70_000).validate().unwrap_err();
+        assert!(matches!(err, NetworkError::MtuTooLarge { mtu: 70_000, .. }));
+        assert!(err.to_string().contains("above 65485"), "{err}");
+        assert!(matches!(
+            with(MTU_MAX + 1).validate(),
+            Err(NetworkError::MtuTooLarge { .. })
+        ));
+        assert!(matches!(
+            with(100).validate(),
+            Err(NetworkError::MtuTooSmall { .. })
+        ));
     }
 
     #[test]

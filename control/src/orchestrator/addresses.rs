@@ -44,6 +44,7 @@ impl AddressQuarantine {
 
 /// How one network's addresses are used, for `network inspect` and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct AddressUsage {
     pub in_use: usize,
     pub quarantined: usize,
@@ -54,6 +55,8 @@ pub struct AddressUsage {
 /// quarantines, and updated as the pass allocates.
 pub struct AddressBook {
     taken: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    /// The addresses live tasks and virtual IPs hold (a subset of `taken`).
+    live: BTreeMap<String, BTreeSet<Ipv4Addr>>,
     in_use: BTreeMap<String, usize>,
     quarantined: BTreeMap<String, usize>,
 }
@@ -89,6 +92,7 @@ impl AddressBook {
     ) -> AddressBook {
         let mut book = AddressBook {
             taken: BTreeMap::new(),
+            live: BTreeMap::new(),
             in_use: BTreeMap::new(),
             quarantined: BTreeMap::new(),
         };
@@ -98,6 +102,9 @@ impl AddressBook {
                 continue;
             }
             for a in &task.networks {
+                if live {
+                    book.live.entry(a.network.clone()).or_default().insert(a.ip);
+                }
                 if book
                     .taken
                     .entry(a.network.clone())
@@ -125,6 +132,7 @@ impl AddressBook {
 
     /// Marks `ip` taken on `network` (a service's virtual IP).
     pub fn reserve(&mut self, network: &str, ip: Ipv4Addr) {
+        self.live.entry(network.to_string()).or_default().insert(ip);
         if self
             .taken
             .entry(network.to_string())
@@ -174,8 +182,29 @@ impl AddressBook {
             quarantined: self.quarantined.get(&network.id).copied().unwrap_or(0),
         })?;
         taken.insert(ip);
+        self.live.entry(network.id.clone()).or_default().insert(ip);
         *self.in_use.entry(network.id.clone()).or_default() += 1;
         Ok(ip)
+    }
+
+    /// Takes `ip` on `network` again for a task of the slot whose stopped
+    /// task held it, if no live task or virtual IP holds it: the stopped
+    /// task's node withdrew it, and the new task announces the same address
+    /// (and MAC) under its own id. False if it is live elsewhere.
+    pub fn reclaim(&mut self, network: &Network, ip: Ipv4Addr) -> bool {
+        if ip == network.spec.gateway || !network.spec.subnet.contains(&ip) {
+            return false;
+        }
+        if !self.live.entry(network.id.clone()).or_default().insert(ip) {
+            return false;
+        }
+        if !self.taken.entry(network.id.clone()).or_default().insert(ip) {
+            if let Some(q) = self.quarantined.get_mut(&network.id) {
+                *q = q.saturating_sub(1);
+            }
+        }
+        *self.in_use.entry(network.id.clone()).or_default() += 1;
+        true
     }
 
     pub fn usage(&self, network: &Network) -> AddressUsage {

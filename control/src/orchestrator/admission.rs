@@ -34,6 +34,8 @@ pub enum AdmissionError {
     NoFreePort(Protocol),
     #[error("{0}")]
     PortReserved(super::ReservedPort),
+    #[error("service cannot be explicitly attached to the ingress network \"{0}\": publish a port (-p) and its tasks join it")]
+    IngressNetwork(String),
 }
 
 /// The spec to store: checked, networks as ids, every port published.
@@ -57,6 +59,12 @@ pub fn admit(
         .iter()
         .map(|n| find(networks, n).map(|found| found.id.clone()))
         .collect::<Result<_, _>>()?;
+    if let Some(ingress) = networks
+        .iter()
+        .find(|n| n.spec.ingress && spec.networks.contains(&n.id))
+    {
+        return Err(AdmissionError::IngressNetwork(ingress.name.clone()));
+    }
     // Two names of one network.
     let mut seen = BTreeSet::new();
     if let Some(twice) = spec.networks.iter().find(|n| !seen.insert(*n)) {

@@ -16,6 +16,8 @@ mod update;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod update_tests;
 
 pub use addresses::{
     assign_vips, quarantine_deleted, AddressBook, AddressError, AddressQuarantine, AddressUsage,
@@ -28,8 +30,8 @@ pub use update::rolled_back;
 
 use crate::objects::{Network, Node, Service, Strategy, Task};
 
-/// Stopped tasks kept per slot (or per node, for global services), for
-/// `service ps` history; Swarm's default task history limit.
+/// Tasks kept per slot (or per node, for global services), the current one
+/// included, for `service ps` history; Swarm's default task history limit.
 pub const TASK_HISTORY_LIMIT: usize = 5;
 
 /// A consistent snapshot of what the store holds.

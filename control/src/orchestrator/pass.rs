@@ -4,10 +4,11 @@
 //! addresses and placement.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 
 use crate::objects::{
     Availability, Constraint, Network, Node, NodeState, RestartCondition, Service, ServiceMode,
-    Task, TaskAttachment, TaskState, TaskStatus,
+    Task, TaskAttachment, TaskState, TaskStatus, UpdateOrder,
 };
 use crate::scheduler::Scheduler;
 
@@ -63,6 +64,15 @@ impl<'a, 'b> Pass<'a, 'b> {
         self.state.now_ms
     }
 
+    /// The ingress network's id, if there is one.
+    pub(super) fn ingress(&self) -> Option<&'a str> {
+        self.state
+            .networks
+            .iter()
+            .find(|n| n.spec.ingress)
+            .map(|n| n.id.as_str())
+    }
+
     pub(super) fn run(mut self) -> Plan {
         self.node_facts();
         let services: BTreeMap<&str, &Service> = self
@@ -111,7 +121,9 @@ impl<'a, 'b> Pass<'a, 'b> {
         keys
     }
 
-    /// Asks a task to stop. One that never reached a node stops at once.
+    /// Asks a task to stop. One that never reached a node stops at once,
+    /// and gives its addresses back: no node ever announced them, so no
+    /// gossip tombstone can hold them.
     pub(super) fn shut_down(&mut self, id: &str, why: &str) {
         let now = self.now();
         self.edit(id, |t| {
@@ -122,6 +134,10 @@ impl<'a, 'b> Pass<'a, 'b> {
             }
             if t.status.state < TaskState::Assigned {
                 changed |= t.set_state(TaskState::Shutdown, why, now);
+                if !t.networks.is_empty() {
+                    t.networks.clear();
+                    changed = true;
+                }
             }
             changed
         });
@@ -386,10 +402,19 @@ impl<'a, 'b> Pass<'a, 'b> {
                 .or_default()
                 .push((task.created_at_ms, task.id.clone()));
         }
-        for (_, mut old) in history {
-            if old.len() > TASK_HISTORY_LIMIT {
+        // Swarm's limit counts every task of a slot, the current one too.
+        let mut current: BTreeMap<(String, Key), usize> = BTreeMap::new();
+        for task in self.tasks.values().filter(|t| t.is_live()) {
+            *current
+                .entry((task.service_id.clone(), key_of(task)))
+                .or_default() += 1;
+        }
+        for (key, mut old) in history {
+            let live = current.get(&key).copied().unwrap_or(0);
+            let keep = TASK_HISTORY_LIMIT.saturating_sub(live.max(1));
+            if old.len() > keep {
                 old.sort();
-                let extra = old.len() - TASK_HISTORY_LIMIT;
+                let extra = old.len() - keep;
                 doomed.extend(old.into_iter().take(extra).map(|(_, id)| id));
             }
         }
@@ -426,6 +451,10 @@ impl<'a, 'b> Pass<'a, 'b> {
         );
         book.reserve_vips(self.state.services);
         let now = self.now();
+        // Published ports reach tasks over the ingress network, which comes
+        // first so it holds the task's default route (replies to outside
+        // clients leave through it).
+        let ingress = self.ingress().map(str::to_string);
         for id in waiting {
             let Some(task) = self.tasks.get(&id) else {
                 continue;
@@ -433,35 +462,40 @@ impl<'a, 'b> Pass<'a, 'b> {
             let Some(service) = services.get(task.service_id.as_str()) else {
                 continue;
             };
+            let key = key_of(task);
+            if self.stopping_first(service, &key) {
+                let why = "waiting for the task it replaces to stop";
+                self.edit(&id, |t| t.set_state(TaskState::New, why, now));
+                continue;
+            }
+            let previous = self.previous_addresses(service, &key);
             let mut attachments = Vec::new();
             let mut failure = None;
-            // Published ports reach tasks over the ingress network, which
-            // comes first so it holds the task's default route (replies to
-            // outside clients leave through it).
-            let ingress = self
-                .networks
-                .values()
-                .find(|n| n.spec.ingress)
-                .filter(|_| !service.spec.ports.is_empty())
-                .map(|n| &n.id);
+            let ingress = ingress.as_ref().filter(|_| !service.spec.ports.is_empty());
             for network_id in ingress.into_iter().chain(&service.spec.networks) {
-                match self.networks.get(network_id.as_str()) {
-                    Some(network) => match book.allocate(network) {
-                        Ok(ip) => attachments.push(TaskAttachment {
-                            network: network_id.clone(),
-                            ip,
-                            vip: service
-                                .virtual_ips
-                                .iter()
-                                .find(|v| &v.network == network_id)
-                                .map(|v| v.addr),
-                        }),
-                        Err(e) => failure = Some(e.to_string()),
-                    },
-                    None => failure = Some(format!("network {network_id} not found")),
-                }
-                if failure.is_some() {
+                let Some(network) = self.networks.get(network_id.as_str()) else {
+                    failure = Some(format!("network {network_id} not found"));
                     break;
+                };
+                let reclaimed = previous
+                    .iter()
+                    .filter(|(n, _)| n == network_id)
+                    .map(|(_, ip)| *ip)
+                    .find(|ip| book.reclaim(network, *ip));
+                match reclaimed.map_or_else(|| book.allocate(network), Ok) {
+                    Ok(ip) => attachments.push(TaskAttachment {
+                        network: network_id.clone(),
+                        ip,
+                        vip: service
+                            .virtual_ips
+                            .iter()
+                            .find(|v| &v.network == network_id)
+                            .map(|v| v.addr),
+                    }),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
                 }
             }
             self.edit(&id, |t| match failure {
@@ -478,6 +512,51 @@ impl<'a, 'b> Pass<'a, 'b> {
                 }
             });
         }
+    }
+
+    /// Whether a new task of `key` waits for the task it replaces: during
+    /// a stop-first update (or rollback), until the old task has stopped,
+    /// as Swarm does; it then takes the old task's addresses.
+    fn stopping_first(&self, service: &Service, key: &Key) -> bool {
+        let Some(status) = service.update_status.as_ref() else {
+            return false;
+        };
+        let config = if status.state.is_rollback() {
+            service.spec.rollback
+        } else {
+            service.spec.update
+        };
+        status.state.in_progress()
+            && config.order == UpdateOrder::StopFirst
+            && self.tasks.values().any(|t| {
+                t.service_id == service.id
+                    && !t.wanted()
+                    && t.status.state >= TaskState::Assigned
+                    && !t.status.state.is_final()
+                    && key_of(t) == *key
+            })
+    }
+
+    /// The addresses the stopped tasks of `key` held (newest first), which
+    /// its new task may take again. Only tasks their node reported stopped
+    /// count (their endpoints are withdrawn); an orphaned task's node may
+    /// still announce its address.
+    fn previous_addresses(&self, service: &Service, key: &Key) -> Vec<(String, Ipv4Addr)> {
+        let mut stopped: Vec<&Task> = self
+            .tasks
+            .values()
+            .filter(|t| {
+                t.service_id == service.id
+                    && t.status.state.is_final()
+                    && t.status.state != TaskState::Orphaned
+                    && key_of(t) == *key
+            })
+            .collect();
+        stopped.sort_by_key(|t| std::cmp::Reverse(t.created_at_ms));
+        stopped
+            .iter()
+            .flat_map(|t| t.networks.iter().map(|a| (a.network.clone(), a.ip)))
+            .collect()
     }
 
     fn schedule(&mut self) {
@@ -558,6 +637,10 @@ pub(super) fn takes_global_task(node: &Node, constraints: &[Constraint]) -> bool
 impl update::Tasks for Pass<'_, '_> {
     fn now(&self) -> u64 {
         Pass::now(self)
+    }
+
+    fn ingress(&self) -> Option<&str> {
+        Pass::ingress(self)
     }
 
     fn task(&self, id: &str) -> Option<&Task> {

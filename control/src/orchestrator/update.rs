@@ -17,6 +17,9 @@ use super::slots::Key;
 /// moves it makes.
 pub(super) trait Tasks {
     fn now(&self) -> u64;
+    /// The ingress network's id, if the swarm has one: a service with
+    /// published ports attaches its tasks to it first.
+    fn ingress(&self) -> Option<&str>;
     fn task(&self, id: &str) -> Option<&Task>;
     fn all(&self) -> impl Iterator<Item = &Task>;
     /// The ids of a service's wanted tasks, by key, oldest first.
@@ -27,16 +30,20 @@ pub(super) trait Tasks {
     fn create(&mut self, service: &Service, key: &Key);
 }
 
-/// Whether `task` runs what `service` asks now.
-pub(super) fn is_current(task: &Task, service: &Service) -> bool {
+/// Whether `task` runs what `service` asks now: its spec, and its
+/// networks as the allocator gives them (the ingress network first when the
+/// service publishes ports, then the service's own). Comparing with the
+/// service's networks alone would call every task of a published service
+/// outdated, and an update would replace them without end.
+pub(super) fn is_current(task: &Task, service: &Service, ingress: Option<&str>) -> bool {
+    let ingress = ingress.filter(|_| !service.spec.ports.is_empty());
     task.spec == service.spec.task
         && if task.status.state == TaskState::New && task.networks.is_empty() {
             true
         } else {
-            task.networks
-                .iter()
-                .map(|a| &a.network)
-                .eq(service.spec.networks.iter())
+            task.networks.iter().map(|a| a.network.as_str()).eq(ingress
+                .into_iter()
+                .chain(service.spec.networks.iter().map(String::as_str)))
         }
 }
 
@@ -55,13 +62,15 @@ pub(super) fn advance(pass: &mut impl Tasks, service: &Service) -> Option<Servic
     };
     let now = pass.now();
     let keys = pass.wanted_by_key(&service.id);
+    let ingress = pass.ingress().map(str::to_string);
+    let ingress = ingress.as_deref();
 
     let failed: Vec<&Task> = pass
         .all()
         .filter(|t| {
             t.service_id == service.id
                 && t.created_at_ms >= status.started_at_ms
-                && is_current(t, service)
+                && is_current(t, service, ingress)
                 && matches!(
                     t.status.state,
                     TaskState::Failed | TaskState::Rejected | TaskState::Complete
@@ -83,12 +92,16 @@ pub(super) fn advance(pass: &mut impl Tasks, service: &Service) -> Option<Servic
     // A key whose new task runs no longer needs its old ones (start-first).
     for ids in keys.values() {
         let has_running_current = ids.iter().any(|id| {
-            pass.task(id)
-                .is_some_and(|t| is_current(t, service) && t.status.state == TaskState::Running)
+            pass.task(id).is_some_and(|t| {
+                is_current(t, service, ingress) && t.status.state == TaskState::Running
+            })
         });
         if has_running_current {
             for id in ids {
-                if pass.task(id).is_some_and(|t| !is_current(t, service)) {
+                if pass
+                    .task(id)
+                    .is_some_and(|t| !is_current(t, service, ingress))
+                {
                     pass.shut_down(id, "updated");
                 }
             }
@@ -100,7 +113,10 @@ pub(super) fn advance(pass: &mut impl Tasks, service: &Service) -> Option<Servic
     let mut dirty: Vec<&Key> = Vec::new();
     for (key, ids) in &keys {
         let tasks: Vec<&Task> = ids.iter().filter_map(|id| pass.task(id)).collect();
-        let current: Vec<&&Task> = tasks.iter().filter(|t| is_current(t, service)).collect();
+        let current: Vec<&&Task> = tasks
+            .iter()
+            .filter(|t| is_current(t, service, ingress))
+            .collect();
         if current.is_empty() {
             dirty.push(key);
         }

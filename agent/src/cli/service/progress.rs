@@ -83,22 +83,31 @@ pub fn progress(tasks: &[TaskView], target: &Target) -> Progress {
             *entry = t;
         }
     }
-    let running = running.len() as u64;
+    // Tasks above the wanted count (a scale down the managers have not
+    // acted on yet) are not progress: never `2 out of 1 tasks`.
+    let running = (running.len() as u64).min(target.desired);
+    let mut slots: Vec<TaskView> = newest.into_values().cloned().collect();
+    if !target.global {
+        slots.truncate(usize::try_from(target.desired).unwrap_or(usize::MAX));
+    }
     Progress {
         running,
         converged: running == target.desired
             && wanted.len() as u64 == target.desired
             && wanted.iter().all(|t| up(t)),
-        slots: newest.into_values().cloned().collect(),
+        slots,
     }
 }
 
 /// The oldest spec version whose tasks are up to date after a change from
 /// `before` to `after`: a change that leaves what tasks run alone (a scale,
-/// the update settings) replaces no task, so older tasks still count.
+/// the update settings) replaces no task, so every task counts, whatever
+/// spec version made it (a task made two scales ago runs what the service
+/// asks as much as a new one: waiting for the version before this change
+/// waited for ever on tasks older than the previous scale).
 pub fn min_version(before: &ServiceView, after: &ServiceView, force: bool) -> u64 {
     if !force && same_tasks(&before.spec, &after.spec) {
-        before.version.min(after.version)
+        0
     } else {
         after.version
     }
@@ -507,6 +516,28 @@ mod tests {
     }
 
     #[test]
+    fn a_scale_down_not_yet_acted_on_counts_no_more_than_wanted() {
+        // 4 -> 1: the managers have not yet asked three tasks to stop.
+        let target = replicated(1, 0);
+        let tasks: Vec<TaskView> = (1..=4)
+            .map(|i| at(task(&format!("web.{i}"), i, RUN, RUN), i, i))
+            .collect();
+        let p = progress(&tasks, &target);
+        assert_eq!((p.running, p.converged), (1, false));
+        let lines = frame(&p, &target);
+        assert_eq!(lines[0], "overall progress: 1 out of 1 tasks");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // Once they stop, the task left converges whatever version made it
+        // (version 1, older than the scale before this one).
+        let mut stopped = tasks.clone();
+        for t in &mut stopped[1..] {
+            t.desired_state = DOWN;
+        }
+        assert!(progress(&stopped, &target).converged);
+        assert!(stuck(&stopped, &target).is_empty());
+    }
+
+    #[test]
     fn global_services_count_nodes() {
         let target = Target {
             desired: 2,
@@ -602,7 +633,7 @@ mod tests {
             virtual_ips: Vec::new(),
         };
         let before = view(spec(1, "sleep"), 3);
-        assert_eq!(min_version(&before, &view(spec(5, "sleep"), 4), false), 3);
+        assert_eq!(min_version(&before, &view(spec(5, "sleep"), 4), false), 0);
         assert_eq!(min_version(&before, &view(spec(5, "sleep"), 4), true), 4);
         assert_eq!(min_version(&before, &view(spec(1, "top"), 4), false), 4);
     }

@@ -272,3 +272,50 @@ fn gateway_macs_carry_the_vtep() {
     assert_eq!(mac.octets(), [0x02, 0x5e, 198, 18, 0, 7]);
     assert_ne!(mac, MacAddr::from_ipv4(Ipv4Addr::new(198, 18, 0, 7)));
 }
+
+#[test]
+fn a_backend_that_leaves_keeps_its_flows_for_a_while() {
+    let backend = MeshBackend {
+        ip: Ipv4Addr::new(10, 255, 0, 3),
+        port: 80,
+        mac: MacAddr::from_ipv4(Ipv4Addr::new(10, 255, 0, 3)),
+    };
+    let with = BalancerSpec {
+        services: vec![PublishedService {
+            protocol: Protocol::Tcp,
+            port: 8080,
+            backends: vec![backend.clone()],
+            lingering: Vec::new(),
+        }],
+        ..BalancerSpec::default()
+    };
+    let without = BalancerSpec::default();
+    let mut departed = BTreeMap::new();
+    let t0 = Instant::now();
+    let previous = active_backends(&with);
+    let kept = keep_departed(without.clone(), &previous, &mut departed, t0);
+    assert_eq!(kept.services.len(), 1);
+    assert!(kept.services[0].backends.is_empty(), "no new flows");
+    assert_eq!(kept.services[0].lingering, vec![backend.clone()]);
+    // Still lingering a moment later, gone after the linger.
+    let later = keep_departed(
+        without.clone(),
+        &BTreeSet::new(),
+        &mut departed,
+        t0 + Duration::from_secs(1),
+    );
+    assert_eq!(later.services[0].lingering, vec![backend.clone()]);
+    let after = keep_departed(
+        without.clone(),
+        &BTreeSet::new(),
+        &mut departed,
+        t0 + DEPARTED_LINGER,
+    );
+    assert!(after.services.is_empty());
+    assert!(departed.is_empty());
+    // A backend that comes back takes new flows again at once.
+    keep_departed(without, &previous, &mut departed, t0);
+    let back = keep_departed(with.clone(), &BTreeSet::new(), &mut departed, t0);
+    assert_eq!(back, with);
+    assert!(departed.is_empty());
+}

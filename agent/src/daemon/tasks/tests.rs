@@ -11,6 +11,8 @@ use crate::executor::FakeRuntime;
 struct FakeSandboxes {
     attached: Mutex<Vec<String>>,
     detached: Mutex<Vec<String>>,
+    /// `serve` calls: (task id, serving).
+    served: Mutex<Vec<(String, bool)>>,
 }
 
 #[tonic::async_trait]
@@ -25,6 +27,16 @@ impl Sandboxes for FakeSandboxes {
     async fn detach(&self, task_id: &str) -> anyhow::Result<()> {
         self.detached.lock().unwrap().push(task_id.to_string());
         Ok(())
+    }
+    async fn serve(&self, a: &Assignment, serving: bool) -> anyhow::Result<()> {
+        self.served
+            .lock()
+            .unwrap()
+            .push((a.task_id.clone(), serving));
+        Ok(())
+    }
+    fn listens(&self, _: u32, _: &Assignment) -> bool {
+        true
     }
     fn resolv_conf(&self, _: &Assignment) -> String {
         "nameserver 192.0.2.53\n".into()

@@ -187,6 +187,34 @@ async fn network_requests_refuse_taken_names_and_networks_in_use() {
 }
 
 #[tokio::test]
+async fn the_ingress_network_is_neither_removed_nor_joined_explicitly() {
+    let swarm = Swarm::new(1, 1);
+    let m = swarm.manager(1);
+    create_network(&m, "web").await;
+    let rm = local(
+        &m,
+        ApiRequest::NetworkRemove {
+            name_or_id: "ingress".into(),
+        },
+    )
+    .await;
+    assert!(
+        matches!(rm, Err(ManagerError::IngressRemoval(ref n)) if n == "ingress"),
+        "{rm:?}"
+    );
+    assert_eq!(code(rm), ErrorCode::Invalid);
+    assert!(swarm.networks().iter().any(|n| n.spec.ingress));
+    let joined = create_service(&m, spec_on("a", "ingress", 1)).await;
+    assert!(
+        matches!(
+            joined,
+            Err(ManagerError::Admission(AdmissionError::IngressNetwork(ref n))) if n == "ingress"
+        ),
+        "{joined:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_network_with_stopping_tasks_waits() {
     let swarm = Swarm::new(1, 1);
     let m = swarm.manager(1);
