@@ -24,8 +24,8 @@ const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/shoal/mesh";
 #[derive(Debug, Subcommand)]
 pub enum MeshCommand {
     /// Attach the ingress programs in this namespace and program the
-    /// published ports of FILE (JSON: `underlay`, `link`, `services`, and
-    /// optionally `vips` with the `cgroup` whose sockets they serve).
+    /// published ports of FILE (JSON with the keys underlay, link, services,
+    /// and optionally vips with the cgroup whose sockets they serve).
     Apply {
         /// The spec file (JSON).
         #[arg(long, value_name = "FILE")]
@@ -55,6 +55,7 @@ pub enum MeshCommand {
     },
     /// Print the data path's counters (JSON).
     Stats {
+        /// Where the programs and maps are pinned on bpffs.
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },

@@ -106,9 +106,9 @@ pub struct AgentArgs {
     /// This node's load balancer for published ports and virtual IPs.
     #[arg(long, default_value = "ebpf", value_parser = mesh_mode())]
     pub mesh: crate::balancer::MeshMode,
-    /// How the eBPF mesh hangs its programs on interfaces: TCX links where
-    /// the kernel has them (6.6+), else clsact + cls_bpf (`auto`), or
-    /// either one forced.
+    /// How the eBPF mesh hangs its programs on interfaces: auto takes TCX
+    /// links where the kernel has them (6.6+), else clsact + cls_bpf; tcx
+    /// or tc forces one.
     #[arg(long, value_enum, default_value = "auto")]
     pub mesh_attach: crate::ebpf::AttachMode,
     /// CPUs this node offers to reservations (default: its CPU count).

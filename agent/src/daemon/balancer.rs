@@ -151,20 +151,21 @@ pub const DEPARTED_LINGER: Duration = Duration::from_secs(3);
 /// A backend of one published port.
 type PortBackend = (Protocol, u16, MeshBackend);
 
-/// `spec`, with the backends that left it within [`DEPARTED_LINGER`] kept
-/// as lingering. `departed` holds when each left; `previous` is the last
+/// `spec`, with the backends that left it within `linger` kept as
+/// lingering. `departed` holds when each left; `previous` is the last
 /// spec's active backends. Entries older than the linger go.
 fn keep_departed(
     mut spec: BalancerSpec,
     previous: &BTreeSet<PortBackend>,
     departed: &mut BTreeMap<PortBackend, Instant>,
     now: Instant,
+    linger: Duration,
 ) -> BalancerSpec {
     let active: BTreeSet<PortBackend> = active_backends(&spec);
     for gone in previous.difference(&active) {
         departed.entry(gone.clone()).or_insert(now);
     }
-    departed.retain(|b, left| !active.contains(b) && now.duration_since(*left) < DEPARTED_LINGER);
+    departed.retain(|b, left| !active.contains(b) && now.duration_since(*left) < linger);
     for (protocol, port, backend) in departed.keys() {
         match spec
             .services
@@ -215,6 +216,7 @@ pub struct BalancerPlane<L: LoadBalancer> {
     /// that left it lately (kept lingering).
     active: BTreeSet<PortBackend>,
     departed: BTreeMap<PortBackend, Instant>,
+    departed_linger: Duration,
 }
 
 impl<L: LoadBalancer> BalancerPlane<L> {
@@ -236,6 +238,7 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             over_limit: Vec::new(),
             active: BTreeSet::new(),
             departed: BTreeMap::new(),
+            departed_linger: DEPARTED_LINGER,
         }
     }
 
@@ -243,6 +246,13 @@ impl<L: LoadBalancer> BalancerPlane<L> {
     #[cfg(test)]
     pub fn with_warm_up(mut self, warm_up: Duration) -> Self {
         self.warm_up = warm_up;
+        self
+    }
+
+    /// Another linger of departed backends than [`DEPARTED_LINGER`].
+    #[cfg(test)]
+    pub fn with_departed_linger(mut self, linger: Duration) -> Self {
+        self.departed_linger = linger;
         self
     }
 
@@ -300,7 +310,13 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             vips: vip_table(live),
         };
         let active = active_backends(&want);
-        want = keep_departed(want, &self.active, &mut self.departed, Instant::now());
+        want = keep_departed(
+            want,
+            &self.active,
+            &mut self.departed,
+            Instant::now(),
+            self.departed_linger,
+        );
         self.active = active;
         if self.started.elapsed() < self.warm_up {
             want = keep_known(want, &self.inherited);

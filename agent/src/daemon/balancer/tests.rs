@@ -149,7 +149,10 @@ fn ingress_endpoints_with_ports_are_backends_and_vip_holders_are_its_tasks(
 
 #[test]
 fn backends_of_a_down_node_linger_and_withdrawn_ones_go() -> Result<(), BalancerError> {
-    let (mut plane, _) = plane(FakeBalancer::default());
+    // Withdrawn backends go at the first sync once their linger is over
+    // (`a_backend_that_leaves_keeps_its_flows_for_a_while` holds the linger).
+    let (plane, _) = plane(FakeBalancer::default());
+    let mut plane = plane.with_departed_linger(Duration::ZERO);
     let both = tables(vec![(
         "ing",
         vec![
@@ -293,7 +296,13 @@ fn a_backend_that_leaves_keeps_its_flows_for_a_while() {
     let mut departed = BTreeMap::new();
     let t0 = Instant::now();
     let previous = active_backends(&with);
-    let kept = keep_departed(without.clone(), &previous, &mut departed, t0);
+    let kept = keep_departed(
+        without.clone(),
+        &previous,
+        &mut departed,
+        t0,
+        DEPARTED_LINGER,
+    );
     assert_eq!(kept.services.len(), 1);
     assert!(kept.services[0].backends.is_empty(), "no new flows");
     assert_eq!(kept.services[0].lingering, vec![backend.clone()]);
@@ -303,6 +312,7 @@ fn a_backend_that_leaves_keeps_its_flows_for_a_while() {
         &BTreeSet::new(),
         &mut departed,
         t0 + Duration::from_secs(1),
+        DEPARTED_LINGER,
     );
     assert_eq!(later.services[0].lingering, vec![backend.clone()]);
     let after = keep_departed(
@@ -310,12 +320,19 @@ fn a_backend_that_leaves_keeps_its_flows_for_a_while() {
         &BTreeSet::new(),
         &mut departed,
         t0 + DEPARTED_LINGER,
+        DEPARTED_LINGER,
     );
     assert!(after.services.is_empty());
     assert!(departed.is_empty());
     // A backend that comes back takes new flows again at once.
-    keep_departed(without, &previous, &mut departed, t0);
-    let back = keep_departed(with.clone(), &BTreeSet::new(), &mut departed, t0);
+    keep_departed(without, &previous, &mut departed, t0, DEPARTED_LINGER);
+    let back = keep_departed(
+        with.clone(),
+        &BTreeSet::new(),
+        &mut departed,
+        t0,
+        DEPARTED_LINGER,
+    );
     assert_eq!(back, with);
     assert!(departed.is_empty());
 }
