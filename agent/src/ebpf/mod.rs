@@ -7,12 +7,10 @@
 //! shoal's own object, and never leaves anything in the kernel that is not
 //! pinned under shoal's bpffs directory or one of shoal's TC filters (the
 //! mesh's maps and attachments outlive the agent on purpose, so a restart
-//! drops no flow; `EbpfBalancer::remove` takes them down); `Guard` detaches
-//! when dropped.
+//! drops no flow; `EbpfBalancer::remove` takes them down).
 
 mod attach;
 mod balancer;
-mod guard;
 mod loader;
 mod node;
 mod probe;
@@ -23,7 +21,6 @@ use std::path::PathBuf;
 
 pub use attach::{AttachMode, TcHook, MIN_KERNEL, TC_PRIORITY};
 pub use balancer::{EbpfBalancer, MeshProgram, HOST_HOOKS, STAT_NAMES, TASK_HOOKS};
-pub use guard::{Guard, GuardStats};
 pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
 pub use node::{HOST_END, INNER_END};
 pub use probe::TestRun;

@@ -149,6 +149,16 @@ pub fn vip_tasks(value: &VipBackends) -> BTreeSet<Ipv4Addr> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn protocols_round_trip_through_the_numbers_the_programs_use() {
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            assert_eq!(Protocol::from_number(proto.number()), Some(proto));
+        }
+        assert_eq!(Protocol::Tcp.number(), shoal_ebpf_common::mesh::IPPROTO_TCP);
+        assert_eq!(Protocol::Udp.number(), shoal_ebpf_common::mesh::IPPROTO_UDP);
+        assert_eq!(Protocol::from_number(1), None);
+    }
+
     fn backends(n: u32) -> BTreeSet<MeshBackend> {
         (0..n)
             .map(|i| {

@@ -87,6 +87,10 @@ impl Runtime for TaskRuntimes {
         self.owner(task_id).log_size(task_id, stream)
     }
 
+    fn log_start(&self, task_id: &str, stream: Stream) -> Result<u64, ExecutorError> {
+        self.owner(task_id).log_start(task_id, stream)
+    }
+
     fn log_marks(
         &self,
         task_id: &str,
@@ -138,6 +142,16 @@ mod tests {
             process.state("p1"),
             Some(ProcessState::Running { .. })
         ));
+    }
+
+    #[test]
+    fn rotated_output_starts_where_the_owning_runtime_says() {
+        let process = Arc::new(FakeRuntime::new());
+        let rt = TaskRuntimes::new(process.clone(), Some(Arc::new(FakeRuntime::new())));
+        rt.start(&launch("p1", false)).unwrap();
+        process.push_log("p1", Stream::Stdout, b"line 1\nline 2\n");
+        process.rotate_log("p1", Stream::Stdout, 7);
+        assert_eq!(rt.log_start("p1", Stream::Stdout).unwrap(), 7);
     }
 
     #[test]

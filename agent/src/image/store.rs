@@ -14,6 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -83,7 +84,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Creates the directories if missing.
+    /// Creates the directories if missing, private to root (0700) like the
+    /// rest of the state dir; a layer keeps the modes its image gives it.
     pub fn open(root: &Path) -> Result<Layout, ImageError> {
         let layout = Layout {
             root: root.to_path_buf(),
@@ -94,7 +96,11 @@ impl Layout {
             layout.images_dir(),
             layout.tmp_dir(),
         ] {
-            fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(ImageError::io(&dir))?;
         }
         // What a crash left half-written is garbage.
         if let Ok(entries) = fs::read_dir(layout.tmp_dir()) {

@@ -5,5 +5,4 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod flow;
-pub mod guard;
 pub mod mesh;

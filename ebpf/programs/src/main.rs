@@ -4,7 +4,6 @@
 #![no_std]
 #![no_main]
 
-mod guard;
 mod mesh;
 
 #[cfg(not(test))]

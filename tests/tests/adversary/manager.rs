@@ -31,7 +31,17 @@ fn reserved_ports_and_huge_scales_are_refused_and_the_leader_keeps_answering() {
         let out = cli(
             m,
             &[
-                "service", "create", "--detach", "--name", "web", "-p", publish, "--", "sleep",
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                "web",
+                "--runtime",
+                "process",
+                "-p",
+                publish,
+                "--",
+                "sleep",
                 "1000",
             ],
         );
@@ -46,7 +56,16 @@ fn reserved_ports_and_huge_scales_are_refused_and_the_leader_keeps_answering() {
     cli_ok(
         m,
         &[
-            "service", "create", "--detach", "--name", "web", "--", "sleep", "100000",
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--runtime",
+            "process",
+            "--",
+            "sleep",
+            "100000",
         ],
     );
     let started = Instant::now();

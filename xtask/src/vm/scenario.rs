@@ -196,7 +196,7 @@ fn node_list(ssh: &Ssh) -> Vec<Value> {
 fn create_web(ssh: &Ssh) -> Result<String> {
     ssh.ok(
         MANAGER,
-        "shoal service create --detach --name web --replicas 3 --network app \
+        "shoal service create --detach --runtime process --name web --replicas 3 --network app \
          --publish 8080:80 --publish 8081:81 --publish published=9053,target=90,protocol=udp \
          -- python3 /opt/shoal-lab/server.py",
     )?;
@@ -415,7 +415,7 @@ fn east_west(ssh: &Ssh, ids: &BTreeSet<String>) -> Result<String> {
         .collect();
     ssh.ok(
         MANAGER,
-        "shoal service create --detach --name caller --network app \
+        "shoal service create --detach --runtime process --name caller --network app \
          -- python3 /opt/shoal-lab/caller.py web",
     )?;
     let mut lines = Vec::new();
