@@ -11,6 +11,10 @@
 //! [`EbpfBalancer`] leaves everything in place; [`EbpfBalancer::remove`]
 //! takes it all down.
 
+mod node;
+
+pub use node::{HOST_END, INNER_END};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -120,7 +124,7 @@ pub struct EbpfBalancer {
     /// Where the agent attaches on its node (none for `shoal mesh`).
     pub(super) node: Option<NetnsDir>,
     /// The attachment made last, to tell when to make it again.
-    pub(super) wired: Option<super::node::Wiring>,
+    pub(super) wired: Option<node::Wiring>,
 }
 
 impl EbpfBalancer {
@@ -385,7 +389,7 @@ impl LoadBalancer for EbpfBalancer {
     }
 
     fn attach(&mut self, node: &NodeAttachment) -> Result<Attached, BalancerError> {
-        super::node::attach(self, node)
+        node::attach(self, node)
     }
 
     fn detach(&mut self) -> Result<(), BalancerError> {

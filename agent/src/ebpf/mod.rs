@@ -12,7 +12,6 @@
 mod attach;
 mod balancer;
 mod loader;
-mod node;
 mod probe;
 mod tables;
 
@@ -20,9 +19,10 @@ use std::io;
 use std::path::PathBuf;
 
 pub use attach::{AttachMode, TcHook, MIN_KERNEL, TC_PRIORITY};
-pub use balancer::{EbpfBalancer, MeshProgram, HOST_HOOKS, STAT_NAMES, TASK_HOOKS};
+pub use balancer::{
+    EbpfBalancer, MeshProgram, HOST_END, HOST_HOOKS, INNER_END, STAT_NAMES, TASK_HOOKS,
+};
 pub use loader::{ensure_bpffs, object_bytes, ObjectSource, BPFFS_ROOT, OBJECT_ENV};
-pub use node::{HOST_END, INNER_END};
 pub use probe::TestRun;
 
 /// Errors from loading, attaching or using shoal's eBPF programs and maps.

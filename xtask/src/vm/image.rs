@@ -6,7 +6,7 @@
 //! one ext4 filesystem without a partition table, booted by extlinux, so
 //! the box boots on any libvirt host with no kernel override.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -53,18 +53,10 @@ const VAGRANT_PUBLIC_KEY: &str =
 /// disk's first sector.
 const EXTLINUX_DIR: &str = "boot/extlinux";
 
-/// Where the box and its build directory live: `$SHOAL_VM_CACHE`, else
-/// `/var/cache/shoal-vm` (outside the repository: the box is ~1 GB).
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("SHOAL_VM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/shoal-vm"))
-}
-
 /// Builds the box if the cache has none of this recipe, and adds it to
 /// Vagrant if Vagrant has not got this one. Prints the build time.
 pub fn ensure_box() -> Result<()> {
-    let cache = cache_dir();
+    let cache = super::cache_dir();
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("cannot create the VM cache {}", cache.display()))?;
     let box_file = cache.join(format!("shoal-{RECIPE}.box"));

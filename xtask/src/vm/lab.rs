@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 
-use super::{image, libvirt, scenario, Options};
+use super::{libvirt, scenario, Options};
 use crate::run;
 
 /// The VMs, their underlay addresses (the Vagrantfile's) and the host's.
@@ -137,7 +137,7 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
         dir: root.join("vagrant"),
         shoal: shoal.to_path_buf(),
         emulate,
-        dotfile: image::cache_dir().join("vagrant-state"),
+        dotfile: super::cache_dir().join("vagrant-state"),
     };
     println!(
         "vm: {} VMs, {}",
@@ -219,7 +219,7 @@ impl Ssh {
         let mut cmd = vagrant.command();
         cmd.arg("ssh-config");
         let config_text = run::output(&mut cmd).context("`vagrant ssh-config` failed")?;
-        let dir = image::cache_dir();
+        let dir = super::cache_dir();
         let config = dir.join("ssh-config");
         std::fs::write(&config, config_text)
             .with_context(|| format!("cannot write {}", config.display()))?;

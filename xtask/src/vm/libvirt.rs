@@ -41,7 +41,7 @@ pub fn ensure_daemons() -> Result<()> {
         }
         // Warnings and errors to a file in the VM cache: with no service
         // manager there is no journal to read them from.
-        let log = super::image::cache_dir().join(format!("{name}.log"));
+        let log = super::cache_dir().join(format!("{name}.log"));
         run::run(
             Command::new(name)
                 .arg("--daemon")

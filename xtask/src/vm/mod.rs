@@ -10,12 +10,21 @@ mod lab;
 mod libvirt;
 mod scenario;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use crate::{deps, ebpf, run, suite};
+
+/// Where the box, its build directory, the guests' logs and Vagrant's state
+/// live: `$SHOAL_VM_CACHE`, else `/var/cache/shoal-vm` (outside the
+/// repository: the box is ~1 GB).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("SHOAL_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/shoal-vm"))
+}
 
 /// Which meshes `vm-test` runs the scenario with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +118,7 @@ fn shoal_binary(root: &Path) -> Result<std::path::PathBuf> {
             .args(["build", "--release", "-p", "shoal-agent"]),
     )?;
     let built = suite::target_dir(root).join("release").join("shoal");
-    let cache = image::cache_dir();
+    let cache = cache_dir();
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("cannot create the VM cache {}", cache.display()))?;
     let stripped = cache.join("shoal");

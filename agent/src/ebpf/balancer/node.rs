@@ -20,7 +20,7 @@ use std::path::Path;
 
 use shoal_ebpf_common::mesh::{wire_addr, wire_port, Config, CONFIG_HOST, CONFIG_NETWORK};
 
-use super::balancer::{EbpfBalancer, MeshProgram, HOST_HOOKS, TASK_HOOKS};
+use super::{EbpfBalancer, MeshProgram, HOST_HOOKS, TASK_HOOKS};
 use crate::balancer::{host, Attached, BalancerError, NodeAttachment};
 use crate::netns;
 use crate::overlay::{names, RtnlKernel};
