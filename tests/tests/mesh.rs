@@ -9,44 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal_tests::mesh::{parse_answer, SERVER};
 use shoal_tests::swarm::{cli_ok, create, form, running, start_agent_with, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
-
-/// Each replica: HTTP on 80 answering `task=<id> client=<ip>:<port>`, a UDP
-/// echo of the same on 90, and on 81 a TCP stream of one numbered line every
-/// 100 ms. The client address is printed to stdout as well (the service's
-/// logs).
-const SERVER: &str = r#"
-import os, socket, socketserver, sys, threading, time, http.server
-TASK = os.environ["SHOAL_TASK_ID"]
-class Web(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("task=%s client=%s:%d\n" % (TASK, *self.client_address)).encode()
-        print("request from %s:%d" % self.client_address, flush=True)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-class Ticker(socketserver.BaseRequestHandler):
-    def handle(self):
-        n = 0
-        while True:
-            self.request.sendall(("%s %d\n" % (TASK, n)).encode())
-            n += 1
-            time.sleep(0.1)
-def udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 90))
-    while True:
-        data, peer = s.recvfrom(2048)
-        s.sendto(("task=%s client=%s:%d\n" % (TASK, *peer)).encode(), peer)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-threading.Thread(target=udp, daemon=True).start()
-threading.Thread(target=socketserver.ThreadingTCPServer(("0.0.0.0", 81), Ticker).serve_forever, daemon=True).start()
-socketserver.ThreadingTCPServer(("0.0.0.0", 80), Web).serve_forever()
-"#;
 
 /// One HTTP request from `client` to `addr`; the answer's `task=` and
 /// `client=` fields.
@@ -55,20 +20,7 @@ fn get(client: &Host, addr: &str) -> Option<(String, String)> {
     let out = client
         .exec("curl", &["-s", "-m", "3", &url])
         .expect("curl runs");
-    parse(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn parse(answer: &str) -> Option<(String, String)> {
-    let mut task = None;
-    let mut from = None;
-    for field in answer.split_whitespace() {
-        if let Some(t) = field.strip_prefix("task=") {
-            task = Some(t.to_string());
-        } else if let Some(c) = field.strip_prefix("client=") {
-            from = Some(c.split(':').next().unwrap_or_default().to_string());
-        }
-    }
-    Some((task?, from?))
+    parse_answer(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// `n` requests through each node; the task ids that answered, per node,
@@ -113,7 +65,7 @@ fn udp(client: &Host, addr: &str) -> Option<(String, String)> {
     let out = client
         .exec("python3", &["-c", &script])
         .expect("python3 runs");
-    parse(&String::from_utf8_lossy(&out.stdout))
+    parse_answer(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// How a node's ingress program is attached to its underlay interface, and
@@ -453,7 +405,7 @@ fn tasks_reach_a_service_by_name_through_its_virtual_ip() {
             .map(str::to_string)
             .collect();
         assert_eq!(tasks, api_ips, "{line}");
-        let (task, _) = parse(line).expect("an answer");
+        let (task, _) = parse_answer(line).expect("an answer");
         answered.insert(task);
     }
     assert_eq!(answered, api_ids, "both api tasks answer through the VIP");
