@@ -158,15 +158,20 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// `swarm init` on `first`, then joins `managers` and `workers` with the
 /// tokens it prints. Returns (worker token, manager token).
 pub fn form(first: &Host, managers: &[&Host], workers: &[&Host]) -> (String, String) {
-    cli_ok(
-        first,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &first.addr().to_string(),
-        ],
-    );
+    form_with(first, &[], managers, workers)
+}
+
+/// [`form`], with more `swarm init` flags (`--cert-expiry 20s`, ...).
+pub fn form_with(
+    first: &Host,
+    init_flags: &[&str],
+    managers: &[&Host],
+    workers: &[&Host],
+) -> (String, String) {
+    let addr = first.addr().to_string();
+    let mut init = vec!["swarm", "init", "--advertise-addr", &addr];
+    init.extend_from_slice(init_flags);
+    cli_ok(first, &init);
     let worker_token = cli_ok(first, &["swarm", "join-token", "-q", "worker"]);
     let manager_token = cli_ok(first, &["swarm", "join-token", "-q", "manager"]);
     let target = format!("{}:2377", first.addr());

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use shoal_tests::swarm::{
-    cli, cli_ok, form, hostname, leader, node, nodes, reachable_managers, start_agent,
+    cli, cli_ok, form, form_with, hostname, leader, node, nodes, reachable_managers, start_agent,
     start_agents, text, wait_for,
 };
 use shoal_tests::{require_root, Underlay};
@@ -302,28 +302,7 @@ fn certificates_renew_before_expiry() {
     let (m, w) = (ul.host(0), ul.host(1));
     start_agent(m).expect("agent");
     start_agent(w).expect("agent");
-    cli_ok(
-        m,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &m.addr().to_string(),
-            "--cert-expiry",
-            "6s",
-        ],
-    );
-    let token = cli_ok(m, &["swarm", "join-token", "-q", "worker"]);
-    cli_ok(
-        w,
-        &[
-            "swarm",
-            "join",
-            "--token",
-            &token,
-            &format!("{}:2377", m.addr()),
-        ],
-    );
+    form_with(m, &["--cert-expiry", "6s"], &[], &[w]);
     let cert = |h: &shoal_tests::Host| {
         std::fs::read_to_string(shoal_tests::swarm::state_dir(h).join("certs/node.pem"))
             .unwrap_or_default()

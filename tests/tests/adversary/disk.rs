@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shoal_tests::swarm::{
-    cli, cli_ok, create, form, running, spawn_agent_with_env, start_agent, start_agent_with,
-    start_agents, state_dir, text, wait_for, wait_running,
+    cli, cli_ok, create, form, form_with, running, spawn_agent_with_env, start_agent,
+    start_agent_with, start_agents, state_dir, text, wait_for, wait_running,
 };
 use shoal_tests::{require_root, Host, Underlay};
 
@@ -72,28 +72,7 @@ fn state_dirs_stay_private_through_init_join_renewal_and_autolock() {
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let (m, w) = (ul.host(0), ul.host(1));
     start_agents(&[m, w]);
-    cli_ok(
-        m,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &m.addr().to_string(),
-            "--cert-expiry",
-            "20s",
-        ],
-    );
-    let token = cli_ok(m, &["swarm", "join-token", "-q", "worker"]);
-    cli_ok(
-        w,
-        &[
-            "swarm",
-            "join",
-            "--token",
-            &token,
-            &format!("{}:2377", m.addr()),
-        ],
-    );
+    form_with(m, &["--cert-expiry", "20s"], &[], &[w]);
     assert_private(m, "init");
     assert_private(w, "join");
 
@@ -174,28 +153,7 @@ fn a_crash_at_any_step_of_a_renewal_leaves_a_pair_that_authenticates() {
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let (m, w) = (ul.host(0), ul.host(1));
     start_agents(&[m, w]);
-    cli_ok(
-        m,
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &m.addr().to_string(),
-            "--cert-expiry",
-            "60s",
-        ],
-    );
-    let token = cli_ok(m, &["swarm", "join-token", "-q", "worker"]);
-    cli_ok(
-        w,
-        &[
-            "swarm",
-            "join",
-            "--token",
-            &token,
-            &format!("{}:2377", m.addr()),
-        ],
-    );
+    form_with(m, &["--cert-expiry", "60s"], &[], &[w]);
     for step in STEPS {
         w.kill_processes();
         let pid = start_crashing_agent(w, step);
