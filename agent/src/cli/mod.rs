@@ -3,6 +3,7 @@
 
 mod client;
 mod format;
+mod image;
 mod ipvs;
 mod members;
 mod mesh;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Manage this node's images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// This node's gossip view: members, their state, table sizes.
     Members(members::MembersArgs),
     /// Standalone endpoints on overlay networks, published through gossip.
@@ -121,6 +125,14 @@ pub struct AgentArgs {
     /// repeatable. Loopback registries always may, as Docker allows.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Unused images are collected once the image store's disk is fuller
+    /// than this (percent)...
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// ...until it is at most this full (percent; never an image a task
+    /// uses).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
     /// Disk each task output (stdout, stderr) keeps, e.g. 32M: older
     /// output is dropped as new output comes.
     #[arg(long, default_value = "32M")]
@@ -128,6 +140,20 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// `--image-gc-high-threshold` and `--image-gc-low-threshold`.
+    fn gc_policy(&self) -> anyhow::Result<crate::image::GcPolicy> {
+        let (high, low) = (self.image_gc_high_threshold, self.image_gc_low_threshold);
+        if low > high {
+            anyhow::bail!(
+                "--image-gc-low-threshold ({low}) must not be above --image-gc-high-threshold ({high})"
+            );
+        }
+        Ok(crate::image::GcPolicy {
+            high_percent: high,
+            low_percent: low,
+        })
+    }
+
     /// What the node offers: the flags, or what the machine has.
     fn resources(&self) -> anyhow::Result<shoal_control::objects::NodeResources> {
         let nano_cpus = match self.cpus {
@@ -193,6 +219,7 @@ impl Cli {
             match command {
                 Command::Agent(args) => {
                     let resources = args.resources()?;
+                    let gc = args.gc_policy()?;
                     let task_log_limit = service::parse_memory(&args.task_log_max_size)
                         .map_err(|e| anyhow::anyhow!("--task-log-max-size: {e}"))?;
                     let socket = args.socket.unwrap_or(socket);
@@ -211,6 +238,7 @@ impl Cli {
                         resources,
                         registries: crate::image::RegistryOptions {
                             insecure: args.insecure_registries.clone(),
+                            gc,
                         },
                         task_log_limit,
                         mesh: crate::balancer::MeshConfig {
@@ -229,6 +257,7 @@ impl Cli {
                 Command::Node(cmd) => cmd.run(&socket).await,
                 Command::Network(cmd) => cmd.run(&socket).await,
                 Command::Service(cmd) => cmd.run(&socket).await,
+                Command::Image(cmd) => cmd.run(&socket).await,
                 Command::Members(args) => args.run(&socket).await,
                 Command::Endpoint(cmd) => cmd.run(&socket).await,
                 Command::Overlay(_) | Command::Mesh(_) | Command::Ipvs(_) => {

@@ -11,6 +11,7 @@ use shoal_control::objects::{ContainerSpec, HealthSpec};
 
 use crate::executor::container::HealthConfig;
 use crate::executor::{ContainerConfig, Launch};
+use crate::image::Credentials;
 
 /// The launch of `assignment` in the sandbox `netns`.
 pub fn launch(assignment: &Assignment, netns: PathBuf, resolv_conf: String) -> Launch {
@@ -34,7 +35,7 @@ fn container_config(assignment: &Assignment, c: &ContainerSpec) -> ContainerConf
     let optional = |s: &str| (!s.is_empty()).then(|| s.to_string());
     ContainerConfig {
         image: c.image.clone(),
-        credentials: Default::default(),
+        credentials: credentials(assignment, c),
         args: c.args.clone(),
         hostname: if c.hostname.is_empty() {
             // Docker's default: the container id's short form.
@@ -59,6 +60,16 @@ fn container_config(assignment: &Assignment, c: &ContainerSpec) -> ContainerConf
             .collect(),
         extra_hosts: Vec::new(),
     }
+}
+
+/// What `--with-registry-auth` carried for the pull; unreadable ones are
+/// logged (without their content) and the pull goes anonymous, so the
+/// registry's refusal names the problem on the task.
+fn credentials(assignment: &Assignment, c: &ContainerSpec) -> Credentials {
+    Credentials::from_registry_auth_header(&c.registry_auth.0).unwrap_or_else(|e| {
+        tracing::warn!(task = %assignment.task_id, "the service's registry credentials: {e}");
+        Credentials::Anonymous
+    })
 }
 
 fn health_config(h: &HealthSpec) -> HealthConfig {

@@ -1,7 +1,8 @@
 //! The agent's Unix-socket API for the CLI: the same `Control.Call` method
 //! as on port 2377, carrying [`LocalRequest`]s and answering
 //! `LocalAnswer`s. Access is the socket file's (root only, mode 0600), as
-//! with dockerd. At shutdown it stops accepting (the socket file goes
+//! with dockerd; the `Images` service (`shoal image ...`, see
+//! [`super::images`]) is served beside it with the same access. At shutdown it stops accepting (the socket file goes
 //! first, then the connections already waiting are taken) and finishes the
 //! requests in flight.
 
@@ -15,12 +16,14 @@ use futures::Stream;
 use shoal_control::api::LocalRequest;
 use shoal_control::proto::control::control_server::{Control, ControlServer};
 use shoal_control::proto::control::Json;
+use shoal_control::proto::images::images_server::ImagesServer;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use super::images::ImagesApi;
 use super::peers::{from_json, to_json};
 use super::Agent;
 
@@ -63,8 +66,9 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     let incoming = accept_until(listener, socket.to_path_buf(), stop);
-    let router =
-        tonic::transport::Server::builder().add_service(ControlServer::new(LocalApi(agent)));
+    let router = tonic::transport::Server::builder()
+        .add_service(ControlServer::new(LocalApi(agent.clone())))
+        .add_service(ImagesServer::new(ImagesApi(agent)));
     Ok(tasks.spawn(async move {
         // The stream ends on `stop`; the server then drains its connections.
         if let Err(e) = router

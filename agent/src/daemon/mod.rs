@@ -17,6 +17,7 @@ mod balancer;
 mod dataplane;
 mod docker_api;
 mod identity;
+mod images;
 mod key_dir;
 mod launch;
 mod listening;
@@ -45,6 +46,7 @@ use tokio_util::task::TaskTracker;
 pub use agent::{Agent, AgentError};
 pub use answer::LocalAnswer;
 pub use dataplane::DataPlaneStatus;
+pub use images::{human_size, ImageEvent, ImageRequest};
 pub use plane::{EndpointLine, MembersReport};
 
 /// The longest a stop may take: requests in flight finish, then the parts

@@ -13,7 +13,7 @@ use crate::executor::container::Runc;
 use crate::executor::{
     cgroup2_mount, ContainerOptions, ContainerRuntime, ProcessRuntime, Runtime, TaskRuntimes,
 };
-use crate::image::{GcPolicy, ImageStore, RegistryOptions};
+use crate::image::{ImageStore, RegistryOptions};
 
 /// The runtimes of this node, and its image store when it runs containers.
 pub struct NodeRuntimes {
@@ -55,7 +55,7 @@ pub fn open(
         init_binary: ContainerOptions::find_init(),
         volumes_dir: state.root().join("volumes"),
         protected: vec![state.root().to_path_buf(), run_dir.to_path_buf()],
-        gc: GcPolicy::default(),
+        gc: registries.gc,
     };
     let container = ContainerRuntime::new(opts, images.clone(), tokio::runtime::Handle::current())
         .context("the container runtime did not start")?;

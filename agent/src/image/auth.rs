@@ -166,6 +166,24 @@ impl Credentials {
         }
     }
 
+    /// Docker's `X-Registry-Auth` for these credentials at `server`
+    /// (base64url JSON of an AuthConfig); empty when anonymous.
+    pub fn to_registry_auth_header(&self, server: &str) -> String {
+        let json = match self {
+            Credentials::Anonymous => return String::new(),
+            Credentials::Basic { username, password } => serde_json::json!({
+                "username": username,
+                "password": password,
+                "serveraddress": server,
+            }),
+            Credentials::Bearer(token) => serde_json::json!({
+                "registrytoken": token,
+                "serveraddress": server,
+            }),
+        };
+        base64::engine::general_purpose::URL_SAFE.encode(json.to_string())
+    }
+
     pub(crate) fn to_oci(&self) -> oci_client::secrets::RegistryAuth {
         use oci_client::secrets::RegistryAuth;
         match self {
@@ -184,6 +202,24 @@ mod tests {
 
     fn b64url(text: &str) -> String {
         base64::engine::general_purpose::URL_SAFE.encode(text)
+    }
+
+    #[test]
+    fn registry_auth_headers_round_trip() {
+        for credentials in [
+            Credentials::Basic {
+                username: "alice".into(),
+                password: "s3:cret".into(),
+            },
+            Credentials::Bearer("tok".into()),
+        ] {
+            let header = credentials.to_registry_auth_header("r.example:5000");
+            assert_eq!(
+                Credentials::from_registry_auth_header(&header).unwrap(),
+                credentials
+            );
+        }
+        assert_eq!(Credentials::Anonymous.to_registry_auth_header("r"), "");
     }
 
     #[test]

@@ -52,6 +52,7 @@ impl ImageStore {
         path: &Path,
         default_name: Option<&Reference>,
     ) -> Result<Vec<ImageRecord>, ImageError> {
+        let _busy = self.busy();
         let small = read_small_members(path)?;
         let found = if let Some(manifest) = small.get("manifest.json") {
             from_docker_save(&small, manifest)?

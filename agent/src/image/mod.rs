@@ -24,6 +24,7 @@ pub mod unpack;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use auth::Credentials;
@@ -51,6 +52,18 @@ pub struct ImageStore {
     /// One lock per layer being fetched, so two pulls sharing a layer
     /// download and unpack it once.
     layer_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pulls and loads under way: the layers they unpacked are nobody's
+    /// until their record commits, so `prune` leaves leftovers alone then.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a pull or load as under way while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -91,7 +104,14 @@ impl ImageStore {
             registry,
             state: Mutex::new(state),
             layer_locks: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
         })
+    }
+
+    /// Marks a pull or load as under way until the guard drops.
+    fn busy(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&self.in_flight)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -244,9 +264,18 @@ impl ImageStore {
         Ok(())
     }
 
+    /// The image's config as the registry served it (for `inspect`).
+    pub fn config_json(&self, id: &Digest) -> Result<serde_json::Value, ImageError> {
+        let bytes = self.layout.read_blob(id, config::MAX_CONFIG)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::malformed(&format!("image config {id}"), e))
+    }
+
     /// Docker's `image prune`: removes images no task uses that have no
-    /// tag (`all`: every image no task uses). Returns what went and the
-    /// bytes of layers freed (shared layers of kept images stay).
+    /// tag (`all`: every image no task uses), then the layers and blobs no
+    /// image references (what an interrupted pull left), unless a pull or
+    /// load is under way. Returns what went and the bytes freed (shared
+    /// layers of kept images stay).
     pub fn prune(&self, all: bool) -> Result<(Vec<Digest>, u64), ImageError> {
         let mut state = self.lock();
         let victims: Vec<Digest> = state
@@ -261,7 +290,27 @@ impl ImageStore {
             self.delete(&mut state, id)?;
         }
         let after = layer_bytes(&state);
-        Ok((victims, before.saturating_sub(after)))
+        let mut freed = before.saturating_sub(after);
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            let layers: std::collections::BTreeSet<String> = state
+                .images
+                .values()
+                .flat_map(|r| r.layers.iter().map(|l| l.diff_id.hex().to_string()))
+                .collect();
+            let blobs: std::collections::BTreeSet<String> = state
+                .images
+                .values()
+                .flat_map(|r| {
+                    let pinned = r
+                        .repo_digests
+                        .iter()
+                        .filter_map(|d| d.rsplit_once("@sha256:").map(|(_, hex)| hex.to_string()));
+                    std::iter::once(r.id.hex().to_string()).chain(pinned)
+                })
+                .collect();
+            freed += self.layout.sweep(&layers, &blobs);
+        }
+        Ok((victims, freed))
     }
 
     /// Applies the GC policy: when the store's disk is fuller than the

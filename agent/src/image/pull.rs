@@ -29,12 +29,14 @@ const PROGRESS_EVERY: u64 = 512 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The operator's registry settings.
+/// The operator's registry and image store settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// Registries (`host[:port]`) spoken to over plain HTTP. Loopback
     /// registries always are.
     pub insecure: Vec<String>,
+    /// When unused images are collected.
+    pub gc: super::GcPolicy,
 }
 
 impl RegistryOptions {
@@ -121,6 +123,7 @@ impl ImageStore {
         credentials: &Credentials,
         progress: Progress<'_>,
     ) -> Result<ImageRecord, ImageError> {
+        let _busy = self.busy();
         if reference.digest().is_some() {
             if let Some(found) = self.lookup(reference) {
                 if self.has_all_layers(&found) {
@@ -485,6 +488,7 @@ mod tests {
     fn plain_http_only_for_named_and_loopback_registries() {
         let options = RegistryOptions {
             insecure: vec!["198.18.0.1:5000".into()],
+            ..RegistryOptions::default()
         };
         assert!(options.is_insecure("198.18.0.1:5000"));
         assert!(!options.is_insecure("198.18.0.1:5001"));

@@ -12,6 +12,7 @@
 //! Nothing lands under its final name before its digest was checked: a
 //! blob or layer is written under `tmp/` and renamed into place.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
@@ -331,6 +332,43 @@ impl Layout {
         records
     }
 
+    /// Removes the unpacked layers and blobs whose names (digest hex) are
+    /// not in `layers` and `blobs`; returns the bytes freed.
+    pub fn sweep(&self, layers: &BTreeSet<String>, blobs: &BTreeSet<String>) -> u64 {
+        let mut freed = 0;
+        for (dir, keep) in [(self.layers_dir(), layers), (self.blobs_dir(), blobs)] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let is_digest = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+                if !is_digest || keep.contains(name) {
+                    continue;
+                }
+                let path = entry.path();
+                let size = tree_size(&path);
+                let removed = if path.is_dir() {
+                    if let Ok(diff_id) = Digest::parse(&format!("sha256:{name}")) {
+                        let _ = fs::remove_file(self.layers_dir().join(Self::short_link(&diff_id)));
+                    }
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                match removed {
+                    Ok(()) => {
+                        tracing::info!("image store: removed unreferenced {}", path.display());
+                        freed += size;
+                    }
+                    Err(e) => tracing::warn!("image store: cannot remove {}: {e}", path.display()),
+                }
+            }
+        }
+        freed
+    }
+
     /// Bytes used and total on the store's filesystem.
     pub fn disk_usage(&self) -> Result<(u64, u64), ImageError> {
         let stat = nix::sys::statvfs::statvfs(&self.root)
@@ -388,4 +426,17 @@ impl Drop for BlobWriter {
         // After a commit the temporary name is gone; otherwise clean up.
         let _ = fs::remove_file(&self.tmp);
     }
+}
+
+/// Bytes of the files under `path` (not following links).
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
 }

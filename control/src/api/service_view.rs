@@ -48,6 +48,16 @@ pub struct VirtualIpView {
     pub addr: String,
 }
 
+/// A spec as users see it: registry credentials never leave the managers
+/// in a view.
+fn shown(spec: &ServiceSpec) -> ServiceSpec {
+    let mut spec = spec.clone();
+    if let Some(container) = spec.task.container.as_mut() {
+        *container = container.shown();
+    }
+    spec
+}
+
 impl ServiceView {
     pub fn new(service: &Service, tasks: &[&Task], desired: u64, networks: Vec<String>) -> Self {
         let running = tasks
@@ -64,9 +74,9 @@ impl ServiceView {
             running,
             desired,
             version: service.spec_version,
-            spec: service.spec.clone(),
+            spec: shown(&service.spec),
             networks,
-            previous_spec: service.previous_spec.clone(),
+            previous_spec: service.previous_spec.as_ref().map(shown),
             update_status: service.update_status.clone(),
             created_at: service.created_at,
             updated_at: service.updated_at,

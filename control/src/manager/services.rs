@@ -138,6 +138,9 @@ impl<S: Store, L: Link> Manager<S, L> {
         }
         let networks: Vec<Network> = self.all(&objects);
         let mut spec = admit(spec, &self.services(&objects), &networks, Some(&current.id))?;
+        if let Some(container) = spec.task.container.as_mut() {
+            container.keep_registry_auth(current.spec.task.container.as_ref());
+        }
         self.refuse_reserved_ports(&spec)?;
         self.refuse_over_cap(&objects, &spec)?;
         if force {

@@ -47,6 +47,35 @@ pub struct ContainerSpec {
     /// `None`: the image's HEALTHCHECK.
     #[serde(default)]
     pub healthcheck: Option<HealthSpec>,
+    /// `--with-registry-auth`: the client's credentials for the image's
+    /// registry. Kept in the store (sealed at rest like all of it), handed
+    /// only to the nodes that run the tasks, used for their pulls; never
+    /// shown (views drop it) nor logged.
+    #[serde(default, skip_serializing_if = "RegistryAuth::is_empty")]
+    pub registry_auth: RegistryAuth,
+}
+
+/// Registry credentials as Docker carries them (`X-Registry-Auth`: base64url
+/// JSON of `{"username", "password", "serveraddress"}`), opaque to the
+/// managers. Its `Debug` never prints them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RegistryAuth(pub String);
+
+impl RegistryAuth {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            f.write_str("RegistryAuth(none)")
+        } else {
+            f.write_str("RegistryAuth(<redacted>)")
+        }
+    }
 }
 
 /// `--health-*` and `--no-healthcheck`: what the service sets; the rest
@@ -75,6 +104,25 @@ impl HealthSpec {
 }
 
 impl ContainerSpec {
+    /// An update that carries no credentials keeps the ones the service
+    /// had (the CLI edits what `inspect` shows, which never has them), as
+    /// Docker does.
+    pub fn keep_registry_auth(&mut self, previous: Option<&ContainerSpec>) {
+        if self.registry_auth.is_empty() {
+            if let Some(previous) = previous {
+                self.registry_auth = previous.registry_auth.clone();
+            }
+        }
+    }
+
+    /// The spec as users see it: without the registry credentials.
+    pub fn shown(&self) -> ContainerSpec {
+        ContainerSpec {
+            registry_auth: RegistryAuth::default(),
+            ..self.clone()
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), ServiceSpecError> {
         let image = self.image.trim();
         if image.is_empty() || image != self.image || image.contains(char::is_whitespace) {
@@ -132,6 +180,27 @@ mod tests {
             ..HealthSpec::default()
         });
         assert!(matches!(s.validate(), Err(ServiceSpecError::HealthTest(_))));
+    }
+
+    #[test]
+    fn registry_auth_is_kept_by_updates_hidden_from_views_and_debug() {
+        let mut stored = spec("r:5000/web:1");
+        stored.registry_auth = RegistryAuth("c2VjcmV0".into());
+        assert!(!format!("{stored:?}").contains("c2VjcmV0"));
+        let shown = stored.shown();
+        assert!(shown.registry_auth.is_empty());
+        assert!(!serde_json::to_string(&shown)
+            .unwrap()
+            .contains("registry_auth"));
+        let mut update = shown.clone();
+        update.image = "r:5000/web:2".into();
+        update.keep_registry_auth(Some(&stored));
+        assert_eq!(update.registry_auth, stored.registry_auth);
+        // New credentials replace the old.
+        let mut fresh = spec("r:5000/web:3");
+        fresh.registry_auth = RegistryAuth("bmV3".into());
+        fresh.keep_registry_auth(Some(&stored));
+        assert_eq!(fresh.registry_auth.0, "bmV3");
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod service;
 mod task;
 
 pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS};
-pub use container::{ContainerSpec, HealthSpec};
+pub use container::{ContainerSpec, HealthSpec, RegistryAuth};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
     INITIAL_GOSSIP_KEY_ID, KEY_PROMOTE_AFTER_MS, KEY_RETIRE_AFTER_MS,

@@ -14,3 +14,9 @@ pub mod control {
 pub mod raft {
     tonic::include_proto!("shoal.raft");
 }
+
+/// The node's image store, on the agent's Unix socket only.
+#[allow(clippy::all, missing_docs)]
+pub mod images {
+    tonic::include_proto!("shoal.images");
+}

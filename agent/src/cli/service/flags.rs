@@ -170,6 +170,10 @@ pub struct CreateArgs {
     runtime: TaskRuntime,
     #[command(flatten)]
     container: ContainerFlags,
+    /// Send registry authentication details (from ~/.docker/config.json)
+    /// to the swarm agents that pull the image.
+    #[arg(long)]
+    pub with_registry_auth: bool,
     /// IMAGE [COMMAND] [ARG...]: the image each task runs, then the command
     /// replacing its Cmd. With --runtime process: the host command and its
     /// arguments.
@@ -240,6 +244,10 @@ pub struct UpdateArgs {
     image: Option<String>,
     #[command(flatten)]
     container: ContainerFlags,
+    /// Send registry authentication details (from ~/.docker/config.json)
+    /// to the swarm agents that pull the image.
+    #[arg(long)]
+    pub with_registry_auth: bool,
     /// New arguments after --: a container's (replacing the image's Cmd),
     /// or a process service's command.
     #[arg(last = true, value_name = "CMD")]

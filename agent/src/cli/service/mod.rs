@@ -30,7 +30,7 @@ use super::client;
 use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
-pub use tasks::TaskListOptions;
+pub use tasks::{human_duration, TaskListOptions};
 pub use values::parse_memory;
 use values::parse_scale;
 
@@ -207,7 +207,10 @@ impl ServiceCommand {
 }
 
 async fn create(socket: &Path, args: &CreateArgs) -> anyhow::Result<()> {
-    let spec = args.spec()?;
+    let mut spec = args.spec()?;
+    if args.with_registry_auth {
+        super::image::attach_registry_auth(&mut spec)?;
+    }
     let request = ApiRequest::ServiceCreate {
         spec: Box::new(spec),
     };
@@ -241,7 +244,10 @@ fn warn_unpinned(asked: &shoal_control::objects::ServiceSpec, stored: &ServiceVi
 
 async fn update(socket: &Path, args: &UpdateArgs) -> anyhow::Result<()> {
     let before = inspect(socket, &args.service).await?;
-    let spec = args.apply(&before)?;
+    let mut spec = args.apply(&before)?;
+    if args.with_registry_auth {
+        super::image::attach_registry_auth(&mut spec)?;
+    }
     let before_tasks = tasks_of(socket, &before.id).await?;
     let request = ApiRequest::ServiceUpdate {
         service: before.id.clone(),

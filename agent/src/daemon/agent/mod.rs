@@ -300,6 +300,12 @@ impl Agent {
         self.standing.borrow().clone()
     }
 
+    /// The node's image store (`shoal image ...`): there once the node is
+    /// in a swarm and runs containers.
+    pub fn images(&self) -> Option<Arc<crate::image::ImageStore>> {
+        self.plane().ok().and_then(|p| p.images())
+    }
+
     fn plane(&self) -> Result<Arc<Plane>, AgentError> {
         match &*self.standing.borrow() {
             Standing::Outside | Standing::Locked => Err(AgentError::NotInSwarm),

@@ -38,7 +38,11 @@ pub(super) async fn pin_image(images: Option<&ImageStore>, request: &mut ApiRequ
     };
     let resolved = tokio::time::timeout(
         RESOLVE_LIMIT,
-        images.resolve_digest(&reference, &Credentials::default()),
+        images.resolve_digest(
+            &reference,
+            // What `--with-registry-auth` carried, if anything.
+            &Credentials::from_registry_auth_header(&container.registry_auth.0).unwrap_or_default(),
+        ),
     )
     .await;
     match resolved {

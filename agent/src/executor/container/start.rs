@@ -112,6 +112,20 @@ pub(super) fn prepare(inner: &Inner, launch: &Launch) -> Result<(), ExecutorErro
     find_or_pull(inner, &launch.task_id, container).map(drop)
 }
 
+/// The image GC policy, applied as each task takes its image (after any
+/// pull): unused images go, least recently used first, when the store's
+/// disk is over the high mark. The task's own image is acquired first, so
+/// it is never a victim.
+fn collect_garbage(inner: &Inner) {
+    match inner.images.collect_garbage(&inner.opts.gc) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!("image gc removed {} unused image(s)", removed.len());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("image gc: {e}"),
+    }
+}
+
 /// The task's image, pulled when the node lacks it, and kept for it.
 fn image_for(
     inner: &Inner,
@@ -127,6 +141,7 @@ fn image_for(
             image: container.image.clone(),
             source: Box::new(source),
         })?;
+    collect_garbage(inner);
     Ok(record)
 }
 
