@@ -408,3 +408,212 @@ fn a_private_registry_is_pulled_from_with_registry_auth_only() {
     });
     assert!(served, "page: {:?}", page(worker, manager, 8082));
 }
+
+#[test]
+fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
+    require_root();
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    let h: Vec<&Host> = ul.hosts().iter().collect();
+    let (node, client) = (h[0], h[1]);
+    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
+    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let dir = TempDir::new().expect("temp dir");
+    // It listens at once and says `early`; 8 s later it says `ready`, and
+    // only then its health check passes.
+    let slow = busybox_image(
+        dir.path(),
+        "slow",
+        &ImageSpec {
+            entrypoint: vec![
+                "sh".into(),
+                "-c".into(),
+                "mkdir -p /www; echo early > /www/index.html; \
+                 (sleep 8; echo ready > /www/index.html; touch /tmp/ready) & \
+                 exec httpd -f -h /www -p 80"
+                    .into(),
+            ],
+            ..ImageSpec::default()
+        },
+    );
+    let image = registry.push(&slow, "slow:1", false);
+    start_agent_with(node, &["--insecure-registry", &addr]).expect("agent");
+    form(node, &[], &[]);
+    cli_ok(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "slow",
+            "-p",
+            "8083:80",
+            "--health-cmd",
+            "test -f /tmp/ready",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "3",
+            "--health-start-period",
+            "20s",
+            &image,
+        ],
+    );
+    let created = Instant::now();
+    // Through the mesh, from outside the swarm, until the task serves: no
+    // request may reach it before it is healthy.
+    let mut answers = Vec::new();
+    while created.elapsed() < Duration::from_secs(60) {
+        if let Some(page) = page(client, node, 8083) {
+            answers.push((created.elapsed(), page.clone()));
+            if answers.iter().filter(|(_, p)| p == "ready").count() >= 5 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("answers through the mesh: {answers:?}");
+    assert!(
+        answers.iter().all(|(_, p)| p == "ready"),
+        "a request reached the task before it was healthy: {answers:?}"
+    );
+    assert!(
+        answers.len() >= 5,
+        "the healthy task never served: {answers:?}; tasks: {:#?}",
+        shoal_tests::swarm::tasks(node, &["service", "ps", "slow"])
+    );
+    wait_running(node, "slow", 1, Duration::from_secs(10));
+}
+
+#[test]
+fn hostname_templates_and_bind_volume_and_tmpfs_mounts() {
+    require_root();
+    let ul = Underlay::builder().hosts(2).build().expect("underlay");
+    let h: Vec<&Host> = ul.hosts().iter().collect();
+    let (node, client) = (h[0], h[1]);
+    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
+    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let dir = TempDir::new().expect("temp dir");
+    // The page says what the task sees: its hostname, the bind's file and
+    // whether it can write there, the tmpfs's mode, type and size, and it
+    // writes a file into the volume.
+    let report = busybox_image(
+        dir.path(),
+        "report",
+        &ImageSpec {
+            entrypoint: vec![
+                "sh".into(),
+                "-c".into(),
+                "mkdir -p /www; { hostname; cat /bind/hello.txt; \
+                 (touch /bind/x 2>/dev/null && echo rw) || echo ro; \
+                 stat -c %a /scratch; grep -c ' /scratch tmpfs' /proc/mounts; \
+                 df -k /scratch | tail -1 | awk '{print $2}'; } > /www/index.html; \
+                 echo kept > /data/written; exec httpd -f -h /www -p 80"
+                    .into(),
+            ],
+            ..ImageSpec::default()
+        },
+    );
+    let image = registry.push(&report, "report:1", false);
+    let source = dir.path().join("bindsrc");
+    std::fs::create_dir_all(&source).expect("bind source");
+    std::fs::write(source.join("hello.txt"), "from-the-node\n").expect("bind file");
+    start_agent_with(node, &["--insecure-registry", &addr]).expect("agent");
+    form(node, &[], &[]);
+    let bind = format!(
+        "type=bind,source={},target=/bind,readonly",
+        source.display()
+    );
+    cli_ok(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "mnt",
+            "-p",
+            "8084:80",
+            "--hostname",
+            "{{.Service.Name}}-{{.Task.Slot}}-{{.Node.Hostname}}",
+            "--mount",
+            &bind,
+            "--mount",
+            "type=volume,source=vol1,target=/data",
+            "--mount",
+            "type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=1770",
+            &image,
+        ],
+    );
+    wait_running(node, "mnt", 1, Duration::from_secs(60));
+    let mut got = None;
+    let served = wait_for(Duration::from_secs(20), || {
+        got = page(client, node, 8084);
+        got.is_some()
+    });
+    assert!(served, "no page");
+    let lines: Vec<String> = got
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expected = [
+        format!("mnt-1-{}", node.name()),
+        "from-the-node".into(),
+        "ro".into(),
+        "1770".into(),
+        "1".into(),
+        "1024".into(),
+    ];
+    assert_eq!(lines, expected);
+    let written = state_dir(node).join("volumes/vol1/_data/written");
+    assert_eq!(
+        std::fs::read_to_string(&written).ok().as_deref(),
+        Some("kept\n"),
+        "{}",
+        written.display()
+    );
+    // A bind source the node lacks fails the task, naming the path.
+    cli_ok(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "badbind",
+            "--mount",
+            "type=bind,source=/nonexistent-shoal-bind,target=/x",
+            &image,
+        ],
+    );
+    let refused = wait_for(Duration::from_secs(60), || {
+        shoal_tests::swarm::tasks(node, &["service", "ps", "badbind"])
+            .iter()
+            .any(|t| {
+                t["Error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("/nonexistent-shoal-bind"))
+            })
+    });
+    assert!(
+        refused,
+        "{:#?}",
+        shoal_tests::swarm::tasks(node, &["service", "ps", "badbind"])
+    );
+    // Placeholders shoal cannot fill are refused at create.
+    let bad = cli(
+        node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "x",
+            "--hostname",
+            "{{.Service.Labels}}",
+            &image,
+        ],
+    );
+    assert!(!bad.status.success(), "{}", text(&bad));
+}

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shoal_control::api::Assignment;
-use shoal_control::objects::{ContainerSpec, HealthSpec};
+use shoal_control::objects::{ContainerSpec, HealthSpec, MountKind, MountSpec};
 
-use crate::executor::container::HealthConfig;
+use crate::executor::container::{HealthConfig, Mount};
 use crate::executor::{ContainerConfig, Launch};
 use crate::image::Credentials;
 
@@ -50,7 +50,7 @@ fn container_config(assignment: &Assignment, c: &ContainerSpec) -> ContainerConf
         cap_drop: c.cap_drop.clone(),
         init: c.init,
         pids_limit: i64::try_from(c.pids_limit).unwrap_or(i64::MAX),
-        mounts: Vec::new(),
+        mounts: c.mounts.iter().map(mount).collect(),
         stop_signal: optional(&c.stop_signal),
         healthcheck: c.healthcheck.as_ref().map(health_config),
         addresses: assignment
@@ -59,6 +59,27 @@ fn container_config(assignment: &Assignment, c: &ContainerSpec) -> ContainerConf
             .map(|a| IpAddr::V4(a.ip))
             .collect(),
         extra_hosts: Vec::new(),
+    }
+}
+
+/// A `--mount` as the container runtime takes it.
+fn mount(m: &MountSpec) -> Mount {
+    match m.kind {
+        MountKind::Bind => Mount::Bind {
+            source: PathBuf::from(&m.source),
+            target: m.target.clone(),
+            read_only: m.read_only,
+        },
+        MountKind::Volume => Mount::Volume {
+            name: m.source.clone(),
+            target: m.target.clone(),
+            read_only: m.read_only,
+        },
+        MountKind::Tmpfs => Mount::Tmpfs {
+            target: m.target.clone(),
+            size: m.tmpfs_size,
+            mode: m.tmpfs_mode,
+        },
     }
 }
 

@@ -50,8 +50,9 @@ impl Sandboxes for PlaneSandboxes {
                 .await?
                 .context("cannot create the task's network namespace");
         }
-        // Published ports wait for the task to listen (`serve`).
-        self.publish(a, Vec::new()).await?;
+        // In the overlay at once; behind its published ports and virtual
+        // IP only once it serves (listens, or is healthy: `serve`).
+        self.publish(a, Vec::new(), false).await?;
         let name = names::sandbox_ns(&a.task_id);
         if !self.dataplane.kick_and_wait(SANDBOX_WAIT).await || !self.netns.exists(&name) {
             bail!(
@@ -91,7 +92,7 @@ impl Sandboxes for PlaneSandboxes {
         } else {
             Vec::new()
         };
-        self.publish(a, ports).await
+        self.publish(a, ports, serving).await
     }
 
     fn listens(&self, pid: u32, a: &Assignment) -> bool {
@@ -106,8 +107,14 @@ impl Sandboxes for PlaneSandboxes {
 
 impl PlaneSandboxes {
     /// Publishes (and keeps on disk) the task's endpoint on each of its
-    /// networks, a backend of `ports`.
-    async fn publish(&self, a: &Assignment, ports: Vec<PublishedPort>) -> anyhow::Result<()> {
+    /// networks, a backend of `ports`, and of its service's virtual IP when
+    /// `serving`.
+    async fn publish(
+        &self,
+        a: &Assignment,
+        ports: Vec<PublishedPort>,
+        serving: bool,
+    ) -> anyhow::Result<()> {
         for attachment in &a.networks {
             let record = EndpointRecord {
                 task_id: a.task_id.clone(),
@@ -116,7 +123,7 @@ impl PlaneSandboxes {
                 mac: MacAddr::from_ipv4(attachment.ip),
                 vtep: self.vtep,
                 ports: ports.clone(),
-                vip: attachment.vip,
+                vip: attachment.vip.filter(|_| serving),
             };
             self.local.insert(LocalEndpoint {
                 network: attachment.network.clone(),

@@ -81,6 +81,8 @@ enum Outcome {
     Started(String, Result<(u32, bool), String>),
     /// The task and how its process ended, if the runtime knows.
     Stopped(String, Option<ProcessState>),
+    /// A task that turned healthy is a backend of its ports and VIP now.
+    Served(String),
 }
 
 pub struct TaskRunner {
@@ -429,7 +431,9 @@ impl Runner {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e: crate::executor::ExecutorError| e.to_string())?;
-                if !assignment.ports.is_empty() && !assignment.networks.is_empty() {
+                // A task with a health check serves once healthy
+                // (`poll_health`), others once they listen.
+                if !assignment.networks.is_empty() && !started.1 {
                     serve_once_listening(&*sandboxes, &assignment, started.0).await;
                 }
                 Ok(started)
@@ -484,6 +488,15 @@ impl Runner {
                         r.err = Some(err);
                         local.report = r;
                     }
+                }
+            }
+            Outcome::Served(id) => {
+                let Some(local) = self.tasks.get_mut(&id) else {
+                    return;
+                };
+                local.busy = false;
+                if local.stop_requested {
+                    self.request_stop(&id);
                 }
             }
             Outcome::Stopped(id, state) => {
@@ -578,6 +591,24 @@ impl Runner {
                     let pid = local.report.pid;
                     local.report = report(&id, TaskState::Running, "started");
                     local.report.pid = pid;
+                    // Healthy: now a backend of its published ports and
+                    // virtual IP.
+                    // Busy meanwhile, so a stop waits for it.
+                    if let Some(assignment) =
+                        local.assignment.clone().filter(|a| !a.networks.is_empty())
+                    {
+                        local.busy = true;
+                        let (sandboxes, done) = (self.sandboxes.clone(), self.done.clone());
+                        self.jobs.spawn(async move {
+                            if let Err(e) = sandboxes.serve(&assignment, true).await {
+                                tracing::warn!(
+                                    "task {}: joining the published ports: {e:#}",
+                                    assignment.task_id
+                                );
+                            }
+                            let _ = done.send(Outcome::Served(assignment.task_id)).await;
+                        });
+                    }
                 }
                 HealthStatus::Unhealthy => {
                     local.awaiting_health = false;
@@ -609,9 +640,9 @@ impl Runner {
     }
 }
 
-/// Makes a new task a backend of its published ports once it listens on
-/// them (or after [`LISTEN_WAIT`]): until then the mesh would send it
-/// connections it refuses.
+/// Makes a new task a backend of its published ports and virtual IP once
+/// it listens on the ports' targets (or after [`LISTEN_WAIT`]): until then
+/// the mesh would send it connections it refuses.
 async fn serve_once_listening(sandboxes: &dyn Sandboxes, assignment: &Assignment, pid: u32) {
     let started = tokio::time::Instant::now();
     while !sandboxes.listens(pid, assignment) {

@@ -7,7 +7,9 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
+use super::{
+    ExecutorError, Exit, Health, HealthStatus, Launch, LogMark, ProcessState, Runtime, Stream,
+};
 
 /// The first pid the fake hands out.
 const FIRST_PID: u32 = 1000;
@@ -26,6 +28,8 @@ struct FakeState {
     stops: Vec<(String, Duration)>,
     removes: Vec<String>,
     missing_binaries: Vec<String>,
+    /// Health of the tasks the test gave a health check.
+    health: HashMap<String, HealthStatus>,
 }
 
 #[derive(Debug)]
@@ -76,6 +80,11 @@ impl FakeRuntime {
 
     /// Ends a task as `exit`, as if its process had ended on its own. An
     /// unknown task is added, as one found on disk after a restart would be.
+    /// Gives `task_id` a health check now in `status`.
+    pub fn set_health(&self, task_id: &str, status: HealthStatus) {
+        self.lock().health.insert(task_id.to_string(), status);
+    }
+
     pub fn exit(&self, task_id: &str, exit: Exit) {
         self.set_state(task_id, ProcessState::Exited(exit));
     }
@@ -140,6 +149,14 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
+    fn health(&self, task_id: &str) -> Option<Health> {
+        let status = *self.lock().health.get(task_id)?;
+        Some(Health {
+            status,
+            ..Health::default()
+        })
+    }
+
     fn start(&self, launch: &Launch) -> Result<u32, ExecutorError> {
         let Some(program) = launch.command.first() else {
             return Err(ExecutorError::EmptyCommand(launch.task_id.clone()));

@@ -268,7 +268,7 @@ impl ImageStore {
     pub fn config_json(&self, id: &Digest) -> Result<serde_json::Value, ImageError> {
         let bytes = self.layout.read_blob(id, config::MAX_CONFIG)?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::malformed(&format!("image config {id}"), e))
+            .map_err(|e| ImageError::malformed(format!("image config {id}"), e))
     }
 
     /// Docker's `image prune`: removes images no task uses that have no

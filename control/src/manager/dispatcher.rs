@@ -17,7 +17,9 @@ use crate::api::{
     Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
     HEARTBEAT_PERIOD_MS,
 };
-use crate::objects::{Node, NodeResources, NodeState, Service, Task, TaskState};
+use crate::objects::{
+    render_hostname, Node, NodeResources, NodeState, Service, Task, TaskNames, TaskState,
+};
 use crate::store::Objects;
 
 /// How often the down detector looks.
@@ -144,6 +146,7 @@ pub(super) fn check_answer_size(
 fn assignments(
     tasks: Vec<Task>,
     services: &[Service],
+    nodes: &[Node],
 ) -> (
     HashMap<String, Vec<Assignment>>,
     HashMap<String, Vec<String>>,
@@ -166,18 +169,47 @@ fn assignments(
             .get(task.service_id.as_str())
             .map(|s| s.spec.ports.clone())
             .unwrap_or_default();
+        let mut spec = task.spec.clone();
+        if let Some(container) = spec.container.as_mut() {
+            container.hostname = task_hostname(&task, &container.hostname, nodes);
+        }
         by_node.entry(node_id).or_default().push(Assignment {
             name: task.name(),
             task_id: task.id,
             service_id: task.service_id,
             service_name: task.service_name,
             desired_state: task.desired_state,
-            spec: task.spec,
+            spec,
             networks: task.networks,
             ports,
         });
     }
     (by_node, history)
+}
+
+/// The task's `--hostname` with Docker's placeholders filled in; a
+/// template that cannot be filled (an old spec) leaves the node's default.
+fn task_hostname(task: &Task, template: &str, nodes: &[Node]) -> String {
+    if !template.contains("{{") {
+        return template.to_string();
+    }
+    let node_id = task.node_id.as_deref().unwrap_or("");
+    let node_hostname = nodes
+        .iter()
+        .find(|n| n.id == node_id)
+        .map_or("", |n| n.hostname.as_str());
+    let names = TaskNames {
+        service_id: &task.service_id,
+        service_name: &task.service_name,
+        task_id: &task.id,
+        slot: task.slot,
+        node_id,
+        node_hostname,
+    };
+    render_hostname(template, &names).unwrap_or_else(|e| {
+        tracing::warn!(task = %task.id, "--hostname: {e}");
+        String::new()
+    })
 }
 
 /// The nodes to mark Down at `now`: not Down yet, and silent (no heartbeat
@@ -299,7 +331,8 @@ impl<S: Store, L: Link> Manager<S, L> {
         let mut dispatch = self.dispatch();
         let cache = &mut dispatch.assignments;
         if cache.index != index || index.is_none() {
-            let (by_node, history) = assignments(self.all(objects), &self.all(objects));
+            let (by_node, history) =
+                assignments(self.all(objects), &self.all(objects), &self.all(objects));
             *cache = AssignmentCache {
                 index,
                 by_node: Arc::new(by_node),

@@ -47,12 +47,81 @@ pub struct ContainerSpec {
     /// `None`: the image's HEALTHCHECK.
     #[serde(default)]
     pub healthcheck: Option<HealthSpec>,
+    /// `--mount`s, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
     /// `--with-registry-auth`: the client's credentials for the image's
     /// registry. Kept in the store (sealed at rest like all of it), handed
     /// only to the nodes that run the tasks, used for their pulls; never
     /// shown (views drop it) nor logged.
     #[serde(default, skip_serializing_if = "RegistryAuth::is_empty")]
     pub registry_auth: RegistryAuth,
+}
+
+/// What a `--mount` mounts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A path of the node (it must exist there).
+    Bind,
+    /// A named local volume of the node, created on first use (an empty
+    /// source: an anonymous one per task).
+    #[default]
+    Volume,
+    /// A memory filesystem per task.
+    Tmpfs,
+}
+
+/// One `--mount type=bind|volume|tmpfs,source=...,target=...`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    #[serde(rename = "type")]
+    pub kind: MountKind,
+    /// A bind's absolute host path, or a volume's name.
+    #[serde(default)]
+    pub source: String,
+    /// Where it shows in the container (absolute).
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// tmpfs bytes; 0: the kernel's default (half the RAM).
+    #[serde(default)]
+    pub tmpfs_size: u64,
+    /// tmpfs permission bits; `None`: 1777.
+    #[serde(default)]
+    pub tmpfs_mode: Option<u32>,
+}
+
+impl MountSpec {
+    fn validate(&self) -> Result<(), ServiceSpecError> {
+        let bad = |reason: &str| {
+            Err(ServiceSpecError::Mount {
+                target: self.target.clone(),
+                reason: reason.to_string(),
+            })
+        };
+        if !self.target.starts_with('/') || self.target.split('/').any(|c| c == "..") {
+            return bad("the target must be an absolute path without `..`");
+        }
+        match self.kind {
+            MountKind::Bind if !self.source.starts_with('/') => {
+                bad("a bind's source must be an absolute path on the node")
+            }
+            MountKind::Volume
+                if !self.source.is_empty()
+                    && !self.source.bytes().enumerate().all(|(i, b)| {
+                        b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'_' | b'.' | b'-'))
+                    }) =>
+            {
+                bad("a volume name is letters, digits, `_`, `.` and `-`, starting with a letter or digit")
+            }
+            MountKind::Tmpfs if !self.source.is_empty() => bad("a tmpfs has no source"),
+            MountKind::Tmpfs if self.tmpfs_mode.is_some_and(|m| m > 0o7777) => {
+                bad("tmpfs-mode is octal permission bits, at most 7777")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Registry credentials as Docker carries them (`X-Registry-Auth`: base64url
@@ -128,8 +197,11 @@ impl ContainerSpec {
         if image.is_empty() || image != self.image || image.contains(char::is_whitespace) {
             return Err(ServiceSpecError::Image(self.image.clone()));
         }
-        if !self.hostname.is_empty() && !valid_hostname(&self.hostname) {
-            return Err(ServiceSpecError::Hostname(self.hostname.clone()));
+        if !self.hostname.is_empty() {
+            super::hostname::validate(&self.hostname)?;
+        }
+        for mount in &self.mounts {
+            mount.validate()?;
         }
         if let Some(test) = self.healthcheck.as_ref().and_then(|h| h.test.first()) {
             if !matches!(test.as_str(), "NONE" | "CMD" | "CMD-SHELL") {
@@ -138,15 +210,6 @@ impl ContainerSpec {
         }
         Ok(())
     }
-}
-
-/// A hostname the kernel takes: 1-64 bytes of letters, digits, `-`, `_`
-/// and `.` (Docker's own check is the kernel's).
-fn valid_hostname(name: &str) -> bool {
-    name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -180,6 +243,64 @@ mod tests {
             ..HealthSpec::default()
         });
         assert!(matches!(s.validate(), Err(ServiceSpecError::HealthTest(_))));
+    }
+
+    #[test]
+    fn mounts_are_checked() {
+        let mut s = spec("busybox");
+        let ok = [
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "/srv/www".into(),
+                target: "/www".into(),
+                ..MountSpec::default()
+            },
+            MountSpec {
+                kind: MountKind::Volume,
+                source: "data-1".into(),
+                target: "/data".into(),
+                ..MountSpec::default()
+            },
+            MountSpec {
+                kind: MountKind::Tmpfs,
+                target: "/scratch".into(),
+                tmpfs_mode: Some(0o1770),
+                ..MountSpec::default()
+            },
+        ];
+        s.mounts = ok.to_vec();
+        assert_eq!(s.validate(), Ok(()));
+        for bad in [
+            MountSpec {
+                kind: MountKind::Bind,
+                source: "relative".into(),
+                target: "/x".into(),
+                ..MountSpec::default()
+            },
+            MountSpec {
+                kind: MountKind::Volume,
+                source: "../up".into(),
+                target: "/x".into(),
+                ..MountSpec::default()
+            },
+            MountSpec {
+                kind: MountKind::Tmpfs,
+                target: "x".into(),
+                ..MountSpec::default()
+            },
+            MountSpec {
+                kind: MountKind::Tmpfs,
+                source: "s".into(),
+                target: "/x".into(),
+                ..MountSpec::default()
+            },
+        ] {
+            s.mounts = vec![bad.clone()];
+            assert!(
+                matches!(s.validate(), Err(ServiceSpecError::Mount { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

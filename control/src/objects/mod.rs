@@ -7,6 +7,7 @@ mod cluster;
 mod container;
 mod gossip_keys;
 mod guards;
+mod hostname;
 mod ids;
 mod ipam;
 mod lookup;
@@ -17,12 +18,13 @@ mod service;
 mod task;
 
 pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS};
-pub use container::{ContainerSpec, HealthSpec, RegistryAuth};
+pub use container::{ContainerSpec, HealthSpec, MountKind, MountSpec, RegistryAuth};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
     INITIAL_GOSSIP_KEY_ID, KEY_PROMOTE_AFTER_MS, KEY_RETIRE_AFTER_MS,
 };
 pub use guards::{GuardVersions, NetworkGuard, ServiceGuard};
+pub use hostname::{render as render_hostname, TaskNames};
 pub use ids::{
     new_cluster_id, new_network_id, new_node_id, new_service_id, new_task_id, to_base36, ID_LEN,
 };

@@ -302,8 +302,10 @@ pub enum ServiceSpecError {
     NoCommand,
     #[error("invalid image reference `{0}`: use NAME[:TAG][@DIGEST], e.g. nginx:1.25")]
     Image(String),
-    #[error("invalid hostname `{0}`: use up to 64 letters, digits, `-`, `_` or `.`")]
+    #[error("invalid hostname `{0}`: use up to 64 letters, digits, `-`, `_` or `.`, and the placeholders {{{{.Service.Name}}}}, {{{{.Service.ID}}}}, {{{{.Task.Slot}}}}, {{{{.Task.Name}}}}, {{{{.Task.ID}}}}, {{{{.Node.Hostname}}}}, {{{{.Node.ID}}}}")]
     Hostname(String),
+    #[error("invalid mount for {target}: {reason}")]
+    Mount { target: String, reason: String },
     #[error("invalid health check test `{0}`: use NONE, CMD or CMD-SHELL")]
     HealthTest(String),
     #[error("invalid environment variable `{0}`: use KEY=VALUE")]

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use shoal_control::objects::{ContainerSpec, HealthSpec, TaskSpec};
+use shoal_control::objects::{ContainerSpec, HealthSpec, MountSpec, TaskSpec};
 
 use super::flag_error::FlagError;
+use super::mounts::parse_mount;
 use super::values::millis;
 use crate::cli::parse_duration;
 
@@ -77,6 +78,14 @@ pub struct ContainerFlags {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long)]
     no_healthcheck: bool,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=...,
+    /// target=...[,readonly][,tmpfs-size=...][,tmpfs-mode=...]); on update
+    /// it replaces the mount at the same target.
+    #[arg(long, visible_alias = "mount-add", value_name = "MOUNT", value_parser = parse_mount)]
+    mount: Vec<MountSpec>,
+    /// Remove the mount at this target path (update).
+    #[arg(long, value_name = "TARGET")]
+    mount_rm: Vec<String>,
 }
 
 impl ContainerFlags {
@@ -92,6 +101,8 @@ impl ContainerFlags {
             || !self.cap_drop.is_empty()
             || self.stop_signal.is_some()
             || self.limit_pids.is_some()
+            || !self.mount.is_empty()
+            || !self.mount_rm.is_empty()
             || self.health_given()
     }
 
@@ -187,6 +198,13 @@ impl ContainerFlags {
         }
         if let Some(pids) = self.limit_pids {
             c.pids_limit = pids;
+        }
+        c.mounts.retain(|m| !self.mount_rm.contains(&m.target));
+        for mount in &self.mount {
+            match c.mounts.iter_mut().find(|m| m.target == mount.target) {
+                Some(existing) => *existing = mount.clone(),
+                None => c.mounts.push(mount.clone()),
+            }
         }
         // A cap added undoes its drop and the reverse, as Docker's update.
         for cap in &self.cap_add {

@@ -10,6 +10,7 @@ mod fake_manager;
 mod flag_error;
 mod flags;
 mod logs;
+mod mounts;
 mod pretty;
 mod progress;
 mod rows;

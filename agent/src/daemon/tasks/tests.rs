@@ -277,3 +277,60 @@ async fn an_adopted_exited_task_is_reported_only_while_listed() {
     assert!(r.runtime.launches().is_empty());
     r.runner.stop().await;
 }
+
+fn served(r: &Rig) -> Vec<(String, bool)> {
+    r.sandboxes.served.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_task_without_a_health_check_serves_once_it_listens() {
+    let mut r = rig().await;
+    r.assign
+        .send(Some(vec![assignment("t1", TaskState::Running, "net")]))
+        .unwrap();
+    r.until(|rs| state_of(rs, "t1") == Some(TaskState::Running))
+        .await;
+    for _ in 0..200 {
+        if !served(&r).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(served(&r), vec![("t1".to_string(), true)]);
+}
+
+#[tokio::test]
+async fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
+    let runtime = Arc::new(FakeRuntime::new());
+    runtime.set_health("t1", HealthStatus::Starting);
+    let mut r = rig_on(runtime.clone()).await;
+    r.assign
+        .send(Some(vec![assignment("t1", TaskState::Running, "net")]))
+        .unwrap();
+    r.until(|rs| {
+        rs.iter()
+            .any(|t| t.task_id == "t1" && t.state == TaskState::Starting && t.pid.is_some())
+    })
+    .await;
+    // Several health polls go by: still starting, not a backend.
+    tokio::time::sleep(POLL * 4).await;
+    assert_eq!(
+        state_of(&r.reports.borrow(), "t1"),
+        Some(TaskState::Starting)
+    );
+    assert!(
+        served(&r).is_empty(),
+        "served before healthy: {:?}",
+        served(&r)
+    );
+    runtime.set_health("t1", HealthStatus::Healthy);
+    r.until(|rs| state_of(rs, "t1") == Some(TaskState::Running))
+        .await;
+    for _ in 0..200 {
+        if !served(&r).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(served(&r), vec![("t1".to_string(), true)]);
+}
