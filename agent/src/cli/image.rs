@@ -22,13 +22,17 @@ pub enum ImageCommand {
     #[command(alias = "list")]
     Ls(LsArgs),
     /// Pull an image from a registry onto this node.
-    Pull { image: String },
+    Pull {
+        /// The image: NAME[:TAG][@DIGEST].
+        image: String,
+    },
     /// Remove images from this node (never one a task uses).
     #[command(alias = "remove")]
     Rm {
         /// Untag and remove even an image referenced by several tags.
         #[arg(short, long)]
         force: bool,
+        /// Images by name, id or id prefix.
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -42,7 +46,7 @@ pub enum ImageCommand {
         #[arg(short, long)]
         force: bool,
     },
-    /// Load images from a `docker save` tarball or an OCI archive.
+    /// Load images from a docker save tarball or an OCI archive.
     Load {
         /// The archive to read.
         #[arg(short, long)]
@@ -53,8 +57,10 @@ pub enum ImageCommand {
     },
     /// Docker's JSON for images on this node.
     Inspect {
+        /// Print each image through a Go template instead of JSON.
         #[arg(short, long)]
         format: Option<String>,
+        /// Images by name, id or id prefix.
         #[arg(required = true)]
         images: Vec<String>,
     },

@@ -110,6 +110,9 @@ impl ImageStore {
 
     /// Marks a pull or load as under way until the guard drops.
     fn busy(&self) -> InFlight<'_> {
+        // Under the state lock: a prune sweeping leftovers (which holds it)
+        // finishes before a new pull or load writes anything.
+        let _state = self.lock();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(&self.in_flight)
     }

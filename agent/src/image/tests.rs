@@ -271,3 +271,32 @@ fn gc_over_the_high_mark_removes_unused_images_only() {
     };
     assert!(store.collect_garbage(&never).unwrap().is_empty());
 }
+
+#[test]
+fn prune_sweeps_layers_and_blobs_no_image_references_unless_a_pull_is_under_way() {
+    shoal_tests::require_root();
+    let (dir, store) = store();
+    let kept = TestImage::new("k", b"k");
+    store
+        .load(&write(&dir, "k.tar", &docker_save(&kept, "k:1")), None)
+        .unwrap();
+    let root = store.root().to_path_buf();
+    let orphan_layer = root.join("layers").join("ab".repeat(32));
+    let orphan_blob = root.join("blobs/sha256").join("cd".repeat(32));
+    std::fs::create_dir_all(orphan_layer.join("etc")).unwrap();
+    std::fs::write(orphan_layer.join("etc/f"), [0u8; 1000]).unwrap();
+    std::fs::write(&orphan_blob, [0u8; 500]).unwrap();
+    // While a pull or load is under way, its layers are nobody's yet.
+    {
+        let _busy = store.busy();
+        store.prune(false).unwrap();
+        assert!(orphan_layer.exists() && orphan_blob.exists());
+    }
+    let (removed, freed) = store.prune(false).unwrap();
+    assert!(removed.is_empty(), "the tagged image stays");
+    assert!(!orphan_layer.exists() && !orphan_blob.exists());
+    assert!(freed >= 1500, "freed {freed}");
+    assert!(store.find("k:1").is_ok());
+    let (_, links) = store.layer_links(&kept.id()).unwrap();
+    assert_eq!(links.len(), 1, "the kept image's layer is whole");
+}

@@ -1,11 +1,14 @@
 //! `cargo xtask demo`: the main job, on this one machine. Four network
 //! namespaces on a shared underlay bridge (198.18.0.0/15): a swarm of one
 //! manager and two workers running the real `shoal` binary, and a client that
-//! runs no agent. The swarm runs a 3-replica web service published on port
-//! 8080; the client calls it through every node's routing mesh, and each
-//! reply names the task that served it and the client address it saw.
+//! runs no agent. Each node loads a small busybox image built on the spot
+//! (offline, [`image`]); the swarm runs it as a 3-replica web service
+//! published on port 8080; the client calls it through every node's routing
+//! mesh, and each reply names the task that served it and the client
+//! address it saw.
 
 mod answers;
+mod image;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,24 +38,6 @@ const CURL_TIMEOUT: &str = "3";
 /// Where the agent looks for the eBPF object before its embedded copy
 /// (`agent/src/ebpf/loader.rs`).
 const OBJECT_ENV: &str = "SHOAL_EBPF_OBJECT";
-
-/// Each replica: HTTP on port 80 answering `task=<id> client=<ip>:<port>`,
-/// its task id (shoal gives every task `SHOAL_TASK_ID`) and the peer of the
-/// connection as the task sees it.
-const SERVER: &str = r#"
-import http.server, os
-TASK = os.environ["SHOAL_TASK_ID"]
-class Echo(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("task=%s client=%s:%d\n" % (TASK, *self.client_address)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 80), Echo).serve_forever()
-"#;
 
 /// Runs the demo; with `keep`, leaves the cluster up and says how to use it
 /// and tear it down, else tears it down and checks that nothing is left.
@@ -166,6 +151,7 @@ impl Demo<'_> {
     /// the returned list holds the checks that failed after it did.
     fn show(&mut self) -> Result<Vec<String>> {
         self.start_swarm()?;
+        self.load_image()?;
         self.tasks = self.start_service()?;
         Ok(self.call_through_every_node(&self.tasks))
     }
@@ -196,6 +182,41 @@ impl Demo<'_> {
         Ok(())
     }
 
+    /// Builds the demo's image and loads it on every node, as on
+    /// air-gapped hosts.
+    fn load_image(&self) -> Result<()> {
+        println!(
+            "\n-- the image {}: busybox httpd and a CGI, built with umoci",
+            image::IMAGE
+        );
+        let t = Instant::now();
+        let dir = std::env::temp_dir().join(format!("shoal-demo-image-{}", std::process::id()));
+        let archive = image::build(&dir);
+        let archive = match archive {
+            Ok(archive) => archive,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        println!("  built in {:.1}s", t.elapsed().as_secs_f64());
+        let path = archive.to_string_lossy().to_string();
+        let loaded = self.nodes.iter().try_for_each(|node| {
+            println!("\n-- `shoal image load -i {path}` on {}", node.name());
+            print_indented(&shoal(node, &["image", "load", "-i", &path])?);
+            Ok::<(), anyhow::Error>(())
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded?;
+        println!("\n-- `shoal image ls` on h1");
+        print_indented(&shoal(self.nodes[0], &["image", "ls"])?);
+        println!(
+            "  images on every node {:.1}s after the build began",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
     /// Creates the network and the service, waits for its tasks to run and
     /// returns them.
     fn start_service(&self) -> Result<Vec<TaskLabel>> {
@@ -207,9 +228,9 @@ impl Demo<'_> {
         let publish = format!("{PUBLISHED}:80");
         println!(
             "\n-- `shoal service create --name {SERVICE} --replicas {replicas} --network {NETWORK} \
-             --publish {publish} -d --runtime process -- python3 -c SERVER`, SERVER being:"
+             --publish {publish} -d {}`",
+            image::IMAGE
         );
-        print_indented(SERVER.trim());
         let t = Instant::now();
         let id = shoal(
             manager,
@@ -225,12 +246,7 @@ impl Demo<'_> {
                 "--publish",
                 &publish,
                 "--detach",
-                "--runtime",
-                "process",
-                "--",
-                "python3",
-                "-c",
-                SERVER.trim(),
+                image::IMAGE,
             ],
         )?;
         println!("  service id {}", id.trim());
