@@ -21,10 +21,13 @@ pub const IMAGE: &str = "localhost/shoal-demo/web:1";
 
 /// The CGI behind `/` (httpd runs `cgi-bin/index.cgi` for a directory
 /// without an index.html).
+/// httpd listens on IPv4 only, so the peer is a plain `a.b.c.d` (an IPv6
+/// socket would say `[::ffff:a.b.c.d]`, which the script strips anyway).
 const ECHO_CGI: &str = "#!/bin/sh
+peer=${REMOTE_ADDR#[}; peer=${peer%]}; peer=${peer#::ffff:}
 echo 'Content-Type: text/plain'
 echo
-echo \"task=$SHOAL_TASK_ID client=$REMOTE_ADDR:$REMOTE_PORT\"
+echo \"task=$SHOAL_TASK_ID client=$peer:$REMOTE_PORT\"
 ";
 
 /// Builds the image under `dir` and returns its `docker save` tarball.
@@ -75,7 +78,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         "--config.entrypoint=httpd",
         "--config.cmd=-f",
         "--config.cmd=-p",
-        "--config.cmd=80",
+        "--config.cmd=0.0.0.0:80",
         "--config.cmd=-h",
         "--config.cmd=/www",
         "--config.env=PATH=/bin",
