@@ -294,12 +294,18 @@ impl<S: Store, L: Link> Manager<S, L> {
                 if let Some(until) = restarting_until {
                     let window = until.saturating_sub(super::now_ms()) / 1000;
                     tracing::info!(
+                        target: "shoal::lifecycle",
                         "node {} ({}) is restarting: its tasks are kept for up to {window} s",
                         node.id,
                         node.hostname
                     );
                 } else if back {
-                    tracing::info!("node {} ({}) is back from its restart", node.id, node.hostname);
+                    tracing::info!(
+                        target: "shoal::lifecycle",
+                        "node {} ({}) is back from its restart",
+                        node.id,
+                        node.hostname
+                    );
                 }
             }
         } else if let Some(leader) = self.leader_addr() {
@@ -386,7 +392,12 @@ impl<S: Store, L: Link> Manager<S, L> {
                 })
                 .await;
             match marked {
-                Ok(_) => tracing::info!("node {} ({}) is down", node.id, node.hostname),
+                Ok(_) => tracing::info!(
+                    target: "shoal::lifecycle",
+                    "node {} ({}) is down: its tasks are started elsewhere",
+                    node.id,
+                    node.hostname
+                ),
                 Err(e) => tracing::debug!("marking {} down: {e}", node.id),
             }
         }
