@@ -20,12 +20,9 @@ pub const LOCK_FILE: &str = "shoal.lock";
 pub enum LockError {
     #[error("another shoal agent{pid} already uses {dir}; stop it first, or give this one its own --state-dir and --run-dir")]
     Held { dir: PathBuf, pid: String },
-    #[error("cannot lock {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is in the message, not a `source` (printed once).
+    #[error("cannot lock {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
 }
 
 /// A dir locked for this process; unlocked when dropped.
@@ -40,7 +37,7 @@ impl DirLock {
         let path = dir.join(LOCK_FILE);
         let io = |source| LockError::Io {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let file = OpenOptions::new()
             .read(true)
