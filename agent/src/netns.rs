@@ -112,7 +112,10 @@ impl NetnsDir {
             Ok(Ok(())) => Ok(path),
             Ok(Err(source)) => {
                 let _ = fs::remove_file(&path);
-                Err(NetnsError::Create { path, cause: source })
+                Err(NetnsError::Create {
+                    path,
+                    cause: source,
+                })
             }
             Err(_) => Err(NetnsError::ThreadPanicked),
         }
@@ -133,7 +136,10 @@ impl NetnsDir {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(NetnsError::Remove { path, cause: source }),
+            Err(source) => Err(NetnsError::Remove {
+                path,
+                cause: source,
+            }),
         }
     }
 }

@@ -62,7 +62,12 @@ fn alive(pid: u64) -> bool {
 /// `node ls` state of `name` as `from` sees it.
 fn node_state(from: &Host, name: &str) -> String {
     node(&nodes(from), name)
-        .map(|n| n["Status"]["State"].as_str().unwrap_or_default().to_lowercase())
+        .map(|n| {
+            n["Status"]["State"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -72,7 +77,11 @@ fn stop_agent(host: &Host, pid: u32) -> Duration {
     let sent = Instant::now();
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("SIGTERM the agent");
     let exited = wait_for(Duration::from_secs(25), || host.exit_status(pid).is_some());
-    assert!(exited, "the agent on {} did not exit on SIGTERM", host.name());
+    assert!(
+        exited,
+        "the agent on {} did not exit on SIGTERM",
+        host.name()
+    );
     sent.elapsed()
 }
 
@@ -85,7 +94,10 @@ fn agent_log(host: &Host, pid: u32) -> String {
 /// The value of the sample `name` (no labels) in `host`'s metrics.
 fn metric(host: &Host, name: &str) -> Option<f64> {
     let out = host
-        .exec("curl", &["-s", "-m", "3", &format!("http://{METRICS}/metrics")])
+        .exec(
+            "curl",
+            &["-s", "-m", "3", &format!("http://{METRICS}/metrics")],
+        )
         .ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -129,12 +141,25 @@ fn a_restarted_workers_agent_keeps_its_tasks() {
     assert!(metric(h[0], "shoal_raft_leader_changes_total").unwrap_or(0.0) >= 1.0);
     assert_eq!(metric(h[0], "shoal_raft_is_leader"), Some(1.0));
 
+    let worker_lines = || {
+        cli_ok(h[0], &["service", "logs", "ticker"])
+            .lines()
+            .filter(|l| l.contains(&format!("@{}", h[1].name())))
+            .count()
+    };
+    let lines_before = worker_lines();
     let took = stop_agent(h[1], worker_pid);
     let log = agent_log(h[1], worker_pid);
     eprintln!("worker agent exited {} ms after SIGTERM", took.as_millis());
     assert!(log.contains("stopping on SIGTERM"), "no stop line:\n{log}");
-    assert!(log.contains("stopped on SIGTERM in"), "no stopped line:\n{log}");
-    assert!(log.contains("restarting"), "the managers were not told:\n{log}");
+    assert!(
+        log.contains("stopped on SIGTERM in"),
+        "no stopped line:\n{log}"
+    );
+    assert!(
+        log.contains("restarting"),
+        "the managers were not told:\n{log}"
+    );
     // Longer than a silent node gets (2 s): the window holds it.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(node_state(h[0], h[1].name()), "ready");
@@ -146,7 +171,10 @@ fn a_restarted_workers_agent_keeps_its_tasks() {
     let new_pid = start_agent_with(h[1], &flags).expect("agent on h2 again");
     let log = agent_log(h[1], new_pid);
     assert!(log.contains("started: socket"), "no start line:\n{log}");
-    assert!(log.contains("is a worker of swarm"), "no member line:\n{log}");
+    assert!(
+        log.contains("is a worker of swarm"),
+        "no member line:\n{log}"
+    );
     // Back, and its tasks with it: no new task anywhere.
     let same = wait_for(Duration::from_secs(20), || {
         let now = task_table(h[0], "ticker");
@@ -165,6 +193,14 @@ fn a_restarted_workers_agent_keeps_its_tasks() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(task_table(h[0], "ticker").len(), before.len());
     assert!(on_worker.iter().all(|(_, pid)| alive(*pid)));
+    // Their output, written while no agent ran and since, reaches `service
+    // logs` (the tasks write twice a second).
+    let lines_after = worker_lines();
+    eprintln!("worker task log lines: {lines_before} before the restart, {lines_after} after");
+    assert!(
+        lines_after >= lines_before + 2 * 7,
+        "the worker's task output stopped: {lines_before} -> {lines_after} lines"
+    );
 }
 
 /// A client that sends one request at a time round-robin through `nodes`'
@@ -233,7 +269,10 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
         .map(|h| start_agent_with(h, &[]).expect("agent"))
         .collect();
     form(swarm[0], &[swarm[1], swarm[2]], &[swarm[3]]);
-    cli_ok(swarm[0], &["network", "create", "--driver", "overlay", "net"]);
+    cli_ok(
+        swarm[0],
+        &["network", "create", "--driver", "overlay", "net"],
+    );
     create(
         swarm[0],
         "web",
@@ -254,6 +293,7 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
         .expect("client");
     std::thread::sleep(Duration::from_secs(3));
     let mut windows = Vec::new();
+    let mut last_back = 0.0;
     for (i, host) in swarm.iter().enumerate() {
         let watcher = swarm[(i + 1) % 3];
         let started = Instant::now();
@@ -269,10 +309,18 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
         });
         assert!(back, "{} did not come back", host.name());
         let window = started.elapsed();
-        eprintln!("{}: restarted onto the new binary in {window:.2?}", host.name());
+        eprintln!(
+            "{}: restarted onto the new binary in {window:.2?}",
+            host.name()
+        );
         windows.push(window);
+        last_back = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         std::thread::sleep(Duration::from_secs(2));
     }
+    // Some more requests after the last agent is back.
+    std::thread::sleep(Duration::from_secs(3));
     std::fs::write(&stop, b"").expect("stop file");
     let log = client.log_path(client_pid).expect("client log");
     let done = wait_for(Duration::from_secs(20), || {
@@ -281,6 +329,7 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(done, "the client did not finish:\n{out}");
     let (mut ok, mut failed, mut times) = (0, Vec::new(), Vec::new());
+    let mut answered_after = std::collections::BTreeSet::new();
     for line in out.lines() {
         let mut fields = line.split_whitespace();
         let (Some(at), Some(kind), Some(node)) = (fields.next(), fields.next(), fields.next())
@@ -290,7 +339,11 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
         match kind {
             "ok" => {
                 ok += 1;
-                times.push((at.parse::<f64>().unwrap_or(0.0), node.to_string()));
+                let at = at.parse::<f64>().unwrap_or(0.0);
+                if at > last_back {
+                    answered_after.insert(fields.next().unwrap_or_default().to_string());
+                }
+                times.push((at, node.to_string()));
             }
             "fail" => failed.push(line.to_string()),
             _ => {}
@@ -309,6 +362,10 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
     );
     assert!(ok > 100, "too few requests: {ok}");
     assert!(failed.is_empty(), "requests failed: {failed:#?}");
+    // Every task still serves through the mesh: the agents that adopted
+    // them announced their endpoints again.
+    let ids: std::collections::BTreeSet<String> = before.keys().cloned().collect();
+    assert_eq!(answered_after, ids, "tasks answering after the upgrade");
 
     // No task restarted, none added.
     let after = task_table(swarm[0], "web");

@@ -22,7 +22,10 @@ pub enum LockError {
     Held { dir: PathBuf, pid: String },
     /// The OS error is in the message, not a `source` (printed once).
     #[error("cannot lock {path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
 }
 
 /// A dir locked for this process; unlocked when dropped.

@@ -115,16 +115,25 @@ mod tests {
         h.failed();
         let text = h.prometheus();
         let bucket = |le: &str| {
-            sample(&text, &format!("shoal_heartbeat_latency_seconds_bucket{{le=\"{le}\"}}"))
-                .map(str::to_string)
+            sample(
+                &text,
+                &format!("shoal_heartbeat_latency_seconds_bucket{{le=\"{le}\"}}"),
+            )
+            .map(str::to_string)
         };
         assert_eq!(bucket("0.001").as_deref(), Some("1"));
         assert_eq!(bucket("0.025").as_deref(), Some("1"));
         assert_eq!(bucket("0.05").as_deref(), Some("2"));
         assert_eq!(bucket("1").as_deref(), Some("2"));
         assert_eq!(bucket("+Inf").as_deref(), Some("3"));
-        assert_eq!(sample(&text, "shoal_heartbeat_latency_seconds_count"), Some("3"));
-        assert_eq!(sample(&text, "shoal_heartbeat_latency_seconds_sum"), Some("3.0308"));
+        assert_eq!(
+            sample(&text, "shoal_heartbeat_latency_seconds_count"),
+            Some("3")
+        );
+        assert_eq!(
+            sample(&text, "shoal_heartbeat_latency_seconds_sum"),
+            Some("3.0308")
+        );
         assert_eq!(sample(&text, "shoal_heartbeat_failures_total"), Some("1"));
     }
 

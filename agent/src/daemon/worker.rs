@@ -184,7 +184,8 @@ impl Farewell {
             return;
         };
         for addr in me.managers.iter().take(3) {
-            let reply = tokio::time::timeout(FAREWELL_TIMEOUT, self.peers.heartbeat(addr, json.clone()));
+            let reply =
+                tokio::time::timeout(FAREWELL_TIMEOUT, self.peers.heartbeat(addr, json.clone()));
             if let Ok(Ok(_)) = reply.await {
                 tracing::info!(
                     target: "shoal::lifecycle",

@@ -380,9 +380,9 @@ impl<S: Store, L: Link> Manager<S, L> {
         let nodes = self.nodes();
         let silent: HashSet<&str> =
             silent_nodes(&nodes, &seen, since, &self.gossip, now, super::now_ms())
-            .into_iter()
-            .map(|n| n.id.as_str())
-            .collect();
+                .into_iter()
+                .map(|n| n.id.as_str())
+                .collect();
         for node in nodes.iter().filter(|n| silent.contains(n.id.as_str())) {
             let marked = self
                 .modify_node(&node.id, |n| {

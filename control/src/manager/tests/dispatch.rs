@@ -202,10 +202,7 @@ fn a_node_within_its_announced_restart_window_is_not_marked_down() {
     let mut restarting = worker(1);
     restarting.restarting_until_ms = Some(40_000);
     let silent = worker(2);
-    let seen = HashMap::from([
-        ("node001".to_string(), t0),
-        ("node002".to_string(), t0),
-    ]);
+    let seen = HashMap::from([("node001".to_string(), t0), ("node002".to_string(), t0)]);
     let gossip = GossipView::default();
     let all = [restarting, silent];
     let ids = |at: Duration, now_ms: u64| -> Vec<String> {
