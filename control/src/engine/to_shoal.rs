@@ -303,6 +303,8 @@ fn task_spec(
         // GAP (issue #16): the Engine API still runs Command and Args with the
         // process runtime (see the image warning in `container_spec`).
         container: None,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     })
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::payloads::PayloadIndex;
 use super::{Call, Caller, Link, Manager, ManagerError, Store};
 use crate::api::{
     Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
@@ -144,6 +145,7 @@ pub(super) fn check_answer_size(
 fn assignments(
     tasks: Vec<Task>,
     services: &[Service],
+    payloads: &PayloadIndex,
 ) -> (
     HashMap<String, Vec<Assignment>>,
     HashMap<String, Vec<String>>,
@@ -166,6 +168,10 @@ fn assignments(
             .get(task.service_id.as_str())
             .map(|s| s.spec.ports.clone())
             .unwrap_or_default();
+        let (secrets, configs) = (
+            payloads.secret_files(&task.spec.secrets),
+            payloads.config_files(&task.spec.configs),
+        );
         by_node.entry(node_id).or_default().push(Assignment {
             name: task.name(),
             task_id: task.id,
@@ -175,6 +181,8 @@ fn assignments(
             spec: task.spec,
             networks: task.networks,
             ports,
+            secrets,
+            configs,
         });
     }
     (by_node, history)
@@ -299,7 +307,9 @@ impl<S: Store, L: Link> Manager<S, L> {
         let mut dispatch = self.dispatch();
         let cache = &mut dispatch.assignments;
         if cache.index != index || index.is_none() {
-            let (by_node, history) = assignments(self.all(objects), &self.all(objects));
+            let payloads = PayloadIndex::new(self.all(objects), self.all(objects));
+            let (by_node, history) =
+                assignments(self.all(objects), &self.all(objects), &payloads);
             *cache = AssignmentCache {
                 index,
                 by_node: Arc::new(by_node),
