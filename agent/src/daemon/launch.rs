@@ -27,6 +27,8 @@ pub fn launch(assignment: &Assignment, netns: PathBuf, resolv_conf: String) -> L
             .container
             .as_ref()
             .map(|c| container_config(assignment, c)),
+        secrets: assignment.secrets.clone(),
+        configs: assignment.configs.clone(),
     }
 }
 
@@ -109,6 +111,8 @@ mod tests {
                 vip: None,
             }],
             ports: vec![],
+            secrets: vec![],
+            configs: vec![],
         }
     }
 
