@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApiResponse, NetworkView, PayloadView, NodeView, ServiceView, TaskLogs, TaskView};
+use super::{ApiResponse, NetworkView, NodeView, PayloadView, ServiceView, TaskLogs, TaskView};
 use crate::objects::Role;
 
 /// `ApiRequest::Info`: what the answering manager is and knows.

@@ -250,20 +250,45 @@ impl ApiRequest {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApiResponse {
     Info(ClusterInfo),
-    Token { token: String, addr: String },
-    Nodes { nodes: Vec<NodeView> },
-    Node { node: Box<NodeView> },
-    Networks { networks: Vec<NetworkView> },
-    Network { network: Box<NetworkView> },
-    Services { services: Vec<ServiceView> },
-    Service { service: Box<ServiceView> },
-    Tasks { tasks: Vec<TaskView> },
-    Logs { tasks: Vec<TaskLogs> },
-    Done { message: String },
+    Token {
+        token: String,
+        addr: String,
+    },
+    Nodes {
+        nodes: Vec<NodeView>,
+    },
+    Node {
+        node: Box<NodeView>,
+    },
+    Networks {
+        networks: Vec<NetworkView>,
+    },
+    Network {
+        network: Box<NetworkView>,
+    },
+    Services {
+        services: Vec<ServiceView>,
+    },
+    Service {
+        service: Box<ServiceView>,
+    },
+    Tasks {
+        tasks: Vec<TaskView>,
+    },
+    Logs {
+        tasks: Vec<TaskLogs>,
+    },
+    Done {
+        message: String,
+    },
     /// Secrets or configs (`secret ls`, `config ls`).
-    Payloads { items: Vec<PayloadView> },
+    Payloads {
+        items: Vec<PayloadView>,
+    },
     /// One secret or config.
-    Payload { item: Box<PayloadView> },
+    Payload {
+        item: Box<PayloadView>,
+    },
 }
 
 #[cfg(test)]

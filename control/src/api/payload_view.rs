@@ -65,8 +65,8 @@ mod tests {
     #[test]
     fn secrets_never_show_their_data_and_configs_do() {
         let data = PayloadData(b"hunter2".to_vec());
-        let secret = Secret::new("s".into(), "pw".into(), BTreeMap::new(), data.clone(), 0)
-            .unwrap();
+        let secret =
+            Secret::new("s".into(), "pw".into(), BTreeMap::new(), data.clone(), 0).unwrap();
         let json = serde_json::to_string(&PayloadView::new(&secret, 7)).unwrap();
         assert_eq!(
             json,

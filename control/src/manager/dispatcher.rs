@@ -308,8 +308,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         let cache = &mut dispatch.assignments;
         if cache.index != index || index.is_none() {
             let payloads = PayloadIndex::new(self.all(objects), self.all(objects));
-            let (by_node, history) =
-                assignments(self.all(objects), &self.all(objects), &payloads);
+            let (by_node, history) = assignments(self.all(objects), &self.all(objects), &payloads);
             *cache = AssignmentCache {
                 index,
                 by_node: Arc::new(by_node),

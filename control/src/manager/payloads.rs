@@ -11,7 +11,8 @@ use super::{now_secs, Link, Manager, ManagerError, Store};
 use crate::api::{ApiResponse, PayloadView};
 use crate::objects::{
     find, new_payload_id, Config, ConfigKind, GuardVersions, LookupError, Payload, PayloadData,
-    PayloadError, PayloadFile, PayloadKind, PayloadReference, Secret, SecretKind, ServiceSpec, TaskSpec, CONFIGS_BASE, SECRETS_BASE,
+    PayloadError, PayloadFile, PayloadKind, PayloadReference, Secret, SecretKind, ServiceSpec,
+    TaskSpec, CONFIGS_BASE, SECRETS_BASE,
 };
 use crate::store::{Command, Objects, Response};
 
@@ -141,11 +142,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             let mut users: Vec<String> = self
                 .services(&objects)
                 .iter()
-                .filter(|s| {
-                    K::references(&s.spec.task)
-                        .iter()
-                        .any(|r| r.id == found.id)
-                })
+                .filter(|s| K::references(&s.spec.task).iter().any(|r| r.id == found.id))
                 .map(|s| s.spec.name.clone())
                 .collect();
             if !users.is_empty() {

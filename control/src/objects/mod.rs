@@ -25,7 +25,8 @@ pub use gossip_keys::{
 };
 pub use guards::{GuardVersions, NetworkGuard, ServiceGuard};
 pub use ids::{
-    new_cluster_id, new_network_id, new_node_id, new_payload_id, new_service_id, new_task_id, to_base36, ID_LEN,
+    new_cluster_id, new_network_id, new_node_id, new_payload_id, new_service_id, new_task_id,
+    to_base36, ID_LEN,
 };
 pub use ipam::{
     create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps, parse_subnet,

@@ -30,6 +30,7 @@ use super::client;
 use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
+pub(crate) use tasks::human_duration;
 pub use tasks::TaskListOptions;
 pub use values::parse_memory;
 use values::parse_scale;

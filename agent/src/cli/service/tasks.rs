@@ -180,7 +180,7 @@ pub fn current_state(state: TaskState, since_ms: u64, now_ms: u64) -> String {
 }
 
 /// How Docker says how long ago something happened.
-fn human_duration(ms: u64) -> String {
+pub(crate) fn human_duration(ms: u64) -> String {
     let seconds = ms / 1000;
     let minutes = seconds / 60;
     // Hours are rounded, as Docker does.

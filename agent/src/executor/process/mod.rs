@@ -42,7 +42,6 @@ use store::{Identity, Record};
 
 use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
 
-
 /// The task's secrets and configs (a tmpfs), in its directory.
 const TASK_FILES_DIR: &str = "files";
 /// How long `stop` waits after `cgroup.kill` for the cgroup to empty, and
@@ -201,7 +200,9 @@ impl ProcessRuntime {
             (CONFIGS_DIR_ENV, "configs", !launch.configs.is_empty()),
         ] {
             if given {
-                launch.env.push(format!("{env}={}", files.join(sub).display()));
+                launch
+                    .env
+                    .push(format!("{env}={}", files.join(sub).display()));
             }
         }
         debug_assert!(made.len() == launch.secrets.len() + launch.configs.len());
