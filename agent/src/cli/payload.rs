@@ -16,12 +16,7 @@ use super::client;
 use super::format::{self, natural_cmp, Listing, Row};
 use super::service::human_duration;
 
-/// Which of the two kinds a command is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PayloadClass {
-    Secret,
-    Config,
-}
+pub use shoal_control::api::PayloadClass;
 
 #[derive(Debug, Subcommand)]
 pub enum PayloadCommand {

@@ -142,6 +142,19 @@ pub enum ApiRequest {
     SecretInspect { secret: String },
     /// manager: `secret rm SECRET`; refused while a service uses it.
     SecretRemove { secret: String },
+    /// manager: a secret's or config's update (Engine API, `stack
+    /// deploy`): only the labels may change; the same data is accepted.
+    /// `version` is the one read (refused if it moved since).
+    PayloadUpdate {
+        class: PayloadClass,
+        name_or_id: String,
+        #[serde(default)]
+        version: Option<u64>,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        #[serde(default)]
+        data: Option<PayloadData>,
+    },
     /// manager: `config create`; answers [`ApiResponse::Payload`].
     ConfigCreate {
         name: String,
@@ -155,6 +168,14 @@ pub enum ApiRequest {
     ConfigInspect { config: String },
     /// manager: `config rm CONFIG`; refused while a service uses it.
     ConfigRemove { config: String },
+}
+
+/// Secrets or configs, where a request serves both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadClass {
+    Secret,
+    Config,
 }
 
 /// Who may make a request, and which manager answers it.
@@ -224,6 +245,7 @@ impl ApiRequest {
             | ApiRequest::SecretRemove { .. }
             | ApiRequest::ConfigCreate { .. }
             | ApiRequest::ConfigRemove { .. }
+            | ApiRequest::PayloadUpdate { .. }
             | ApiRequest::AddManager { .. } => Access::Write,
         }
     }

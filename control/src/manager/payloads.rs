@@ -180,6 +180,51 @@ impl<S: Store, L: Link> Manager<S, L> {
         Err(ManagerError::Contended { kind: K::WHAT })
     }
 
+    /// A label update (leader only): the data may be given again, but not
+    /// changed, as in Docker.
+    pub(super) async fn update_payload<K: PayloadKind>(
+        &self,
+        wanted: &str,
+        version: Option<u64>,
+        labels: BTreeMap<String, String>,
+        data: Option<PayloadData>,
+    ) -> Result<ApiResponse, ManagerError> {
+        let objects = self.objects();
+        let all = self.payloads::<K>(&objects)?;
+        let items: Vec<Payload<K>> = all.iter().map(|(p, _)| p.clone()).collect();
+        let found = find(&items, wanted)?;
+        let stored = all
+            .iter()
+            .find(|(p, _)| p.id == found.id)
+            .map_or(0, |(_, v)| *v);
+        if let Some(read) = version.filter(|v| *v != stored) {
+            return Err(ManagerError::Stale {
+                name: found.name.clone(),
+                read,
+                now: stored,
+            });
+        }
+        if data
+            .as_ref()
+            .is_some_and(|d| !d.0.is_empty() && *d != found.data)
+        {
+            return Err(PayloadError::DataChange { what: K::WHAT }.into());
+        }
+        let mut updated = found.clone();
+        updated.labels = labels;
+        updated.updated_at = now_secs();
+        let write = Command::put(&updated, Some(stored)).map_err(ManagerError::store)?;
+        match self.submit(write).await? {
+            Response::Ok { version } => Ok(ApiResponse::Payload {
+                item: Box::new(PayloadView::new(&updated, version)),
+            }),
+            Response::Conflict { .. } | Response::NotFound { .. } => Err(ManagerError::Changed {
+                kind: K::WHAT,
+                name: found.name.clone(),
+            }),
+        }
+    }
+
     /// Resolves the spec's `--secret` and `--config` references (names or
     /// ids) to the stored objects, checking their targets.
     pub(super) fn resolve_payloads(

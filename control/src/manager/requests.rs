@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{Call, Caller, ErrorCode, Link, Manager, ManagerError, Store};
-use crate::api::{ApiRequest, ApiResponse};
+use crate::api::{ApiRequest, ApiResponse, PayloadClass};
 use crate::objects::{ConfigKind, NetworkRequest, SecretKind};
 
 /// How long a request waits for a leader before failing with the quorum
@@ -153,6 +153,22 @@ impl<S: Store, L: Link> Manager<S, L> {
             ApiRequest::ConfigCreate { name, labels, data } => {
                 self.create_payload::<ConfigKind>(name, labels, data).await
             }
+            ApiRequest::PayloadUpdate {
+                class,
+                name_or_id,
+                version,
+                labels,
+                data,
+            } => match class {
+                PayloadClass::Secret => {
+                    self.update_payload::<SecretKind>(&name_or_id, version, labels, data)
+                        .await
+                }
+                PayloadClass::Config => {
+                    self.update_payload::<ConfigKind>(&name_or_id, version, labels, data)
+                        .await
+                }
+            },
             ApiRequest::ConfigList => self.payload_list::<ConfigKind>(),
             ApiRequest::ConfigInspect { config } => self.payload_inspect::<ConfigKind>(&config),
             ApiRequest::ConfigRemove { config } => self.remove_payload::<ConfigKind>(&config).await,

@@ -130,6 +130,8 @@ pub enum PayloadError {
     Empty { what: &'static str, name: String },
     #[error("{what} {0} already exists", what = .1)]
     NameTaken(String, &'static str),
+    #[error("only updates to Labels are allowed: a {what}'s data cannot change; create a new {what} and point the services at it")]
+    DataChange { what: &'static str },
     #[error("{what} target {target} is used twice in the service: give each a different target")]
     DuplicateTarget { what: &'static str, target: String },
     #[error("invalid {what} target `{target}`: use an absolute path or a file name, without `.` or `..` components")]

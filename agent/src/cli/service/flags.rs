@@ -542,6 +542,8 @@ mod tests {
 
     use super::*;
 
+    // A test's parse result, made once per case: its size does not matter.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Debug, Parser)]
     enum Verb {
         Create(CreateArgs),
@@ -830,6 +832,49 @@ mod tests {
         let spec = update(&v, "--publish-add 8080:81 web").unwrap();
         assert!(spec.ports.contains(&tcp(8080, 81)));
         assert!(!spec.ports.contains(&tcp(8080, 80)));
+    }
+
+    #[test]
+    fn secrets_and_configs_parse_like_docker_and_update_by_name() {
+        let spec = create(
+            "--name web --secret pw --secret source=tls,target=/etc/tls.key,uid=1000,gid=2,mode=0400 \
+             --config src=site,target=/www/index.html busybox",
+        )
+        .unwrap();
+        assert_eq!(spec.task.secrets[0], PayloadReference::named("pw"));
+        let tls = &spec.task.secrets[1];
+        assert_eq!(
+            (
+                tls.name.as_str(),
+                tls.target.as_str(),
+                tls.uid,
+                tls.gid,
+                tls.mode
+            ),
+            ("tls", "/etc/tls.key", 1000, 2, 0o400)
+        );
+        assert_eq!(spec.task.configs[0].target, "/www/index.html");
+        assert_eq!(spec.task.configs[0].mode, 0o444, "Docker's default");
+        assert!(create("--name web --secret target=/x busybox")
+            .unwrap_err()
+            .contains("invalid --secret `target=/x`"));
+        assert!(create("--name web --secret source=pw,mode=rw busybox").is_err());
+
+        let mut base = spec.clone();
+        base.task.secrets[0].id = "id-pw".into();
+        let v = view(base, &[]);
+        let spec = update(
+            &v,
+            "--secret-rm id-pw --secret-add source=tls,target=/k web",
+        )
+        .unwrap();
+        assert_eq!(spec.task.secrets.len(), 1, "{:?}", spec.task.secrets);
+        assert_eq!(
+            spec.task.secrets[0].target, "/k",
+            "re-added replaces by name"
+        );
+        let spec = update(&v, "--config-rm site web").unwrap();
+        assert!(spec.task.configs.is_empty());
     }
 
     #[test]
