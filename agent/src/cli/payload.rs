@@ -20,14 +20,14 @@ pub use shoal_control::api::PayloadClass;
 
 #[derive(Debug, Subcommand)]
 pub enum PayloadCommand {
-    /// Create from a file or from stdin (`-`); prints its id.
+    /// Create from a file or from stdin (a dash); prints its id.
     Create {
         /// Labels: key=value or key. Repeatable.
         #[arg(short, long, value_name = "KEY=VALUE")]
         label: Vec<String>,
         /// Its name.
         name: String,
-        /// A file holding the data, or `-` for stdin.
+        /// A file holding the data, or a dash for stdin.
         file: PathBuf,
     },
     /// List them.
@@ -52,6 +52,7 @@ pub enum PayloadCommand {
     /// Remove one or more.
     #[command(alias = "remove")]
     Rm {
+        /// Names, ids or unique id prefixes.
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
