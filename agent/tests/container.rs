@@ -577,6 +577,8 @@ fn figures_start_overhead_and_memory() {
             limit_nano_cpus: 0,
             limit_memory: 0,
             container: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         };
         let started = Instant::now();
         process.start(&launch).unwrap();

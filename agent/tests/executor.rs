@@ -146,6 +146,8 @@ impl Fixture {
             limit_nano_cpus: 0,
             limit_memory: 0,
             container: None,
+            secrets: vec![],
+            configs: vec![],
         }
     }
 
@@ -569,4 +571,59 @@ fn bad_commands_and_ids_are_refused_and_leave_nothing() {
         .err()
         .expect("a cgroup root off cgroup2 is refused");
     assert!(err.to_string().contains("cgroup2"), "{err}");
+}
+
+/// A secret as an assignment carries it.
+fn payload(path: &str, data: &str, uid: u32, mode: u32) -> shoal_control::objects::PayloadFile {
+    shoal_control::objects::PayloadFile {
+        path: path.into(),
+        uid,
+        gid: uid,
+        mode,
+        data: shoal_control::objects::PayloadData(data.as_bytes().to_vec()),
+    }
+}
+
+#[test]
+fn secrets_and_configs_are_tmpfs_files_named_in_the_env_and_gone_with_the_task() {
+    let fx = Fixture::new();
+    let mut launch = fx.launch(
+        "files",
+        &[
+            "sh",
+            "-c",
+            "cat $SHOAL_SECRETS_DIR/pw; echo; cat $SHOAL_CONFIGS_DIR/app.conf; echo; \
+             stat -c '%a %u' $SHOAL_SECRETS_DIR/pw; stat -f -c %T $SHOAL_SECRETS_DIR",
+        ],
+    );
+    launch.secrets = vec![payload("/run/secrets/pw", "hunter2", 1000, 0o400)];
+    launch.configs = vec![payload("/etc/app.conf", "port=80", 0, 0o444)];
+    fx.rt.start(&launch).expect("task starts");
+    assert_eq!(wait_exit(&fx.rt, "files"), Exit::Code(0));
+    let out = stdout(&fx.rt, "files");
+    assert_eq!(out, "hunter2\nport=80\n400 1000\ntmpfs\n", "{out}");
+
+    let files = fx.state.join("files").join("files");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        mountinfo.contains(&format!(" {} ", files.display())),
+        "a tmpfs of the task's at {}",
+        files.display()
+    );
+    fx.rt.remove("files").expect("removed");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mountinfo.contains(&files.display().to_string()),
+        "the tmpfs is unmounted with the task"
+    );
+    assert!(!files.exists());
+}
+
+#[test]
+fn a_task_without_secrets_mounts_nothing_and_gets_no_variables() {
+    let fx = Fixture::new();
+    let (exit, out) = fx.run("plain", &["sh", "-c", "echo [$SHOAL_SECRETS_DIR]"]);
+    assert_eq!(exit, Exit::Code(0));
+    assert_eq!(out, "[]\n");
+    assert!(!fx.state.join("plain").join("files").exists());
 }

@@ -482,3 +482,128 @@ services:
     });
     assert!(gone, "app_default is still there");
 }
+
+/// `docker ARGS` against `host`'s agent with `input` on stdin.
+fn docker_stdin(host: &Host, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let config = host.run_dir().join("docker-config");
+    let _ = std::fs::create_dir_all(&config);
+    let mut child = Command::new("timeout")
+        .arg("60")
+        .arg(docker_bin())
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", host.run_dir().join("docker.sock").display()),
+        )
+        .env("DOCKER_CONFIG", &config)
+        .env_remove("DOCKER_CONTEXT")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", docker_bin().display()));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("docker ends")
+}
+
+#[test]
+fn docker_secrets_and_configs_through_the_api() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let h = &ul.hosts()[0];
+    start_agents(&[h]);
+    docker_ok(
+        h,
+        &["swarm", "init", "--advertise-addr", &h.addr().to_string()],
+    );
+
+    let out = docker_stdin(
+        h,
+        &["secret", "create", "--label", "a=b", "s", "-"],
+        "api-pw-42",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 25, "{id}");
+    assert_eq!(
+        docker_ok(h, &["secret", "ls", "--format", "{{.ID}} {{.Name}}"]),
+        format!("{id} s")
+    );
+    assert_eq!(
+        cli_ok(h, &["secret", "ls", "-q"]),
+        id,
+        "shoal lists the secret docker created"
+    );
+    let inspect = docker_ok(h, &["secret", "inspect", "s"]);
+    assert!(
+        inspect.contains("\"a\": \"b\"") && !inspect.contains("Data"),
+        "{inspect}"
+    );
+    let out = docker_stdin(h, &["config", "create", "c", "-"], "port=8080");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        docker_ok(
+            h,
+            &[
+                "config",
+                "inspect",
+                "--format",
+                "{{printf \"%s\" .Spec.Data}}",
+                "c"
+            ]
+        ),
+        "port=8080"
+    );
+    assert!(docker_ok(h, &["secret", "ls", "--filter", "name=nope", "-q"]).is_empty());
+
+    // Either runtime: a process task finds the files in the directories
+    // named by its environment, a container at the targets.
+    docker_ok(
+        h,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "r",
+            "--secret",
+            "s",
+            "--config",
+            "source=c,target=/cfg",
+            "busybox",
+            "sh",
+            "-c",
+            "echo len=$(wc -c < ${SHOAL_SECRETS_DIR:-/run/secrets}/s) cfg=$(cat ${SHOAL_CONFIGS_DIR:-}/cfg); sleep 600",
+        ],
+    );
+    let spec = docker_ok(
+        h,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}:{{.File.Name}}{{end}}",
+            "r",
+        ],
+    );
+    assert_eq!(spec, "s:s");
+    let mut logs = String::new();
+    let read = wait_for(Duration::from_secs(30), || {
+        logs = text(&docker(h, &["service", "logs", "r"]));
+        logs.contains("len=9 cfg=port=8080")
+    });
+    assert!(read, "the task read its secret and config: {logs}");
+
+    let err = docker_err(h, &["secret", "rm", "s"]);
+    assert!(
+        err.contains("secret 's' is in use by the following service: r"),
+        "{err}"
+    );
+    docker_ok(h, &["service", "rm", "r"]);
+    assert_eq!(docker_ok(h, &["secret", "rm", "s"]), "s");
+    assert_eq!(docker_ok(h, &["config", "rm", "c"]), "c");
+    assert_eq!(docker_ok(h, &["secret", "ls", "-q"]), "");
+}

@@ -10,6 +10,7 @@ mod mesh;
 mod network;
 mod nodes;
 mod overlay;
+mod payload;
 mod service;
 mod swarm;
 mod template;
@@ -65,6 +66,12 @@ pub enum Command {
     /// Manage this node's images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Manage secrets: files only the tasks that use them receive.
+    #[command(subcommand)]
+    Secret(payload::PayloadCommand),
+    /// Manage configs: read-only files for services.
+    #[command(subcommand)]
+    Config(payload::PayloadCommand),
     /// This node's gossip view: members, their state, table sizes.
     Members(members::MembersArgs),
     /// Standalone endpoints on overlay networks, published through gossip.
@@ -265,6 +272,8 @@ impl Cli {
                 Command::Network(cmd) => cmd.run(&socket).await,
                 Command::Service(cmd) => cmd.run(&socket).await,
                 Command::Image(cmd) => cmd.run(&socket).await,
+                Command::Secret(cmd) => cmd.run(payload::PayloadClass::Secret, &socket).await,
+                Command::Config(cmd) => cmd.run(payload::PayloadClass::Config, &socket).await,
                 Command::Members(args) => args.run(&socket).await,
                 Command::Endpoint(cmd) => cmd.run(&socket).await,
                 Command::Overlay(_) | Command::Mesh(_) | Command::Ipvs(_) => {

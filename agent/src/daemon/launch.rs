@@ -28,6 +28,8 @@ pub fn launch(assignment: &Assignment, netns: PathBuf, resolv_conf: String) -> L
             .container
             .as_ref()
             .map(|c| container_config(assignment, c)),
+        secrets: assignment.secrets.clone(),
+        configs: assignment.configs.clone(),
     }
 }
 
@@ -104,6 +106,25 @@ fn health_config(h: &HealthSpec) -> HealthConfig {
     }
 }
 
+/// Why the task cannot start when its assignment lacks the data of a
+/// secret or config its spec uses (removed since the task was made): the
+/// task is rejected rather than run without the file.
+pub fn missing_files(assignment: &Assignment) -> Option<String> {
+    let spec = &assignment.spec;
+    let missing = |what: &str, wanted: &[shoal_control::objects::PayloadReference], got: usize| {
+        (wanted.len() != got).then(|| {
+            let names: Vec<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
+            format!(
+                "the managers sent {got} of the task's {} {what}s ({}): one was removed; update the service",
+                wanted.len(),
+                names.join(", ")
+            )
+        })
+    };
+    missing("secret", &spec.secrets, assignment.secrets.len())
+        .or_else(|| missing("config", &spec.configs, assignment.configs.len()))
+}
+
 /// The task's environment: what the service asks for, after the variables
 /// naming the task (as Swarm's `{{.Task.ID}}` templates would), which the
 /// service's own may override.
@@ -141,7 +162,26 @@ mod tests {
                 vip: None,
             }],
             ports: vec![],
+            secrets: vec![],
+            configs: vec![],
         }
+    }
+
+    #[test]
+    fn a_task_missing_a_secrets_data_is_refused() {
+        let mut a = assignment(None);
+        assert_eq!(missing_files(&a), None);
+        a.spec.secrets = vec![shoal_control::objects::PayloadReference::named("pw")];
+        let why = missing_files(&a).expect("refused");
+        assert!(why.contains("0 of the task's 1 secrets (pw)"), "{why}");
+        a.secrets = vec![shoal_control::objects::PayloadFile {
+            path: "/run/secrets/pw".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+            data: shoal_control::objects::PayloadData(b"x".to_vec()),
+        }];
+        assert_eq!(missing_files(&a), None);
     }
 
     #[test]

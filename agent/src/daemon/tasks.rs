@@ -402,6 +402,10 @@ impl Runner {
         );
         self.jobs.spawn(async move {
             let id = assignment.task_id.clone();
+            if let Some(missing) = super::launch::missing_files(&assignment) {
+                let _ = done.send(Outcome::Rejected(id, missing)).await;
+                return;
+            }
             if assignment.spec.container.is_some() {
                 let pulling = super::launch::launch(&assignment, PathBuf::new(), String::new());
                 let runtime = runtime.clone();

@@ -1,7 +1,7 @@
 //! The Docker Engine API's swarm subset (v1.41, with version negotiation)
 //! on a Unix socket, so the real `docker` CLI drives shoal unchanged:
 //! `/_ping`, `/version`, `/info`, `/swarm`, `/nodes`, `/services` (with
-//! logs), `/tasks`, `/networks`, `/distribution`.
+//! logs), `/tasks`, `/networks`, `/secrets`, `/configs`, `/distribution`.
 //!
 //! Every request becomes the same typed [`LocalRequest`] shoal's own CLI
 //! sends, answered by the agent through [`Backend`]; Docker's JSON comes
@@ -13,6 +13,7 @@
 mod cluster;
 mod http;
 mod logs;
+mod payloads;
 mod services;
 mod system;
 
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use futures::future::BoxFuture;
 use shoal_control::api::{Answer as Payload, ApiRequest, ApiResponse, LocalRequest};
@@ -110,16 +111,20 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/tasks", get(services::task_list))
         .route("/tasks/{id}", get(services::task_inspect))
         .route("/distribution/{*name}", get(system::distribution))
+        .route("/secrets", get(payloads::secret_list))
+        .route("/secrets/create", post(payloads::secret_create))
         .route(
-            "/secrets",
-            get(system::none_stored).fallback(system::not_implemented),
+            "/secrets/{id}",
+            get(payloads::secret_inspect).delete(payloads::secret_remove),
         )
-        .route("/secrets/{*rest}", any(system::not_implemented))
+        .route("/secrets/{id}/update", post(payloads::secret_update))
+        .route("/configs", get(payloads::config_list))
+        .route("/configs/create", post(payloads::config_create))
         .route(
-            "/configs",
-            get(system::none_stored).fallback(system::not_implemented),
+            "/configs/{id}",
+            get(payloads::config_inspect).delete(payloads::config_remove),
         )
-        .route("/configs/{*rest}", any(system::not_implemented))
+        .route("/configs/{id}/update", post(payloads::config_update))
         .fallback(system::unknown)
         .layer(axum::middleware::map_response(http::server_headers))
         .with_state(Api(backend))

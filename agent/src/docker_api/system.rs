@@ -313,20 +313,6 @@ pub async fn distribution(Path(name): Path<String>) -> Answer {
     ))
 }
 
-/// `GET /secrets`, `GET /configs`: shoal stores none yet, so there are
-/// none to list (`stack rm` lists them before removing).
-pub async fn none_stored() -> Answer {
-    ok(&Vec::<serde_json::Value>::new())
-}
-
-/// Secrets and configs: not in shoal yet.
-pub async fn not_implemented() -> Answer {
-    Err(Refusal::new(
-        RefusalKind::NotImplemented,
-        "secrets and configs are not supported by shoal yet",
-    ))
-}
-
 /// A path the API does not have: Docker's 404.
 pub async fn unknown() -> Answer {
     Err(Refusal::not_found("page not found"))

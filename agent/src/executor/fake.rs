@@ -296,6 +296,8 @@ mod tests {
             limit_nano_cpus: 0,
             limit_memory: 0,
             container: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shoal_control::objects::PayloadFile;
 use thiserror::Error;
 
 pub mod container;
@@ -18,6 +19,7 @@ pub mod fake;
 mod logfiles;
 pub mod process;
 mod select;
+pub mod task_files;
 
 pub use container::{ContainerConfig, ContainerOptions, ContainerRuntime, Health, HealthStatus};
 pub use fake::FakeRuntime;
@@ -44,6 +46,10 @@ pub struct Launch {
     /// then the service's Command, replacing the image's Entrypoint).
     /// `None` runs `command` as a host process.
     pub container: Option<ContainerConfig>,
+    /// The task's secrets and configs with their data (never printed:
+    /// their `Debug` hides it).
+    pub secrets: Vec<PayloadFile>,
+    pub configs: Vec<PayloadFile>,
 }
 
 /// How a task's process ended.

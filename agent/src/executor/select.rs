@@ -120,6 +120,8 @@ mod tests {
                 image: "busybox".into(),
                 ..ContainerConfig::default()
             }),
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 

@@ -186,6 +186,8 @@ impl Fixture {
                 image: image.to_string(),
                 ..container
             }),
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 

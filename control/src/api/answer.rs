@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApiResponse, NetworkView, NodeView, ServiceView, TaskLogs, TaskView};
+use super::{ApiResponse, NetworkView, NodeView, PayloadView, ServiceView, TaskLogs, TaskView};
 use crate::objects::Role;
 
 /// `ApiRequest::Info`: what the answering manager is and knows.
@@ -62,6 +62,8 @@ impl ApiResponse {
             ApiResponse::Tasks { .. } => "tasks",
             ApiResponse::Logs { .. } => "logs",
             ApiResponse::Done { .. } => "done",
+            ApiResponse::Payloads { .. } => "payloads",
+            ApiResponse::Payload { .. } => "payload",
         }
     }
 }
@@ -94,6 +96,8 @@ answer!(ServiceView, "service", ApiResponse::Service { service } => *service);
 answer!(Vec<TaskView>, "tasks", ApiResponse::Tasks { tasks } => tasks);
 answer!(Vec<TaskLogs>, "logs", ApiResponse::Logs { tasks } => tasks);
 answer!(Done, "done", ApiResponse::Done { message } => Done { message });
+answer!(Vec<PayloadView>, "payloads", ApiResponse::Payloads { items } => items);
+answer!(PayloadView, "payload", ApiResponse::Payload { item } => *item);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 mod answer;
 mod local;
 mod logs;
+mod payload_view;
 mod service_view;
 mod session;
 mod view;
@@ -16,6 +17,7 @@ pub use local::LocalRequest;
 pub use logs::{
     rfc3339_nanos, LogChunk, LogCursor, LogFetch, LogLine, LogQuery, LogStart, LogStream, TaskLogs,
 };
+pub use payload_view::{ObjectVersion, PayloadSpecView, PayloadView};
 pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
@@ -27,7 +29,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{Availability, Role, ServiceSpec, Strategy};
+use crate::objects::{Availability, PayloadData, Role, ServiceSpec, Strategy};
 
 /// What a client may ask. Variants marked "manager" are refused to worker
 /// certificates and answered only by managers.
@@ -127,6 +129,53 @@ pub enum ApiRequest {
     /// manager (internal): a node that joined or was promoted as a manager
     /// is ready; the leader adds it to the Raft group.
     AddManager { node_id: String },
+    /// manager: `secret create`; answers [`ApiResponse::Payload`].
+    SecretCreate {
+        name: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        data: PayloadData,
+    },
+    /// manager: `secret ls`; never carries the data.
+    SecretList,
+    /// manager: `secret inspect SECRET` (id, name or unique id prefix).
+    SecretInspect { secret: String },
+    /// manager: `secret rm SECRET`; refused while a service uses it.
+    SecretRemove { secret: String },
+    /// manager: a secret's or config's update (Engine API, `stack
+    /// deploy`): only the labels may change; the same data is accepted.
+    /// `version` is the one read (refused if it moved since).
+    PayloadUpdate {
+        class: PayloadClass,
+        name_or_id: String,
+        #[serde(default)]
+        version: Option<u64>,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        #[serde(default)]
+        data: Option<PayloadData>,
+    },
+    /// manager: `config create`; answers [`ApiResponse::Payload`].
+    ConfigCreate {
+        name: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        data: PayloadData,
+    },
+    /// manager: `config ls`.
+    ConfigList,
+    /// manager: `config inspect CONFIG`.
+    ConfigInspect { config: String },
+    /// manager: `config rm CONFIG`; refused while a service uses it.
+    ConfigRemove { config: String },
+}
+
+/// Secrets or configs, where a request serves both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadClass {
+    Secret,
+    Config,
 }
 
 /// Who may make a request, and which manager answers it.
@@ -172,6 +221,10 @@ impl ApiRequest {
             | ApiRequest::ServiceInspect { .. }
             | ApiRequest::ServicePs { .. }
             | ApiRequest::NodePs { .. }
+            | ApiRequest::SecretList
+            | ApiRequest::SecretInspect { .. }
+            | ApiRequest::ConfigList
+            | ApiRequest::ConfigInspect { .. }
             | ApiRequest::JoinToken { rotate: false, .. } => Access::Read,
             ApiRequest::ServiceLogs { .. } => Access::LeaderRead,
             ApiRequest::JoinToken { rotate: true, .. }
@@ -188,6 +241,11 @@ impl ApiRequest {
             | ApiRequest::ServiceRemove { .. }
             | ApiRequest::SetStrategy { .. }
             | ApiRequest::SetMaxReplicas { .. }
+            | ApiRequest::SecretCreate { .. }
+            | ApiRequest::SecretRemove { .. }
+            | ApiRequest::ConfigCreate { .. }
+            | ApiRequest::ConfigRemove { .. }
+            | ApiRequest::PayloadUpdate { .. }
             | ApiRequest::AddManager { .. } => Access::Write,
         }
     }
@@ -214,16 +272,45 @@ impl ApiRequest {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApiResponse {
     Info(ClusterInfo),
-    Token { token: String, addr: String },
-    Nodes { nodes: Vec<NodeView> },
-    Node { node: Box<NodeView> },
-    Networks { networks: Vec<NetworkView> },
-    Network { network: Box<NetworkView> },
-    Services { services: Vec<ServiceView> },
-    Service { service: Box<ServiceView> },
-    Tasks { tasks: Vec<TaskView> },
-    Logs { tasks: Vec<TaskLogs> },
-    Done { message: String },
+    Token {
+        token: String,
+        addr: String,
+    },
+    Nodes {
+        nodes: Vec<NodeView>,
+    },
+    Node {
+        node: Box<NodeView>,
+    },
+    Networks {
+        networks: Vec<NetworkView>,
+    },
+    Network {
+        network: Box<NetworkView>,
+    },
+    Services {
+        services: Vec<ServiceView>,
+    },
+    Service {
+        service: Box<ServiceView>,
+    },
+    Tasks {
+        tasks: Vec<TaskView>,
+    },
+    Logs {
+        tasks: Vec<TaskLogs>,
+    },
+    Done {
+        message: String,
+    },
+    /// Secrets or configs (`secret ls`, `config ls`).
+    Payloads {
+        items: Vec<PayloadView>,
+    },
+    /// One secret or config.
+    Payload {
+        item: Box<PayloadView>,
+    },
 }
 
 #[cfg(test)]

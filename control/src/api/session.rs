@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::logs::{LogChunk, LogFetch};
 pub use crate::objects::GossipKey;
 use crate::objects::{
-    NetworkSpec, NodeResources, PortConfig, Role, TaskAttachment, TaskSpec, TaskState,
+    NetworkSpec, NodeResources, PayloadFile, PortConfig, Role, TaskAttachment, TaskSpec, TaskState,
 };
 
 /// How often agents heartbeat, and how long managers wait before marking a
@@ -116,6 +116,13 @@ pub struct Assignment {
     /// The service's published ports, for the task's endpoint records.
     #[serde(default)]
     pub ports: Vec<PortConfig>,
+    /// The secrets the task uses, with their data: a node receives a
+    /// secret only in the assignment of a task that uses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<PayloadFile>,
+    /// The configs the task uses, with their data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<PayloadFile>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,6 +83,8 @@ impl ContainerSpec {
             return ContainerSpec {
                 args: spec.command.clone(),
                 env: spec.env.clone(),
+                secrets: super::payload_refs::secrets_from_shoal(&spec.secrets),
+                configs: super::payload_refs::configs_from_shoal(&spec.configs),
                 ..ContainerSpec::default()
             };
         };
@@ -111,6 +113,8 @@ impl ContainerSpec {
             }),
             capability_add: c.cap_add.clone(),
             capability_drop: c.cap_drop.clone(),
+            secrets: super::payload_refs::secrets_from_shoal(&spec.secrets),
+            configs: super::payload_refs::configs_from_shoal(&spec.configs),
             ..ContainerSpec::default()
         }
     }

@@ -344,6 +344,23 @@ pub fn network_matches(filters: &Filters, network: &NetworkResource) -> bool {
         && filters.exact("type", if builtin { "builtin" } else { "custom" })
 }
 
+/// The filters of `GET /secrets` and `GET /configs`.
+const PAYLOAD_KEYS: &[&str] = &["id", "label", "name", "names"];
+
+/// Checks `secret ls` / `config ls` filters.
+pub fn check_payloads(filters: &Filters) -> Result<(), FilterError> {
+    filters.validate(PAYLOAD_KEYS)
+}
+
+/// Whether a secret or config passes the filters: `id` and `name` by
+/// prefix (swarmkit's name prefixes), `names` exactly, `label`.
+pub fn payload_matches(filters: &Filters, item: &crate::api::PayloadView) -> bool {
+    filters.prefix("id", &item.id)
+        && filters.prefix("name", &item.spec.name)
+        && filters.exact("names", &item.spec.name)
+        && filters.labels("label", Some(&item.spec.labels))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

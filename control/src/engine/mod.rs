@@ -15,6 +15,7 @@ mod container;
 pub mod filter;
 mod network;
 mod node;
+mod payload_refs;
 mod port;
 mod service;
 mod system;

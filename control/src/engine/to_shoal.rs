@@ -303,6 +303,14 @@ fn task_spec(
         // GAP (issue #16): the Engine API still runs Command and Args with the
         // process runtime (see the image warning in `container_spec`).
         container: None,
+        secrets: match &task.container_spec {
+            Some(c) => super::payload_refs::secrets_to_shoal(&c.secrets)?,
+            None => Vec::new(),
+        },
+        configs: match &task.container_spec {
+            Some(c) => super::payload_refs::configs_to_shoal(&c.configs)?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -359,8 +367,6 @@ fn container_spec(
         }),
         "TaskTemplate.ContainerSpec.DNSConfig",
     )?;
-    refuse_if(!c.secrets.is_empty(), "TaskTemplate.ContainerSpec.Secrets")?;
-    refuse_if(!c.configs.is_empty(), "TaskTemplate.ContainerSpec.Configs")?;
     refuse_if(
         !matches!(c.isolation.as_str(), "" | "default"),
         "TaskTemplate.ContainerSpec.Isolation",

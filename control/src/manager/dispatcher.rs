@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::payloads::PayloadIndex;
 use super::{Call, Caller, Link, Manager, ManagerError, Store};
 use crate::api::{
     Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
@@ -149,6 +150,7 @@ fn assignments(
     tasks: Vec<Task>,
     services: &[Service],
     nodes: &[Node],
+    payloads: &PayloadIndex,
 ) -> (
     HashMap<String, Vec<Assignment>>,
     HashMap<String, Vec<String>>,
@@ -175,6 +177,10 @@ fn assignments(
         if let Some(container) = spec.container.as_mut() {
             container.hostname = task_hostname(&task, &container.hostname, nodes);
         }
+        let (secrets, configs) = (
+            payloads.secret_files(&task.spec.secrets),
+            payloads.config_files(&task.spec.configs),
+        );
         by_node.entry(node_id).or_default().push(Assignment {
             name: task.name(),
             task_id: task.id,
@@ -184,6 +190,8 @@ fn assignments(
             spec,
             networks: task.networks,
             ports,
+            secrets,
+            configs,
         });
     }
     (by_node, history)
@@ -375,8 +383,13 @@ impl<S: Store, L: Link> Manager<S, L> {
         let mut dispatch = self.dispatch();
         let cache = &mut dispatch.assignments;
         if cache.index != index || index.is_none() {
-            let (by_node, history) =
-                assignments(self.all(objects), &self.all(objects), &self.all(objects));
+            let payloads = PayloadIndex::new(self.all(objects), self.all(objects));
+            let (by_node, history) = assignments(
+                self.all(objects),
+                &self.all(objects),
+                &self.all(objects),
+                &payloads,
+            );
             *cache = AssignmentCache {
                 index,
                 by_node: Arc::new(by_node),

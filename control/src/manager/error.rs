@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::broker::BrokerError;
 use super::node_rules::NodeRuleError;
 use crate::ca::CaError;
-use crate::objects::{LookupError, NetworkCreateError};
+use crate::objects::{LookupError, NetworkCreateError, PayloadError};
 use crate::orchestrator::{AddressError, AdmissionError};
 
 /// What kind of failure, for the caller to act on.
@@ -101,6 +101,8 @@ pub enum ManagerError {
     #[error(transparent)]
     Address(#[from] AddressError),
     #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
     Ca(#[from] CaError),
     #[error(transparent)]
     Denied(#[from] Denied),
@@ -187,6 +189,8 @@ impl ManagerError {
             ManagerError::NetworkCreate(_) => C::Invalid,
             ManagerError::Address(AddressError::UnknownNetwork(_)) => C::NotFound,
             ManagerError::Address(AddressError::Exhausted { .. }) => C::Invalid,
+            ManagerError::Payload(PayloadError::NameTaken(..)) => C::Conflict,
+            ManagerError::Payload(_) => C::Invalid,
             ManagerError::Ca(CaError::JoinTokenRejected) => C::Permission,
             ManagerError::Ca(CaError::InvalidJoinToken(_) | CaError::InvalidCsr(_)) => C::Invalid,
             ManagerError::Ca(_) => C::Internal,

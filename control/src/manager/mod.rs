@@ -30,6 +30,7 @@ mod networks;
 mod node_rules;
 mod nodes;
 mod orchestrate;
+mod payloads;
 mod reach;
 mod requests;
 mod services;

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use super::{Call, Caller, ErrorCode, Link, Manager, ManagerError, Store};
-use crate::api::{ApiRequest, ApiResponse};
-use crate::objects::NetworkRequest;
+use crate::api::{ApiRequest, ApiResponse, PayloadClass};
+use crate::objects::{ConfigKind, NetworkRequest, SecretKind};
 
 /// How long a request waits for a leader before failing with the quorum
 /// error.
@@ -144,6 +144,34 @@ impl<S: Store, L: Link> Manager<S, L> {
                 self.set_max_replicas(max_replicas).await
             }
             ApiRequest::AddManager { node_id } => self.add_manager(&node_id).await,
+            ApiRequest::SecretCreate { name, labels, data } => {
+                self.create_payload::<SecretKind>(name, labels, data).await
+            }
+            ApiRequest::SecretList => self.payload_list::<SecretKind>(),
+            ApiRequest::SecretInspect { secret } => self.payload_inspect::<SecretKind>(&secret),
+            ApiRequest::SecretRemove { secret } => self.remove_payload::<SecretKind>(&secret).await,
+            ApiRequest::ConfigCreate { name, labels, data } => {
+                self.create_payload::<ConfigKind>(name, labels, data).await
+            }
+            ApiRequest::PayloadUpdate {
+                class,
+                name_or_id,
+                version,
+                labels,
+                data,
+            } => match class {
+                PayloadClass::Secret => {
+                    self.update_payload::<SecretKind>(&name_or_id, version, labels, data)
+                        .await
+                }
+                PayloadClass::Config => {
+                    self.update_payload::<ConfigKind>(&name_or_id, version, labels, data)
+                        .await
+                }
+            },
+            ApiRequest::ConfigList => self.payload_list::<ConfigKind>(),
+            ApiRequest::ConfigInspect { config } => self.payload_inspect::<ConfigKind>(&config),
+            ApiRequest::ConfigRemove { config } => self.remove_payload::<ConfigKind>(&config).await,
         }
     }
 }

@@ -92,7 +92,8 @@ impl<S: Store, L: Link> Manager<S, L> {
             let objects = self.objects();
             let guards = GuardVersions::read(&objects);
             let networks: Vec<Network> = self.all(&objects);
-            let spec = admit(spec.clone(), &self.services(&objects), &networks, None)?;
+            let mut spec = admit(spec.clone(), &self.services(&objects), &networks, None)?;
+            self.resolve_payloads(&objects, &mut spec)?;
             self.refuse_reserved_ports(&spec)?;
             self.refuse_over_cap(&objects, &spec)?;
             let now = now_secs();
@@ -141,6 +142,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         if let Some(container) = spec.task.container.as_mut() {
             container.keep_registry_auth(current.spec.task.container.as_ref());
         }
+        self.resolve_payloads(&objects, &mut spec)?;
         self.refuse_reserved_ports(&spec)?;
         self.refuse_over_cap(&objects, &spec)?;
         if force {

@@ -27,6 +27,11 @@ pub fn new_service_id() -> String {
     random_id()
 }
 
+/// A new secret's or config's id.
+pub fn new_payload_id() -> String {
+    random_id()
+}
+
 /// A new task's id.
 pub fn new_task_id() -> String {
     random_id()

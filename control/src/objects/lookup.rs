@@ -1,7 +1,7 @@
 //! Docker's lookup of an object the user names: an exact id, then an exact
 //! name, then a unique id prefix. One rule for every kind of object.
 
-use super::{Network, Node, Service, Task};
+use super::{Network, Node, Payload, PayloadKind, Service, Task};
 
 /// An object users can name.
 pub trait Named {
@@ -60,6 +60,16 @@ impl Named for Node {
     }
     fn name(&self) -> Option<&str> {
         Some(&self.hostname)
+    }
+}
+
+impl<K: PayloadKind> Named for Payload<K> {
+    const WHAT: &'static str = K::WHAT;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
     }
 }
 

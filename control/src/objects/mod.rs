@@ -14,6 +14,7 @@ mod lookup;
 mod mac;
 mod network;
 mod node;
+mod payload;
 mod service;
 mod task;
 
@@ -26,7 +27,8 @@ pub use gossip_keys::{
 pub use guards::{GuardVersions, NetworkGuard, ServiceGuard};
 pub use hostname::{render as render_hostname, TaskNames};
 pub use ids::{
-    new_cluster_id, new_network_id, new_node_id, new_service_id, new_task_id, to_base36, ID_LEN,
+    new_cluster_id, new_network_id, new_node_id, new_payload_id, new_service_id, new_task_id,
+    to_base36, ID_LEN,
 };
 pub use ipam::{
     create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps, parse_subnet,
@@ -38,6 +40,10 @@ pub use network::{
     Endpoint, Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN, VXLAN_OVERHEAD,
 };
 pub use node::{Availability, Node, NodeResources, NodeState, Role};
+pub use payload::{
+    check_name, Config, ConfigKind, Payload, PayloadData, PayloadError, PayloadFile, PayloadKind,
+    PayloadReference, Secret, SecretKind, CONFIGS_BASE, MAX_PAYLOAD_BYTES, SECRETS_BASE,
+};
 pub use service::{
     spread_label, Constraint, FailureAction, Placement, PortConfig, Protocol, Resources,
     RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, ServiceSpecError, Strategy,

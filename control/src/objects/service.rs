@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::ContainerSpec;
+use super::{ContainerSpec, PayloadReference};
 use crate::store::{kind, Object};
 
 /// A service as the managers store it.
@@ -92,6 +92,13 @@ pub struct TaskSpec {
     /// a host command (`--runtime process`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerSpec>,
+    /// `--secret`: files under `/run/secrets` (or their target), handed
+    /// only to the nodes running a task of the service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<PayloadReference>,
+    /// `--config`: read-only files at their target (default `/NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<PayloadReference>,
 }
 
 /// Reservations (what the scheduler counts) and limits (what the cgroup

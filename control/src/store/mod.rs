@@ -37,6 +37,10 @@ pub mod kind {
     pub const NETWORK: &str = "network";
     pub const SERVICE: &str = "service";
     pub const TASK: &str = "task";
+    /// Secrets (`secret create`); sealed like every value of the store.
+    pub const SECRET: &str = "secret";
+    /// Configs (`config create`).
+    pub const CONFIG: &str = "config";
     /// The gossip keys added by rotations.
     pub const GOSSIP_KEYRING: &str = "gossip";
     /// Addresses of deleted tasks, per network, until their tombstones expire.

@@ -40,6 +40,8 @@ pub enum FlagError {
     NoImage,
     #[error("--no-healthcheck conflicts with --health-cmd")]
     HealthConflict,
+    #[error("invalid {flag} `{text}`: use NAME or source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0444]")]
+    Payload { flag: &'static str, text: String },
     #[error(transparent)]
     Spec(#[from] ServiceSpecError),
 }

@@ -9,14 +9,15 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use shoal_control::api::ServiceView;
 use shoal_control::objects::{
-    Constraint, FailureAction, Placement, PortConfig, RestartCondition, ServiceMode, ServiceSpec,
-    Strategy, TaskSpec, UpdateConfig, UpdateOrder,
+    Constraint, FailureAction, PayloadReference, Placement, PortConfig, RestartCondition,
+    ServiceMode, ServiceSpec, Strategy, TaskSpec, UpdateConfig, UpdateOrder,
 };
 
 use super::container_flags::{ContainerFlags, TaskRuntime};
 use super::flag_error::FlagError;
 use super::values::{
-    millis, parse_constraint, parse_cpus, parse_label, parse_memory, parse_publish,
+    millis, parse_config, parse_constraint, parse_cpus, parse_label, parse_memory, parse_publish,
+    parse_secret,
 };
 use crate::cli::parse_duration;
 
@@ -137,6 +138,14 @@ pub struct CreateArgs {
     /// Attach the tasks to a network (name or id); repeatable.
     #[arg(long = "network", value_name = "NETWORK")]
     networks: Vec<String>,
+    /// Give the tasks a secret: NAME, or source=NAME,target=PATH,uid=,gid=,mode=
+    /// (default /run/secrets/NAME, mode 0444); repeatable.
+    #[arg(long = "secret", value_name = "SECRET", value_parser = parse_secret)]
+    secrets: Vec<PayloadReference>,
+    /// Give the tasks a config, read-only: NAME, or
+    /// source=NAME,target=PATH,uid=,gid=,mode= (default /NAME); repeatable.
+    #[arg(long = "config", value_name = "CONFIG", value_parser = parse_config)]
+    configs: Vec<PayloadReference>,
     /// Publish a port as a node port: [PUBLISHED:]TARGET[/tcp|udp] or
     /// published=P,target=T,protocol=udp; without PUBLISHED the swarm picks
     /// one from 30000-32767. Repeatable.
@@ -225,6 +234,18 @@ pub struct UpdateArgs {
     /// Detach from a network (name or id); repeatable.
     #[arg(long = "network-rm", value_name = "NETWORK")]
     network_rm: Vec<String>,
+    /// Add or update a secret (as --secret); repeatable.
+    #[arg(long = "secret-add", value_name = "SECRET", value_parser = parse_secret)]
+    secret_add: Vec<PayloadReference>,
+    /// Remove a secret, by name or id; repeatable.
+    #[arg(long = "secret-rm", value_name = "SECRET")]
+    secret_rm: Vec<String>,
+    /// Add or update a config (as --config); repeatable.
+    #[arg(long = "config-add", value_name = "CONFIG", value_parser = parse_config)]
+    config_add: Vec<PayloadReference>,
+    /// Remove a config, by name or id; repeatable.
+    #[arg(long = "config-rm", value_name = "CONFIG")]
+    config_rm: Vec<String>,
     #[command(flatten)]
     task: TaskFlags,
     #[command(flatten)]
@@ -275,6 +296,8 @@ impl CreateArgs {
                     preferences: self.preferences.clone(),
                     strategy: None,
                 },
+                secrets: self.secrets.clone(),
+                configs: self.configs.clone(),
                 ..TaskSpec::default()
             },
             networks: self.networks.clone(),
@@ -363,6 +386,9 @@ impl UpdateArgs {
         }
         spec.networks.extend(self.network_add.iter().cloned());
 
+        edit_payloads(&mut spec.task.secrets, &self.secret_rm, &self.secret_add);
+        edit_payloads(&mut spec.task.configs, &self.config_rm, &self.config_add);
+
         self.container
             .update(self.image.as_deref(), &self.command, &mut spec.task)?;
         self.task.apply(&mut spec.task);
@@ -370,6 +396,16 @@ impl UpdateArgs {
         self.rollback.edit().apply(&mut spec.rollback);
         spec.validate()?;
         Ok(spec)
+    }
+}
+
+/// `--secret-rm`/`--secret-add` (and the config ones): removals by name
+/// or id first; an added one replaces any of the same name or target.
+fn edit_payloads(list: &mut Vec<PayloadReference>, rm: &[String], add: &[PayloadReference]) {
+    list.retain(|r| !rm.iter().any(|x| *x == r.name || *x == r.id));
+    for new in add {
+        list.retain(|r| r.name != new.name && r.path_in_task("/") != new.path_in_task("/"));
+        list.push(new.clone());
     }
 }
 
@@ -514,6 +550,8 @@ mod tests {
 
     use super::*;
 
+    // A test's parse result, made once per case: its size does not matter.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Debug, Parser)]
     enum Verb {
         Create(CreateArgs),
@@ -802,6 +840,49 @@ mod tests {
         let spec = update(&v, "--publish-add 8080:81 web").unwrap();
         assert!(spec.ports.contains(&tcp(8080, 81)));
         assert!(!spec.ports.contains(&tcp(8080, 80)));
+    }
+
+    #[test]
+    fn secrets_and_configs_parse_like_docker_and_update_by_name() {
+        let spec = create(
+            "--name web --secret pw --secret source=tls,target=/etc/tls.key,uid=1000,gid=2,mode=0400 \
+             --config src=site,target=/www/index.html busybox",
+        )
+        .unwrap();
+        assert_eq!(spec.task.secrets[0], PayloadReference::named("pw"));
+        let tls = &spec.task.secrets[1];
+        assert_eq!(
+            (
+                tls.name.as_str(),
+                tls.target.as_str(),
+                tls.uid,
+                tls.gid,
+                tls.mode
+            ),
+            ("tls", "/etc/tls.key", 1000, 2, 0o400)
+        );
+        assert_eq!(spec.task.configs[0].target, "/www/index.html");
+        assert_eq!(spec.task.configs[0].mode, 0o444, "Docker's default");
+        assert!(create("--name web --secret target=/x busybox")
+            .unwrap_err()
+            .contains("invalid --secret `target=/x`"));
+        assert!(create("--name web --secret source=pw,mode=rw busybox").is_err());
+
+        let mut base = spec.clone();
+        base.task.secrets[0].id = "id-pw".into();
+        let v = view(base, &[]);
+        let spec = update(
+            &v,
+            "--secret-rm id-pw --secret-add source=tls,target=/k web",
+        )
+        .unwrap();
+        assert_eq!(spec.task.secrets.len(), 1, "{:?}", spec.task.secrets);
+        assert_eq!(
+            spec.task.secrets[0].target, "/k",
+            "re-added replaces by name"
+        );
+        let spec = update(&v, "--config-rm site web").unwrap();
+        assert!(spec.task.configs.is_empty());
     }
 
     #[test]

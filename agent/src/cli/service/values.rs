@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shoal_control::objects::{Constraint, PortConfig, Protocol};
+use shoal_control::objects::{Constraint, PayloadReference, PortConfig, Protocol};
 
 use super::flag_error::FlagError;
 
@@ -150,6 +150,56 @@ pub fn parse_label(text: &str) -> Result<(String, String), FlagError> {
 /// `--constraint KEY==VALUE|KEY!=VALUE`, with the objects' message.
 pub fn parse_constraint(text: &str) -> Result<Constraint, String> {
     text.parse()
+}
+
+/// `--secret` / `--config`: `NAME`, or Docker's
+/// `source=NAME,target=PATH,uid=N,gid=N,mode=0400` (`src` for source; a
+/// mode with a leading 0 is octal, as Go's `ParseUint(s, 0, 32)` reads it).
+pub fn parse_payload(flag: &'static str, text: &str) -> Result<PayloadReference, FlagError> {
+    let bad = || FlagError::Payload {
+        flag,
+        text: text.to_string(),
+    };
+    if !text.contains('=') {
+        return match text {
+            "" => Err(bad()),
+            name => Ok(PayloadReference::named(name)),
+        };
+    }
+    let mut reference = PayloadReference::named("");
+    for field in text.split(',') {
+        let (key, value) = field.split_once('=').ok_or_else(bad)?;
+        let number = |v: &str| -> Result<u32, FlagError> {
+            let parsed = if let Some(octal) = v.strip_prefix("0o") {
+                u32::from_str_radix(octal, 8)
+            } else if v.len() > 1 && v.starts_with('0') {
+                u32::from_str_radix(&v[1..], 8)
+            } else {
+                v.parse()
+            };
+            parsed.map_err(|_| bad())
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "source" | "src" => reference.name = value.to_string(),
+            "target" => reference.target = value.to_string(),
+            "uid" => reference.uid = number(value)?,
+            "gid" => reference.gid = number(value)?,
+            "mode" => reference.mode = number(value)?,
+            _ => return Err(bad()),
+        }
+    }
+    if reference.name.is_empty() {
+        return Err(bad());
+    }
+    Ok(reference)
+}
+
+pub fn parse_secret(text: &str) -> Result<PayloadReference, FlagError> {
+    parse_payload("--secret", text)
+}
+
+pub fn parse_config(text: &str) -> Result<PayloadReference, FlagError> {
+    parse_payload("--config", text)
 }
 
 /// `service scale SERVICE=N`.

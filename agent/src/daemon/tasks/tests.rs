@@ -61,6 +61,8 @@ fn assignment(id: &str, desired: TaskState, network: &str) -> Assignment {
             vip: None,
         }],
         ports: vec![],
+        secrets: vec![],
+        configs: vec![],
     }
 }
 

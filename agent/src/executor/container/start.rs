@@ -4,6 +4,7 @@
 //! Whatever fails leaves nothing behind: the root unmounted, the image
 //! released, the directory of a task that never ran removed.
 
+use crate::executor::task_files::{self, Layout};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -52,6 +53,9 @@ impl Drop for Starting<'_> {
             .remove(&self.id);
     }
 }
+
+/// The task's secrets and configs (a tmpfs), in its directory.
+const TASK_FILES_DIR: &str = "files";
 
 pub(super) fn start(inner: &Arc<Inner>, launch: &Launch) -> Result<u32, ExecutorError> {
     let id = &launch.task_id;
@@ -278,7 +282,22 @@ fn launch_in(
         &files::hosts(&hostname, &container.addresses, &container.extra_hosts),
     )?;
     write_file(id, &hostname_file, &files::hostname(&hostname))?;
-    let (mounts, anonymous_volumes) = host_mounts(inner, id, &root, &container.mounts)?;
+    let (mut mounts, anonymous_volumes) = host_mounts(inner, id, &root, &container.mounts)?;
+    // Secrets and configs: a tmpfs of the task's, each file bound
+    // read-only at its target (never a bind the user asked for, so the
+    // agent's own paths stay refused above).
+    let made = task_files::make(
+        &dir.join(TASK_FILES_DIR),
+        &launch.secrets,
+        &launch.configs,
+        Layout::ByIndex,
+    )
+    .map_err(|e| container_err(id, format!("secrets and configs: {e}")))?;
+    mounts.extend(made.into_iter().map(|f| HostMount::Bind {
+        source: f.host,
+        target: f.target,
+        read_only: true,
+    }));
     let init = if container.init {
         Some(inner.opts.init_binary.clone().ok_or_else(|| {
             container_err(
@@ -501,6 +520,10 @@ pub(super) fn teardown(inner: &Inner, id: &str) {
     let root: PathBuf = inner.task_dir(id).join("rootfs");
     if let Err(e) = rootfs::unmount(&root) {
         tracing::warn!(task = %id, "unmounting {}: {e}", root.display());
+    }
+    let files = inner.task_dir(id).join(TASK_FILES_DIR);
+    if let Err(e) = task_files::remove(&files) {
+        tracing::warn!(task = %id, "removing its secrets and configs at {}: {e}", files.display());
     }
     inner.images.release(id);
 }

@@ -19,6 +19,7 @@ pub(crate) mod rotate;
 mod spawn;
 pub(crate) mod store;
 
+use super::task_files::{self, Layout, CONFIGS_DIR_ENV, SECRETS_DIR_ENV};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -41,6 +42,8 @@ use store::{Identity, Record};
 
 use super::{ExecutorError, Exit, Launch, LogMark, ProcessState, Runtime, Stream};
 
+/// The task's secrets and configs (a tmpfs), in its directory.
+const TASK_FILES_DIR: &str = "files";
 /// How long `stop` waits after `cgroup.kill` for the cgroup to empty, and
 /// then for the reaper to record the exit.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -186,6 +189,24 @@ impl ProcessRuntime {
             }
         };
         private_dir(&dir).map_err(io_err(&dir))?;
+        let files = dir.join(TASK_FILES_DIR);
+        // A restart of the task makes its files again.
+        task_files::remove(&files).map_err(io_err(&files))?;
+        let made = task_files::make(&files, &launch.secrets, &launch.configs, Layout::ByName)
+            .map_err(io_err(&files))?;
+        let mut launch = launch.clone();
+        for (env, sub, given) in [
+            (SECRETS_DIR_ENV, "secrets", !launch.secrets.is_empty()),
+            (CONFIGS_DIR_ENV, "configs", !launch.configs.is_empty()),
+        ] {
+            if given {
+                launch
+                    .env
+                    .push(format!("{env}={}", files.join(sub).display()));
+            }
+        }
+        debug_assert!(made.len() == launch.secrets.len() + launch.configs.len());
+        let launch = &launch;
         let resolv_conf = dir.join("resolv.conf");
         fs::write(&resolv_conf, &launch.resolv_conf).map_err(io_err(&resolv_conf))?;
         let log = |name: &str| {
@@ -246,6 +267,7 @@ impl Runtime for ProcessRuntime {
             Ok(started) => started,
             Err(e) => {
                 let _ = self.inner.cgroups.task(id).remove();
+                let _ = task_files::remove(&self.inner.task_dir(id).join(TASK_FILES_DIR));
                 if !tasks.contains_key(id) {
                     let _ = fs::remove_dir_all(self.inner.task_dir(id));
                 }
@@ -326,6 +348,12 @@ impl Runtime for ProcessRuntime {
         cgroup.remove()?;
         let mut tasks = self.lock();
         let dir = self.inner.task_dir(task_id);
+        let files = dir.join(TASK_FILES_DIR);
+        task_files::remove(&files).map_err(|source| ExecutorError::Io {
+            task: task_id.to_string(),
+            path: files,
+            source,
+        })?;
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(ExecutorError::Io {
