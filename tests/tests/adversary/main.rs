@@ -16,8 +16,11 @@
 //! - `disk`: the state dir's modes after init, join, renewal and autolock;
 //!   a crash at every key write step; task logs capped; a removed network's
 //!   namespace not pinned by tasks.
+//! - `exhaustion`: a crash-looping service on a /28 keeps the network's
+//!   addresses.
 
 mod disk;
+mod exhaustion;
 mod gossip;
 mod manager;
 mod raft;
