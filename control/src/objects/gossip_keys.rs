@@ -331,8 +331,15 @@ mod tests {
         assert_eq!(ids(&c, &ring, T0 + 5_000), (vec![1, 2, 3], 2));
         assert_eq!(ids(&c, &ring, T0 + 7_000), (vec![1, 2, 3], 3));
         // Key 1 was replaced at T0+5s, key 2 at T0+7s.
-        assert_eq!(ids(&c, &ring, T0 + 65_000), (vec![2, 3], 3));
-        assert_eq!(ids(&c, &ring, T0 + 67_000), (vec![3], 3));
+        let (replaced_1, replaced_2) = (T0 + 5_000, T0 + 7_000);
+        assert_eq!(
+            ids(&c, &ring, replaced_1 + KEY_RETIRE_AFTER_MS),
+            (vec![2, 3], 3)
+        );
+        assert_eq!(
+            ids(&c, &ring, replaced_2 + KEY_RETIRE_AFTER_MS),
+            (vec![3], 3)
+        );
     }
 
     #[test]
