@@ -139,8 +139,14 @@ mod tests {
         }
         // Listed once each, 0 (not known) never.
         assert_eq!(reserved_ports(&ports).len(), 6);
-        assert_eq!(reserved_port_in(&publishing(0, Protocol::Tcp), &ports), None);
-        assert_eq!(reserved_port_in(&publishing(4000, Protocol::Udp), &ports), None);
+        assert_eq!(
+            reserved_port_in(&publishing(0, Protocol::Tcp), &ports),
+            None
+        );
+        assert_eq!(
+            reserved_port_in(&publishing(4000, Protocol::Udp), &ports),
+            None
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ fn a_crash_looping_service_on_a_28_runs_two_minutes_without_exhausting_it() {
     let h = ul.host(0);
     start_agent_with(h, &[]).expect("agent");
     form(h, &[], &[]);
-    cli_ok(h, &["network", "create", "--subnet", "10.45.3.0/28", "small"]);
+    cli_ok(
+        h,
+        &["network", "create", "--subnet", "10.45.3.0/28", "small"],
+    );
     let (_, _, free_at_start) = addresses(h, "small");
     create(
         h,

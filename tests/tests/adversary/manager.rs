@@ -130,8 +130,18 @@ fn a_nodes_configured_listen_port_cannot_be_published() {
         cli(
             m,
             &[
-                "service", "create", "--detach", "--name", name, "--runtime", "process", "-p",
-                &mapping, "--", "sleep", "1000",
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                name,
+                "--runtime",
+                "process",
+                "-p",
+                &mapping,
+                "--",
+                "sleep",
+                "1000",
             ],
         )
     };
@@ -224,9 +234,7 @@ fn a_removed_nodes_gossip_key_stops_working() {
     let removed = Instant::now();
 
     // In its own name: refused within a few heartbeats.
-    let refused_by_id = wait_until_refused(Duration::from_secs(5), || {
-        send(&bad_id, "adv-removed")
-    });
+    let refused_by_id = wait_until_refused(Duration::from_secs(5), || send(&bad_id, "adv-removed"));
     // Its record is dropped, and nothing it sends is taken any more.
     let after = send(&bad_id, "adv-removed-late");
     assert_eq!(after["answered"], false, "{after}");

@@ -237,7 +237,8 @@ impl Codec {
     pub fn refuse_senders<'a>(&mut self, node_ids: impl IntoIterator<Item = &'a str>) {
         self.refused = node_ids.into_iter().map(sender_id).collect();
         self.refused.remove(&self.sender);
-        self.windows.retain(|(sender, _), _| !self.refused.contains(sender));
+        self.windows
+            .retain(|(sender, _), _| !self.refused.contains(sender));
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
