@@ -1,11 +1,12 @@
 //! Inputs that would use up a node's or a network's finite resources: a
-//! crash-looping service on a small network must not exhaust its addresses.
+//! crash-looping service on a small network must not exhaust its addresses;
+//! a network whose MTU the node's underlay cannot carry is not built.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_tests::swarm::{cli_ok, create, form, start_agent_with, tasks, wait_running};
+use shoal_tests::swarm::{cli_ok, create, form, start_agent_with, tasks, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 
 /// How long the crash loop runs (the issue's bound).
@@ -87,5 +88,37 @@ fn a_crash_looping_service_on_a_28_runs_two_minutes_without_exhausting_it() {
         "crash loop: {} tasks in {CRASH_LOOP_FOR:?}; free addresses {free_at_start} at start, \
          at least {least_free} throughout, {last:?} (InUse, Quarantined, Free) at the end",
         seen.len()
+    );
+}
+
+/// A network with `--opt mtu=9000` on a 1500-byte underlay (the managers
+/// cannot know each node's underlay, so they accept it): the node does not
+/// build it (the kernel would, and drop every large packet), says why in its
+/// log, and builds a network that fits beside it.
+#[test]
+fn a_network_mtu_beyond_the_nodes_underlay_is_not_built_and_says_why() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let h = ul.host(0);
+    let pid = start_agent_with(h, &[]).expect("agent");
+    form(h, &[], &[]);
+    let jumbo = cli_ok(h, &["network", "create", "--opt", "mtu=9000", "jumbo"]);
+    let fits = cli_ok(h, &["network", "create", "--opt", "mtu=1400", "fits"]);
+    let built = |id: &str| h.run_dir().join("netns").join(format!("ov-{id}")).exists();
+    assert!(
+        wait_for(Duration::from_secs(20), || built(&fits)),
+        "the network that fits was never built"
+    );
+    let log = h.log_path(pid).expect("agent log");
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(10), || said()
+            .contains("MTU 9000 does not fit this node's underlay (MTU 1500")),
+        "the agent never said why: {}",
+        said()
+    );
+    assert!(
+        !built(&jumbo),
+        "the jumbo network was built on a 1500 underlay"
     );
 }
