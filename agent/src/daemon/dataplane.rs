@@ -487,7 +487,7 @@ pub fn desired(
     live: &BTreeMap<String, Vec<EndpointRecord>>,
     local: &[LocalEndpoint],
 ) -> OverlaySpec {
-    let networks = valid_networks(networks);
+    let networks = valid_networks(networks, underlay_mtu);
     let by_id: BTreeMap<&str, &NetworkSpec> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
     let usable = |network: &str, ip: Ipv4Addr| {
         by_id
@@ -539,11 +539,16 @@ pub fn desired(
     }
 }
 
-/// The networks that validate, each VNI once (first wins).
-fn valid_networks(networks: Vec<NetworkSpec>) -> Vec<NetworkSpec> {
+/// The networks that validate and whose MTU fits this node's underlay
+/// (`underlay_mtu`; the kernel would take a larger one and drop the big
+/// packets silently), each VNI once (first wins).
+fn valid_networks(networks: Vec<NetworkSpec>, underlay_mtu: u32) -> Vec<NetworkSpec> {
     let mut kept: Vec<NetworkSpec> = Vec::new();
     for network in networks {
-        if let Err(error) = network.validate() {
+        let fits = network
+            .validate()
+            .and_then(|()| network.check_underlay(underlay_mtu));
+        if let Err(error) = fits {
             tracing::warn!("network skipped: {error}");
             continue;
         }
@@ -658,13 +663,21 @@ mod tests {
     fn invalid_and_clashing_networks_are_dropped() {
         let mut bad = net("bad", 4096, "10.0.1.0/24");
         bad.vni = 5;
-        let kept = valid_networks(vec![
-            bad,
-            net("a", 4096, "10.0.1.0/24"),
-            net("b", 4096, "10.0.2.0/24"),
-        ]);
+        let mut jumbo = net("jumbo", 4097, "10.0.3.0/24");
+        jumbo.mtu = Some(9000);
+        let kept = valid_networks(
+            vec![
+                bad,
+                net("a", 4096, "10.0.1.0/24"),
+                net("b", 4096, "10.0.2.0/24"),
+                jumbo.clone(),
+            ],
+            1500,
+        );
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].id, "a");
+        // On a jumbo underlay it fits.
+        assert_eq!(valid_networks(vec![jumbo], 9050).len(), 1);
     }
 
     #[test]

@@ -173,6 +173,14 @@ impl TableNode {
         Ok(broadcasts(deltas))
     }
 
+    /// Ignores the deltas of `owners` (nodes removed from the swarm) and
+    /// drops their entries; returns how many were dropped.
+    pub fn refuse_owners(&mut self, owners: &std::collections::BTreeSet<String>) -> usize {
+        let dropped = self.tables.refuse_owners(owners);
+        self.changed(dropped > 0);
+        dropped
+    }
+
     /// Deltas whose owner's key is unknown here: sync with the owner (if it
     /// is alive) at the next tick, which brings its certificate.
     fn ask_owner(&mut self, owner: &str) {

@@ -493,6 +493,7 @@ impl Node {
                 }
             }
         }
+        self.refuse(&config.refused);
         let own = self.membership.identity().addr();
         let peers: Vec<SocketAddr> = config
             .peers
@@ -510,6 +511,23 @@ impl Node {
             let now = self.now();
             let effects = self.membership.join(&self.peers, now);
             self.queue_effects(effects);
+        }
+    }
+
+    /// Refuses the frames and records of the nodes the managers list as
+    /// removed, at once: the keys they held are phased out only later.
+    fn refuse(&mut self, refused: &[String]) {
+        let owners: std::collections::BTreeSet<String> = refused
+            .iter()
+            .filter(|id| **id != self.opts.node_id)
+            .cloned()
+            .collect();
+        if let Some(codec) = &mut self.codec {
+            codec.refuse_senders(owners.iter().map(String::as_str));
+        }
+        let dropped = self.tables.refuse_owners(&owners);
+        if dropped > 0 {
+            tracing::info!("gossip: dropped {dropped} entries of nodes removed from the swarm");
         }
     }
 

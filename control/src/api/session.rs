@@ -165,4 +165,8 @@ pub struct GossipConfig {
     pub primary: u32,
     /// Gossip addresses (`ip:port`) of other nodes to join through.
     pub peers: Vec<String>,
+    /// Ids of nodes removed from the swarm lately: their frames and records
+    /// are refused at once, while the keys they held are still phased out.
+    #[serde(default)]
+    pub refused: Vec<String>,
 }

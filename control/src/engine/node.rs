@@ -211,6 +211,7 @@ mod tests {
             id: "abcdefghijklmnopqrstuvwxy".into(),
             hostname: "h1".into(),
             addr: "198.18.0.1".into(),
+            listen_port: 0,
             role,
             availability: Availability::Drain,
             labels: BTreeMap::from([("zone".into(), "a".into())]),

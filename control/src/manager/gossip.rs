@@ -40,6 +40,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             keys,
             primary,
             peers,
+            refused: keyring.refused_at(now_ms()),
         })
     }
 }
@@ -49,10 +50,12 @@ impl<S: Store, L: Link> Manager<S, L> {
     /// `objects` (failing with a conflict if the keyring changed since), as
     /// `node rm` and `node demote` make: a node that leaves must not keep
     /// speaking gossip with the key it held. Its key stops being handed out
-    /// on the rotation's schedule (see `crate::objects::gossip_keys`).
+    /// on the rotation's schedule (see `crate::objects::gossip_keys`); a
+    /// `removed` node is also put on the list every node refuses at once.
     pub(super) fn gossip_rotation(
         &self,
         objects: &Objects,
+        removed: Option<&str>,
     ) -> Result<(Command, Rotation), ManagerError> {
         let cluster = objects
             .one::<crate::objects::Cluster>(crate::objects::CLUSTER_ID)
@@ -64,7 +67,11 @@ impl<S: Store, L: Link> Manager<S, L> {
             .map_err(ManagerError::store)?
             .map(|v| (v.value, v.version))
             .unwrap_or_default();
-        let rotation = keyring.rotate(&cluster, rand::random::<[u8; 32]>(), now_ms());
+        let now = now_ms();
+        let rotation = keyring.rotate(&cluster, rand::random::<[u8; 32]>(), now);
+        if let Some(node_id) = removed {
+            keyring.refuse(node_id, now);
+        }
         let put = Command::put(&keyring, Some(version)).map_err(ManagerError::store)?;
         Ok((put, rotation))
     }
@@ -138,6 +145,7 @@ mod tests {
             id: format!("n{i}"),
             hostname: format!("host-{i}"),
             addr: format!("198.18.0.{i}"),
+            listen_port: 0,
             role,
             availability: Default::default(),
             labels: Default::default(),
@@ -234,7 +242,7 @@ mod tests {
         assert_eq!(
             rotation_message(&rotation),
             "Gossip key rotation started: key 2 is accepted now and used from \
-             2026-11-18T11:06:41Z; older keys stay accepted until 60 s after that."
+             2026-11-18T11:06:41Z; older keys stay accepted until 10 s after that."
         );
     }
 }

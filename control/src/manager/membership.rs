@@ -35,6 +35,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             id: node_id.clone(),
             hostname: request.hostname,
             addr: request.addr,
+            listen_port: request.listen_port,
             role,
             availability: Default::default(),
             labels: Default::default(),

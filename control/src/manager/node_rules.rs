@@ -71,6 +71,7 @@ mod tests {
             id: id.into(),
             hostname: id.into(),
             addr: "198.18.0.1".into(),
+            listen_port: 0,
             role,
             availability: Availability::Active,
             labels: Default::default(),

@@ -150,7 +150,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             let version = objects.version_of::<Node>(&id);
             // One write: the node goes, and so does (on the rotation's
             // schedule) the gossip key it holds.
-            let (rotate, rotation) = self.gossip_rotation(&objects)?;
+            let (rotate, rotation) = self.gossip_rotation(&objects, Some(&id))?;
             let remove = Command::Batch(vec![Command::remove::<Node>(&id, Some(version)), rotate]);
             match self.submit(remove).await? {
                 Response::Conflict { .. } => continue,
@@ -179,7 +179,7 @@ impl<S: Store, L: Link> Manager<S, L> {
     /// Rotates the gossip key after `node` left a role that held it.
     async fn rotate_gossip_key_after(&self, node: &str, what: &str) -> Result<(), ManagerError> {
         for _ in 0..NODE_ATTEMPTS {
-            let (rotate, rotation) = self.gossip_rotation(&self.objects())?;
+            let (rotate, rotation) = self.gossip_rotation(&self.objects(), None)?;
             if let Response::Ok { .. } = self.submit(rotate).await? {
                 tracing::info!(
                     "node {node} {what}; gossip key {} replaces the key it held",

@@ -55,9 +55,13 @@ impl<S: Store, L: Link> Manager<S, L> {
     }
 
     /// Refuses a spec publishing a port nodes need for themselves (see
-    /// `orchestrator::reserved_ports`).
+    /// `orchestrator::reserved_ports`): every node's recorded listen port
+    /// counts, not only this manager's.
     fn refuse_reserved_ports(&self, spec: &ServiceSpec) -> Result<(), ManagerError> {
-        match reserved_port_in(spec, self.me.listen_port) {
+        let api_ports: Vec<u16> = std::iter::once(self.me.listen_port)
+            .chain(self.nodes().iter().map(|n| n.listen_port))
+            .collect();
+        match reserved_port_in(spec, &api_ports) {
             Some(port) => Err(AdmissionError::PortReserved(port).into()),
             None => Ok(()),
         }

@@ -15,6 +15,7 @@
 //! Managers judge the phases by their own clocks; a skew of a second or two
 //! between managers moves the switch by as much, within those margins.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -22,11 +23,19 @@ use serde::{Deserialize, Serialize};
 use super::Cluster;
 use crate::store::{kind, Object};
 
-/// How long a new key is only accepted before it becomes the primary.
+/// How long a new key is only accepted before it becomes the primary (ten
+/// heartbeats: every live node has learned it by then).
 pub const KEY_PROMOTE_AFTER_MS: u64 = 5_000;
 /// How long a replaced key is still handed out after its successor became
-/// the primary.
-pub const KEY_RETIRE_AFTER_MS: u64 = 60_000;
+/// the primary: messages sealed just before the switch still open, and a
+/// node that missed a few heartbeats catches up.
+pub const KEY_RETIRE_AFTER_MS: u64 = 10_000;
+/// How long a removed node's id stays on the refused list handed to every
+/// node: well past the time the keys it held are retired, after which it
+/// can open nothing anyway.
+pub const REFUSE_REMOVED_FOR_MS: u64 = 4 * (KEY_PROMOTE_AFTER_MS + KEY_RETIRE_AFTER_MS);
+/// At most this many removed nodes are remembered (the newest).
+const MAX_REFUSED: usize = 4_096;
 /// The id of [`Cluster::gossip_key`].
 pub const INITIAL_GOSSIP_KEY_ID: u32 = 1;
 
@@ -70,6 +79,10 @@ impl fmt::Debug for GossipKey {
 pub struct GossipKeyring {
     #[serde(default)]
     pub keys: Vec<StoredGossipKey>,
+    /// Removed nodes' ids and when they were removed (Unix ms): nodes refuse
+    /// their gossip at once (see [`GossipKeyring::refused_at`]).
+    #[serde(default)]
+    pub removed: BTreeMap<String, u64>,
 }
 
 /// What a rotation did.
@@ -115,6 +128,37 @@ impl GossipKeyring {
             id,
             primary_from_ms: now_ms + KEY_PROMOTE_AFTER_MS,
         }
+    }
+}
+
+impl GossipKeyring {
+    /// Records that `node_id` was removed at `now_ms`, so every node refuses
+    /// its gossip from now on, and forgets removals old enough that the
+    /// keys they held are retired.
+    pub fn refuse(&mut self, node_id: &str, now_ms: u64) {
+        self.removed.insert(node_id.to_string(), now_ms);
+        self.removed
+            .retain(|_, at| now_ms < at.saturating_add(REFUSE_REMOVED_FOR_MS));
+        while self.removed.len() > MAX_REFUSED {
+            let oldest = self
+                .removed
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.removed.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// The node ids whose gossip nodes must refuse at `now_ms`.
+    pub fn refused_at(&self, now_ms: u64) -> Vec<String> {
+        self.removed
+            .iter()
+            .filter(|(_, at)| now_ms < at.saturating_add(REFUSE_REMOVED_FOR_MS))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 
@@ -232,6 +276,20 @@ mod tests {
     }
 
     #[test]
+    fn removed_nodes_are_refused_until_their_keys_are_long_retired() {
+        let mut ring = GossipKeyring::default();
+        ring.refuse("gone", T0);
+        assert_eq!(ring.refused_at(T0), vec!["gone".to_string()]);
+        let retired = T0 + KEY_PROMOTE_AFTER_MS + KEY_RETIRE_AFTER_MS;
+        assert_eq!(ring.refused_at(retired), vec!["gone".to_string()]);
+        assert!(ring.refused_at(T0 + REFUSE_REMOVED_FOR_MS).is_empty());
+        // A later removal forgets the old one.
+        ring.refuse("later", T0 + REFUSE_REMOVED_FOR_MS);
+        assert_eq!(ring.removed.len(), 1);
+        assert!(ring.removed.contains_key("later"));
+    }
+
+    #[test]
     fn a_rotation_accepts_then_promotes_then_retires() {
         let c = cluster();
         let mut ring = GossipKeyring::default();
@@ -273,8 +331,15 @@ mod tests {
         assert_eq!(ids(&c, &ring, T0 + 5_000), (vec![1, 2, 3], 2));
         assert_eq!(ids(&c, &ring, T0 + 7_000), (vec![1, 2, 3], 3));
         // Key 1 was replaced at T0+5s, key 2 at T0+7s.
-        assert_eq!(ids(&c, &ring, T0 + 65_000), (vec![2, 3], 3));
-        assert_eq!(ids(&c, &ring, T0 + 67_000), (vec![3], 3));
+        let (replaced_1, replaced_2) = (T0 + 5_000, T0 + 7_000);
+        assert_eq!(
+            ids(&c, &ring, replaced_1 + KEY_RETIRE_AFTER_MS),
+            (vec![2, 3], 3)
+        );
+        assert_eq!(
+            ids(&c, &ring, replaced_2 + KEY_RETIRE_AFTER_MS),
+            (vec![3], 3)
+        );
     }
 
     #[test]

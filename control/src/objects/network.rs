@@ -92,6 +92,12 @@ pub enum NetworkError {
     MtuTooSmall { id: String, mtu: u32 },
     #[error("network `{id}`: MTU {mtu} is above {MTU_MAX} (65535, the largest IPv4 packet, less the {VXLAN_OVERHEAD} bytes of VXLAN encapsulation); use an MTU up to your underlay's less {VXLAN_OVERHEAD}")]
     MtuTooLarge { id: String, mtu: u32 },
+    #[error("network `{id}`: MTU {mtu} does not fit this node's underlay (MTU {underlay_mtu}, so at most {} inside VXLAN); the network is not built here: recreate it with `--opt mtu=` up to {}", underlay_mtu.saturating_sub(VXLAN_OVERHEAD), underlay_mtu.saturating_sub(VXLAN_OVERHEAD))]
+    MtuAboveUnderlay {
+        id: String,
+        mtu: u32,
+        underlay_mtu: u32,
+    },
     #[error("network `{id}`: VNI {vni} is already used by network `{other}`")]
     DuplicateVni { id: String, vni: u32, other: String },
     #[error("{ip} is the gateway of network `{network}`")]
@@ -124,6 +130,13 @@ impl NetworkError {
             }
             NetworkError::MtuTooSmall { mtu, .. } => NetworkError::MtuTooSmall { id, mtu },
             NetworkError::MtuTooLarge { mtu, .. } => NetworkError::MtuTooLarge { id, mtu },
+            NetworkError::MtuAboveUnderlay {
+                mtu, underlay_mtu, ..
+            } => NetworkError::MtuAboveUnderlay {
+                id,
+                mtu,
+                underlay_mtu,
+            },
             NetworkError::DuplicateVni { vni, other, .. } => {
                 NetworkError::DuplicateVni { id, vni, other }
             }
@@ -207,6 +220,22 @@ impl NetworkSpec {
             .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD))
     }
 
+    /// Checks that the network's MTU fits inside VXLAN on an underlay of
+    /// `underlay_mtu` (a node's own check: managers do not know each node's
+    /// underlay). A derived MTU always fits.
+    pub fn check_underlay(&self, underlay_mtu: u32) -> Result<(), NetworkError> {
+        match self.mtu {
+            Some(mtu) if mtu > underlay_mtu.saturating_sub(VXLAN_OVERHEAD) => {
+                Err(NetworkError::MtuAboveUnderlay {
+                    id: self.id.clone(),
+                    mtu,
+                    underlay_mtu,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that an endpoint may take `ip` on this network: a host address
     /// of the subnet other than the gateway.
     pub fn check_endpoint(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
@@ -268,6 +297,29 @@ mod tests {
             with(100).validate(),
             Err(NetworkError::MtuTooSmall { .. })
         ));
+    }
+
+    #[test]
+    fn an_mtu_beyond_the_underlay_less_vxlan_does_not_fit_a_node() {
+        let with = |mtu| NetworkSpec {
+            mtu,
+            ..net("n", 4096, "10.0.9.0/24", "10.0.9.1")
+        };
+        assert!(with(None).check_underlay(1500).is_ok());
+        assert!(with(Some(1450)).check_underlay(1500).is_ok());
+        assert!(with(Some(9000)).check_underlay(9050).is_ok());
+        let err = with(Some(1451)).check_underlay(1500).unwrap_err();
+        assert_eq!(
+            err,
+            NetworkError::MtuAboveUnderlay {
+                id: "n".into(),
+                mtu: 1451,
+                underlay_mtu: 1500
+            }
+        );
+        assert!(err.to_string().contains("up to 1450"), "{err}");
+        // A tiny underlay fits nothing explicit.
+        assert!(with(Some(576)).check_underlay(40).is_err());
     }
 
     #[test]

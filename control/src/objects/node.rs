@@ -45,6 +45,10 @@ pub struct Node {
     pub hostname: String,
     /// The address other nodes reach it on (its `--advertise-addr`).
     pub addr: String,
+    /// The port its manager API listens on (`--listen-port`), as it said
+    /// when it joined; 0 when not known (recorded before this was kept).
+    #[serde(default)]
+    pub listen_port: u16,
     pub role: Role,
     #[serde(default)]
     pub availability: Availability,

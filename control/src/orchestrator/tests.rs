@@ -32,6 +32,7 @@ pub(crate) fn node(i: usize) -> Node {
         id: format!("node{i:03}"),
         hostname: format!("h{i}"),
         addr: format!("198.18.0.{i}"),
+        listen_port: 0,
         role: Role::Worker,
         availability: Availability::Active,
         labels: BTreeMap::new(),

@@ -19,6 +19,7 @@ pub(super) fn node(id: &str) -> Node {
         id: id.to_string(),
         hostname: format!("host-{id}"),
         addr: "10.0.0.1".to_string(),
+        listen_port: 0,
         role: Role::Worker,
         availability: Availability::Active,
         labels: BTreeMap::new(),

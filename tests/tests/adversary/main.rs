@@ -10,14 +10,18 @@
 //!   manager's kept certificate (at once) and a removed node's likewise.
 //! - `gossip`: idle connection floods on 7946 and the metrics port; forged
 //!   gossip records in another node's name.
-//! - `manager`: publishing the ports nodes need, a huge `service scale`
-//!   (refused at once, the leader answering), a removed node's saved gossip
-//!   key (it stops opening gossip once the rotation retires it).
+//! - `manager`: publishing the ports nodes need (and a node's configured
+//!   `--listen-port`), a huge `service scale` (refused at once, the leader
+//!   answering), a removed node's gossip (refused within a second in its
+//!   own name; its saved key opens nothing once the rotation retires it).
 //! - `disk`: the state dir's modes after init, join, renewal and autolock;
 //!   a crash at every key write step; task logs capped; a removed network's
 //!   namespace not pinned by tasks.
+//! - `exhaustion`: a crash-looping service on a /28 keeps the network's
+//!   addresses.
 
 mod disk;
+mod exhaustion;
 mod gossip;
 mod manager;
 mod raft;

@@ -81,6 +81,7 @@ impl Membership {
             id: node_id.clone(),
             hostname: self.hostname.clone(),
             addr: addr.to_string(),
+            listen_port,
             role: Role::Manager,
             availability: Default::default(),
             labels: Default::default(),

@@ -24,7 +24,7 @@ mod replay;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{Buf, BytesMut};
 use ring::aead::Aad;
@@ -141,6 +141,8 @@ pub enum Rejected {
     Replayed { sender: SenderId, counter: u64 },
     #[error("sent at {sent_at} ms but our clock reads {now} ms; check NTP on both nodes")]
     Skewed { sent_at: u64, now: u64 },
+    #[error("sender {0:016x} was removed from the swarm")]
+    Refused(SenderId),
 }
 
 /// Counts of every received message, by outcome.
@@ -155,6 +157,9 @@ pub struct DecodeStats {
     pub skewed: u64,
     pub unknown_key: u64,
     pub too_large: u64,
+    /// From a node removed from the swarm.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 impl DecodeStats {
@@ -166,6 +171,7 @@ impl DecodeStats {
             + self.skewed
             + self.unknown_key
             + self.too_large
+            + self.refused
     }
 
     fn count(&mut self, outcome: &Result<Received, Rejected>) {
@@ -178,6 +184,7 @@ impl DecodeStats {
             Err(Rejected::Unauthenticated) => &mut self.unauthenticated,
             Err(Rejected::Replayed { .. }) => &mut self.replayed,
             Err(Rejected::Skewed { .. }) => &mut self.skewed,
+            Err(Rejected::Refused(_)) => &mut self.refused,
         };
         *counter += 1;
     }
@@ -193,6 +200,9 @@ pub struct Codec {
     limits: Limits,
     windows: HashMap<(SenderId, Channel), ReplayWindow>,
     stats: DecodeStats,
+    /// Senders removed from the swarm, refused before their key is looked
+    /// at (the managers' list, bounded by them).
+    refused: HashSet<SenderId>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -218,7 +228,17 @@ impl Codec {
             limits: Limits::default(),
             windows: HashMap::new(),
             stats: DecodeStats::default(),
+            refused: HashSet::new(),
         }
+    }
+
+    /// Refuses messages from the nodes `node_ids` from now on (and no
+    /// longer from any node left out).
+    pub fn refuse_senders<'a>(&mut self, node_ids: impl IntoIterator<Item = &'a str>) {
+        self.refused = node_ids.into_iter().map(sender_id).collect();
+        self.refused.remove(&self.sender);
+        self.windows
+            .retain(|(sender, _), _| !self.refused.contains(sender));
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -337,6 +357,9 @@ impl Codec {
             });
         }
         let header = Header::parse(bytes, channel)?;
+        if self.refused.contains(&header.sender) {
+            return Err(Rejected::Refused(header.sender));
+        }
         let key = match self
             .keyring
             .message_key(header.key_id, header.sender, header.epoch)

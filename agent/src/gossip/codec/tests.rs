@@ -465,3 +465,30 @@ fn write_the_fuzz_seeds() {
         std::fs::write(dir.join(name), message.encode().expect("encodes")).expect("seed written");
     }
 }
+
+#[test]
+fn a_removed_senders_messages_are_refused_under_a_valid_key() {
+    let (mut a, mut b) = (sender(), receiver());
+    let before = a
+        .seal(Channel::Datagram, &Message::Membership(vec![1]), NOW)
+        .unwrap();
+    assert!(b.open(Channel::Datagram, &before, NOW).is_ok());
+    b.refuse_senders(["node-a", "node-b"]);
+    let after = a
+        .seal(Channel::Datagram, &Message::Membership(vec![2]), NOW)
+        .unwrap();
+    assert_eq!(
+        b.open(Channel::Datagram, &after, NOW),
+        Err(Rejected::Refused(sender_id("node-a")))
+    );
+    assert_eq!(b.stats().refused, 1);
+    assert_eq!(b.stats().rejected(), 1);
+    // Its own id is never refused (a node does not refuse itself), and a
+    // sender left off the list is heard again.
+    assert!(!b.refused.contains(&b.sender()));
+    b.refuse_senders([]);
+    let again = a
+        .seal(Channel::Datagram, &Message::Membership(vec![3]), NOW)
+        .unwrap();
+    assert!(b.open(Channel::Datagram, &again, NOW).is_ok());
+}

@@ -25,6 +25,7 @@ fn config(keys: &[(u32, &str)], primary: u32, peers: &[SocketAddr]) -> GossipCon
             .collect(),
         primary,
         peers: peers.iter().map(|p| p.to_string()).collect(),
+        refused: Vec::new(),
     }
 }
 

@@ -394,6 +394,19 @@ impl Tables {
         reaped
     }
 
+    /// Makes `owners` (the managers' list of nodes removed lately) the
+    /// owners whose deltas are ignored, dropping the entries of those newly
+    /// on it. Returns how many entries were dropped.
+    pub fn refuse_owners(&mut self, owners: &BTreeSet<String>) -> usize {
+        let new: Vec<&String> = owners
+            .iter()
+            .filter(|o| !self.forgotten.iter().any(|f| f.as_str() == o.as_str()))
+            .collect();
+        let dropped = new.into_iter().map(|o| self.forget_owner(o)).sum();
+        self.forgotten.retain(|o| owners.contains(o.as_str()));
+        dropped
+    }
+
     /// Drops every entry of a node removed from the swarm, and ignores its
     /// deltas from now on. Returns how many entries were dropped.
     pub fn forget_owner(&mut self, owner: &str) -> usize {

@@ -408,3 +408,20 @@ fn only_the_owner_can_write_its_entries() {
         .contains(&("nodea".into(), Verdict::Invalid)));
     assert!(programmed(&b, |_| true).contains(&("t1".into(), Ipv4Addr::new(10, 0, 0, 2))));
 }
+
+#[test]
+fn owners_on_the_managers_refused_list_are_dropped_and_ignored() {
+    let clock = Arc::new(ManualClock::new(1));
+    let (mut a, mut b) = (node("a", &clock), node("b", &clock));
+    let d = a.publish(NET, record("t1", 2));
+    b.apply(d.clone());
+    let refused = std::collections::BTreeSet::from(["a".to_string()]);
+    assert_eq!(b.refuse_owners(&refused), 1);
+    assert_eq!(b.refuse_owners(&refused), 0, "dropped once");
+    assert!(!b.apply(d).changed);
+    assert!(!b.apply(a.publish(NET, record("t2", 3))).changed);
+    assert!(b.sizes().is_empty());
+    // Off the list, its deltas are taken again.
+    b.refuse_owners(&std::collections::BTreeSet::new());
+    assert!(b.apply(a.publish(NET, record("t3", 4))).changed);
+}

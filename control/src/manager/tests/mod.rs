@@ -38,6 +38,7 @@ pub(super) fn manager_node(i: u64) -> Node {
         id: me.node_id,
         hostname: format!("m{i}"),
         addr: me.addr,
+        listen_port: 0,
         role: Role::Manager,
         raft_id: Some(i),
         ..worker_node(0)
