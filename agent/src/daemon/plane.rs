@@ -68,6 +68,8 @@ pub struct TaskInputs {
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
     /// Bytes of each task output kept on disk.
     pub log_limit: u64,
+    /// The networks this node fails to build, for the heartbeat.
+    pub network_failures: watch::Sender<std::collections::BTreeMap<String, String>>,
 }
 
 pub struct Plane {
@@ -129,6 +131,7 @@ impl Plane {
             cgroup_root: tasks.cgroup_root.clone(),
             mesh: tasks.mesh,
             gossip_view: tasks.gossip_view.clone(),
+            network_failures: tasks.network_failures.clone(),
         });
         let runtimes = super::runtimes::open(
             state,

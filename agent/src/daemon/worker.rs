@@ -55,6 +55,8 @@ pub struct Reports {
     pub resources: NodeResources,
     /// Kept current by the task runner.
     pub tasks: watch::Receiver<Vec<TaskReport>>,
+    /// The networks the data plane fails to build (id to error).
+    pub network_failures: watch::Receiver<std::collections::BTreeMap<String, String>>,
 }
 
 /// The session's link to the node's log reader (`service logs`).
@@ -162,6 +164,7 @@ async fn run(
             resources: Some(reports.resources),
             tasks: reports.tasks.borrow().clone(),
             logs: chunks,
+            network_failures: Some(reports.network_failures.borrow().clone()),
         }) else {
             return;
         };

@@ -19,7 +19,8 @@ pub use logs::{
 pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
-    rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
+    rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkFailureView, NetworkView, NodeView,
+    Reachability,
     MTU_OPTION, VXLANID_OPTION,
 };
 

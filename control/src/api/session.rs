@@ -1,6 +1,8 @@
 //! Payloads of the node-facing services: joining (Ca.Join), renewing a
 //! certificate (Ca.Renew) and heartbeats (Dispatcher.Heartbeat).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::logs::{LogChunk, LogFetch};
@@ -73,6 +75,10 @@ pub struct Heartbeat {
     /// Answers to the log fetches of earlier heartbeat answers.
     #[serde(default)]
     pub logs: Vec<LogChunk>,
+    /// The networks the node fails to build, by id, with the error (level:
+    /// an empty map says all are built). `None` from older agents.
+    #[serde(default)]
+    pub network_failures: Option<BTreeMap<String, String>>,
 }
 
 /// A node's view of one of its tasks.

@@ -6,7 +6,7 @@
 //! tasks. The down detector marks silent nodes Down, judged from the
 //! heartbeats and this node's gossip view, both passed in.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ use crate::store::Objects;
 
 /// How often the down detector looks.
 const DETECT_EVERY: Duration = Duration::from_millis(250);
+/// The longest network error a node's report keeps (characters).
+pub const MAX_NETWORK_ERROR_CHARS: usize = 512;
 
 /// What this node's gossip says of each member, by node id: `true` while
 /// alive or suspect. Kept by the data plane, read by the down detector,
@@ -255,11 +257,25 @@ impl<S: Store, L: Link> Manager<S, L> {
             }
             self.logs.deliver(&node.id, heartbeat.logs);
             log_fetches = self.logs.fetches_for(&node.id);
-            if node.state != NodeState::Ready || node.resources != resources {
+            let network_errors = match heartbeat.network_failures {
+                Some(reported) if reported != node.network_errors => {
+                    Some(self.bounded_network_errors(reported))
+                }
+                _ => None,
+            }
+            .filter(|errors| *errors != node.network_errors);
+            if node.state != NodeState::Ready
+                || node.resources != resources
+                || network_errors.is_some()
+            {
                 self.modify_node(&node.id, |n| {
-                    let changed = n.state != NodeState::Ready || n.resources != resources;
+                    let mut changed = n.state != NodeState::Ready || n.resources != resources;
                     n.state = NodeState::Ready;
                     n.resources = resources;
+                    if let Some(errors) = &network_errors {
+                        changed |= n.network_errors != *errors;
+                        n.network_errors.clone_from(errors);
+                    }
                     Ok(changed)
                 })
                 .await?;
@@ -286,6 +302,19 @@ impl<S: Store, L: Link> Manager<S, L> {
         };
         check_answer_size(&node.id, tasks, &answer, MAX_HEARTBEAT_ANSWER_BYTES)?;
         Ok(answer)
+    }
+
+    /// A node's reported network failures as kept: only networks of the
+    /// swarm, each error cut to [`MAX_NETWORK_ERROR_CHARS`].
+    fn bounded_network_errors(&self, reported: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let Some(known) = self.network_specs() else {
+            return BTreeMap::new();
+        };
+        reported
+            .into_iter()
+            .filter(|(id, _)| known.iter().any(|n| &n.id == id))
+            .map(|(id, error)| (id, error.chars().take(MAX_NETWORK_ERROR_CHARS).collect()))
+            .collect()
     }
 
     /// The unfinished tasks assigned to `node`, and the ids of its

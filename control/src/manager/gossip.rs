@@ -146,6 +146,7 @@ mod tests {
             resources: Default::default(),
             created_at: 0,
             updated_at: 0,
+            network_errors: Default::default(),
         }
     }
 

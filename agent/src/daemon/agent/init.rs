@@ -89,6 +89,7 @@ impl Membership {
             resources: Default::default(),
             created_at: now,
             updated_at: now,
+            network_errors: Default::default(),
         };
         let token = JoinToken {
             digest: ca::ca_digest(&cluster.ca_cert_pem)?,
