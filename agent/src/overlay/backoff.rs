@@ -136,7 +136,9 @@ mod tests {
         let bad = Object::Network("bad".into());
         let mut backoff = Backoff::default();
         let events = backoff.record(&failed(&bad, "File exists"), t0);
-        assert!(matches!(&events[..], [Event::Failed { retry_in, .. }] if *retry_in == FIRST_RETRY));
+        assert!(
+            matches!(&events[..], [Event::Failed { retry_in, .. }] if *retry_in == FIRST_RETRY)
+        );
         assert!(backoff.held(t0).contains_key(&bad));
         assert!(backoff.held(t0 + FIRST_RETRY).is_empty());
         // Held during a pass: still failing, nothing to log.
@@ -149,7 +151,10 @@ mod tests {
         assert_eq!(backoff.next_due(), Some(t1 + Duration::from_secs(2)));
         // Another error is logged.
         let t2 = t1 + Duration::from_secs(2);
-        assert_eq!(backoff.record(&failed(&bad, "No buffer space"), t2).len(), 1);
+        assert_eq!(
+            backoff.record(&failed(&bad, "No buffer space"), t2).len(),
+            1
+        );
         assert_eq!(backoff.failing()[&bad].attempts, 3);
     }
 

@@ -427,7 +427,10 @@ fn a_network_the_kernel_refuses_does_not_stop_the_others() {
     let outcome = reconcile_each(&mut kernel, &spec(), None, &Default::default()).unwrap();
     let blue = Object::Network("blue".into());
     let b1 = Object::Sandbox("b1".into());
-    assert!(matches!(outcome.failed[&blue], OverlayError::Netlink { .. }));
+    assert!(matches!(
+        outcome.failed[&blue],
+        OverlayError::Netlink { .. }
+    ));
     // The sandbox on it fails naming the network and its cause.
     let b1_error = outcome.failed[&b1].to_string();
     assert!(b1_error.contains("network `blue`"), "{b1_error}");

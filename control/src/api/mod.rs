@@ -20,8 +20,7 @@ pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
     rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkFailureView, NetworkView, NodeView,
-    Reachability,
-    MTU_OPTION, VXLANID_OPTION,
+    Reachability, MTU_OPTION, VXLANID_OPTION,
 };
 
 use std::collections::BTreeMap;

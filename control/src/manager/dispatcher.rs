@@ -306,7 +306,10 @@ impl<S: Store, L: Link> Manager<S, L> {
 
     /// A node's reported network failures as kept: only networks of the
     /// swarm, each error cut to [`MAX_NETWORK_ERROR_CHARS`].
-    fn bounded_network_errors(&self, reported: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    fn bounded_network_errors(
+        &self,
+        reported: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
         let Some(known) = self.network_specs() else {
             return BTreeMap::new();
         };

@@ -80,11 +80,13 @@ impl<S: Store, L: Link> Manager<S, L> {
         view.failures = nodes
             .iter()
             .filter_map(|n| {
-                n.network_errors.get(&network.id).map(|error| NetworkFailureView {
-                    node: n.hostname.clone(),
-                    node_id: n.id.clone(),
-                    error: error.clone(),
-                })
+                n.network_errors
+                    .get(&network.id)
+                    .map(|error| NetworkFailureView {
+                        node: n.hostname.clone(),
+                        node_id: n.id.clone(),
+                        error: error.clone(),
+                    })
             })
             .collect();
         Ok(ApiResponse::Network {
