@@ -141,3 +141,28 @@ fn a_network_the_kernel_refuses_never_stalls_the_networks_after_it() {
     let out = cli(h, &["service", "rm", "onbad", "web"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_subnet_over_a_nodes_underlay_address_is_refused_naming_both() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let h: &Host = &ul.hosts()[0];
+    start_agent_with(h, &[]).expect("agent");
+    form(h, &[], &[]);
+    let addr = h.addr();
+    let octets = addr.octets();
+    let subnet = format!("{}.{}.{}.0/24", octets[0], octets[1], octets[2]);
+    let out = cli(h, &["network", "create", "--subnet", &subnet, "under"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains(&subnet), "{said}");
+    assert!(said.contains(&format!("{addr}/32")), "{said}");
+    assert!(said.contains(h.name()), "{said}");
+    let names = cli_ok(h, &["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!names.lines().any(|n| n == "under"), "{names}");
+    // A subnet clear of the underlay is taken.
+    cli_ok(
+        h,
+        &["network", "create", "--subnet", "10.77.0.0/24", "clear"],
+    );
+}

@@ -27,8 +27,9 @@ pub use ids::{
     new_cluster_id, new_network_id, new_node_id, new_service_id, new_task_id, to_base36, ID_LEN,
 };
 pub use ipam::{
-    create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps, parse_subnet,
-    plan_network, NetworkCreateError, NetworkRequest, DEFAULT_POOL, DEFAULT_SUBNET_PREFIX,
+    check_underlay, create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps,
+    parse_subnet, plan_network, NetworkCreateError, NetworkRequest, DEFAULT_POOL,
+    DEFAULT_SUBNET_PREFIX,
 };
 pub use lookup::{find, LookupError, Named};
 pub use mac::{MacAddr, MacParseError};
