@@ -165,4 +165,32 @@ fn a_subnet_over_a_nodes_underlay_address_is_refused_naming_both() {
         h,
         &["network", "create", "--subnet", "10.77.0.0/24", "clear"],
     );
+
+    // A route only the node knows: the managers take the subnet, the node
+    // does not build it and says why, naming both.
+    let route = ["route", "add", "10.88.0.0/16", "dev", h.iface()];
+    let out = h.exec("ip", &route).expect("ip route add");
+    assert!(out.status.success(), "{}", text(&out));
+    cli_ok(
+        h,
+        &["network", "create", "--subnet", "10.88.1.0/24", "routed"],
+    );
+    let reported = wait_for(Duration::from_secs(20), || {
+        failures(h, "routed").contains("10.88.0.0/16")
+    });
+    let shown = failures(h, "routed");
+    assert!(reported, "no failure shown: {shown}");
+    assert!(
+        shown.contains("10.88.1.0/24") && shown.contains(h.name()),
+        "{shown}"
+    );
+    assert!(!failures(h, "clear").contains(h.name()));
+    let out = h
+        .exec("ip", &["route", "del", "10.88.0.0/16", "dev", h.iface()])
+        .expect("ip route del");
+    assert!(out.status.success(), "{}", text(&out));
+    let built = wait_for(Duration::from_secs(75), || {
+        !failures(h, "routed").contains(h.name())
+    });
+    assert!(built, "still refused: {}", failures(h, "routed"));
 }

@@ -358,7 +358,15 @@ async fn run(
         let mesh_mode = inputs.mesh;
         let warming = began.elapsed() < mesh_plane::WARM_UP;
         let kept = inherited.clone();
-        let held = backoff.held(Instant::now());
+        let waiting = backoff.held(Instant::now());
+        let mut held = waiting.clone();
+        // Networks over the host's own routes are not built here.
+        let refused = overlay::underlay::clashes(
+            &networks,
+            &overlay::underlay::host_routes(),
+            &[ebpf::HOST_END],
+        );
+        held.extend(refused.clone());
         let result = tokio::task::spawn_blocking(move || {
             let mut kernel = RtnlKernel::new(netns);
             let mut kept = kept.lock().map_err(|_| {
@@ -417,6 +425,20 @@ async fn run(
                     );
                 }
                 let now = Instant::now();
+                let mut outcome = outcome;
+                // Counted and logged as failures when their retry is due,
+                // held meanwhile, like any failing object.
+                for (object, error) in refused {
+                    if waiting.contains_key(&object) {
+                        outcome.held.insert(object);
+                        continue;
+                    }
+                    outcome.held.remove(&object);
+                    outcome.done.remove(&object);
+                    outcome
+                        .failed
+                        .insert(object, overlay::OverlayError::Refused(error));
+                }
                 for object in outcome.failed.keys() {
                     *status
                         .failures_total

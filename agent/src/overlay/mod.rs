@@ -22,6 +22,7 @@ mod plan;
 mod rtnl;
 mod spec;
 mod state;
+pub mod underlay;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,8 @@ pub enum OverlayError {
     Netlink { op: String, message: String },
     #[error("kernel state: {0}")]
     Kernel(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("{needed} is not built on this node: {cause}")]
     Needs { needed: Object, cause: String },
 }
