@@ -124,6 +124,9 @@ pub enum ApiRequest {
     /// manager: `swarm update --max-replicas`: the cap on a service's
     /// replicas.
     SetMaxReplicas { max_replicas: u64 },
+    /// manager: `swarm init|update --task-history-limit`: tasks kept per
+    /// slot, the current one included; negative keeps all.
+    SetTaskHistoryLimit { limit: i64 },
     /// manager (internal): a node that joined or was promoted as a manager
     /// is ready; the leader adds it to the Raft group.
     AddManager { node_id: String },
@@ -188,6 +191,7 @@ impl ApiRequest {
             | ApiRequest::ServiceRemove { .. }
             | ApiRequest::SetStrategy { .. }
             | ApiRequest::SetMaxReplicas { .. }
+            | ApiRequest::SetTaskHistoryLimit { .. }
             | ApiRequest::AddManager { .. } => Access::Write,
         }
     }

@@ -16,7 +16,9 @@ mod node;
 mod service;
 mod task;
 
-pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS};
+pub use cluster::{
+    Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS, DEFAULT_TASK_HISTORY_LIMIT,
+};
 pub use container::{ContainerSpec, HealthSpec};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
