@@ -147,6 +147,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             network_errors: Default::default(),
+            restarting_until_ms: None,
         }
     }
 

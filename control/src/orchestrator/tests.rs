@@ -45,6 +45,7 @@ pub(crate) fn node(i: usize) -> Node {
         created_at: 0,
         updated_at: 0,
         network_errors: Default::default(),
+        restarting_until_ms: None,
     }
 }
 

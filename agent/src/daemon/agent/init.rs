@@ -91,6 +91,7 @@ impl Membership {
             created_at: now,
             updated_at: now,
             network_errors: Default::default(),
+            restarting_until_ms: None,
         };
         let token = JoinToken {
             digest: ca::ca_digest(&cluster.ca_cert_pem)?,

@@ -398,6 +398,7 @@ async fn callers_are_authorized_from_the_store() {
         tasks: vec![],
         logs: vec![],
         network_failures: None,
+        restart_window_ms: None,
     };
     assert_eq!(code(m.heartbeat(&removed, hb).await), ErrorCode::Removed);
     let renew = crate::api::RenewRequest {
@@ -415,6 +416,7 @@ async fn callers_are_authorized_from_the_store() {
         tasks: vec![],
         logs: vec![],
         network_failures: None,
+        restart_window_ms: None,
     };
     assert_eq!(
         code(follower.heartbeat(&removed, hb).await),
