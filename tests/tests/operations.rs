@@ -149,3 +149,50 @@ fn a_crashing_slot_keeps_five_tasks_in_all_as_swarm_does() {
     }
     assert_eq!(most, 5, "the slot's history reached {most} tasks");
 }
+
+#[test]
+fn the_task_history_limit_is_set_at_init_and_changed_with_update() {
+    require_root();
+    let ul = Underlay::builder().hosts(1).build().expect("underlay");
+    let h: &Host = &ul.hosts()[0];
+    start_agent_with(h, &[]).expect("agent");
+    shoal_tests::swarm::form_with(h, &["--task-history-limit", "2"], &[], &[]);
+    shoal_tests::swarm::create(
+        h,
+        "crash",
+        &["--restart-delay", "200ms"],
+        &["sh", "-c", "exit 3"],
+    );
+    let count = || shoal_tests::swarm::tasks(h, &["service", "ps", "crash"]).len();
+    let failed = || {
+        shoal_tests::swarm::tasks(h, &["service", "ps", "crash"])
+            .iter()
+            .filter(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Failed")
+            })
+            .count()
+    };
+    // Watch several restarts: never more than two tasks for the slot.
+    let mut most = 0;
+    let end = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < end {
+        most = most.max(count());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(failed() >= 1, "the task never crashed");
+    assert_eq!(most, 2, "the slot's history reached {most} tasks");
+
+    // Raised to 4: the slot grows to four and no further.
+    cli_ok(h, &["swarm", "update", "--task-history-limit", "4"]);
+    let grown = wait_for(Duration::from_secs(30), || count() == 4);
+    assert!(grown, "the history did not grow to 4: {}", count());
+    let end = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < end {
+        most = most.max(count());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(most, 4, "the slot's history reached {most} tasks");
+}

@@ -36,6 +36,9 @@ pub enum SwarmCommand {
         /// Lifetime of node certificates (e.g. 2160h, 90d, 30s).
         #[arg(long, value_parser = parse_duration)]
         cert_expiry: Option<Duration>,
+        /// Tasks kept per slot, the current one included (default 5; negative keeps all).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        task_history_limit: Option<i64>,
     },
     /// Join a swarm as a worker or manager, as the token says.
     Join {
@@ -90,6 +93,9 @@ pub enum SwarmCommand {
         /// so a mistyped service scale cannot flood the managers.
         #[arg(long, value_name = "N")]
         max_replicas: Option<u64>,
+        /// Tasks kept per slot, the current one included (default 5; negative keeps all).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        task_history_limit: Option<i64>,
     },
     /// Unlock a locked manager (reads the key from standard input).
     Unlock,
@@ -202,13 +208,23 @@ impl SwarmCommand {
                 force_new_cluster,
                 autolock,
                 cert_expiry,
-            } => LocalRequest::Init {
-                advertise_addr,
-                listen_port,
-                force_new_cluster,
-                autolock,
-                cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
-            },
+                task_history_limit,
+            } => {
+                let init = LocalRequest::Init {
+                    advertise_addr,
+                    listen_port,
+                    force_new_cluster,
+                    autolock,
+                    cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                };
+                let Some(limit) = task_history_limit else {
+                    return print_done(socket, &init).await;
+                };
+                print_done(socket, &init).await?;
+                let set = ApiRequest::SetTaskHistoryLimit { limit };
+                client::done(socket, &LocalRequest::Api(set)).await?;
+                return Ok(());
+            }
             SwarmCommand::Join {
                 token,
                 advertise_addr,
@@ -246,6 +262,7 @@ impl SwarmCommand {
                 rotate_gossip_key,
                 scheduling_strategy,
                 max_replicas,
+                task_history_limit,
             } => {
                 let settings = LocalRequest::Api(ApiRequest::SwarmUpdate {
                     autolock,
@@ -260,6 +277,9 @@ impl SwarmCommand {
                     extra.push(LocalRequest::Api(ApiRequest::SetMaxReplicas {
                         max_replicas,
                     }));
+                }
+                if let Some(limit) = task_history_limit {
+                    extra.push(LocalRequest::Api(ApiRequest::SetTaskHistoryLimit { limit }));
                 }
                 let Some(last) = extra.pop() else {
                     return print_done(socket, &settings).await;

@@ -35,6 +35,8 @@ const RESYNC: Duration = Duration::from_secs(30);
 const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Back-off after a failed reconciliation.
 const RETRY: Duration = Duration::from_secs(1);
+/// The soonest a pass follows another to retry a held object.
+const SOONEST_RETRY: Duration = Duration::from_millis(50);
 
 /// What the loop last did, for `shoal members` and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,23 @@ pub struct DataPlaneStatus {
     pub sandboxes: usize,
     #[serde(default)]
     pub mesh: MeshStatus,
+    /// Networks and sandboxes that failed to build, each retried with
+    /// backoff while the others are reconciled.
+    #[serde(default)]
+    pub failing: Vec<FailingObject>,
+    /// Failed attempts since the agent started, by part (`network`,
+    /// `sandbox`, `mesh`, `overlay` for a whole pass).
+    #[serde(default)]
+    pub failures_total: BTreeMap<String, u64>,
+}
+
+/// One object the loop could not build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingObject {
+    pub object: overlay::Object,
+    pub error: String,
+    /// Failed attempts in a row.
+    pub attempts: u32,
 }
 
 /// The load balancer, as the loop last saw it.
@@ -145,6 +164,16 @@ impl DataPlaneHandle {
         self.status.lock().map(|s| s.reconciles).unwrap_or(0)
     }
 
+    /// The last error of `object`, if it is failing.
+    pub fn failure_of(&self, object: &overlay::Object) -> Option<String> {
+        let status = self.status.lock().ok()?;
+        status
+            .failing
+            .iter()
+            .find(|f| &f.object == object)
+            .map(|f| f.error.clone())
+    }
+
     /// Kicks the loop and returns once a reconciliation that started after
     /// the kick has finished, or after `limit`.
     pub async fn kick_and_wait(&self, limit: Duration) -> bool {
@@ -182,6 +211,9 @@ pub struct Inputs {
     pub cgroup_root: PathBuf,
     pub mesh: MeshConfig,
     pub gossip_view: shoal_control::manager::GossipView,
+    /// The networks this node fails to build (id to error), for the
+    /// managers (`network inspect`).
+    pub network_failures: watch::Sender<BTreeMap<String, String>>,
 }
 
 impl DataPlane {
@@ -263,6 +295,7 @@ async fn run(
     // entries), kept for a while; see `overlay::reconcile_keeping`.
     let inherited: Arc<Mutex<Option<overlay::HostState>>> = Arc::new(Mutex::new(None));
     let mut names = NamePlane::new(inputs.netns.clone());
+    let mut backoff = overlay::backoff::Backoff::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -325,6 +358,15 @@ async fn run(
         let mesh_mode = inputs.mesh;
         let warming = began.elapsed() < mesh_plane::WARM_UP;
         let kept = inherited.clone();
+        let waiting = backoff.held(Instant::now());
+        let mut held = waiting.clone();
+        // Networks over the host's own routes are not built here.
+        let refused = overlay::underlay::clashes(
+            &networks,
+            &overlay::underlay::host_routes(),
+            &[ebpf::HOST_END],
+        );
+        held.extend(refused.clone());
         let result = tokio::task::spawn_blocking(move || {
             let mut kernel = RtnlKernel::new(netns);
             let mut kept = kept.lock().map_err(|_| {
@@ -334,7 +376,7 @@ async fn run(
                 *kept = Some(overlay::OverlayKernel::observe(&mut kernel)?);
             }
             let keep = kept.as_ref().filter(|_| warming);
-            let changes = overlay::reconcile_keeping(&mut kernel, &spec, keep)?;
+            let changes = overlay::reconcile_each(&mut kernel, &spec, keep, &held)?;
             drop(kept);
             // The mesh needs the overlay's namespaces; a mesh failure is
             // reported but does not undo the overlay.
@@ -370,16 +412,70 @@ async fn run(
         status.reconciles += 1;
         wait = RESYNC;
         match result {
-            Ok(Ok((applied, spec, mesh_status))) => {
+            Ok(Ok((outcome, spec, mesh_status))) => {
+                if mesh_status.last_error.is_some() {
+                    *status.failures_total.entry("mesh".into()).or_default() += 1;
+                }
                 status.mesh = mesh_status;
-                if !applied.is_empty() {
+                if !outcome.applied.is_empty() {
                     tracing::info!(
                         "overlay: {} changes applied in {} ms",
-                        applied.len(),
+                        outcome.applied.len(),
                         started.elapsed().as_millis()
                     );
                 }
-                status.changes_applied += applied.len() as u64;
+                let now = Instant::now();
+                let mut outcome = outcome;
+                // Counted and logged as failures when their retry is due,
+                // held meanwhile, like any failing object.
+                for (object, error) in refused {
+                    if waiting.contains_key(&object) {
+                        outcome.held.insert(object);
+                        continue;
+                    }
+                    outcome.held.remove(&object);
+                    outcome.done.remove(&object);
+                    outcome
+                        .failed
+                        .insert(object, overlay::OverlayError::Refused(error));
+                }
+                for object in outcome.failed.keys() {
+                    *status
+                        .failures_total
+                        .entry(object.part().into())
+                        .or_default() += 1;
+                }
+                for event in backoff.record(&outcome, now) {
+                    log_failure(&event);
+                }
+                if let Some(due) = backoff.next_due() {
+                    wait = wait.min(due.saturating_duration_since(now).max(SOONEST_RETRY));
+                }
+                status.failing = backoff
+                    .failing()
+                    .iter()
+                    .map(|(object, f)| FailingObject {
+                        object: object.clone(),
+                        error: f.error.clone(),
+                        attempts: f.attempts,
+                    })
+                    .collect();
+                let by_network: BTreeMap<String, String> = status
+                    .failing
+                    .iter()
+                    .filter_map(|f| match &f.object {
+                        overlay::Object::Network(id) => Some((id.clone(), f.error.clone())),
+                        overlay::Object::Sandbox(_) => None,
+                    })
+                    .collect();
+                inputs.network_failures.send_if_modified(|current| {
+                    let changed = *current != by_network;
+                    if changed {
+                        *current = by_network;
+                    }
+                    changed
+                });
+                status.changes_applied += outcome.applied.len() as u64;
                 status.last_error = None;
                 status.sandboxes = spec.sandboxes.len();
                 status.remote_endpoints = BTreeMap::new();
@@ -392,13 +488,32 @@ async fn run(
             }
             Ok(Err(error)) => {
                 tracing::warn!("overlay reconciliation failed, retrying: {error}");
+                *status.failures_total.entry("overlay".into()).or_default() += 1;
                 status.last_error = Some(error.to_string());
                 wait = RETRY;
             }
             Err(error) => {
+                *status.failures_total.entry("overlay".into()).or_default() += 1;
                 status.last_error = Some(error.to_string());
                 wait = RETRY;
             }
+        }
+    }
+}
+
+/// Logs a change in the failing set: once per new error, not per pass.
+fn log_failure(event: &overlay::backoff::Event) {
+    match event {
+        overlay::backoff::Event::Failed {
+            object,
+            error,
+            retry_in,
+        } => tracing::warn!(
+            "overlay: cannot build {object}: {error}; the others go on, this one is retried in {} s and backing off",
+            retry_in.as_secs()
+        ),
+        overlay::backoff::Event::Recovered { object } => {
+            tracing::info!("overlay: {object} is built again")
         }
     }
 }

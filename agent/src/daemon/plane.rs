@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use shoal_control::api::{Assignment, GossipConfig, LogChunk, LogFetch, TaskReport, GOSSIP_PORT};
-use shoal_control::objects::{MacAddr, NetworkSpec};
+use shoal_control::objects::{MacAddr, NetworkSpec, TaskState};
 use tokio::sync::{mpsc, watch};
 
 use super::dataplane::{self, DataPlane, DataPlaneStatus, Inputs, LocalEndpoints};
@@ -32,6 +32,34 @@ const UNDERLAY_MTU: u32 = 1500;
 pub struct MembersReport {
     pub gossip: GossipStatus,
     pub overlay: DataPlaneStatus,
+    /// This node's tasks by state, as it last reported them.
+    #[serde(default)]
+    pub tasks: std::collections::BTreeMap<String, u64>,
+}
+
+/// The states a node reports its tasks in, each shown even when none is in
+/// it (so a graph has a zero rather than a gap).
+const NODE_TASK_STATES: [TaskState; 8] = [
+    TaskState::Assigned,
+    TaskState::Preparing,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Complete,
+    TaskState::Shutdown,
+    TaskState::Failed,
+    TaskState::Rejected,
+];
+
+/// Counts `reports` by state.
+fn tasks_by_state(reports: &[TaskReport]) -> std::collections::BTreeMap<String, u64> {
+    let mut counts: std::collections::BTreeMap<String, u64> = NODE_TASK_STATES
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    for report in reports {
+        *counts.entry(report.state.as_str().to_string()).or_default() += 1;
+    }
+    counts
 }
 
 /// One line of `shoal endpoint ls`.
@@ -68,6 +96,8 @@ pub struct TaskInputs {
     pub log_chunks: mpsc::Sender<Vec<LogChunk>>,
     /// Bytes of each task output kept on disk.
     pub log_limit: u64,
+    /// The networks this node fails to build, for the heartbeat.
+    pub network_failures: watch::Sender<std::collections::BTreeMap<String, String>>,
 }
 
 pub struct Plane {
@@ -84,6 +114,8 @@ pub struct Plane {
     vtep: Ipv4Addr,
     /// The routing mesh's pins, removed when the node leaves the swarm.
     pin_dir: PathBuf,
+    /// What the task runner last reported, for the metrics.
+    reports: watch::Receiver<Vec<TaskReport>>,
 }
 
 impl Plane {
@@ -129,6 +161,7 @@ impl Plane {
             cgroup_root: tasks.cgroup_root.clone(),
             mesh: tasks.mesh,
             gossip_view: tasks.gossip_view.clone(),
+            network_failures: tasks.network_failures.clone(),
         });
         let runtimes = super::runtimes::open(
             state,
@@ -147,6 +180,7 @@ impl Plane {
             resolv_conf: host_resolv_conf(),
             networks: networks.clone(),
         });
+        let reports = tasks.reports.subscribe();
         let runner = TaskRunner::start(
             runtime.clone(),
             sandboxes,
@@ -168,6 +202,7 @@ impl Plane {
             netns,
             vtep,
             pin_dir: super::balancer::pin_dir(run_dir),
+            reports,
         })
     }
 
@@ -222,6 +257,7 @@ impl Plane {
         Ok(MembersReport {
             gossip: self.gossip.status().await?,
             overlay: self.dataplane.status(),
+            tasks: tasks_by_state(&self.reports.borrow()),
         })
     }
 
@@ -463,6 +499,45 @@ impl MembersReport {
             "counter",
             vec![(String::new(), self.overlay.reconciles.to_string())],
         );
+        metric(
+            "shoal_reconcile_failures_total",
+            "Failed attempts to build an object on this node, by part (network, sandbox, \
+             mesh; overlay for a whole pass); each failing object is retried with backoff.",
+            "counter",
+            ["network", "sandbox", "mesh", "overlay"]
+                .iter()
+                .map(|part| {
+                    let n = self.overlay.failures_total.get(*part).copied().unwrap_or(0);
+                    (format!("{{part=\"{part}\"}}"), n.to_string())
+                })
+                .collect(),
+        );
+        metric(
+            "shoal_reconcile_failing",
+            "Objects this node fails to build now, by part.",
+            "gauge",
+            ["network", "sandbox"]
+                .iter()
+                .map(|part| {
+                    let n = self
+                        .overlay
+                        .failing
+                        .iter()
+                        .filter(|f| f.object.part() == *part)
+                        .count();
+                    (format!("{{part=\"{part}\"}}"), n.to_string())
+                })
+                .collect(),
+        );
+        metric(
+            "shoal_tasks",
+            "This node's tasks by state.",
+            "gauge",
+            self.tasks
+                .iter()
+                .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.to_string()))
+                .collect(),
+        );
         let mesh = &self.overlay.mesh;
         for (name, value) in &mesh.counters {
             metric(
@@ -486,6 +561,27 @@ impl MembersReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tasks_are_counted_by_state_with_zeros_for_the_others() {
+        let report = |id: &str, state| TaskReport {
+            task_id: id.into(),
+            state,
+            message: String::new(),
+            err: None,
+            exit_code: None,
+            pid: None,
+        };
+        let counts = tasks_by_state(&[
+            report("a", TaskState::Running),
+            report("b", TaskState::Running),
+            report("c", TaskState::Failed),
+        ]);
+        assert_eq!(counts["running"], 2);
+        assert_eq!(counts["failed"], 1);
+        assert_eq!(counts["starting"], 0);
+        assert_eq!(counts.values().sum::<u64>(), 3);
+    }
 
     #[test]
     fn ports_parse_like_docker_short_form() {

@@ -54,7 +54,12 @@ impl Sandboxes for PlaneSandboxes {
         // IP only once it serves (listens, or is healthy: `serve`).
         self.publish(a, Vec::new(), false).await?;
         let name = names::sandbox_ns(&a.task_id);
-        if !self.dataplane.kick_and_wait(SANDBOX_WAIT).await || !self.netns.exists(&name) {
+        let built = self.dataplane.kick_and_wait(SANDBOX_WAIT).await;
+        let object = crate::overlay::Object::Sandbox(a.task_id.clone());
+        if let Some(error) = self.dataplane.failure_of(&object) {
+            bail!("the overlay cannot build the task's sandbox: {error}");
+        }
+        if !built || !self.netns.exists(&name) {
             bail!(
                 "the overlay did not build the sandbox within {} s (is network {} known on this node?)",
                 SANDBOX_WAIT.as_secs(),

@@ -65,6 +65,8 @@ pub struct Reports {
     pub resources: NodeResources,
     /// Kept current by the task runner.
     pub tasks: watch::Receiver<Vec<TaskReport>>,
+    /// The networks the data plane fails to build (id to error).
+    pub network_failures: watch::Receiver<std::collections::BTreeMap<String, String>>,
     /// Where each heartbeat's round trip is recorded.
     pub latency: Arc<HeartbeatLatency>,
 }
@@ -180,6 +182,7 @@ impl Farewell {
             tasks: self.tasks.borrow().clone(),
             logs: Vec::new(),
             restart_window_ms: Some(window_ms),
+            network_failures: None,
         }) else {
             return;
         };
@@ -237,6 +240,7 @@ async fn run(
             resources: Some(reports.resources),
             tasks: reports.tasks.borrow().clone(),
             logs: chunks,
+            network_failures: Some(reports.network_failures.borrow().clone()),
             restart_window_ms: None,
         }) else {
             return;

@@ -20,13 +20,15 @@ pub trait OverlayKernel {
 pub struct FakeKernel {
     pub state: HostState,
     pub applied: Vec<Change>,
+    /// Networks whose VXLAN device the kernel refuses (its VNI taken).
+    pub refuse_vxlan: std::collections::BTreeSet<String>,
 }
 
 impl FakeKernel {
     pub fn with_state(state: HostState) -> Self {
         FakeKernel {
             state,
-            applied: Vec::new(),
+            ..FakeKernel::default()
         }
     }
 
@@ -106,6 +108,12 @@ impl OverlayKernel for FakeKernel {
                 net.neigh.clear();
             }
             Change::CreateVxlan { network, vxlan } => {
+                if self.refuse_vxlan.contains(network) {
+                    return Err(OverlayError::Netlink {
+                        op: format!("create VXLAN {}", vxlan.name),
+                        message: "File exists (os error 17)".into(),
+                    });
+                }
                 let net = self.network(network)?;
                 if net.bridge.is_none() {
                     return Err(OverlayError::Kernel(format!(

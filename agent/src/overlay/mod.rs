@@ -13,6 +13,8 @@
 //! caller does (the data-plane loop in `daemon/dataplane.rs`, from the
 //! managers' networks and the gossip tables; `shoal overlay` from a file).
 
+pub mod backoff;
+mod each;
 mod kernel;
 mod mesh_link;
 pub mod names;
@@ -20,10 +22,12 @@ mod plan;
 mod rtnl;
 mod spec;
 mod state;
+pub mod underlay;
 
 #[cfg(test)]
 mod tests;
 
+pub use each::{reconcile_each, Object, Outcome};
 pub use kernel::{FakeKernel, OverlayKernel};
 pub use plan::{plan, Change};
 pub use rtnl::RtnlKernel;
@@ -43,6 +47,10 @@ pub enum OverlayError {
     Netlink { op: String, message: String },
     #[error("kernel state: {0}")]
     Kernel(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{needed} is not built on this node: {cause}")]
+    Needs { needed: Object, cause: String },
 }
 
 /// Brings the host to `spec`: validates it, observes the kernel, applies the
@@ -68,7 +76,16 @@ pub fn reconcile_keeping(
     spec.validate()?;
     let desired = HostState::desired(spec);
     let observed = kernel.observe()?;
-    let mut changes = plan(&desired, &observed);
+    let changes = keep_inherited(plan(&desired, &observed), inherited);
+    for change in &changes {
+        kernel.apply(change)?;
+    }
+    Ok(changes)
+}
+
+/// `changes` without the removals of forwarding and neighbour entries that
+/// `inherited` holds.
+fn keep_inherited(mut changes: Vec<Change>, inherited: Option<&HostState>) -> Vec<Change> {
     if let Some(kept) = inherited {
         changes.retain(|c| match c {
             Change::DelFdb { network, mac } => !kept
@@ -82,8 +99,5 @@ pub fn reconcile_keeping(
             _ => true,
         });
     }
-    for change in &changes {
-        kernel.apply(change)?;
-    }
-    Ok(changes)
+    changes
 }

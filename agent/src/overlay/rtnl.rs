@@ -227,7 +227,13 @@ impl OverlayKernel for RtnlKernel {
                     |nl| async move { nl.del_link_named(&name).await },
                 )
             }
-            Change::CreateVxlan { network, vxlan } => self.create_vxlan(network, vxlan, &op),
+            Change::CreateVxlan { network, vxlan } => {
+                let op = format!(
+                    "create VXLAN device {} (VNI {}, UDP {}); another device on the host with this VNI and port makes the kernel refuse it",
+                    vxlan.name, vxlan.vni, vxlan.port
+                );
+                self.create_vxlan(network, vxlan, &op)
+            }
             Change::DeletePort { network, port } => {
                 let port = port.clone();
                 self.nl(

@@ -416,3 +416,62 @@ fn a_restarted_agent_keeps_only_the_entries_it_inherited() {
         .fdb
         .contains_key(&MacAddr::from_ipv4(ip("10.10.0.3"))));
 }
+
+#[test]
+fn a_network_the_kernel_refuses_does_not_stop_the_others() {
+    // `blue` comes first in the plan; its VXLAN device is refused.
+    let mut kernel = FakeKernel {
+        refuse_vxlan: ["blue".to_string()].into(),
+        ..FakeKernel::default()
+    };
+    let outcome = reconcile_each(&mut kernel, &spec(), None, &Default::default()).unwrap();
+    let blue = Object::Network("blue".into());
+    let b1 = Object::Sandbox("b1".into());
+    assert!(matches!(
+        outcome.failed[&blue],
+        OverlayError::Netlink { .. }
+    ));
+    // The sandbox on it fails naming the network and its cause.
+    let b1_error = outcome.failed[&b1].to_string();
+    assert!(b1_error.contains("network `blue`"), "{b1_error}");
+    assert!(b1_error.contains("File exists"), "{b1_error}");
+    assert_eq!(outcome.failed.len(), 2);
+    // Everything of `red` is built, after the failure.
+    let desired = HostState::desired(&spec());
+    assert_eq!(kernel.state.networks["red"], desired.networks["red"]);
+    assert_eq!(kernel.state.sandboxes["r1"], desired.sandboxes["r1"]);
+    assert!(outcome.done.contains(&Object::Network("red".into())));
+    assert!(!outcome.done.contains(&blue));
+    // No change of `blue` was tried after the one that failed.
+    let blue_after_failure = kernel
+        .applied
+        .iter()
+        .skip_while(|c| !matches!(c, Change::CreateVxlan { network, .. } if network == "blue"))
+        .skip(1)
+        .filter(|c| c.object() == blue)
+        .count();
+    assert_eq!(blue_after_failure, 0, "{:?}", kernel.applied);
+
+    // Once the kernel takes it, the next pass builds what was missing.
+    kernel.refuse_vxlan.clear();
+    let outcome = reconcile_each(&mut kernel, &spec(), None, &Default::default()).unwrap();
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(kernel.state, desired);
+}
+
+#[test]
+fn held_objects_are_left_alone_and_their_sandboxes_wait() {
+    let mut kernel = FakeKernel::default();
+    let held = [(Object::Network("blue".into()), "File exists".to_string())].into();
+    let outcome = reconcile_each(&mut kernel, &spec(), None, &held).unwrap();
+    assert!(kernel
+        .applied
+        .iter()
+        .all(|c| c.object() != Object::Network("blue".into())));
+    assert!(outcome.held.contains(&Object::Network("blue".into())));
+    assert!(matches!(
+        outcome.failed[&Object::Sandbox("b1".into())],
+        OverlayError::Needs { .. }
+    ));
+    assert!(kernel.state.sandboxes["r1"].ifaces.contains_key("eth0"));
+}

@@ -21,8 +21,8 @@ pub use payload_view::{ObjectVersion, PayloadSpecView, PayloadView};
 pub use service_view::{ports_column, ServiceView, TaskView, VirtualIpView};
 pub use session::*;
 pub use view::{
-    rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkView, NodeView, Reachability,
-    MTU_OPTION, VXLANID_OPTION,
+    rfc3339, IpamConfigView, IpamView, ManagerStatus, NetworkFailureView, NetworkView, NodeView,
+    Reachability, MTU_OPTION, VXLANID_OPTION,
 };
 
 use std::collections::BTreeMap;
@@ -126,6 +126,9 @@ pub enum ApiRequest {
     /// manager: `swarm update --max-replicas`: the cap on a service's
     /// replicas.
     SetMaxReplicas { max_replicas: u64 },
+    /// manager: `swarm init|update --task-history-limit`: tasks kept per
+    /// slot, the current one included; negative keeps all.
+    SetTaskHistoryLimit { limit: i64 },
     /// manager (internal): a node that joined or was promoted as a manager
     /// is ready; the leader adds it to the Raft group.
     AddManager { node_id: String },
@@ -246,6 +249,7 @@ impl ApiRequest {
             | ApiRequest::ConfigCreate { .. }
             | ApiRequest::ConfigRemove { .. }
             | ApiRequest::PayloadUpdate { .. }
+            | ApiRequest::SetTaskHistoryLimit { .. }
             | ApiRequest::AddManager { .. } => Access::Write,
         }
     }

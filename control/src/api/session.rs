@@ -1,6 +1,8 @@
 //! Payloads of the node-facing services: joining (Ca.Join), renewing a
 //! certificate (Ca.Renew) and heartbeats (Dispatcher.Heartbeat).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::logs::{LogChunk, LogFetch};
@@ -80,6 +82,10 @@ pub struct Heartbeat {
     /// Answers to the log fetches of earlier heartbeat answers.
     #[serde(default)]
     pub logs: Vec<LogChunk>,
+    /// The networks the node fails to build, by id, with the error (level:
+    /// an empty map says all are built). `None` from older agents.
+    #[serde(default)]
+    pub network_failures: Option<BTreeMap<String, String>>,
     /// Set in the last heartbeat of an agent stopping for a restart (its
     /// tasks keep running): how long, in ms, the managers should wait for
     /// it before marking the node Down (at most [`MAX_RESTART_WINDOW_MS`]).

@@ -142,6 +142,20 @@ pub struct NetworkView {
     /// held for a gossip tombstone's lifetime, free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<AddressUsage>,
+    /// Nodes that cannot build the network (`network inspect` only), each
+    /// with its agent's error; it is retried there with backoff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<NetworkFailureView>,
+}
+
+/// One node's failure to build a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkFailureView {
+    pub node: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub error: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +199,7 @@ impl NetworkView {
             options,
             labels: network.labels.clone(),
             addresses: None,
+            failures: Vec::new(),
         }
     }
 }

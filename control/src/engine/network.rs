@@ -54,6 +54,10 @@ pub struct NetworkResource {
     /// shoal's own: how the subnet's addresses are used (`inspect` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<crate::orchestrator::AddressUsage>,
+    /// shoal's own: nodes that cannot build the network, with their
+    /// agent's error (`inspect` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<crate::api::NetworkFailureView>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +241,7 @@ impl From<&NetworkView> for NetworkResource {
             peers: Vec::new(),
             services: None,
             addresses: view.addresses,
+            failures: view.failures.clone(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! agent said it is restarting keeps its tasks for the window it asked for
 //! (kept in the store, so a new leader honours it too).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ use crate::store::Objects;
 
 /// How often the down detector looks.
 const DETECT_EVERY: Duration = Duration::from_millis(250);
+/// The longest network error a node's report keeps (characters).
+pub const MAX_NETWORK_ERROR_CHARS: usize = 512;
 
 /// What this node's gossip says of each member, by node id: `true` while
 /// alive or suspect. Kept by the data plane, read by the down detector,
@@ -316,18 +318,30 @@ impl<S: Store, L: Link> Manager<S, L> {
             }
             self.logs.deliver(&node.id, heartbeat.logs);
             log_fetches = self.logs.fetches_for(&node.id);
+            let network_errors = match heartbeat.network_failures {
+                Some(reported) if reported != node.network_errors => {
+                    Some(self.bounded_network_errors(reported))
+                }
+                _ => None,
+            }
+            .filter(|errors| *errors != node.network_errors);
             if node.state != NodeState::Ready
                 || node.resources != resources
                 || node.restarting_until_ms != restarting_until
+                || network_errors.is_some()
             {
                 let back = node.restarting_until_ms.is_some() && restarting_until.is_none();
                 self.modify_node(&node.id, |n| {
-                    let changed = n.state != NodeState::Ready
+                    let mut changed = n.state != NodeState::Ready
                         || n.resources != resources
                         || n.restarting_until_ms != restarting_until;
                     n.state = NodeState::Ready;
                     n.resources = resources;
                     n.restarting_until_ms = restarting_until;
+                    if let Some(errors) = &network_errors {
+                        changed |= n.network_errors != *errors;
+                        n.network_errors.clone_from(errors);
+                    }
                     Ok(changed)
                 })
                 .await?;
@@ -370,6 +384,22 @@ impl<S: Store, L: Link> Manager<S, L> {
         };
         check_answer_size(&node.id, tasks, &answer, MAX_HEARTBEAT_ANSWER_BYTES)?;
         Ok(answer)
+    }
+
+    /// A node's reported network failures as kept: only networks of the
+    /// swarm, each error cut to [`MAX_NETWORK_ERROR_CHARS`].
+    fn bounded_network_errors(
+        &self,
+        reported: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let Some(known) = self.network_specs() else {
+            return BTreeMap::new();
+        };
+        reported
+            .into_iter()
+            .filter(|(id, _)| known.iter().any(|n| &n.id == id))
+            .map(|(id, error)| (id, error.chars().take(MAX_NETWORK_ERROR_CHARS).collect()))
+            .collect()
     }
 
     /// The unfinished tasks assigned to `node`, and the ids of its

@@ -9,8 +9,9 @@
 use super::{now_secs, Link, Manager, ManagerError, Store};
 use crate::api::{ApiResponse, NetworkView};
 use crate::objects::{
-    create_command, find, networks_and_guard, new_network_id, plan_network, GuardVersions, Named,
-    Network, NetworkCreateError, NetworkRequest, NetworkSpec, Service, Task, TaskState,
+    check_underlay, create_command, find, networks_and_guard, new_network_id, plan_network,
+    GuardVersions, Named, Network, NetworkCreateError, NetworkRequest, NetworkSpec, Node, Service,
+    Task, TaskState,
 };
 use crate::store::{Command, Objects, Response};
 
@@ -55,6 +56,13 @@ impl<S: Store, L: Link> Manager<S, L> {
             let (existing, guards) =
                 networks_and_guard(&self.objects()).map_err(ManagerError::store)?;
             let network = plan_network(&existing, &request, new_network_id(), now_secs())?;
+            let nodes: Vec<Node> = self.all(&self.objects());
+            check_underlay(
+                network.spec.subnet,
+                nodes
+                    .iter()
+                    .filter_map(|n| Some((n.hostname.as_str(), n.addr.parse().ok()?))),
+            )?;
             let command = create_command(&network, guards).map_err(ManagerError::store)?;
             match self.submit(command).await? {
                 Response::Conflict { .. } => continue,
@@ -86,7 +94,9 @@ impl<S: Store, L: Link> Manager<S, L> {
         };
         match self.store_network(request(Some(INGRESS_SUBNET))).await {
             Ok(_) => Ok(()),
-            Err(ManagerError::NetworkCreate(NetworkCreateError::Overlap { .. })) => {
+            Err(ManagerError::NetworkCreate(
+                NetworkCreateError::Overlap { .. } | NetworkCreateError::UnderlayOverlap { .. },
+            )) => {
                 tracing::warn!(
                     "ingress network: {INGRESS_SUBNET} is taken; taking a subnet from the default pool"
                 );

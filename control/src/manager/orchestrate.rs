@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{apply_report, now_ms, Link, Manager, ManagerError, Store};
-use crate::objects::{new_task_id, Cluster, Network, Node, Service, Task, CLUSTER_ID};
+use crate::objects::{
+    new_task_id, Cluster, Network, Node, Service, Task, CLUSTER_ID, DEFAULT_TASK_HISTORY_LIMIT,
+};
 use crate::orchestrator::{reconcile, AddressQuarantine, ClusterState};
 use crate::store::{Command, Response};
 
@@ -71,12 +73,14 @@ impl<S: Store, L: Link> Manager<S, L> {
         let services: Vec<Service> = self.all(&objects);
         let mut tasks: Vec<Task> = self.all(&objects);
         let quarantines: Vec<AddressQuarantine> = self.all(&objects);
-        let strategy = objects
-            .one::<Cluster>(CLUSTER_ID)
-            .ok()
-            .flatten()
+        let cluster = objects.one::<Cluster>(CLUSTER_ID).ok().flatten();
+        let strategy = cluster
+            .as_ref()
             .map(|c| c.value.strategy)
             .unwrap_or_default();
+        let task_history_limit = cluster
+            .as_ref()
+            .map_or(DEFAULT_TASK_HISTORY_LIMIT, |c| c.value.task_history_limit);
         let now = now_ms();
 
         let mut reported = Vec::new();
@@ -99,6 +103,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             tasks: &tasks,
             quarantines: &quarantines,
             strategy,
+            task_history_limit,
             now_ms: now,
         };
         let plan = reconcile(&state, &mut new_task_id);

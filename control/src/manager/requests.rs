@@ -140,6 +140,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             ApiRequest::NodePs { node } => self.node_ps(&node),
             ApiRequest::ServiceLogs { query } => self.service_logs(query).await,
             ApiRequest::SetStrategy { strategy } => self.set_strategy(strategy).await,
+            ApiRequest::SetTaskHistoryLimit { limit } => self.set_task_history_limit(limit).await,
             ApiRequest::SetMaxReplicas { max_replicas } => {
                 self.set_max_replicas(max_replicas).await
             }

@@ -156,6 +156,23 @@ impl<S: Store, L: Link> Manager<S, L> {
         })
     }
 
+    /// `swarm init|update --task-history-limit`.
+    pub(super) async fn set_task_history_limit(
+        &self,
+        limit: i64,
+    ) -> Result<ApiResponse, ManagerError> {
+        let (cluster, version) = self.versioned_cluster()?;
+        let updated = Cluster {
+            task_history_limit: limit,
+            ..cluster
+        };
+        let put = Command::put(&updated, Some(version)).map_err(ManagerError::store)?;
+        self.submit_all(vec![put], cluster_changed).await?;
+        Ok(ApiResponse::Done {
+            message: format!("Task history limit set to {limit}."),
+        })
+    }
+
     /// `swarm update --max-replicas`.
     pub(super) async fn set_max_replicas(
         &self,

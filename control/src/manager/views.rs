@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use super::{now_ms, Link, Manager, ManagerError, Store};
-use crate::api::{ApiResponse, ClusterInfo, NetworkView, NodeView, ServiceView, TaskView};
+use crate::api::{
+    ApiResponse, ClusterInfo, NetworkFailureView, NetworkView, NodeView, ServiceView, TaskView,
+};
 use crate::objects::{find, Network, Node, Service, Task};
 use crate::orchestrator::{desired_tasks, AddressBook, AddressQuarantine};
 use crate::store::Objects;
@@ -74,6 +76,19 @@ impl<S: Store, L: Link> Manager<S, L> {
         book.reserve_vips(&services);
         let mut view = NetworkView::new(network);
         view.addresses = Some(book.usage(network));
+        let nodes: Vec<Node> = self.all(&objects);
+        view.failures = nodes
+            .iter()
+            .filter_map(|n| {
+                n.network_errors
+                    .get(&network.id)
+                    .map(|error| NetworkFailureView {
+                        node: n.hostname.clone(),
+                        node_id: n.id.clone(),
+                        error: error.clone(),
+                    })
+            })
+            .collect();
         Ok(ApiResponse::Network {
             network: Box::new(view),
         })

@@ -15,6 +15,14 @@ fn default_max_replicas() -> u64 {
     DEFAULT_MAX_REPLICAS
 }
 
+/// Tasks kept per slot, the current one included (Docker's
+/// `--task-history-limit`, default 5).
+pub const DEFAULT_TASK_HISTORY_LIMIT: i64 = 5;
+
+fn default_task_history_limit() -> i64 {
+    DEFAULT_TASK_HISTORY_LIMIT
+}
+
 /// One per swarm, created by `swarm init`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
@@ -50,6 +58,10 @@ pub struct Cluster {
     /// `service scale` cannot make the leader create billions of tasks.
     #[serde(default = "default_max_replicas")]
     pub max_replicas: u64,
+    /// Tasks kept per slot, the current one included; negative keeps all
+    /// (`swarm init|update --task-history-limit`).
+    #[serde(default = "default_task_history_limit")]
+    pub task_history_limit: i64,
     /// Unix seconds.
     pub created_at: u64,
 }

@@ -252,6 +252,7 @@ mod tests {
             gossip_key: vec![1; 32],
             strategy: Default::default(),
             max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
+            task_history_limit: crate::objects::DEFAULT_TASK_HISTORY_LIMIT,
             created_at: CREATED_S,
         }
     }

@@ -79,6 +79,12 @@ pub enum NetworkCreateError {
     GatewayWithoutSubnet,
     #[error("every VNI from {VNI_MIN} to {VNI_MAX} is in use; remove a network first")]
     VniExhausted,
+    #[error("subnet {subnet} overlaps the underlay: node `{node}` is at {addr}/32, inside {subnet}, and its traffic would go into the overlay; choose another --subnet")]
+    UnderlayOverlap {
+        subnet: Ipv4Net,
+        node: String,
+        addr: std::net::Ipv4Addr,
+    },
     #[error(transparent)]
     Invalid(#[from] NetworkError),
 }
@@ -179,6 +185,23 @@ fn check_no_overlap(existing: &[Network], subnet: Ipv4Net) -> Result<(), Network
     }
 }
 
+/// Refuses `subnet` when it holds a node's underlay address (`nodes`:
+/// hostname and advertise address): the node could no longer reach the
+/// others through it.
+pub fn check_underlay<'a>(
+    subnet: Ipv4Net,
+    nodes: impl IntoIterator<Item = (&'a str, std::net::Ipv4Addr)>,
+) -> Result<(), NetworkCreateError> {
+    match nodes.into_iter().find(|(_, addr)| subnet.contains(addr)) {
+        Some((node, addr)) => Err(NetworkCreateError::UnderlayOverlap {
+            subnet,
+            node: node.to_string(),
+            addr,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The first `/prefix` of `pool` (in address order) that overlaps no
 /// existing network's subnet.
 pub fn free_subnet(
@@ -240,6 +263,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_subnet_holding_a_nodes_address_is_refused_naming_both() {
+        let nodes = [
+            ("h1", "198.18.0.1".parse().unwrap()),
+            ("h2", "198.18.0.2".parse().unwrap()),
+        ];
+        let subnet: Ipv4Net = "198.18.0.0/24".parse().unwrap();
+        let error = check_underlay(subnet, nodes).unwrap_err();
+        assert!(
+            matches!(error, NetworkCreateError::UnderlayOverlap { ref node, .. } if node == "h1")
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("198.18.0.0/24") && text.contains("198.18.0.1/32"),
+            "{text}"
+        );
+        let elsewhere: Ipv4Net = "10.9.0.0/24".parse().unwrap();
+        assert!(check_underlay(elsewhere, nodes).is_ok());
+    }
 
     fn request(name: &str) -> NetworkRequest {
         NetworkRequest {

@@ -18,7 +18,9 @@ mod payload;
 mod service;
 mod task;
 
-pub use cluster::{Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS};
+pub use cluster::{
+    Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS, DEFAULT_TASK_HISTORY_LIMIT,
+};
 pub use container::{ContainerSpec, HealthSpec, MountKind, MountSpec, RegistryAuth};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
@@ -31,8 +33,9 @@ pub use ids::{
     to_base36, ID_LEN,
 };
 pub use ipam::{
-    create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps, parse_subnet,
-    plan_network, NetworkCreateError, NetworkRequest, DEFAULT_POOL, DEFAULT_SUBNET_PREFIX,
+    check_underlay, create_command, free_subnet, lowest_free_vni, networks_and_guard, overlaps,
+    parse_subnet, plan_network, NetworkCreateError, NetworkRequest, DEFAULT_POOL,
+    DEFAULT_SUBNET_PREFIX,
 };
 pub use lookup::{find, LookupError, Named};
 pub use mac::{MacAddr, MacParseError};

@@ -67,6 +67,10 @@ pub struct Node {
     pub created_at: u64,
     #[serde(default)]
     pub updated_at: u64,
+    /// The networks this node's agent fails to build (network id to its
+    /// error), as it last reported; bounded by the leader.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_errors: BTreeMap<String, String>,
     /// Unix ms until which the node's agent is restarting (it said so in its
     /// last heartbeat): the down detector leaves the node and its tasks
     /// alone until then. Cleared by its next heartbeat.

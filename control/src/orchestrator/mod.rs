@@ -43,6 +43,8 @@ pub struct ClusterState<'a> {
     pub quarantines: &'a [AddressQuarantine],
     /// The cluster's scheduling strategy.
     pub strategy: Strategy,
+    /// Tasks kept per slot, the current one included; negative keeps all.
+    pub task_history_limit: i64,
     /// Unix milliseconds.
     pub now_ms: u64,
 }

@@ -14,7 +14,7 @@ use crate::scheduler::Scheduler;
 
 use super::addresses::{quarantine_deleted, AddressBook};
 use super::slots::{key_of, Key};
-use super::{update, ClusterState, Plan, TASK_HISTORY_LIMIT};
+use super::{update, ClusterState, Plan};
 
 /// How many tasks one pass makes to scale up (or to cover new nodes for
 /// global services), across all services: a service scaled to millions of
@@ -411,7 +411,10 @@ impl<'a, 'b> Pass<'a, 'b> {
         }
         for (key, mut old) in history {
             let live = current.get(&key).copied().unwrap_or(0);
-            let keep = TASK_HISTORY_LIMIT.saturating_sub(live.max(1));
+            let Ok(limit) = usize::try_from(self.state.task_history_limit) else {
+                continue;
+            };
+            let keep = limit.saturating_sub(live.max(1));
             if old.len() > keep {
                 old.sort();
                 let extra = old.len() - keep;

@@ -21,6 +21,7 @@ pub(crate) struct Sim {
     pub tasks: BTreeMap<String, Task>,
     pub quarantines: Vec<AddressQuarantine>,
     pub strategy: Placing,
+    pub history_limit: i64,
     pub now_ms: u64,
     next_id: u64,
     /// Commands that fail when run (exit 1 at once).
@@ -44,6 +45,7 @@ pub(crate) fn node(i: usize) -> Node {
         raft_id: None,
         created_at: 0,
         updated_at: 0,
+        network_errors: Default::default(),
         restarting_until_ms: None,
     }
 }
@@ -98,6 +100,7 @@ impl Sim {
             tasks: BTreeMap::new(),
             quarantines: vec![],
             strategy: Placing::Spread,
+            history_limit: TASK_HISTORY_LIMIT as i64,
             now_ms: 1_000_000,
             next_id: 0,
             failing: BTreeSet::new(),
@@ -159,6 +162,7 @@ impl Sim {
             tasks: &tasks,
             quarantines: &self.quarantines,
             strategy: self.strategy,
+            task_history_limit: self.history_limit,
             now_ms: self.now_ms,
         };
         let mut next = self.next_id;
@@ -596,6 +600,24 @@ fn failed_tasks_keep_history_within_the_limit() {
     // Five in all, the current task included, as Swarm keeps.
     assert_eq!(sim.tasks.len(), TASK_HISTORY_LIMIT, "{:#?}", sim.tasks);
     sim.check_addresses();
+}
+
+#[test]
+fn the_history_limit_is_the_clusters_and_negative_keeps_all() {
+    for (limit, kept) in [(2, Some(2)), (1, Some(1)), (0, Some(1)), (-1, None)] {
+        let mut sim = Sim::new(1);
+        sim.history_limit = limit;
+        let mut s = spec("crash", 1);
+        s.task.command = vec!["false".into()];
+        s.task.restart.delay_ms = 0;
+        sim.failing.insert("false".into());
+        sim.create(s);
+        sim.run_for(10_000);
+        match kept {
+            Some(n) => assert_eq!(sim.tasks.len(), n, "limit {limit}: {:#?}", sim.tasks),
+            None => assert!(sim.tasks.len() > TASK_HISTORY_LIMIT, "limit {limit}"),
+        }
+    }
 }
 
 #[test]

@@ -149,6 +149,7 @@ mod tests {
             resources: Default::default(),
             created_at: 0,
             updated_at: 0,
+            network_errors: Default::default(),
             restarting_until_ms: None,
         }
     }

@@ -31,6 +31,7 @@ pub(super) fn node(id: &str) -> Node {
         },
         created_at: 0,
         updated_at: 0,
+        network_errors: Default::default(),
         restarting_until_ms: None,
     }
 }

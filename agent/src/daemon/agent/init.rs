@@ -75,6 +75,7 @@ impl Membership {
             gossip_key: rand::random::<[u8; 32]>().to_vec(),
             strategy: Default::default(),
             max_replicas: shoal_control::objects::DEFAULT_MAX_REPLICAS,
+            task_history_limit: shoal_control::objects::DEFAULT_TASK_HISTORY_LIMIT,
             created_at: now,
         };
         let node = Node {
@@ -90,6 +91,7 @@ impl Membership {
             resources: Default::default(),
             created_at: now,
             updated_at: now,
+            network_errors: Default::default(),
             restarting_until_ms: None,
         };
         let token = JoinToken {

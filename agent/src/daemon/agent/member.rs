@@ -102,6 +102,7 @@ impl Membership {
         };
         let handouts = Handouts::new(load_networks(&self.state.networks_file()));
         let (reports_tx, reports_rx) = tokio::sync::watch::channel(Vec::new());
+        let (failures_tx, failures_rx) = tokio::sync::watch::channel(Default::default());
         // A few batches each way: the session sends one per heartbeat.
         let (fetches_tx, fetches_rx) = mpsc::channel(4);
         let (chunks_tx, chunks_rx) = mpsc::channel(4);
@@ -123,6 +124,7 @@ impl Membership {
                 log_fetches: fetches_rx,
                 log_chunks: chunks_tx,
                 log_limit: self.task_log_limit,
+                network_failures: failures_tx,
             },
         )
         .await
@@ -139,6 +141,7 @@ impl Membership {
             Reports {
                 resources: self.resources,
                 tasks: reports_rx,
+                network_failures: failures_rx,
                 latency: self.latency.clone(),
             },
             LogLink {

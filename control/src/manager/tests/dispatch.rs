@@ -22,6 +22,7 @@ fn beat(node: &str, tasks: Vec<TaskReport>) -> Heartbeat {
         resources: None,
         tasks,
         logs: vec![],
+        network_failures: None,
         restart_window_ms: None,
     }
 }

@@ -129,6 +129,7 @@ impl Swarm {
             gossip_key: vec![7; 32],
             strategy: Default::default(),
             max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
+            task_history_limit: crate::objects::DEFAULT_TASK_HISTORY_LIMIT,
             created_at: 0,
         };
         store.apply(&Command::put(&cluster, None).unwrap());

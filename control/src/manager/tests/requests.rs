@@ -397,6 +397,7 @@ async fn callers_are_authorized_from_the_store() {
         resources: None,
         tasks: vec![],
         logs: vec![],
+        network_failures: None,
         restart_window_ms: None,
     };
     assert_eq!(code(m.heartbeat(&removed, hb).await), ErrorCode::Removed);
@@ -414,6 +415,7 @@ async fn callers_are_authorized_from_the_store() {
         resources: None,
         tasks: vec![],
         logs: vec![],
+        network_failures: None,
         restart_window_ms: None,
     };
     assert_eq!(
