@@ -13,6 +13,7 @@
 //! caller does (the data-plane loop in `daemon/dataplane.rs`, from the
 //! managers' networks and the gossip tables; `shoal overlay` from a file).
 
+mod ipvs_link;
 mod kernel;
 mod mesh_link;
 pub mod names;
