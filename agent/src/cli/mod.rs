@@ -201,6 +201,9 @@ impl Cli {
                     let resources = args.resources()?;
                     let task_log_limit = service::parse_memory(&args.task_log_max_size)
                         .map_err(|e| anyhow::anyhow!("--task-log-max-size: {e}"))?;
+                    if args.mesh == crate::balancer::MeshMode::Ipvs {
+                        crate::ipvs::mesh::node::check_host().await?;
+                    }
                     let socket = args.socket.unwrap_or(socket);
                     let docker_socket = match args.docker_socket {
                         Some(path) if path.as_os_str() == "none" => None,

@@ -36,6 +36,26 @@ const CONNTRACK_ESTABLISHED: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_ti
 /// When conntrack is not loaded yet: a day.
 const DEFAULT_TCP_TIMEOUT: u32 = 86_400;
 
+/// What `--mesh ipvs` needs of the host, checked when the agent starts:
+/// the kernel's IPVS ([`IpvsError::NoIpvs`] names `--mesh ebpf` as the
+/// alternative) and the `nft` command.
+pub async fn check_host() -> Result<(), BalancerError> {
+    IpvsClient::connect().await?;
+    let nft = tokio::process::Command::new("nft")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    match nft {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(attach_error(
+            "`--mesh ipvs` needs the `nft` command (the nftables package) for its SNAT and \
+             virtual IP marks: install nftables, or run the agent with `--mesh ebpf`",
+        )),
+    }
+}
+
 /// A node's namespaces, as the agent sees them.
 pub struct HostNode {
     netns: NetnsDir,
