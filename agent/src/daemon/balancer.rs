@@ -304,11 +304,7 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             gateway_mac: gateway_mac(self.vtep),
             cgroup_root: self.cgroup_root.clone(),
             host_cgroup: self.host_cgroup.clone(),
-            peers: self
-                .peers
-                .iter()
-                .map(|p| (*p, gateway_mac(*p)))
-                .collect(),
+            peers: self.peers.iter().map(|p| (*p, gateway_mac(*p))).collect(),
         };
         let attached = balancer.kernel().attach(&node)?;
         if attached.changed {

@@ -113,10 +113,7 @@ fn swarm_checks(ssh: &Ssh, checks: &mut Checks) -> Result<()> {
     );
     match mesh {
         Mesh::Ebpf => checks.record("client IP kept", client_ip_in_logs(ssh)),
-        Mesh::Ipvs => checks.record(
-            "client IP: SNAT to the ingress node",
-            snat_in_logs(ssh),
-        ),
+        Mesh::Ipvs => checks.record("client IP: SNAT to the ingress node", snat_in_logs(ssh)),
     };
     checks.record("UDP through every node", udp_every_node(mesh, &ids));
     checks.record("VIP and DNS east-west", east_west(ssh, &ids));

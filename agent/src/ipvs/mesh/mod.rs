@@ -39,8 +39,8 @@ use crate::balancer::{
 use shoal_control::objects::MacAddr;
 
 use super::{
-    apply_service, apply_timeouts, Destination, Forward, IpvsError, IpvsKernel, Scheduler,
-    Service, ServiceKey, Timeouts, VirtualService,
+    apply_service, apply_timeouts, Destination, Forward, IpvsError, IpvsKernel, Scheduler, Service,
+    ServiceKey, Timeouts, VirtualService,
 };
 
 /// How much one entry holds: IPVS itself has no small limit; these bound
@@ -77,8 +77,7 @@ pub trait IpvsNode: Send {
     fn wire(&mut self, node: &NodeAttachment) -> Result<Attached, BalancerError>;
     /// Marks packets to `vips` in `sandbox` for their firewall-mark
     /// services (replacing the marks set before).
-    fn mark_vips(&mut self, sandbox: &str, vips: &BTreeSet<Ipv4Addr>)
-        -> Result<(), BalancerError>;
+    fn mark_vips(&mut self, sandbox: &str, vips: &BTreeSet<Ipv4Addr>) -> Result<(), BalancerError>;
     /// TCP idle timeout to set: the kernel's for established flows.
     fn tcp_timeout(&self) -> u32;
     /// Takes the wiring down.
@@ -125,7 +124,11 @@ pub fn port_servers(backends: &PortBackends) -> Vec<Destination> {
 }
 
 /// A virtual IP's firewall-mark service and its tasks.
-pub fn vip_service(vip: Ipv4Addr, tasks: &BTreeSet<Ipv4Addr>, scheduler: &Scheduler) -> VirtualService {
+pub fn vip_service(
+    vip: Ipv4Addr,
+    tasks: &BTreeSet<Ipv4Addr>,
+    scheduler: &Scheduler,
+) -> VirtualService {
     VirtualService {
         service: Service {
             key: ServiceKey::Fwmark {
@@ -235,9 +238,7 @@ impl<N: IpvsNode> IpvsBalancer<N> {
             };
             match self.rt.block_on(apply_service(&mut self.host, &desired)) {
                 Err(IpvsError::Kernel { op, errno, .. })
-                    if op == "NEW_SERVICE"
-                        && errno == libc::ENOENT
-                        && self.scheduler == MAGLEV =>
+                    if op == "NEW_SERVICE" && errno == libc::ENOENT && self.scheduler == MAGLEV =>
                 {
                     tracing::warn!(
                         "mesh: this kernel has no IPVS `mh` scheduler (ip_vs_mh); published \
@@ -287,7 +288,9 @@ impl<N: IpvsNode> IpvsBalancer<N> {
     }
 
     /// Opens and programs new sandboxes; forgets those gone. Whether any
-    /// changed.
+    /// changed. A sandbox that cannot be programmed (one going away as we
+    /// look) is tried again at the next attach; it never holds up the
+    /// published ports.
     fn follow_sandboxes(&mut self) -> Result<bool, BalancerError> {
         let now = self.node.sandboxes()?;
         let before = self.sandboxes.len();
@@ -298,19 +301,26 @@ impl<N: IpvsNode> IpvsBalancer<N> {
             if self.sandboxes.contains_key(&name) {
                 continue;
             }
-            let mut kernel = match self.node.open(&self.rt, Some(&name)) {
+            let opened = self
+                .node
+                .open(&self.rt, Some(&name))
+                .and_then(|mut kernel| {
+                    self.rt
+                        .block_on(apply_timeouts(&mut kernel, timeouts(tcp)))
+                        .map(|_| kernel)
+                });
+            let kernel = match opened {
                 Ok(kernel) => kernel,
-                // Going away as we look: next time.
                 Err(e) => {
-                    tracing::debug!("mesh: sandbox {name}: {e}");
+                    tracing::warn!("mesh: sandbox {name}: {e}; trying again");
                     continue;
                 }
             };
-            self.rt.block_on(apply_timeouts(&mut kernel, timeouts(tcp)))?;
             self.sandboxes.insert(name.clone(), kernel);
             if let Err(e) = self.program_sandbox(&name) {
+                tracing::warn!("mesh: sandbox {name}: {e}; trying again");
                 self.sandboxes.remove(&name);
-                return Err(e);
+                continue;
             }
             changed = true;
         }
@@ -371,7 +381,9 @@ impl<N: IpvsNode> LoadBalancer for IpvsBalancer<N> {
     fn attach(&mut self, node: &NodeAttachment) -> Result<Attached, BalancerError> {
         let mut attached = self.node.wire(node)?;
         let tcp = self.node.tcp_timeout();
-        let set = self.rt.block_on(apply_timeouts(&mut self.host, timeouts(tcp)))?;
+        let set = self
+            .rt
+            .block_on(apply_timeouts(&mut self.host, timeouts(tcp)))?;
         if let Some(change) = set {
             tracing::info!("mesh: IPVS {change}");
         }

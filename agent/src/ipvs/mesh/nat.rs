@@ -31,7 +31,7 @@ pub fn node_rules(link: &str, source: Ipv4Addr) -> String {
     let mut script = replace(NODE_TABLE);
     let _ = writeln!(
         script,
-        "table ip {NODE_TABLE} {{\n  chain snat {{\n    type nat hook postrouting priority srcnat; \
+        "table ip {NODE_TABLE} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; \
          policy accept;\n    oifname \"{link}\" snat to {source}\n  }}\n}}"
     );
     script
@@ -96,7 +96,9 @@ pub fn run(netns: Option<&Path>, script: &str) -> Result<(), BalancerError> {
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }
@@ -108,9 +110,9 @@ mod tests {
     #[test]
     fn the_node_snats_what_leaves_over_the_link_to_its_address() {
         let script = node_rules("sh-ingress", Ipv4Addr::new(198, 18, 0, 1));
-        assert!(script.starts_with(
-            "add table ip shoal_ipvs_mesh\ndelete table ip shoal_ipvs_mesh\n"
-        ));
+        assert!(
+            script.starts_with("add table ip shoal_ipvs_mesh\ndelete table ip shoal_ipvs_mesh\n")
+        );
         assert!(script.contains("type nat hook postrouting priority srcnat"));
         assert!(script.contains("oifname \"sh-ingress\" snat to 198.18.0.1"));
     }
@@ -130,5 +132,37 @@ mod tests {
             sandbox_rules(&BTreeSet::new()),
             "add table ip shoal_vips\ndelete table ip shoal_vips\n"
         );
+    }
+
+    /// nft itself accepts what is generated (`nft -c`: checked, not
+    /// applied). Needs `nft` and CAP_NET_ADMIN, as `cargo xtask test` has.
+    #[test]
+    fn nft_accepts_the_generated_rules() {
+        let vips = BTreeSet::from([Ipv4Addr::new(10, 1, 0, 2)]);
+        for script in [
+            node_rules("sh-ingress", Ipv4Addr::new(198, 18, 0, 1)),
+            remove_node_rules(),
+            sandbox_rules(&vips),
+            sandbox_rules(&BTreeSet::new()),
+        ] {
+            let mut child = Command::new("nft")
+                .args(["-c", "-f", "-"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run nft: {e}"));
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write as _;
+                stdin
+                    .write_all(script.as_bytes())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                out.status.success(),
+                "nft refused:\n{script}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }

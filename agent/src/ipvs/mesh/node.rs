@@ -149,11 +149,7 @@ impl IpvsNode for HostNode {
         })
     }
 
-    fn mark_vips(
-        &mut self,
-        sandbox: &str,
-        vips: &BTreeSet<Ipv4Addr>,
-    ) -> Result<(), BalancerError> {
+    fn mark_vips(&mut self, sandbox: &str, vips: &BTreeSet<Ipv4Addr>) -> Result<(), BalancerError> {
         let path = self.netns.path(&names::sandbox_ns(sandbox));
         nat::run(Some(&path), &nat::sandbox_rules(vips))
     }

@@ -49,11 +49,7 @@ impl IpvsNode for FakeNode {
             changed: self.wired == 1,
         })
     }
-    fn mark_vips(
-        &mut self,
-        sandbox: &str,
-        vips: &BTreeSet<Ipv4Addr>,
-    ) -> Result<(), BalancerError> {
+    fn mark_vips(&mut self, sandbox: &str, vips: &BTreeSet<Ipv4Addr>) -> Result<(), BalancerError> {
         self.marks.insert(sandbox.to_string(), vips.clone());
         Ok(())
     }
@@ -138,11 +134,15 @@ fn ip(last: u8) -> IpAddr {
 #[test]
 fn a_published_port_is_one_maglev_service_per_node_address_masquerading_to_its_tasks() {
     let mut b = balancer(FakeNode::default());
-    b.apply(&spec(&[2, 3], &[4])).unwrap_or_else(|e| panic!("{e}"));
+    b.apply(&spec(&[2, 3], &[4]))
+        .unwrap_or_else(|e| panic!("{e}"));
     let host = b.kernel().host();
     let services = block_on(host.services()).unwrap_or_else(|e| panic!("{e}"));
     let keys: BTreeSet<ServiceKey> = services.iter().map(|s| s.key).collect();
-    assert_eq!(keys, BTreeSet::from([key(NODE, 8080), key(OTHER_LOCAL, 8080)]));
+    assert_eq!(
+        keys,
+        BTreeSet::from([key(NODE, 8080), key(OTHER_LOCAL, 8080)])
+    );
     for service in &services {
         assert_eq!(service.scheduler.label(), "mh (mh-fallback,mh-port)");
         assert_eq!(service.persistent, None);
@@ -172,9 +172,12 @@ fn timeouts_are_set_at_attach_with_no_900_s_idle_cut() {
 #[test]
 fn a_reapply_writes_nothing_and_a_withdrawn_backend_loses_its_real_server() {
     let mut b = balancer(FakeNode::default());
-    b.apply(&spec(&[2, 3], &[])).unwrap_or_else(|e| panic!("{e}"));
+    b.apply(&spec(&[2, 3], &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
     let writes = b.kernel().host().writes;
-    let changes = b.apply(&spec(&[2, 3], &[])).unwrap_or_else(|e| panic!("{e}"));
+    let changes = b
+        .apply(&spec(&[2, 3], &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(changes.is_empty());
     assert_eq!(b.kernel().host().writes, writes);
 
