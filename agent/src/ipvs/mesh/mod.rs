@@ -164,6 +164,30 @@ fn mesh_protocol(p: super::Protocol) -> Option<Protocol> {
     }
 }
 
+/// The virtual IPs (firewall-mark services) in one sandbox's IPVS, and
+/// their tasks.
+pub async fn vips_in<K: IpvsKernel>(
+    kernel: &mut K,
+) -> Result<BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>>, IpvsError> {
+    let mut vips = BTreeMap::new();
+    for service in kernel.services().await? {
+        let ServiceKey::Fwmark { mark, ipv6: false } = service.key else {
+            continue;
+        };
+        let tasks: BTreeSet<Ipv4Addr> = kernel
+            .destinations(&service.key)
+            .await?
+            .iter()
+            .filter_map(|d| match d.addr {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        vips.insert(Ipv4Addr::from(mark), tasks);
+    }
+    Ok(vips)
+}
+
 /// The preferred scheduler: Maglev with fallback and port.
 pub const MAGLEV: Scheduler = Scheduler::Maglev {
     fallback: true,
@@ -287,6 +311,25 @@ impl<N: IpvsNode> IpvsBalancer<N> {
         Ok(())
     }
 
+    /// The virtual IPs an earlier agent programmed, as the sandboxes hold
+    /// them (each got all of them), so a restart removes none before the
+    /// first apply.
+    fn observe_vips(&mut self) -> Result<BTreeMap<Ipv4Addr, BTreeSet<Ipv4Addr>>, BalancerError> {
+        let mut vips = BTreeMap::new();
+        for name in self.node.sandboxes()? {
+            let Ok(mut kernel) = self.node.open(&self.rt, Some(&name)) else {
+                continue;
+            };
+            // A sandbox made after the earlier agent stopped holds none.
+            if let Ok(found) = self.rt.block_on(vips_in(&mut kernel)) {
+                for (vip, tasks) in found {
+                    vips.entry(vip).or_insert_with(BTreeSet::new).extend(tasks);
+                }
+            }
+        }
+        Ok(vips)
+    }
+
     /// Opens and programs new sandboxes; forgets those gone. Whether any
     /// changed. A sandbox that cannot be programmed (one going away as we
     /// look) is tried again at the next attach; it never holds up the
@@ -373,8 +416,10 @@ impl<N: IpvsNode> LoadBalancer for IpvsBalancer<N> {
             }
             held.ports.insert(key, backends);
         }
+        held.vips = self.observe_vips()?;
         self.locals = held.locals.clone();
         self.ports = held.ports.clone();
+        self.vips = held.vips.clone();
         Ok(held)
     }
 

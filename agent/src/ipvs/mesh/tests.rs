@@ -312,6 +312,28 @@ fn a_restarted_agent_takes_over_the_table_and_rewrites_nothing() {
 }
 
 #[test]
+fn a_restarted_agent_reads_back_the_vips_a_sandbox_holds() {
+    // What observe() reads from a sandbox at a restart: what was written.
+    let node = FakeNode {
+        sandboxes: BTreeSet::from(["a".to_string()]),
+        ..FakeNode::default()
+    };
+    let mut first = balancer(node);
+    let vip = Ipv4Addr::new(10, 1, 0, 2);
+    let tasks = BTreeSet::from([Ipv4Addr::new(10, 1, 0, 3)]);
+    let mut want = spec(&[2], &[]);
+    want.vips.insert(vip, tasks.clone());
+    first.apply(&want).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = first
+        .kernel()
+        .sandboxes()
+        .get_mut("a")
+        .unwrap_or_else(|| panic!("sandbox a not programmed"));
+    let held = block_on(vips_in(sandbox)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(held, BTreeMap::from([(vip, tasks)]));
+}
+
+#[test]
 fn detach_removes_the_services_and_the_wiring() {
     let mut b = balancer(FakeNode::default());
     b.apply(&spec(&[2], &[])).unwrap_or_else(|e| panic!("{e}"));
