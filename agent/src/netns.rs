@@ -13,17 +13,19 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 
-/// Errors from creating, entering or removing a namespace.
+/// Errors from creating, entering or removing a namespace. The OS error is
+/// part of the message, not a `source`: a chain printer (`{:#}`) would
+/// print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("cannot create namespace dir {path}: {source}")]
-    Dir { path: PathBuf, source: io::Error },
-    #[error("cannot create network namespace {path}: {source}")]
-    Create { path: PathBuf, source: nix::Error },
-    #[error("cannot enter network namespace {path}: {source}")]
-    Enter { path: PathBuf, source: io::Error },
-    #[error("cannot remove network namespace {path}: {source}")]
-    Remove { path: PathBuf, source: io::Error },
+    #[error("cannot create namespace dir {path}: {cause}")]
+    Dir { path: PathBuf, cause: io::Error },
+    #[error("cannot create network namespace {path}: {cause}")]
+    Create { path: PathBuf, cause: nix::Error },
+    #[error("cannot enter network namespace {path}: {cause}")]
+    Enter { path: PathBuf, cause: io::Error },
+    #[error("cannot remove network namespace {path}: {cause}")]
+    Remove { path: PathBuf, cause: io::Error },
     #[error("namespace worker thread panicked")]
     ThreadPanicked,
 }
@@ -56,7 +58,7 @@ impl NetnsDir {
             Err(source) => {
                 return Err(NetnsError::Dir {
                     path: self.dir.clone(),
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -77,20 +79,20 @@ impl NetnsDir {
         }
         fs::create_dir_all(&self.dir).map_err(|source| NetnsError::Dir {
             path: self.dir.clone(),
-            source,
+            cause: source,
         })?;
         // A stale mount point (an agent stopped between unmounting and
         // unlinking it) is unlinked first: that detaches the copies tasks'
         // mount namespaces may still hold, which would pin the old namespace.
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(NetnsError::Dir { path, source: e })
+                return Err(NetnsError::Dir { path, cause: e })
             }
             _ => {}
         }
         File::create(&path).map_err(|source| NetnsError::Dir {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         let target = path.clone();
         let created = std::thread::scope(|s| {
@@ -110,7 +112,10 @@ impl NetnsDir {
             Ok(Ok(())) => Ok(path),
             Ok(Err(source)) => {
                 let _ = fs::remove_file(&path);
-                Err(NetnsError::Create { path, source })
+                Err(NetnsError::Create {
+                    path,
+                    cause: source,
+                })
             }
             Err(_) => Err(NetnsError::ThreadPanicked),
         }
@@ -125,13 +130,16 @@ impl NetnsDir {
         if is_nsfs(&path) {
             umount2(&path, MntFlags::MNT_DETACH).map_err(|e| NetnsError::Remove {
                 path: path.clone(),
-                source: e.into(),
+                cause: e.into(),
             })?;
         }
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(NetnsError::Remove { path, source }),
+            Err(source) => Err(NetnsError::Remove {
+                path,
+                cause: source,
+            }),
         }
     }
 }
@@ -153,7 +161,7 @@ where
         Some(path) => Some((
             File::open(path).map_err(|source| NetnsError::Enter {
                 path: path.into(),
-                source,
+                cause: source,
             })?,
             path,
         )),
@@ -164,7 +172,7 @@ where
             if let Some((file, path)) = file {
                 setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter {
                     path: path.into(),
-                    source: e.into(),
+                    cause: e.into(),
                 })?;
             }
             Ok(f())

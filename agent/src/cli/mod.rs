@@ -125,6 +125,12 @@ pub struct AgentArgs {
     /// output is dropped as new output comes.
     #[arg(long, default_value = "32M")]
     pub task_log_max_size: String,
+    /// How long the managers keep this node's tasks (and the node Ready)
+    /// after this agent stops on SIGTERM or SIGINT, waiting for it to come
+    /// back: an upgrade or a restart fits in it. Its tasks keep running
+    /// meanwhile. 0s: the node goes Down as soon as it is silent.
+    #[arg(long, default_value = "30s", value_parser = swarm::parse_duration)]
+    pub restart_window: std::time::Duration,
 }
 
 impl AgentArgs {
@@ -222,6 +228,7 @@ impl Cli {
                             insecure: args.insecure_registries.clone(),
                         },
                         task_log_limit,
+                        restart_window: args.restart_window,
                         mesh: crate::balancer::MeshConfig {
                             mode: args.mesh,
                             attach: args.mesh_attach,

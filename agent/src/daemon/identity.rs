@@ -147,7 +147,7 @@ impl StateDir {
         let keys = self.keys();
         let io_err = |source| SecretError::Io {
             path: keys.path(name).display().to_string(),
-            source,
+            cause: source,
         };
         keys.read(name)
             .map_err(io_err)?
@@ -186,7 +186,7 @@ impl StateDir {
         let path = keys.path(DEK_FILE);
         let io_err = |source| SecretError::Io {
             path: path.display().to_string(),
-            source,
+            cause: source,
         };
         if let Some(stored) = keys.read(DEK_FILE).map_err(io_err)? {
             let text = open_secret(&path, &stored, kek)?;

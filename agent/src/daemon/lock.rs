@@ -20,11 +20,11 @@ pub const LOCK_FILE: &str = "shoal.lock";
 pub enum LockError {
     #[error("another shoal agent{pid} already uses {dir}; stop it first, or give this one its own --state-dir and --run-dir")]
     Held { dir: PathBuf, pid: String },
-    #[error("cannot lock {path}: {source}")]
+    /// The OS error is in the message, not a `source` (printed once).
+    #[error("cannot lock {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -40,7 +40,7 @@ impl DirLock {
         let path = dir.join(LOCK_FILE);
         let io = |source| LockError::Io {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let file = OpenOptions::new()
             .read(true)

@@ -31,6 +31,7 @@ mod runtimes;
 mod sandboxes;
 mod task_logs;
 mod tasks;
+mod vitals;
 mod worker;
 
 use std::path::PathBuf;
@@ -72,12 +73,16 @@ pub struct Options {
     pub registries: crate::image::RegistryOptions,
     /// Bytes of each task output kept on disk.
     pub task_log_limit: u64,
+    /// How long the managers keep this node's tasks while its agent
+    /// restarts (told in the last heartbeat on SIGTERM); zero: not asked.
+    pub restart_window: Duration,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM, then stops it: the socket and
 /// the metrics stop accepting, the requests in flight are answered, the
-/// member's parts stop (gossip and the overlay, the session, the manager
-/// role), and every task ends.
+/// member's parts stop (the session, after telling the managers it is
+/// restarting, gossip and the overlay, the manager role); the tasks keep
+/// running, for the next agent to adopt.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     install_crypto_provider();
     identity::StateDir::new(&opts.state_dir)
@@ -120,14 +125,32 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     if let Some(addr) = opts.metrics_addr {
         metrics::serve(agent.clone(), addr, &tasks, doors.clone()).await?;
     }
-    tracing::info!("shoal agent ready on {}", opts.socket.display());
+    tracing::info!(
+        target: "shoal::lifecycle",
+        "shoal agent {} (pid {}) started: socket {}, Docker API {}, metrics {}, mesh {:?} \
+         (attach {:?}), state dir {}, restart window {} s",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        opts.socket.display(),
+        opts.docker_socket
+            .as_ref()
+            .map_or("off".to_string(), |p| p.display().to_string()),
+        opts.metrics_addr.map_or("off".to_string(), |a| a.to_string()),
+        opts.mesh.mode,
+        opts.mesh.attach,
+        opts.state_dir.display(),
+        opts.restart_window.as_secs()
+    );
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let reason = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
     let started = Instant::now();
-    tracing::info!("stopping");
+    tracing::info!(
+        target: "shoal::lifecycle",
+        "stopping on {reason}: this node's tasks keep running and are adopted when the agent starts again"
+    );
     let stop = async {
         doors.cancel();
         let _ = local.await;
@@ -140,9 +163,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         tasks.wait().await;
     };
     match tokio::time::timeout(SHUTDOWN_LIMIT, stop).await {
-        Ok(()) => tracing::info!("stopped in {:.2?}", started.elapsed()),
+        Ok(()) => tracing::info!(
+            target: "shoal::lifecycle",
+            "stopped on {reason} in {:.2?}",
+            started.elapsed()
+        ),
         Err(_) => tracing::error!(
-            "the agent's parts did not stop within {SHUTDOWN_LIMIT:?}; exiting anyway"
+            target: "shoal::lifecycle",
+            "the agent's parts did not stop within {SHUTDOWN_LIMIT:?} of {reason}; exiting anyway"
         ),
     }
     Ok(())

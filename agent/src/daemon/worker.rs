@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shoal_control::api::{
     Assignment, GossipConfig, Heartbeat, HeartbeatResponse, LogChunk, LogFetch, TaskReport,
-    HEARTBEAT_PERIOD_MS,
+    DOWN_AFTER_MS, HEARTBEAT_PERIOD_MS,
 };
 use shoal_control::manager::ErrorCode;
 use shoal_control::objects::{NetworkSpec, NodeResources, Role};
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::identity::NodeIdentity;
 use super::peers::{from_json, to_json, Peers};
+use super::vitals::HeartbeatLatency;
 
 /// What the session tells the agent.
 #[derive(Debug)]
@@ -38,6 +39,15 @@ pub enum SessionEvent {
 pub struct Session {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    farewell: Farewell,
+}
+
+/// What the last heartbeat of an agent stopping for a restart needs.
+struct Farewell {
+    identity: Arc<RwLock<NodeIdentity>>,
+    peers: Peers,
+    resources: NodeResources,
+    tasks: watch::Receiver<Vec<TaskReport>>,
 }
 
 /// What the managers hand out on each heartbeat, for the node's other parts.
@@ -55,6 +65,8 @@ pub struct Reports {
     pub resources: NodeResources,
     /// Kept current by the task runner.
     pub tasks: watch::Receiver<Vec<TaskReport>>,
+    /// Where each heartbeat's round trip is recorded.
+    pub latency: Arc<HeartbeatLatency>,
 }
 
 /// The session's link to the node's log reader (`service logs`).
@@ -111,6 +123,12 @@ impl Session {
         logs: LogLink,
     ) -> Session {
         let stop = CancellationToken::new();
+        let farewell = Farewell {
+            identity: identity.clone(),
+            peers: peers.clone(),
+            resources: reports.resources,
+            tasks: reports.tasks.clone(),
+        };
         let task = tokio::spawn(run(
             identity,
             peers,
@@ -120,12 +138,69 @@ impl Session {
             logs,
             stop.clone(),
         ));
-        Session { stop, task }
+        Session {
+            stop,
+            task,
+            farewell,
+        }
     }
 
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
+    }
+
+    /// Stops the heartbeats, then tells the managers this agent is
+    /// restarting and its tasks keep running: they keep the node and its
+    /// tasks for `window` before they mark it Down. A zero window tells
+    /// them nothing (the node goes Down as a silent one does).
+    pub async fn stop_for_restart(self, window: Duration) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        if !window.is_zero() {
+            self.farewell.send(window).await;
+        }
+    }
+}
+
+/// How long the last heartbeat may wait for one manager's answer.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Farewell {
+    /// Sends the last heartbeat, with the restart window, to the managers
+    /// in turn (the leader first) until one answers.
+    async fn send(&self, window: Duration) {
+        let Ok(me) = self.identity.read().map(|i| i.clone()) else {
+            return;
+        };
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let Ok(json) = to_json(&Heartbeat {
+            node_id: me.node_id.clone(),
+            resources: Some(self.resources),
+            tasks: self.tasks.borrow().clone(),
+            logs: Vec::new(),
+            restart_window_ms: Some(window_ms),
+        }) else {
+            return;
+        };
+        for addr in me.managers.iter().take(3) {
+            let reply =
+                tokio::time::timeout(FAREWELL_TIMEOUT, self.peers.heartbeat(addr, json.clone()));
+            if let Ok(Ok(_)) = reply.await {
+                tracing::info!(
+                    target: "shoal::lifecycle",
+                    "told the managers ({addr}) this agent is restarting: they keep this node's tasks for up to {} s",
+                    window.as_secs()
+                );
+                return;
+            }
+        }
+        tracing::warn!(
+            target: "shoal::lifecycle",
+            "no manager answered this agent's last heartbeat: if it is not back within {} s \
+             the managers mark the node Down and start its tasks elsewhere",
+            DOWN_AFTER_MS / 1000
+        );
     }
 }
 
@@ -162,11 +237,17 @@ async fn run(
             resources: Some(reports.resources),
             tasks: reports.tasks.borrow().clone(),
             logs: chunks,
+            restart_window_ms: None,
         }) else {
             return;
         };
+        let sent = std::time::Instant::now();
         let reply =
             tokio::time::timeout(Duration::from_secs(2), peers.heartbeat(&addr, json)).await;
+        match &reply {
+            Ok(Ok(_)) => reports.latency.answered(sent.elapsed()),
+            _ => reports.latency.failed(),
+        }
         match reply {
             Ok(Ok(json)) => {
                 let Ok(resp) = from_json::<HeartbeatResponse>(&json) else {

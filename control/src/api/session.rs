@@ -17,6 +17,13 @@ pub const DOWN_AFTER_MS: u64 = 2_000;
 /// is marked Down anyway: heartbeats ride on TCP, and on a lossy link one
 /// can be late by more than [`DOWN_AFTER_MS`] while the node is fine.
 pub const DOWN_AFTER_IF_ALIVE_MS: u64 = 10_000;
+/// The restart window an agent asks for when it stops for a restart or an
+/// upgrade (`shoal agent --restart-window`): the managers keep its node and
+/// its tasks that long before they mark it Down and replace them.
+pub const RESTART_WINDOW_MS: u64 = 30_000;
+/// The longest restart window a node may ask for: past it, its tasks are
+/// replaced even if it said it would come back.
+pub const MAX_RESTART_WINDOW_MS: u64 = 600_000;
 
 /// The port every node gossips on, UDP (SWIM) and TCP (full-state sync), as
 /// in Docker's swarm mode.
@@ -73,6 +80,11 @@ pub struct Heartbeat {
     /// Answers to the log fetches of earlier heartbeat answers.
     #[serde(default)]
     pub logs: Vec<LogChunk>,
+    /// Set in the last heartbeat of an agent stopping for a restart (its
+    /// tasks keep running): how long, in ms, the managers should wait for
+    /// it before marking the node Down (at most [`MAX_RESTART_WINDOW_MS`]).
+    #[serde(default)]
+    pub restart_window_ms: Option<u64>,
 }
 
 /// A node's view of one of its tasks.

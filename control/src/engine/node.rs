@@ -222,6 +222,7 @@ mod tests {
             },
             created_at: 1_471_517_064,
             updated_at: 1_471_517_065,
+            restarting_until_ms: None,
         }
     }
 

@@ -4,7 +4,9 @@
 //! broker); a follower relays it there. Every answer tells the node its
 //! role, the managers, the gossip keys and peers, the networks and its
 //! tasks. The down detector marks silent nodes Down, judged from the
-//! heartbeats and this node's gossip view, both passed in.
+//! heartbeats and this node's gossip view, both passed in; a node whose
+//! agent said it is restarting keeps its tasks for the window it asked for
+//! (kept in the store, so a new leader honours it too).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -15,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Call, Caller, Link, Manager, ManagerError, Store};
 use crate::api::{
     Assignment, Heartbeat, HeartbeatResponse, TaskReport, DOWN_AFTER_IF_ALIVE_MS, DOWN_AFTER_MS,
-    HEARTBEAT_PERIOD_MS,
+    HEARTBEAT_PERIOD_MS, MAX_RESTART_WINDOW_MS,
 };
 use crate::objects::{Node, NodeResources, NodeState, Service, Task, TaskState};
 use crate::store::Objects;
@@ -180,17 +182,20 @@ fn assignments(
     (by_node, history)
 }
 
-/// The nodes to mark Down at `now`: not Down yet, and silent (no heartbeat
-/// since `since` or their last one) for [`DOWN_AFTER_MS`] when gossip also
-/// lost them or never knew them, or for [`DOWN_AFTER_IF_ALIVE_MS`] when
-/// gossip still sees them alive, so a lossy link does not get a live node's
-/// tasks replaced.
+/// The nodes to mark Down at `now` (`now_ms` on the wall clock): not Down
+/// yet, not within the restart window their agent announced
+/// ([`Node::restarting_until_ms`]), and silent (no heartbeat since `since`
+/// or their last one) for [`DOWN_AFTER_MS`] when gossip also lost them or
+/// never knew them, or for [`DOWN_AFTER_IF_ALIVE_MS`] when gossip still
+/// sees them alive, so a lossy link does not get a live node's tasks
+/// replaced.
 pub(super) fn silent_nodes<'a>(
     nodes: &'a [Node],
     seen: &HashMap<String, Instant>,
     since: Instant,
     gossip: &GossipView,
     now: Instant,
+    now_ms: u64,
 ) -> Vec<&'a Node> {
     nodes
         .iter()
@@ -202,9 +207,24 @@ pub(super) fn silent_nodes<'a>(
                 DOWN_AFTER_MS
             };
             node.state != NodeState::Down
+                && !restarting(node, now_ms)
                 && now.saturating_duration_since(last) > Duration::from_millis(limit)
         })
         .collect()
+}
+
+/// Whether `node`'s agent is within the restart window it announced.
+pub(super) fn restarting(node: &Node, now_ms: u64) -> bool {
+    node.restarting_until_ms.is_some_and(|until| now_ms < until)
+}
+
+/// What a heartbeat makes of its node's restart window at `now_ms`: the
+/// announced window (bounded by [`MAX_RESTART_WINDOW_MS`]) from the last
+/// heartbeat of a stopping agent, none from any other (the agent is back).
+pub(super) fn restart_window_after(heartbeat: &Heartbeat, now_ms: u64) -> Option<u64> {
+    heartbeat
+        .restart_window_ms
+        .map(|window| now_ms.saturating_add(window.min(MAX_RESTART_WINDOW_MS)))
 }
 
 impl<S: Store, L: Link> Manager<S, L> {
@@ -239,6 +259,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             let resources = heartbeat
                 .resources
                 .map_or(node.resources, bounded_resources);
+            let restarting_until = restart_window_after(&heartbeat, super::now_ms());
             {
                 // Only reports of tasks given to this node are kept: a node
                 // cannot crowd out (or overwrite) another node's reports.
@@ -255,14 +276,37 @@ impl<S: Store, L: Link> Manager<S, L> {
             }
             self.logs.deliver(&node.id, heartbeat.logs);
             log_fetches = self.logs.fetches_for(&node.id);
-            if node.state != NodeState::Ready || node.resources != resources {
+            if node.state != NodeState::Ready
+                || node.resources != resources
+                || node.restarting_until_ms != restarting_until
+            {
+                let back = node.restarting_until_ms.is_some() && restarting_until.is_none();
                 self.modify_node(&node.id, |n| {
-                    let changed = n.state != NodeState::Ready || n.resources != resources;
+                    let changed = n.state != NodeState::Ready
+                        || n.resources != resources
+                        || n.restarting_until_ms != restarting_until;
                     n.state = NodeState::Ready;
                     n.resources = resources;
+                    n.restarting_until_ms = restarting_until;
                     Ok(changed)
                 })
                 .await?;
+                if let Some(until) = restarting_until {
+                    let window = until.saturating_sub(super::now_ms()) / 1000;
+                    tracing::info!(
+                        target: "shoal::lifecycle",
+                        "node {} ({}) is restarting: its tasks are kept for up to {window} s",
+                        node.id,
+                        node.hostname
+                    );
+                } else if back {
+                    tracing::info!(
+                        target: "shoal::lifecycle",
+                        "node {} ({}) is back from its restart",
+                        node.id,
+                        node.hostname
+                    );
+                }
             }
         } else if let Some(leader) = self.leader_addr() {
             let relay = self.link.heartbeat(&leader, &heartbeat);
@@ -334,10 +378,11 @@ impl<S: Store, L: Link> Manager<S, L> {
             (since, dispatch.seen.clone())
         };
         let nodes = self.nodes();
-        let silent: HashSet<&str> = silent_nodes(&nodes, &seen, since, &self.gossip, now)
-            .into_iter()
-            .map(|n| n.id.as_str())
-            .collect();
+        let silent: HashSet<&str> =
+            silent_nodes(&nodes, &seen, since, &self.gossip, now, super::now_ms())
+                .into_iter()
+                .map(|n| n.id.as_str())
+                .collect();
         for node in nodes.iter().filter(|n| silent.contains(n.id.as_str())) {
             let marked = self
                 .modify_node(&node.id, |n| {
@@ -347,7 +392,12 @@ impl<S: Store, L: Link> Manager<S, L> {
                 })
                 .await;
             match marked {
-                Ok(_) => tracing::info!("node {} ({}) is down", node.id, node.hostname),
+                Ok(_) => tracing::info!(
+                    target: "shoal::lifecycle",
+                    "node {} ({}) is down: its tasks are started elsewhere",
+                    node.id,
+                    node.hostname
+                ),
                 Err(e) => tracing::debug!("marking {} down: {e}", node.id),
             }
         }

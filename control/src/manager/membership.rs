@@ -43,6 +43,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             resources: Default::default(),
             created_at: now,
             updated_at: now,
+            restarting_until_ms: None,
         };
         let put = Command::put(&node, Some(0)).map_err(ManagerError::store)?;
         if let Response::Conflict { .. } = self.submit(put).await? {

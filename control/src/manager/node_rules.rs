@@ -79,6 +79,7 @@ mod tests {
             resources: Default::default(),
             created_at: 0,
             updated_at: 0,
+            restarting_until_ms: None,
         }
     }
 

@@ -63,6 +63,11 @@ pub struct Node {
     pub created_at: u64,
     #[serde(default)]
     pub updated_at: u64,
+    /// Unix ms until which the node's agent is restarting (it said so in its
+    /// last heartbeat): the down detector leaves the node and its tasks
+    /// alone until then. Cleared by its next heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarting_until_ms: Option<u64>,
 }
 
 /// A node's capacity for reservations (Docker's NanoCPUs and MemoryBytes).

@@ -43,6 +43,7 @@ pub(crate) fn node(i: usize) -> Node {
         raft_id: None,
         created_at: 0,
         updated_at: 0,
+        restarting_until_ms: None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,6 +212,8 @@ pub struct RaftStatus {
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub peers: Vec<PeerStatus>,
+    /// How many times this member saw a new leader since it started.
+    pub leader_changes: u64,
 }
 
 struct NodeInner {
@@ -221,6 +223,8 @@ struct NodeInner {
     view: Arc<AppliedView>,
     shared: Arc<ServiceShared>,
     tuning: RaftTuning,
+    /// Counted by a task following openraft's metrics ([`count_leaders`]).
+    leader_changes: Arc<AtomicU64>,
 }
 
 /// A manager's member of the Raft group. Cheap to clone; all clones are one
@@ -231,6 +235,34 @@ pub struct RaftNode {
 }
 
 type MetricsSnapshot = openraft::RaftMetrics<TypeConfig>;
+
+/// Whether going from leader `before` to `after` is a leader change: a
+/// leader known, and not the one before (losing a leader is not a change;
+/// finding the same one again after an election is not either).
+pub(crate) fn is_leader_change(before: Option<u64>, after: Option<u64>) -> bool {
+    after.is_some() && after != before
+}
+
+/// Counts leader changes in `changes` until the Raft member stops (its
+/// metrics channel closes).
+async fn count_leaders(
+    mut metrics: openraft::alias::WatchReceiverOf<TypeConfig, MetricsSnapshot>,
+    changes: Arc<AtomicU64>,
+) {
+    let mut last_known: Option<u64> = None;
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if is_leader_change(last_known, leader) {
+            changes.fetch_add(1, Ordering::Relaxed);
+        }
+        if leader.is_some() {
+            last_known = leader;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 impl RaftNode {
     /// Opens the store in `dir` and starts the member `raft_id`, which peers
@@ -309,6 +341,8 @@ impl RaftNode {
             view: view.clone(),
             transport,
         });
+        let leader_changes = Arc::new(AtomicU64::new(0));
+        tokio::spawn(count_leaders(raft.metrics(), leader_changes.clone()));
         Ok(RaftNode {
             inner: Arc::new(NodeInner {
                 raft_id,
@@ -317,6 +351,7 @@ impl RaftNode {
                 view,
                 shared,
                 tuning,
+                leader_changes,
             }),
         })
     }
@@ -493,6 +528,7 @@ impl RaftNode {
             snapshot_index: m.snapshot.as_ref().map(|l| l.index),
             purged_index: m.purged.as_ref().map(|l| l.index),
             peers,
+            leader_changes: self.inner.leader_changes.load(Ordering::Relaxed),
         }
     }
 

@@ -30,6 +30,7 @@ pub(super) fn node(id: &str) -> Node {
         },
         created_at: 0,
         updated_at: 0,
+        restarting_until_ms: None,
     }
 }
 

@@ -163,6 +163,7 @@ async fn gossip_key(tls: &Tls, target: &Target) -> anyhow::Result<(u32, String)>
         resources: None,
         tasks: Vec::new(),
         logs: Vec::new(),
+        restart_window_ms: None,
     };
     let reply = DispatcherClient::new(channel(tls).await?)
         .heartbeat(Json {

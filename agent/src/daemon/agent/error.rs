@@ -44,8 +44,16 @@ pub enum AgentError {
     ShuttingDown,
     #[error("this node is still changing its role in the swarm (joining, or being promoted); try again in a few seconds")]
     Changing,
+    /// The whole chain in the message, so not a `source` as well: a chain
+    /// printer (`{:#}`) would print every cause twice.
     #[error("{0:#}")]
-    Failed(#[from] anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AgentError {
+    fn from(e: anyhow::Error) -> AgentError {
+        AgentError::Failed(e)
+    }
 }
 
 impl AgentError {
@@ -86,5 +94,31 @@ impl AgentError {
 impl From<AgentError> for Status {
     fn from(e: AgentError) -> Status {
         status(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cause once: `x: y`, never `x: y: y`.
+    #[test]
+    fn a_failure_prints_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let failed = AgentError::from(anyhow::Error::from(io).context("reading the identity"));
+        let shown = format!("{:#}", anyhow::Error::from(failed));
+        assert_eq!(shown, "reading the identity: entity not found");
+        let lock = super::super::super::lock::LockError::Io {
+            path: "/run/shoal/shoal.lock".into(),
+            cause: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(lock));
+        assert_eq!(shown.matches("permission denied").count(), 1, "{shown}");
+        let netns = crate::netns::NetnsError::Remove {
+            path: "/run/netns/x".into(),
+            cause: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(netns));
+        assert_eq!(shown.matches("entity not found").count(), 1, "{shown}");
     }
 }

@@ -89,6 +89,7 @@ impl Membership {
             resources: Default::default(),
             created_at: now,
             updated_at: now,
+            restarting_until_ms: None,
         };
         let token = JoinToken {
             digest: ca::ca_digest(&cluster.ca_cert_pem)?,

@@ -46,6 +46,20 @@ impl Member {
         }
     }
 
+    /// Stops every part for a restart of the agent (its tasks keep
+    /// running): the managers are told first that the node comes back
+    /// within `window`, so they keep its tasks meanwhile.
+    pub async fn stop_for_restart(self, window: std::time::Duration) {
+        self.renewal.cancel();
+        self.session.stop_for_restart(window).await;
+        if let Ok(plane) = &self.plane {
+            plane.stop(false).await;
+        }
+        if let Some(m) = self.manager {
+            m.stop().await;
+        }
+    }
+
     /// Changes this node's identity in memory and in the state dir.
     pub fn update_identity(
         &self,
@@ -125,6 +139,7 @@ impl Membership {
             Reports {
                 resources: self.resources,
                 tasks: reports_rx,
+                latency: self.latency.clone(),
             },
             LogLink {
                 fetches: fetches_tx,
@@ -132,6 +147,23 @@ impl Membership {
             },
         );
         let renewal = self.schedule_renewal(&read(&certs).cert_pem);
+        {
+            let me = read(&identity);
+            tracing::info!(
+                target: "shoal::lifecycle",
+                "node {} ({}) is a {} of swarm {}: address {}{}, managers {}",
+                me.node_id,
+                me.hostname,
+                me.role,
+                me.cluster_id,
+                me.addr,
+                match me.role {
+                    Role::Manager => format!(", manager API on port {}", me.listen_port),
+                    Role::Worker => String::new(),
+                },
+                me.managers.join(", ")
+            );
+        }
         self.member = Some(Member {
             identity,
             certs,

@@ -41,6 +41,7 @@ use super::answer::LocalAnswer;
 use super::identity::{NodeIdentity, StateDir};
 use super::manager::Core;
 use super::plane::Plane;
+use super::vitals::{raft_prometheus, HeartbeatLatency};
 use super::worker::SessionEvent;
 use super::Options;
 
@@ -102,6 +103,8 @@ pub struct Agent {
     standing: watch::Receiver<Standing>,
     /// True while the membership task changes what this node is.
     changing: watch::Receiver<bool>,
+    /// This node's heartbeat round trips.
+    latency: Arc<HeartbeatLatency>,
 }
 
 /// The membership task's state: it alone changes the member.
@@ -115,6 +118,10 @@ struct Membership {
     mesh: crate::balancer::MeshConfig,
     gossip_view: GossipView,
     task_log_limit: u64,
+    /// How long the managers keep this node's tasks when it restarts.
+    restart_window: std::time::Duration,
+    /// This node's heartbeat round trips, for the metrics.
+    latency: Arc<HeartbeatLatency>,
     member: Option<Member>,
     /// Set while an autolocked manager waits for `swarm unlock`.
     locked: Option<NodeIdentity>,
@@ -146,6 +153,7 @@ impl Agent {
         let (events_tx, events) = mpsc::channel(16);
         let (standing_tx, standing) = watch::channel(Standing::Outside);
         let (changing_tx, changing) = watch::channel(false);
+        let latency = Arc::new(HeartbeatLatency::default());
         let mut membership = Membership {
             state: StateDir::new(&opts.state_dir),
             run_dir: opts.run_dir.clone(),
@@ -156,6 +164,8 @@ impl Agent {
             mesh: opts.mesh,
             gossip_view: GossipView::default(),
             task_log_limit: opts.task_log_limit,
+            restart_window: opts.restart_window,
+            latency: latency.clone(),
             member: None,
             locked: None,
             events: events_tx,
@@ -170,6 +180,7 @@ impl Agent {
             jobs: jobs_tx,
             standing,
             changing,
+            latency,
         })
     }
 
@@ -314,10 +325,19 @@ impl Agent {
             Ok(plane) => plane.report().await.map_err(AgentError::from),
             Err(e) => Err(e),
         };
-        match report {
+        let mut out = match report {
             Ok(report) => report.prometheus(),
             Err(e) => format!("# {e}\n"),
+        };
+        out.push_str(&self.latency.prometheus());
+        if let Standing::Member {
+            manager: Some(core),
+            ..
+        } = &*self.standing.borrow()
+        {
+            out.push_str(&raft_prometheus(&core.store().metrics()));
         }
+        out
     }
 }
 
@@ -357,7 +377,7 @@ impl Membership {
         }
         self.standing.send_replace(Standing::Outside);
         if let Some(member) = self.member.take() {
-            member.stop(false).await;
+            member.stop_for_restart(self.restart_window).await;
         }
     }
 

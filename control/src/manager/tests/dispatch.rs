@@ -22,6 +22,7 @@ fn beat(node: &str, tasks: Vec<TaskReport>) -> Heartbeat {
         resources: None,
         tasks,
         logs: vec![],
+        restart_window_ms: None,
     }
 }
 
@@ -180,7 +181,7 @@ fn silent_nodes_go_down_sooner_when_gossip_lost_them_too() {
     ]);
     let ids = |at: Duration| -> Vec<String> {
         let all: Vec<Node> = nodes.iter().cloned().chain([down.clone()]).collect();
-        super::super::dispatcher::silent_nodes(&all, &seen, t0, &gossip, t0 + at)
+        super::super::dispatcher::silent_nodes(&all, &seen, t0, &gossip, t0 + at, 0)
             .into_iter()
             .map(|n| n.id.clone())
             .collect()
@@ -193,6 +194,81 @@ fn silent_nodes_go_down_sooner_when_gossip_lost_them_too() {
         ids(Duration::from_millis(10_100)),
         vec!["node001", "node002", "node003"]
     );
+}
+
+#[test]
+fn a_node_within_its_announced_restart_window_is_not_marked_down() {
+    let t0 = Instant::now();
+    let mut restarting = worker(1);
+    restarting.restarting_until_ms = Some(40_000);
+    let silent = worker(2);
+    let seen = HashMap::from([("node001".to_string(), t0), ("node002".to_string(), t0)]);
+    let gossip = GossipView::default();
+    let all = [restarting, silent];
+    let ids = |at: Duration, now_ms: u64| -> Vec<String> {
+        super::super::dispatcher::silent_nodes(&all, &seen, t0, &gossip, t0 + at, now_ms)
+            .into_iter()
+            .map(|n| n.id.clone())
+            .collect()
+    };
+    // 29.9 s of silence, still in the window: only the other node.
+    assert_eq!(ids(Duration::from_millis(29_900), 39_900), vec!["node002"]);
+    // The window is over and it did not come back: Down at once.
+    assert_eq!(
+        ids(Duration::from_millis(30_100), 40_100),
+        vec!["node001", "node002"]
+    );
+}
+
+#[test]
+fn a_restart_window_is_bounded_and_only_a_stopping_agent_opens_one() {
+    let mut hb = beat("node001", vec![]);
+    assert_eq!(
+        super::super::dispatcher::restart_window_after(&hb, 1_000),
+        None
+    );
+    hb.restart_window_ms = Some(30_000);
+    assert_eq!(
+        super::super::dispatcher::restart_window_after(&hb, 1_000),
+        Some(31_000)
+    );
+    hb.restart_window_ms = Some(u64::MAX);
+    assert_eq!(
+        super::super::dispatcher::restart_window_after(&hb, 1_000),
+        Some(1_000 + crate::api::MAX_RESTART_WINDOW_MS)
+    );
+}
+
+#[tokio::test]
+async fn a_restarting_node_keeps_its_tasks_until_it_is_back() {
+    let swarm = Swarm::new(1, 2);
+    let m = swarm.manager(1);
+    let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(5)) else {
+        return;
+    };
+    m.detect_down_once(long_ago).await;
+    // node001's agent stops for a restart and says so in its last heartbeat.
+    let mut last = beat("node001", vec![]);
+    last.restart_window_ms = Some(30_000);
+    m.heartbeat(&as_node("node001"), last).await.unwrap();
+    m.heartbeat(&as_node("node002"), beat("node002", vec![]))
+        .await
+        .unwrap();
+    let until = swarm.node("node001").unwrap().restarting_until_ms;
+    assert!(until.is_some(), "the window is in the store");
+    // 10 s of silence from both: the silent one goes Down, the
+    // restarting one stays Ready.
+    m.detect_down_once(Instant::now() + Duration::from_secs(10))
+        .await;
+    assert!(ready(&swarm.node("node001").unwrap()));
+    assert_eq!(swarm.node("node002").unwrap().state, NodeState::Down);
+    // Back: its next heartbeat closes the window.
+    m.heartbeat(&as_node("node001"), beat("node001", vec![]))
+        .await
+        .unwrap();
+    let back = swarm.node("node001").unwrap();
+    assert!(ready(&back));
+    assert_eq!(back.restarting_until_ms, None);
 }
 
 #[tokio::test]

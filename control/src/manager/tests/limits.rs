@@ -173,6 +173,7 @@ async fn reported_resources_are_bounded_and_reports_count_only_for_the_nodes_tas
         resources: Some(huge),
         tasks: vec![],
         logs: vec![],
+        restart_window_ms: None,
     };
     let worker1 = Caller::Node {
         node_id: "node001".into(),
@@ -240,6 +241,7 @@ async fn a_heartbeat_answer_over_the_limit_is_refused_naming_the_node() {
         resources: None,
         tasks: vec![],
         logs: vec![],
+        restart_window_ms: None,
     };
     let answer = m.heartbeat(&worker1, beat).await.unwrap();
     let tasks = answer.assignments.as_ref().map_or(0, Vec::len);

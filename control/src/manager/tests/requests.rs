@@ -397,6 +397,7 @@ async fn callers_are_authorized_from_the_store() {
         resources: None,
         tasks: vec![],
         logs: vec![],
+        restart_window_ms: None,
     };
     assert_eq!(code(m.heartbeat(&removed, hb).await), ErrorCode::Removed);
     let renew = crate::api::RenewRequest {
@@ -413,6 +414,7 @@ async fn callers_are_authorized_from_the_store() {
         resources: None,
         tasks: vec![],
         logs: vec![],
+        restart_window_ms: None,
     };
     assert_eq!(
         code(follower.heartbeat(&removed, hb).await),

@@ -105,6 +105,11 @@ async fn a_new_leader_is_elected_quickly_after_the_leader_dies() {
             c.wait_applied(version, Duration::from_secs(10)).await;
         }
     }
+    // The last new leader counted the leader it knew before the last
+    // failover and itself.
+    let last = c.wait_leader(Duration::from_secs(5)).await;
+    let changes = c.node(last).metrics().leader_changes;
+    assert!(changes >= 2, "the leader counted {changes} leader changes");
     let median = median(times.clone());
     println!(
         "leader failover: median {median:?} over {} runs (all: {times:?})",
@@ -114,6 +119,15 @@ async fn a_new_leader_is_elected_quickly_after_the_leader_dies() {
         median < Duration::from_secs(2),
         "median failover {median:?}"
     );
+}
+
+#[test]
+fn a_leader_change_is_a_new_known_leader() {
+    use crate::raft::node::is_leader_change;
+    assert!(is_leader_change(None, Some(1)));
+    assert!(is_leader_change(Some(1), Some(2)));
+    assert!(!is_leader_change(Some(1), Some(1)));
+    assert!(!is_leader_change(Some(1), None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
