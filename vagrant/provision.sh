@@ -12,9 +12,9 @@ install -d -m 0755 /opt/shoal-lab
 cp -r /tmp/shoal-lab/. /opt/shoal-lab/
 
 # iproute2: `ip`/`bridge`/`tc` for looking; ipvsadm: to show what --mesh
-# ipvs programs; python3: the lab's services; curl and dnsutils: clients.
+# ipvs programs; nftables: the SNAT rules of --mesh ipvs; python3: the lab's services; curl and dnsutils: clients.
 missing=""
-for pkg in iproute2 kmod ipvsadm python3 curl dnsutils procps; do
+for pkg in iproute2 kmod ipvsadm nftables python3 curl dnsutils procps; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $pkg"
     fi

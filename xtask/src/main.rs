@@ -31,9 +31,11 @@ tasks:
                  one service change at 1k and 10k services (needs root)
   vm-box         build the lab's Vagrant box (Debian 12, kernel 6.1) if it is not cached, and
                  add it to Vagrant (needs root; installs vagrant, libvirt and QEMU first)
-  vm-test [--mesh ebpf|ipvs|all] [--keep]
+  vm-test [--mesh ebpf|ipvs|all] [--keep] [--reuse] [--no-build]
                  the lab of 3 VMs in vagrant/ (libvirt + QEMU): the swarm scenario of the
-                 end-to-end tests once per mesh, then everything destroyed (needs root)
+                 end-to-end tests once per mesh, then everything destroyed (needs root);
+                 --reuse runs in the VMs a --keep run left (new shoal provisioned),
+                 --no-build installs the shoal already in the VM cache
   lint           cargo fmt --check and clippy with warnings denied, on the workspace
   test           lint, install-deps, build-ebpf, build and test the workspace (needs root)
   clean [PREFIX] remove network namespaces and other leftovers named shoal-* (or one run's)

@@ -6,8 +6,8 @@
 //! underlay interface, the ingress network, the tasks' cgroup) and holds
 //! the node's local addresses, each published port's backends and each
 //! virtual IP's tasks. The eBPF data path ([`crate::ebpf::EbpfBalancer`])
-//! implements it, an IPVS one can (virtual services and real servers,
-//! weight 0 for a lingering backend), and [`FakeBalancer`] does in memory.
+//! implements it, so does IPVS ([`crate::ipvs::mesh::IpvsBalancer`]: virtual
+//! services and real servers, weight 0 for a lingering backend), and [`FakeBalancer`] does in memory.
 //! [`Balancer`] holds what was written and writes only what a new
 //! [`BalancerSpec`] changes.
 //!
@@ -41,12 +41,13 @@ pub enum MeshMode {
     /// `connect()`.
     #[default]
     Ebpf,
+    /// IPVS (generic netlink) with nftables marks and SNAT: no eBPF at all.
+    /// Backends see the ingress node's address, not the client's.
+    Ipvs,
     /// No load balancer on this node: its addresses do not serve published
     /// ports, its tasks reach services by task address (`tasks.NAME`)
     /// only, and replies of its tasks to ingress clients have no way back
-    /// (keep published services off it with a constraint). For hosts where
-    /// eBPF is not allowed, until the IPVS backend of [`LoadBalancer`]
-    /// exists.
+    /// (keep published services off it with a constraint).
     Off,
 }
 
@@ -195,6 +196,9 @@ pub struct NodeAttachment {
     /// The cgroup every process of the node is under (the cgroup2 root),
     /// for the node's own clients of published ports; none: not served.
     pub host_cgroup: Option<PathBuf>,
+    /// The other nodes' underlay addresses and gateway MACs on the ingress
+    /// network (the IPVS mesh routes answers back to them).
+    pub peers: BTreeMap<Ipv4Addr, MacAddr>,
 }
 
 /// What attaching found.
@@ -235,10 +239,49 @@ pub trait LoadBalancer: Send {
     fn counters(&mut self) -> Result<Counters, BalancerError>;
 }
 
+/// Any balancer behind a box: the agent picks eBPF or IPVS at start.
+impl LoadBalancer for Box<dyn LoadBalancer> {
+    fn observe(&mut self) -> Result<Programmed, BalancerError> {
+        (**self).observe()
+    }
+    fn attach(&mut self, node: &NodeAttachment) -> Result<Attached, BalancerError> {
+        (**self).attach(node)
+    }
+    fn detach(&mut self) -> Result<(), BalancerError> {
+        (**self).detach()
+    }
+    fn limits(&self) -> Limits {
+        (**self).limits()
+    }
+    fn put_local(&mut self, addr: Ipv4Addr) -> Result<(), BalancerError> {
+        (**self).put_local(addr)
+    }
+    fn delete_local(&mut self, addr: Ipv4Addr) -> Result<(), BalancerError> {
+        (**self).delete_local(addr)
+    }
+    fn put_port(&mut self, port: PortKey, backends: &PortBackends) -> Result<(), BalancerError> {
+        (**self).put_port(port, backends)
+    }
+    fn delete_port(&mut self, port: PortKey) -> Result<(), BalancerError> {
+        (**self).delete_port(port)
+    }
+    fn put_vip(&mut self, vip: Ipv4Addr, tasks: &BTreeSet<Ipv4Addr>) -> Result<(), BalancerError> {
+        (**self).put_vip(vip, tasks)
+    }
+    fn delete_vip(&mut self, vip: Ipv4Addr) -> Result<(), BalancerError> {
+        (**self).delete_vip(vip)
+    }
+    fn counters(&mut self) -> Result<Counters, BalancerError> {
+        (**self).counters()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BalancerError {
     #[error(transparent)]
     Ebpf(#[from] crate::ebpf::EbpfError),
+    #[error(transparent)]
+    Ipvs(#[from] crate::ipvs::IpvsError),
     #[error("the routing mesh cannot attach: {0}")]
     Attach(String),
     #[error("the routing mesh holds less than asked: {}", .0.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("; "))]

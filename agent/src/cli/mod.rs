@@ -194,15 +194,21 @@ fn mesh_mode() -> impl clap::builder::TypedValueParser<Value = crate::balancer::
     PossibleValuesParser::new([
         PossibleValue::new("ebpf")
             .help("The eBPF data path: ingress on published ports, virtual IPs at connect()"),
+        PossibleValue::new("ipvs").help(
+            "IPVS (the kernel's ip_vs, over generic netlink) and nftables, no eBPF: published \
+             ports on every node address (scheduler mh, else sh), virtual IPs in each task \
+             sandbox; backends see the ingress node's address, not the client's (SNAT)",
+        ),
         PossibleValue::new("off").help(
             "No load balancer on this node: its addresses do not serve published ports, its \
              tasks reach services by task address (tasks.NAME) only, and replies of its tasks \
              to ingress clients have no way back (keep published services off it with a \
-             constraint). For hosts where eBPF is not allowed, until the IPVS backend exists",
+             constraint)",
         ),
     ])
     .map(|mode| match mode.as_str() {
         "off" => MeshMode::Off,
+        "ipvs" => MeshMode::Ipvs,
         _ => MeshMode::Ebpf,
     })
 }
@@ -235,6 +241,9 @@ impl Cli {
                     let gc = args.gc_policy()?;
                     let task_log_limit = service::parse_memory(&args.task_log_max_size)
                         .map_err(|e| anyhow::anyhow!("--task-log-max-size: {e}"))?;
+                    if args.mesh == crate::balancer::MeshMode::Ipvs {
+                        crate::ipvs::mesh::node::check_host().await?;
+                    }
                     let socket = args.socket.unwrap_or(socket);
                     let docker_socket = match args.docker_socket {
                         Some(path) if path.as_os_str() == "none" => None,

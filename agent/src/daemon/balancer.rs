@@ -217,6 +217,8 @@ pub struct BalancerPlane<L: LoadBalancer> {
     active: BTreeSet<PortBackend>,
     departed: BTreeMap<PortBackend, Instant>,
     departed_linger: Duration,
+    /// The other nodes' underlay addresses.
+    peers: BTreeSet<Ipv4Addr>,
 }
 
 impl<L: LoadBalancer> BalancerPlane<L> {
@@ -239,6 +241,7 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             active: BTreeSet::new(),
             departed: BTreeMap::new(),
             departed_linger: DEPARTED_LINGER,
+            peers: BTreeSet::new(),
         }
     }
 
@@ -254,6 +257,12 @@ impl<L: LoadBalancer> BalancerPlane<L> {
     pub fn with_departed_linger(mut self, linger: Duration) -> Self {
         self.departed_linger = linger;
         self
+    }
+
+    /// The other nodes' underlay addresses (the IPVS mesh routes answers
+    /// back to them).
+    pub fn set_peers(&mut self, peers: &BTreeSet<Ipv4Addr>) {
+        self.peers = peers.iter().copied().filter(|p| *p != self.vtep).collect();
     }
 
     /// The balancer, once loaded.
@@ -295,6 +304,7 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             gateway_mac: gateway_mac(self.vtep),
             cgroup_root: self.cgroup_root.clone(),
             host_cgroup: self.host_cgroup.clone(),
+            peers: self.peers.iter().map(|p| (*p, gateway_mac(*p))).collect(),
         };
         let attached = balancer.kernel().attach(&node)?;
         if attached.changed {

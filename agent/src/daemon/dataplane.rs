@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::balancer::{self as mesh_plane, BalancerPlane, Loader};
 use super::names::NamePlane;
-use crate::balancer::{MeshConfig, MeshMode};
+use crate::balancer::{LoadBalancer, MeshConfig, MeshMode};
 use crate::ebpf::{self, EbpfBalancer};
 use crate::gossip::service::{Entry, Gossip, LocalEndpoint};
 use crate::gossip::table::EndpointRecord;
@@ -148,7 +148,7 @@ pub struct DataPlane {
     kick: Arc<Notify>,
     status: Arc<Mutex<DataPlaneStatus>>,
     /// The load balancer, whose counters are read when asked.
-    mesh: Arc<Mutex<BalancerPlane<EbpfBalancer>>>,
+    mesh: Arc<Mutex<BalancerPlane<Box<dyn LoadBalancer>>>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -222,7 +222,7 @@ impl DataPlane {
         let kick = Arc::new(Notify::new());
         let status = Arc::new(Mutex::new(DataPlaneStatus::default()));
         let mesh = Arc::new(Mutex::new(BalancerPlane::new(
-            ebpf_loader(&inputs),
+            loader(&inputs),
             inputs.vtep,
             inputs.cgroup_root.clone(),
             crate::executor::cgroup2_mount(),
@@ -280,7 +280,7 @@ impl DataPlane {
 
 async fn run(
     mut inputs: Inputs,
-    ingress: Arc<Mutex<BalancerPlane<EbpfBalancer>>>,
+    ingress: Arc<Mutex<BalancerPlane<Box<dyn LoadBalancer>>>>,
     kick: Arc<Notify>,
     status: Arc<Mutex<DataPlaneStatus>>,
     stop: CancellationToken,
@@ -381,8 +381,9 @@ async fn run(
             // The mesh needs the overlay's namespaces; a mesh failure is
             // reported but does not undo the overlay.
             let mut mesh_status = MeshStatus::default();
-            if mesh_mode.mode == MeshMode::Ebpf {
+            if mesh_mode.mode != MeshMode::Off {
                 if let Ok(mut mesh) = mesh.lock() {
+                    mesh.set_peers(&vteps);
                     match mesh.sync(&networks, &live, &lingering, underlay_mtu) {
                         Ok(done) if !done.is_empty() => tracing::info!("mesh: {done:?}"),
                         Ok(_) => {}
@@ -514,6 +515,29 @@ fn log_failure(event: &overlay::backoff::Event) {
         ),
         overlay::backoff::Event::Recovered { object } => {
             tracing::info!("overlay: {object} is built again")
+        }
+    }
+}
+
+/// Loads the balancer of the node's mesh mode when the swarm first has an
+/// ingress network.
+fn loader(inputs: &Inputs) -> Loader<Box<dyn LoadBalancer>> {
+    match inputs.mesh.mode {
+        MeshMode::Ipvs => {
+            let netns = inputs.netns.clone();
+            Box::new(move || {
+                let node = crate::ipvs::mesh::node::HostNode::new(netns.clone());
+                let balancer = crate::ipvs::mesh::IpvsBalancer::new(node)?;
+                tracing::info!(
+                    "mesh: IPVS load balancer (scheduler {})",
+                    balancer.scheduler().label()
+                );
+                Ok(Box::new(balancer) as Box<dyn LoadBalancer>)
+            })
+        }
+        MeshMode::Ebpf | MeshMode::Off => {
+            let mut ebpf = ebpf_loader(inputs);
+            Box::new(move || Ok(Box::new(ebpf()?) as Box<dyn LoadBalancer>))
         }
     }
 }

@@ -73,15 +73,7 @@ pub async fn apply<K: IpvsKernel>(
 ) -> Result<Vec<Change>, IpvsError> {
     let mut changes = Vec::new();
     if let Some(wanted) = desired.timeouts {
-        let current = kernel.timeouts().await?;
-        let differs = |want: u32, have: u32| want != 0 && want != have;
-        if differs(wanted.tcp, current.tcp)
-            || differs(wanted.tcp_fin, current.tcp_fin)
-            || differs(wanted.udp, current.udp)
-        {
-            kernel.set_timeouts(&wanted).await?;
-            changes.push(Change::SetTimeouts(wanted));
-        }
+        changes.extend(apply_timeouts(kernel, wanted).await?);
     }
 
     let current: BTreeMap<ServiceKey, Service> = kernel
@@ -92,36 +84,80 @@ pub async fn apply<K: IpvsKernel>(
         .collect();
     let mut wanted_keys = BTreeSet::new();
     for virtual_service in &desired.services {
-        let service = &virtual_service.service;
-        wanted_keys.insert(service.key);
-        let existing = match current.get(&service.key) {
-            None => {
-                kernel.add_service(service).await?;
-                changes.push(Change::AddService(service.key));
-                Vec::new()
-            }
-            Some(have) => {
-                if have != service {
-                    kernel.update_service(service).await?;
-                    changes.push(Change::UpdateService(service.key));
-                }
-                kernel.destinations(&service.key).await?
-            }
-        };
-        apply_destinations(
-            kernel,
-            service.key,
-            &existing,
-            &virtual_service.destinations,
-            &mut changes,
-        )
-        .await?;
+        wanted_keys.insert(virtual_service.service.key);
+        let have = current.get(&virtual_service.service.key);
+        apply_known(kernel, virtual_service, have, &mut changes).await?;
     }
     for key in current.keys().filter(|k| !wanted_keys.contains(k)) {
         kernel.remove_service(key).await?;
         changes.push(Change::RemoveService(*key));
     }
     Ok(changes)
+}
+
+/// Sets the non-zero timeouts of `wanted` that differ from the kernel's.
+pub async fn apply_timeouts<K: IpvsKernel>(
+    kernel: &mut K,
+    wanted: Timeouts,
+) -> Result<Option<Change>, IpvsError> {
+    let current = kernel.timeouts().await?;
+    let differs = |want: u32, have: u32| want != 0 && want != have;
+    if differs(wanted.tcp, current.tcp)
+        || differs(wanted.tcp_fin, current.tcp_fin)
+        || differs(wanted.udp, current.udp)
+    {
+        kernel.set_timeouts(&wanted).await?;
+        return Ok(Some(Change::SetTimeouts(wanted)));
+    }
+    Ok(None)
+}
+
+/// Brings one virtual service to `desired` (added if missing, its real
+/// servers made equal), leaving every other service alone.
+pub async fn apply_service<K: IpvsKernel>(
+    kernel: &mut K,
+    desired: &VirtualService,
+) -> Result<Vec<Change>, IpvsError> {
+    let have = kernel
+        .services()
+        .await?
+        .into_iter()
+        .find(|s| s.key == desired.service.key);
+    let mut changes = Vec::new();
+    apply_known(kernel, desired, have.as_ref(), &mut changes).await?;
+    Ok(changes)
+}
+
+/// `virtual_service`, given what the kernel has of it (`have`).
+async fn apply_known<K: IpvsKernel>(
+    kernel: &mut K,
+    virtual_service: &VirtualService,
+    have: Option<&Service>,
+    changes: &mut Vec<Change>,
+) -> Result<(), IpvsError> {
+    let service = &virtual_service.service;
+    let existing = match have {
+        None => {
+            kernel.add_service(service).await?;
+            changes.push(Change::AddService(service.key));
+            Vec::new()
+        }
+        Some(have) => {
+            if have != service {
+                kernel.update_service(service).await?;
+                changes.push(Change::UpdateService(service.key));
+            }
+            kernel.destinations(&service.key).await?
+        }
+    };
+    apply_destinations(
+        kernel,
+        service.key,
+        &existing,
+        &virtual_service.destinations,
+        changes,
+    )
+    .await
 }
 
 async fn apply_destinations<K: IpvsKernel>(

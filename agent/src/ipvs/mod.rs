@@ -12,13 +12,14 @@ pub mod apply;
 pub mod capture;
 pub mod client;
 pub mod fake;
+pub mod mesh;
 pub mod objects;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
-pub use apply::{apply, Change, IpvsTable, VirtualService};
+pub use apply::{apply, apply_service, apply_timeouts, Change, IpvsTable, VirtualService};
 pub use client::IpvsClient;
 pub use fake::FakeIpvs;
 pub use objects::{

@@ -26,6 +26,20 @@ impl RtnlKernel {
         mac: MacAddr,
         mtu: u32,
     ) -> Result<bool, OverlayError> {
+        self.ensure_link_macs(network, host_end, inner_end, mac, Some(mac), mtu)
+    }
+
+    /// [`Self::ensure_link`] with the host end's MAC `mac` and the inner
+    /// end's `inner_mac` (the kernel's own when `None`).
+    pub fn ensure_link_macs(
+        &self,
+        network: &str,
+        host_end: &str,
+        inner_end: &str,
+        mac: MacAddr,
+        inner_mac: Option<MacAddr>,
+        mtu: u32,
+    ) -> Result<bool, OverlayError> {
         let net_path = self.ns_path(&names::network_ns(network));
         let op = "ensure the mesh link";
         let (host, inner) = (host_end.to_string(), inner_end.to_string());
@@ -49,7 +63,7 @@ impl RtnlKernel {
             |nl| async move { nl.del_link_named(&host_name).await },
         )?;
         self.nl(Some(&net_path), op, |nl| async move {
-            nl.veth_to_bridge(&inner, &host, mtu, here_fd, Some(mac))
+            nl.veth_to_bridge(&inner, &host, mtu, here_fd, inner_mac)
                 .await
         })?;
         let host = host_end.to_string();

@@ -17,7 +17,7 @@ use crate::run;
 /// The box's name in Vagrant (the Vagrantfile's `config.vm.box`).
 pub const BOX_NAME: &str = "shoal/debian12";
 /// Bumped whenever the recipe below changes, so a cached box is rebuilt.
-const RECIPE: &str = "debian12-cloud-2";
+const RECIPE: &str = "debian12-cloud-3";
 /// The disk's size as the guest sees it (sparse on the host).
 const DISK_GIB: u64 = 4;
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -38,6 +38,8 @@ const PACKAGES: &[&str] = &[
     "kmod",
     "procps",
     "ipvsadm",
+    // `--mesh ipvs` writes its SNAT rules with nft.
+    "nftables",
     "python3",
     "curl",
     "dnsutils",

@@ -148,9 +148,11 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
             "KVM"
         }
     );
-    // Whatever an earlier, interrupted run left.
-    for item in libvirt::remove_leftovers() {
-        println!("vm: removed leftover {item}");
+    if !options.reuse {
+        // Whatever an earlier, interrupted run left.
+        for item in libvirt::remove_leftovers() {
+            println!("vm: removed leftover {item}");
+        }
     }
     *TEARDOWN.lock().unwrap_or_else(|p| p.into_inner()) = Some(vagrant.clone());
     watch_signals()?;
@@ -158,16 +160,23 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
 
     let started = Instant::now();
     let mut up = vagrant.command();
-    up.args(["up", "--provider", "libvirt"]);
+    if options.reuse {
+        // The VMs a `--keep` run left: the new `shoal` installed, their
+        // swarm state wiped by the scenario's reset.
+        up.args(["provision"]);
+    } else {
+        up.args(["up", "--provider", "libvirt"]);
+    }
     run::run(&mut up)?;
     println!(
-        "vm: `vagrant up` of {} VMs took {:.0} s",
+        "vm: `vagrant {}` of {} VMs took {:.0} s",
+        if options.reuse { "provision" } else { "up" },
         NODES.len(),
         started.elapsed().as_secs_f64()
     );
     let ssh = Ssh::configure(&vagrant)?;
     let mut failures = Vec::new();
-    let mut swarm_ran = false;
+    let mut swarm_ran = options.reuse;
     for mesh in &options.meshes {
         let phase = Instant::now();
         let result = scenario::run(&ssh, *mesh, !swarm_ran);

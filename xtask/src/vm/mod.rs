@@ -46,6 +46,11 @@ impl Mesh {
 pub struct Options {
     meshes: Vec<Mesh>,
     keep: bool,
+    /// Run in the VMs an earlier `--keep` left up (`vagrant provision`
+    /// installs the new `shoal`), not in new ones.
+    reuse: bool,
+    /// Install the `shoal` already in the VM cache instead of building one.
+    no_build: bool,
 }
 
 impl Options {
@@ -55,11 +60,15 @@ impl Options {
             // the eBPF swarm then needs no reboot before it.
             meshes: vec![Mesh::Ipvs, Mesh::Ebpf],
             keep: false,
+            reuse: false,
+            no_build: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--keep" => options.keep = true,
+                "--reuse" => options.reuse = true,
+                "--no-build" => options.no_build = true,
                 "--mesh" => {
                     options.meshes = match args.next().map(String::as_str) {
                         Some("ebpf") => vec![Mesh::Ebpf],
@@ -69,7 +78,8 @@ impl Options {
                     }
                 }
                 other => bail!(
-                    "usage: cargo xtask vm-test [--mesh ebpf|ipvs|all] [--keep]; got `{other}`"
+                    "usage: cargo xtask vm-test [--mesh ebpf|ipvs|all] [--keep] [--reuse] \
+                     [--no-build]; got `{other}`"
                 ),
             }
         }
@@ -93,7 +103,11 @@ pub fn test(root: &Path, options: &Options) -> Result<()> {
     let started = Instant::now();
     require_root()?;
     deps::install_vm()?;
-    let shoal = shoal_binary(root)?;
+    let shoal = if options.no_build {
+        cache_dir().join("shoal")
+    } else {
+        shoal_binary(root)?
+    };
     libvirt::ensure_daemons()?;
     let result = libvirt::ensure_pool()
         .and_then(|()| image::ensure_box())

@@ -109,10 +109,13 @@ fn swarm_checks(ssh: &Ssh, checks: &mut Checks) -> Result<()> {
     let ids = task_ids(ssh, "web")?;
     checks.record(
         "curl through every node from the host",
-        curl_every_node(&ids),
+        curl_every_node(mesh, &ids),
     );
-    checks.record("client IP kept", client_ip_in_logs(ssh));
-    checks.record("UDP through every node", udp_every_node(&ids));
+    match mesh {
+        Mesh::Ebpf => checks.record("client IP kept", client_ip_in_logs(ssh)),
+        Mesh::Ipvs => checks.record("client IP: SNAT to the ingress node", snat_in_logs(ssh)),
+    };
+    checks.record("UDP through every node", udp_every_node(mesh, &ids));
     checks.record("VIP and DNS east-west", east_west(ssh, &ids));
     if mesh == Mesh::Ipvs {
         checks.record(
@@ -295,9 +298,20 @@ fn parse_answer(answer: &str) -> Option<(String, String)> {
     Some((task?, from?))
 }
 
-fn curl_every_node(ids: &BTreeSet<String>) -> Result<String> {
+/// The source address a backend sees for a request from this host through
+/// the node at `node_addr`: the host's with eBPF, the ingress node's with
+/// IPVS (SNAT, see the README's routing mesh section).
+fn expected_source(mesh: Mesh, node_addr: &str) -> &str {
+    match mesh {
+        Mesh::Ebpf => HOST_ADDR,
+        Mesh::Ipvs => node_addr,
+    }
+}
+
+fn curl_every_node(mesh: Mesh, ids: &BTreeSet<String>) -> Result<String> {
     let mut summary = Vec::new();
     for (node, addr) in NODES {
+        let want = expected_source(mesh, addr);
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         let mut failed = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -305,8 +319,8 @@ fn curl_every_node(ids: &BTreeSet<String>) -> Result<String> {
         // must all succeed.
         while seen.len() < ids.len() && Instant::now() < deadline {
             if let Some((task, from)) = curl(addr) {
-                if from != HOST_ADDR {
-                    bail!("through {node}: the backend saw {from}, not the host {HOST_ADDR}");
+                if from != want {
+                    bail!("through {node}: the backend saw {from}, not {want}");
                 }
                 *seen.entry(task).or_default() += 1;
             } else {
@@ -315,7 +329,7 @@ fn curl_every_node(ids: &BTreeSet<String>) -> Result<String> {
         }
         for _ in 0..REQUESTS_PER_NODE {
             match curl(addr) {
-                Some((task, from)) if from == HOST_ADDR => *seen.entry(task).or_default() += 1,
+                Some((task, from)) if from == want => *seen.entry(task).or_default() += 1,
                 Some((_, from)) => bail!("through {node}: the backend saw {from}"),
                 None => failed += 1,
             }
@@ -336,7 +350,11 @@ fn curl_every_node(ids: &BTreeSet<String>) -> Result<String> {
         ));
     }
     Ok(format!(
-        "every replica answered through every node, client {HOST_ADDR} (answers per task: {})",
+        "every replica answered through every node, seen from {} (answers per task: {})",
+        match mesh {
+            Mesh::Ebpf => HOST_ADDR,
+            Mesh::Ipvs => "the ingress node",
+        },
         summary.join(", ")
     ))
 }
@@ -358,9 +376,31 @@ fn client_ip_in_logs(ssh: &Ssh) -> Result<String> {
     ))
 }
 
-fn udp_every_node(ids: &BTreeSet<String>) -> Result<String> {
+/// With IPVS the backends see the node a request came through (SNAT):
+/// every node's address is in the logs, the host's is not.
+fn snat_in_logs(ssh: &Ssh) -> Result<String> {
+    let logs = ssh.ok(MANAGER, "shoal service logs web")?;
+    if logs.contains(&format!("request from {HOST_ADDR}:")) {
+        bail!("a backend saw the host's own address {HOST_ADDR}: no SNAT?");
+    }
+    let mut counts = Vec::new();
+    for (node, addr) in NODES {
+        let count = logs.matches(&format!("request from {addr}:")).count();
+        if count == 0 {
+            bail!("no request logged from {node}'s address {addr}:\n{logs}");
+        }
+        counts.push(format!("{count} from {node} ({addr})"));
+    }
+    Ok(format!(
+        "backends logged {}, none from the host {HOST_ADDR}",
+        counts.join(", ")
+    ))
+}
+
+fn udp_every_node(mesh: Mesh, ids: &BTreeSet<String>) -> Result<String> {
     let mut answers = Vec::new();
     for (node, addr) in NODES {
+        let want = expected_source(mesh, addr);
         let socket = UdpSocket::bind("0.0.0.0:0").context("cannot bind a UDP socket")?;
         socket
             .set_read_timeout(Some(Duration::from_secs(3)))
@@ -379,8 +419,8 @@ fn udp_every_node(ids: &BTreeSet<String>) -> Result<String> {
         let Some((task, from)) = answer else {
             bail!("no UDP answer through {node} ({addr}:9053)");
         };
-        if !ids.contains(&task) || from != HOST_ADDR {
-            bail!("through {node}: task {task} saw {from}");
+        if !ids.contains(&task) || from != want {
+            bail!("through {node}: task {task} saw {from}, not {want}");
         }
         answers.push(format!("{node}->{}", &task[..task.len().min(8)]));
     }
@@ -474,16 +514,41 @@ fn east_west(ssh: &Ssh, ids: &BTreeSet<String>) -> Result<String> {
     ))
 }
 
+/// Every node has IPVS services for the published ports on its address
+/// with the `mh` scheduler and web's 3 tasks as masquerading real servers,
+/// and no 900 s idle cut.
 fn ipvsadm_shows_services(ssh: &Ssh) -> Result<String> {
+    let mut timeouts = String::new();
     for (node, addr) in NODES {
         let table = ssh.ok(node, "ipvsadm -Ln")?;
-        let wanted = format!("TCP  {addr}:8080");
-        if !table.contains(&wanted) {
-            bail!("{node}: no `{wanted}` in ipvsadm -Ln:\n{table}");
-        }
         println!("vm-test [ipvs] {node}: ipvsadm -Ln\n{table}");
+        for service in [format!("TCP  {addr}:8080"), format!("UDP  {addr}:9053")] {
+            let Some(at) = table.find(&service) else {
+                bail!("{node}: no `{service}` in ipvsadm -Ln");
+            };
+            let block: Vec<&str> = table[at..].lines().collect();
+            if !block[0].contains("mh (mh-fallback,mh-port)") {
+                bail!("{node}: `{}` does not schedule with mh", block[0]);
+            }
+            let servers = block[1..]
+                .iter()
+                .take_while(|l| l.trim_start().starts_with("->"))
+                .filter(|l| l.contains("Masq"))
+                .count();
+            if servers != 3 {
+                bail!("{node}: {service} has {servers} masquerading real servers, wanted 3");
+            }
+        }
+        timeouts = ssh.ok(node, "ipvsadm -L --timeout")?;
+        if timeouts.contains("tcp 900 ") {
+            bail!("{node}: IPVS keeps the 900 s idle cut: {timeouts}");
+        }
     }
-    Ok("every node serves TCP :8080 through IPVS".into())
+    Ok(format!(
+        "every node: TCP :8080 and UDP :9053 on its address, mh (mh-fallback,mh-port), 3 Masq \
+         real servers each; {}",
+        timeouts.trim()
+    ))
 }
 
 /// A stream from this host through node2's published port 8081 keeps

@@ -60,8 +60,13 @@ pub fn attach(lb: &mut EbpfBalancer, node: &NodeAttachment) -> Result<Attached, 
             ))
         })?;
     let locals = host::iface(&underlay).map_err(attach_error)?.addrs;
+    // The eBPF return path needs no per-node entries: other nodes coming
+    // and going rewire nothing.
     let wiring = Wiring {
-        node: node.clone(),
+        node: NodeAttachment {
+            peers: Default::default(),
+            ..node.clone()
+        },
         underlay: underlay.clone(),
     };
     let changed = created || lb.wired.as_ref() != Some(&wiring);

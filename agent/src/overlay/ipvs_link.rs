@@ -1,0 +1,80 @@
+//! What the IPVS mesh needs around its link into the ingress network (see
+//! `crate::ipvs::mesh::node`): the host reaches the network's tasks over
+//! the link, and the network's namespace sends what its tasks answer to a
+//! node's address (the SNAT source of a request that came in through that
+//! node) to the node's gateway MAC: over the overlay to another node, or
+//! up the link to this node's host. Through rtnetlink, like the rest of the
+//! overlay.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::route::RouteScope;
+use rtnetlink::{LinkUnspec, RouteMessageBuilder};
+use shoal_control::objects::MacAddr;
+
+use super::{names, OverlayError, RtnlKernel};
+
+impl RtnlKernel {
+    /// Sets both ends of the link to `mtu`, routes `subnet` from the host
+    /// over `host_end` (from `src`), and in network `network`'s namespace
+    /// routes each node address of `returns` to that node's gateway MAC on
+    /// the bridge.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wire_ipvs_link(
+        &self,
+        network: &str,
+        host_end: &str,
+        inner_end: &str,
+        mtu: u32,
+        subnet: Ipv4Net,
+        src: Ipv4Addr,
+        returns: &BTreeMap<Ipv4Addr, MacAddr>,
+    ) -> Result<(), OverlayError> {
+        let net_path = self.ns_path(&names::network_ns(network));
+        let op = "wire the IPVS mesh link";
+        let inner = inner_end.to_string();
+        let returns = returns.clone();
+        self.nl(Some(&net_path), op, |nl| async move {
+            let index = nl.require_index(&inner).await?;
+            nl.set_link(LinkUnspec::new_with_index(index).mtu(mtu).build())
+                .await?;
+            let bridge = nl.require_index(names::BRIDGE).await?;
+            for (node, mac) in returns {
+                nl.count();
+                nl.handle
+                    .neighbours()
+                    .add(bridge, IpAddr::V4(node))
+                    .link_layer_address(&mac.octets())
+                    .state(NeighbourState::Permanent)
+                    .replace()
+                    .execute()
+                    .await?;
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(node, 32)
+                    .output_interface(bridge)
+                    .scope(RouteScope::Link)
+                    .build();
+                nl.count();
+                nl.handle.route().add(route).replace().execute().await?;
+            }
+            Ok(())
+        })?;
+        let host = host_end.to_string();
+        self.nl(None, op, |nl| async move {
+            let index = nl.require_index(&host).await?;
+            nl.set_link(LinkUnspec::new_with_index(index).mtu(mtu).build())
+                .await?;
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(subnet.network(), subnet.prefix_len())
+                .output_interface(index)
+                .pref_source(src)
+                .scope(RouteScope::Link)
+                .build();
+            nl.count();
+            nl.handle.route().add(route).replace().execute().await
+        })
+    }
+}
