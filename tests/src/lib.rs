@@ -26,6 +26,7 @@ mod namespace;
 mod naming;
 pub mod overlay;
 mod process;
+pub mod registry;
 mod removed;
 pub mod swarm;
 mod underlay;

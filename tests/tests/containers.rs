@@ -8,18 +8,15 @@
 //! `service inspect` show the image; a missing tag is Rejected with the
 //! registry's error.
 
-#[path = "../../agent/tests/support/registry.rs"]
-mod registry;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use registry::{busybox_image, ImageSpec, OciImage, Registry};
+use shoal_tests::registry::{
+    busybox_image, registry_digest, serve_on, start_agents_pulling_from, ImageSpec, OciImage,
+};
 use shoal_tests::swarm::{cli, cli_ok, form, running, tasks, text, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 use tempfile::TempDir;
-
-const REGISTRY_PORT: u16 = 5000;
 
 /// A busybox image whose index page says `body`: its entrypoint prints
 /// the page (to the task's log), then serves `/www` over HTTP with the
@@ -59,47 +56,21 @@ fn pages(client: &Host, nodes: &[&Host], n: usize) -> Vec<Option<String>> {
         .collect()
 }
 
-/// The manifest digest the registry holds for `image`, asked with skopeo
-/// from `host`.
-fn registry_digest(host: &Host, image: &str) -> String {
-    let out = host
-        .exec(
-            "skopeo",
-            &[
-                "inspect",
-                "--tls-verify=false",
-                "--format",
-                "{{.Digest}}",
-                &format!("docker://{image}"),
-            ],
-        )
-        .expect("skopeo runs");
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn start_agents(nodes: &[&Host], registry: &str) {
-    for node in nodes {
-        shoal_tests::swarm::start_agent_with(node, &["--insecure-registry", registry])
-            .expect("agent");
-    }
-}
-
 #[test]
 fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (nodes, client) = (&h[..3], h[3]);
-    let addr = format!("{}:{REGISTRY_PORT}", nodes[0].addr());
-    let registry = Registry::serve(addr.clone(), Some(nodes[0].netns_path()), None);
+    let registry = serve_on(nodes[0], None);
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let v1 = web_image(dir.path(), "web1", "version-1");
     let v2 = web_image(dir.path(), "web2", "version-2");
     let image1 = registry.push(&v1, "web:1", false);
     let image2 = registry.push(&v2, "web:2", true);
 
-    start_agents(nodes, &addr);
+    start_agents_pulling_from(nodes, &addr);
     form(nodes[0], &[], &[nodes[1], nodes[2]]);
     let started = Instant::now();
     cli_ok(
@@ -236,12 +207,12 @@ fn a_missing_tag_is_rejected_with_the_registrys_error() {
     require_root();
     let ul = Underlay::builder().hosts(1).build().expect("underlay");
     let node = ul.host(0);
-    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
-    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let registry = serve_on(node, None);
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let image = web_image(dir.path(), "web1", "v1");
     let pushed = registry.push(&image, "web:1", false);
-    start_agents(&[node], &addr);
+    start_agents_pulling_from(&[node], &addr);
     form(node, &[], &[]);
 
     let missing = pushed.replace("web:1", "web:nope");
@@ -315,8 +286,8 @@ fn health_checks_gate_running_and_an_unhealthy_task_is_replaced() {
     require_root();
     let ul = Underlay::builder().hosts(1).build().expect("underlay");
     let node = ul.host(0);
-    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
-    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let registry = serve_on(node, None);
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let web = registry.push(&web_image(dir.path(), "web1", "v1"), "web:1", false);
     let sick = busybox_image(
@@ -332,7 +303,7 @@ fn health_checks_gate_running_and_an_unhealthy_task_is_replaced() {
         },
     );
     let sick = registry.push(&sick, "sick:1", false);
-    start_agents(&[node], &addr);
+    start_agents_pulling_from(&[node], &addr);
     form(node, &[], &[]);
 
     // A check that never finishes: the task starts but never counts as

@@ -8,19 +8,16 @@
 //! the registry, and a service runs the loaded image; the GC policy removes
 //! unused images and never the one a task runs.
 
-#[path = "../../agent/tests/support/registry.rs"]
-mod registry;
-
 use std::time::{Duration, Instant};
 
-use registry::{busybox_image, ImageSpec, OciImage, Registry};
+use shoal_tests::registry::{
+    busybox_image, registry_digest, serve_on, start_agents_pulling_from, ImageSpec, OciImage,
+};
 use shoal_tests::swarm::{
     cli, cli_ok, form, running, start_agent_with, state_dir, text, wait_for, wait_running,
 };
 use shoal_tests::{require_root, Host, Underlay};
 use tempfile::TempDir;
-
-const REGISTRY_PORT: u16 = 5000;
 
 /// A busybox image serving `body` over HTTP on port 80.
 fn web_image(dir: &std::path::Path, name: &str, body: &str) -> OciImage {
@@ -34,24 +31,6 @@ fn web_image(dir: &std::path::Path, name: &str, body: &str) -> OciImage {
             ..ImageSpec::default()
         },
     )
-}
-
-/// The manifest digest the registry holds for `image`.
-fn registry_digest(host: &Host, image: &str) -> String {
-    let out = host
-        .exec(
-            "skopeo",
-            &[
-                "inspect",
-                "--tls-verify=false",
-                "--format",
-                "{{.Digest}}",
-                &format!("docker://{image}"),
-            ],
-        )
-        .expect("skopeo runs");
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// `image ls` rows as cells.
@@ -83,8 +62,8 @@ fn image_verbs_pull_list_inspect_remove_prune_and_load() {
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (node, airgapped) = (h[0], h[1]);
-    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
-    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let registry = serve_on(node, None);
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let image1 = registry.push(&web_image(dir.path(), "w1", "one"), "web:1", false);
     let image2 = registry.push(&web_image(dir.path(), "w2", "two"), "web:2", true);
@@ -92,7 +71,7 @@ fn image_verbs_pull_list_inspect_remove_prune_and_load() {
     // The air-gapped node names no insecure registry: it cannot pull from
     // this plain-HTTP one. Its GC marks are 0%: any unused image goes as
     // soon as a task takes its own.
-    start_agent_with(node, &["--insecure-registry", &addr]).expect("agent");
+    start_agents_pulling_from(&[node], &addr);
     start_agent_with(
         airgapped,
         &[
@@ -284,18 +263,12 @@ fn a_private_registry_is_pulled_from_with_registry_auth_only() {
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (manager, worker) = (h[0], h[1]);
-    let addr = format!("{}:{REGISTRY_PORT}", manager.addr());
     let (user, password) = ("alice", "pr1vate-pass");
-    let registry = Registry::serve(
-        addr.clone(),
-        Some(manager.netns_path()),
-        Some((user.into(), password.into())),
-    );
+    let registry = serve_on(manager, Some((user, password)));
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let image = registry.push(&web_image(dir.path(), "p1", "private"), "private:1", false);
-    for node in [manager, worker] {
-        start_agent_with(node, &["--insecure-registry", &addr]).expect("agent");
-    }
+    start_agents_pulling_from(&[manager, worker], &addr);
     form(manager, &[], &[worker]);
 
     // The client's ~/.docker/config.json, as `docker login` writes it.
@@ -415,8 +388,8 @@ fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (node, client) = (h[0], h[1]);
-    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
-    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let registry = serve_on(node, None);
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     // It listens at once and says `early`; 8 s later it says `ready`, and
     // only then its health check passes.
@@ -436,7 +409,7 @@ fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
         },
     );
     let image = registry.push(&slow, "slow:1", false);
-    start_agent_with(node, &["--insecure-registry", &addr]).expect("agent");
+    start_agents_pulling_from(&[node], &addr);
     form(node, &[], &[]);
     cli_ok(
         node,
@@ -491,8 +464,8 @@ fn hostname_templates_and_bind_volume_and_tmpfs_mounts() {
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (node, client) = (h[0], h[1]);
-    let addr = format!("{}:{REGISTRY_PORT}", node.addr());
-    let registry = Registry::serve(addr.clone(), Some(node.netns_path()), None);
+    let registry = serve_on(node, None);
+    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     // The page says what the task sees: its hostname, the bind's file and
     // whether it can write there, the tmpfs's mode, type and size, and it
@@ -518,7 +491,7 @@ fn hostname_templates_and_bind_volume_and_tmpfs_mounts() {
     let source = dir.path().join("bindsrc");
     std::fs::create_dir_all(&source).expect("bind source");
     std::fs::write(source.join("hello.txt"), "from-the-node\n").expect("bind file");
-    start_agent_with(node, &["--insecure-registry", &addr]).expect("agent");
+    start_agents_pulling_from(&[node], &addr);
     form(node, &[], &[]);
     let bind = format!(
         "type=bind,source={},target=/bind,readonly",

@@ -8,17 +8,12 @@
 //! task), `secret rm` refused while in use, the tmpfs gone with the task,
 //! and a worker refused.
 
-#[path = "../../agent/tests/support/registry.rs"]
-mod registry;
-
 use std::time::{Duration, Instant};
 
-use registry::{busybox_image, ImageSpec, Registry};
+use shoal_tests::registry::{busybox_image, serve_on, start_agents_pulling_from, ImageSpec};
 use shoal_tests::swarm::{cli, cli_ok, form, text, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 use tempfile::TempDir;
-
-const REGISTRY_PORT: u16 = 5000;
 
 /// The page `client` gets from `node:8080/path`, if any.
 fn page(client: &Host, node: &Host, path: &str) -> Option<String> {
@@ -52,8 +47,7 @@ fn secrets_and_configs_reach_only_their_tasks_on_tmpfs_and_stay_while_used() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
-    let addr = format!("{}:{REGISTRY_PORT}", h[0].addr());
-    let registry = Registry::serve(addr.clone(), Some(h[0].netns_path()), None);
+    let registry = serve_on(h[0], None);
     let dir = TempDir::new().expect("temp dir");
     let image = busybox_image(
         dir.path(),
@@ -73,9 +67,7 @@ fn secrets_and_configs_reach_only_their_tasks_on_tmpfs_and_stay_while_used() {
         },
     );
     let image = registry.push(&image, "files:1", false);
-    for host in &h {
-        shoal_tests::swarm::start_agent_with(host, &["--insecure-registry", &addr]).expect("agent");
-    }
+    start_agents_pulling_from(&h, &registry.addr);
     form(h[0], &[], &[h[1], h[2]]);
 
     // Values no other file holds: found on disk only if leaked.

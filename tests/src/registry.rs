@@ -1,0 +1,53 @@
+//! Images for the e2e scenarios: a plain-HTTP `docker-registry` on a test
+//! host's underlay address, busybox images built with umoci and pushed with
+//! skopeo (the agent's test support, shared), the digest the registry holds,
+//! and agents started to pull from it with `--insecure-registry`.
+
+#[path = "../../agent/tests/support/registry.rs"]
+mod support;
+
+pub use support::{busybox_image, ImageSpec, OciImage, Registry};
+
+use crate::swarm::{start_agent_with, text};
+use crate::Host;
+
+/// The port the test registry serves on, on its host's underlay address.
+pub const REGISTRY_PORT: u16 = 5000;
+
+/// A registry serving on `host`'s underlay address at [`REGISTRY_PORT`],
+/// behind basic auth when `credentials` (`user`, `password`) are given.
+/// Its `addr` is what agents name with `--insecure-registry`.
+pub fn serve_on(host: &Host, credentials: Option<(&str, &str)>) -> Registry {
+    Registry::serve(
+        format!("{}:{REGISTRY_PORT}", host.addr()),
+        Some(host.netns_path()),
+        credentials.map(|(user, password)| (user.to_string(), password.to_string())),
+    )
+}
+
+/// Starts an agent on each of `nodes` that may pull from the plain-HTTP
+/// registry at `registry` (`host:port`).
+pub fn start_agents_pulling_from(nodes: &[&Host], registry: &str) {
+    for node in nodes {
+        start_agent_with(node, &["--insecure-registry", registry]).expect("agent");
+    }
+}
+
+/// The manifest digest the registry holds for `image`, asked with skopeo
+/// from `host`.
+pub fn registry_digest(host: &Host, image: &str) -> String {
+    let out = host
+        .exec(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Digest}}",
+                &format!("docker://{image}"),
+            ],
+        )
+        .expect("skopeo runs");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
