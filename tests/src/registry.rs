@@ -8,6 +8,8 @@ mod support;
 
 pub use support::{busybox_image, ImageSpec, OciImage, Registry};
 
+use std::path::Path;
+
 use crate::swarm::{start_agent_with, text};
 use crate::Host;
 
@@ -23,6 +25,19 @@ pub fn serve_on(host: &Host, credentials: Option<(&str, &str)>) -> Registry {
         Some(host.netns_path()),
         credentials.map(|(user, password)| (user.to_string(), password.to_string())),
     )
+}
+
+/// An image spec whose entrypoint is `sh -c script`.
+pub fn shell_spec(script: &str) -> ImageSpec {
+    ImageSpec {
+        entrypoint: vec!["sh".into(), "-c".into(), script.into()],
+        ..ImageSpec::default()
+    }
+}
+
+/// A busybox image in `dir` whose entrypoint is `sh -c script`.
+pub fn shell_image(dir: &Path, name: &str, script: &str) -> OciImage {
+    busybox_image(dir, name, &shell_spec(script))
 }
 
 /// Starts an agent on each of `nodes` that may pull from the plain-HTTP

@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use shoal_tests::registry::{
-    busybox_image, registry_digest, serve_on, start_agents_pulling_from, ImageSpec, OciImage,
+    busybox_image, registry_digest, serve_on, shell_image, start_agents_pulling_from, ImageSpec,
+    OciImage,
 };
 use shoal_tests::swarm::{cli, cli_ok, form, running, tasks, text, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
@@ -290,17 +291,10 @@ fn health_checks_gate_running_and_an_unhealthy_task_is_replaced() {
     let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let web = registry.push(&web_image(dir.path(), "web1", "v1"), "web:1", false);
-    let sick = busybox_image(
+    let sick = shell_image(
         dir.path(),
         "sick",
-        &ImageSpec {
-            entrypoint: vec![
-                "sh".into(),
-                "-c".into(),
-                "(sleep 4; touch /tmp/sick) & exec httpd -f -p 80 -h /tmp".into(),
-            ],
-            ..ImageSpec::default()
-        },
+        "(sleep 4; touch /tmp/sick) & exec httpd -f -p 80 -h /tmp",
     );
     let sick = registry.push(&sick, "sick:1", false);
     start_agents_pulling_from(&[node], &addr);

@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use shoal_tests::registry::{
-    busybox_image, registry_digest, serve_on, start_agents_pulling_from, ImageSpec, OciImage,
+    busybox_image, registry_digest, serve_on, shell_image, start_agents_pulling_from, ImageSpec,
+    OciImage,
 };
 use shoal_tests::swarm::{
     cli, cli_ok, form, running, start_agent_with, state_dir, text, wait_for, wait_running,
@@ -393,20 +394,12 @@ fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
     let dir = TempDir::new().expect("temp dir");
     // It listens at once and says `early`; 8 s later it says `ready`, and
     // only then its health check passes.
-    let slow = busybox_image(
+    let slow = shell_image(
         dir.path(),
         "slow",
-        &ImageSpec {
-            entrypoint: vec![
-                "sh".into(),
-                "-c".into(),
-                "mkdir -p /www; echo early > /www/index.html; \
-                 (sleep 8; echo ready > /www/index.html; touch /tmp/ready) & \
-                 exec httpd -f -h /www -p 80"
-                    .into(),
-            ],
-            ..ImageSpec::default()
-        },
+        "mkdir -p /www; echo early > /www/index.html; \
+         (sleep 8; echo ready > /www/index.html; touch /tmp/ready) & \
+         exec httpd -f -h /www -p 80",
     );
     let image = registry.push(&slow, "slow:1", false);
     start_agents_pulling_from(&[node], &addr);
@@ -470,22 +463,14 @@ fn hostname_templates_and_bind_volume_and_tmpfs_mounts() {
     // The page says what the task sees: its hostname, the bind's file and
     // whether it can write there, the tmpfs's mode, type and size, and it
     // writes a file into the volume.
-    let report = busybox_image(
+    let report = shell_image(
         dir.path(),
         "report",
-        &ImageSpec {
-            entrypoint: vec![
-                "sh".into(),
-                "-c".into(),
-                "mkdir -p /www; { hostname; cat /bind/hello.txt; \
-                 (touch /bind/x 2>/dev/null && echo rw) || echo ro; \
-                 stat -c %a /scratch; grep -c ' /scratch tmpfs' /proc/mounts; \
-                 df -k /scratch | tail -1 | awk '{print $2}'; } > /www/index.html; \
-                 echo kept > /data/written; exec httpd -f -h /www -p 80"
-                    .into(),
-            ],
-            ..ImageSpec::default()
-        },
+        "mkdir -p /www; { hostname; cat /bind/hello.txt; \
+         (touch /bind/x 2>/dev/null && echo rw) || echo ro; \
+         stat -c %a /scratch; grep -c ' /scratch tmpfs' /proc/mounts; \
+         df -k /scratch | tail -1 | awk '{print $2}'; } > /www/index.html; \
+         echo kept > /data/written; exec httpd -f -h /www -p 80",
     );
     let image = registry.push(&report, "report:1", false);
     let source = dir.path().join("bindsrc");

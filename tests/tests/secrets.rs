@@ -10,18 +10,17 @@
 
 use std::time::{Duration, Instant};
 
-use shoal_tests::registry::{busybox_image, serve_on, start_agents_pulling_from, ImageSpec};
+use shoal_tests::mesh::curl;
+use shoal_tests::registry::{
+    busybox_image, serve_on, shell_spec, start_agents_pulling_from, ImageSpec,
+};
 use shoal_tests::swarm::{cli, cli_ok, form, text, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 use tempfile::TempDir;
 
 /// The page `client` gets from `node:8080/path`, if any.
 fn page(client: &Host, node: &Host, path: &str) -> Option<String> {
-    let url = format!("http://{}:8080/{path}", node.addr());
-    let out = client.exec("curl", &["-s", "-f", "-m", "3", &url]).ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    curl(client, &format!("http://{}:8080/{path}", node.addr()))
 }
 
 /// Files under the host's run dir (the agent's state and logs) holding
@@ -53,17 +52,13 @@ fn secrets_and_configs_reach_only_their_tasks_on_tmpfs_and_stay_while_used() {
         dir.path(),
         "files",
         &ImageSpec {
-            entrypoint: vec![
-                "sh".into(),
-                "-c".into(),
-                // The secret's value with its tail masked: the log
-                // shows it was read, without holding it on disk.
-                "echo \"secret: $(sed 's/-7Qz$/-masked/' /run/secrets/db_pw)\"; \
-                 exec httpd -f -p 80 -h /www"
-                    .into(),
-            ],
             files: vec![("www/index.html".into(), "from the image\n".into())],
-            ..ImageSpec::default()
+            // The secret's value with its tail masked: the log shows it
+            // was read, without holding it on disk.
+            ..shell_spec(
+                "echo \"secret: $(sed 's/-7Qz$/-masked/' /run/secrets/db_pw)\"; \
+                 exec httpd -f -p 80 -h /www",
+            )
         },
     );
     let image = registry.push(&image, "files:1", false);
