@@ -10,7 +10,7 @@ pub use support::{busybox_image, ImageSpec, OciImage, Registry};
 
 use std::path::Path;
 
-use crate::swarm::{start_agent_with, text};
+use crate::swarm::{form, start_agent_with, text};
 use crate::Host;
 
 /// The port the test registry serves on, on its host's underlay address.
@@ -46,6 +46,12 @@ pub fn start_agents_pulling_from(nodes: &[&Host], registry: &str) {
     for node in nodes {
         start_agent_with(node, &["--insecure-registry", registry]).expect("agent");
     }
+}
+
+/// A one-node swarm on `node`, its agent pulling from `registry`.
+pub fn single_node_swarm_pulling_from(node: &Host, registry: &Registry) {
+    start_agents_pulling_from(&[node], &registry.addr);
+    form(node, &[], &[]);
 }
 
 /// The manifest digest the registry holds for `image`, asked with skopeo

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use shoal_tests::registry::{
-    busybox_image, registry_digest, serve_on, shell_image, start_agents_pulling_from, ImageSpec,
-    OciImage,
+    busybox_image, registry_digest, serve_on, shell_image, single_node_swarm_pulling_from,
+    start_agents_pulling_from, ImageSpec, OciImage,
 };
 use shoal_tests::swarm::{cli, cli_ok, form, running, tasks, text, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
@@ -64,14 +64,13 @@ fn an_image_service_answers_through_the_mesh_scales_and_updates_its_image() {
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (nodes, client) = (&h[..3], h[3]);
     let registry = serve_on(nodes[0], None);
-    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let v1 = web_image(dir.path(), "web1", "version-1");
     let v2 = web_image(dir.path(), "web2", "version-2");
     let image1 = registry.push(&v1, "web:1", false);
     let image2 = registry.push(&v2, "web:2", true);
 
-    start_agents_pulling_from(nodes, &addr);
+    start_agents_pulling_from(nodes, &registry.addr);
     form(nodes[0], &[], &[nodes[1], nodes[2]]);
     let started = Instant::now();
     cli_ok(
@@ -209,12 +208,10 @@ fn a_missing_tag_is_rejected_with_the_registrys_error() {
     let ul = Underlay::builder().hosts(1).build().expect("underlay");
     let node = ul.host(0);
     let registry = serve_on(node, None);
-    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let image = web_image(dir.path(), "web1", "v1");
     let pushed = registry.push(&image, "web:1", false);
-    start_agents_pulling_from(&[node], &addr);
-    form(node, &[], &[]);
+    single_node_swarm_pulling_from(node, &registry);
 
     let missing = pushed.replace("web:1", "web:nope");
     let out = cli(
@@ -288,7 +285,6 @@ fn health_checks_gate_running_and_an_unhealthy_task_is_replaced() {
     let ul = Underlay::builder().hosts(1).build().expect("underlay");
     let node = ul.host(0);
     let registry = serve_on(node, None);
-    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     let web = registry.push(&web_image(dir.path(), "web1", "v1"), "web:1", false);
     let sick = shell_image(
@@ -297,8 +293,7 @@ fn health_checks_gate_running_and_an_unhealthy_task_is_replaced() {
         "(sleep 4; touch /tmp/sick) & exec httpd -f -p 80 -h /tmp",
     );
     let sick = registry.push(&sick, "sick:1", false);
-    start_agents_pulling_from(&[node], &addr);
-    form(node, &[], &[]);
+    single_node_swarm_pulling_from(node, &registry);
 
     // A check that never finishes: the task starts but never counts as
     // running (Swarm's rule: a task with a health check runs once healthy).

@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use shoal_tests::registry::{
-    busybox_image, registry_digest, serve_on, shell_image, start_agents_pulling_from, ImageSpec,
-    OciImage,
+    busybox_image, registry_digest, serve_on, shell_image, single_node_swarm_pulling_from,
+    start_agents_pulling_from, ImageSpec, OciImage,
 };
 use shoal_tests::swarm::{
     cli, cli_ok, form, running, start_agent_with, state_dir, text, wait_for, wait_running,
@@ -390,7 +390,6 @@ fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (node, client) = (h[0], h[1]);
     let registry = serve_on(node, None);
-    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     // It listens at once and says `early`; 8 s later it says `ready`, and
     // only then its health check passes.
@@ -402,8 +401,7 @@ fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
          exec httpd -f -h /www -p 80",
     );
     let image = registry.push(&slow, "slow:1", false);
-    start_agents_pulling_from(&[node], &addr);
-    form(node, &[], &[]);
+    single_node_swarm_pulling_from(node, &registry);
     cli_ok(
         node,
         &[
@@ -458,7 +456,6 @@ fn hostname_templates_and_bind_volume_and_tmpfs_mounts() {
     let h: Vec<&Host> = ul.hosts().iter().collect();
     let (node, client) = (h[0], h[1]);
     let registry = serve_on(node, None);
-    let addr = registry.addr.clone();
     let dir = TempDir::new().expect("temp dir");
     // The page says what the task sees: its hostname, the bind's file and
     // whether it can write there, the tmpfs's mode, type and size, and it
@@ -476,8 +473,7 @@ fn hostname_templates_and_bind_volume_and_tmpfs_mounts() {
     let source = dir.path().join("bindsrc");
     std::fs::create_dir_all(&source).expect("bind source");
     std::fs::write(source.join("hello.txt"), "from-the-node\n").expect("bind file");
-    start_agents_pulling_from(&[node], &addr);
-    form(node, &[], &[]);
+    single_node_swarm_pulling_from(node, &registry);
     let bind = format!(
         "type=bind,source={},target=/bind,readonly",
         source.display()
