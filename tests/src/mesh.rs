@@ -54,6 +54,23 @@ threading.Thread(target=socketserver.ThreadingTCPServer(("0.0.0.0", 82), Echo).s
 socketserver.ThreadingTCPServer(("0.0.0.0", 80), Web).serve_forever()
 "#;
 
+/// A replica that answers `GET` on port 80 with only `task=<id>`: for the
+/// tests that count which task answered, not who asked.
+pub const TASK_SERVER: &str = r#"
+import os, http.server
+TASK = os.environ["SHOAL_TASK_ID"]
+class Web(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("task=%s\n" % TASK).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 80), Web).serve_forever()
+"#;
+
 /// The `task=` and `client=` (address only) fields of an answer.
 pub fn parse_answer(answer: &str) -> Option<(String, String)> {
     let mut task = None;

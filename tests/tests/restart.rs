@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shoal_tests::mesh::METRICS;
+use shoal_tests::mesh::{METRICS, TASK_SERVER};
 use shoal_tests::swarm::{
     agent_args, cli_ok, create, form, node, nodes, start_agent_with, tasks, text, wait_for,
     wait_running,
@@ -21,22 +21,6 @@ use shoal_tests::{require_root, Host, Underlay};
 
 /// How long each agent stays stopped during the upgrade.
 const UPGRADE_PAUSE: Duration = Duration::from_secs(5);
-
-/// Answers `task=<id>` on port 80.
-const SERVER: &str = r#"
-import os, http.server
-TASK = os.environ["SHOAL_TASK_ID"]
-class Web(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("task=%s\n" % TASK).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 80), Web).serve_forever()
-"#;
 
 /// Every task of `service` by id: (node hostname, state, PID).
 fn task_table(host: &Host, service: &str) -> BTreeMap<String, (String, String, u64)> {
@@ -277,7 +261,7 @@ fn upgrading_every_agent_in_turn_keeps_every_task_and_every_request() {
         swarm[0],
         "web",
         &["--replicas", "4", "--network", "net", "-p", "8080:80"],
-        &["python3", "-c", SERVER],
+        &["python3", "-c", TASK_SERVER],
     );
     wait_running(swarm[0], "web", 4, Duration::from_secs(90));
     let before = task_table(swarm[0], "web");

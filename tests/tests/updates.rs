@@ -7,26 +7,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal_tests::mesh::TASK_SERVER;
 use shoal_tests::swarm::{
     cli, cli_ok, create, form, running, start_agent_with, wait_for, wait_running,
 };
 use shoal_tests::{require_root, Host, Underlay};
-
-/// Answers `task=<id>` on port 80.
-const SERVER: &str = r#"
-import os, http.server
-TASK = os.environ["SHOAL_TASK_ID"]
-class Web(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = ("task=%s\n" % TASK).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 80), Web).serve_forever()
-"#;
 
 /// A client that sends one request at a time round-robin through `nodes`'
 /// port 8080 until the file `stop` exists (at most 4000 requests and 240 s),
@@ -169,7 +154,7 @@ fn rolling_updates_of_a_published_service_converge_without_losing_requests() {
             "--rollback-monitor",
             "1s",
         ],
-        &["python3", "-c", SERVER],
+        &["python3", "-c", TASK_SERVER],
     );
     wait_running(nodes[0], "w4", 3, Duration::from_secs(40));
     let served = wait_for(Duration::from_secs(20), || {
