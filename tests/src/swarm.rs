@@ -230,6 +230,15 @@ pub fn running(host: &Host, service: &str) -> Vec<Value> {
 /// `service create --detach --name NAME --runtime process FLAGS -- COMMAND`
 /// (a host command); returns the output.
 pub fn create(host: &Host, name: &str, flags: &[&str], command: &[&str]) -> String {
+    cli_ok(host, &create_args(name, flags, command))
+}
+
+/// [`create`] for a create that may be refused: its output, success or not.
+pub fn try_create(host: &Host, name: &str, flags: &[&str], command: &[&str]) -> Output {
+    cli(host, &create_args(name, flags, command))
+}
+
+fn create_args<'a>(name: &'a str, flags: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "service",
         "create",
@@ -242,7 +251,7 @@ pub fn create(host: &Host, name: &str, flags: &[&str], command: &[&str]) -> Stri
     args.extend_from_slice(flags);
     args.push("--");
     args.extend_from_slice(command);
-    cli_ok(host, &args)
+    args
 }
 
 /// Waits until `service` has `n` running tasks; panics with its tasks if not.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shoal_tests::swarm::{
     cli, cli_ok, form, leader, node, nodes, reachable_managers, start_agent, start_agent_with,
-    start_agents, text, wait_for,
+    start_agents, text, try_create, wait_for,
 };
 use shoal_tests::{require_root, Underlay};
 
@@ -29,23 +29,7 @@ fn reserved_ports_and_huge_scales_are_refused_and_the_leader_keeps_answering() {
         &["swarm", "init", "--advertise-addr", &m.addr().to_string()],
     );
     for publish in ["2377:80", "7946:80", "7946:80/udp", "4789:80/udp"] {
-        let out = cli(
-            m,
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                "web",
-                "--runtime",
-                "process",
-                "-p",
-                publish,
-                "--",
-                "sleep",
-                "1000",
-            ],
-        );
+        let out = try_create(m, "web", &["-p", publish], &["sleep", "1000"]);
         let said = text(&out);
         let port = publish.split(':').next().unwrap_or_default();
         assert!(!out.status.success(), "--publish {publish} was accepted");
@@ -127,23 +111,7 @@ fn a_nodes_configured_listen_port_cannot_be_published() {
     );
     let publish = |name: &str, port: &str| {
         let mapping = format!("{port}:80");
-        cli(
-            m,
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                name,
-                "--runtime",
-                "process",
-                "-p",
-                &mapping,
-                "--",
-                "sleep",
-                "1000",
-            ],
-        )
+        try_create(m, name, &["-p", &mapping], &["sleep", "1000"])
     };
     let out = publish("web", "2400");
     let said = text(&out);
