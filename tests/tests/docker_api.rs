@@ -42,13 +42,13 @@ fn docker_bin() -> PathBuf {
     PathBuf::from("docker")
 }
 
-/// `docker ARGS` against `host`'s agent.
-fn docker(host: &Host, args: &[&str]) -> Output {
+/// `docker ARGS` against `host`'s agent, killed after `limit_secs`.
+fn docker_command(host: &Host, limit_secs: &str, args: &[&str]) -> Command {
     let config = host.run_dir().join("docker-config");
     let _ = std::fs::create_dir_all(&config);
-    // Bounded: a progress display that never converges fails the test.
-    Command::new("timeout")
-        .arg("120")
+    let mut command = Command::new("timeout");
+    command
+        .arg(limit_secs)
         .arg(docker_bin())
         .env(
             "DOCKER_HOST",
@@ -56,7 +56,14 @@ fn docker(host: &Host, args: &[&str]) -> Output {
         )
         .env("DOCKER_CONFIG", &config)
         .env_remove("DOCKER_CONTEXT")
-        .args(args)
+        .args(args);
+    command
+}
+
+/// `docker ARGS` against `host`'s agent.
+fn docker(host: &Host, args: &[&str]) -> Output {
+    // Bounded: a progress display that never converges fails the test.
+    docker_command(host, "120", args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", docker_bin().display()))
 }
@@ -486,18 +493,7 @@ services:
 /// `docker ARGS` against `host`'s agent with `input` on stdin.
 fn docker_stdin(host: &Host, args: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let config = host.run_dir().join("docker-config");
-    let _ = std::fs::create_dir_all(&config);
-    let mut child = Command::new("timeout")
-        .arg("60")
-        .arg(docker_bin())
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", host.run_dir().join("docker.sock").display()),
-        )
-        .env("DOCKER_CONFIG", &config)
-        .env_remove("DOCKER_CONTEXT")
-        .args(args)
+    let mut child = docker_command(host, "60", args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
