@@ -109,6 +109,16 @@ pub fn curl(host: &Host, url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The page `client` gets from `http://node:port/` with curl (3 s budget),
+/// trimmed, if curl succeeds (any HTTP status).
+pub fn page(client: &Host, node: &Host, port: u16) -> Option<String> {
+    let url = format!("http://{}:{port}/", node.addr());
+    let out = client.exec("curl", &["-s", "-m", "3", &url]).ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Where the mesh tests' agents serve their metrics, in each host.
 pub const METRICS: &str = "127.0.0.1:9323";
 

@@ -42,11 +42,7 @@ fn web_image(dir: &std::path::Path, name: &str, body: &str) -> OciImage {
 
 /// The page `client` gets from `node:8080`, if any.
 fn page(client: &Host, node: &Host) -> Option<String> {
-    let url = format!("http://{}:8080/", node.addr());
-    let out = client.exec("curl", &["-s", "-m", "3", &url]).ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    shoal_tests::mesh::page(client, node, 8080)
 }
 
 /// The pages answered through every node, `n` requests each.
