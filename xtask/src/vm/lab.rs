@@ -179,7 +179,7 @@ pub fn run(root: &Path, shoal: &Path, options: &Options) -> Result<()> {
     let mut swarm_ran = options.reuse;
     for mesh in &options.meshes {
         let phase = Instant::now();
-        let result = scenario::run(&ssh, *mesh, !swarm_ran);
+        let result = scenario::run(&ssh, *mesh, !swarm_ran, options.ipvs_swarm);
         println!(
             "vm: scenario with --mesh {} took {:.0} s",
             mesh.name(),

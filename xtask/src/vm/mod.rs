@@ -51,6 +51,12 @@ pub struct Options {
     reuse: bool,
     /// Install the `shoal` already in the VM cache instead of building one.
     no_build: bool,
+    /// Run the swarm scenario with `--mesh ipvs` too, not only the IPVS
+    /// client's checks: only when `--mesh ipvs|all` asks for it by name,
+    /// because that scenario does not pass yet (through one node a task on
+    /// another node never answers; see the README's IPVS mesh paragraph),
+    /// and `cargo xtask test` runs only what is claimed to work.
+    pub ipvs_swarm: bool,
 }
 
 impl Options {
@@ -62,6 +68,7 @@ impl Options {
             keep: false,
             reuse: false,
             no_build: false,
+            ipvs_swarm: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -72,8 +79,14 @@ impl Options {
                 "--mesh" => {
                     options.meshes = match args.next().map(String::as_str) {
                         Some("ebpf") => vec![Mesh::Ebpf],
-                        Some("ipvs") => vec![Mesh::Ipvs],
-                        Some("all") => vec![Mesh::Ipvs, Mesh::Ebpf],
+                        Some("ipvs") => {
+                            options.ipvs_swarm = true;
+                            vec![Mesh::Ipvs]
+                        }
+                        Some("all") => {
+                            options.ipvs_swarm = true;
+                            vec![Mesh::Ipvs, Mesh::Ebpf]
+                        }
                         other => bail!("--mesh takes ebpf, ipvs or all, got {other:?}"),
                     }
                 }
@@ -150,4 +163,24 @@ fn require_root() -> Result<()> {
         bail!("the VM lab needs root: it runs libvirt, mounts the box image and uses loop devices");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Options {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Options::parse(&args).expect("valid options")
+    }
+
+    #[test]
+    fn the_ipvs_swarm_scenario_runs_only_when_asked_for_by_name() {
+        let default = parse(&[]);
+        assert_eq!(default.meshes, vec![Mesh::Ipvs, Mesh::Ebpf]);
+        assert!(!default.ipvs_swarm);
+        assert!(parse(&["--mesh", "ipvs"]).ipvs_swarm);
+        assert!(parse(&["--mesh", "all"]).ipvs_swarm);
+        assert!(!parse(&["--mesh", "ebpf"]).ipvs_swarm);
+    }
 }
