@@ -61,3 +61,12 @@ pub fn iface_with(addr: Ipv4Addr) -> anyhow::Result<Option<String>> {
     }
     Ok(None)
 }
+
+/// The underlay interface holding this node's address `vtep`, and every
+/// address it has (a published port is served on each of them).
+pub fn underlay_of(vtep: Ipv4Addr) -> anyhow::Result<(String, BTreeSet<Ipv4Addr>)> {
+    let name = iface_with(vtep)?
+        .with_context(|| format!("no interface holds this node's address {vtep}"))?;
+    let addrs = iface(&name)?.addrs;
+    Ok((name, addrs))
+}

@@ -62,19 +62,6 @@ impl RtnlKernel {
             }
             Ok(())
         })?;
-        let host = host_end.to_string();
-        self.nl(None, op, |nl| async move {
-            let index = nl.require_index(&host).await?;
-            nl.set_link(LinkUnspec::new_with_index(index).mtu(mtu).build())
-                .await?;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(subnet.network(), subnet.prefix_len())
-                .output_interface(index)
-                .pref_source(src)
-                .scope(RouteScope::Link)
-                .build();
-            nl.count();
-            nl.handle.route().add(route).replace().execute().await
-        })
+        self.route_over_host_end(host_end, mtu, subnet, src, op)
     }
 }

@@ -116,6 +116,19 @@ impl RtnlKernel {
             )
             .await
         })?;
+        self.route_over_host_end(host_end, mtu, subnet, src, op)
+    }
+
+    /// Sets the host's end of a mesh link (eBPF or IPVS) to `mtu` and routes
+    /// `subnet` from the host over it, from `src`.
+    pub(super) fn route_over_host_end(
+        &self,
+        host_end: &str,
+        mtu: u32,
+        subnet: Ipv4Net,
+        src: Ipv4Addr,
+        op: &str,
+    ) -> Result<(), OverlayError> {
         let host = host_end.to_string();
         self.nl(None, op, |nl| async move {
             let index = nl.require_index(&host).await?;

@@ -51,15 +51,7 @@ pub fn attach(lb: &mut EbpfBalancer, node: &NodeAttachment) -> Result<Attached, 
     let created = kernel
         .ensure_link(&node.network, HOST_END, INNER_END, mac, node.underlay_mtu)
         .map_err(attach_error)?;
-    let underlay = host::iface_with(node.vtep)
-        .map_err(attach_error)?
-        .ok_or_else(|| {
-            attach_error(format!(
-                "no interface holds this node's address {}",
-                node.vtep
-            ))
-        })?;
-    let locals = host::iface(&underlay).map_err(attach_error)?.addrs;
+    let (underlay, locals) = host::underlay_of(node.vtep).map_err(attach_error)?;
     // The eBPF return path needs no per-node entries: other nodes coming
     // and going rewire nothing.
     let wiring = Wiring {

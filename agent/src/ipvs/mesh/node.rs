@@ -111,15 +111,7 @@ impl IpvsNode for HostNode {
                 node.underlay_mtu,
             )
             .map_err(attach_error)?;
-        let underlay = host::iface_with(node.vtep)
-            .map_err(attach_error)?
-            .ok_or_else(|| {
-                attach_error(format!(
-                    "no interface holds this node's address {}",
-                    node.vtep
-                ))
-            })?;
-        let locals = host::iface(&underlay).map_err(attach_error)?.addrs;
+        let (underlay, locals) = host::underlay_of(node.vtep).map_err(attach_error)?;
         let wiring = (node.clone(), underlay.clone());
         let changed = created || self.wired.as_ref() != Some(&wiring);
         if changed {
