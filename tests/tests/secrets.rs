@@ -158,8 +158,11 @@ fn secrets_and_configs_reach_only_their_tasks_on_tmpfs_and_stay_while_used() {
         ],
     );
     wait_running(h[0], "web", 1, Duration::from_secs(90));
+    // Each node's mesh learns the task from gossip on its own time: wait
+    // until every node serves it before reading through any of them.
     let ready = wait_for(Duration::from_secs(30), || {
-        page(h[2], h[2], "index.html").as_deref() == Some(site.as_str())
+        h.iter()
+            .all(|node| page(h[2], node, "index.html").as_deref() == Some(site.as_str()))
     });
     assert!(
         ready,
