@@ -13,19 +13,34 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 
-/// Errors from creating, entering or removing a namespace. The OS error is
-/// part of the message, not a `source`: a chain printer (`{:#}`) would
-/// print it twice.
+/// Errors from creating, entering or removing a namespace; the OS error is
+/// the `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("cannot create namespace dir {path}: {cause}")]
-    Dir { path: PathBuf, cause: io::Error },
-    #[error("cannot create network namespace {path}: {cause}")]
-    Create { path: PathBuf, cause: nix::Error },
-    #[error("cannot enter network namespace {path}: {cause}")]
-    Enter { path: PathBuf, cause: io::Error },
-    #[error("cannot remove network namespace {path}: {cause}")]
-    Remove { path: PathBuf, cause: io::Error },
+    #[error("cannot create namespace dir {path}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        cause: io::Error,
+    },
+    #[error("cannot create network namespace {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        cause: nix::Error,
+    },
+    #[error("cannot enter network namespace {path}")]
+    Enter {
+        path: PathBuf,
+        #[source]
+        cause: io::Error,
+    },
+    #[error("cannot remove network namespace {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        cause: io::Error,
+    },
     #[error("namespace worker thread panicked")]
     ThreadPanicked,
 }

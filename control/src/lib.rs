@@ -23,6 +23,7 @@ pub mod api;
 pub mod ca;
 pub mod compose;
 pub mod engine;
+pub mod error_chain;
 pub mod hex;
 pub mod manager;
 pub mod objects;

@@ -18,7 +18,7 @@ pub enum HarnessError {
     },
 
     /// A command could not be started at all.
-    #[error("could not start `{command}`: {source} (is `{program}` installed and on PATH?)")]
+    #[error("could not start `{command}` (is `{program}` installed and on PATH?)")]
     Spawn {
         command: String,
         program: String,
@@ -27,7 +27,7 @@ pub enum HarnessError {
     },
 
     /// A file or directory operation failed.
-    #[error("could not {action} {}: {source}", path.display())]
+    #[error("could not {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -79,7 +79,7 @@ pub enum HarnessError {
     },
 
     /// A mount under a run dir could not be detached.
-    #[error("could not unmount {}: {source}", path.display())]
+    #[error("could not unmount {}", path.display())]
     Unmount {
         path: PathBuf,
         #[source]
@@ -96,7 +96,7 @@ pub enum HarnessError {
     StillMounted { dir: PathBuf, mount: PathBuf },
 
     /// SIGKILL could not be delivered.
-    #[error("could not SIGKILL process {pid}: {source}")]
+    #[error("could not SIGKILL process {pid}")]
     Kill {
         pid: u32,
         #[source]

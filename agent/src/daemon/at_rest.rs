@@ -21,9 +21,12 @@ pub enum SecretError {
     Locked,
     #[error("invalid unlock key: it does not open this manager's keys")]
     WrongKey,
-    /// The OS error is in the message, not a `source` (printed once).
-    #[error("{path}: {cause}")]
-    Io { path: String, cause: io::Error },
+    #[error("{path}")]
+    Io {
+        path: String,
+        #[source]
+        cause: io::Error,
+    },
     #[error("{0} is damaged: unknown format")]
     Damaged(String),
 }

@@ -20,10 +20,10 @@ pub const LOCK_FILE: &str = "shoal.lock";
 pub enum LockError {
     #[error("another shoal agent{pid} already uses {dir}; stop it first, or give this one its own --state-dir and --run-dir")]
     Held { dir: PathBuf, pid: String },
-    /// The OS error is in the message, not a `source` (printed once).
-    #[error("cannot lock {path}: {cause}")]
+    #[error("cannot lock {path}")]
     Io {
         path: PathBuf,
+        #[source]
         cause: std::io::Error,
     },
 }

@@ -64,8 +64,8 @@ pub enum DnsError {
     #[error(transparent)]
     Netns(#[from] NetnsError),
     #[error(
-        "cannot bind the DNS server to {proto} {addr} in {}: {source}; the address must be on \
-         an interface of that namespace and the port free",
+        "cannot bind the DNS server to {proto} {addr} in {} (the address must be on an \
+         interface of that namespace and the port free)",
         .netns.as_ref().map_or_else(|| "the agent's namespace".to_string(), |p| p.display().to_string())
     )]
     Bind {

@@ -33,11 +33,11 @@ pub enum EbpfError {
          run `cargo xtask build-ebpf` and rebuild shoal, or set {OBJECT_ENV} to the object's path"
     )]
     ObjectNotFound { searched: String },
-    #[error("cannot read the eBPF object {path}: {source}")]
+    #[error("cannot read the eBPF object {path}")]
     ReadObject { path: PathBuf, source: io::Error },
     #[error(
         "cannot load the eBPF object from {origin} into the kernel (needs root or CAP_BPF; \
-         rebuild it with `cargo xtask build-ebpf` if it is stale): {source}"
+         rebuild it with `cargo xtask build-ebpf` if it is stale)"
     )]
     Load {
         origin: String,
@@ -51,31 +51,31 @@ pub enum EbpfError {
         kind: &'static str,
         name: &'static str,
     },
-    #[error("cannot add the clsact qdisc to interface `{iface}`: {source}")]
+    #[error("cannot add the clsact qdisc to interface `{iface}`")]
     Clsact {
         iface: String,
         source: aya::programs::tc::TcError,
     },
-    #[error("eBPF program `{program}`: cannot {action}: {source}")]
+    #[error("eBPF program `{program}`: cannot {action}")]
     Program {
         program: &'static str,
         action: String,
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("eBPF map `{map}`: cannot {action}: {source}")]
+    #[error("eBPF map `{map}`: cannot {action}")]
     Map {
         map: &'static str,
         action: String,
         source: Box<aya::maps::MapError>,
     },
-    #[error("bpffs pin directory {path}: {source}")]
+    #[error("bpffs pin directory {path}")]
     PinDir { path: PathBuf, source: io::Error },
     #[error(
         "pin directory {path} is not on a bpffs; mount one first \
          (`mount -t bpf bpf {BPFFS_ROOT}`, which `ebpf::ensure_bpffs` does)"
     )]
     NotBpffs { path: PathBuf },
-    #[error("cannot mount bpffs at {path}: {source}")]
+    #[error("cannot mount bpffs at {path}")]
     MountBpffs { path: PathBuf, source: nix::Error },
     #[error(
         "this kernel ({found}) is older than {}.{}, the oldest the eBPF mesh runs on; \
@@ -91,6 +91,6 @@ pub enum EbpfError {
          with Linux 6.6); use `--mesh-attach auto` or `tc`"
     )]
     NoTcx,
-    #[error("cannot probe the kernel for TCX links: {source}")]
+    #[error("cannot probe the kernel for TCX links")]
     Probe { source: io::Error },
 }

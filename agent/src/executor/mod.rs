@@ -108,19 +108,19 @@ pub struct LogMark {
 pub enum ExecutorError {
     #[error("task {0}: the command is empty")]
     EmptyCommand(String),
-    #[error("task {task}: cannot start `{command}`: {source}")]
+    #[error("task {task}: cannot start `{command}`")]
     Spawn {
         task: String,
         command: String,
         source: std::io::Error,
     },
-    #[error("task {task}: cgroup {path}: {source}")]
+    #[error("task {task}: cgroup {path}")]
     Cgroup {
         task: String,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("task {task}: {path}: {source}")]
+    #[error("task {task}: {path}")]
     Io {
         task: String,
         path: PathBuf,
@@ -133,12 +133,12 @@ pub enum ExecutorError {
          and `.`, not starting with `.`"
     )]
     InvalidTaskId(String),
-    #[error("cannot set up the runtime at {path}: {source}")]
+    #[error("cannot set up the runtime at {path}")]
     Setup {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("task {task}: image {image}: {source}")]
+    #[error("task {task}: image {image}")]
     Image {
         task: String,
         image: String,

@@ -38,7 +38,7 @@ pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("io: {0}")]
+    #[error("gossip stream I/O failed")]
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,

@@ -46,7 +46,7 @@ pub enum ImageError {
     InUse { image: String, task: String },
     #[error("registry credentials: {0}")]
     Credentials(String),
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

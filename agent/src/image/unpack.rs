@@ -43,11 +43,11 @@ pub struct Unpacked {
 /// Why a layer could not be unpacked; the caller names the layer.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("reading the layer: {0}")]
-    Read(io::Error),
-    #[error("`{path}`: {source}")]
+    #[error("reading the layer")]
+    Read(#[source] io::Error),
+    #[error("`{path}`")]
     Entry { path: String, source: io::Error },
-    #[error("cannot open the layer directory {}: {source}", dir.display())]
+    #[error("cannot open the layer directory {}", dir.display())]
     Dest { dir: PathBuf, source: io::Error },
 }
 

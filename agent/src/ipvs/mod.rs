@@ -29,7 +29,7 @@ pub use objects::{
 /// What can go wrong talking to IPVS.
 #[derive(Debug, thiserror::Error)]
 pub enum IpvsError {
-    #[error("cannot open a generic netlink socket: {0}")]
+    #[error("cannot open a generic netlink socket")]
     Socket(#[source] std::io::Error),
     #[error(
         "this kernel has no IPVS (no generic netlink family `IPVS`): load it with \

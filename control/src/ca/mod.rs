@@ -79,7 +79,7 @@ pub enum CaError {
     NoRootInChain { addr: SocketAddr },
     #[error("the manager at {addr} presented a certificate its CA did not sign for `swarm-manager`: {reason}")]
     UntrustedManager { addr: SocketAddr, reason: String },
-    #[error("could not reach the manager at {addr}: {source}")]
+    #[error("could not reach the manager at {addr}")]
     Connect {
         addr: SocketAddr,
         source: std::io::Error,

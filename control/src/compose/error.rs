@@ -161,7 +161,7 @@ pub enum ComposeError {
         path: PathBuf,
     },
 
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -4,6 +4,7 @@
 //! CLI.
 
 use shoal_control::ca::CaError;
+use shoal_control::error_chain::ErrorChain;
 use shoal_control::manager::{ErrorCode, ManagerError};
 use shoal_control::proto::status::status;
 use tonic::Status;
@@ -44,15 +45,15 @@ pub enum AgentError {
     ShuttingDown,
     #[error("this node is still changing its role in the swarm (joining, or being promoted); try again in a few seconds")]
     Changing,
-    /// The whole chain in the message, so not a `source` as well: a chain
-    /// printer (`{:#}`) would print every cause twice.
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
+    /// Its outermost context is the message; the rest of the chain is the
+    /// `source`, printed once by a chain printer.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<anyhow::Error> for AgentError {
     fn from(e: anyhow::Error) -> AgentError {
-        AgentError::Failed(e)
+        AgentError::Failed(e.into())
     }
 }
 
@@ -93,7 +94,7 @@ impl AgentError {
 
 impl From<AgentError> for Status {
     fn from(e: AgentError) -> Status {
-        status(e.code(), e.to_string())
+        status(e.code(), e.chain().to_string())
     }
 }
 

@@ -118,7 +118,7 @@ pub enum CodecError {
     RemovePrimary(KeyId),
     #[error("a gossip key must be {KEY_LEN} bytes, got {0}")]
     BadKeyLength(usize),
-    #[error("could not encode the message: {0}")]
+    #[error("could not encode the message")]
     Encode(#[from] postcard::Error),
     #[error("crypto failure: {0}")]
     Crypto(&'static str),

@@ -32,7 +32,7 @@ pub(crate) enum SyncDecodeError {
     Empty,
     #[error("member list format {0} is not supported (expected {SYNC_VERSION}); upgrade the older agent")]
     Version(u8),
-    #[error("malformed member list: {0}")]
+    #[error("malformed member list")]
     Malformed(#[from] postcard::Error),
 }
 
