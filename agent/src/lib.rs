@@ -15,3 +15,6 @@ pub mod ipvs;
 pub mod netns;
 pub mod overlay;
 pub mod private_files;
+
+#[cfg(test)]
+mod error_chains;

@@ -98,6 +98,33 @@ mod tests {
         assert_eq!(boxed.chain().to_string(), "reading /x: entity not found");
     }
 
+    /// Representative errors of this crate that have a cause.
+    #[test]
+    fn no_error_of_the_control_plane_repeats_its_cause() {
+        let connect = || crate::ca::CaError::Connect {
+            addr: "198.18.0.1:2377".parse().unwrap(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        let samples: Vec<Box<dyn Error + Send + Sync>> = vec![
+            Box::new(connect()),
+            Box::new(crate::compose::ComposeError::Read {
+                path: "stack.yml".into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+            Box::new(crate::manager::ManagerError::Ca(connect())),
+        ];
+        for e in samples {
+            assert_eq!(repeated_cause(&*e), None, "{}", e.chain());
+            assert!(e.source().is_some(), "{e} lost its cause");
+        }
+        // What a CLI reads of a manager's error: each cause once.
+        let status = tonic::Status::from(crate::manager::ManagerError::Ca(connect()));
+        assert_eq!(
+            status.message(),
+            "could not reach the manager at 198.18.0.1:2377: connection refused"
+        );
+    }
+
     #[test]
     fn a_display_that_repeats_its_source_is_caught() {
         let e = ReadTwice {
@@ -106,7 +133,10 @@ mod tests {
         };
         assert_eq!(
             repeated_cause(&e),
-            Some(("reading /x: entity not found".into(), "entity not found".into()))
+            Some((
+                "reading /x: entity not found".into(),
+                "entity not found".into()
+            ))
         );
     }
 }

@@ -13,6 +13,7 @@
 //! - [`store`] and [`raft`]: the replicated store (openraft on redb) and its
 //!   gRPC transport; [`ca`]: certificates, tokens, mTLS, sealing;
 //!   [`proto`]: the gRPC services and the error mapping to statuses.
+//! - [`error_chain`]: how every error is printed, each cause once.
 //!
 //! This crate never touches netlink, eBPF or processes: it is pure state and
 //! logic (plus the managers' own RPC), so it can be tested and simulated at

@@ -4,6 +4,8 @@
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
+use shoal_control::error_chain::ErrorChain;
+
 use crate::removed::Removed;
 
 /// Why a harness operation failed.
@@ -114,7 +116,7 @@ pub enum HarnessError {
 fn join(errors: &[HarnessError]) -> String {
     errors
         .iter()
-        .map(ToString::to_string)
+        .map(|e| e.chain().to_string())
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -37,7 +37,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use cleanup::cleanup_leftovers;
+pub use cleanup::{cgroup2_mount, cleanup_leftovers};
 pub use error::HarnessError;
 pub use host::Host;
 pub use naming::{is_run_tag, NAME_PREFIX, RUN_ROOT, RUN_TAG_ENV};

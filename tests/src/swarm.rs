@@ -1,6 +1,7 @@
 //! Swarm fixtures: start the real `shoal agent` in hosts, run CLI commands
 //! against each host's agent, and wait for conditions with bounded polling.
 
+use shoal_control::error_chain::ErrorChain;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -79,7 +80,7 @@ pub fn start_agent_with(host: &Host, extra: &[&str]) -> Result<u32> {
 /// Runs a CLI command against the host's agent.
 pub fn cli(host: &Host, args: &[&str]) -> Output {
     host.shoal(args)
-        .unwrap_or_else(|e| panic!("cannot run shoal on {}: {e}", host.name()))
+        .unwrap_or_else(|e| panic!("cannot run shoal on {}: {}", host.name(), e.chain()))
 }
 
 /// Runs a CLI command that must succeed; returns its stdout.
@@ -187,7 +188,7 @@ pub fn form_with(
 /// Starts an agent on every host.
 pub fn start_agents(hosts: &[&Host]) {
     for host in hosts {
-        start_agent(host).unwrap_or_else(|e| panic!("agent on {}: {e}", host.name()));
+        start_agent(host).unwrap_or_else(|e| panic!("agent on {}: {}", host.name(), e.chain()));
     }
 }
 

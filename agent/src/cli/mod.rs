@@ -2,6 +2,7 @@
 //! the agent. Cluster verbs go to the local agent over its Unix socket.
 
 mod client;
+mod each;
 mod format;
 mod image;
 mod ipvs;
@@ -16,6 +17,7 @@ mod swarm;
 mod template;
 mod usage;
 
+use shoal_control::error_chain::ErrorChain;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -240,7 +242,7 @@ impl Cli {
                     let resources = args.resources()?;
                     let gc = args.gc_policy()?;
                     let task_log_limit = service::parse_memory(&args.task_log_max_size)
-                        .map_err(|e| anyhow::anyhow!("--task-log-max-size: {e}"))?;
+                        .map_err(|e| anyhow::anyhow!("--task-log-max-size: {}", e.chain()))?;
                     if args.mesh == crate::balancer::MeshMode::Ipvs {
                         crate::ipvs::mesh::node::check_host().await?;
                     }

@@ -12,6 +12,7 @@ use shoal_control::engine::filter::{self, Filters};
 use shoal_control::engine::NetworkResource;
 
 use super::client;
+use super::each::Each;
 use super::format::{self, natural_cmp, Listing, Row};
 
 /// How many characters of an id `network ls` shows, as Docker does.
@@ -115,35 +116,24 @@ impl NetworkCommand {
                 Ok(())
             }
             NetworkCommand::Inspect { networks, format } => {
-                let mut found = Vec::new();
-                let mut errors = Vec::new();
-                for name_or_id in networks {
+                let each = Each::run(networks, |name_or_id| async move {
                     let request = ApiRequest::NetworkInspect { name_or_id };
-                    match client::api::<NetworkView>(socket, request).await {
-                        Ok(network) => found.push(NetworkResource::from(&network)),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
+                    client::api::<NetworkView>(socket, request).await
+                })
+                .await;
+                let found: Vec<NetworkResource> =
+                    each.answers.iter().map(NetworkResource::from).collect();
                 print!("{}", format::inspect(&found, format.as_deref())?);
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
-                Ok(())
+                each.finish()
             }
-            NetworkCommand::Rm { networks } => {
-                let mut errors = Vec::new();
-                for name_or_id in networks {
-                    let request = ApiRequest::NetworkRemove { name_or_id };
-                    match client::api::<Done>(socket, request).await {
-                        Ok(Done { message }) => println!("{message}"),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
+            NetworkCommand::Rm { networks } => Each::run(networks, |name_or_id| async move {
+                let request = ApiRequest::NetworkRemove { name_or_id };
+                let Done { message } = client::api::<Done>(socket, request).await?;
+                println!("{message}");
                 Ok(())
-            }
+            })
+            .await
+            .finish(),
         }
     }
 }

@@ -13,6 +13,7 @@ use shoal_control::api::{ApiRequest, Done, PayloadView};
 use shoal_control::objects::{PayloadData, MAX_PAYLOAD_BYTES};
 
 use super::client;
+use super::each::Each;
 use super::format::{self, natural_cmp, Listing, Row};
 use super::service::human_duration;
 
@@ -94,27 +95,19 @@ impl PayloadCommand {
                 Ok(())
             }
             PayloadCommand::Inspect { names, format } => {
-                let mut found = Vec::new();
-                let mut errors = Vec::new();
-                for name in names {
+                let each = Each::run(names, |name| async move {
                     let request = match class {
                         PayloadClass::Secret => ApiRequest::SecretInspect { secret: name },
                         PayloadClass::Config => ApiRequest::ConfigInspect { config: name },
                     };
-                    match client::api::<PayloadView>(socket, request).await {
-                        Ok(item) => found.push(item),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
-                print!("{}", format::inspect(&found, format.as_deref())?);
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
-                Ok(())
+                    client::api::<PayloadView>(socket, request).await
+                })
+                .await;
+                print!("{}", format::inspect(&each.answers, format.as_deref())?);
+                each.finish()
             }
             PayloadCommand::Rm { names } => {
-                let mut errors = Vec::new();
-                for name in names {
+                Each::run(names, |name| async move {
                     let request = match class {
                         PayloadClass::Secret => ApiRequest::SecretRemove {
                             secret: name.clone(),
@@ -123,16 +116,13 @@ impl PayloadCommand {
                             config: name.clone(),
                         },
                     };
-                    match client::api::<Done>(socket, request).await {
-                        // Docker prints what was asked for.
-                        Ok(_) => println!("{name}"),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
-                Ok(())
+                    client::api::<Done>(socket, request).await?;
+                    // Docker prints what was asked for.
+                    println!("{name}");
+                    Ok(())
+                })
+                .await
+                .finish()
             }
         }
     }

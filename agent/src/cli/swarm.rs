@@ -13,6 +13,7 @@ use shoal_control::engine::Node;
 use shoal_control::objects::{Availability, Role, Strategy};
 
 use super::client;
+use super::each::Each;
 use super::format;
 use super::nodes;
 use super::service::{self, TaskListOptions};
@@ -351,25 +352,20 @@ impl NodeCommand {
                 pretty,
                 format,
             } => {
-                let mut found = Vec::new();
-                let mut errors = Vec::new();
-                for name in names {
-                    match inspect_node(socket, &name).await {
-                        Ok(node) => found.push(node),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
+                let each = Each::run(
+                    names,
+                    |name| async move { inspect_node(socket, &name).await },
+                )
+                .await;
+                let found = &each.answers;
                 if pretty {
-                    for node in &found {
+                    for node in found {
                         print!("{}", nodes::pretty(node));
                     }
                 } else {
-                    print!("{}", format::inspect(&found, format.as_deref())?);
+                    print!("{}", format::inspect(found, format.as_deref())?);
                 }
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
-                Ok(())
+                each.finish()
             }
             NodeCommand::Update(args) => {
                 let label_add = args
@@ -408,15 +404,18 @@ impl NodeCommand {
             NodeCommand::Promote { nodes } => set_roles(socket, nodes, Role::Manager).await,
             NodeCommand::Demote { nodes } => set_roles(socket, nodes, Role::Worker).await,
             NodeCommand::Rm { force, nodes } => {
-                for node in nodes {
+                // Docker goes on after a node it cannot remove.
+                Each::run(nodes, |node| async move {
                     let request = ApiRequest::NodeRemove {
                         node: node.clone(),
                         force,
                     };
                     client::api::<Done>(socket, request).await?;
                     println!("{node}");
-                }
-                Ok(())
+                    Ok(())
+                })
+                .await
+                .finish()
             }
         }
     }

@@ -4,6 +4,7 @@
 //! (KEK), so a stolen disk, or a restarted manager, reveals nothing until
 //! `shoal swarm unlock`.
 
+use shoal_control::error_chain::ErrorChain;
 use std::io;
 use std::path::Path;
 
@@ -41,7 +42,7 @@ impl AtRest for DekSealer {
     }
 
     fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        ca::open(&self.0, sealed).map_err(|e| StoreError::Sealed(e.to_string()))
+        ca::open(&self.0, sealed).map_err(|e| StoreError::Sealed(e.chain().to_string()))
     }
 }
 
@@ -49,7 +50,8 @@ impl AtRest for DekSealer {
 pub fn seal_secret(secret: &[u8], kek: Option<&UnlockKey>) -> io::Result<Vec<u8>> {
     Ok(match kek {
         Some(kek) => {
-            let sealed = ca::seal(kek, secret).map_err(|e| io::Error::other(e.to_string()))?;
+            let sealed =
+                ca::seal(kek, secret).map_err(|e| io::Error::other(e.chain().to_string()))?;
             format!("{SEALED}{}", hex::encode(&sealed)).into_bytes()
         }
         None => [PLAIN.as_bytes(), secret].concat(),

@@ -8,6 +8,7 @@
 //! The managers are not on this path: with no quorum, or unreachable, the
 //! node keeps its last network list (persisted) and gossip keeps going.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -388,8 +389,8 @@ async fn run(
                         Ok(done) if !done.is_empty() => tracing::info!("mesh: {done:?}"),
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::warn!("mesh: {e}");
-                            mesh_status.last_error = Some(e.to_string());
+                            tracing::warn!("mesh: {}", e.chain());
+                            mesh_status.last_error = Some(e.chain().to_string());
                         }
                     }
                     mesh_status.over_limit =
@@ -488,14 +489,14 @@ async fn run(
                 }
             }
             Ok(Err(error)) => {
-                tracing::warn!("overlay reconciliation failed, retrying: {error}");
+                tracing::warn!("overlay reconciliation failed, retrying: {}", error.chain());
                 *status.failures_total.entry("overlay".into()).or_default() += 1;
-                status.last_error = Some(error.to_string());
+                status.last_error = Some(error.chain().to_string());
                 wait = RETRY;
             }
             Err(error) => {
                 *status.failures_total.entry("overlay".into()).or_default() += 1;
-                status.last_error = Some(error.to_string());
+                status.last_error = Some(error.chain().to_string());
                 wait = RETRY;
             }
         }
@@ -510,7 +511,8 @@ fn log_failure(event: &overlay::backoff::Event) {
             error,
             retry_in,
         } => tracing::warn!(
-            "overlay: cannot build {object}: {error}; the others go on, this one is retried in {} s and backing off",
+            "overlay: cannot build {object}: {}; the others go on, this one is retried in {} s and backing off",
+            error,
             retry_in.as_secs()
         ),
         overlay::backoff::Event::Recovered { object } => {
@@ -688,7 +690,7 @@ fn valid_networks(networks: Vec<NetworkSpec>, underlay_mtu: u32) -> Vec<NetworkS
             .validate()
             .and_then(|()| network.check_underlay(underlay_mtu));
         if let Err(error) = fits {
-            tracing::warn!("network skipped: {error}");
+            tracing::warn!("network skipped: {}", error.chain());
             continue;
         }
         if kept

@@ -2,6 +2,7 @@
 //! [`Agent::handle_local`], exactly as the CLI's on `shoal.sock`, and the
 //! agent's typed errors become Docker's status codes.
 
+use shoal_control::error_chain::ErrorChain;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -63,7 +64,7 @@ fn refusal(e: AgentError) -> Refusal {
             ErrorCode::Internal => RefusalKind::Internal,
         },
     };
-    Refusal::new(kind, e.to_string())
+    Refusal::new(kind, e.chain().to_string())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! dir is 0700 and every file 0600; files are replaced atomically (new file,
 //! fsync, rename, fsync of the dir) so a crash never leaves half a file.
 
+use shoal_control::error_chain::ErrorChain;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -195,7 +196,8 @@ impl StateDir {
                 .and_then(|t| t.parse().ok())
                 .ok_or_else(|| SecretError::Damaged(path.display().to_string()));
         }
-        let key = UnlockKey::generate().map_err(|e| io_err(io::Error::other(e.to_string())))?;
+        let key =
+            UnlockKey::generate().map_err(|e| io_err(io::Error::other(e.chain().to_string())))?;
         let mut files: Vec<_> = keys
             .read_all(&KEY_FILES)
             .map_err(io_err)?

@@ -5,6 +5,7 @@
 //! file access (root, 0600) is the authorization, as for the other local
 //! calls.
 
+use shoal_control::error_chain::ErrorChain;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,8 +71,9 @@ impl Images for ImagesApi {
     type RunStream = Events;
 
     async fn run(&self, req: Request<ImageJson>) -> Result<Response<Events>, Status> {
-        let request: ImageRequest = serde_json::from_str(&req.into_inner().json)
-            .map_err(|e| Status::invalid_argument(format!("unreadable image request: {e}")))?;
+        let request: ImageRequest = serde_json::from_str(&req.into_inner().json).map_err(|e| {
+            Status::invalid_argument(format!("unreadable image request: {}", e.chain()))
+        })?;
         let store = self.0.images().ok_or_else(|| {
             Status::failed_precondition(
                 "this node has no image store: it is not in a swarm yet (shoal swarm init|join), \
@@ -93,7 +95,7 @@ impl Images for ImagesApi {
             item.and_then(|event| {
                 serde_json::to_string(&event)
                     .map(|json| ImageJson { json })
-                    .map_err(|e| Status::internal(e.to_string()))
+                    .map_err(|e| Status::internal(e.chain().to_string()))
             })
         });
         Ok(Response::new(Box::pin(stream)))
@@ -181,9 +183,12 @@ async fn answer(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
 ) -> Result<T, ImageError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(ImageError::Archive(format!("the image work failed: {e}"))))
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ImageError::Archive(format!(
+            "the image work failed: {}",
+            e.chain()
+        )))
+    })
 }
 
 /// Pulls with Docker's lines: `TAG: Pulling from REPO`, per layer
@@ -275,9 +280,9 @@ fn familiar(name: &str) -> String {
 
 fn image_status(e: &ImageError) -> Status {
     match e {
-        ImageError::NoSuchImage(_) => Status::not_found(e.to_string()),
-        ImageError::InUse { .. } => Status::failed_precondition(e.to_string()),
-        _ => Status::unknown(e.to_string()),
+        ImageError::NoSuchImage(_) => Status::not_found(e.chain().to_string()),
+        ImageError::InUse { .. } => Status::failed_precondition(e.chain().to_string()),
+        _ => Status::unknown(e.chain().to_string()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! managers' task spec turned into a [`Launch`], a container's image and
 //! Docker options into the runtime's [`ContainerConfig`]. Pure: no I/O.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,7 +91,7 @@ fn mount(m: &MountSpec) -> Mount {
 /// registry's refusal names the problem on the task.
 fn credentials(assignment: &Assignment, c: &ContainerSpec) -> Credentials {
     Credentials::from_registry_auth_header(&c.registry_auth.0).unwrap_or_else(|e| {
-        tracing::warn!(task = %assignment.task_id, "the service's registry credentials: {e}");
+        tracing::warn!(task = %assignment.task_id, "the service's registry credentials: {}", e.chain());
         Credentials::Anonymous
     })
 }

@@ -6,6 +6,7 @@
 //! first, then the connections already waiting are taken) and finishes the
 //! requests in flight.
 
+use shoal_control::error_chain::ErrorChain;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,7 +76,7 @@ pub async fn serve(
             .serve_with_incoming_shutdown(incoming, std::future::pending())
             .await
         {
-            tracing::error!("local API stopped: {e}");
+            tracing::error!("local API stopped: {}", e.chain());
         }
     }))
 }

@@ -3,6 +3,7 @@
 //! records they answer, rebuilt from the gossip endpoint tables on every
 //! pass of the data-plane loop. Also the private resolv.conf a task gets.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl NamePlane {
                     self.servers
                         .insert(id.to_string(), (network.gateway, server));
                 }
-                Err(e) => tracing::warn!("dns: network {id}: {e}"),
+                Err(e) => tracing::warn!("dns: network {id}: {}", e.chain()),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Connections to other nodes' manager APIs, always over mutual TLS with this
 //! node's certificate. Channels are cached per address and connect lazily.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -58,7 +59,12 @@ impl Peers {
             .map_err(|_| Status::internal("certificate lock poisoned"))?
             .clone();
         let cfg = tls::client_config(&certs.ca_pem, Some((&certs.cert_pem, &certs.key_pem)))
-            .map_err(|e| Status::internal(format!("this node's TLS material is unusable: {e}")))?;
+            .map_err(|e| {
+                Status::internal(format!(
+                    "this node's TLS material is unusable: {}",
+                    e.chain()
+                ))
+            })?;
         if let Ok(mut t) = self.tls.write() {
             *t = Some(cfg.clone());
         }
@@ -95,7 +101,7 @@ impl Peers {
         self.tls()?;
         let ch = self
             .endpoint(addr)
-            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?
+            .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {}", e.chain())))?
             .connect_lazy();
         cache.insert(addr.to_string(), ch.clone());
         Ok(ch)
@@ -142,10 +148,10 @@ impl Peers {
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
-    serde_json::to_string(value).map_err(|e| Status::internal(format!("encoding: {e}")))
+    serde_json::to_string(value).map_err(|e| Status::internal(format!("encoding: {}", e.chain())))
 }
 
 pub fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Status> {
     serde_json::from_str(json)
-        .map_err(|e| Status::invalid_argument(format!("unreadable message: {e}")))
+        .map_err(|e| Status::invalid_argument(format!("unreadable message: {}", e.chain())))
 }

@@ -3,6 +3,7 @@
 //! them (`members`, `endpoint create|rm|ls`); the task runner and the reader
 //! of the tasks' output for `service logs`.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -221,7 +222,7 @@ impl Plane {
             let _ = tokio::task::spawn_blocking(move || {
                 for id in runtime.tasks() {
                     if let Err(e) = runtime.stop(&id, std::time::Duration::from_secs(2)) {
-                        tracing::warn!("stopping task {id}: {e}");
+                        tracing::warn!("stopping task {id}: {}", e.chain());
                     }
                     let _ = runtime.remove(&id);
                 }
@@ -235,7 +236,12 @@ impl Plane {
             let pins = self.pin_dir.clone();
             let removed = tokio::task::spawn_blocking(move || {
                 if let Err(e) = crate::ebpf::EbpfBalancer::remove(&pins) {
-                    tracing::warn!("mesh teardown failed: {e}");
+                    tracing::warn!("mesh teardown failed: {}", e.chain());
+                }
+                // Tasks on no network have a namespace of their own, outside
+                // the overlay's.
+                if let Err(e) = super::sandboxes::remove_bare(&netns) {
+                    tracing::warn!("removing the namespaces of tasks: {}", e.chain());
                 }
                 dataplane::teardown(&netns)
             })
@@ -243,7 +249,7 @@ impl Plane {
             match removed {
                 Ok(Ok(n)) => tracing::info!("overlay: removed {n} namespaces"),
                 Ok(Err(e)) => tracing::warn!("overlay teardown failed: {e:#}"),
-                Err(e) => tracing::warn!("overlay teardown failed: {e}"),
+                Err(e) => tracing::warn!("overlay teardown failed: {}", e.chain()),
             }
         }
     }

@@ -34,9 +34,26 @@ pub struct PlaneSandboxes {
     pub networks: watch::Receiver<Option<Vec<NetworkSpec>>>,
 }
 
+/// The prefix of the namespace of a task on no network.
+const BARE_NS_PREFIX: &str = "tk-";
+
 /// The namespace of a task on no network.
 fn bare_ns(task_id: &str) -> String {
-    format!("tk-{task_id}")
+    format!("{BARE_NS_PREFIX}{task_id}")
+}
+
+/// Removes the namespaces of every task on no network (the node leaves the
+/// swarm and its tasks are stopped); returns how many there were.
+pub fn remove_bare(netns: &NetnsDir) -> Result<usize, crate::netns::NetnsError> {
+    let bare: Vec<String> = netns
+        .list()?
+        .into_iter()
+        .filter(|name| name.starts_with(BARE_NS_PREFIX))
+        .collect();
+    for name in &bare {
+        netns.remove(name)?;
+    }
+    Ok(bare.len())
 }
 
 #[tonic::async_trait]

@@ -5,6 +5,7 @@
 //! here, where the output is. Never decides which tasks are read: the
 //! leader does.
 
+use shoal_control::error_chain::ErrorChain;
 use std::sync::Arc;
 
 use shoal_control::api::{LogChunk, LogCursor, LogFetch, LogLine, LogStart, LogStream};
@@ -52,7 +53,7 @@ impl LogReader {
                             return;
                         }
                     }
-                    Err(e) => tracing::warn!("reading task logs: {e}"),
+                    Err(e) => tracing::warn!("reading task logs: {}", e.chain()),
                 }
             }
         });
@@ -107,7 +108,7 @@ pub fn read(runtime: &dyn Runtime, fetch: &LogFetch) -> LogChunk {
             chunk.more = lines.more;
         }
         Err(ExecutorError::Unknown(_)) => chunk.missing = true,
-        Err(e) => chunk.error = Some(e.to_string()),
+        Err(e) => chunk.error = Some(e.chain().to_string()),
     }
     chunk
 }

@@ -8,6 +8,7 @@
 //! heartbeat (a level, so nothing is lost with a heartbeat). Never decides
 //! what should run: the managers do.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -333,7 +334,7 @@ impl Runner {
                 let runtime = self.runtime.clone();
                 self.jobs.spawn_blocking(move || {
                     if let Err(e) = runtime.remove(&id) {
-                        tracing::debug!("removing task state: {e}");
+                        tracing::debug!("removing task state: {}", e.chain());
                     }
                 });
             } else if !local.stop_requested {
@@ -384,7 +385,7 @@ impl Runner {
             let state = match stopped {
                 Ok((result, state)) => {
                     if let Err(e) = result {
-                        tracing::debug!("task {id}: stop: {e}");
+                        tracing::debug!("task {id}: stop: {}", e.chain());
                     }
                     state
                 }
@@ -412,8 +413,8 @@ impl Runner {
                 let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&pulling)).await;
                 let outcome = match prepared {
                     Ok(Ok(())) => Outcome::Prepared(id.clone()),
-                    Ok(Err(e)) => Outcome::Rejected(id.clone(), e.to_string()),
-                    Err(e) => Outcome::Rejected(id.clone(), format!("preparing: {e}")),
+                    Ok(Err(e)) => Outcome::Rejected(id.clone(), e.chain().to_string()),
+                    Err(e) => Outcome::Rejected(id.clone(), format!("preparing: {}", e.chain())),
                 };
                 let rejected = matches!(outcome, Outcome::Rejected(..));
                 let _ = done.send(outcome).await;
@@ -433,8 +434,8 @@ impl Runner {
                     Ok((pid, runtime.health(&launch.task_id).is_some()))
                 })
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e: crate::executor::ExecutorError| e.to_string())?;
+                .map_err(|e| e.chain().to_string())?
+                .map_err(|e: crate::executor::ExecutorError| e.chain().to_string())?;
                 // A task with a health check serves once healthy
                 // (`poll_health`), others once they listen.
                 if !assignment.networks.is_empty() && !started.1 {

@@ -5,6 +5,7 @@
 //! namespace, so they live in the agent's own namespace (the host's): the
 //! upstreams are reached the way the host reaches them, loopback included.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ impl Upstreams {
                     return Some(reply);
                 }
                 Ok(None) => tracing::debug!(%upstream, "DNS upstream did not answer in time"),
-                Err(e) => tracing::debug!(%upstream, "DNS upstream failed: {e}"),
+                Err(e) => tracing::debug!(%upstream, "DNS upstream failed: {}", e.chain()),
             }
         }
         None

@@ -1,6 +1,7 @@
 //! One network's DNS server: UDP and TCP sockets bound inside the network's
 //! namespace, answering from the latest table and forwarding the rest.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -211,7 +212,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, cancel: Cancella
                 Err(e) => {
                     // E.g. an ICMP error for an earlier reply; never fatal,
                     // but do not spin if it repeats.
-                    tracing::debug!("DNS UDP receive: {e}");
+                    tracing::debug!("DNS UDP receive: {}", e.chain());
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -250,7 +251,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>, cancel: Cancella
 
 async fn send(socket: &UdpSocket, reply: &[u8], client: SocketAddr) {
     if let Err(e) = socket.send_to(reply, client).await {
-        tracing::debug!(%client, "DNS UDP send: {e}");
+        tracing::debug!(%client, "DNS UDP send: {}", e.chain());
     }
 }
 
@@ -267,7 +268,7 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, cancel: Cancellat
                 Ok((_, client)) => tracing::debug!(%client, "DNS: too many TCP connections, closed"),
                 Err(e) => {
                     // Out of file descriptors, most likely: back off a little.
-                    tracing::debug!("DNS TCP accept: {e}");
+                    tracing::debug!("DNS TCP accept: {}", e.chain());
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },

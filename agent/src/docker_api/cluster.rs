@@ -1,6 +1,7 @@
 //! `/nodes` (ls with filters, inspect, update, rm) and `/networks`
 //! (swarm-scope overlay create, ls, inspect, rm).
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
@@ -21,14 +22,14 @@ pub fn filters(query: &http::Query) -> Result<Filters, Refusal> {
     match query.get("filters") {
         None => Ok(Filters::default()),
         Some(text) if text.is_empty() => Ok(Filters::default()),
-        Some(text) => Filters::from_json(text).map_err(|e| Refusal::invalid(e.to_string())),
+        Some(text) => Filters::from_json(text).map_err(|e| Refusal::invalid(e.chain().to_string())),
     }
 }
 
 /// `GET /nodes?filters=...`.
 pub async fn node_list(State(api): State<Api>, Query(query): Query<http::Query>) -> Answer {
     let filters = filters(&query)?;
-    filter::check_nodes(&filters).map_err(|e| Refusal::invalid(e.to_string()))?;
+    filter::check_nodes(&filters).map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     let views: Vec<NodeView> = api.ask(ApiRequest::NodeList).await?;
     let nodes: Vec<Node> = views
         .iter()
@@ -129,7 +130,7 @@ pub async fn node_update(
 /// `GET /networks?filters=...`.
 pub async fn network_list(State(api): State<Api>, Query(query): Query<http::Query>) -> Answer {
     let filters = filters(&query)?;
-    filter::check_networks(&filters).map_err(|e| Refusal::invalid(e.to_string()))?;
+    filter::check_networks(&filters).map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     let views: Vec<NetworkView> = api.ask(ApiRequest::NetworkList).await?;
     let networks: Vec<NetworkResource> = views
         .iter()

@@ -2,6 +2,7 @@
 //! the headers every answer carries, Docker's error body and status codes,
 //! and the query and body readers the handlers share.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::HashMap;
 
 use axum::extract::Request;
@@ -99,7 +100,7 @@ pub fn json_with<T: Serialize>(status: StatusCode, body: &T) -> Response {
             bytes,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.chain().to_string()).into_response(),
     }
 }
 
@@ -118,7 +119,8 @@ pub fn no_content() -> Answer {
 /// A JSON body of type `T`; a body that does not parse is a 400 naming
 /// what is wrong (serde's message names the field).
 pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Refusal> {
-    serde_json::from_slice(bytes).map_err(|e| Refusal::invalid(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Refusal::invalid(format!("invalid JSON body: {}", e.chain())))
 }
 
 /// The query string's parameters.
@@ -202,7 +204,9 @@ pub async fn strip_version(mut request: Request) -> Result<Request, Response> {
         match rewritten.parse::<Uri>() {
             Ok(uri) => *request.uri_mut() = uri,
             Err(e) => {
-                return Err(Refusal::invalid(format!("invalid path: {e}")).into_response());
+                return Err(
+                    Refusal::invalid(format!("invalid path: {}", e.chain())).into_response()
+                );
             }
         }
     }

@@ -3,6 +3,7 @@
 //! big-endian), with `timestamps`, `details` (the swarm ids the CLI's
 //! pretty mode needs), `tail` and `follow`.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -212,7 +213,7 @@ pub async fn service_logs(
             {
                 Ok(tasks) => tasks,
                 Err(e) => {
-                    tracing::debug!("service logs: {e}");
+                    tracing::debug!("service logs: {}", e.chain());
                     if !follow {
                         return;
                     }

@@ -17,6 +17,7 @@ mod payloads;
 mod services;
 mod system;
 
+use shoal_control::error_chain::ErrorChain;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,7 +61,8 @@ impl Api {
     /// A cluster request whose answer carries `T`.
     async fn ask<T: Payload>(&self, request: ApiRequest) -> Result<T, Refusal> {
         let answer = self.0.call(LocalRequest::Api(request)).await?;
-        T::from_response(answer).map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
+        T::from_response(answer)
+            .map_err(|e| Refusal::new(RefusalKind::Internal, e.chain().to_string()))
     }
 
     /// A membership verb; answers what it printed.
@@ -162,7 +164,7 @@ pub async fn serve(
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
         if let Err(e) = served {
-            tracing::error!("Docker API on {} stopped: {e}", path.display());
+            tracing::error!("Docker API on {} stopped: {}", path.display(), e.chain());
         }
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::debug!("removing {}: {e}", path.display());

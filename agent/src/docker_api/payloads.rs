@@ -3,6 +3,7 @@
 //! only (`stack deploy` re-sends the same data), and delete (204), as the
 //! same typed requests as `shoal secret|config`.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
@@ -54,8 +55,9 @@ fn decode(spec: &PayloadSpec) -> Result<Option<PayloadData>, Refusal> {
     spec.data
         .as_deref()
         .map(|d| {
-            PayloadData::from_base64(d)
-                .map_err(|e| Refusal::invalid(format!("invalid Data (base64 expected): {e}")))
+            PayloadData::from_base64(d).map_err(|e| {
+                Refusal::invalid(format!("invalid Data (base64 expected): {}", e.chain()))
+            })
         })
         .transpose()
 }
@@ -75,7 +77,7 @@ async fn create(api: Api, class: PayloadClass, bytes: Bytes) -> Answer {
 
 async fn list(api: Api, class: PayloadClass, query: http::Query) -> Answer {
     let filters = filters(&query)?;
-    filter::check_payloads(&filters).map_err(|e| Refusal::invalid(e.to_string()))?;
+    filter::check_payloads(&filters).map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     let request = match class {
         PayloadClass::Secret => ApiRequest::SecretList,
         PayloadClass::Config => ApiRequest::ConfigList,

@@ -1,6 +1,7 @@
 //! `/services` (create, ls, inspect, update with `version`, rollback, rm)
 //! and `/tasks` (ls with Docker's filters, inspect).
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
@@ -37,7 +38,7 @@ fn warnings(list: Vec<String>) -> Option<Vec<String>> {
 /// `GET /services?filters=...&status=true`.
 pub async fn list(State(api): State<Api>, Query(query): Query<http::Query>) -> Answer {
     let filters = filters(&query)?;
-    filter::check_services(&filters).map_err(|e| Refusal::invalid(e.to_string()))?;
+    filter::check_services(&filters).map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     let views: Vec<ServiceView> = api.ask(ApiRequest::ServiceList).await?;
     let status = flag(&query, "status");
     let services: Vec<Service> = views
@@ -65,7 +66,7 @@ pub async fn create(State(api): State<Api>, bytes: Bytes) -> Answer {
     let spec: ServiceSpec = body(&bytes)?;
     let converted = spec
         .to_shoal()
-        .map_err(|e| Refusal::invalid(e.to_string()))?;
+        .map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     let view: ServiceView = api
         .ask(ApiRequest::ServiceCreate {
             spec: Box::new(converted.spec),
@@ -94,7 +95,7 @@ pub async fn update(
     let spec: ServiceSpec = body(&bytes)?;
     let converted = spec
         .to_shoal()
-        .map_err(|e| Refusal::invalid(e.to_string()))?;
+        .map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     api.ask::<ServiceView>(ApiRequest::ServiceUpdate {
         service: id,
         spec: Box::new(converted.spec),
@@ -196,7 +197,7 @@ fn kept(
 /// `GET /tasks?filters=...`.
 pub async fn task_list(State(api): State<Api>, Query(query): Query<http::Query>) -> Answer {
     let filters = filters(&query)?;
-    filter::check_tasks(&filters).map_err(|e| Refusal::invalid(e.to_string()))?;
+    filter::check_tasks(&filters).map_err(|e| Refusal::invalid(e.chain().to_string()))?;
     let (views, facts) = tasks_for(&api, &filters).await?;
     let tasks: Vec<Task> = views
         .iter()

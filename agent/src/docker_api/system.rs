@@ -239,8 +239,9 @@ pub async fn swarm_leave(State(api): State<Api>, Query(query): Query<http::Query
 }
 
 /// `POST /swarm/update?rotateWorkerToken=..&rotateManagerToken=..`: the
-/// whole spec comes back; shoal applies autolock and the certificate
-/// lifetime, and the token rotations.
+/// whole spec comes back; shoal applies autolock, the certificate
+/// lifetime, the task history limit (`TaskHistoryRetentionLimit`) and the
+/// token rotations.
 pub async fn swarm_update(
     State(api): State<Api>,
     Query(query): Query<http::Query>,
@@ -276,6 +277,18 @@ pub async fn swarm_update(
             rotate_gossip_key: false,
         })
         .await?;
+    }
+    let history = spec.orchestration.task_history_retention_limit;
+    if let Some(limit) = history.filter(|limit| {
+        Some(*limit)
+            != current
+                .cluster
+                .spec
+                .orchestration
+                .task_history_retention_limit
+    }) {
+        api.ask::<shoal_control::api::Done>(ApiRequest::SetTaskHistoryLimit { limit })
+            .await?;
     }
     Ok(StatusCode::OK.into_response())
 }

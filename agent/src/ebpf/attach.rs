@@ -30,6 +30,7 @@
 //! So the oldest kernel is 5.8; shoal names 5.10 (the oldest long-term
 //! kernel above it, Debian 11's) and refuses to load below it.
 
+use shoal_control::error_chain::ErrorChain;
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -82,7 +83,7 @@ impl fmt::Display for TcHook {
 /// Fails below [`MIN_KERNEL`], naming it and what to do instead.
 pub fn check_kernel() -> Result<(), EbpfError> {
     let found = KernelVersion::current().map_err(|e| EbpfError::KernelVersion {
-        reason: e.to_string(),
+        reason: e.chain().to_string(),
     })?;
     check_kernel_version(found)
 }
@@ -233,7 +234,7 @@ pub fn remove_filter(iface: &str, name: &str) {
 pub fn pin_link(link: FdLink, pin: &Path) -> Result<(), EbpfError> {
     link.pin(pin).map(drop).map_err(|e| EbpfError::PinDir {
         path: pin.to_path_buf(),
-        source: io::Error::other(e.to_string()),
+        source: io::Error::other(e.chain().to_string()),
     })
 }
 
@@ -252,7 +253,7 @@ pub fn link_error(
 ) -> EbpfError {
     EbpfError::Program {
         program,
-        action: format!("{action}: {e}"),
+        action: format!("{action}: {}", e.chain()),
         source: Box::new(ProgramError::UnexpectedProgramType),
     }
 }

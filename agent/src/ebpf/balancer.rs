@@ -15,6 +15,7 @@ mod node;
 
 pub use node::{HOST_END, INNER_END};
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -208,7 +209,7 @@ impl EbpfBalancer {
         });
         attached.map_err(|e| EbpfError::PinDir {
             path: self.pin_dir.clone(),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(e.chain().to_string()),
         })?
     }
 
@@ -246,7 +247,7 @@ impl EbpfBalancer {
                     // The link no longer works (its cgroup went away): make
                     // a new one.
                     Err(e) => {
-                        tracing::debug!("{name}: replacing its pinned link: {e}");
+                        tracing::debug!("{name}: replacing its pinned link: {}", e.chain());
                         attach::unpin_link(&pin);
                     }
                 }

@@ -3,6 +3,7 @@
 //! the agent) and the `.marks` beside them that time it (see
 //! `process::marks`).
 
+use shoal_control::error_chain::ErrorChain;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ pub(crate) fn mark(task: &str, dir: &Path, marked: &mut [u64; 2]) {
         }
         match marks::append(&marks::marks_path(dir, stream), now) {
             Ok(()) => marked[i] = now.offset,
-            Err(e) => tracing::debug!(task = %task, "cannot record a log mark: {e}"),
+            Err(e) => tracing::debug!(task = %task, "cannot record a log mark: {}", e.chain()),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! new key set is taken without a restart, and the node joins through the
 //! peers it is given whenever it knows no live member.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -798,7 +799,7 @@ impl Node {
                 "gossip: the cluster declared this node dead; rejoining as generation {}",
                 identity.bump()
             ),
-            Effect::Error(error) => tracing::debug!("gossip: {error}"),
+            Effect::Error(error) => tracing::debug!("gossip: {}", error.chain()),
         }
     }
 
@@ -808,12 +809,14 @@ impl Node {
                 let now = self.now();
                 match self.membership.broadcast(&payload, now) {
                     Ok(effects) => self.queue_effects(effects),
-                    Err(error) => tracing::warn!("gossip: {error}"),
+                    Err(error) => tracing::warn!("gossip: {}", error.chain()),
                 }
             }
             AppOutput::Stream { to, bytes } => match Message::decode(&bytes) {
                 Ok(message) => self.send_stream(to, &message),
-                Err(error) => tracing::warn!("gossip: cannot re-read a table message: {error}"),
+                Err(error) => {
+                    tracing::warn!("gossip: cannot re-read a table message: {}", error.chain())
+                }
             },
         }
     }
@@ -836,12 +839,12 @@ impl Node {
                 Ok(_) => self.transport.datagrams_sent += 1,
                 Err(error) => {
                     self.transport.datagrams_unsent += 1;
-                    tracing::debug!("gossip datagram to {to} not sent: {error}");
+                    tracing::debug!("gossip datagram to {to} not sent: {}", error.chain());
                 }
             },
             Some(Err(error)) => {
                 self.transport.datagrams_unsent += 1;
-                tracing::warn!("gossip datagram to {to} not sealed: {error}");
+                tracing::warn!("gossip datagram to {to} not sealed: {}", error.chain());
             }
             None => self.transport.datagrams_unsent += 1,
         }
@@ -884,7 +887,7 @@ impl Node {
                 },
                 Err(error) => Inbound::StreamFailed {
                     to,
-                    error: error.to_string(),
+                    error: error.chain().to_string(),
                 },
             };
             let _ = inbound.send(message).await;
@@ -1016,7 +1019,9 @@ async fn accept(
                 };
                 match tokio::time::timeout(transport::EXCHANGE_TIMEOUT, work).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::debug!("gossip stream from {peer}: {error}"),
+                    Ok(Err(error)) => {
+                        tracing::debug!("gossip stream from {peer}: {}", error.chain())
+                    }
                     Err(_) => tracing::debug!("gossip stream from {peer} timed out"),
                 }
             }

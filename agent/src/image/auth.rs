@@ -4,6 +4,7 @@
 //! `~/.docker/config.json` (`auths.<registry>.auth` = base64 of
 //! `user:password`). Secrets never show in `Debug` output.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -120,12 +121,12 @@ impl Credentials {
             ImageError::Credentials(format!("X-Registry-Auth is not an auth config: {e}"))
         };
         let value: serde_json::Value =
-            serde_json::from_slice(&json).map_err(|e| not_config(e.to_string()))?;
+            serde_json::from_slice(&json).map_err(|e| not_config(e.chain().to_string()))?;
         if !value.is_object() {
             return Err(not_config("not a JSON object".into()));
         }
         let config: AuthConfig =
-            serde_json::from_value(value).map_err(|e| not_config(e.to_string()))?;
+            serde_json::from_value(value).map_err(|e| not_config(e.chain().to_string()))?;
         config.into_credentials()
     }
 
@@ -141,7 +142,7 @@ impl Credentials {
             auths: BTreeMap<String, AuthConfig>,
         }
         let mut file: ConfigFile = serde_json::from_slice(json)
-            .map_err(|e| ImageError::Credentials(format!("config.json: {e}")))?;
+            .map_err(|e| ImageError::Credentials(format!("config.json: {}", e.chain())))?;
         let wanted = |key: &str| {
             let host = key
                 .trim_start_matches("https://")

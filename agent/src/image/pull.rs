@@ -5,6 +5,7 @@
 //! registries the operator names and loopback ones, as Docker allows.
 //! Progress goes to a callback, for the CLI.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -241,7 +242,7 @@ impl ImageStore {
             .map_err(|e| registry_error(reference, e))?;
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| unreachable(reference, e.to_string()))?;
+            let chunk = chunk.map_err(|e| unreachable(reference, e.chain().to_string()))?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > MAX_CONFIG {
                 return Err(ImageError::TooLarge {
@@ -292,7 +293,7 @@ impl ImageStore {
             total: blob.size,
         });
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| unreachable(reference, e.to_string()))?;
+            let chunk = chunk.map_err(|e| unreachable(reference, e.chain().to_string()))?;
             writer.write(&chunk)?;
             if writer.written() - reported >= PROGRESS_EVERY {
                 reported = writer.written();
@@ -313,7 +314,7 @@ impl ImageStore {
         .await
         .map_err(|e| ImageError::Layer {
             digest: diff_id.to_string(),
-            reason: format!("the unpacking thread failed: {e}"),
+            reason: format!("the unpacking thread failed: {}", e.chain()),
         })?;
         self.layout.remove_blob(&blob.digest);
         let size = size?;
@@ -452,7 +453,7 @@ fn registry_error(reference: &Reference, e: OciDistributionError) -> ImageError 
         }
         OciDistributionError::DigestError(e) => ImageError::Registry {
             reference: name,
-            message: format!("content digest: {e}"),
+            message: format!("content digest: {}", e.chain()),
         },
         other => ImageError::Registry {
             reference: name,
@@ -470,11 +471,11 @@ fn code_name(code: &OciErrorCode) -> String {
 
 /// An error and its causes on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+    let mut text = e.chain().to_string();
     let mut source = e.source();
     while let Some(cause) = source {
         text.push_str(": ");
-        text.push_str(&cause.to_string());
+        text.push_str(&cause.chain().to_string());
         source = cause.source();
     }
     text

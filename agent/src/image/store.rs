@@ -12,6 +12,7 @@
 //! Nothing lands under its final name before its digest was checked: a
 //! blob or layer is written under `tmp/` and renamed into place.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -237,7 +238,7 @@ impl Layout {
         fs::create_dir(&tmp).map_err(ImageError::io(&tmp))?;
         let result = unpack::unpack(compressed, &tmp).map_err(|e| ImageError::Layer {
             digest: diff_id.to_string(),
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         });
         let finish = || -> Result<u64, ImageError> {
             let unpacked = result?;

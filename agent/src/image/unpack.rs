@@ -11,6 +11,7 @@
 //! `trusted.overlay.opaque` xattr on its directory. Needs root (ownership,
 //! devices, trusted xattrs).
 
+use shoal_control::error_chain::ErrorChain;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -87,7 +88,7 @@ pub fn decompress<'a>(layer: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     }
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let decoder = ruzstd::decoding::StreamingDecoder::new(reader)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.chain().to_string()))?;
         return Ok(Box::new(decoder));
     }
     Ok(Box::new(reader))

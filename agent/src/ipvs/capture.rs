@@ -9,6 +9,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
+use shoal_control::error_chain::ErrorChain;
 
 use super::wire::IpvsMessage;
 use super::IpvsError;
@@ -85,7 +86,7 @@ pub fn parse_answers(
     while offset < bytes.len() {
         let buf = NetlinkBuffer::new_checked(&bytes[offset..]).map_err(|e| IpvsError::Decode {
             op: "capture",
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
         let length = buf.length() as usize;
         let message = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(
@@ -93,7 +94,7 @@ pub fn parse_answers(
         )
         .map_err(|e| IpvsError::Decode {
             op: "capture",
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
         messages.push(message.payload);
         offset += (length + 3) & !3;

@@ -6,6 +6,7 @@ use futures::StreamExt;
 use genetlink::{GenetlinkError, GenetlinkHandle};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_generic::GenlMessage;
+use shoal_control::error_chain::ErrorChain;
 
 use super::objects::{Destination, Info, Service, ServiceKey, Timeouts};
 use super::wire::{attr, cmd, find, Attr, IpvsMessage};
@@ -43,7 +44,7 @@ impl IpvsClient {
             }
             Err(e) => Err(IpvsError::Netlink {
                 op: "family lookup",
-                reason: e.to_string(),
+                reason: e.chain().to_string(),
             }),
         }
     }

@@ -4,6 +4,7 @@
 //! per change of its error, not once per pass. Pure (time is passed in), so
 //! the schedule is unit-tested.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,7 @@ impl Backoff {
     pub fn record(&mut self, outcome: &Outcome, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         for (object, error) in &outcome.failed {
-            let error = error.to_string();
+            let error = error.chain().to_string();
             let entry = self.failing.entry(object.clone()).or_insert(Failing {
                 error: String::new(),
                 attempts: 0,

@@ -4,6 +4,7 @@
 //! and every other object goes on. Objects the caller holds back (waiting
 //! out a retry delay, with their last error) are not touched at all.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -111,7 +112,7 @@ pub fn reconcile_each(
         }
         if let Some(needed) = change.needs() {
             let cause = match outcome.failed.get(&needed) {
-                Some(error) => Some(error.to_string()),
+                Some(error) => Some(error.chain().to_string()),
                 None => held.get(&needed).cloned(),
             };
             if let Some(cause) = cause {

@@ -3,6 +3,7 @@
 //! needs around it (the bridge's MAC, the host's route to the network's
 //! tasks). Through rtnetlink, like the rest of the overlay.
 
+use shoal_control::error_chain::ErrorChain;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -53,7 +54,7 @@ impl RtnlKernel {
             return Ok(false);
         }
         let here = File::open("/proc/thread-self/ns/net")
-            .map_err(|e| OverlayError::Kernel(format!("open this namespace: {e}")))?;
+            .map_err(|e| OverlayError::Kernel(format!("open this namespace: {}", e.chain())))?;
         let here_fd = here.as_raw_fd();
         let (host, inner) = (host_end.to_string(), inner_end.to_string());
         let host_name = host.clone();

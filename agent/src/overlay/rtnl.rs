@@ -2,6 +2,7 @@
 //! right namespace on a dedicated thread. Every mutating request is counted,
 //! so tests can prove that a re-apply touched nothing.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::future::Future;
@@ -71,11 +72,14 @@ impl RtnlKernel {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.chain().to_string())?;
             rt.block_on(async move {
-                let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| e.to_string())?;
+                let (conn, handle, _) =
+                    rtnetlink::new_connection().map_err(|e| e.chain().to_string())?;
                 tokio::spawn(conn);
-                f(Nl { handle, counter }).await.map_err(|e| e.to_string())
+                f(Nl { handle, counter })
+                    .await
+                    .map_err(|e| e.chain().to_string())
             })
         })?
         .map_err(|message| OverlayError::Netlink {

@@ -2,6 +2,7 @@
 //! them (local and remote), and the local sandboxes. Today it is read from a
 //! file (`shoal overlay apply`); the gossip tables will produce it later.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -98,7 +99,7 @@ impl OverlaySpec {
                 ))
             })?;
             net.check_endpoint(ip)
-                .map_err(|e| OverlayError::Invalid(format!("{owner}: {e}")))?;
+                .map_err(|e| OverlayError::Invalid(format!("{owner}: {}", e.chain())))?;
             // A local sandbox is also gossiped as an endpoint with this host's
             // VTEP; that is the same address, not a clash.
             let is_own_echo = owner == "endpoint"
@@ -138,6 +139,6 @@ pub fn check_sandbox_id(id: &str) -> Result<(), OverlayError> {
 
 impl From<NetworkError> for OverlayError {
     fn from(e: NetworkError) -> Self {
-        OverlayError::Invalid(e.to_string())
+        OverlayError::Invalid(e.chain().to_string())
     }
 }

@@ -2,6 +2,7 @@
 //! digests, secrets and keys (Swarm's token alphabet), a constant-time
 //! comparison, and PEM helpers.
 
+use crate::error_chain::ErrorChain;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -77,7 +78,7 @@ pub(crate) fn certs_from_pem(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CaError::InvalidPem {
             what,
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
     if certs.is_empty() {
         return Err(CaError::InvalidPem {
@@ -101,7 +102,7 @@ pub(crate) fn cert_from_pem(
 pub(crate) fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, CaError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| CaError::InvalidPem {
         what: "private key PEM",
-        reason: e.to_string(),
+        reason: e.chain().to_string(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! certificate, the per-RPC authorization rule built on it, and when a node
 //! renews its own certificate.
 
+use crate::error_chain::ErrorChain;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
@@ -35,8 +36,9 @@ pub enum Required {
 /// Reads the identity in a node certificate (DER). It does not verify the
 /// signature: the TLS layer has done that before any RPC sees the chain.
 pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, CaError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| CaError::InvalidCertificate(format!("not an X.509 certificate: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| {
+        CaError::InvalidCertificate(format!("not an X.509 certificate: {}", e.chain()))
+    })?;
     let subject = cert.subject();
     let single = |values: Vec<Result<&str, _>>, what: &str| -> Result<String, CaError> {
         match values.as_slice() {
@@ -106,7 +108,8 @@ pub fn authorize(
     };
     let identity = peer_identity(leaf).map_err(|e| {
         Status::unauthenticated(format!(
-            "a certificate from this cluster's CA is required: {e}"
+            "a certificate from this cluster's CA is required: {}",
+            e.chain()
         ))
     })?;
     if required == Required::Manager && identity.role != Role::Manager {

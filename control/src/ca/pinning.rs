@@ -4,6 +4,7 @@
 //! verifies (webpki) that the manager's own certificate really chains to it
 //! for the name "swarm-manager".
 
+use crate::error_chain::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,7 +39,7 @@ pub async fn fetch_root_ca(addr: SocketAddr, expected_digest: &str) -> Result<St
     });
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| CaError::Tls(e.to_string()))?
+        .map_err(|e| CaError::Tls(e.chain().to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
@@ -61,7 +62,7 @@ pub async fn fetch_root_ca(addr: SocketAddr, expected_digest: &str) -> Result<St
             (_, Some(Err(e))) => Err(e),
             (Err(e), _) => Err(CaError::Handshake {
                 addr,
-                reason: e.to_string(),
+                reason: e.chain().to_string(),
             }),
             (Ok(_), None) => Err(CaError::Handshake {
                 addr,
@@ -134,16 +135,16 @@ impl PinningVerifier {
                 rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
             ))
         };
-        let roots = root_store_der(root.clone()).map_err(|e| untrusted(e.to_string()))?;
+        let roots = root_store_der(root.clone()).map_err(|e| untrusted(e.chain().to_string()))?;
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
             .build()
-            .map_err(|e| untrusted(e.to_string()))?;
+            .map_err(|e| untrusted(e.chain().to_string()))?;
         match webpki.verify_server_cert(end_entity, between, server_name, ocsp_response, now) {
             Ok(_) => Ok(root.clone().into_owned()),
             Err(e) => Err(Box::new((
                 CaError::UntrustedManager {
                     addr,
-                    reason: e.to_string(),
+                    reason: e.chain().to_string(),
                 },
                 e,
             ))),

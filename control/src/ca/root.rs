@@ -4,6 +4,7 @@
 //! The CA decides everything in a node certificate except its public key: the
 //! subject a CSR asks for is ignored.
 
+use crate::error_chain::ErrorChain;
 use std::fmt;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl RootCa {
     /// valid for 20 years.
     pub fn generate(cluster_id: &str) -> Result<RootCa, CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| CaError::KeyGeneration(e.to_string()))?;
+            .map_err(|e| CaError::KeyGeneration(e.chain().to_string()))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, CA_COMMON_NAME);
@@ -76,7 +77,7 @@ impl RootCa {
         params.not_after = add(now, CA_VALIDITY, "root CA")?;
         let cert = params.self_signed(&key).map_err(|e| CaError::Certificate {
             what: "root CA",
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
         Ok(RootCa {
             cert_pem: cert.pem(),
@@ -94,7 +95,7 @@ impl RootCa {
         let (_, cert) =
             x509_parser::parse_x509_certificate(&der).map_err(|e| CaError::InvalidPem {
                 what: "root CA certificate",
-                reason: e.to_string(),
+                reason: e.chain().to_string(),
             })?;
         if !cert.is_ca() {
             return Err(CaError::InvalidPem {
@@ -104,7 +105,7 @@ impl RootCa {
         }
         let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::InvalidPem {
             what: "root CA key PEM",
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
         if key.subject_public_key_info() != cert.public_key().raw {
             return Err(CaError::InvalidPem {
@@ -114,7 +115,7 @@ impl RootCa {
         }
         let issuer = Issuer::from_ca_cert_der(&der, key).map_err(|e| CaError::InvalidPem {
             what: "root CA certificate",
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
         Ok(RootCa {
             cert_pem: cert_pem.to_owned(),
@@ -164,7 +165,7 @@ impl RootCa {
             return Err(CaError::InvalidValidity(validity));
         }
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| CaError::InvalidCsr(e.to_string()))?;
+            .map_err(|e| CaError::InvalidCsr(e.chain().to_string()))?;
 
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -177,7 +178,9 @@ impl RootCa {
             .map(|name| {
                 name.try_into()
                     .map(SanType::DnsName)
-                    .map_err(|e: rcgen::Error| CaError::InvalidNodeId(format!("{name}: {e}")))
+                    .map_err(|e: rcgen::Error| {
+                        CaError::InvalidNodeId(format!("{name}: {}", e.chain()))
+                    })
             })
             .collect::<Result<_, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -195,7 +198,7 @@ impl RootCa {
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(|e| CaError::Certificate {
                 what: "node",
-                reason: e.to_string(),
+                reason: e.chain().to_string(),
             })?;
         Ok(cert.pem())
     }
@@ -250,7 +253,7 @@ impl NodeKey {
     /// A new ECDSA P-256 key and its CSR.
     pub fn generate() -> Result<NodeKey, CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| CaError::KeyGeneration(e.to_string()))?;
+            .map_err(|e| CaError::KeyGeneration(e.chain().to_string()))?;
         Self::with_key(key)
     }
 
@@ -258,7 +261,7 @@ impl NodeKey {
     pub fn from_key_pem(key_pem: &str) -> Result<NodeKey, CaError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::InvalidPem {
             what: "node key PEM",
-            reason: e.to_string(),
+            reason: e.chain().to_string(),
         })?;
         Self::with_key(key)
     }
@@ -273,7 +276,7 @@ impl NodeKey {
             .and_then(|csr| csr.pem())
             .map_err(|e| CaError::Certificate {
                 what: "signing request",
-                reason: e.to_string(),
+                reason: e.chain().to_string(),
             })?;
         Ok(NodeKey {
             key_pem: key.serialize_pem(),

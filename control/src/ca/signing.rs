@@ -4,6 +4,7 @@
 //! an endpoint record, so that holding the cluster's gossip key is not
 //! enough to write another node's records.
 
+use crate::error_chain::ErrorChain;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -138,7 +139,7 @@ impl CertChecker {
     pub fn new(ca_pem: &str) -> Result<CertChecker, CaError> {
         let verifier = WebPkiClientVerifier::builder_with_provider(root_store(ca_pem)?, provider())
             .build()
-            .map_err(|e| CaError::Tls(format!("certificate verifier: {e}")))?;
+            .map_err(|e| CaError::Tls(format!("certificate verifier: {}", e.chain())))?;
         Ok(CertChecker { verifier })
     }
 
@@ -156,10 +157,13 @@ impl CertChecker {
                 &[],
                 UnixTime::since_unix_epoch(Duration::from_secs(secs)),
             )
-            .map_err(|e| CaError::InvalidCertificate(format!("not from this cluster's CA: {e}")))?;
+            .map_err(|e| {
+                CaError::InvalidCertificate(format!("not from this cluster's CA: {}", e.chain()))
+            })?;
         let identity = peer_identity(certificate)?;
-        let (_, cert) = x509_parser::parse_x509_certificate(certificate)
-            .map_err(|e| CaError::InvalidCertificate(format!("not an X.509 certificate: {e}")))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(certificate).map_err(|e| {
+            CaError::InvalidCertificate(format!("not an X.509 certificate: {}", e.chain()))
+        })?;
         let public_key = cert.public_key().subject_public_key.data.to_vec();
         let not_after_ms = identity
             .not_after

@@ -5,6 +5,7 @@
 //! then decides with [`super::authorize`]. Clients check the server name
 //! "swarm-manager" against this cluster's root. The crypto is always ring's.
 
+use crate::error_chain::ErrorChain;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
@@ -80,13 +81,13 @@ pub fn rustls_server_config(
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .allow_unauthenticated()
         .build()
-        .map_err(|e| CaError::Tls(format!("client verifier: {e}")))?;
+        .map_err(|e| CaError::Tls(format!("client verifier: {}", e.chain())))?;
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| CaError::Tls(e.to_string()))?
+        .map_err(|e| CaError::Tls(e.chain().to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| CaError::Tls(format!("server certificate and key: {e}")))?;
+        .map_err(|e| CaError::Tls(format!("server certificate and key: {}", e.chain())))?;
     Ok(Arc::new(config))
 }
 
@@ -98,14 +99,14 @@ pub fn rustls_client_config(
 ) -> Result<Arc<ClientConfig>, CaError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| CaError::Tls(e.to_string()))?
+        .map_err(|e| CaError::Tls(e.chain().to_string()))?
         .with_root_certificates(root_store(ca_pem)?);
     let config = match identity {
         Some((cert_pem, key_pem)) => {
             let chain = certs_from_pem(cert_pem, "node certificate PEM")?;
             builder
                 .with_client_auth_cert(chain, key_from_pem(key_pem)?)
-                .map_err(|e| CaError::Tls(format!("client certificate and key: {e}")))?
+                .map_err(|e| CaError::Tls(format!("client certificate and key: {}", e.chain())))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -119,9 +120,12 @@ pub(crate) fn root_store(ca_pem: &str) -> Result<Arc<RootCertStore>, CaError> {
 
 pub(crate) fn root_store_der(ca: CertificateDer<'_>) -> Result<Arc<RootCertStore>, CaError> {
     let mut roots = RootCertStore::empty();
-    roots
-        .add(ca)
-        .map_err(|e| CaError::Tls(format!("the CA certificate cannot be a trust anchor: {e}")))?;
+    roots.add(ca).map_err(|e| {
+        CaError::Tls(format!(
+            "the CA certificate cannot be a trust anchor: {}",
+            e.chain()
+        ))
+    })?;
     Ok(Arc::new(roots))
 }
 

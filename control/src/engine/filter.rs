@@ -6,6 +6,7 @@
 //! Values of one key are alternatives (any may match); different keys must
 //! all match. Pure functions: the CLI and the API server share them.
 
+use crate::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
@@ -93,7 +94,7 @@ impl Filters {
     /// older `{"key":["value"]}`.
     pub fn from_json(text: &str) -> Result<Self, FilterError> {
         let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| FilterError::Json(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| FilterError::Json(e.chain().to_string()))?;
         let object = json
             .as_object()
             .ok_or_else(|| FilterError::Json("not an object".into()))?;

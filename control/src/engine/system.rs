@@ -445,6 +445,9 @@ impl ClusterInfo {
                 encryption_config: EncryptionConfig {
                     auto_lock_managers: cluster.autolock,
                 },
+                orchestration: OrchestrationConfig {
+                    task_history_retention_limit: Some(cluster.task_history_limit),
+                },
                 ..SwarmSpec::default()
             },
             tls_info: TlsInfo {
@@ -555,6 +558,10 @@ mod tests {
             7_776_000_000_000_000i64
         );
         assert_eq!(json["Spec"]["EncryptionConfig"]["AutoLockManagers"], true);
+        assert_eq!(
+            json["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"],
+            crate::objects::DEFAULT_TASK_HISTORY_LIMIT
+        );
         assert_eq!(json["TLSInfo"]["TrustRoot"], "PEM");
         assert_eq!(json["JoinTokens"]["Manager"], "SWMTKN-1-a-m");
         let text = json.to_string();

@@ -7,6 +7,7 @@
 //! the values Docker's CLI sends by default (`Isolation: "default"`,
 //! `Init: false`, empty objects) are accepted as "nothing asked".
 
+use crate::error_chain::ErrorChain;
 use std::collections::BTreeSet;
 
 use super::service::STACK_NAMESPACE;
@@ -275,7 +276,7 @@ fn task_spec(
                 Some(spread) if !spread.spread_descriptor.is_empty() => {
                     let text = format!("spread={}", spread.spread_descriptor);
                     objects::spread_label(&text).map_err(|e| {
-                        invalid("TaskTemplate.Placement.Preferences", e.to_string())
+                        invalid("TaskTemplate.Placement.Preferences", e.chain().to_string())
                     })?;
                     Ok(text)
                 }

@@ -8,6 +8,7 @@
 //! agent said it is restarting keeps its tasks for the window it asked for
 //! (kept in the store, so a new leader honours it too).
 
+use crate::error_chain::ErrorChain;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -367,7 +368,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             let period = Duration::from_millis(HEARTBEAT_PERIOD_MS);
             match tokio::time::timeout(period, relay).await {
                 Ok(Ok(answer)) => log_fetches = answer.log_fetches,
-                Ok(Err(e)) => tracing::debug!("relaying a heartbeat of {}: {e}", node.id),
+                Ok(Err(e)) => tracing::debug!("relaying a heartbeat of {}: {}", node.id, e.chain()),
                 Err(_) => tracing::debug!("relaying a heartbeat of {}: no answer", node.id),
             }
         }
@@ -474,7 +475,7 @@ impl<S: Store, L: Link> Manager<S, L> {
                     node.id,
                     node.hostname
                 ),
-                Err(e) => tracing::debug!("marking {} down: {e}", node.id),
+                Err(e) => tracing::debug!("marking {} down: {}", node.id, e.chain()),
             }
         }
     }

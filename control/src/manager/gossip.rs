@@ -3,6 +3,7 @@
 //! `crate::objects::gossip_config_at`) and a few peers for each node
 //! to join through. Managers only decide and hand out; they never gossip here.
 
+use crate::error_chain::ErrorChain;
 use std::net::{IpAddr, SocketAddr};
 
 use rand::seq::SliceRandom;
@@ -30,7 +31,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         let keyring = match self.objects().one::<GossipKeyring>(GOSSIP_KEYRING_ID) {
             Ok(keyring) => keyring.map(|v| v.value).unwrap_or_default(),
             Err(e) => {
-                tracing::error!("unreadable gossip keys: {e}");
+                tracing::error!("unreadable gossip keys: {}", e.chain());
                 return None;
             }
         };

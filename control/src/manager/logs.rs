@@ -7,6 +7,7 @@
 //!
 //! Never reads output itself, nor keeps any: the nodes hold the logs.
 
+use crate::error_chain::ErrorChain;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -105,7 +106,7 @@ impl<S: Store, L: Link> Manager<S, L> {
                 let node_id = r.task.node_id.as_deref().unwrap_or_default();
                 match broker.ask(node_id, &r.task.id, r.start, max_bytes, now) {
                     Ok(id) => r.fetch = Some(id),
-                    Err(e) => r.result = Some(Err(e.to_string())),
+                    Err(e) => r.result = Some(Err(e.chain().to_string())),
                 }
             }
         }

@@ -165,8 +165,15 @@ impl<S: Store, L: Link> Manager<S, L> {
             .collect()
     }
 
+    /// The address `node`'s manager API listens on: its own `--listen-port`
+    /// as recorded in the store (this manager's, for a node recorded before
+    /// the port was kept).
     fn api_addr_of(&self, node: &Node) -> String {
-        format!("{}:{}", node.addr, self.me.listen_port)
+        let port = match node.listen_port {
+            0 => self.me.listen_port,
+            port => port,
+        };
+        format!("{}:{port}", node.addr)
     }
 
     /// The managers' API addresses with the leader's first, so nodes try it

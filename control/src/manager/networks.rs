@@ -8,6 +8,7 @@
 
 use super::{now_secs, Link, Manager, ManagerError, Store};
 use crate::api::{ApiResponse, NetworkView};
+use crate::error_chain::ErrorChain;
 use crate::objects::{
     check_underlay, create_command, find, networks_and_guard, new_network_id, plan_network,
     GuardVersions, Named, Network, NetworkCreateError, NetworkRequest, NetworkSpec, Node, Service,
@@ -29,7 +30,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         match self.networks() {
             Ok(networks) => Some(networks.into_iter().map(|n| n.spec).collect()),
             Err(e) => {
-                tracing::error!("unreadable network objects: {e}");
+                tracing::error!("unreadable network objects: {}", e.chain());
                 None
             }
         }

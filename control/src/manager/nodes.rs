@@ -7,6 +7,7 @@
 use super::node_rules::{check_demote, check_remove};
 use super::{now_secs, Link, Manager, ManagerError, Store};
 use crate::api::ApiResponse;
+use crate::error_chain::ErrorChain;
 use crate::objects::{Availability, LookupError, Named, Node, Role};
 use crate::store::{Command, Response};
 
@@ -116,7 +117,7 @@ impl<S: Store, L: Link> Manager<S, L> {
                     self.store
                         .remove_voter(raft_id)
                         .await
-                        .map_err(|e| ManagerError::Membership(e.to_string()))?;
+                        .map_err(|e| ManagerError::Membership(e.chain().to_string()))?;
                 }
                 self.modify_node(&node.id, |n| {
                     let changed = n.role != Role::Worker || n.raft_id.is_some();
@@ -205,7 +206,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         self.store
             .add_voter(raft_id, &self.api_addr_of(&node))
             .await
-            .map_err(|e| ManagerError::Membership(e.to_string()))?;
+            .map_err(|e| ManagerError::Membership(e.chain().to_string()))?;
         Ok(ApiResponse::Done {
             message: format!("node {node_id} joined the managers"),
         })

@@ -4,6 +4,7 @@
 //! every applied change; followers skip it, and a new leader picks up from
 //! the store.
 
+use crate::error_chain::ErrorChain;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ impl<S: Store, L: Link> Manager<S, L> {
                 continue;
             }
             if let Err(e) = self.orchestrate_once().await {
-                tracing::debug!("orchestration pass: {e}");
+                tracing::debug!("orchestration pass: {}", e.chain());
             }
         }
     }

@@ -2,6 +2,7 @@
 //! `service`, keyed by id). The orchestrator turns a service into tasks; the
 //! scheduler places them; the spec here is everything both need.
 
+use crate::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -486,7 +487,7 @@ impl FromStr for Constraint {
             equal,
             value: value.to_string(),
         };
-        constraint.check_key().map_err(|e| e.to_string())?;
+        constraint.check_key().map_err(|e| e.chain().to_string())?;
         Ok(constraint)
     }
 }

@@ -3,6 +3,7 @@
 //! (slots or nodes, restarts, scaling, updates), then history clean-up,
 //! addresses and placement.
 
+use crate::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
@@ -496,7 +497,7 @@ impl<'a, 'b> Pass<'a, 'b> {
                             .map(|v| v.addr),
                     }),
                     Err(e) => {
-                        failure = Some(e.to_string());
+                        failure = Some(e.chain().to_string());
                         break;
                     }
                 }

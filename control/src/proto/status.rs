@@ -4,6 +4,7 @@
 //! back into a typed [`ManagerError`], so no caller reads message text to
 //! decide anything.
 
+use crate::error_chain::ErrorChain;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -35,7 +36,7 @@ pub fn status(code: ErrorCode, message: impl Into<String>) -> Status {
 
 impl From<ManagerError> for Status {
     fn from(e: ManagerError) -> Status {
-        status(e.code(), e.to_string())
+        status(e.code(), e.chain().to_string())
     }
 }
 

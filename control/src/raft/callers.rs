@@ -10,6 +10,7 @@
 //! (a manager just added, waiting for its first entries) has no store to
 //! check against; it accepts a manager certificate of this cluster.
 
+use crate::error_chain::ErrorChain;
 use std::collections::BTreeSet;
 
 use rustls::pki_types::CertificateDer;
@@ -84,7 +85,7 @@ pub(crate) fn check_claim(
     }
     let node = objects
         .get_as::<Node>(kind::NODE, &caller.node_id)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.chain().to_string()))?
         .map(|v| v.value)
         .ok_or_else(|| {
             Status::permission_denied(format!(

@@ -2,6 +2,7 @@
 //! writes bounded in time, and Raft's write errors sorted into what the
 //! manager core acts on.
 
+use crate::error_chain::ErrorChain;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,12 +19,12 @@ fn failure(e: WriteError) -> WriteFailure {
         WriteError::ForwardToLeader { .. } | WriteError::LeaderChanged => WriteFailure::NotLeader,
         WriteError::NoLeader { .. } | WriteError::Timeout { .. } => WriteFailure::NoQuorum,
         e @ (WriteError::TooLarge { .. } | WriteError::Invalid(_)) => {
-            WriteFailure::Rejected(e.to_string())
+            WriteFailure::Rejected(e.chain().to_string())
         }
         e @ (WriteError::Membership(_) | WriteError::CatchUpStalled { .. }) => {
-            WriteFailure::Membership(e.to_string())
+            WriteFailure::Membership(e.chain().to_string())
         }
-        e @ WriteError::Fatal(_) => WriteFailure::Stopped(e.to_string()),
+        e @ WriteError::Fatal(_) => WriteFailure::Stopped(e.chain().to_string()),
     }
 }
 

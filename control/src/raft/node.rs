@@ -2,6 +2,7 @@
 //! It opens the store, runs openraft, writes commands with a bounded wait,
 //! reads the local state without quorum, and changes the membership.
 
+use crate::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +98,7 @@ impl RaftTuning {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| StoreError::Tuning(e.to_string()))
+        .map_err(|e| StoreError::Tuning(e.chain().to_string()))
     }
 
     /// How recently a peer must have been heard from to count as reachable.
@@ -300,7 +301,7 @@ impl RaftNode {
             .endpoint(advertise_addr)
             .map_err(|e| StoreError::BadAddress {
                 addr: advertise_addr.to_string(),
-                detail: e.to_string(),
+                detail: e.chain().to_string(),
             })?;
         let config = Arc::new(tuning.openraft_config()?);
         let (dir, addr) = (dir.to_path_buf(), advertise_addr.to_string());
@@ -331,7 +332,7 @@ impl RaftNode {
         let network = Network::new(raft_id, connector, contacts.clone());
         let raft = openraft::Raft::new(raft_id, config, network, LogStore::new(db), sm)
             .await
-            .map_err(|e| StoreError::Stopped(e.to_string()))?;
+            .map_err(|e| StoreError::Stopped(e.chain().to_string()))?;
         let shared = Arc::new(ServiceShared {
             raft: raft.clone(),
             contacts,
@@ -380,7 +381,7 @@ impl RaftNode {
             .raft
             .is_initialized()
             .await
-            .map_err(|e| StoreError::Stopped(e.to_string()))
+            .map_err(|e| StoreError::Stopped(e.chain().to_string()))
     }
 
     /// Makes this member the single voter of a new group (swarm init) and
@@ -392,7 +393,7 @@ impl RaftNode {
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
                 return Err(StoreError::AlreadyInitialized)
             }
-            Err(e) => return Err(StoreError::Stopped(e.to_string())),
+            Err(e) => return Err(StoreError::Stopped(e.chain().to_string())),
         }
         // Leading, with its first entries (the membership among them) applied.
         self.inner
@@ -407,7 +408,7 @@ impl RaftNode {
                 "initialize",
             )
             .await
-            .map_err(|e| StoreError::Stopped(format!("did not become leader: {e}")))?;
+            .map_err(|e| StoreError::Stopped(format!("did not become leader: {}", e.chain())))?;
         Ok(())
     }
 
@@ -578,7 +579,7 @@ impl RaftNode {
             .raft
             .shutdown()
             .await
-            .map_err(|e| StoreError::Stopped(e.to_string()))
+            .map_err(|e| StoreError::Stopped(e.chain().to_string()))
     }
 
     fn metrics_snapshot(&self) -> MetricsSnapshot {
@@ -630,12 +631,12 @@ impl RaftNode {
                 WriteError::LeaderChanged
             }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                WriteError::Membership(e.to_string())
+                WriteError::Membership(e.chain().to_string())
             }
             RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
-                WriteError::Membership(e.to_string())
+                WriteError::Membership(e.chain().to_string())
             }
-            RaftError::Fatal(e) => WriteError::Fatal(e.to_string()),
+            RaftError::Fatal(e) => WriteError::Fatal(e.chain().to_string()),
         }
     }
 
@@ -753,7 +754,7 @@ fn validate(cmd: &Command) -> Result<(), WriteError> {
     }
     names(cmd)?;
     let bytes = serde_json::to_vec(cmd)
-        .map_err(|e| WriteError::Invalid(e.to_string()))?
+        .map_err(|e| WriteError::Invalid(e.chain().to_string()))?
         .len();
     if bytes > MAX_COMMAND_BYTES {
         return Err(WriteError::TooLarge {

@@ -4,6 +4,7 @@
 //! openraft sees it, and a snapshot's announced size is bounded before any
 //! memory is set aside for it.
 
+use crate::error_chain::ErrorChain;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,7 +125,7 @@ impl RaftService {
 
 fn decode<T: DeserializeOwned>(what: &str, json: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(json)
-        .map_err(|e| Status::invalid_argument(format!("malformed Raft {what}: {e}")))
+        .map_err(|e| Status::invalid_argument(format!("malformed Raft {what}: {}", e.chain())))
 }
 
 fn refused(remote: Option<std::net::SocketAddr>, status: &Status) {
@@ -166,7 +167,7 @@ pub fn decode_header(json: &[u8]) -> Result<SnapshotHeader, Status> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
-    let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.chain().to_string()))?;
     Ok(Response::new(RaftMessage { json }))
 }
 

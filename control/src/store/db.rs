@@ -2,6 +2,7 @@
 //! bookkeeping, the applied objects and the last snapshot. Every value is
 //! JSON passed through the [`AtRest`] sealer.
 
+use crate::error_chain::ErrorChain;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +89,7 @@ impl Db {
         let path = dir.join(STORE_FILE);
         private_file(dir, &path).map_err(|e| StoreError::Open {
             path: path.clone(),
-            detail: e.to_string(),
+            detail: e.chain().to_string(),
         })?;
         let mut attempts = 0;
         let db = loop {
@@ -104,7 +105,7 @@ impl Db {
                 Err(e) => {
                     return Err(StoreError::Open {
                         path,
-                        detail: e.to_string(),
+                        detail: e.chain().to_string(),
                     })
                 }
             }
@@ -146,7 +147,7 @@ impl Db {
     pub(crate) fn seal<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
         let plain = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
             what: "value to store".into(),
-            detail: e.to_string(),
+            detail: e.chain().to_string(),
         })?;
         Ok(self.at_rest.seal(&plain))
     }
@@ -159,7 +160,7 @@ impl Db {
         let plain = self.at_rest.open(sealed)?;
         serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
             what: what.to_string(),
-            detail: e.to_string(),
+            detail: e.chain().to_string(),
         })
     }
 
@@ -296,7 +297,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Stopped(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::Stopped(format!("store task failed: {}", e.chain())))?
 }
 
 #[cfg(test)]

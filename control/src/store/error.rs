@@ -1,5 +1,6 @@
 //! The store's errors, each saying what failed and what to do about it.
 
+use crate::error_chain::ErrorChain;
 use std::path::PathBuf;
 
 /// Why the replicated store could not do what was asked.
@@ -54,7 +55,7 @@ pub enum StoreError {
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
-        StoreError::Io(e.to_string())
+        StoreError::Io(e.chain().to_string())
     }
 }
 

@@ -6,6 +6,7 @@
 //! writes are applied makes each of them copy the kinds it touches, so take
 //! a fresh one per decision rather than keeping one around.
 
+use crate::error_chain::ErrorChain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -144,7 +145,7 @@ fn decode<T: DeserializeOwned>(
         kind: kind.to_string(),
         id: id.to_string(),
         ty: std::any::type_name::<T>(),
-        detail: e.to_string(),
+        detail: e.chain().to_string(),
     })?;
     Ok(Versioned {
         version: v.version,

@@ -2,6 +2,7 @@
 //! manager's store so that it restarts as the only voter of a new Raft group,
 //! keeping every object it holds.
 
+use crate::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ pub fn force_new_cluster(
     )
     .map_err(|e| StoreError::Corrupt {
         what: "new membership".into(),
-        detail: e.to_string(),
+        detail: e.chain().to_string(),
     })?;
     let membership = StoredMembership::new(Some(last), membership);
     let meta = SnapshotMeta {

@@ -5,6 +5,7 @@
 //! Snapshots are the objects serialized as JSON, stored in the same file and
 //! installed by replacing every object at once.
 
+use crate::error_chain::ErrorChain;
 use std::io;
 use std::sync::{Arc, RwLock};
 
@@ -317,7 +318,7 @@ pub(crate) fn encode_snapshot(objects: &Objects) -> Result<Vec<u8>, StoreError> 
     };
     serde_json::to_vec(&body).map_err(|e| StoreError::Corrupt {
         what: "snapshot being built".into(),
-        detail: e.to_string(),
+        detail: e.chain().to_string(),
     })
 }
 
@@ -327,7 +328,8 @@ pub(crate) fn decode_snapshot(data: &[u8]) -> Result<Vec<(String, String, Versio
         what: "snapshot".into(),
         detail,
     };
-    let body: SnapshotIn = serde_json::from_slice(data).map_err(|e| corrupt(e.to_string()))?;
+    let body: SnapshotIn =
+        serde_json::from_slice(data).map_err(|e| corrupt(e.chain().to_string()))?;
     if body.format != SNAPSHOT_FORMAT {
         return Err(corrupt(format!(
             "format {} is not {SNAPSHOT_FORMAT}: upgrade this manager to the version of the others",

@@ -2,6 +2,7 @@
 //! ([`Object::KIND`], one of the [`kind`](super::kind) constants) and its
 //! id, so reads and writes never spell a kind as a string literal.
 
+use crate::error_chain::ErrorChain;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -45,7 +46,7 @@ impl Command {
             kind: T::KIND.to_string(),
             id: value.id().to_string(),
             ty: std::any::type_name::<T>(),
-            detail: e.to_string(),
+            detail: e.chain().to_string(),
         })
     }
 

@@ -28,6 +28,7 @@ use shoal_control::engine::filter::Filters;
 use shoal_control::engine::Service;
 
 use super::client;
+use super::each::Each;
 use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
@@ -164,14 +165,11 @@ impl ServiceCommand {
                 pretty,
                 format,
             } => {
-                let mut views = Vec::new();
-                let mut errors = Vec::new();
-                for service in services {
-                    match inspect(socket, &service).await {
-                        Ok(view) => views.push(view),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
+                let each = Each::run(services, |service| async move {
+                    inspect(socket, &service).await
+                })
+                .await;
+                let views = &each.answers;
                 if pretty {
                     let texts: Vec<String> = views.iter().map(pretty::pretty).collect();
                     print!("{}", texts.join("\n"));
@@ -179,30 +177,21 @@ impl ServiceCommand {
                     let services: Vec<Service> = views.iter().map(Service::from).collect();
                     print!("{}", format::inspect(&services, format.as_deref())?);
                 }
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
-                Ok(())
+                each.finish()
             }
             ServiceCommand::Update(args) => update(socket, &args).await,
             ServiceCommand::Scale { scales, watch } => scale(socket, scales, &watch).await,
             ServiceCommand::Rollback { service, watch } => rollback(socket, &service, &watch).await,
-            ServiceCommand::Rm { services } => {
-                let mut errors = Vec::new();
-                for service in services {
-                    let request = ApiRequest::ServiceRemove {
-                        service: service.clone(),
-                    };
-                    match client::api::<Done>(socket, request).await {
-                        Ok(_) => println!("{service}"),
-                        Err(e) => errors.push(format!("{e:#}")),
-                    }
-                }
-                if !errors.is_empty() {
-                    bail!("{}", errors.join("\n"));
-                }
+            ServiceCommand::Rm { services } => Each::run(services, |service| async move {
+                let request = ApiRequest::ServiceRemove {
+                    service: service.clone(),
+                };
+                client::api::<Done>(socket, request).await?;
+                println!("{service}");
                 Ok(())
-            }
+            })
+            .await
+            .finish(),
         }
     }
 }
@@ -280,28 +269,20 @@ async fn scale(
     scales: Vec<(String, u64)>,
     flags: &WatchFlags,
 ) -> anyhow::Result<()> {
-    let mut errors = Vec::new();
-    let mut watches = Vec::new();
-    for (service, replicas) in scales {
-        match scale_one(socket, &service, replicas).await {
-            Ok(watch) => {
-                println!("{service} scaled to {replicas}");
-                watches.push(watch);
-            }
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
+    let mut each = Each::run(scales, |(service, replicas)| async move {
+        let watch = scale_one(socket, &service, replicas).await?;
+        println!("{service} scaled to {replicas}");
+        Ok(watch)
+    })
+    .await;
     if !flags.detach {
-        for watch in watches {
+        for watch in std::mem::take(&mut each.answers) {
             if let Err(e) = progress::watch(socket, watch, flags).await {
-                errors.push(format!("{e:#}"));
+                each.failed(&e);
             }
         }
     }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("\n"));
-    }
-    Ok(())
+    each.finish()
 }
 
 async fn scale_one(socket: &Path, service: &str, replicas: u64) -> anyhow::Result<Watch> {

@@ -3,6 +3,7 @@
 //! `type=tmpfs,target=/scratch,tmpfs-size=64m,tmpfs-mode=1770`. Options
 //! shoal cannot honour are refused by name rather than ignored.
 
+use shoal_control::error_chain::ErrorChain;
 use shoal_control::objects::{MountKind, MountSpec};
 
 use super::values::parse_memory;
@@ -35,7 +36,8 @@ pub fn parse_mount(text: &str) -> Result<MountSpec, String> {
             "target" | "destination" | "dst" => target = Some(need()?.to_string()),
             "readonly" | "ro" => mount.read_only = parse_bool(field, value)?,
             "tmpfs-size" => {
-                mount.tmpfs_size = parse_memory(need()?).map_err(|e| format!("tmpfs-size: {e}"))?;
+                mount.tmpfs_size =
+                    parse_memory(need()?).map_err(|e| format!("tmpfs-size: {}", e.chain()))?;
             }
             "tmpfs-mode" => {
                 let mode = u32::from_str_radix(need()?, 8)

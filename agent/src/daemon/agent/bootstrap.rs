@@ -3,6 +3,7 @@
 //! this node) or, for a new manager of an existing swarm, ask the leader to
 //! add it to the Raft group.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -84,10 +85,10 @@ impl Membership {
             {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() < deadline && !self.stop.is_cancelled() => {
-                    tracing::debug!("waiting for leadership: {e}");
+                    tracing::debug!("waiting for leadership: {}", e.chain());
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => anyhow::bail!("could not record the new swarm: {e}"),
+                Err(e) => anyhow::bail!("could not record the new swarm: {}", e.chain()),
             }
         }
     }

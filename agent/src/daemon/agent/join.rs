@@ -2,6 +2,7 @@
 //! in the token, asks it for a certificate (`Ca.Join`), and starts the
 //! parts of the role the token grants.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -100,14 +101,14 @@ async fn ask_to_join(
         detail,
     };
     let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{manager_addr}"))
-        .map_err(|e| unreachable(e.to_string()))?
+        .map_err(|e| unreachable(e.chain().to_string()))?
         .tls_config(ca::tls::client_config(ca_pem, None)?)
-        .map_err(|e| unreachable(e.to_string()))?
+        .map_err(|e| unreachable(e.chain().to_string()))?
         .timeout(JOIN_TIMEOUT);
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(e.chain().to_string()))?;
     let json = to_json(request).map_err(|s| from_status(manager_addr, &s))?;
     let reply = CaClient::new(channel)
         .join(Json { json })

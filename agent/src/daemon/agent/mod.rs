@@ -23,6 +23,7 @@ mod renewal;
 mod role;
 mod unlock;
 
+use shoal_control::error_chain::ErrorChain;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -333,7 +334,7 @@ impl Agent {
         };
         let mut out = match report {
             Ok(report) => report.prometheus(),
-            Err(e) => format!("# {e}\n"),
+            Err(e) => format!("# {}\n", e.chain()),
         };
         out.push_str(&self.latency.prometheus());
         if let Standing::Member {

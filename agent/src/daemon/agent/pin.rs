@@ -4,6 +4,7 @@
 //! `web:1@sha256:...`. When the registry cannot be asked (no container
 //! runtime here, unreachable, refused) the tag stays; the CLI warns.
 
+use shoal_control::error_chain::ErrorChain;
 use std::time::Duration;
 
 use shoal_control::api::ApiRequest;
@@ -54,7 +55,9 @@ pub(super) async fn pin_image(images: Option<&ImageStore>, request: &mut ApiRequ
             };
             container.image = format!("{tagged}@{digest}");
         }
-        Ok(Err(e)) => tracing::warn!(image = %container.image, "cannot pin the image: {e}"),
+        Ok(Err(e)) => {
+            tracing::warn!(image = %container.image, "cannot pin the image: {}", e.chain())
+        }
         Err(_) => tracing::warn!(
             image = %container.image,
             "cannot pin the image: the registry did not answer within {RESOLVE_LIMIT:?}"

@@ -10,6 +10,7 @@ mod link;
 mod prober;
 mod rpc;
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -192,7 +193,7 @@ impl ManagerRole {
         self.tasks.close();
         self.tasks.wait().await;
         if let Err(e) = self.core.store().shutdown().await {
-            tracing::warn!("stopping the Raft node: {e}");
+            tracing::warn!("stopping the Raft node: {}", e.chain());
         }
     }
 }

@@ -4,6 +4,7 @@
 //! caller's identity from its certificate and hands the call to the manager
 //! core, which authorizes it against the store. Nothing is decided here.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -89,9 +90,12 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let tls = tls::server_config(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for the manager API: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {listen} for the manager API: {}",
+            e.chain()
+        )
+    })?;
     // Small RPCs (heartbeats, Raft appends) must not wait for Nagle: with it
     // one writer gets about a third of the commits per second.
     let incoming = tokio_stream::StreamExt::map(
@@ -121,7 +125,7 @@ pub async fn serve(
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
         {
-            tracing::error!("manager API server stopped: {e}");
+            tracing::error!("manager API server stopped: {}", e.chain());
         }
     }))
 }

@@ -15,6 +15,7 @@
 //! Each step is idempotent; the whole is redone only when something it
 //! depends on changed (a new link, another underlay interface or network).
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
 
@@ -127,7 +128,7 @@ fn forwarding(ns: &Path) -> Result<(), BalancerError> {
         Ok(())
     })
     .map_err(attach_error)?;
-    written.map_err(|e| attach_error(format!("ingress network forwarding: {e}")))
+    written.map_err(|e| attach_error(format!("ingress network forwarding: {}", e.chain())))
 }
 
 /// Writes both configuration slots. The host slot's namespace cookie is
@@ -177,7 +178,7 @@ fn learn_namespace(lb: &mut EbpfBalancer) -> Result<(), BalancerError> {
     lb.set_config(CONFIG_HOST, config)?;
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|s| s.connect((addr, port)).map(|()| s))
-        .map_err(|e| attach_error(format!("probe connect for the host hooks: {e}")))?;
+        .map_err(|e| attach_error(format!("probe connect for the host hooks: {}", e.chain())))?;
     drop(socket);
     let mut config = lb.config(CONFIG_HOST)?;
     if config.netns_cookie == 0 {

@@ -32,6 +32,7 @@ mod start;
 mod user;
 mod volumes;
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
@@ -192,12 +193,12 @@ impl Inner {
                 Ok(Some(r)) if r.task_id == id => r,
                 Ok(_) => continue,
                 Err(e) => {
-                    tracing::warn!(task = %id, "skipping unreadable container record: {e}");
+                    tracing::warn!(task = %id, "skipping unreadable container record: {}", e.chain());
                     continue;
                 }
             };
             if let Err(e) = self.images.acquire(&id, &record.image) {
-                tracing::warn!(task = %id, "the image of an adopted container: {e}");
+                tracing::warn!(task = %id, "the image of an adopted container: {}", e.chain());
             }
             let running = record.exit.is_none()
                 && (proc_store::is_alive(record.identity())
@@ -239,14 +240,16 @@ impl Inner {
                         ProbeResult::Failed(format!("exit {code}: {}", output.trim()))
                     }
                     Ok(runc::ExecOutcome::TimedOut) => ProbeResult::TimedOut,
-                    Err(e) => ProbeResult::Failed(format!("cannot run the health check: {e}")),
+                    Err(e) => {
+                        ProbeResult::Failed(format!("cannot run the health check: {}", e.chain()))
+                    }
                 },
             )
         };
         match HealthMonitor::start(id, check, started, probe) {
             Ok(m) => Some(m),
             Err(e) => {
-                tracing::warn!(task = %id, "cannot start the health check: {e}");
+                tracing::warn!(task = %id, "cannot start the health check: {}", e.chain());
                 None
             }
         }
@@ -281,9 +284,16 @@ impl Inner {
         };
         container.record.exit = Some(exit);
         container.health = None;
+        // A stopped container keeps no cgroup, as with Docker: runc's state
+        // and cgroup go now; the record, logs and rootfs stay until removal.
+        if self.opts.runc.state(id).is_some() {
+            if let Err(e) = self.opts.runc.delete(id) {
+                tracing::warn!(task = %id, "runc delete: {}", e.chain());
+            }
+        }
         if let Err(e) = record::save(&dir, &container.record) {
             if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(task = %id, "cannot save the container record: {e}");
+                tracing::warn!(task = %id, "cannot save the container record: {}", e.chain());
             }
         }
         Some(ProcessState::Exited(exit.into()))
@@ -378,13 +388,13 @@ impl Runtime for ContainerRuntime {
         }
         let runc = &self.inner.opts.runc;
         if let Err(e) = runc.kill(task_id, signal, false) {
-            tracing::debug!(task = %task_id, "stop signal: {e}");
+            tracing::debug!(task = %task_id, "stop signal: {}", e.chain());
         }
         if self.inner.wait_exit(task_id, grace) {
             return Ok(());
         }
         if let Err(e) = runc.kill(task_id, libc::SIGKILL, true) {
-            tracing::debug!(task = %task_id, "SIGKILL: {e}");
+            tracing::debug!(task = %task_id, "SIGKILL: {}", e.chain());
         }
         if self.inner.wait_exit(task_id, KILL_WAIT) {
             return Ok(());
@@ -408,7 +418,7 @@ impl Runtime for ContainerRuntime {
         if let Some(container) = removed {
             for volume in &container.record.anonymous_volumes {
                 if let Err(e) = self.inner.volumes.remove(volume) {
-                    tracing::warn!(task = %task_id, "removing anonymous volume {volume}: {e}");
+                    tracing::warn!(task = %task_id, "removing anonymous volume {volume}: {}", e.chain());
                 }
             }
         }

@@ -7,6 +7,7 @@
 //! `exit.json`. So a container outlives an agent restart and its exit
 //! code is still known; the agent keeps no thread per container.
 
+use shoal_control::error_chain::ErrorChain;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -88,7 +89,7 @@ fn main(args: &ShimArgs) -> i32 {
     let (read_end, write_end) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
-            println!("err cannot make a pipe: {e}");
+            println!("err cannot make a pipe: {}", e.chain());
             return 1;
         }
     };
@@ -96,7 +97,7 @@ fn main(args: &ShimArgs) -> i32 {
     // so the child may go on running ordinary Rust code.
     match unsafe { fork() } {
         Err(e) => {
-            println!("err cannot fork: {e}");
+            println!("err cannot fork: {}", e.chain());
             1
         }
         Ok(ForkResult::Parent { .. }) => {
@@ -183,7 +184,7 @@ fn runc(args: &ShimArgs) -> Command {
 fn finish(mut command: Command) -> Result<ExitStatus, String> {
     let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot run runc: {e}"))?;
+        .map_err(|e| format!("cannot run runc: {}", e.chain()))?;
     let deadline = Instant::now() + RUNC_TIMEOUT;
     loop {
         match child.try_wait() {
@@ -194,7 +195,7 @@ fn finish(mut command: Command) -> Result<ExitStatus, String> {
                 let _ = child.wait();
                 return Err(format!("runc took more than {RUNC_TIMEOUT:?}"));
             }
-            Err(e) => return Err(format!("waiting for runc: {e}")),
+            Err(e) => return Err(format!("waiting for runc: {}", e.chain())),
         }
     }
 }
@@ -212,7 +213,7 @@ fn start(args: &ShimArgs) -> Result<i32, String> {
             .create(true)
             .append(true)
             .open(args.dir.join(name))
-            .map_err(|e| format!("cannot open {name}: {e}"))
+            .map_err(|e| format!("cannot open {name}: {}", e.chain()))
     };
     let pid_file = args.dir.join("init.pid");
     let _ = fs::remove_file(&pid_file);

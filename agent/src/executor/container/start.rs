@@ -5,6 +5,7 @@
 //! released, the directory of a task that never ran removed.
 
 use crate::executor::task_files::{self, Layout};
+use shoal_control::error_chain::ErrorChain;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -126,7 +127,7 @@ fn collect_garbage(inner: &Inner) {
             tracing::info!("image gc removed {} unused image(s)", removed.len());
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!("image gc: {e}"),
+        Err(e) => tracing::warn!("image gc: {}", e.chain()),
     }
 }
 
@@ -292,7 +293,7 @@ fn launch_in(
         &launch.configs,
         Layout::ByIndex,
     )
-    .map_err(|e| container_err(id, format!("secrets and configs: {e}")))?;
+    .map_err(|e| container_err(id, format!("secrets and configs: {}", e.chain())))?;
     mounts.extend(made.into_iter().map(|f| HostMount::Bind {
         source: f.host,
         target: f.target,
@@ -327,7 +328,7 @@ fn launch_in(
         mounts: &mounts,
     };
     let config_json = serde_json::to_string_pretty(&spec::runtime_spec(&input))
-        .map_err(|e| container_err(id, format!("cannot write the OCI spec: {e}")))?;
+        .map_err(|e| container_err(id, format!("cannot write the OCI spec: {}", e.chain())))?;
     write_file(id, &dir.join("config.json"), &config_json)?;
     for stale in [shim::exit_file(dir), shim::runc_log(dir)] {
         let _ = fs::remove_file(stale);
@@ -446,10 +447,10 @@ fn host_mounts(
                 let (data, created) = inner
                     .volumes
                     .ensure(&name)
-                    .map_err(|e| container_err(id, format!("volume {name}: {e}")))?;
+                    .map_err(|e| container_err(id, format!("volume {name}: {}", e.chain())))?;
                 if created {
                     super::volumes::copy_up(root, target, &data).map_err(|e| {
-                        container_err(id, format!("volume {name}: copying the image's {target} into it: {e}"))
+                        container_err(id, format!("volume {name}: copying the image's {target} into it: {}", e.chain()))
                     })?;
                 }
                 HostMount::Bind {
@@ -514,7 +515,7 @@ fn run_shim(inner: &Inner, id: &str, dir: &Path) -> Result<(u32, u32), ExecutorE
 pub(super) fn teardown(inner: &Inner, id: &str) {
     if inner.opts.runc.state(id).is_some() {
         if let Err(e) = inner.opts.runc.delete(id) {
-            tracing::warn!(task = %id, "runc delete: {e}");
+            tracing::warn!(task = %id, "runc delete: {}", e.chain());
         }
     }
     let root: PathBuf = inner.task_dir(id).join("rootfs");

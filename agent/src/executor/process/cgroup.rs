@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use shoal_control::error_chain::ErrorChain;
+
 use super::mounts::{cgroup2_mount, mounts};
 use crate::executor::ExecutorError;
 
@@ -302,6 +304,15 @@ impl TaskCgroup {
                 return Ok(false);
             }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// Kills what the task left and removes its directories: a finished
+    /// task keeps no cgroup, only its record and logs.
+    pub fn release(&self) {
+        let released = self.kill().and_then(|()| self.remove());
+        if let Err(e) = released {
+            tracing::warn!("cannot remove the cgroup of a finished task: {}", e.chain());
         }
     }
 

@@ -20,6 +20,7 @@ mod spawn;
 pub(crate) mod store;
 
 use super::task_files::{self, Layout, CONFIGS_DIR_ENV, SECRETS_DIR_ENV};
+use shoal_control::error_chain::ErrorChain;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -163,7 +164,7 @@ impl ProcessRuntime {
         .unwrap_or(store::StoredExit::Unknown);
         task.record.exit = Some(exit);
         self.inner.persist(&dir, &task.record);
-        let _ = self.inner.cgroups.task(id).kill();
+        self.inner.cgroups.task(id).release();
         ProcessState::Exited(exit.into())
     }
 
@@ -501,7 +502,7 @@ impl Inner {
             match marks::append(&marks::marks_path(&dir, stream), now) {
                 Ok(()) => task.marked[i] = now.offset,
                 Err(e) => {
-                    tracing::debug!(task = %task_id, "cannot record a log mark: {e}");
+                    tracing::debug!(task = %task_id, "cannot record a log mark: {}", e.chain());
                 }
             }
             let limit = self.log_limit.load(Ordering::Relaxed);
@@ -539,7 +540,7 @@ impl Inner {
     fn persist(&self, dir: &Path, record: &Record) {
         if let Err(e) = store::save(dir, record) {
             if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(task = %record.task_id, "cannot save the task record: {e}");
+                tracing::warn!(task = %record.task_id, "cannot save the task record: {}", e.chain());
             }
         }
     }
@@ -550,9 +551,9 @@ impl Inner {
         let mut tasks = self.lock();
         if let Some(task) = tasks.get_mut(cgroup.task_id()) {
             if task.record.identity() == identity {
-                let _ = cgroup.kill();
                 task.record.exit = Some(exit.into());
                 self.persist(&self.task_dir(cgroup.task_id()), &task.record);
+                cgroup.release();
             }
         }
         self.exited.notify_all();
@@ -577,9 +578,9 @@ fn reap(
     }
     match store::load(&dir) {
         Ok(Some(mut record)) if record.identity() == identity && record.exit.is_none() => {
-            let _ = cgroup.kill();
             record.exit = Some(exit.into());
             let _ = store::save(&dir, &record);
+            cgroup.release();
         }
         _ => {}
     }
@@ -616,18 +617,18 @@ fn adopt_all(
             Ok(Some(record)) if record.task_id == id => record,
             Ok(_) => continue,
             Err(e) => {
-                tracing::warn!(task = %id, "skipping unreadable task record: {e}");
+                tracing::warn!(task = %id, "skipping unreadable task record: {}", e.chain());
                 continue;
             }
         };
         if record.exit.is_none() && !store::is_alive(record.identity()) {
             record.exit = Some(store::StoredExit::Unknown);
             if let Err(e) = store::save(&dir, &record) {
-                tracing::warn!(task = %id, "cannot save the task record: {e}");
+                tracing::warn!(task = %id, "cannot save the task record: {}", e.chain());
             }
         }
         if record.exit.is_some() {
-            let _ = cgroups.task(&id).kill();
+            cgroups.task(&id).release();
         }
         tasks.insert(id, Task::new(record, true, &dir));
     }

@@ -4,6 +4,7 @@
 //! its refutation for a few gossip rounds; a death is gossiped at once; and
 //! foca's "you are dead" courtesy message only goes to the really dead.
 
+use shoal_control::error_chain::ErrorChain;
 use std::time::Duration;
 
 use foca::{Member, State};
@@ -88,7 +89,7 @@ impl Membership {
         if let Err(error) = self.foca.gossip(&mut *rt) {
             rt.effects.push(Effect::Error(MembershipError::Internal {
                 step: "refute",
-                reason: error.to_string(),
+                reason: error.chain().to_string(),
             }));
         }
         if rounds_left > 1 {
@@ -120,7 +121,7 @@ impl Membership {
             if let Err(error) = self.foca.gossip(&mut rt) {
                 rt.effects.push(Effect::Error(MembershipError::Internal {
                     step: "gossip death",
-                    reason: error.to_string(),
+                    reason: error.chain().to_string(),
                 }));
             }
             effects.extend(self.finish(rt));

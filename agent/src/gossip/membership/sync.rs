@@ -3,6 +3,7 @@
 //! at once instead of one member per gossip message, and periodically, to
 //! repair whatever gossip missed; and the announces to the seeds.
 
+use shoal_control::error_chain::ErrorChain;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl Membership {
                 self.stats.syncs_dropped += 1;
                 return vec![Effect::Error(MembershipError::Sync {
                     from,
-                    reason: error.to_string(),
+                    reason: error.chain().to_string(),
                 })];
             }
         };
@@ -80,7 +81,7 @@ impl Membership {
         {
             rt.effects.push(Effect::Error(MembershipError::Sync {
                 from,
-                reason: error.to_string(),
+                reason: error.chain().to_string(),
             }));
         }
         if message.respond {
@@ -100,7 +101,7 @@ impl Membership {
             if let Err(error) = self.foca.announce(MemberId::seed(seed), &mut rt) {
                 rt.effects.push(Effect::Error(MembershipError::Internal {
                     step: "announce",
-                    reason: error.to_string(),
+                    reason: error.chain().to_string(),
                 }));
             }
         }

@@ -9,6 +9,7 @@
 //! certificates of the owners it lists). [`HashNotary`] stands in for it in
 //! the simulation and the table tests: anyone can forge its proofs.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -104,7 +105,7 @@ impl CertNotary {
             .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
             .map_err(|e| CaError::InvalidPem {
                 what: "node certificate PEM",
-                reason: e.to_string(),
+                reason: e.chain().to_string(),
             })?;
         let certified = check_with_skew(&self.checker, &der, unix_ms_now())?;
         if certified.key_id != self.signer.key_id() {
@@ -153,7 +154,7 @@ impl Notary for CertNotary {
                 signature,
             },
             Err(e) => {
-                tracing::error!("cannot sign a gossip record: {e}");
+                tracing::error!("cannot sign a gossip record: {}", e.chain());
                 Proof::Local
             }
         }
@@ -183,7 +184,7 @@ impl Notary for CertNotary {
         match check_with_skew(&self.checker, certificate, now_ms) {
             Ok(key) => self.insert(key, now_ms),
             Err(e) => {
-                tracing::debug!("gossip: a handed-on certificate is refused: {e}");
+                tracing::debug!("gossip: a handed-on certificate is refused: {}", e.chain());
                 false
             }
         }

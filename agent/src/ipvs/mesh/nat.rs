@@ -7,6 +7,7 @@
 //! - a task sandbox's: packets to a virtual IP carry the VIP's address as
 //!   their firewall mark, the key of the VIP's IPVS service.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -87,14 +88,16 @@ pub fn run(netns: Option<&Path>, script: &str) -> Result<(), BalancerError> {
              installed? the IPVS mesh needs the nftables package)"
         ))
     };
-    let mut child = command.spawn().map_err(|e| fail(e.to_string()))?;
+    let mut child = command.spawn().map_err(|e| fail(e.chain().to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write as _;
         stdin
             .write_all(script.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.chain().to_string()))?;
     }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(e.chain().to_string()))?;
     if !out.status.success() {
         return Err(fail(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),

@@ -15,6 +15,7 @@
 //! Each step is idempotent; the whole is redone when what it depends on
 //! changed (a new link, another underlay interface, network or node set).
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -86,7 +87,7 @@ impl IpvsNode for HostNode {
             Some(name) => {
                 let path = self.netns.path(&names::sandbox_ns(name));
                 netns::run_in(Some(&path), || rt.block_on(IpvsClient::connect()))
-                    .map_err(|e| IpvsError::Socket(std::io::Error::other(e.to_string())))?
+                    .map_err(|e| IpvsError::Socket(std::io::Error::other(e.chain().to_string())))?
             }
         }
     }
@@ -181,10 +182,10 @@ fn sysctls(ns: Option<&Path>, settings: &[(&str, &str)]) -> Result<(), BalancerE
     let written = netns::run_in(ns, || -> std::io::Result<()> {
         for (path, value) in settings {
             std::fs::write(path, value)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))?;
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {}", e.chain())))?;
         }
         Ok(())
     })
     .map_err(attach_error)?;
-    written.map_err(|e| attach_error(format!("IPVS mesh settings: {e}")))
+    written.map_err(|e| attach_error(format!("IPVS mesh settings: {}", e.chain())))
 }

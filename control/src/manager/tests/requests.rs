@@ -500,3 +500,29 @@ fn every_request_has_one_access_rule() {
     assert!(rotate.is_write() && rotate.needs_leader());
     assert!(ApiRequest::Info.workers_allowed());
 }
+
+/// Each manager is reached on the `--listen-port` it recorded when it
+/// joined, not on the port of the manager asking; one recorded before the
+/// port was kept (0) is taken to share this manager's.
+#[tokio::test]
+async fn managers_are_reached_on_their_own_listen_port() {
+    let swarm = Swarm::new(3, 0);
+    let stored = swarm.store.read().one::<Node>("mgr2").unwrap().unwrap();
+    let moved = Node {
+        listen_port: 2402,
+        ..stored.value
+    };
+    swarm
+        .store
+        .apply(&Command::put(&moved, Some(stored.version)).unwrap());
+    let mut addrs = swarm.manager(1).manager_addrs();
+    addrs.sort();
+    assert_eq!(
+        addrs,
+        [
+            "198.18.0.101:2377",
+            "198.18.0.102:2402",
+            "198.18.0.103:2377"
+        ]
+    );
+}
