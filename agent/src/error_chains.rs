@@ -123,7 +123,7 @@ fn no_error_repeats_its_cause() {
 fn the_printed_chain_names_the_root_cause_once() {
     for e in samples() {
         let chained = e.chain().to_string();
-        let anyhow = format!("{:#}", anyhow::Error::from(e));
+        let anyhow = format!("{:#}", anyhow::anyhow!(e));
         assert_eq!(chained, anyhow);
         let root = if chained.contains(ROOT) {
             ROOT
