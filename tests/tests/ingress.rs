@@ -21,13 +21,16 @@ use shoal_tests::{require_root, Host, Underlay};
 const RECOVERY: Duration = Duration::from_secs(90);
 
 /// Whether `client` gets an answer from a task through each of `nodes`'
-/// published port 8080.
+/// published port 8080, three times in a row (new flows, so they spread
+/// over the tasks of every node, not only the node's own).
 fn answers_through_all(client: &Host, nodes: &[&Host]) -> bool {
     nodes.iter().all(|node| {
-        page(client, node, 8080)
-            .as_deref()
-            .and_then(parse_answer)
-            .is_some()
+        (0..3).all(|_| {
+            page(client, node, 8080)
+                .as_deref()
+                .and_then(parse_answer)
+                .is_some()
+        })
     })
 }
 
@@ -212,11 +215,11 @@ fn the_ingress_network_is_removed_and_made_again_as_docker_does() {
 }
 
 /// The path of the namespace of network `name` on `node`, and its VXLAN
-/// device.
-fn network_ns(node: &Host, name: &str) -> (PathBuf, String) {
-    let id = cli_ok(node, &["network", "inspect", "-f", "{{.Id}}", name]);
+/// device, as the manager `manager` knows the network.
+fn network_ns(manager: &Host, node: &Host, name: &str) -> (PathBuf, String) {
+    let id = cli_ok(manager, &["network", "inspect", "-f", "{{.Id}}", name]);
     let vni = cli_ok(
-        node,
+        manager,
         &[
             "network",
             "inspect",
@@ -269,7 +272,7 @@ fn severed_mesh_links_are_replaced_without_restarting_the_agent() {
 
     // The ingress network's VXLAN device goes: the overlay makes it again,
     // and the mesh finds its link severed when it reconciles.
-    let (ns, vxlan) = network_ns(victim, "ingress");
+    let (ns, vxlan) = network_ns(nodes[0], victim, "ingress");
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net={}", ns.display()))
         .args(["ip", "link", "del", &vxlan])
@@ -280,6 +283,16 @@ fn severed_mesh_links_are_replaced_without_restarting_the_agent() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let in_ns = |args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(args)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let rebuilt = wait_for(RECOVERY, || in_ns(&["ip", "link", "show", &vxlan]));
+    assert!(rebuilt, "the overlay did not make {vxlan} again");
     let took = wait_answering(client, nodes, "after the VXLAN device was deleted");
     eprintln!("answering through every node again {took:?} after {vxlan} was deleted");
     assert!(
