@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use hyper_util::rt::TokioIo;
 use shoal_control::api::{Answer, ApiRequest, Done, LocalRequest};
+use shoal_control::manager::{ErrorCode, ManagerError};
 use shoal_control::proto::control::control_client::ControlClient;
 use shoal_control::proto::control::Json;
+use shoal_control::proto::status::ERROR_CODE_KEY;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::daemon::LocalAnswer;
@@ -49,8 +51,33 @@ pub async fn call(socket: &Path, request: &LocalRequest) -> anyhow::Result<Local
     let reply = ControlClient::new(channel)
         .call(Json { json })
         .await
-        .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+        .map_err(|status| refusal(&status))?;
     serde_json::from_str(&reply.into_inner().json).context("the agent sent an unreadable answer")
+}
+
+/// A refusal as the agent sent it: its message, typed with the agent's
+/// error code when it sent one (so a caller tells "not found" by
+/// [`is_not_found`], never by the words).
+fn refusal(status: &tonic::Status) -> anyhow::Error {
+    let code = status
+        .metadata()
+        .get(ERROR_CODE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ErrorCode::parse);
+    match code {
+        Some(code) => ManagerError::Remote {
+            code,
+            message: status.message().to_string(),
+        }
+        .into(),
+        None => anyhow::anyhow!("{}", status.message()),
+    }
+}
+
+/// Whether the agent refused because the object named does not exist.
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ManagerError>()
+        .is_some_and(|e| e.code() == ErrorCode::NotFound)
 }
 
 /// A cluster request, answered with the payload `T` it gets.

@@ -2,6 +2,7 @@
 //! sent to the local agent (a manager), printed the way Docker prints them.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -51,12 +52,17 @@ pub enum NetworkCommand {
         #[arg(short, long)]
         format: Option<String>,
     },
-    /// Remove one or more networks.
+    /// Remove one or more networks. Removing the ingress (routing-mesh)
+    /// network asks for confirmation first.
     #[command(alias = "remove")]
     Rm {
         /// Networks: name, id or unique id prefix.
         #[arg(required = true, value_name = "NETWORK")]
         networks: Vec<String>,
+        /// Do not ask for confirmation before removing the ingress network,
+        /// and do not error if a network does not exist.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -78,6 +84,15 @@ pub struct CreateArgs {
     /// Set metadata on a network: key=value or key. Repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
+    /// Create swarm routing-mesh network: the one network published ports
+    /// go through (a swarm has at most one; make a new one after `network
+    /// rm` of the old).
+    #[arg(long)]
+    ingress: bool,
+    /// Enable manual container attachment (any service may join any shoal
+    /// overlay already); refused with --ingress.
+    #[arg(long)]
+    attachable: bool,
     /// The network's name.
     name: String,
 }
@@ -89,6 +104,8 @@ impl NetworkCommand {
                 let request = ApiRequest::NetworkCreate {
                     mtu: parse_mtu(&args.opt)?,
                     labels: parse_labels(&args.label)?,
+                    ingress: args.ingress,
+                    attachable: args.attachable,
                     name: args.name,
                     driver: args.driver,
                     subnet: args.subnet,
@@ -126,15 +143,76 @@ impl NetworkCommand {
                 print!("{}", format::inspect(&found, format.as_deref())?);
                 each.finish()
             }
-            NetworkCommand::Rm { networks } => Each::run(networks, |name_or_id| async move {
+            NetworkCommand::Rm { networks, force } => Each::run(networks, |name_or_id| async move {
+                if !force && !confirm_ingress_removal(socket, &name_or_id).await? {
+                    return Ok(());
+                }
                 let request = ApiRequest::NetworkRemove { name_or_id };
-                let Done { message } = client::api::<Done>(socket, request).await?;
-                println!("{message}");
+                match client::api::<Done>(socket, request).await {
+                    Ok(Done { message }) => println!("{message}"),
+                    Err(e) if force && client::is_not_found(&e) => {}
+                    Err(e) => return Err(e),
+                }
                 Ok(())
             })
             .await
             .finish(),
         }
+    }
+}
+
+/// Docker's question before removing the routing-mesh network.
+const INGRESS_WARNING: &str =
+    "WARNING! Before removing the routing-mesh network, make sure all the \
+     nodes in your swarm run the same shoal version. Otherwise, removal may not be effective and \
+     functionality of newly created ingress networks will be impaired.\nAre you sure you want to \
+     continue? [y/N] ";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum RemoveError {
+    #[error(
+        "network {0} is the swarm's ingress (routing-mesh) network: removing it needs \
+         confirmation; answer y at the prompt, or pass --force"
+    )]
+    NotConfirmed(String),
+}
+
+/// Whether to go on removing `name_or_id`: yes unless it is the ingress
+/// network, which asks first (as Docker does). A network that cannot be
+/// inspected is left to `network rm` to report.
+async fn confirm_ingress_removal(socket: &Path, name_or_id: &str) -> anyhow::Result<bool> {
+    let request = ApiRequest::NetworkInspect {
+        name_or_id: name_or_id.to_string(),
+    };
+    match client::api::<NetworkView>(socket, request).await {
+        Ok(network) if network.ingress => {}
+        _ => return Ok(true),
+    }
+    let mut out = std::io::stdout();
+    write!(out, "{INGRESS_WARNING}")?;
+    out.flush()?;
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let mut line = String::new();
+    let answer = match stdin.lock().read_line(&mut line)? {
+        0 => {
+            writeln!(out)?;
+            None
+        }
+        _ => Some(line.trim().to_string()),
+    };
+    Ok(confirmed(name_or_id, tty, answer.as_deref())?)
+}
+
+/// The answer to [`INGRESS_WARNING`]: `y` goes on; anything else at a
+/// terminal declines (the network is skipped, as Docker does); with no
+/// terminal, anything but `y` is refused, so a script never removes the
+/// ingress network by accident nor believes it did.
+fn confirmed(network: &str, tty: bool, answer: Option<&str>) -> Result<bool, RemoveError> {
+    match answer {
+        Some(a) if a.eq_ignore_ascii_case("y") => Ok(true),
+        _ if tty => Ok(false),
+        _ => Err(RemoveError::NotConfirmed(network.to_string())),
     }
 }
 
@@ -260,6 +338,22 @@ mod tests {
             net("web", "zzzzzzzzzzzzzzzzzzzzzzzzz", 4097),
             net("backend", "0123456789abcdefghijklmno", 4096),
         ]
+    }
+
+    #[test]
+    fn removing_the_ingress_network_needs_a_yes() {
+        assert_eq!(confirmed("ingress", true, Some("y")), Ok(true));
+        assert_eq!(confirmed("ingress", false, Some("Y")), Ok(true));
+        // Declined at a terminal: skipped without an error, as Docker.
+        assert_eq!(confirmed("ingress", true, Some("")), Ok(false));
+        assert_eq!(confirmed("ingress", true, None), Ok(false));
+        // No terminal and no yes: refused, naming the way through.
+        let refused = confirmed("ingress", false, None).unwrap_err();
+        assert_eq!(refused, RemoveError::NotConfirmed("ingress".into()));
+        assert!(refused.to_string().contains("--force"), "{refused}");
+        assert!(confirmed("ingress", false, Some("n")).is_err());
+        assert!(INGRESS_WARNING.starts_with("WARNING! Before removing the routing-mesh network"));
+        assert!(INGRESS_WARNING.ends_with("Are you sure you want to continue? [y/N] "));
     }
 
     #[test]

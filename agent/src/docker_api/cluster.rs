@@ -198,16 +198,12 @@ pub async fn network_create(State(api): State<Api>, bytes: Bytes) -> Answer {
     if request.internal {
         return refuse("Internal");
     }
-    if request.ingress {
-        return refuse("Ingress");
-    }
     if request.enable_ipv6 {
         return refuse("EnableIPv6");
     }
     if request.config_only || request.config_from.is_some() {
         return refuse("ConfigOnly/ConfigFrom");
     }
-    let _ = request.attachable; // Any task may join any overlay in shoal.
     let mut subnet = None;
     let mut gateway = None;
     if let Some(ipam) = &request.ipam {
@@ -251,6 +247,8 @@ pub async fn network_create(State(api): State<Api>, bytes: Bytes) -> Answer {
             gateway,
             mtu,
             labels: request.labels.unwrap_or_default(),
+            ingress: request.ingress,
+            attachable: request.attachable,
         })
         .await?;
     created(&NetworkCreated {

@@ -4,7 +4,9 @@
 //! Two ways to attach a TC program, chosen by probing (or forced with
 //! `shoal agent --mesh-attach`):
 //! - TCX links (Linux 6.6+): a bpf_link pinned in bpffs; a new agent swaps
-//!   the program in place with `BPF_LINK_UPDATE`.
+//!   the program in place with `BPF_LINK_UPDATE`. A pinned link whose
+//!   interface was deleted (severed) is replaced by a new one (see
+//!   [`super::links`]).
 //! - clsact + cls_bpf in direct-action mode (netlink TC), before 6.6: a
 //!   filter at a fixed priority and handle, which outlives the agent; a new
 //!   agent replaces the program in place at the same priority and handle.
@@ -41,6 +43,7 @@ use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType};
 use aya::util::KernelVersion;
 use serde::{Deserialize, Serialize};
 
+use super::links::{self, KernelPins, Pins, Stale, Takeover};
 use super::EbpfError;
 
 /// The oldest kernel the eBPF data path runs on.
@@ -148,15 +151,31 @@ pub fn attach_ingress(
     };
     match hook {
         TcHook::Tcx => {
-            let id = match PinnedLink::from_pin(pin) {
-                Ok(old) => {
+            let index = nix::net::if_::if_nametoindex(iface).ok();
+            let step = links::takeover(KernelPins.state(pin), index);
+            if let Takeover::Replace(stale) = step {
+                replace_stale(name, iface, pin, stale);
+            }
+            let taken = match (step, PinnedLink::from_pin(pin)) {
+                (Takeover::Update, Ok(old)) => {
                     let link: SchedClassifierLink = FdLink::from(old)
                         .try_into()
                         .map_err(|e| link_error(name, "reuse its pinned link", e))?;
-                    prog.attach_to_link(link)
-                        .map_err(|e| fail("take over its pinned link".into(), e))?
+                    match prog.attach_to_link(link) {
+                        Ok(id) => Some(id),
+                        // Severed between the look and the update.
+                        Err(e) if severed(&e) => {
+                            replace_stale(name, iface, pin, Stale::Severed);
+                            None
+                        }
+                        Err(e) => return Err(fail("take over its pinned link".into(), e)),
+                    }
                 }
-                Err(_) => prog
+                _ => None,
+            };
+            let id = match taken {
+                Some(id) => id,
+                None => prog
                     .attach_with_options(
                         iface,
                         TcAttachType::Ingress,
@@ -210,6 +229,21 @@ pub fn attach_ingress(
         }
     }
     Ok(())
+}
+
+/// Drops the pin of a link that no longer serves `iface`, saying so once:
+/// the program is attached anew right after.
+fn replace_stale(name: &str, iface: &str, pin: &Path, stale: Stale) {
+    tracing::warn!(
+        "mesh: the pinned link of {name} on `{iface}` {stale}; attaching {name} to `{iface}` anew"
+    );
+    unpin_link(pin);
+}
+
+/// Whether updating a link failed because the kernel severed it (its
+/// interface was deleted): ENOLINK.
+fn severed(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOLINK))
 }
 
 /// Whether replacing a filter failed because there was none yet.

@@ -36,6 +36,7 @@ use shoal_ebpf_common::mesh::{
 };
 
 use super::attach::{self, AttachMode, TcHook};
+use super::links;
 use super::loader::{self, ObjectSource};
 use super::tables::{self, live_keys, port_key, service_key};
 use super::EbpfError;
@@ -265,6 +266,29 @@ impl EbpfBalancer {
             attach::pin_link(link, &pin)?;
         }
         Ok(())
+    }
+
+    /// Unpins every TC link whose interface was deleted (the kernel severed
+    /// it), so the next attachment makes it anew; answers their pins'
+    /// names. Cheap: two `bpf()` calls per pinned link.
+    pub fn drop_severed_links(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.pin_dir.join("links")) else {
+            return Vec::new();
+        };
+        let programs = MeshProgram::ALL.map(MeshProgram::name);
+        let candidates = entries.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| links::is_tc_pin(n, &programs))
+        });
+        let found = links::severed(&links::KernelPins, candidates);
+        for pin in &found {
+            attach::unpin_link(pin);
+        }
+        found
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
     }
 
     /// Where the links are pinned, created if missing.

@@ -11,6 +11,7 @@
 
 mod attach;
 mod balancer;
+mod links;
 mod loader;
 mod probe;
 mod tables;

@@ -1,5 +1,6 @@
 //! The `bpf()` calls aya 0.14 does not offer: whether the kernel makes TCX
-//! links, pointing any link at another program (`BPF_LINK_UPDATE`), and
+//! links, pointing any link at another program (`BPF_LINK_UPDATE`), which
+//! interface a pinned TCX link serves (`BPF_OBJ_GET_INFO_BY_FD`), and
 //! running a loaded program once on a packet (`BPF_PROG_TEST_RUN`, for the
 //! bench).
 
@@ -9,10 +10,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_TCX_INGRESS: u32 = 46;
+/// `enum bpf_link_type`'s TCX.
+const BPF_LINK_TYPE_TCX: u32 = 11;
+/// Larger than `struct bpf_link_info` on any kernel: the kernel fills what
+/// it knows and checks that the rest is zero.
+const LINK_INFO_SIZE: usize = 256;
 /// `union bpf_attr` is larger than any command's part of it; the kernel
 /// checks that the bytes it does not know are zero.
 const ATTR_SIZE: usize = 128;
@@ -106,6 +113,41 @@ pub fn link_update(pin: &std::path::Path, prog_fd: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The index of the interface the TCX link pinned at `pin` is attached
+/// to: 0 once that interface was deleted (the kernel severed the link).
+/// `None` when the pin is not a TCX link. Fails with `NotFound` when
+/// nothing is pinned there.
+pub fn tcx_link_ifindex(pin: &std::path::Path) -> io::Result<Option<u32>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(pin.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u64(&mut attr, 0, path.as_ptr() as u64);
+    let link = bpf(BPF_OBJ_GET, &mut attr)?;
+    let mut info = [0u8; LINK_INFO_SIZE];
+    let mut attr = [0u8; ATTR_SIZE];
+    put_u32(&mut attr, 0, link.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, LINK_INFO_SIZE as u32);
+    put_u64(&mut attr, 8, info.as_mut_ptr() as u64);
+    // SAFETY: `attr` is a zeroed `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD
+    // pointing at `info`, which outlives the call and is as long as said.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            ATTR_SIZE,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // struct bpf_link_info { u32 type; u32 id; u32 prog_id; union (8-byte
+    // aligned, at 16) { ... struct { u32 ifindex; u32 attach_type; } tcx; } }
+    let at = |i: usize| u32::from_ne_bytes([info[i], info[i + 1], info[i + 2], info[i + 3]]);
+    Ok((at(0) == BPF_LINK_TYPE_TCX).then(|| at(16)))
 }
 
 /// `bpf(cmd, attr)` for a command that answers a new descriptor.

@@ -83,6 +83,12 @@ pub enum ApiRequest {
         mtu: Option<u32>,
         #[serde(default)]
         labels: BTreeMap<String, String>,
+        /// `--ingress`: the swarm's routing-mesh network (at most one).
+        #[serde(default)]
+        ingress: bool,
+        /// `--attachable` (refused with `--ingress`, as in Swarm).
+        #[serde(default)]
+        attachable: bool,
     },
     /// manager: `network ls`.
     NetworkList,

@@ -547,6 +547,7 @@ mod tests {
             strategy: crate::objects::Strategy::Spread,
             max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
             task_history_limit: crate::objects::DEFAULT_TASK_HISTORY_LIMIT,
+            ingress_removed: false,
             created_at: 1_471_517_064,
         };
         let swarm = Swarm::from_cluster(&cluster, "SWMTKN-1-a-w".into(), "SWMTKN-1-a-m".into());

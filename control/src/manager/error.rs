@@ -112,8 +112,9 @@ pub enum ManagerError {
     NetworkInUse { network: String, services: String },
     #[error("network {network} still has {tasks} task(s) stopping on it; retry in a few seconds")]
     NetworkDraining { network: String, tasks: usize },
-    #[error("network {0} is the swarm's routing-mesh (ingress) network: every node's published ports depend on it, so it cannot be removed")]
-    IngressRemoval(String),
+    /// Swarm's refusal, naming the service that publishes a port.
+    #[error("ingress network cannot be removed because service {0} depends on it")]
+    IngressInUse(String),
     #[error("scale can only be used with replicated mode: {0} is global")]
     ScaleGlobal(String),
     #[error("service {0} has no previous spec to roll back to")]
@@ -183,6 +184,7 @@ impl ManagerError {
                 | AdmissionError::NoFreePort(_)
                 | AdmissionError::PortReserved(_)
                 | AdmissionError::IngressNetwork(_)
+                | AdmissionError::NoIngress
                 | AdmissionError::Spec(_) => C::Invalid,
             },
             ManagerError::NetworkCreate(NetworkCreateError::NameTaken(_)) => C::Conflict,
@@ -203,7 +205,7 @@ impl ManagerError {
             ManagerError::LogsBusy(_) => C::Unavailable,
             ManagerError::NetworkInUse { .. }
             | ManagerError::NetworkDraining { .. }
-            | ManagerError::IngressRemoval(_)
+            | ManagerError::IngressInUse(_)
             | ManagerError::ScaleGlobal(_)
             | ManagerError::NoPreviousSpec(_)
             | ManagerError::ModeChange

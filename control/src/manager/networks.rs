@@ -11,8 +11,8 @@ use crate::api::{ApiResponse, NetworkView};
 use crate::error_chain::ErrorChain;
 use crate::objects::{
     check_underlay, create_command, find, networks_and_guard, new_network_id, plan_network,
-    GuardVersions, Named, Network, NetworkCreateError, NetworkRequest, NetworkSpec, Node, Service,
-    Task, TaskState,
+    Cluster, GuardVersions, Named, Network, NetworkCreateError, NetworkRequest, NetworkSpec, Node,
+    Service, Task, TaskState, CLUSTER_ID,
 };
 use crate::store::{Command, Objects, Response};
 
@@ -36,13 +36,29 @@ impl<S: Store, L: Link> Manager<S, L> {
         }
     }
 
-    /// `network create` (leader only). The ingress network comes first,
-    /// whoever asks first, so it always holds the lowest VNI.
+    /// Whether the leader makes the default ingress network now: the swarm
+    /// has none, and none was ever removed (after `network rm` of the
+    /// ingress network, only `network create --ingress` makes one).
+    pub(super) fn wants_default_ingress(&self, objects: &Objects) -> Result<bool, ManagerError> {
+        if self.networks_in(objects)?.iter().any(|n| n.spec.ingress) {
+            return Ok(false);
+        }
+        let removed = objects
+            .one::<Cluster>(CLUSTER_ID)
+            .map_err(ManagerError::store)?
+            .is_some_and(|c| c.value.ingress_removed);
+        Ok(!removed)
+    }
+
+    /// `network create` (leader only). The default ingress network comes
+    /// first, whoever asks first, so it always holds the lowest VNI; with
+    /// `--ingress` the network asked for is the swarm's ingress network
+    /// (there is at most one).
     pub(super) async fn create_network(
         &self,
         request: NetworkRequest,
     ) -> Result<ApiResponse, ManagerError> {
-        if !self.networks()?.iter().any(|n| n.spec.ingress) {
+        if !request.ingress && self.wants_default_ingress(&self.objects())? {
             self.create_ingress().await?;
         }
         let network = self.store_network(request).await?;
@@ -108,7 +124,9 @@ impl<S: Store, L: Link> Manager<S, L> {
     }
 
     /// `network rm` (leader only): refused while a service uses the network
-    /// or a task still holds an address on it.
+    /// (for the ingress network: publishes a port) or a task still holds an
+    /// address on it. Removing the ingress network also records that the
+    /// leader makes no default one again.
     pub(super) async fn remove_network(
         &self,
         name_or_id: &str,
@@ -119,7 +137,13 @@ impl<S: Store, L: Link> Manager<S, L> {
             let networks = self.networks_in(&objects)?;
             let network = find(&networks, name_or_id)?;
             if network.spec.ingress {
-                return Err(ManagerError::IngressRemoval(network.name.clone()));
+                if let Some(user) = self
+                    .services(&objects)
+                    .into_iter()
+                    .find(|s| !s.spec.ports.is_empty())
+                {
+                    return Err(ManagerError::IngressInUse(user.spec.name));
+                }
             }
             let users = self.services_on_network(&objects, &network.id);
             if !users.is_empty() {
@@ -136,7 +160,7 @@ impl<S: Store, L: Link> Manager<S, L> {
                 });
             }
             let version = objects.version_of::<Network>(&network.id);
-            let command = Command::Batch(vec![
+            let mut commands = vec![
                 guards
                     .networks_changed(&network.id)
                     .map_err(ManagerError::store)?,
@@ -144,7 +168,11 @@ impl<S: Store, L: Link> Manager<S, L> {
                     .services_changed(&network.id)
                     .map_err(ManagerError::store)?,
                 Command::remove::<Network>(&network.id, Some(version)),
-            ]);
+            ];
+            if network.spec.ingress {
+                commands.extend(Self::ingress_removed(&objects)?);
+            }
+            let command = Command::Batch(commands);
             match self.submit(command).await? {
                 Response::Conflict { .. } => continue,
                 Response::Ok { .. } => {
@@ -164,6 +192,25 @@ impl<S: Store, L: Link> Manager<S, L> {
         Err(ManagerError::Contended {
             kind: Network::WHAT,
         })
+    }
+
+    /// The write recording that the ingress network was removed, if the
+    /// cluster object does not say so yet.
+    fn ingress_removed(objects: &Objects) -> Result<Option<Command>, ManagerError> {
+        let Some(cluster) = objects
+            .one::<Cluster>(CLUSTER_ID)
+            .map_err(ManagerError::store)?
+            .filter(|c| !c.value.ingress_removed)
+        else {
+            return Ok(None);
+        };
+        let updated = Cluster {
+            ingress_removed: true,
+            ..cluster.value
+        };
+        Command::put(&updated, Some(cluster.version))
+            .map(Some)
+            .map_err(ManagerError::store)
     }
 
     fn networks_in(&self, objects: &Objects) -> Result<Vec<Network>, ManagerError> {

@@ -66,7 +66,7 @@ impl<S: Store, L: Link> Manager<S, L> {
     pub async fn orchestrate_once(&self) -> Result<PassOutcome, ManagerError> {
         let objects = self.objects();
         let networks: Vec<Network> = self.all(&objects);
-        if !networks.iter().any(|n| n.spec.ingress) {
+        if self.wants_default_ingress(&objects)? {
             self.create_ingress().await?;
             return Ok(PassOutcome::default());
         }

@@ -107,6 +107,8 @@ impl<S: Store, L: Link> Manager<S, L> {
                 gateway,
                 mtu,
                 labels,
+                ingress,
+                attachable,
             } => {
                 self.create_network(NetworkRequest {
                     name,
@@ -115,7 +117,8 @@ impl<S: Store, L: Link> Manager<S, L> {
                     gateway,
                     mtu,
                     labels,
-                    ingress: false,
+                    ingress,
+                    attachable,
                 })
                 .await
             }

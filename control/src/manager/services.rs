@@ -92,6 +92,11 @@ impl<S: Store, L: Link> Manager<S, L> {
         &self,
         spec: ServiceSpec,
     ) -> Result<ApiResponse, ManagerError> {
+        // Published ports right after `swarm init`, before the leader's
+        // first pass made the default ingress network.
+        if !spec.ports.is_empty() && self.wants_default_ingress(&self.objects())? {
+            self.create_ingress().await?;
+        }
         for _ in 0..ATTEMPTS {
             let objects = self.objects();
             let guards = GuardVersions::read(&objects);

@@ -62,6 +62,12 @@ pub struct Cluster {
     /// (`swarm init|update --task-history-limit`).
     #[serde(default = "default_task_history_limit")]
     pub task_history_limit: i64,
+    /// Set when the ingress network is removed (`network rm`): the leader
+    /// no longer makes the default one, and `network create --ingress`
+    /// makes the next, as in Swarm (which makes its ingress network once,
+    /// at `swarm init`).
+    #[serde(default)]
+    pub ingress_removed: bool,
     /// Unix seconds.
     pub created_at: u64,
 }

@@ -253,6 +253,7 @@ mod tests {
             strategy: Default::default(),
             max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
             task_history_limit: crate::objects::DEFAULT_TASK_HISTORY_LIMIT,
+            ingress_removed: false,
             created_at: CREATED_S,
         }
     }

@@ -48,8 +48,12 @@ pub struct NetworkRequest {
     pub gateway: Option<String>,
     pub mtu: Option<u32>,
     pub labels: BTreeMap<String, String>,
-    /// Makes the swarm's ingress network; only the leader asks for one.
+    /// Makes the swarm's ingress network (`network create --ingress`, or
+    /// the leader's default one); there is at most one.
     pub ingress: bool,
+    /// `--attachable`: every overlay takes any service in shoal, so it only
+    /// matters to refuse it on an ingress network, as Swarm does.
+    pub attachable: bool,
 }
 
 /// Why a network cannot be created; each message says what to change.
@@ -85,6 +89,10 @@ pub enum NetworkCreateError {
         node: String,
         addr: std::net::Ipv4Addr,
     },
+    #[error("ingress network cannot be attachable")]
+    IngressAttachable,
+    #[error("ingress network ({0}) is already present")]
+    IngressPresent(String),
     #[error(transparent)]
     Invalid(#[from] NetworkError),
 }
@@ -102,8 +110,14 @@ pub fn plan_network(
     if let Some(driver) = request.driver.as_deref().filter(|d| *d != OVERLAY_DRIVER) {
         return Err(NetworkCreateError::UnsupportedDriver(driver.to_string()));
     }
+    if request.ingress && request.attachable {
+        return Err(NetworkCreateError::IngressAttachable);
+    }
     if existing.iter().any(|n| n.name == request.name) {
         return Err(NetworkCreateError::NameTaken(request.name.clone()));
+    }
+    if let Some(ingress) = existing.iter().find(|n| request.ingress && n.spec.ingress) {
+        return Err(NetworkCreateError::IngressPresent(ingress.id.clone()));
     }
     let subnet = match request.subnet.as_deref() {
         Some(text) => {
@@ -328,6 +342,42 @@ mod tests {
             (b.spec.vni, b.spec.subnet.to_string()),
             (4097, "10.0.1.0/24".into())
         );
+    }
+
+    #[test]
+    fn one_ingress_network_at_most_and_never_attachable() {
+        let ingress = |name: &str| NetworkRequest {
+            ingress: true,
+            ..request(name)
+        };
+        let mut nets = Vec::new();
+        let first = create(&mut nets, &ingress("mesh")).unwrap();
+        assert!(first.spec.ingress);
+        let second = create(&mut nets, &ingress("mesh2")).unwrap_err();
+        assert_eq!(
+            second.to_string(),
+            format!("ingress network ({}) is already present", first.id)
+        );
+        // Other networks are still created next to it.
+        assert!(!create(&mut nets, &request("app")).unwrap().spec.ingress);
+        nets.clear();
+        let attachable = NetworkRequest {
+            attachable: true,
+            ..ingress("mesh")
+        };
+        assert_eq!(
+            create(&mut nets, &attachable).unwrap_err(),
+            NetworkCreateError::IngressAttachable
+        );
+        assert_eq!(
+            NetworkCreateError::IngressAttachable.to_string(),
+            "ingress network cannot be attachable"
+        );
+        let plain = NetworkRequest {
+            attachable: true,
+            ..request("app")
+        };
+        assert!(create(&mut nets, &plain).is_ok());
     }
 
     #[test]

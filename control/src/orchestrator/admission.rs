@@ -36,6 +36,10 @@ pub enum AdmissionError {
     PortReserved(super::ReservedPort),
     #[error("service cannot be explicitly attached to the ingress network \"{0}\": publish a port (-p) and its tasks join it")]
     IngressNetwork(String),
+    /// Swarm's refusal of published ports while the swarm has no ingress
+    /// network (it was removed; `network create --ingress` makes one).
+    #[error("service needs ingress network, but no ingress network is present")]
+    NoIngress,
 }
 
 /// The spec to store: checked, networks as ids, every port published.
@@ -64,6 +68,9 @@ pub fn admit(
         .find(|n| n.spec.ingress && spec.networks.contains(&n.id))
     {
         return Err(AdmissionError::IngressNetwork(ingress.name.clone()));
+    }
+    if !spec.ports.is_empty() && !networks.iter().any(|n| n.spec.ingress) {
+        return Err(AdmissionError::NoIngress);
     }
     // Two names of one network.
     let mut seen = BTreeSet::new();
@@ -142,6 +149,35 @@ mod tests {
         }
     }
 
+    fn ingress() -> Network {
+        let mut ingress = network("ingress", "10.255.0.0/16");
+        ingress.spec.ingress = true;
+        ingress
+    }
+
+    #[test]
+    fn published_ports_need_an_ingress_network_and_services_never_join_it() {
+        let mut s = spec("web", 1);
+        s.ports = vec![port(8080, Protocol::Tcp)];
+        let without = vec![network("net", "10.0.1.0/24")];
+        assert_eq!(
+            admit(s.clone(), &[], &without, None)
+                .unwrap_err()
+                .to_string(),
+            "service needs ingress network, but no ingress network is present"
+        );
+        let with = vec![network("net", "10.0.1.0/24"), ingress()];
+        assert!(admit(s.clone(), &[], &with, None).is_ok());
+        // Without ports, no ingress network is needed.
+        s.ports.clear();
+        assert!(admit(s.clone(), &[], &without, None).is_ok());
+        s.networks = vec!["ingress".into()];
+        assert_eq!(
+            admit(s, &[], &with, None).unwrap_err(),
+            AdmissionError::IngressNetwork("ingress".into())
+        );
+    }
+
     #[test]
     fn names_become_ids_and_unknown_networks_are_refused() {
         let networks = vec![network("n1abc", "10.0.1.0/24")];
@@ -160,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_published_port_is_refused_twice_and_auto_ports_skip_taken_ones() {
-        let networks = vec![network("net", "10.0.1.0/24")];
+        let networks = vec![network("net", "10.0.1.0/24"), ingress()];
         let existing = vec![service(
             "a",
             vec![port(8080, Protocol::Tcp), port(30000, Protocol::Tcp)],

@@ -76,6 +76,7 @@ impl Membership {
             strategy: Default::default(),
             max_replicas: shoal_control::objects::DEFAULT_MAX_REPLICAS,
             task_history_limit: shoal_control::objects::DEFAULT_TASK_HISTORY_LIMIT,
+            ingress_removed: false,
             created_at: now,
         };
         let node = Node {

@@ -13,7 +13,8 @@
 //!   by a probe `connect()`.
 //!
 //! Each step is idempotent; the whole is redone only when something it
-//! depends on changed (a new link, another underlay interface or network).
+//! depends on changed (a new link, another underlay interface or network,
+//! a pinned link severed because its interface was deleted).
 
 use shoal_control::error_chain::ErrorChain;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -62,7 +63,18 @@ pub fn attach(lb: &mut EbpfBalancer, node: &NodeAttachment) -> Result<Attached, 
         },
         underlay: underlay.clone(),
     };
-    let changed = created || lb.wired.as_ref() != Some(&wiring);
+    // A link the kernel severed (its interface deleted and maybe made
+    // again: the ingress network's namespace rebuilt) serves nothing:
+    // dropped here, and the whole attachment made again.
+    let severed = lb.drop_severed_links();
+    if !severed.is_empty() {
+        tracing::warn!(
+            "mesh: pinned link(s) {} were severed (their interfaces were deleted); attaching the \
+             mesh again",
+            severed.join(", ")
+        );
+    }
+    let changed = created || lb.wired.as_ref() != Some(&wiring) || !severed.is_empty();
     if changed {
         kernel
             .wire_mesh_link(

@@ -130,6 +130,7 @@ impl Swarm {
             strategy: Default::default(),
             max_replicas: crate::objects::DEFAULT_MAX_REPLICAS,
             task_history_limit: crate::objects::DEFAULT_TASK_HISTORY_LIMIT,
+            ingress_removed: false,
             created_at: 0,
         };
         store.apply(&Command::put(&cluster, None).unwrap());
@@ -226,6 +227,8 @@ pub(super) async fn create_network(m: &TestManager, name: &str) -> Network {
             gateway: None,
             mtu: None,
             labels: Default::default(),
+            ingress: false,
+            attachable: false,
         },
     )
     .await

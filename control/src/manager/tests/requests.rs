@@ -142,6 +142,8 @@ async fn network_requests_refuse_taken_names_and_networks_in_use() {
             gateway: None,
             mtu: None,
             labels: Default::default(),
+            ingress: false,
+            attachable: false,
         },
     )
     .await;
@@ -160,6 +162,8 @@ async fn network_requests_refuse_taken_names_and_networks_in_use() {
             gateway: None,
             mtu: None,
             labels: Default::default(),
+            ingress: false,
+            attachable: false,
         },
     )
     .await;
@@ -187,28 +191,106 @@ async fn network_requests_refuse_taken_names_and_networks_in_use() {
 }
 
 #[tokio::test]
-async fn the_ingress_network_is_neither_removed_nor_joined_explicitly() {
+async fn the_ingress_network_is_removed_as_in_swarm_and_made_again_with_create_ingress() {
     let swarm = Swarm::new(1, 1);
     let m = swarm.manager(1);
     create_network(&m, "web").await;
-    let rm = local(
-        &m,
-        ApiRequest::NetworkRemove {
-            name_or_id: "ingress".into(),
-        },
-    )
-    .await;
+    let rm_ingress = || {
+        local(
+            &m,
+            ApiRequest::NetworkRemove {
+                name_or_id: "ingress".into(),
+            },
+        )
+    };
+    // A service publishing a port keeps it.
+    let mut published = spec_on("p", "web", 1);
+    published.ports = vec![PortConfig {
+        protocol: Protocol::Tcp,
+        target: 80,
+        published: 8080,
+    }];
+    create_service(&m, published.clone()).await.unwrap();
+    let rm = rm_ingress().await;
     assert!(
-        matches!(rm, Err(ManagerError::IngressRemoval(ref n)) if n == "ingress"),
+        matches!(rm, Err(ManagerError::IngressInUse(ref s)) if s == "p"),
         "{rm:?}"
     );
-    assert_eq!(code(rm), ErrorCode::Invalid);
-    assert!(swarm.networks().iter().any(|n| n.spec.ingress));
+    assert_eq!(
+        rm.unwrap_err().to_string(),
+        "ingress network cannot be removed because service p depends on it"
+    );
+    // No service joins it by name.
     let joined = create_service(&m, spec_on("a", "ingress", 1)).await;
     assert!(
         matches!(
             joined,
             Err(ManagerError::Admission(AdmissionError::IngressNetwork(ref n))) if n == "ingress"
+        ),
+        "{joined:?}"
+    );
+    // A service without published ports does not keep it.
+    create_service(&m, spec_on("quiet", "web", 1))
+        .await
+        .unwrap();
+    local(
+        &m,
+        ApiRequest::ServiceRemove {
+            service: "p".into(),
+        },
+    )
+    .await
+    .unwrap();
+    rm_ingress().await.unwrap();
+    assert!(!swarm.networks().iter().any(|n| n.spec.ingress));
+    // Neither the leader's passes nor another network create make it again.
+    m.orchestrate_once().await.unwrap();
+    create_network(&m, "web2").await;
+    assert!(!swarm.networks().iter().any(|n| n.spec.ingress));
+    let refused = create_service(&m, published.clone()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ManagerError::Admission(AdmissionError::NoIngress))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "service needs ingress network, but no ingress network is present"
+    );
+    // `network create --ingress` makes the next one; only one.
+    let ingress_request = |name: &str, attachable| ApiRequest::NetworkCreate {
+        name: name.into(),
+        driver: Some("overlay".into()),
+        subnet: None,
+        gateway: None,
+        mtu: None,
+        labels: Default::default(),
+        ingress: true,
+        attachable,
+    };
+    let attachable = local(&m, ingress_request("mesh", true)).await;
+    assert_eq!(
+        attachable.unwrap_err().to_string(),
+        "ingress network cannot be attachable"
+    );
+    let made = local(&m, ingress_request("mesh", false)).await.unwrap();
+    let ApiResponse::Network { network } = made else {
+        panic!("{made:?}")
+    };
+    assert!(network.ingress);
+    let second = local(&m, ingress_request("mesh2", false)).await;
+    assert_eq!(
+        second.unwrap_err().to_string(),
+        format!("ingress network ({}) is already present", network.id)
+    );
+    create_service(&m, published).await.unwrap();
+    let joined = create_service(&m, spec_on("b", "mesh", 1)).await;
+    assert!(
+        matches!(
+            joined,
+            Err(ManagerError::Admission(AdmissionError::IngressNetwork(ref n))) if n == "mesh"
         ),
         "{joined:?}"
     );
