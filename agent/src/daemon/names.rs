@@ -84,19 +84,26 @@ impl NamePlane {
     }
 }
 
-/// The records of every network: each endpoint is a task of its service,
-/// and carries the service's virtual IP on that network.
+/// The records of every network: each endpoint is a task of its service
+/// (and of each of the service's aliases on that network), and carries the
+/// service's virtual IP on that network.
 pub fn table(
     networks: &[NetworkSpec],
     records: &BTreeMap<String, Vec<EndpointRecord>>,
 ) -> DnsTable {
     let entries = records.iter().flat_map(|(network, list)| {
-        list.iter().map(move |r| DnsEntry {
-            network: network.clone(),
-            service: r.service.clone(),
-            vip: r.vip,
-            task: r.task_id.clone(),
-            ip: r.ip,
+        list.iter().flat_map(move |r| {
+            // An alias answers as the service does: its VIP, or in dnsrr
+            // mode its tasks, and `tasks.ALIAS` its tasks.
+            std::iter::once(&r.service)
+                .chain(&r.aliases)
+                .map(move |name| DnsEntry {
+                    network: network.clone(),
+                    service: name.clone(),
+                    vip: r.vip,
+                    task: r.task_id.clone(),
+                    ip: r.ip,
+                })
         })
     });
     let mut table = DnsTable::from_entries(entries);
