@@ -50,6 +50,7 @@ fn inspect(host: &Host, service: &str) -> Value {
 }
 
 #[test]
+#[ignore = "written but not yet run: the branch's binary was not built in time on the shared machine"]
 fn dnsrr_names_and_aliases_answer_the_tasks_and_follow_a_scale() {
     require_root();
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
@@ -191,6 +192,7 @@ fn dnsrr_names_and_aliases_answer_the_tasks_and_follow_a_scale() {
 }
 
 #[test]
+#[ignore = "written but not yet run: the branch's binary was not built in time on the shared machine"]
 fn host_mode_ports_are_served_only_where_a_task_runs() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");
@@ -214,10 +216,22 @@ fn host_mode_ports_are_served_only_where_a_task_runs() {
     let hostnames: Vec<String> = nodes
         .iter()
         .map(|n| {
-            cli_ok(n, &["node", "inspect", "self", "--format", "{{.Description.Hostname}}"])
+            cli_ok(
+                n,
+                &[
+                    "node",
+                    "inspect",
+                    "self",
+                    "--format",
+                    "{{.Description.Hostname}}",
+                ],
+            )
         })
         .collect();
-    let with = hostnames.iter().position(|n| *n == on).expect("the task's node");
+    let with = hostnames
+        .iter()
+        .position(|n| *n == on)
+        .expect("the task's node");
     let (with, without) = (nodes[with], nodes[1 - with]);
 
     let spec = inspect(nodes[0], "web");
@@ -241,12 +255,7 @@ fn host_mode_ports_are_served_only_where_a_task_runs() {
     let refused = client
         .exec(
             "curl",
-            &[
-                "-s",
-                "-m",
-                "3",
-                &format!("http://{}:8080/", without.addr()),
-            ],
+            &["-s", "-m", "3", &format!("http://{}:8080/", without.addr())],
         )
         .expect("curl");
     assert_eq!(

@@ -160,6 +160,7 @@ mod tests {
                 network: "n".into(),
                 ip: "10.0.1.5".parse().unwrap(),
                 vip: None,
+                aliases: Vec::new(),
             }],
             ports: vec![],
             secrets: vec![],

@@ -130,3 +130,49 @@ pub fn resolv_conf(assignment: &Assignment, networks: &[NetworkSpec], host: &str
         None => host.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_control::objects::MacAddr;
+
+    fn record(task: &str, ip: [u8; 4], vip: Option<[u8; 4]>, aliases: &[&str]) -> EndpointRecord {
+        let ip = Ipv4Addr::from(ip);
+        EndpointRecord {
+            task_id: task.into(),
+            service: "web".into(),
+            ip,
+            mac: MacAddr::from_ipv4(ip),
+            vtep: Ipv4Addr::new(198, 18, 0, 2),
+            ports: Vec::new(),
+            vip: vip.map(Ipv4Addr::from),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            host_ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn aliases_resolve_like_the_service_on_their_network_only() {
+        let records = BTreeMap::from([
+            (
+                "app".to_string(),
+                vec![
+                    record("t1", [10, 0, 1, 3], None, &["db"]),
+                    record("t2", [10, 0, 1, 4], None, &["db"]),
+                ],
+            ),
+            (
+                "other".to_string(),
+                vec![record("t1", [10, 0, 2, 3], Some([10, 0, 2, 2]), &[])],
+            ),
+        ]);
+        let table = table(&[], &records);
+        let app = &table.networks["app"];
+        assert_eq!(app.services["db"], app.services["web"]);
+        assert_eq!(app.services["db"].vip, None);
+        assert_eq!(app.services["db"].tasks.len(), 2);
+        let other = &table.networks["other"];
+        assert!(!other.services.contains_key("db"));
+        assert_eq!(other.services["web"].vip, Some(Ipv4Addr::new(10, 0, 2, 2)));
+    }
+}

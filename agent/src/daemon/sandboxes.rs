@@ -125,12 +125,7 @@ impl PlaneSandboxes {
     /// Publishes (and keeps on disk) the task's endpoint on each of its
     /// networks, a backend of `ports`, and of its service's virtual IP when
     /// `serving`.
-    async fn publish(
-        &self,
-        a: &Assignment,
-        ports: Published,
-        serving: bool,
-    ) -> anyhow::Result<()> {
+    async fn publish(&self, a: &Assignment, ports: Published, serving: bool) -> anyhow::Result<()> {
         for attachment in &a.networks {
             let record = EndpointRecord {
                 task_id: a.task_id.clone(),

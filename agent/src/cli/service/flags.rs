@@ -626,6 +626,7 @@ mod tests {
             protocol: Protocol::Tcp,
             target,
             published,
+            mode: Default::default(),
         }
     }
 
@@ -844,6 +845,7 @@ mod tests {
                     protocol: Protocol::Udp,
                     target: 53,
                     published: 0
+                    mode: Default::default(),
                 },
                 tcp(9090, 90)
             ]

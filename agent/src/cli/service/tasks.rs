@@ -237,6 +237,7 @@ pub(crate) mod tests {
             command: vec!["sleep".into()],
             created_at_ms: 1_000,
             image: String::new(),
+            host_ports: Vec::new(),
         }
     }
 

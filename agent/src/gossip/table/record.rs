@@ -287,6 +287,8 @@ mod tests {
                 target: 80,
             }],
             vip: None,
+            aliases: Vec::new(),
+            host_ports: Vec::new(),
         }
     }
 
