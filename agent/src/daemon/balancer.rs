@@ -1,7 +1,7 @@
 //! The node's load balancer (published ports and virtual IPs), driven like
 //! the overlay: from the gossip tables. Each live endpoint on the ingress
 //! network that carries published ports is a backend of those ports, on
-//! every node; each endpoint that carries its service's virtual IP is a task
+//! every node (host-mode ports: on its own node only); each endpoint that carries its service's virtual IP is a task
 //! behind that VIP.
 //!
 //! [`BalancerPlane`] decides; the [`LoadBalancer`] it is given (eBPF on a
@@ -62,15 +62,19 @@ pub fn gateways(networks: &[NetworkSpec], vteps: &BTreeSet<Ipv4Addr>) -> Vec<Gat
 
 /// The published ports for the ingress network's endpoints: those of live
 /// members are backends; those of members that are down (or whose agent
-/// restarts) linger: their flows go on, new flows go elsewhere.
+/// restarts) linger: their flows go on, new flows go elsewhere. A port
+/// published in host mode is served only by the node of the task, the
+/// one whose underlay address is `vtep`, and only for its own tasks.
 pub fn published(
     ingress: &str,
+    vtep: Ipv4Addr,
     live: &BTreeMap<String, Vec<EndpointRecord>>,
     lingering: &BTreeMap<String, Vec<EndpointRecord>>,
 ) -> Vec<PublishedService> {
     let mut services = Vec::new();
     let mut add = |record: &EndpointRecord, active: bool| {
-        for port in &record.ports {
+        let host_ports = record.host_ports.iter().filter(|_| record.vtep == vtep);
+        for port in record.ports.iter().chain(host_ports) {
             let backend = MeshBackend {
                 ip: record.ip,
                 port: port.target,
@@ -316,7 +320,7 @@ impl<L: LoadBalancer> BalancerPlane<L> {
         }
         let mut want = BalancerSpec {
             locals: attached.locals.clone(),
-            services: published(&ingress.id, live, lingering),
+            services: published(&ingress.id, self.vtep, live, lingering),
             vips: vip_table(live),
         };
         let active = active_backends(&want);

@@ -732,6 +732,8 @@ mod tests {
             vtep: Ipv4Addr::from(vtep),
             ports: Vec::new(),
             vip: None,
+            aliases: Vec::new(),
+            host_ports: Vec::new(),
         }
     }
 

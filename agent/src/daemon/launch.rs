@@ -161,6 +161,7 @@ mod tests {
                 network: "n".into(),
                 ip: "10.0.1.5".parse().unwrap(),
                 vip: None,
+                aliases: Vec::new(),
             }],
             ports: vec![],
             secrets: vec![],

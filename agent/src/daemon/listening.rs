@@ -80,6 +80,7 @@ mod tests {
             protocol: Protocol::Tcp,
             target,
             published: 8080,
+            mode: Default::default(),
         };
         assert!(listens(std::process::id(), &[config(port)]));
         drop(listener);

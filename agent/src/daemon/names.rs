@@ -85,19 +85,26 @@ impl NamePlane {
     }
 }
 
-/// The records of every network: each endpoint is a task of its service,
-/// and carries the service's virtual IP on that network.
+/// The records of every network: each endpoint is a task of its service
+/// (and of each of the service's aliases on that network), and carries the
+/// service's virtual IP on that network.
 pub fn table(
     networks: &[NetworkSpec],
     records: &BTreeMap<String, Vec<EndpointRecord>>,
 ) -> DnsTable {
     let entries = records.iter().flat_map(|(network, list)| {
-        list.iter().map(move |r| DnsEntry {
-            network: network.clone(),
-            service: r.service.clone(),
-            vip: r.vip,
-            task: r.task_id.clone(),
-            ip: r.ip,
+        list.iter().flat_map(move |r| {
+            // An alias answers as the service does: its VIP, or in dnsrr
+            // mode its tasks, and `tasks.ALIAS` its tasks.
+            std::iter::once(&r.service)
+                .chain(&r.aliases)
+                .map(move |name| DnsEntry {
+                    network: network.clone(),
+                    service: name.clone(),
+                    vip: r.vip,
+                    task: r.task_id.clone(),
+                    ip: r.ip,
+                })
         })
     });
     let mut table = DnsTable::from_entries(entries);
@@ -122,5 +129,51 @@ pub fn resolv_conf(assignment: &Assignment, networks: &[NetworkSpec], host: &str
             "# written by shoal for this task: the swarm's embedded DNS\nnameserver {gw}\noptions ndots:0\n"
         ),
         None => host.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_control::objects::MacAddr;
+
+    fn record(task: &str, ip: [u8; 4], vip: Option<[u8; 4]>, aliases: &[&str]) -> EndpointRecord {
+        let ip = Ipv4Addr::from(ip);
+        EndpointRecord {
+            task_id: task.into(),
+            service: "web".into(),
+            ip,
+            mac: MacAddr::from_ipv4(ip),
+            vtep: Ipv4Addr::new(198, 18, 0, 2),
+            ports: Vec::new(),
+            vip: vip.map(Ipv4Addr::from),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            host_ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn aliases_resolve_like_the_service_on_their_network_only() {
+        let records = BTreeMap::from([
+            (
+                "app".to_string(),
+                vec![
+                    record("t1", [10, 0, 1, 3], None, &["db"]),
+                    record("t2", [10, 0, 1, 4], None, &["db"]),
+                ],
+            ),
+            (
+                "other".to_string(),
+                vec![record("t1", [10, 0, 2, 3], Some([10, 0, 2, 2]), &[])],
+            ),
+        ]);
+        let table = table(&[], &records);
+        let app = &table.networks["app"];
+        assert_eq!(app.services["db"], app.services["web"]);
+        assert_eq!(app.services["db"].vip, None);
+        assert_eq!(app.services["db"].tasks.len(), 2);
+        let other = &table.networks["other"];
+        assert!(!other.services.contains_key("db"));
+        assert_eq!(other.services["web"].vip, Some(Ipv4Addr::new(10, 0, 2, 2)));
     }
 }

@@ -305,6 +305,8 @@ impl Plane {
             vtep: self.vtep,
             ports,
             vip: None,
+            aliases: Vec::new(),
+            host_ports: Vec::new(),
         };
         self.local.insert(LocalEndpoint {
             network: network.to_string(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use shoal_control::api::Assignment;
-use shoal_control::objects::{MacAddr, NetworkSpec};
+use shoal_control::objects::{MacAddr, NetworkSpec, PublishMode};
 use tokio::sync::watch;
 
 use super::dataplane::{DataPlaneHandle, LocalEndpoints};
@@ -36,6 +36,14 @@ pub struct PlaneSandboxes {
 
 /// The prefix of the namespace of a task on no network.
 const BARE_NS_PREFIX: &str = "tk-";
+
+/// A task's published ports, by mode: the routing mesh's (every node) and
+/// the host-mode ones (its own node only).
+#[derive(Default)]
+struct Published {
+    ingress: Vec<PublishedPort>,
+    host: Vec<PublishedPort>,
+}
 
 /// The namespace of a task on no network.
 fn bare_ns(task_id: &str) -> String {
@@ -69,7 +77,7 @@ impl Sandboxes for PlaneSandboxes {
         }
         // In the overlay at once; behind its published ports and virtual
         // IP only once it serves (listens, or is healthy: `serve`).
-        self.publish(a, Vec::new(), false).await?;
+        self.publish(a, Published::default(), false).await?;
         let name = names::sandbox_ns(&a.task_id);
         let built = self.dataplane.kick_and_wait(SANDBOX_WAIT).await;
         let object = crate::overlay::Object::Sandbox(a.task_id.clone());
@@ -102,19 +110,22 @@ impl Sandboxes for PlaneSandboxes {
     }
 
     async fn serve(&self, a: &Assignment, serving: bool) -> anyhow::Result<()> {
-        let ports = if serving {
+        let ports = |mode: PublishMode| -> Vec<PublishedPort> {
             a.ports
                 .iter()
+                .filter(|p| serving && p.mode == mode)
                 .map(|p| PublishedPort {
                     published: p.published,
                     target: p.target,
                     protocol: p.protocol,
                 })
                 .collect()
-        } else {
-            Vec::new()
         };
-        self.publish(a, ports, serving).await
+        let published = Published {
+            ingress: ports(PublishMode::Ingress),
+            host: ports(PublishMode::Host),
+        };
+        self.publish(a, published, serving).await
     }
 
     fn listens(&self, pid: u32, a: &Assignment) -> bool {
@@ -131,12 +142,7 @@ impl PlaneSandboxes {
     /// Publishes (and keeps on disk) the task's endpoint on each of its
     /// networks, a backend of `ports`, and of its service's virtual IP when
     /// `serving`.
-    async fn publish(
-        &self,
-        a: &Assignment,
-        ports: Vec<PublishedPort>,
-        serving: bool,
-    ) -> anyhow::Result<()> {
+    async fn publish(&self, a: &Assignment, ports: Published, serving: bool) -> anyhow::Result<()> {
         for attachment in &a.networks {
             let record = EndpointRecord {
                 task_id: a.task_id.clone(),
@@ -144,8 +150,10 @@ impl PlaneSandboxes {
                 ip: attachment.ip,
                 mac: MacAddr::from_ipv4(attachment.ip),
                 vtep: self.vtep,
-                ports: ports.clone(),
+                ports: ports.ingress.clone(),
                 vip: attachment.vip.filter(|_| serving),
+                aliases: attachment.aliases.clone(),
+                host_ports: ports.host.clone(),
             };
             self.local.insert(LocalEndpoint {
                 network: attachment.network.clone(),

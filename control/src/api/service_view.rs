@@ -144,6 +144,10 @@ pub struct TaskView {
     /// empty for a host command.
     #[serde(default)]
     pub image: String,
+    /// The ports published in host mode on the task's node (Docker's
+    /// `Status.PortStatus`): `service ps` shows them in PORTS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<PortConfig>,
 }
 
 impl TaskView {
@@ -186,6 +190,7 @@ impl TaskView {
                 .as_ref()
                 .map(|c| c.image.clone())
                 .unwrap_or_default(),
+            host_ports: task.host_ports.clone(),
         }
     }
 }

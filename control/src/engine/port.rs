@@ -24,14 +24,14 @@ pub struct PortConfig {
 }
 
 impl PortConfig {
-    /// A port published through the routing mesh.
+    /// A port published through the routing mesh, or in host mode.
     pub fn from_shoal(port: &objects::PortConfig) -> Self {
         PortConfig {
             name: String::new(),
             protocol: port.protocol.to_string(),
             target_port: u32::from(port.target),
             published_port: u32::from(port.published),
-            publish_mode: "ingress".into(),
+            publish_mode: port.mode.to_string(),
         }
     }
 }

@@ -229,6 +229,11 @@ impl ServiceSpec {
     /// command to the container's `Args`.
     pub fn from_shoal(spec: &objects::ServiceSpec) -> Self {
         let mut task_template = TaskSpec::from_shoal(&spec.task, &spec.networks);
+        for attachment in &mut task_template.networks {
+            if let Some(aliases) = spec.network_aliases.get(&attachment.target) {
+                attachment.aliases = aliases.clone();
+            }
+        }
         // `stack deploy` labels the containers with the stack too.
         if let (Some(stack), Some(container)) = (
             spec.labels.get(STACK_NAMESPACE),
@@ -255,14 +260,14 @@ impl ServiceSpec {
             update_config: Some(UpdateConfig::from_shoal(&spec.update)),
             rollback_config: Some(UpdateConfig::from_shoal(&spec.rollback)),
             networks: Vec::new(),
-            endpoint_spec: Some(endpoint_spec(&spec.ports)),
+            endpoint_spec: Some(endpoint_spec(spec.endpoint_mode, &spec.ports)),
         }
     }
 }
 
-fn endpoint_spec(ports: &[objects::PortConfig]) -> EndpointSpec {
+fn endpoint_spec(mode: objects::EndpointMode, ports: &[objects::PortConfig]) -> EndpointSpec {
     EndpointSpec {
-        mode: "vip".into(),
+        mode: mode.to_string(),
         ports: ports.iter().map(PortConfig::from_shoal).collect(),
     }
 }
@@ -312,7 +317,7 @@ impl From<&ServiceView> for Service {
     fn from(view: &ServiceView) -> Self {
         let spec = ServiceSpec::from_shoal(&view.spec);
         let endpoint = Endpoint {
-            spec: endpoint_spec(&view.spec.ports),
+            spec: endpoint_spec(view.spec.endpoint_mode, &view.spec.ports),
             ports: view.spec.ports.iter().map(PortConfig::from_shoal).collect(),
             virtual_ips: view
                 .virtual_ips

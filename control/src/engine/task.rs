@@ -332,7 +332,13 @@ impl Task {
             updated_at: go_time_ms(task.status.timestamp_ms.max(task.created_at_ms)),
             name: String::new(),
             labels: Some(Labels::new()),
-            spec: TaskSpec::from_shoal(&task.spec, &networks),
+            spec: {
+                let mut spec = TaskSpec::from_shoal(&task.spec, &networks);
+                for (config, attachment) in spec.networks.iter_mut().zip(&task.networks) {
+                    config.aliases = attachment.aliases.clone();
+                }
+                spec
+            },
             service_id: task.service_id.clone(),
             slot: task.slot,
             node_id: task.node_id.clone().unwrap_or_default(),
@@ -342,7 +348,13 @@ impl Task {
                 message: task.status.message.clone(),
                 err: task.status.err.clone().unwrap_or_default(),
                 container_status: container_status(task.status.pid, task.status.exit_code),
-                port_status: PortStatus::default(),
+                port_status: PortStatus {
+                    ports: task
+                        .host_ports
+                        .iter()
+                        .map(super::PortConfig::from_shoal)
+                        .collect(),
+                },
             },
             desired_state: task.desired_state.as_str().into(),
             networks_attachments: task.networks.iter().map(attachment).collect(),
@@ -443,6 +455,7 @@ mod tests {
                 network: "net1".into(),
                 ip: "10.0.1.3".parse().unwrap(),
                 vip: None,
+                aliases: Vec::new(),
             }],
             desired_state: TaskState::Running,
             status: objects::TaskStatus {
@@ -456,6 +469,7 @@ mod tests {
             not_before_ms: 0,
             attempt: 0,
             created_at_ms: 1_471_517_064_000,
+            host_ports: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! `Init: false`, empty objects) are accepted as "nothing asked".
 
 use crate::error_chain::ErrorChain;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::service::STACK_NAMESPACE;
 use super::{
@@ -90,14 +90,24 @@ impl ServiceSpec {
         };
         let task = &self.task_template;
         let mut networks: Vec<String> = Vec::new();
+        let mut network_aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for attachment in task.networks.iter().chain(&self.networks) {
-            networks.push(network_target(attachment, &mut warnings)?);
+            let target = network_target(attachment)?;
+            if !attachment.aliases.is_empty() {
+                let aliases = network_aliases.entry(target.clone()).or_default();
+                for alias in &attachment.aliases {
+                    if !aliases.contains(alias) {
+                        aliases.push(alias.clone());
+                    }
+                }
+            }
+            networks.push(target);
         }
         let mut seen = BTreeSet::new();
         networks.retain(|n| seen.insert(n.clone()));
-        let ports = match &self.endpoint_spec {
+        let (endpoint_mode, ports) = match &self.endpoint_spec {
             Some(endpoint) => endpoint_ports(endpoint)?,
-            None => Vec::new(),
+            None => (objects::EndpointMode::Vip, Vec::new()),
         };
         let spec = objects::ServiceSpec {
             name: self.name.clone(),
@@ -106,6 +116,8 @@ impl ServiceSpec {
             task: task_spec(task, self.labels.as_ref(), &mut warnings)?,
             networks,
             ports,
+            endpoint_mode,
+            network_aliases,
             update: update_config(self.update_config.as_ref(), "UpdateConfig")?,
             rollback: update_config(self.rollback_config.as_ref(), "RollbackConfig")?,
         };
@@ -113,10 +125,7 @@ impl ServiceSpec {
     }
 }
 
-fn network_target(
-    attachment: &NetworkAttachmentConfig,
-    warnings: &mut Vec<String>,
-) -> Result<String, SpecError> {
+fn network_target(attachment: &NetworkAttachmentConfig) -> Result<String, SpecError> {
     refuse_if(
         attachment
             .driver_opts
@@ -130,28 +139,24 @@ fn network_target(
             "a network name or id is needed",
         ));
     }
-    if !attachment.aliases.is_empty() {
-        warnings.push(format!(
-            "network aliases are not served by shoal's DNS yet ({} on {}): use the service's full name",
-            attachment.aliases.join(", "),
-            attachment.target
-        ));
-    }
     Ok(attachment.target.clone())
 }
 
-fn endpoint_ports(endpoint: &EndpointSpec) -> Result<Vec<objects::PortConfig>, SpecError> {
-    match endpoint.mode.as_str() {
-        "" | "vip" => {}
-        "dnsrr" => return Err(unsupported("EndpointSpec.Mode dnsrr")),
+fn endpoint_ports(
+    endpoint: &EndpointSpec,
+) -> Result<(objects::EndpointMode, Vec<objects::PortConfig>), SpecError> {
+    let mode = match endpoint.mode.as_str() {
+        "" | "vip" => objects::EndpointMode::Vip,
+        "dnsrr" => objects::EndpointMode::Dnsrr,
         other => {
             return Err(invalid(
                 "EndpointSpec.Mode",
                 format!("`{other}`: use vip or dnsrr"),
             ))
         }
-    }
-    endpoint.ports.iter().map(port).collect()
+    };
+    let ports = endpoint.ports.iter().map(port).collect::<Result<_, _>>()?;
+    Ok((mode, ports))
 }
 
 fn port(port: &PortConfig) -> Result<objects::PortConfig, SpecError> {
@@ -166,16 +171,16 @@ fn port(port: &PortConfig) -> Result<objects::PortConfig, SpecError> {
             ))
         }
     };
-    match port.publish_mode.as_str() {
-        "" | "ingress" => {}
-        "host" => return Err(unsupported("EndpointSpec.Ports.PublishMode host")),
+    let mode = match port.publish_mode.as_str() {
+        "" | "ingress" => objects::PublishMode::Ingress,
+        "host" => objects::PublishMode::Host,
         other => {
             return Err(invalid(
                 "EndpointSpec.Ports.PublishMode",
                 format!("`{other}`: use ingress or host"),
             ))
         }
-    }
+    };
     let number = |field: &'static str, value: u32| {
         u16::try_from(value).map_err(|_| invalid(field, format!("{value} is above 65535")))
     };
@@ -183,6 +188,7 @@ fn port(port: &PortConfig) -> Result<objects::PortConfig, SpecError> {
         protocol,
         target: number("EndpointSpec.Ports.TargetPort", port.target_port)?,
         published: number("EndpointSpec.Ports.PublishedPort", port.published_port)?,
+        mode,
     })
 }
 
@@ -493,7 +499,8 @@ mod tests {
             [objects::PortConfig {
                 protocol: Protocol::Tcp,
                 target: 80,
-                published: 8080
+                published: 8080,
+                mode: Default::default(),
             }]
         );
         assert_eq!(
@@ -542,11 +549,6 @@ mod tests {
                 "/Mode",
                 serde_json::json!({"ReplicatedJob": {}}),
                 "Mode.ReplicatedJob",
-            ),
-            (
-                "/EndpointSpec/Ports/0/PublishMode",
-                serde_json::json!("host"),
-                "EndpointSpec.Ports.PublishMode host",
             ),
             (
                 "/TaskTemplate/Resources/Limits/Pids",
@@ -601,7 +603,9 @@ mod tests {
                 "force_update": 2
             },
             "networks": ["n1", "n2"],
-            "ports": [{"protocol": "udp", "target": 53, "published": 5353},
+            "network_aliases": {"n2": ["db", "pg"]},
+            "endpoint_mode": "dnsrr",
+            "ports": [{"protocol": "udp", "target": 53, "published": 5353, "mode": "host"},
                       {"protocol": "tcp", "target": 80, "published": 0}],
             "update": {"parallelism": 2, "delay_ms": 10000, "failure_action": "rollback",
                        "order": "start-first", "monitor_ms": 3000, "max_failure_ratio": 0.5},
@@ -611,6 +615,14 @@ mod tests {
         .unwrap();
         let docker = ServiceSpec::from_shoal(&spec);
         let json = serde_json::to_string(&docker).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["EndpointSpec"]["Mode"], "dnsrr");
+        assert_eq!(value["EndpointSpec"]["Ports"][0]["PublishMode"], "host");
+        assert_eq!(value["EndpointSpec"]["Ports"][1]["PublishMode"], "ingress");
+        assert_eq!(
+            value["TaskTemplate"]["Networks"][1],
+            serde_json::json!({"Target": "n2", "Aliases": ["db", "pg"]})
+        );
         let back: ServiceSpec = serde_json::from_str(&json).unwrap();
         let converted = back.to_shoal().unwrap();
         assert_eq!(converted.spec, spec);

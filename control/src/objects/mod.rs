@@ -48,8 +48,9 @@ pub use payload::{
     PayloadReference, Secret, SecretKind, CONFIGS_BASE, MAX_PAYLOAD_BYTES, SECRETS_BASE,
 };
 pub use service::{
-    spread_label, Constraint, FailureAction, Placement, PortConfig, Protocol, Resources,
-    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, ServiceSpecError, Strategy,
-    TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, VirtualIp,
+    spread_label, Constraint, EndpointMode, FailureAction, Placement, PortConfig, Protocol,
+    PublishMode, Resources, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec,
+    ServiceSpecError, Strategy, TaskSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    VirtualIp,
 };
 pub use task::{Task, TaskAttachment, TaskState, TaskStatus};

@@ -57,6 +57,14 @@ pub struct ServiceSpec {
     pub networks: Vec<String>,
     #[serde(default)]
     pub ports: Vec<PortConfig>,
+    /// `--endpoint-mode`: a virtual IP per network (`vip`), or names that
+    /// resolve straight to the tasks' addresses (`dnsrr`).
+    #[serde(default)]
+    pub endpoint_mode: EndpointMode,
+    /// `--network name=NET,alias=A`: more names the service answers to on
+    /// a network, keyed like `networks` (names before admission, ids after).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_aliases: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub update: UpdateConfig,
     #[serde(default)]
@@ -206,13 +214,102 @@ impl Protocol {
     }
 }
 
-/// One `--publish`: the port every node accepts, and the task's port.
+/// One `--publish`: the port the nodes accept, and the task's port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortConfig {
     pub protocol: Protocol,
     pub target: u16,
     /// 0 until allocated (from 30000-32767) when the user gave none.
     pub published: u16,
+    /// Every node (`ingress`, the routing mesh) or only the nodes running
+    /// a task, straight to that node's task (`host`).
+    #[serde(default, skip_serializing_if = "PublishMode::is_ingress")]
+    pub mode: PublishMode,
+}
+
+/// How a port is published: Docker's `mode=ingress|host`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// The routing mesh: every node accepts the port and balances over
+    /// every task.
+    #[default]
+    Ingress,
+    /// Only a node running a task accepts it, for its own task; the
+    /// scheduler puts at most one such task on a node.
+    Host,
+}
+
+impl PublishMode {
+    pub fn is_ingress(&self) -> bool {
+        *self == PublishMode::Ingress
+    }
+}
+
+impl fmt::Display for PublishMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublishMode::Ingress => "ingress",
+            PublishMode::Host => "host",
+        })
+    }
+}
+
+impl FromStr for PublishMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ingress" => Ok(PublishMode::Ingress),
+            "host" => Ok(PublishMode::Host),
+            other => Err(format!(
+                "invalid publish mode value ({other}): must be either 'ingress' or 'host'"
+            )),
+        }
+    }
+}
+
+/// How a service's name resolves: Docker's `--endpoint-mode vip|dnsrr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// One virtual IP per network, balanced over the tasks.
+    #[default]
+    Vip,
+    /// No virtual IP: the name answers every task's address.
+    Dnsrr,
+}
+
+impl fmt::Display for EndpointMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointMode::Vip => "vip",
+            EndpointMode::Dnsrr => "dnsrr",
+        })
+    }
+}
+
+impl FromStr for EndpointMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "vip" => Ok(EndpointMode::Vip),
+            "dnsrr" => Ok(EndpointMode::Dnsrr),
+            other => Err(format!("invalid endpoint mode `{other}`: use vip or dnsrr")),
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// The ports published in host mode, which tie a task to its node.
+    pub fn host_ports(&self) -> Vec<PortConfig> {
+        self.ports
+            .iter()
+            .filter(|p| p.mode == PublishMode::Host)
+            .copied()
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +431,12 @@ pub enum ServiceSpecError {
     NetworkTwice(String),
     #[error("--update-max-failure-ratio must be between 0 and 1")]
     FailureRatio,
+    #[error("port published with ingress mode can't be used with dnsrr mode")]
+    IngressWithDnsrr,
+    #[error("invalid network alias `{0}`: use 1-63 letters, digits, `-`, `_` or `.`, starting with a letter or digit")]
+    Alias(String),
+    #[error("network aliases are given for `{0}`, which is not one of the service's networks")]
+    AliasNetwork(String),
 }
 
 impl ServiceSpec {
@@ -363,6 +466,19 @@ impl ServiceSpec {
                     published: port.published,
                     protocol: port.protocol,
                 });
+            }
+        }
+        if self.endpoint_mode == EndpointMode::Dnsrr
+            && self.ports.iter().any(|p| p.mode == PublishMode::Ingress)
+        {
+            return Err(ServiceSpecError::IngressWithDnsrr);
+        }
+        for (network, aliases) in &self.network_aliases {
+            if !self.networks.contains(network) {
+                return Err(ServiceSpecError::AliasNetwork(network.clone()));
+            }
+            if let Some(bad) = aliases.iter().find(|a| !is_alias(a)) {
+                return Err(ServiceSpecError::Alias(bad.clone()));
             }
         }
         for constraint in &self.task.placement.constraints {
@@ -405,6 +521,16 @@ pub fn spread_label(preference: &str) -> Result<&str, ServiceSpecError> {
         .strip_prefix("spread=node.labels.")
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ServiceSpecError::Preference(preference.to_string()))
+}
+
+/// A name DNS can answer on a network: a service name, dots allowed.
+fn is_alias(alias: &str) -> bool {
+    !alias.is_empty()
+        && alias.len() <= 63
+        && alias.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn check_name(name: &str) -> Result<(), ServiceSpecError> {
@@ -550,6 +676,8 @@ mod tests {
             },
             networks: vec![],
             ports: vec![],
+            endpoint_mode: EndpointMode::Vip,
+            network_aliases: BTreeMap::new(),
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),
         }
@@ -594,6 +722,7 @@ mod tests {
             protocol: Protocol::Tcp,
             target: 80,
             published: 8080,
+            mode: PublishMode::Ingress,
         };
         s.ports = vec![port, port];
         assert!(matches!(
@@ -602,6 +731,29 @@ mod tests {
         ));
         s.ports[1].protocol = Protocol::Udp;
         assert_eq!(s.validate(), Ok(()));
+        s.endpoint_mode = EndpointMode::Dnsrr;
+        assert_eq!(s.validate(), Err(ServiceSpecError::IngressWithDnsrr));
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "port published with ingress mode can't be used with dnsrr mode"
+        );
+        for p in &mut s.ports {
+            p.mode = PublishMode::Host;
+        }
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(s.host_ports().len(), 2);
+        let mut s = spec("web");
+        s.networks = vec!["app".into()];
+        s.network_aliases.insert("app".into(), vec!["db".into()]);
+        assert_eq!(s.validate(), Ok(()));
+        s.network_aliases.insert("app".into(), vec!["-db".into()]);
+        assert!(matches!(s.validate(), Err(ServiceSpecError::Alias(_))));
+        s.network_aliases.clear();
+        s.network_aliases.insert("other".into(), vec!["db".into()]);
+        assert!(matches!(
+            s.validate(),
+            Err(ServiceSpecError::AliasNetwork(_))
+        ));
         let mut s = spec("web");
         s.task.placement.preferences.push("spread=node.zone".into());
         assert!(matches!(s.validate(), Err(ServiceSpecError::Preference(_))));

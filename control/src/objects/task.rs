@@ -98,6 +98,10 @@ pub struct TaskAttachment {
     /// The service's virtual IP on this network, if it has one.
     #[serde(default)]
     pub vip: Option<Ipv4Addr>,
+    /// The service's aliases on this network (`--network name=N,alias=A`):
+    /// names the DNS answers like the service's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,6 +120,10 @@ pub struct Task {
     /// Filled by the allocator, one per network of the service.
     #[serde(default)]
     pub networks: Vec<TaskAttachment>,
+    /// The service's ports published in host mode: the scheduler puts no
+    /// two tasks holding one of them on a node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<super::PortConfig>,
     /// Running, or Shutdown when the managers want it stopped.
     pub desired_state: TaskState,
     pub status: TaskStatus,
@@ -214,6 +222,7 @@ mod tests {
             spec: TaskSpec::default(),
             spec_version: 1,
             networks: vec![],
+            host_ports: vec![],
             desired_state: TaskState::Running,
             status: TaskStatus::default(),
             not_before_ms: 0,

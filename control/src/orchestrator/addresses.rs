@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{Network, Service, Task, VirtualIp};
+use crate::objects::{EndpointMode, Network, Service, Task, VirtualIp};
 use crate::store::{kind, Object};
 
 /// How long a released address stays unused: the lifetime of a gossip
@@ -267,7 +267,8 @@ pub fn quarantine_deleted<'a>(
         .collect()
 }
 
-/// Gives `service` one virtual IP on each network of its spec (by id; the
+/// Gives `service` one virtual IP on each network of its spec (none in
+/// `dnsrr` mode) (by id; the
 /// spec's networks are ids after admission), keeping those it has and
 /// dropping those of networks it left. `book` must already hold every
 /// other address in use.
@@ -277,6 +278,11 @@ pub fn assign_vips(
     book: &mut AddressBook,
 ) -> Result<(), AddressError> {
     let mut kept = Vec::new();
+    if service.spec.endpoint_mode == EndpointMode::Dnsrr {
+        // Names resolve to the tasks; a VIP held before is given back.
+        service.virtual_ips = kept;
+        return Ok(());
+    }
     for id in &service.spec.networks {
         if let Some(vip) = service.virtual_ips.iter().find(|v| &v.network == id) {
             kept.push(vip.clone());

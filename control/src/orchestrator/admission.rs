@@ -10,7 +10,8 @@ use thiserror::Error;
 
 use super::pass::takes_global_task;
 use crate::objects::{
-    find, LookupError, Network, Node, Protocol, Service, ServiceMode, ServiceSpec, ServiceSpecError,
+    find, LookupError, Network, Node, Protocol, PublishMode, Service, ServiceMode, ServiceSpec,
+    ServiceSpecError,
 };
 
 /// Where automatically published ports come from.
@@ -63,6 +64,17 @@ pub fn admit(
         .iter()
         .map(|n| find(networks, n).map(|found| found.id.clone()))
         .collect::<Result<_, _>>()?;
+    let mut aliases = std::collections::BTreeMap::new();
+    for (network, names) in std::mem::take(&mut spec.network_aliases) {
+        let id = find(networks, &network)?.id.clone();
+        let list: &mut Vec<String> = aliases.entry(id).or_default();
+        for name in names {
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
+    spec.network_aliases = aliases;
     if let Some(ingress) = networks
         .iter()
         .find(|n| n.spec.ingress && spec.networks.contains(&n.id))
@@ -80,11 +92,14 @@ pub fn admit(
     let mut taken: BTreeSet<(u16, Protocol)> = BTreeSet::new();
     for other in &others {
         for p in &other.spec.ports {
-            if spec
-                .ports
-                .iter()
-                .any(|mine| mine.published == p.published && mine.protocol == p.protocol)
-            {
+            // Host-mode ports of two services may match: the scheduler
+            // keeps their tasks on different nodes. The mesh's take a port
+            // on every node.
+            if spec.ports.iter().any(|mine| {
+                mine.published == p.published
+                    && mine.protocol == p.protocol
+                    && (mine.mode == PublishMode::Ingress || p.mode == PublishMode::Ingress)
+            }) {
                 return Err(AdmissionError::PortTaken {
                     port: p.published,
                     protocol: p.protocol,
@@ -146,6 +161,7 @@ mod tests {
             protocol,
             target: 80,
             published,
+            mode: PublishMode::Ingress,
         }
     }
 
@@ -219,5 +235,45 @@ mod tests {
             admit(spec("a", 1), &existing, &networks, None),
             Err(AdmissionError::NameTaken(_))
         ));
+    }
+
+    #[test]
+    fn host_mode_ports_may_repeat_across_services_but_never_meet_an_ingress_one() {
+        let networks = vec![network("net", "10.0.1.0/24")];
+        let host = |p| PortConfig {
+            mode: PublishMode::Host,
+            ..port(p, Protocol::Tcp)
+        };
+        let existing = vec![service("a", vec![host(8080), port(9090, Protocol::Tcp)])];
+        let mut s = spec("b", 1);
+        s.ports = vec![host(8080)];
+        assert!(admit(s.clone(), &existing, &networks, None).is_ok());
+        s.ports = vec![port(8080, Protocol::Tcp)];
+        assert!(matches!(
+            admit(s.clone(), &existing, &networks, None),
+            Err(AdmissionError::PortTaken { port: 8080, .. })
+        ));
+        s.ports = vec![host(9090)];
+        assert!(matches!(
+            admit(s, &existing, &networks, None),
+            Err(AdmissionError::PortTaken { port: 9090, .. })
+        ));
+    }
+
+    #[test]
+    fn aliases_follow_their_network_from_name_to_id() {
+        let mut app = network("n1abc", "10.0.1.0/24");
+        app.name = "app".into();
+        let networks = vec![app];
+        let mut s = spec("db", 1);
+        s.networks = vec!["app".into()];
+        s.network_aliases
+            .insert("app".into(), vec!["database".into(), "pg".into()]);
+        let admitted = admit(s, &[], &networks, None).unwrap();
+        assert_eq!(admitted.networks, vec!["n1abc"]);
+        assert_eq!(
+            admitted.network_aliases.get("n1abc"),
+            Some(&vec!["database".to_string(), "pg".to_string()])
+        );
     }
 }

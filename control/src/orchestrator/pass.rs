@@ -167,6 +167,7 @@ impl<'a, 'b> Pass<'a, 'b> {
             spec: service.spec.task.clone(),
             spec_version: service.spec_version,
             networks: Vec::new(),
+            host_ports: service.spec.host_ports(),
             desired_state: TaskState::Running,
             status: TaskStatus {
                 state: TaskState::New,
@@ -495,6 +496,12 @@ impl<'a, 'b> Pass<'a, 'b> {
                             .iter()
                             .find(|v| &v.network == network_id)
                             .map(|v| v.addr),
+                        aliases: service
+                            .spec
+                            .network_aliases
+                            .get(network_id)
+                            .cloned()
+                            .unwrap_or_default(),
                     }),
                     Err(e) => {
                         failure = Some(e.chain().to_string());

@@ -97,6 +97,7 @@ mod tests {
             protocol,
             target: 80,
             published,
+            mode: Default::default(),
         }];
         s
     }

@@ -88,6 +88,8 @@ pub(crate) fn spec(name: &str, replicas: u64) -> ServiceSpec {
             monitor_ms: 1_000,
             ..UpdateConfig::default()
         },
+        endpoint_mode: Default::default(),
+        network_aliases: Default::default(),
     }
 }
 

@@ -38,13 +38,35 @@ pub(super) trait Tasks {
 pub(super) fn is_current(task: &Task, service: &Service, ingress: Option<&str>) -> bool {
     let ingress = ingress.filter(|_| !service.spec.ports.is_empty());
     task.spec == service.spec.task
+        && task.host_ports == service.spec.host_ports()
         && if task.status.state == TaskState::New && task.networks.is_empty() {
             true
         } else {
             task.networks.iter().map(|a| a.network.as_str()).eq(ingress
                 .into_iter()
                 .chain(service.spec.networks.iter().map(String::as_str)))
+                && task
+                    .networks
+                    .iter()
+                    .all(|a| attachment_is_current(a, service))
         }
+}
+
+/// Whether an attachment carries the service's virtual IP (none for
+/// `dnsrr`) and aliases on its network, so a change of endpoint mode or
+/// aliases replaces the tasks, as Swarm does.
+fn attachment_is_current(attachment: &crate::objects::TaskAttachment, service: &Service) -> bool {
+    let vip = service
+        .virtual_ips
+        .iter()
+        .find(|v| v.network == attachment.network)
+        .map(|v| v.addr);
+    let aliases = service
+        .spec
+        .network_aliases
+        .get(&attachment.network)
+        .map_or(&[][..], Vec::as_slice);
+    attachment.vip == vip && attachment.aliases == aliases
 }
 
 /// Moves the service's update on; returns the service if its update status

@@ -18,6 +18,7 @@ fn published(replicas: u64, order: UpdateOrder) -> Sim {
         protocol: Protocol::Tcp,
         target: 80,
         published: 8080,
+        mode: Default::default(),
     }];
     s.update.order = order;
     s.rollback.order = order;

@@ -1,8 +1,9 @@
 //! The checks a node must pass to take a task, in Swarm's order: available
-//! (Ready and Active), placement constraints, then free resources; and
+//! (Ready and Active), placement constraints, free resources, then host-mode
+//! ports no live task on the node publishes yet; and
 //! [`Unschedulable`], which counts the nodes each check turned away.
 
-use crate::objects::{Availability, Node, NodeState, Role, Task};
+use crate::objects::{Availability, Node, NodeState, Protocol, Role, Task};
 
 use super::labels::{LabelColumn, LabelIndex};
 use super::NodeLoad;
@@ -16,6 +17,9 @@ pub(super) enum Rejection {
     Constraints,
     /// Capacity minus reservations is below the task's reservation.
     Resources,
+    /// A live task on the node already publishes one of the task's
+    /// host-mode ports.
+    HostPort,
 }
 
 /// Why no node can take a task, as `service ps` shows it:
@@ -31,6 +35,8 @@ pub struct Unschedulable {
     pub constraints: usize,
     /// Nodes without enough unreserved CPU or memory.
     pub resources: usize,
+    /// Nodes where a host-mode port of the task is already published.
+    pub host_ports: usize,
 }
 
 impl Unschedulable {
@@ -39,12 +45,13 @@ impl Unschedulable {
             Rejection::Unavailable => self.unavailable += 1,
             Rejection::Constraints => self.constraints += 1,
             Rejection::Resources => self.resources += 1,
+            Rejection::HostPort => self.host_ports += 1,
         }
     }
 
     /// How many nodes were looked at and turned away.
     pub fn nodes(&self) -> usize {
-        self.unavailable + self.constraints + self.resources
+        self.unavailable + self.constraints + self.resources + self.host_ports
     }
 }
 
@@ -54,6 +61,7 @@ fn explanation(u: &Unschedulable) -> String {
     let mut reasons = [
         (u.constraints, Rejection::Constraints),
         (u.resources, Rejection::Resources),
+        (u.host_ports, Rejection::HostPort),
         (u.unavailable, Rejection::Unavailable),
     ];
     reasons.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
@@ -76,6 +84,7 @@ fn reason(count: usize, rejection: Rejection) -> String {
             format!("scheduling constraints not satisfied on {count} {nodes}")
         }
         Rejection::Resources => format!("insufficient resources on {count} {nodes}"),
+        Rejection::HostPort => format!("host-mode port already in use on {count} {nodes}"),
         Rejection::Unavailable => format!("{count} {nodes} not available for new tasks"),
     }
 }
@@ -86,6 +95,7 @@ pub(super) struct Demand<'t> {
     constraints: Vec<NodeConstraint<'t>>,
     pub(super) nano_cpus: u64,
     pub(super) memory_bytes: u64,
+    host_ports: Vec<(Protocol, u16)>,
 }
 
 struct NodeConstraint<'t> {
@@ -144,6 +154,11 @@ impl<'t> Demand<'t> {
             constraints,
             nano_cpus: resources.reserve_nano_cpus,
             memory_bytes: resources.reserve_memory,
+            host_ports: task
+                .host_ports
+                .iter()
+                .map(|p| (p.protocol, p.published))
+                .collect(),
         }
     }
 
@@ -165,6 +180,9 @@ impl<'t> Demand<'t> {
             )
         {
             return Err(Rejection::Resources);
+        }
+        if self.host_ports.iter().any(|p| load.host_ports.contains(p)) {
+            return Err(Rejection::HostPort);
         }
         Ok(())
     }
@@ -217,6 +235,7 @@ mod tests {
             unavailable: 1,
             constraints: 3,
             resources: 1,
+            host_ports: 0,
         };
         assert_eq!(
             u.to_string(),

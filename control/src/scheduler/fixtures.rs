@@ -54,6 +54,7 @@ pub(super) fn task(id: &str, service: &str) -> Task {
         spec: TaskSpec::default(),
         spec_version: 1,
         networks: vec![],
+        host_ports: vec![],
         desired_state: TaskState::Running,
         status: TaskStatus {
             state: TaskState::Pending,

@@ -1,5 +1,6 @@
 //! The scheduler: picks a node for each task that has none, the way Swarm
-//! does. Filters (availability, constraints, resources) decide which nodes
+//! does. Filters (availability, constraints, resources, host-mode ports)
+//! decide which nodes
 //! can take a task; placement preferences and the strategy (spread or
 //! binpack) decide which of those does. When no node fits, [`Unschedulable`]
 //! says why, in the words `service ps` shows.
@@ -23,7 +24,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::objects::{spread_label, Node, NodeResources, Strategy, Task};
+use crate::objects::{spread_label, Node, NodeResources, Protocol, Strategy, Task};
 
 pub use filter::Unschedulable;
 use filter::{Demand, Rejection};
@@ -60,6 +61,9 @@ struct NodeLoad {
     reserved_nano_cpus: u64,
     reserved_memory: u64,
     live_tasks: u32,
+    /// The host-mode ports its live tasks publish (one entry per task
+    /// and port).
+    host_ports: Vec<(Protocol, u16)>,
 }
 
 /// What counting one task added, so that releasing it takes back exactly that.
@@ -100,6 +104,7 @@ impl Scheduler {
                 reserved_nano_cpus: 0,
                 reserved_memory: 0,
                 live_tasks: 0,
+                host_ports: Vec::new(),
             });
             scheduler.nodes.push(node.clone());
         }
@@ -198,6 +203,12 @@ impl Scheduler {
         load.reserved_nano_cpus = load.reserved_nano_cpus.saturating_sub(booking.nano_cpus);
         load.reserved_memory = load.reserved_memory.saturating_sub(booking.memory_bytes);
         load.live_tasks = load.live_tasks.saturating_sub(1);
+        for port in &task.host_ports {
+            let key = (port.protocol, port.published);
+            if let Some(at) = load.host_ports.iter().position(|p| *p == key) {
+                load.host_ports.swap_remove(at);
+            }
+        }
         let count = &mut self.service_tasks[booking.service][booking.node as usize];
         *count = count.saturating_sub(1);
     }
@@ -243,6 +254,11 @@ impl Scheduler {
         load.reserved_nano_cpus = load.reserved_nano_cpus.saturating_add(booking.nano_cpus);
         load.reserved_memory = load.reserved_memory.saturating_add(booking.memory_bytes);
         load.live_tasks = load.live_tasks.saturating_add(1);
+        load.host_ports.extend(
+            task.host_ports
+                .iter()
+                .map(|port| (port.protocol, port.published)),
+        );
         let count = &mut self.service_tasks[service][index as usize];
         *count = count.saturating_add(1);
     }

@@ -342,6 +342,7 @@ fn each_node_is_counted_once_under_its_first_failing_check() {
             unavailable: 1,
             constraints: 3,
             resources: 1,
+            host_ports: 0,
         }
     );
     assert_eq!(
@@ -420,4 +421,65 @@ fn placing_a_counted_task_again_moves_it() {
     let mut other = task("w2", "web");
     other.spec.resources.reserve_nano_cpus = CPU;
     assert_eq!(s.place(&other, Strategy::Spread).unwrap_err().resources, 1);
+}
+
+/// A task of `service` publishing `port`/tcp in host mode.
+fn host_port_task(id: &str, service: &str, port: u16) -> Task {
+    let mut t = task(id, service);
+    t.host_ports = vec![crate::objects::PortConfig {
+        protocol: crate::objects::Protocol::Tcp,
+        target: 80,
+        published: port,
+        mode: crate::objects::PublishMode::Host,
+    }];
+    t
+}
+
+#[test]
+fn a_host_mode_port_takes_one_task_per_node() {
+    let running = host_port_task("w1", "web", 8080);
+    let running = Task {
+        node_id: Some("a".into()),
+        status: crate::objects::TaskStatus {
+            state: TaskState::Running,
+            ..Default::default()
+        },
+        ..running
+    };
+    let mut s = Scheduler::new(&[node("a"), node("b")], &[running]);
+    // Spread would tie on a for another service; the port sends it to b.
+    assert_eq!(
+        s.place(&host_port_task("x1", "other", 8080), Strategy::Binpack)
+            .unwrap(),
+        "b"
+    );
+    let err = s
+        .place(&host_port_task("w2", "web", 8080), Strategy::Spread)
+        .unwrap_err();
+    assert_eq!(err.host_ports, 2);
+    assert_eq!(
+        err.to_string(),
+        "no suitable node (host-mode port already in use on 2 nodes)"
+    );
+    // Another port, or the same number over UDP, fits.
+    assert!(s
+        .place(&host_port_task("w3", "web", 8081), Strategy::Spread)
+        .is_ok());
+    let mut udp = host_port_task("w4", "web", 8080);
+    udp.host_ports[0].protocol = crate::objects::Protocol::Udp;
+    assert!(s.place(&udp, Strategy::Spread).is_ok());
+    // Releasing the task on b frees the port there.
+    s.release(&host_port_task("x1", "other", 8080));
+    let err = s
+        .place_on(&host_port_task("g", "web", 8080), "a")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no suitable node (host-mode port already in use on 1 node)"
+    );
+    assert_eq!(
+        s.place(&host_port_task("w5", "web", 8080), Strategy::Spread)
+            .unwrap(),
+        "b"
+    );
 }

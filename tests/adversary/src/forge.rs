@@ -46,6 +46,8 @@ fn record(task: &str, ip: Ipv4Addr) -> EndpointRecord {
         vtep: Ipv4Addr::new(198, 19, 255, 254),
         ports: Vec::new(),
         vip: None,
+        aliases: Vec::new(),
+        host_ports: Vec::new(),
     }
 }
 

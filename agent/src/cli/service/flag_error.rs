@@ -15,8 +15,10 @@ pub enum FlagError {
     Port { spec: String, port: String },
     #[error("invalid protocol `{protocol}` in --publish `{spec}`: use tcp or udp")]
     Protocol { spec: String, protocol: String },
-    #[error("--publish `{0}`: shoal publishes through the routing mesh only (mode=ingress)")]
+    #[error("invalid publish mode value in --publish `{0}`: must be either 'ingress' or 'host'")]
     PublishMode(String),
+    #[error("invalid --network `{0}`: use NETWORK or name=NETWORK,alias=ALIAS")]
+    Network(String),
     #[error("invalid memory size `{0}`: use bytes with an optional unit b, k, m, g or t, e.g. 64M or 1.5g")]
     Memory(String),
     #[error("invalid CPU count `{0}`: use a decimal number of CPUs, e.g. 0.5 or 2")]

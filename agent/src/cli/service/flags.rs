@@ -9,15 +9,15 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use shoal_control::api::ServiceView;
 use shoal_control::objects::{
-    Constraint, FailureAction, PayloadReference, Placement, PortConfig, RestartCondition,
-    ServiceMode, ServiceSpec, Strategy, TaskSpec, UpdateConfig, UpdateOrder,
+    Constraint, EndpointMode, FailureAction, PayloadReference, Placement, PortConfig,
+    RestartCondition, ServiceMode, ServiceSpec, Strategy, TaskSpec, UpdateConfig, UpdateOrder,
 };
 
 use super::container_flags::{ContainerFlags, TaskRuntime};
 use super::flag_error::FlagError;
 use super::values::{
-    millis, parse_config, parse_constraint, parse_cpus, parse_label, parse_memory, parse_publish,
-    parse_secret,
+    millis, parse_config, parse_constraint, parse_cpus, parse_label, parse_memory, parse_network,
+    parse_publish, parse_secret, NetworkFlag,
 };
 use crate::cli::parse_duration;
 
@@ -135,9 +135,15 @@ pub struct CreateArgs {
     /// Service mode: replicated or global.
     #[arg(long, value_enum, default_value_t)]
     mode: Mode,
-    /// Attach the tasks to a network (name or id); repeatable.
-    #[arg(long = "network", value_name = "NETWORK")]
-    networks: Vec<String>,
+    /// Attach the tasks to a network: NETWORK (name or id), or
+    /// name=NETWORK,alias=ALIAS (more names for the service on it);
+    /// repeatable.
+    #[arg(long = "network", value_name = "NETWORK", value_parser = parse_network)]
+    networks: Vec<NetworkFlag>,
+    /// How the service's name resolves: vip (one virtual IP per network)
+    /// or dnsrr (every task's address, no virtual IP).
+    #[arg(long = "endpoint-mode", value_name = "MODE", value_parser = endpoint_mode(), default_value = "vip")]
+    endpoint_mode: EndpointMode,
     /// Give the tasks a secret: NAME, or source=NAME,target=PATH,uid=,gid=,mode=
     /// (default /run/secrets/NAME, mode 0444); repeatable.
     #[arg(long = "secret", value_name = "SECRET", value_parser = parse_secret)]
@@ -147,8 +153,9 @@ pub struct CreateArgs {
     #[arg(long = "config", value_name = "CONFIG", value_parser = parse_config)]
     configs: Vec<PayloadReference>,
     /// Publish a port as a node port: [PUBLISHED:]TARGET[/tcp|udp] or
-    /// published=P,target=T,protocol=udp; without PUBLISHED the swarm picks
-    /// one from 30000-32767. Repeatable.
+    /// published=P,target=T,protocol=udp,mode=ingress|host (host: only the
+    /// nodes running a task accept it, for that task); without PUBLISHED
+    /// the swarm picks one from 30000-32767. Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = parse_publish)]
     ports: Vec<PortConfig>,
     /// Set environment variables (KEY=VALUE). Repeatable.
@@ -228,9 +235,13 @@ pub struct UpdateArgs {
     /// one published port only). Repeatable.
     #[arg(long = "publish-rm", value_name = "PORT", value_parser = parse_publish)]
     publish_rm: Vec<PortConfig>,
-    /// Attach to a network; repeatable.
-    #[arg(long = "network-add", value_name = "NETWORK")]
-    network_add: Vec<String>,
+    /// Attach to a network (NETWORK or name=NETWORK,alias=ALIAS);
+    /// repeatable.
+    #[arg(long = "network-add", value_name = "NETWORK", value_parser = parse_network)]
+    network_add: Vec<NetworkFlag>,
+    /// Change how the service's name resolves: vip or dnsrr.
+    #[arg(long = "endpoint-mode", value_name = "MODE", value_parser = endpoint_mode())]
+    endpoint_mode: Option<EndpointMode>,
     /// Detach from a network (name or id); repeatable.
     #[arg(long = "network-rm", value_name = "NETWORK")]
     network_rm: Vec<String>,
@@ -300,8 +311,15 @@ impl CreateArgs {
                 configs: self.configs.clone(),
                 ..TaskSpec::default()
             },
-            networks: self.networks.clone(),
+            networks: self.networks.iter().map(|n| n.network.clone()).collect(),
             ports: self.ports.clone(),
+            endpoint_mode: self.endpoint_mode,
+            network_aliases: self
+                .networks
+                .iter()
+                .filter(|n| !n.aliases.is_empty())
+                .map(|n| (n.network.clone(), n.aliases.clone()))
+                .collect(),
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),
         };
@@ -374,17 +392,27 @@ impl UpdateArgs {
             let name = view.networks.get(i);
             let is_this = |net: &String| *net == id || Some(net) == name;
             if self.network_rm.iter().any(is_this) {
+                spec.network_aliases.remove(&id);
                 continue;
             }
-            if let Some(network) = self.network_add.iter().find(|n| is_this(n)) {
+            if let Some(network) = self.network_add.iter().find(|n| is_this(&n.network)) {
                 return Err(FlagError::NetworkAttached {
                     service: view.name.clone(),
-                    network: network.clone(),
+                    network: network.network.clone(),
                 });
             }
             spec.networks.push(id);
         }
-        spec.networks.extend(self.network_add.iter().cloned());
+        for add in &self.network_add {
+            spec.networks.push(add.network.clone());
+            if !add.aliases.is_empty() {
+                spec.network_aliases
+                    .insert(add.network.clone(), add.aliases.clone());
+            }
+        }
+        if let Some(mode) = self.endpoint_mode {
+            spec.endpoint_mode = mode;
+        }
 
         edit_payloads(&mut spec.task.secrets, &self.secret_rm, &self.secret_add);
         edit_payloads(&mut spec.task.configs, &self.config_rm, &self.config_add);
@@ -518,6 +546,13 @@ fn strategy() -> impl TypedValueParser<Value = Strategy> {
     })
 }
 
+fn endpoint_mode() -> impl TypedValueParser<Value = EndpointMode> {
+    PossibleValuesParser::new(["vip", "dnsrr"]).map(|s| match s.as_str() {
+        "dnsrr" => EndpointMode::Dnsrr,
+        _ => EndpointMode::Vip,
+    })
+}
+
 fn restart_condition() -> impl TypedValueParser<Value = RestartCondition> {
     PossibleValuesParser::new(["none", "on-failure", "any"]).map(|s| match s.as_str() {
         "none" => RestartCondition::None,
@@ -591,6 +626,7 @@ mod tests {
             protocol: Protocol::Tcp,
             target,
             published,
+            mode: Default::default(),
         }
     }
 
@@ -809,6 +845,7 @@ mod tests {
                     protocol: Protocol::Udp,
                     target: 53,
                     published: 0
+                    mode: Default::default(),
                 },
                 tcp(9090, 90)
             ]

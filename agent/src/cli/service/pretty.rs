@@ -133,6 +133,7 @@ pub fn pretty(view: &ServiceView) -> String {
     if !view.networks.is_empty() {
         t.field(0, "Networks", view.networks.join(" "));
     }
+    t.field(0, "Endpoint Mode", spec.endpoint_mode.to_string());
     if !spec.ports.is_empty() {
         t.field(0, "Ports", ports_column(&spec.ports));
     }
@@ -226,6 +227,7 @@ mod tests {
             "Resources:\n Reservations:\n  CPU:               0.5\n  Memory:            64MiB\n",
             " Max attempts:       unlimited\n",
             "Networks:            front\n",
+            "Endpoint Mode:       vip\n",
             "Ports:               *:8080->80/tcp\n",
         ] {
             assert!(text.contains(expected), "{expected:?} not in\n{text}");

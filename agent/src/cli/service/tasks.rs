@@ -138,7 +138,7 @@ fn row(task: &TaskView, history: bool, no_trunc: bool, now_ms: u64) -> Row {
         "DesiredState": capitalised(task.desired_state),
         "CurrentState": current_state(task.current_state, task.since_ms, now_ms),
         "Error": error(task, no_trunc),
-        "Ports": "",
+        "Ports": shoal_control::api::ports_column(&task.host_ports),
     });
     if let (Some(fields), Value::Object(shown)) = (fields.as_object_mut(), shown) {
         fields.extend(shown);
@@ -237,6 +237,7 @@ pub(crate) mod tests {
             command: vec!["sleep".into()],
             created_at_ms: 1_000,
             image: String::new(),
+            host_ports: Vec::new(),
         }
     }
 

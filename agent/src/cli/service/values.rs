@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shoal_control::objects::{Constraint, PayloadReference, PortConfig, Protocol};
+use shoal_control::objects::{Constraint, PayloadReference, PortConfig, Protocol, PublishMode};
 
 use super::flag_error::FlagError;
 
@@ -31,18 +31,23 @@ pub fn parse_publish(text: &str) -> Result<PortConfig, FlagError> {
         protocol,
         target: parse_port(text, target, false)?,
         published: parse_port(text, published, true)?,
+        mode: PublishMode::Ingress,
     })
 }
 
 fn parse_publish_long(text: &str) -> Result<PortConfig, FlagError> {
     let (mut target, mut published, mut protocol) = (None, 0, Protocol::Tcp);
+    let mut mode = PublishMode::Ingress;
     for field in text.split(',') {
         match field.split_once('=') {
             Some(("target", port)) => target = Some(parse_port(text, port, false)?),
             Some(("published", port)) => published = parse_port(text, port, true)?,
             Some(("protocol", proto)) => protocol = parse_protocol(text, proto)?,
-            Some(("mode", "ingress")) => {}
-            Some(("mode", _)) => return Err(FlagError::PublishMode(text.to_string())),
+            Some(("mode", value)) => {
+                mode = value
+                    .parse()
+                    .map_err(|_| FlagError::PublishMode(text.to_string()))?
+            }
             _ => return Err(FlagError::Publish(text.to_string())),
         }
     }
@@ -51,6 +56,41 @@ fn parse_publish_long(text: &str) -> Result<PortConfig, FlagError> {
         protocol,
         target,
         published,
+        mode,
+    })
+}
+
+/// One `--network`: `NETWORK`, or Docker's long syntax
+/// `name=NETWORK,alias=A[,alias=B]` (`target=` as `name=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkFlag {
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+pub fn parse_network(text: &str) -> Result<NetworkFlag, FlagError> {
+    let bad = || FlagError::Network(text.to_string());
+    if !text.contains('=') {
+        return if text.is_empty() {
+            Err(bad())
+        } else {
+            Ok(NetworkFlag {
+                network: text.to_string(),
+                aliases: Vec::new(),
+            })
+        };
+    }
+    let (mut network, mut aliases) = (None, Vec::new());
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("name" | "target", name)) if !name.is_empty() => network = Some(name.to_string()),
+            Some(("alias", alias)) if !alias.is_empty() => aliases.push(alias.to_string()),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(NetworkFlag {
+        network: network.ok_or_else(bad)?,
+        aliases,
     })
 }
 
@@ -275,6 +315,7 @@ mod tests {
             protocol: Protocol::Tcp,
             target,
             published,
+            mode: PublishMode::Ingress,
         }
     }
 
@@ -288,7 +329,8 @@ mod tests {
             Ok(PortConfig {
                 protocol: Protocol::Udp,
                 target: 5353,
-                published: 53
+                published: 53,
+                mode: PublishMode::Ingress,
             })
         );
     }
@@ -301,7 +343,8 @@ mod tests {
             Ok(PortConfig {
                 protocol: Protocol::Udp,
                 target: 53,
-                published: 0
+                published: 0,
+                mode: PublishMode::Ingress,
             })
         );
     }
@@ -333,6 +376,31 @@ mod tests {
             parse_publish("target=80,color=red"),
             Err(FlagError::Publish(_))
         ));
+        let host = parse_publish("mode=host,target=80,published=8080").unwrap();
+        assert_eq!(
+            (host.mode, host.target, host.published),
+            (PublishMode::Host, 80, 8080)
+        );
+        assert_eq!(
+            parse_publish("published=8080,target=80,mode=ingress")
+                .unwrap()
+                .mode,
+            PublishMode::Ingress
+        );
+        assert_eq!(
+            parse_publish("target=80,mode=local").unwrap_err().to_string(),
+            "invalid publish mode value in --publish `target=80,mode=local`: must be either 'ingress' or 'host'"
+        );
+        assert_eq!(
+            parse_network("name=app,alias=db,alias=pg").unwrap(),
+            NetworkFlag {
+                network: "app".into(),
+                aliases: vec!["db".into(), "pg".into()]
+            }
+        );
+        assert_eq!(parse_network("app").unwrap().network, "app");
+        assert!(parse_network("alias=db").is_err());
+        assert!(parse_network("name=app,colour=red").is_err());
         assert!(matches!(
             parse_publish("target=80,mode=host"),
             Err(FlagError::PublishMode(_))

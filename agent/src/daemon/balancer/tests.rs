@@ -22,6 +22,8 @@ fn record(
         vtep: Ipv4Addr::new(198, 18, 0, 2),
         ports,
         vip: vip.map(Ipv4Addr::from),
+        aliases: Vec::new(),
+        host_ports: Vec::new(),
     }
 }
 
@@ -335,4 +337,29 @@ fn a_backend_that_leaves_keeps_its_flows_for_a_while() {
     );
     assert_eq!(back, with);
     assert!(departed.is_empty());
+}
+
+#[test]
+fn a_host_mode_port_is_served_only_by_the_node_of_its_task() -> Result<(), BalancerError> {
+    let (mut this, _) = plane(FakeBalancer::default());
+    let mut here = record("a", [10, 255, 0, 2], vec![], None);
+    here.vtep = VTEP;
+    here.host_ports = vec![http()];
+    let mut there = record("b", [10, 255, 0, 3], vec![], None);
+    there.host_ports = vec![http()];
+    let live = tables(vec![("ing", vec![here.clone(), there.clone()])]);
+    this.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
+    let ips: Vec<Ipv4Addr> = held(&mut this).ports[&HTTP]
+        .active
+        .iter()
+        .map(|b| b.ip)
+        .collect();
+    assert_eq!(ips, [Ipv4Addr::new(10, 255, 0, 2)], "only this node's task");
+
+    // A node with no task of its own does not program the port at all.
+    let live = tables(vec![("ing", vec![there])]);
+    let (mut other, _) = plane(FakeBalancer::default());
+    other.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
+    assert!(held(&mut other).ports.is_empty());
+    Ok(())
 }

@@ -59,6 +59,7 @@ fn assignment(id: &str, desired: TaskState, network: &str) -> Assignment {
             network: network.into(),
             ip: "10.0.0.2".parse().unwrap(),
             vip: None,
+            aliases: Vec::new(),
         }],
         ports: vec![],
         secrets: vec![],

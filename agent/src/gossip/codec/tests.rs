@@ -68,6 +68,8 @@ fn make_messages() -> Vec<Message> {
                 target: 53,
             }],
             vip: None,
+            aliases: Vec::new(),
+            host_ports: Vec::new(),
         },
     );
     tables.settle();
@@ -315,6 +317,8 @@ fn deltas_are_packed_into_datagrams_that_fit() {
                 vtep: Ipv4Addr::new(192, 168, 0, 1),
                 ports: Vec::new(),
                 vip: None,
+                aliases: Vec::new(),
+                host_ports: Vec::new(),
             };
             tables.publish("network-with-a-long-name", record)
         })

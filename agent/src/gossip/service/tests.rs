@@ -39,6 +39,8 @@ fn record(task: &str, last: u8, vtep: Ipv4Addr) -> EndpointRecord {
         vtep,
         ports: Vec::new(),
         vip: None,
+        aliases: Vec::new(),
+        host_ports: Vec::new(),
     }
 }
 

@@ -185,6 +185,8 @@ pub fn endpoint(task_id: &str, host: usize, n: u8) -> EndpointRecord {
         vtep: Ipv4Addr::new(192, 168, b, c),
         ports: Vec::new(),
         vip: None,
+        aliases: Vec::new(),
+        host_ports: Vec::new(),
     }
 }
 

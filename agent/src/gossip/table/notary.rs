@@ -415,6 +415,8 @@ mod tests {
                 vtep: std::net::Ipv4Addr::new(198, 18, 0, 3),
                 ports: Vec::new(),
                 vip: Some(std::net::Ipv4Addr::new(10, 0, 3, 254)),
+                aliases: Vec::new(),
+                host_ports: Vec::new(),
             }),
             proof,
         };

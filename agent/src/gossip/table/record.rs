@@ -66,6 +66,13 @@ pub struct EndpointRecord {
     /// The service's virtual IP on this network, if it has one.
     #[serde(default)]
     pub vip: Option<Ipv4Addr>,
+    /// The service's aliases on this network: more names for it in DNS.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Ports published in host mode: only the node hosting the task
+    /// accepts them, for this task alone.
+    #[serde(default)]
+    pub host_ports: Vec<PublishedPort>,
 }
 
 impl EndpointRecord {
@@ -280,6 +287,8 @@ mod tests {
                 target: 80,
             }],
             vip: None,
+            aliases: Vec::new(),
+            host_ports: Vec::new(),
         }
     }
 

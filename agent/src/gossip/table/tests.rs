@@ -25,6 +25,8 @@ pub(super) fn record(task: &str, ip: u8) -> EndpointRecord {
             target: 80,
         }],
         vip: None,
+        aliases: Vec::new(),
+        host_ports: Vec::new(),
     }
 }
 

@@ -404,6 +404,7 @@ fn task_on(node: &str, state: TaskState) -> Task {
         not_before_ms: 0,
         attempt: 0,
         created_at_ms: 0,
+        host_ports: Vec::new(),
     }
 }
 

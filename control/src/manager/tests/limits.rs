@@ -16,6 +16,7 @@ fn publishing(name: &str, published: u16, protocol: Protocol) -> ServiceSpec {
         protocol,
         target: 80,
         published,
+        mode: Default::default(),
     }];
     spec
 }

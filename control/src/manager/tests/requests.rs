@@ -335,6 +335,7 @@ async fn service_requests_refuse_what_swarm_refuses() {
         protocol: Protocol::Tcp,
         target: 80,
         published: 8080,
+        mode: Default::default(),
     }];
     create_service(&m, a.clone()).await.unwrap();
     // A taken name, a taken port, a missing network, a bad spec.
