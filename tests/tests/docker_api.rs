@@ -1,33 +1,41 @@
 //! The real `docker` CLI (Debian's 20.10, API 1.41; never dockerd) driving
 //! shoal through the Engine API on each agent's `docker.sock`, on
 //! namespaced hosts: `swarm init|join-token|join`, `info`, `node ls`,
-//! `network create|ls|rm`, `service create` (its progress display
-//! converging) `ls|ps|inspect|scale|update|rollback|logs|rm`, a request
-//! through the routing mesh, and Docker's errors and status codes.
+//! `network create|ls|rm`, `service create` of an image pushed to a test
+//! registry (its progress display converging, the tag pinned to the
+//! registry's digest through `/distribution`) `ls|ps|inspect|logs|update
+//! --image|rollback|scale|rm`, requests through the routing mesh answered
+//! by the containers, an image the registry lacks `Rejected` with its
+//! error, named volumes, and Docker's errors and status codes.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use shoal_tests::swarm::{cli_ok, start_agents, text, wait_for};
+use shoal_tests::registry::{
+    busybox_image, registry_digest, serve_on, start_agents_pulling_from, ImageSpec, OciImage,
+};
+use shoal_tests::swarm::{cli, cli_ok, text, wait_for};
 use shoal_tests::{require_root, Host, Underlay};
+use tempfile::TempDir;
 
-/// Each replica answers `task=<id>` on port 80 and says so on stdout.
-const SERVE: &str = r#"
-import os, http.server
-T = os.environ["SHOAL_TASK_ID"]
-print("serving " + T, flush=True)
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        b = ("task=%s\n" % T).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(b)))
-        self.end_headers()
-        self.wfile.write(b)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
-"#;
+/// A busybox image that says `serving <hostname>` on stdout, then serves
+/// `body` over HTTP on port 80 (its files under /www).
+fn web_image(dir: &std::path::Path, name: &str, body: &str) -> OciImage {
+    busybox_image(
+        dir,
+        name,
+        &ImageSpec {
+            entrypoint: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo serving $(hostname); exec httpd -f -p 80 -h /www".into(),
+            ],
+            files: vec![("www/index.html".into(), format!("{body}\n"))],
+            ..ImageSpec::default()
+        },
+    )
+}
 
 /// The docker client: `SHOAL_DOCKER_CLI`, else the one `cargo xtask
 /// install-deps` unpacks, else `docker` on PATH.
@@ -97,14 +105,47 @@ fn lines(text: &str) -> Vec<String> {
     l
 }
 
+/// The rows of `docker service ps NAME [--no-trunc]` through `format`,
+/// sorted (truncated, images show without their digest).
+fn service_ps(host: &Host, name: &str, no_trunc: bool, format: &str) -> Vec<String> {
+    let mut args = vec!["service", "ps", name, "--format", format];
+    if no_trunc {
+        args.push("--no-trunc");
+    }
+    lines(&docker_ok(host, &args))
+}
+
+/// `curl` from `client` to every node's published `port` until each
+/// answers `body`; panics naming the node that does not.
+fn every_node_answers(client: &Host, nodes: &[&Host], port: u16, body: &str) {
+    for node in nodes {
+        let url = format!("http://{}:{port}/", node.addr());
+        let mut last = String::new();
+        let answered = wait_for(Duration::from_secs(30), || {
+            last = client
+                .exec("curl", &["-s", "-m", "2", &url])
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            last == body
+        });
+        assert!(answered, "{url} answered `{last}`, not `{body}`");
+    }
+}
+
 #[test]
+#[ignore = "rewritten for image services (registry images, /distribution, update --image, rollback, Rejected, volumes) and not run yet: run it before merging"]
 fn the_docker_cli_drives_a_swarm() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
     let all: Vec<&Host> = ul.hosts().iter().collect();
-    // Three nodes, and a client outside the swarm.
+    // Three nodes, and a client outside the swarm that serves the registry.
     let (h, client) = (&all[..3], all[3]);
-    start_agents(h);
+    let registry = serve_on(client, None);
+    let dir = TempDir::new().expect("temp dir");
+    let web1 = registry.push(&web_image(dir.path(), "web1", "web v1"), "web:1", false);
+    // The second tag as Docker schema 2, so both manifest kinds run.
+    let web2 = registry.push(&web_image(dir.path(), "web2", "web v2"), "web:2", true);
+    start_agents_pulling_from(h, &registry.addr);
 
     // Before a swarm: ping and info answer, cluster verbs are Docker's 503.
     let state = docker_ok(h[0], &["info", "--format", "{{.Swarm.LocalNodeState}}"]);
@@ -197,7 +238,9 @@ fn the_docker_cli_drives_a_swarm() {
     let err = docker_err(h[0], &["network", "create", "plain"]);
     assert!(err.contains("-d overlay"), "{err}");
 
-    // service create with the progress display, to converged.
+    let digest1 = registry_digest(client, &web1);
+
+    // service create of the image, with the progress display, to converged.
     let started = Instant::now();
     let out = docker(
         h[0],
@@ -212,10 +255,7 @@ fn the_docker_cli_drives_a_swarm() {
             "8080:80",
             "--network",
             "app",
-            "busybox",
-            "python3",
-            "-c",
-            SERVE,
+            &web1,
         ],
     );
     let converged = started.elapsed();
@@ -225,34 +265,13 @@ fn the_docker_cli_drives_a_swarm() {
         "no convergence shown: {}",
         text(&out)
     );
-    eprintln!("docker service create (3 replicas) converged in {converged:.1?}");
-    assert_eq!(
-        docker_ok(
-            h[0],
-            &[
-                "service",
-                "ls",
-                "--format",
-                "{{.Name}} {{.Mode}} {{.Replicas}}"
-            ]
-        ),
-        "web replicated 3/3"
+    assert!(
+        !text(&out).contains("could not be accessed on a registry"),
+        "the CLI resolved the tag through /distribution: {}",
+        text(&out)
     );
-    let ps = docker_ok(
-        h[0],
-        &[
-            "service",
-            "ps",
-            "web",
-            "--format",
-            "{{.Name}} {{.CurrentState}}",
-        ],
-    );
-    let ps = lines(&ps);
-    assert_eq!(ps.len(), 3, "{ps:?}");
-    for (i, row) in ps.iter().enumerate() {
-        assert!(row.starts_with(&format!("web.{} Running", i + 1)), "{ps:?}");
-    }
+    eprintln!("docker service create (3 replicas of an image) converged in {converged:.1?}");
+    // The CLI pinned the tag to the registry's digest.
     assert_eq!(
         docker_ok(
             h[0],
@@ -261,23 +280,42 @@ fn the_docker_cli_drives_a_swarm() {
                 "inspect",
                 "web",
                 "--format",
-                "{{.Spec.Mode.Replicated.Replicas}} {{(index .Endpoint.Ports 0).PublishedPort}}"
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}} {{.Spec.Mode.Replicated.Replicas}} {{(index .Endpoint.Ports 0).PublishedPort}}"
             ]
         ),
-        "3 8080"
+        format!("{web1}@{digest1} 3 8080")
     );
-
-    // A request from outside the swarm through the mesh, to every node.
-    for node in h {
-        let url = format!("http://{}:8080/", node.addr());
-        let answered = wait_for(Duration::from_secs(15), || {
-            client
-                .exec("curl", &["-s", "-m", "2", &url])
-                .map(|o| String::from_utf8_lossy(&o.stdout).starts_with("task="))
-                .unwrap_or(false)
-        });
-        assert!(answered, "no answer through the mesh at {url}");
+    let pretty = docker_ok(h[0], &["service", "inspect", "--pretty", "web"]);
+    assert!(
+        pretty
+            .lines()
+            .any(|l| l.trim_start().starts_with("Image:") && l.contains(&web1)),
+        "{pretty}"
+    );
+    assert_eq!(
+        docker_ok(
+            h[0],
+            &[
+                "service",
+                "ls",
+                "--format",
+                "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image}}"
+            ]
+        ),
+        format!("web replicated 3/3 {web1}")
+    );
+    let ps = service_ps(h[0], "web", false, "{{.Name}} {{.Image}} {{.CurrentState}}");
+    assert_eq!(ps.len(), 3, "{ps:?}");
+    for (i, row) in ps.iter().enumerate() {
+        assert!(
+            row.starts_with(&format!("web.{} {web1} Running", i + 1)),
+            "{ps:?}"
+        );
     }
+
+    // A request from outside the swarm through the mesh, to every node,
+    // answered by the containers (the page is the image's).
+    every_node_answers(client, h, 8080, "web v1");
 
     // Logs in the CLI's pretty form: `web.N.<id>@<host>    | line`.
     let logs_ok = wait_for(Duration::from_secs(15), || {
@@ -294,7 +332,44 @@ fn the_docker_cli_drives_a_swarm() {
         text(&docker(h[0], &["service", "logs", "web"]))
     );
 
-    // scale, update (the version round trip), rollback.
+    // update --image rolls out the second tag, rollback brings the first.
+    let started = Instant::now();
+    docker_ok(h[0], &["service", "update", "--image", &web2, "web"]);
+    eprintln!(
+        "docker service update --image (3 replicas) converged in {:.1?}",
+        started.elapsed()
+    );
+    every_node_answers(client, h, 8080, "web v2");
+    let ps = service_ps(h[0], "web", false, "{{.Image}} {{.DesiredState}}");
+    assert_eq!(
+        ps.iter()
+            .filter(|r| *r == &format!("{web2} Running"))
+            .count(),
+        3,
+        "{ps:?}"
+    );
+    assert!(
+        ps.iter().any(|r| r == &format!("{web1} Shutdown")),
+        "{ps:?}"
+    );
+    docker_ok(h[0], &["service", "rollback", "web"]);
+    every_node_answers(client, h, 8080, "web v1");
+    assert!(
+        docker_ok(
+            h[0],
+            &[
+                "service",
+                "inspect",
+                "web",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+            ]
+        )
+        .starts_with(&format!("{web1}@sha256:")),
+        "rolled back to the first image"
+    );
+
+    // scale, and an update of the environment (the version round trip).
     docker_ok(h[0], &["service", "scale", "web=2"]);
     assert_eq!(
         docker_ok(h[0], &["service", "ls", "--format", "{{.Replicas}}"]),
@@ -324,20 +399,36 @@ fn the_docker_cli_drives_a_swarm() {
         ),
         "[COLOUR=blue]"
     );
-    docker_ok(h[0], &["service", "rollback", "--detach", "web"]);
-    assert_eq!(
-        docker_ok(
-            h[0],
-            &[
-                "service",
-                "inspect",
-                "web",
-                "--format",
-                "{{.Spec.TaskTemplate.ContainerSpec.Env}}"
-            ]
-        ),
-        "[]"
+
+    // An image the registry does not have: the CLI warns, the task is
+    // Rejected with the registry's error.
+    let missing = web1.replace("web:1", "web:nope");
+    let out = docker(
+        h[0],
+        &["service", "create", "--detach", "--name", "ghost", &missing],
     );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("could not be accessed on a registry"),
+        "{}",
+        text(&out)
+    );
+    let mut ps = Vec::new();
+    let rejected = wait_for(Duration::from_secs(40), || {
+        ps = service_ps(h[0], "ghost", true, "{{.CurrentState}}|{{.Error}}");
+        ps.iter().any(|r| r.starts_with("Rejected"))
+    });
+    assert!(rejected, "never rejected: {ps:?}");
+    let row = ps
+        .iter()
+        .find(|r| r.starts_with("Rejected"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        row.contains("web:nope") && row.to_lowercase().contains("manifest unknown"),
+        "the registry's error: {row}"
+    );
+    docker_ok(h[0], &["service", "rm", "ghost"]);
 
     // What shoal cannot honour is refused by name, not dropped.
     let err = docker_err(
@@ -348,14 +439,62 @@ fn the_docker_cli_drives_a_swarm() {
             "--detach",
             "--name",
             "bad",
-            "--mount",
-            "type=bind,source=/,target=/host",
-            "busybox",
-            "sleep",
-            "1000",
+            "--sysctl",
+            "net.core.somaxconn=1024",
+            &web1,
         ],
     );
-    assert!(err.contains("ContainerSpec.Mounts"), "{err}");
+    assert!(err.contains("ContainerSpec.Sysctls"), "{err}");
+
+    // A named volume: created on first use, listed by `shoal volume ls`
+    // on the node that runs the task, not removable while mounted.
+    docker_ok(
+        h[0],
+        &[
+            "service",
+            "create",
+            "--name",
+            "vol",
+            "--constraint",
+            "node.hostname==h1",
+            "--mount",
+            "type=volume,source=vdata,target=/data",
+            &web1,
+        ],
+    );
+    let listed = cli_ok(h[0], &["volume", "ls"]);
+    assert!(
+        listed
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("DRIVER") && l.contains("VOLUME NAME")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("local") && l.ends_with("vdata")),
+        "{listed}"
+    );
+    let out = cli(h[0], &["volume", "rm", "vdata"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("volume is in use"), "{}", text(&out));
+    // The same through the Engine API (`GET /volumes`, `DELETE` a 409).
+    assert_eq!(
+        docker_ok(h[0], &["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]),
+        "local vdata"
+    );
+    let err = docker_err(h[0], &["volume", "rm", "vdata"]);
+    assert!(err.contains("volume is in use"), "{err}");
+    docker_ok(h[0], &["service", "rm", "vol"]);
+    let mut last = String::new();
+    let removed = wait_for(Duration::from_secs(40), || {
+        let out = cli(h[0], &["volume", "rm", "vdata"]);
+        last = text(&out);
+        out.status.success()
+    });
+    assert!(removed, "the volume stayed in use: {last}");
+    assert_eq!(cli_ok(h[0], &["volume", "ls", "-q"]), "");
 
     // rm: nothing left, in shoal's own view too.
     docker_ok(h[0], &["service", "rm", "web"]);
@@ -381,11 +520,23 @@ fn the_docker_cli_drives_a_swarm() {
 /// changed file is not checked yet: the changed service's rolling update
 /// did not finish within 60 s in the one run made.)
 #[test]
+#[ignore = "rewritten for image services (registry images, /distribution, update --image, rollback, Rejected, volumes) and not run yet: run it before merging"]
 fn docker_stack_deploy_through_the_api() {
     require_root();
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
     let h: Vec<&Host> = ul.hosts().iter().collect();
-    start_agents(&h);
+    let registry = serve_on(h[1], None);
+    let dir = TempDir::new().expect("temp dir");
+    let plain = busybox_image(
+        dir.path(),
+        "plain",
+        &ImageSpec {
+            files: vec![("www/index.html".into(), "stack\n".into())],
+            ..ImageSpec::default()
+        },
+    );
+    let image = registry.push(&plain, "busybox:1", false);
+    start_agents_pulling_from(&h, &registry.addr);
     let addr = h[0].addr().to_string();
     docker_ok(h[0], &["swarm", "init", "--advertise-addr", &addr]);
     let token = docker_ok(h[0], &["swarm", "join-token", "-q", "worker"]);
@@ -399,8 +550,8 @@ fn docker_stack_deploy_through_the_api() {
             r#"version: "3.8"
 services:
   web:
-    image: busybox
-    command: ["python3", "-c", {serve}]
+    image: {image}
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
     environment:
       COLOUR: {web_env}
     ports:
@@ -408,10 +559,9 @@ services:
     deploy:
       replicas: 2
   worker:
-    image: busybox
+    image: {image}
     command: ["sleep", "100000"]
-"#,
-            serve = serde_json::to_string(SERVE).expect("a JSON string is YAML")
+"#
         )
     };
     let file = h[0].run_dir().join("stack.yml");
@@ -506,11 +656,16 @@ fn docker_stdin(host: &Host, args: &[&str], input: &str) -> Output {
 }
 
 #[test]
+#[ignore = "rewritten for image services (registry images, /distribution, update --image, rollback, Rejected, volumes) and not run yet: run it before merging"]
 fn docker_secrets_and_configs_through_the_api() {
     require_root();
     let ul = Underlay::builder().hosts(1).build().expect("underlay");
     let h = &ul.hosts()[0];
-    start_agents(&[h]);
+    let registry = serve_on(h, None);
+    let dir = TempDir::new().expect("temp dir");
+    let plain = busybox_image(dir.path(), "plain", &ImageSpec::default());
+    let image = registry.push(&plain, "busybox:1", false);
+    start_agents_pulling_from(&[h], &registry.addr);
     docker_ok(
         h,
         &["swarm", "init", "--advertise-addr", &h.addr().to_string()],
@@ -555,8 +710,8 @@ fn docker_secrets_and_configs_through_the_api() {
     );
     assert!(docker_ok(h, &["secret", "ls", "--filter", "name=nope", "-q"]).is_empty());
 
-    // Either runtime: a process task finds the files in the directories
-    // named by its environment, a container at the targets.
+    // The container finds the files at their targets (a process task
+    // would in the directories its environment names).
     docker_ok(
         h,
         &[
@@ -569,7 +724,7 @@ fn docker_secrets_and_configs_through_the_api() {
             "s",
             "--config",
             "source=c,target=/cfg",
-            "busybox",
+            &image,
             "sh",
             "-c",
             "echo len=$(wc -c < ${SHOAL_SECRETS_DIR:-/run/secrets}/s) cfg=$(cat ${SHOAL_CONFIGS_DIR:-}/cfg); sleep 600",

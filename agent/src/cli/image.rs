@@ -130,6 +130,7 @@ impl ImageCommand {
                     }
                     _ => continue,
                 },
+                ImageEvent::Volumes(_) => continue,
             };
             stdout.write_all(text.as_bytes())?;
             stdout.flush()?;

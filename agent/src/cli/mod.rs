@@ -16,6 +16,7 @@ mod service;
 mod swarm;
 mod template;
 mod usage;
+mod volume;
 
 use shoal_control::error_chain::ErrorChain;
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Manage this node's images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Manage this node's named volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Manage secrets: files only the tasks that use them receive.
     #[command(subcommand)]
     Secret(payload::PayloadCommand),
@@ -283,6 +287,7 @@ impl Cli {
                 Command::Network(cmd) => cmd.run(&socket).await,
                 Command::Service(cmd) => cmd.run(&socket).await,
                 Command::Image(cmd) => cmd.run(&socket).await,
+                Command::Volume(cmd) => cmd.run(&socket).await,
                 Command::Secret(cmd) => cmd.run(payload::PayloadClass::Secret, &socket).await,
                 Command::Config(cmd) => cmd.run(payload::PayloadClass::Config, &socket).await,
                 Command::Members(args) => args.run(&socket).await,

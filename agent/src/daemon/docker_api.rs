@@ -33,6 +33,14 @@ impl Backend for AgentBackend {
         })
     }
 
+    fn images(&self) -> Option<Arc<crate::image::ImageStore>> {
+        self.0.images()
+    }
+
+    fn containers(&self) -> Option<Arc<crate::executor::ContainerRuntime>> {
+        self.0.containers()
+    }
+
     fn node_state(&self) -> NodeState {
         match self.0.standing() {
             Standing::Outside => NodeState::Inactive,

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::Agent;
+use crate::executor::{VolumeError, VolumeUse};
 use crate::image::{
     Credentials, ImageError, ImageRecord, ImageStore, LayerProgress, PullEvent, Reference,
 };
@@ -47,6 +48,14 @@ pub enum ImageRequest {
     Inspect {
         names: Vec<String>,
     },
+    /// `volume ls`: the node's named volumes (served here, beside the
+    /// images: both are the node's local storage for containers).
+    VolumeList,
+    /// `volume rm [-f] NAMES`: never one a container of the node mounts.
+    VolumeRemove {
+        names: Vec<String>,
+        force: bool,
+    },
 }
 
 /// What a verb reports.
@@ -59,6 +68,8 @@ pub enum ImageEvent {
     Images(Vec<ImageRecord>),
     /// `image inspect`: one object per name.
     Inspected(Vec<serde_json::Value>),
+    /// `volume ls`.
+    Volumes(Vec<VolumeUse>),
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<ImageJson, Status>> + Send>>;
@@ -74,6 +85,9 @@ impl Images for ImagesApi {
         let request: ImageRequest = serde_json::from_str(&req.into_inner().json).map_err(|e| {
             Status::invalid_argument(format!("unreadable image request: {}", e.chain()))
         })?;
+        if let ImageRequest::VolumeList | ImageRequest::VolumeRemove { .. } = &request {
+            return volumes(&self.0, request);
+        }
         let store = self.0.images().ok_or_else(|| {
             Status::failed_precondition(
                 "this node has no image store: it is not in a swarm yet (shoal swarm init|join), \
@@ -100,6 +114,55 @@ impl Images for ImagesApi {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// `volume ls|rm`, answered at once (the checks hold the container
+/// runtime's lock, briefly).
+fn volumes(agent: &Agent, request: ImageRequest) -> Result<Response<Events>, Status> {
+    let containers = agent.containers().ok_or_else(|| {
+        Status::failed_precondition(
+            "this node has no volumes: it is not in a swarm yet (shoal swarm init|join), \
+             or runc is not installed (apt-get install runc)",
+        )
+    })?;
+    let mut events = Vec::new();
+    match request {
+        ImageRequest::VolumeRemove { names, force } => {
+            // Docker goes on past a volume it cannot remove, then fails.
+            let mut failed = Vec::new();
+            for name in names {
+                match containers.volume_remove(&name, force) {
+                    Ok(()) => events.push(Ok(ImageEvent::Line(name))),
+                    Err(e @ VolumeError::NotFound(_)) => {
+                        failed.push((tonic::Code::NotFound, e.to_string()))
+                    }
+                    Err(e @ VolumeError::InUse { .. }) => {
+                        failed.push((tonic::Code::FailedPrecondition, e.to_string()))
+                    }
+                    Err(e @ VolumeError::Io { .. }) => {
+                        failed.push((tonic::Code::Internal, format!("{e}: {}", io_source(&e))))
+                    }
+                }
+            }
+            if let Some((code, _)) = failed.first() {
+                let message: Vec<String> = failed.iter().map(|(_, m)| m.clone()).collect();
+                events.push(Err(Status::new(*code, message.join("\n"))));
+            }
+        }
+        _ => events.push(Ok(ImageEvent::Volumes(containers.volume_list()))),
+    }
+    let stream = futures::stream::iter(events.into_iter().map(|item| {
+        item.and_then(|event| {
+            serde_json::to_string(&event)
+                .map(|json| ImageJson { json })
+                .map_err(|e| Status::internal(e.to_string()))
+        })
+    }));
+    Ok(Response::new(Box::pin(stream)))
+}
+
+fn io_source(e: &VolumeError) -> String {
+    std::error::Error::source(e).map_or_else(String::new, |s| s.to_string())
 }
 
 type Sender = mpsc::UnboundedSender<Result<ImageEvent, Status>>;
@@ -167,6 +230,8 @@ async fn answer(
                 }
             }
         }
+        // Answered by `volumes`, before the image store is asked.
+        ImageRequest::VolumeList | ImageRequest::VolumeRemove { .. } => {}
         ImageRequest::Inspect { names } => {
             let mut found = Vec::new();
             for name in names {

@@ -61,8 +61,26 @@ fn container_config(assignment: &Assignment, c: &ContainerSpec) -> ContainerConf
             .iter()
             .map(|a| IpAddr::V4(a.ip))
             .collect(),
-        extra_hosts: Vec::new(),
+        extra_hosts: extra_hosts(&c.hosts),
     }
+}
+
+/// `IP NAME [ALIAS...]` lines as (name, address) pairs; the managers
+/// checked them, a line that does not read is skipped.
+fn extra_hosts(lines: &[String]) -> Vec<(String, IpAddr)> {
+    lines
+        .iter()
+        .filter_map(|line| shoal_control::objects::host_entry(line))
+        .flat_map(|(ip, names)| names.into_iter().map(move |n| (n.to_string(), ip)))
+        .collect()
+}
+
+/// How long the task has between its stop signal and SIGKILL.
+pub fn stop_grace(assignment: Option<&Assignment>, default: Duration) -> Duration {
+    assignment
+        .and_then(|a| a.spec.container.as_ref())
+        .and_then(|c| c.stop_grace_period_ms)
+        .map_or(default, Duration::from_millis)
 }
 
 /// A `--mount` as the container runtime takes it.
@@ -199,6 +217,8 @@ mod tests {
             user: "app".into(),
             read_only: true,
             pids_limit: 64,
+            hosts: vec!["10.0.0.9 db db.local".into()],
+            stop_grace_period_ms: Some(2500),
             healthcheck: Some(HealthSpec {
                 test: vec!["CMD-SHELL".into(), "true".into()],
                 interval_ms: Some(500),
@@ -224,6 +244,26 @@ mod tests {
         assert!(c.read_only);
         assert_eq!(c.pids_limit, 64);
         assert_eq!(c.addresses, ["10.0.1.5".parse::<IpAddr>().unwrap()]);
+        let db: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(
+            c.extra_hosts,
+            [("db".to_string(), db), ("db.local".to_string(), db)]
+        );
+        let a = assignment(Some(ContainerSpec::default()));
+        assert_eq!(
+            stop_grace(Some(&a), Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
+        let mut a = a;
+        a.spec.container.as_mut().unwrap().stop_grace_period_ms = Some(2500);
+        assert_eq!(
+            stop_grace(Some(&a), Duration::from_secs(10)),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            stop_grace(None, Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
         let h = c.healthcheck.expect("a health check");
         assert_eq!(h.interval, Some(Duration::from_millis(500)));
         assert_eq!(h.retries, None);

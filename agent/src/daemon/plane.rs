@@ -107,6 +107,8 @@ pub struct Plane {
     runtime: Arc<dyn Runtime>,
     /// The node's images, when it runs containers (`shoal image ...`).
     images: Option<Arc<crate::image::ImageStore>>,
+    /// The container runtime, for `shoal volume ...`.
+    containers: Option<Arc<crate::executor::ContainerRuntime>>,
     runner: tokio::sync::Mutex<Option<TaskRunner>>,
     logs: tokio::sync::Mutex<Option<LogReader>>,
     local: Arc<LocalEndpoints>,
@@ -196,6 +198,7 @@ impl Plane {
             dataplane,
             runtime,
             images: runtimes.images,
+            containers: runtimes.containers,
             runner: tokio::sync::Mutex::new(Some(runner)),
             logs: tokio::sync::Mutex::new(Some(logs)),
             local,
@@ -257,6 +260,11 @@ impl Plane {
     /// The node's image store, when it runs containers.
     pub fn images(&self) -> Option<Arc<crate::image::ImageStore>> {
         self.images.clone()
+    }
+
+    /// The container runtime (its volumes), when the node runs containers.
+    pub fn containers(&self) -> Option<Arc<crate::executor::ContainerRuntime>> {
+        self.containers.clone()
     }
 
     pub async fn report(&self) -> anyhow::Result<MembersReport> {

@@ -19,6 +19,8 @@ use crate::image::{ImageStore, RegistryOptions};
 pub struct NodeRuntimes {
     pub runtime: Arc<dyn Runtime>,
     pub images: Option<Arc<ImageStore>>,
+    /// The container runtime itself, for its volumes.
+    pub containers: Option<Arc<ContainerRuntime>>,
 }
 
 /// Opens the runtimes on `state` and `run_dir`, adopting what a previous
@@ -41,6 +43,7 @@ pub fn open(
         return Ok(NodeRuntimes {
             runtime: Arc::new(TaskRuntimes::new(process, None)),
             images: None,
+            containers: None,
         });
     };
     let images = Arc::new(
@@ -57,11 +60,14 @@ pub fn open(
         protected: vec![state.root().to_path_buf(), run_dir.to_path_buf()],
         gc: registries.gc,
     };
-    let container = ContainerRuntime::new(opts, images.clone(), tokio::runtime::Handle::current())
-        .context("the container runtime did not start")?;
+    let container = Arc::new(
+        ContainerRuntime::new(opts, images.clone(), tokio::runtime::Handle::current())
+            .context("the container runtime did not start")?,
+    );
     Ok(NodeRuntimes {
-        runtime: Arc::new(TaskRuntimes::new(process, Some(Arc::new(container)))),
+        runtime: Arc::new(TaskRuntimes::new(process, Some(container.clone()))),
         images: Some(images),
+        containers: Some(container),
     })
 }
 

@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::executor::{Exit, HealthStatus, ProcessState, Runtime};
 
-/// How long a task gets between SIGTERM and SIGKILL (Docker's default).
+/// How long a task gets between SIGTERM and SIGKILL, unless its spec says
+/// (Docker's default).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often running tasks are checked for an exit.
 const POLL: Duration = Duration::from_millis(200);
@@ -353,6 +354,7 @@ impl Runner {
             return;
         }
         local.busy = true;
+        let grace = super::launch::stop_grace(local.assignment.as_ref(), STOP_GRACE);
         let serving = local
             .assignment
             .clone()
@@ -378,7 +380,7 @@ impl Runner {
             }
             let stop_id = id.clone();
             let stopped = tokio::task::spawn_blocking(move || {
-                let result = runtime.stop(&stop_id, STOP_GRACE);
+                let result = runtime.stop(&stop_id, grace);
                 (result, runtime.state(&stop_id))
             })
             .await;

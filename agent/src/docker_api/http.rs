@@ -25,6 +25,8 @@ pub enum RefusalKind {
     Conflict,
     /// 400: a malformed or refused request.
     Invalid,
+    /// 401: a registry refused the credentials.
+    Unauthorized,
     /// 403: the caller may not.
     Forbidden,
     /// 503: not a swarm manager, no quorum, no leader, shutting down.
@@ -64,6 +66,7 @@ impl Refusal {
             RefusalKind::NotFound => StatusCode::NOT_FOUND,
             RefusalKind::Conflict => StatusCode::CONFLICT,
             RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+            RefusalKind::Unauthorized => StatusCode::UNAUTHORIZED,
             RefusalKind::Forbidden => StatusCode::FORBIDDEN,
             RefusalKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             RefusalKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
@@ -259,6 +262,7 @@ mod tests {
             (RefusalKind::NotFound, 404),
             (RefusalKind::Conflict, 409),
             (RefusalKind::Invalid, 400),
+            (RefusalKind::Unauthorized, 401),
             (RefusalKind::Forbidden, 403),
             (RefusalKind::Unavailable, 503),
             (RefusalKind::NotImplemented, 501),

@@ -1,7 +1,8 @@
 //! The Docker Engine API's swarm subset (v1.41, with version negotiation)
 //! on a Unix socket, so the real `docker` CLI drives shoal unchanged:
 //! `/_ping`, `/version`, `/info`, `/swarm`, `/nodes`, `/services` (with
-//! logs), `/tasks`, `/networks`, `/secrets`, `/configs`, `/distribution`.
+//! logs), `/tasks`, `/networks`, `/secrets`, `/configs`, `/distribution`,
+//! and this node's `/volumes`.
 //!
 //! Every request becomes the same typed [`LocalRequest`] shoal's own CLI
 //! sends, answered by the agent through [`Backend`]; Docker's JSON comes
@@ -11,11 +12,13 @@
 //! and never touches the kernel: it translates.
 
 mod cluster;
+mod distribution;
 mod http;
 mod logs;
 mod payloads;
 mod services;
 mod system;
+mod volumes;
 
 use shoal_control::error_chain::ErrorChain;
 use std::os::unix::fs::PermissionsExt;
@@ -31,6 +34,9 @@ use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::executor::ContainerRuntime;
+use crate::image::ImageStore;
 
 pub use http::{Refusal, RefusalKind};
 
@@ -51,6 +57,11 @@ pub trait Backend: Send + Sync + 'static {
     fn call(&self, request: LocalRequest) -> BoxFuture<'_, Result<ApiResponse, Refusal>>;
     /// What this node is now.
     fn node_state(&self) -> NodeState;
+    /// This node's image store (`/distribution`): there once the node is
+    /// in a swarm and runs containers.
+    fn images(&self) -> Option<Arc<ImageStore>>;
+    /// This node's container runtime (`/volumes`), likewise.
+    fn containers(&self) -> Option<Arc<ContainerRuntime>>;
 }
 
 /// The handlers' shared state.
@@ -63,6 +74,27 @@ impl Api {
         let answer = self.0.call(LocalRequest::Api(request)).await?;
         T::from_response(answer)
             .map_err(|e| Refusal::new(RefusalKind::Internal, e.chain().to_string()))
+    }
+
+    /// The node's image store, or Docker's 503 saying why there is none.
+    fn images(&self) -> Result<Arc<ImageStore>, Refusal> {
+        self.0.images().ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::Unavailable,
+                "this node has no image store: it is not in a swarm yet, or runc is not installed",
+            )
+        })
+    }
+
+    /// The node's container runtime, or Docker's 503 saying why there is
+    /// none.
+    fn containers(&self) -> Result<Arc<ContainerRuntime>, Refusal> {
+        self.0.containers().ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::Unavailable,
+                "this node has no volumes: it is not in a swarm yet, or runc is not installed",
+            )
+        })
     }
 
     /// A membership verb; answers what it printed.
@@ -112,7 +144,12 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .route("/services/{id}/logs", get(logs::service_logs))
         .route("/tasks", get(services::task_list))
         .route("/tasks/{id}", get(services::task_inspect))
-        .route("/distribution/{*name}", get(system::distribution))
+        .route("/distribution/{*name}", get(distribution::distribution))
+        .route("/volumes", get(volumes::list))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/secrets", get(payloads::secret_list))
         .route("/secrets/create", post(payloads::secret_create))
         .route(

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use shoal_control::api::{ApiRequest, Done, ServiceView, TaskView};
 use shoal_control::engine::filter::{self, Filters, TaskContext};
-use shoal_control::engine::{Service, ServiceSpec, Task};
+use shoal_control::engine::{Converted, Service, ServiceSpec, Task};
 
 use super::cluster::filters;
+use super::distribution::registry_auth;
 use super::http::{self, body, created, flag, ok, version, Answer, Refusal};
 use super::Api;
 
@@ -61,12 +62,26 @@ pub async fn inspect(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     ok(&Service::from(&view))
 }
 
-/// `POST /services/create`: 201 `{"ID", "Warnings"}`.
-pub async fn create(State(api): State<Api>, bytes: Bytes) -> Answer {
-    let spec: ServiceSpec = body(&bytes)?;
-    let converted = spec
+/// Docker's spec as shoal's, with the credentials of `X-Registry-Auth`
+/// (`--with-registry-auth`) for the nodes that pull the image. Without
+/// them an update keeps the ones the service has (`registryAuthFrom=spec`,
+/// Docker's default).
+fn converted(bytes: &[u8], headers: &HeaderMap) -> Result<Converted, Refusal> {
+    let spec: ServiceSpec = body(bytes)?;
+    let mut converted = spec
         .to_shoal()
         .map_err(|e| Refusal::invalid(e.chain().to_string()))?;
+    if let Some(auth) = registry_auth(headers)? {
+        if let Some(container) = converted.spec.task.container.as_mut() {
+            container.registry_auth = auth;
+        }
+    }
+    Ok(converted)
+}
+
+/// `POST /services/create`: 201 `{"ID", "Warnings"}`.
+pub async fn create(State(api): State<Api>, headers: HeaderMap, bytes: Bytes) -> Answer {
+    let converted = converted(&bytes, &headers)?;
     let view: ServiceView = api
         .ask(ApiRequest::ServiceCreate {
             spec: Box::new(converted.spec),
@@ -85,6 +100,7 @@ pub async fn update(
     State(api): State<Api>,
     Path(id): Path<String>,
     Query(query): Query<http::Query>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Answer {
     if query.get("rollback").map(String::as_str) == Some("previous") {
@@ -92,10 +108,7 @@ pub async fn update(
             .await?;
         return ok(&ServiceUpdated { warnings: None });
     }
-    let spec: ServiceSpec = body(&bytes)?;
-    let converted = spec
-        .to_shoal()
-        .map_err(|e| Refusal::invalid(e.chain().to_string()))?;
+    let converted = converted(&bytes, &headers)?;
     api.ask::<ServiceView>(ApiRequest::ServiceUpdate {
         service: id,
         spec: Box::new(converted.spec),

@@ -1,8 +1,8 @@
 //! `/_ping`, `/version`, `/info`, `/swarm` (inspect, init, join, leave,
-//! update, unlock key, unlock) and `/distribution`.
+//! update, unlock key, unlock).
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -313,17 +313,6 @@ pub async fn swarm_unlock(State(api): State<Api>, bytes: Bytes) -> Answer {
     })
     .await?;
     Ok(StatusCode::OK.into_response())
-}
-
-/// `GET /distribution/{name}/json`: image digests are resolved by the
-/// managers once images are wired; until then the CLI is told, warns, and
-/// posts the tag alone.
-pub async fn distribution(Path(name): Path<String>) -> Answer {
-    let image = name.strip_suffix("/json").unwrap_or(&name);
-    Err(Refusal::new(
-        RefusalKind::NotImplemented,
-        format!("shoal does not resolve image digests yet: {image} was not looked up"),
-    ))
 }
 
 /// A path the API does not have: Docker's 404.

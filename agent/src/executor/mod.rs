@@ -21,7 +21,10 @@ pub mod process;
 mod select;
 pub mod task_files;
 
-pub use container::{ContainerConfig, ContainerOptions, ContainerRuntime, Health, HealthStatus};
+pub use container::{
+    ContainerConfig, ContainerOptions, ContainerRuntime, Health, HealthStatus, VolumeError,
+    VolumeUse,
+};
 pub use fake::FakeRuntime;
 pub use process::{cgroup2_mount, ProcessRuntime};
 pub use select::TaskRuntimes;

@@ -233,6 +233,28 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<Man
     Ok(Manifest::Image(ImageManifest { config, layers }))
 }
 
+/// The media type of a manifest `parse` read as `parsed`: its own
+/// `mediaType`, else OCI's (which lets it be left out).
+pub fn media_type(bytes: &[u8], parsed: &Manifest) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Typed {
+        #[serde(default)]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(bytes)
+        .ok()
+        .and_then(|t| t.media_type)
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            match parsed {
+                Manifest::Index(_) => OCI_INDEX,
+                Manifest::Image(_) => OCI_MANIFEST,
+            }
+            .to_string()
+        })
+}
+
 /// The compression a layer media type announces; an error for layers that
 /// are no tar (foreign Windows layers, encrypted layers...).
 pub fn layer_compression(media_type: &str) -> Result<Compression, String> {

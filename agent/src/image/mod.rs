@@ -36,7 +36,7 @@ pub use manifest::{
     parse as parse_manifest, select_platform, Descriptor, ImageManifest, IndexEntry, Manifest,
     Platform,
 };
-pub use pull::{LayerProgress, PullEvent, RegistryOptions};
+pub use pull::{LayerProgress, PullEvent, RegistryOptions, RemoteImage};
 pub use reference::Reference;
 pub use store::{ImageRecord, LayerRecord};
 

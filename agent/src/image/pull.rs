@@ -84,6 +84,16 @@ pub enum PullEvent {
 /// A pull's progress callback.
 pub type Progress<'a> = &'a (dyn Fn(PullEvent) + Send + Sync);
 
+/// What the registry holds for a reference, without pulling it (Docker's
+/// `/distribution/{name}/json`): the top manifest's descriptor and the
+/// platforms it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteImage {
+    pub descriptor: Descriptor,
+    /// An index's platforms in its order; one image's from its config.
+    pub platforms: Vec<Platform>,
+}
+
 impl ImageStore {
     fn client(&self, reference: &Reference) -> Result<Client, ImageError> {
         let protocol = if self.registry.is_insecure(reference.registry()) {
@@ -114,6 +124,41 @@ impl ImageStore {
         let client = self.client(reference)?;
         let (_, digest) = fetch_manifest(&client, reference, credentials).await?;
         Ok(digest)
+    }
+
+    /// What the registry holds for `reference` now: its manifest's media
+    /// type, digest and size, and its platforms (an index's entries, or the
+    /// config's of a single image).
+    pub async fn inspect_remote(
+        &self,
+        reference: &Reference,
+        credentials: &Credentials,
+    ) -> Result<RemoteImage, ImageError> {
+        let client = self.client(reference)?;
+        let (bytes, digest) = fetch_manifest(&client, reference, credentials).await?;
+        let what = reference.to_string();
+        let parsed = manifest::parse(&bytes, None, &what)?;
+        let descriptor = Descriptor {
+            media_type: manifest::media_type(&bytes, &parsed),
+            digest,
+            size: bytes.len() as u64,
+        };
+        let platforms = match parsed {
+            Manifest::Index(entries) => entries.into_iter().filter_map(|e| e.platform).collect(),
+            Manifest::Image(image) => {
+                let config_bytes = self.fetch_config(&client, reference, &image).await?;
+                let config = ImageConfig::parse(&config_bytes, &format!("{what} config"))?;
+                vec![Platform {
+                    os: config.os,
+                    architecture: config.architecture,
+                    variant: config.variant,
+                }]
+            }
+        };
+        Ok(RemoteImage {
+            descriptor,
+            platforms,
+        })
     }
 
     /// Pulls `reference` unless the node has it (a tag is always asked for

@@ -1,8 +1,8 @@
 //! Docker's `ContainerSpec`: what each task of a service runs. shoal fills
-//! the image, command, arguments, environment and Docker's options of a
-//! container task (a host command's task shows its command as `Args`);
-//! mounts, secrets and configs are here so Docker's JSON parses and prints
-//! back whole while shoal grows into them.
+//! the image, command, arguments, environment, mounts, secrets, configs and
+//! Docker's options of a container task (a host command's task shows its
+//! command as `Args`); the fields shoal does not run (sysctls, ulimits,
+//! DNS options...) are here so Docker's JSON parses and prints back whole.
 
 use std::collections::BTreeMap;
 
@@ -104,6 +104,8 @@ impl ContainerSpec {
             init: c.init.then_some(true),
             stop_signal: c.stop_signal.clone(),
             read_only: c.read_only,
+            mounts: c.mounts.iter().map(Mount::from_shoal).collect(),
+            stop_grace_period: c.stop_grace_period_ms.map(|ms| nanos(Some(ms))),
             healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
                 test: h.test.clone(),
                 interval: nanos(h.interval_ms),
@@ -111,6 +113,7 @@ impl ContainerSpec {
                 start_period: nanos(h.start_period_ms),
                 retries: h.retries.map_or(0, i64::from),
             }),
+            hosts: c.hosts.clone(),
             capability_add: c.cap_add.clone(),
             capability_drop: c.cap_drop.clone(),
             secrets: super::payload_refs::secrets_from_shoal(&spec.secrets),
@@ -177,6 +180,30 @@ pub struct Mount {
     pub volume_options: Option<VolumeOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+impl Mount {
+    /// A shoal `--mount`.
+    pub fn from_shoal(m: &crate::objects::MountSpec) -> Self {
+        use crate::objects::MountKind;
+        let tmpfs = (m.tmpfs_size != 0 || m.tmpfs_mode.is_some()).then(|| TmpfsOptions {
+            size_bytes: i64::try_from(m.tmpfs_size).unwrap_or(i64::MAX),
+            mode: m.tmpfs_mode.unwrap_or(0),
+        });
+        Mount {
+            kind: match m.kind {
+                MountKind::Bind => "bind",
+                MountKind::Volume => "volume",
+                MountKind::Tmpfs => "tmpfs",
+            }
+            .into(),
+            source: m.source.clone(),
+            target: m.target.clone(),
+            read_only: m.read_only,
+            tmpfs_options: tmpfs,
+            ..Mount::default()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@
 //! kernel, and it never decides anything about the cluster.
 
 mod container;
+mod distribution;
 pub mod filter;
 mod network;
 mod node;
@@ -28,6 +29,7 @@ pub use container::{
     DnsConfig, HealthConfig, Mount, Privileges, SeLinuxContext, SecretReference,
     SecretReferenceFileTarget, TmpfsOptions, Ulimit, VolumeOptions,
 };
+pub use distribution::{DistributionInspect, OciDescriptor, OciPlatform};
 pub use network::{
     EndpointResource, Ipam, IpamConfig, IpamOptions, NetworkAttachment, NetworkConfigReference,
     NetworkResource, NetworkSpec, PeerInfo, SwarmIpamConfig, SwarmNetwork,

@@ -384,9 +384,19 @@ impl From<&TaskView> for Task {
             name: String::new(),
             labels: Some(Labels::new()),
             spec: TaskSpec {
-                container_spec: Some(ContainerSpec {
-                    args: view.command.clone(),
-                    ..ContainerSpec::default()
+                // A container's command is Docker's `Command`; a host
+                // command shows as `Args`.
+                container_spec: Some(if view.image.is_empty() {
+                    ContainerSpec {
+                        args: view.command.clone(),
+                        ..ContainerSpec::default()
+                    }
+                } else {
+                    ContainerSpec {
+                        image: view.image.clone(),
+                        command: view.command.clone(),
+                        ..ContainerSpec::default()
+                    }
                 }),
                 ..TaskSpec::default()
             },
@@ -532,5 +542,21 @@ mod tests {
             task.spec.container_spec.unwrap().args,
             ["sleep".to_string(), "100".into()]
         );
+        // A container task shows its image (`service ps` IMAGE) and its
+        // entrypoint override as Docker's `Command`.
+        let mut container = shoal_task();
+        container.spec.container = Some(objects::ContainerSpec {
+            image: "r:5000/web:1@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31".into(),
+            ..objects::ContainerSpec::default()
+        });
+        let view = TaskView::new(&container, |_| None, |n| n.to_string());
+        let spec = Task::from(&view).spec.container_spec.unwrap();
+        assert!(
+            spec.image.starts_with("r:5000/web:1@sha256:"),
+            "{}",
+            spec.image
+        );
+        assert_eq!(spec.command, ["sleep".to_string(), "100".into()]);
+        assert!(spec.args.is_empty());
     }
 }

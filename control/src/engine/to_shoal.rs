@@ -2,8 +2,10 @@
 //! `/services/{id}/update`) as shoal's spec: the reverse of
 //! [`ServiceSpec::from_shoal`].
 //!
-//! A field shoal cannot honour is refused with its name
-//! (`TaskTemplate.ContainerSpec.Mounts is not supported`), never dropped;
+//! A spec with an `Image` runs it as a container (Docker's rules for
+//! `Command` and `Args`); one without runs a host command. A field shoal
+//! cannot honour is refused with its name
+//! (`TaskTemplate.ContainerSpec.Sysctls is not supported`), never dropped;
 //! the values Docker's CLI sends by default (`Isolation: "default"`,
 //! `Init: false`, empty objects) are accepted as "nothing asked".
 
@@ -12,11 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::service::STACK_NAMESPACE;
 use super::{
-    ContainerSpec, EndpointSpec, Labels, NetworkAttachmentConfig, PortConfig, ServiceSpec,
-    TaskSpec, UpdateConfig,
+    ContainerSpec, EndpointSpec, HealthConfig, Labels, Mount, NetworkAttachmentConfig, PortConfig,
+    ServiceSpec, TaskSpec, UpdateConfig,
 };
 use crate::objects::{
-    self, Constraint, FailureAction, Protocol, RestartCondition, Strategy, UpdateOrder,
+    self, Constraint, FailureAction, MountKind, Protocol, RestartCondition, Strategy, UpdateOrder,
 };
 
 /// Why a Docker spec cannot become a shoal spec.
@@ -113,7 +115,7 @@ impl ServiceSpec {
             name: self.name.clone(),
             labels: self.labels.clone().unwrap_or_default(),
             mode,
-            task: task_spec(task, self.labels.as_ref(), &mut warnings)?,
+            task: task_spec(task, self.labels.as_ref())?,
             networks,
             ports,
             endpoint_mode,
@@ -195,7 +197,6 @@ fn port(port: &PortConfig) -> Result<objects::PortConfig, SpecError> {
 fn task_spec(
     task: &TaskSpec,
     service_labels: Option<&Labels>,
-    warnings: &mut Vec<String>,
 ) -> Result<objects::TaskSpec, SpecError> {
     refuse_if(task.plugin_spec.is_some(), "TaskTemplate.PluginSpec")?;
     refuse_if(
@@ -210,14 +211,22 @@ fn task_spec(
         "" | "container" => {}
         _ => return Err(unsupported("TaskTemplate.Runtime (only container)")),
     }
-    let (command, env) = match &task.container_spec {
-        Some(container) => container_spec(container, service_labels, warnings)?,
-        None => (Vec::new(), Vec::new()),
+    let pids_limit = match task.resources.as_ref().and_then(|r| r.limits.as_ref()) {
+        Some(limits) => unsigned("TaskTemplate.Resources.Limits.Pids", limits.pids)?,
+        None => 0,
+    };
+    let parts = match &task.container_spec {
+        Some(container) => container_spec(container, service_labels, pids_limit)?,
+        None => {
+            return Err(invalid(
+                "TaskTemplate.ContainerSpec",
+                "a service needs a ContainerSpec with an Image",
+            ))
+        }
     };
     let mut resources = objects::Resources::default();
     if let Some(r) = &task.resources {
         if let Some(limits) = &r.limits {
-            refuse_if(limits.pids != 0, "TaskTemplate.Resources.Limits.Pids")?;
             resources.limit_nano_cpus =
                 unsigned("TaskTemplate.Resources.Limits.NanoCPUs", limits.nano_cpus)?;
             resources.limit_memory = unsigned(
@@ -301,15 +310,13 @@ fn task_spec(
         };
     }
     Ok(objects::TaskSpec {
-        command,
-        env,
+        command: parts.command,
+        env: parts.env,
         resources,
         restart,
         placement,
         force_update: task.force_update,
-        // GAP (issue #16): the Engine API still runs Command and Args with the
-        // process runtime (see the image warning in `container_spec`).
-        container: None,
+        container: parts.container,
         secrets: match &task.container_spec {
             Some(c) => super::payload_refs::secrets_to_shoal(&c.secrets)?,
             None => Vec::new(),
@@ -321,12 +328,26 @@ fn task_spec(
     })
 }
 
-/// The command (`Command` then `Args`) and environment.
+/// What a Docker `ContainerSpec` becomes: the task's command (Docker's
+/// `Command` for an image, the host command without one), its environment
+/// and, for an image, the container part.
+struct ContainerParts {
+    command: Vec<String>,
+    env: Vec<String>,
+    container: Option<objects::ContainerSpec>,
+}
+
+/// `TaskTemplate.ContainerSpec`. With an `Image` (what Docker's CLI always
+/// sends) the task is a container: `Command` replaces the image's
+/// Entrypoint and `Args` its Cmd, as with dockerd. Without one it is a
+/// host command (`Command` then `Args`), shoal's `--runtime process`,
+/// which is what `from_shoal` prints for such a service, so its updates
+/// round-trip; the options only a container has are then refused.
 fn container_spec(
     c: &ContainerSpec,
     service_labels: Option<&Labels>,
-    warnings: &mut Vec<String>,
-) -> Result<(Vec<String>, Vec<String>), SpecError> {
+    pids_limit: u64,
+) -> Result<ContainerParts, SpecError> {
     // Only the stack's own label, which the service carries too (and
     // `from_shoal` puts back), may label the containers.
     refuse_if(
@@ -337,12 +358,6 @@ fn container_spec(
         }),
         "TaskTemplate.ContainerSpec.Labels",
     )?;
-    refuse_if(
-        !c.hostname.is_empty(),
-        "TaskTemplate.ContainerSpec.Hostname",
-    )?;
-    refuse_if(!c.dir.is_empty(), "TaskTemplate.ContainerSpec.Dir")?;
-    refuse_if(!c.user.is_empty(), "TaskTemplate.ContainerSpec.User")?;
     refuse_if(!c.groups.is_empty(), "TaskTemplate.ContainerSpec.Groups")?;
     if let Some(privileges) = &c.privileges {
         refuse_if(
@@ -354,20 +369,8 @@ fn container_spec(
             "TaskTemplate.ContainerSpec.Privileges.SELinuxContext",
         )?;
     }
-    refuse_if(c.init == Some(true), "TaskTemplate.ContainerSpec.Init")?;
-    refuse_if(
-        !c.stop_signal.is_empty(),
-        "TaskTemplate.ContainerSpec.StopSignal",
-    )?;
     refuse_if(c.tty, "TaskTemplate.ContainerSpec.TTY")?;
     refuse_if(c.open_stdin, "TaskTemplate.ContainerSpec.OpenStdin")?;
-    refuse_if(c.read_only, "TaskTemplate.ContainerSpec.ReadOnly")?;
-    refuse_if(!c.mounts.is_empty(), "TaskTemplate.ContainerSpec.Mounts")?;
-    refuse_if(
-        c.healthcheck.is_some(),
-        "TaskTemplate.ContainerSpec.Healthcheck",
-    )?;
-    refuse_if(!c.hosts.is_empty(), "TaskTemplate.ContainerSpec.Hosts")?;
     refuse_if(
         c.dns_config.as_ref().is_some_and(|d| {
             !d.nameservers.is_empty() || !d.search.is_empty() || !d.options.is_empty()
@@ -382,35 +385,185 @@ fn container_spec(
         c.sysctls.as_ref().is_some_and(|s| !s.is_empty()),
         "TaskTemplate.ContainerSpec.Sysctls",
     )?;
-    refuse_if(
-        !c.capability_add.is_empty(),
-        "TaskTemplate.ContainerSpec.CapabilityAdd",
-    )?;
-    refuse_if(
-        !c.capability_drop.is_empty(),
-        "TaskTemplate.ContainerSpec.CapabilityDrop",
-    )?;
     refuse_if(!c.ulimits.is_empty(), "TaskTemplate.ContainerSpec.Ulimits")?;
-    if let Some(grace) = c.stop_grace_period {
-        millis("TaskTemplate.ContainerSpec.StopGracePeriod", grace)?;
-        if grace != 0 {
-            warnings.push(format!(
-                "StopGracePeriod {}s is not applied: shoal stops tasks with its own grace period",
-                grace / 1_000_000_000
+    if c.image.is_empty() {
+        return host_command(c, pids_limit);
+    }
+    let stop_grace_period_ms = match c.stop_grace_period {
+        Some(nanos) => Some(millis("TaskTemplate.ContainerSpec.StopGracePeriod", nanos)?),
+        None => None,
+    };
+    let healthcheck = match &c.healthcheck {
+        Some(h) => Some(health(h)?),
+        None => None,
+    };
+    let container = objects::ContainerSpec {
+        image: c.image.clone(),
+        args: c.args.clone(),
+        hostname: c.hostname.clone(),
+        user: c.user.clone(),
+        workdir: c.dir.clone(),
+        read_only: c.read_only,
+        cap_add: c.capability_add.clone(),
+        cap_drop: c.capability_drop.clone(),
+        init: c.init == Some(true),
+        stop_signal: c.stop_signal.clone(),
+        stop_grace_period_ms,
+        pids_limit,
+        healthcheck,
+        mounts: c.mounts.iter().map(mount).collect::<Result<_, _>>()?,
+        hosts: c.hosts.clone(),
+        registry_auth: objects::RegistryAuth::default(),
+    };
+    Ok(ContainerParts {
+        command: c.command.clone(),
+        env: c.env.clone(),
+        container: Some(container),
+    })
+}
+
+/// A spec without an image: a host command; what only a container has is
+/// refused by name.
+fn host_command(c: &ContainerSpec, pids_limit: u64) -> Result<ContainerParts, SpecError> {
+    for (set, name) in [
+        (
+            !c.hostname.is_empty(),
+            "TaskTemplate.ContainerSpec.Hostname",
+        ),
+        (!c.dir.is_empty(), "TaskTemplate.ContainerSpec.Dir"),
+        (!c.user.is_empty(), "TaskTemplate.ContainerSpec.User"),
+        (c.init == Some(true), "TaskTemplate.ContainerSpec.Init"),
+        (
+            !c.stop_signal.is_empty(),
+            "TaskTemplate.ContainerSpec.StopSignal",
+        ),
+        (
+            c.stop_grace_period.is_some_and(|g| g != 0),
+            "TaskTemplate.ContainerSpec.StopGracePeriod",
+        ),
+        (c.read_only, "TaskTemplate.ContainerSpec.ReadOnly"),
+        (!c.mounts.is_empty(), "TaskTemplate.ContainerSpec.Mounts"),
+        (
+            c.healthcheck.is_some(),
+            "TaskTemplate.ContainerSpec.Healthcheck",
+        ),
+        (!c.hosts.is_empty(), "TaskTemplate.ContainerSpec.Hosts"),
+        (
+            !c.capability_add.is_empty(),
+            "TaskTemplate.ContainerSpec.CapabilityAdd",
+        ),
+        (
+            !c.capability_drop.is_empty(),
+            "TaskTemplate.ContainerSpec.CapabilityDrop",
+        ),
+        (pids_limit != 0, "TaskTemplate.Resources.Limits.Pids"),
+    ] {
+        if set {
+            return Err(invalid(
+                name,
+                "it needs an image (ContainerSpec.Image): a spec without one runs a host command",
             ));
         }
     }
-    if !c.image.is_empty() {
-        // GAP (issue #15): the spec has no image field yet; until it does,
-        // the command runs with the process runtime, and the caller is told.
-        warnings.push(format!(
-            "image {} is not run: shoal runs the service's command (Command, then Args) \
-             on the host until images are wired",
-            c.image
-        ));
+    Ok(ContainerParts {
+        command: c.command.iter().chain(&c.args).cloned().collect(),
+        env: c.env.clone(),
+        container: None,
+    })
+}
+
+fn health(h: &HealthConfig) -> Result<objects::HealthSpec, SpecError> {
+    const FIELD: &str = "TaskTemplate.ContainerSpec.Healthcheck";
+    // Docker's zero: inherit the image's value.
+    let duration = |nanos: i64| match nanos {
+        0 => Ok(None),
+        n => millis(FIELD, n).map(Some),
+    };
+    Ok(objects::HealthSpec {
+        test: h.test.clone(),
+        interval_ms: duration(h.interval)?,
+        timeout_ms: duration(h.timeout)?,
+        start_period_ms: duration(h.start_period)?,
+        retries: match h.retries {
+            0 => None,
+            n => Some(u32::try_from(n).map_err(|_| invalid(FIELD, "Retries is out of range"))?),
+        },
+    })
+}
+
+/// One `Mounts` entry; what shoal's local mounts cannot do is refused.
+fn mount(m: &Mount) -> Result<objects::MountSpec, SpecError> {
+    refuse_if(
+        !matches!(m.consistency.as_str(), "" | "default"),
+        "TaskTemplate.ContainerSpec.Mounts.Consistency",
+    )?;
+    let kind = match m.kind.as_str() {
+        "bind" => MountKind::Bind,
+        "volume" => MountKind::Volume,
+        "tmpfs" => MountKind::Tmpfs,
+        "npipe" => return Err(unsupported("TaskTemplate.ContainerSpec.Mounts.Type npipe")),
+        other => {
+            return Err(invalid(
+                "TaskTemplate.ContainerSpec.Mounts.Type",
+                format!("`{other}`: use bind, volume or tmpfs"),
+            ))
+        }
+    };
+    if let Some(bind) = &m.bind_options {
+        refuse_if(
+            kind != MountKind::Bind,
+            "TaskTemplate.ContainerSpec.Mounts.BindOptions (only for a bind)",
+        )?;
+        refuse_if(
+            !matches!(bind.propagation.as_str(), "" | "rprivate"),
+            "TaskTemplate.ContainerSpec.Mounts.BindOptions.Propagation",
+        )?;
+        refuse_if(
+            bind.non_recursive,
+            "TaskTemplate.ContainerSpec.Mounts.BindOptions.NonRecursive",
+        )?;
     }
-    let command = c.command.iter().chain(&c.args).cloned().collect();
-    Ok((command, c.env.clone()))
+    if let Some(volume) = &m.volume_options {
+        refuse_if(
+            kind != MountKind::Volume,
+            "TaskTemplate.ContainerSpec.Mounts.VolumeOptions (only for a volume)",
+        )?;
+        refuse_if(
+            volume.no_copy,
+            "TaskTemplate.ContainerSpec.Mounts.VolumeOptions.NoCopy",
+        )?;
+        refuse_if(
+            volume.labels.as_ref().is_some_and(|l| !l.is_empty()),
+            "TaskTemplate.ContainerSpec.Mounts.VolumeOptions.Labels",
+        )?;
+        refuse_if(
+            volume.driver_config.as_ref().is_some_and(|d| {
+                !matches!(d.name.as_str(), "" | "local")
+                    || d.options.as_ref().is_some_and(|o| !o.is_empty())
+            }),
+            "TaskTemplate.ContainerSpec.Mounts.VolumeOptions.DriverConfig (only the local driver, without options)",
+        )?;
+    }
+    let (mut tmpfs_size, mut tmpfs_mode) = (0, None);
+    if let Some(tmpfs) = &m.tmpfs_options {
+        refuse_if(
+            kind != MountKind::Tmpfs,
+            "TaskTemplate.ContainerSpec.Mounts.TmpfsOptions (only for a tmpfs)",
+        )?;
+        tmpfs_size = unsigned(
+            "TaskTemplate.ContainerSpec.Mounts.TmpfsOptions.SizeBytes",
+            tmpfs.size_bytes,
+        )?;
+        tmpfs_mode = (tmpfs.mode != 0).then_some(tmpfs.mode);
+    }
+    Ok(objects::MountSpec {
+        kind,
+        source: m.source.clone(),
+        target: m.target.clone(),
+        read_only: m.read_only,
+        tmpfs_size,
+        tmpfs_mode,
+    })
 }
 
 fn update_config(
@@ -491,7 +644,12 @@ mod tests {
         let spec = converted.spec;
         assert_eq!(spec.name, "web");
         assert_eq!(spec.mode, objects::ServiceMode::Replicated { replicas: 3 });
-        assert_eq!(spec.task.command, ["httpd", "-f"]);
+        // Docker's rules: Args replace the image's Cmd, its Entrypoint stays.
+        assert!(spec.task.command.is_empty());
+        let container = spec.task.container.as_ref().expect("a container task");
+        assert_eq!(container.image, "busybox");
+        assert_eq!(container.args, ["httpd", "-f"]);
+        assert!(!container.init);
         assert_eq!(spec.task.env, ["A=1"]);
         assert_eq!(spec.networks, ["app"]);
         assert_eq!(
@@ -509,8 +667,7 @@ mod tests {
         );
         assert_eq!(spec.update, objects::UpdateConfig::default());
         assert!(spec.validate().is_ok());
-        assert_eq!(converted.warnings.len(), 1, "{:?}", converted.warnings);
-        assert!(converted.warnings[0].contains("image busybox is not run"));
+        assert!(converted.warnings.is_empty(), "{:?}", converted.warnings);
     }
 
     #[test]
@@ -537,13 +694,30 @@ mod tests {
             ),
             (
                 "/TaskTemplate/ContainerSpec/Mounts",
-                serde_json::json!([{"Type": "bind", "Source": "/", "Target": "/h"}]),
-                "TaskTemplate.ContainerSpec.Mounts",
+                serde_json::json!([{"Type": "npipe", "Source": "x", "Target": "/h"}]),
+                "TaskTemplate.ContainerSpec.Mounts.Type npipe",
             ),
             (
-                "/TaskTemplate/ContainerSpec/User",
-                serde_json::json!("nobody"),
-                "TaskTemplate.ContainerSpec.User",
+                "/TaskTemplate/ContainerSpec/Mounts",
+                serde_json::json!([{"Type": "volume", "Source": "v", "Target": "/v",
+                    "VolumeOptions": {"NoCopy": true}}]),
+                "TaskTemplate.ContainerSpec.Mounts.VolumeOptions.NoCopy",
+            ),
+            (
+                "/TaskTemplate/ContainerSpec/Mounts",
+                serde_json::json!([{"Type": "bind", "Source": "/srv", "Target": "/s",
+                    "BindOptions": {"Propagation": "rshared"}}]),
+                "TaskTemplate.ContainerSpec.Mounts.BindOptions.Propagation",
+            ),
+            (
+                "/TaskTemplate/ContainerSpec/Sysctls",
+                serde_json::json!({"net.core.somaxconn": "1024"}),
+                "TaskTemplate.ContainerSpec.Sysctls",
+            ),
+            (
+                "/TaskTemplate/ContainerSpec/Groups",
+                serde_json::json!(["adm"]),
+                "TaskTemplate.ContainerSpec.Groups",
             ),
             (
                 "/Mode",
@@ -551,9 +725,9 @@ mod tests {
                 "Mode.ReplicatedJob",
             ),
             (
-                "/TaskTemplate/Resources/Limits/Pids",
-                serde_json::json!(10),
-                "TaskTemplate.Resources.Limits.Pids",
+                "/TaskTemplate/ContainerSpec/Ulimits",
+                serde_json::json!([{"Name": "nofile", "Hard": 10, "Soft": 10}]),
+                "TaskTemplate.ContainerSpec.Ulimits",
             ),
         ];
         for (pointer, value, field) in cases {
@@ -627,5 +801,163 @@ mod tests {
         let converted = back.to_shoal().unwrap();
         assert_eq!(converted.spec, spec);
         assert!(converted.warnings.is_empty(), "{:?}", converted.warnings);
+    }
+
+    /// A container spec with every field shoal has, round-tripped through
+    /// Docker's JSON: what `docker service inspect` shows and `docker
+    /// service update` posts back changes nothing.
+    #[test]
+    fn container_specs_round_trip_through_dockers_json() {
+        let spec: objects::ServiceSpec = serde_json::from_value(serde_json::json!({
+            "name": "web",
+            "mode": "global",
+            "task": {
+                "command": ["/docker-entrypoint.sh", "nginx"],
+                "env": ["A=1"],
+                "container": {
+                    "image": "registry.example:5000/nginx:1.25@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31",
+                    "args": ["-g", "daemon off;"],
+                    "hostname": "{{.Service.Name}}-{{.Task.Slot}}",
+                    "user": "www-data:adm",
+                    "workdir": "/srv",
+                    "read_only": true,
+                    "cap_add": ["CAP_NET_ADMIN"],
+                    "cap_drop": ["CAP_MKNOD"],
+                    "init": true,
+                    "stop_signal": "SIGQUIT",
+                    "stop_grace_period_ms": 30000,
+                    "pids_limit": 100,
+                    "healthcheck": {"test": ["CMD-SHELL", "wget -q -O- localhost"],
+                        "interval_ms": 2000, "timeout_ms": 1000, "start_period_ms": 500,
+                        "retries": 3},
+                    "mounts": [
+                        {"type": "bind", "source": "/srv/www", "target": "/www", "read_only": true},
+                        {"type": "volume", "source": "data", "target": "/data"},
+                        {"type": "volume", "target": "/anon"},
+                        {"type": "tmpfs", "target": "/scratch", "tmpfs_size": 1048576,
+                         "tmpfs_mode": 1016}
+                    ],
+                    "hosts": ["10.0.0.9 db db.local"]
+                }
+            }
+        }))
+        .unwrap();
+        assert_eq!(spec.validate(), Ok(()));
+        let docker = ServiceSpec::from_shoal(&spec);
+        let json = serde_json::to_value(&docker).unwrap();
+        let c = &json["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(c["Image"], spec.task.container.as_ref().unwrap().image);
+        assert_eq!(
+            c["Command"],
+            serde_json::json!(["/docker-entrypoint.sh", "nginx"])
+        );
+        assert_eq!(c["Args"], serde_json::json!(["-g", "daemon off;"]));
+        assert_eq!(c["StopGracePeriod"], 30_000_000_000i64);
+        assert_eq!(c["Init"], true);
+        assert_eq!(
+            c["Mounts"][3],
+            serde_json::json!({"Type": "tmpfs", "Target": "/scratch",
+                "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 1016}})
+        );
+        assert_eq!(json["TaskTemplate"]["Resources"]["Limits"]["Pids"], 100);
+        let back: ServiceSpec = serde_json::from_value(json).unwrap();
+        let converted = back.to_shoal().unwrap();
+        assert_eq!(converted.spec, spec);
+        assert!(converted.warnings.is_empty(), "{:?}", converted.warnings);
+    }
+
+    /// What docker 20.10 posts for `service create --mount ... --health-cmd
+    /// ... --user ... --stop-grace-period 20s --host db:10.0.0.9
+    /// --entrypoint /bin/sh IMAGE -c 'x'`.
+    #[test]
+    fn the_clis_container_options_map_field_by_field() {
+        let mut body = cli_create();
+        body["TaskTemplate"]["ContainerSpec"] = serde_json::json!({
+            "Image": "r:5000/web:1@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31",
+            "Command": ["/bin/sh"], "Args": ["-c", "x"],
+            "Hostname": "web", "Env": ["A=1"], "Dir": "/w", "User": "app",
+            "Init": true, "StopSignal": "SIGINT", "ReadOnly": true,
+            "Mounts": [{"Type": "volume", "Source": "v1", "Target": "/v",
+                        "VolumeOptions": {"DriverConfig": {}}},
+                       {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 4096}}],
+            "StopGracePeriod": 20_000_000_000i64,
+            "Healthcheck": {"Test": ["NONE"]},
+            "Hosts": ["10.0.0.9 db"],
+            "DNSConfig": {}, "Isolation": "default",
+            "CapabilityAdd": ["CAP_SYS_TIME"], "CapabilityDrop": ["CAP_CHOWN"]
+        });
+        let spec = parse(body).to_shoal().unwrap().spec;
+        assert_eq!(spec.task.command, ["/bin/sh"]);
+        assert_eq!(spec.task.env, ["A=1"]);
+        let c = spec.task.container.as_ref().unwrap();
+        assert_eq!(c.args, ["-c", "x"]);
+        assert_eq!(
+            (c.hostname.as_str(), c.workdir.as_str(), c.user.as_str()),
+            ("web", "/w", "app")
+        );
+        assert!(c.init && c.read_only);
+        assert_eq!(c.stop_signal, "SIGINT");
+        assert_eq!(c.stop_grace_period_ms, Some(20_000));
+        assert!(c.healthcheck.as_ref().unwrap().disabled());
+        assert_eq!(c.hosts, ["10.0.0.9 db"]);
+        assert_eq!(
+            (c.cap_add.as_slice(), c.cap_drop.as_slice()),
+            (
+                &["CAP_SYS_TIME".to_string()][..],
+                &["CAP_CHOWN".to_string()][..]
+            )
+        );
+        assert_eq!(c.mounts[0].kind, MountKind::Volume);
+        assert_eq!(c.mounts[0].source, "v1");
+        assert_eq!(c.mounts[1].tmpfs_size, 4096);
+        assert!(c.registry_auth.is_empty());
+        assert_eq!(spec.validate(), Ok(()));
+    }
+
+    /// Without an image the spec is a host command (`Command` then
+    /// `Args`), as `from_shoal` prints a `--runtime process` service; what
+    /// only a container has is refused by name.
+    #[test]
+    fn a_spec_without_an_image_is_a_host_command() {
+        let mut body = cli_create();
+        body["TaskTemplate"]["ContainerSpec"] =
+            serde_json::json!({"Command": ["python3"], "Args": ["-m", "http.server"]});
+        let spec = parse(body.clone()).to_shoal().unwrap().spec;
+        assert_eq!(spec.task.command, ["python3", "-m", "http.server"]);
+        assert!(spec.task.container.is_none());
+        for (key, value, field) in [
+            (
+                "User",
+                serde_json::json!("nobody"),
+                "TaskTemplate.ContainerSpec.User",
+            ),
+            (
+                "Mounts",
+                serde_json::json!([{"Type": "tmpfs", "Target": "/t"}]),
+                "TaskTemplate.ContainerSpec.Mounts",
+            ),
+            (
+                "ReadOnly",
+                serde_json::json!(true),
+                "TaskTemplate.ContainerSpec.ReadOnly",
+            ),
+        ] {
+            let mut with = body.clone();
+            with["TaskTemplate"]["ContainerSpec"][key] = value;
+            let err = parse(with).to_shoal().unwrap_err();
+            assert!(
+                matches!(&err, SpecError::Invalid { field: f, .. } if *f == field),
+                "{key}: {err}"
+            );
+            assert!(err.to_string().contains("needs an image"), "{err}");
+        }
+        body["TaskTemplate"]["Resources"]["Limits"]["Pids"] = serde_json::json!(5);
+        assert!(parse(body).to_shoal().is_err());
+        let mut none = cli_create();
+        none["TaskTemplate"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ContainerSpec");
+        assert!(parse(none).to_shoal().is_err());
     }
 }

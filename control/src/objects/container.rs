@@ -41,6 +41,10 @@ pub struct ContainerSpec {
     /// Empty: the image's StopSignal, else SIGTERM.
     #[serde(default)]
     pub stop_signal: String,
+    /// How long a stopping task has after its stop signal before SIGKILL;
+    /// `None`: 10 s, Docker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_ms: Option<u64>,
     /// The most processes a task may have; 0: no limit.
     #[serde(default)]
     pub pids_limit: u64,
@@ -50,6 +54,9 @@ pub struct ContainerSpec {
     /// `--mount`s, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
+    /// Extra `/etc/hosts` lines, Docker's `IP HOSTNAME [ALIAS...]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// `--with-registry-auth`: the client's credentials for the image's
     /// registry. Kept in the store (sealed at rest like all of it), handed
     /// only to the nodes that run the tasks, used for their pulls; never
@@ -172,6 +179,20 @@ impl HealthSpec {
     }
 }
 
+/// One `/etc/hosts` line of [`ContainerSpec::hosts`]: its address and its
+/// names (at least one).
+pub fn host_entry(line: &str) -> Option<(std::net::IpAddr, Vec<&str>)> {
+    let mut words = line.split_whitespace();
+    let ip = words.next()?.parse().ok()?;
+    let names: Vec<&str> = words.collect();
+    let valid = |n: &&str| {
+        n.len() <= 253
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    (!names.is_empty() && names.iter().all(valid)).then_some((ip, names))
+}
+
 impl ContainerSpec {
     /// An update that carries no credentials keeps the ones the service
     /// had (the CLI edits what `inspect` shows, which never has them), as
@@ -202,6 +223,9 @@ impl ContainerSpec {
         }
         for mount in &self.mounts {
             mount.validate()?;
+        }
+        if let Some(bad) = self.hosts.iter().find(|h| host_entry(h).is_none()) {
+            return Err(ServiceSpecError::HostEntry(bad.clone()));
         }
         if let Some(test) = self.healthcheck.as_ref().and_then(|h| h.test.first()) {
             if !matches!(test.as_str(), "NONE" | "CMD" | "CMD-SHELL") {

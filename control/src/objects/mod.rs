@@ -21,7 +21,7 @@ mod task;
 pub use cluster::{
     Cluster, CLUSTER_ID, DEFAULT_CERT_EXPIRY_SECS, DEFAULT_MAX_REPLICAS, DEFAULT_TASK_HISTORY_LIMIT,
 };
-pub use container::{ContainerSpec, HealthSpec, MountKind, MountSpec, RegistryAuth};
+pub use container::{host_entry, ContainerSpec, HealthSpec, MountKind, MountSpec, RegistryAuth};
 pub use gossip_keys::{
     gossip_config_at, GossipKey, GossipKeyring, Rotation, StoredGossipKey, GOSSIP_KEYRING_ID,
     INITIAL_GOSSIP_KEY_ID, KEY_PROMOTE_AFTER_MS, KEY_RETIRE_AFTER_MS,

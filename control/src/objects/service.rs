@@ -411,6 +411,8 @@ pub enum ServiceSpecError {
     Hostname(String),
     #[error("invalid mount for {target}: {reason}")]
     Mount { target: String, reason: String },
+    #[error("invalid extra host `{0}`: use `IP HOSTNAME [ALIAS...]`, e.g. `10.0.0.9 db`")]
+    HostEntry(String),
     #[error("invalid health check test `{0}`: use NONE, CMD or CMD-SHELL")]
     HealthTest(String),
     #[error("invalid environment variable `{0}`: use KEY=VALUE")]

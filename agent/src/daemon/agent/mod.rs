@@ -318,6 +318,11 @@ impl Agent {
         self.plane().ok().and_then(|p| p.images())
     }
 
+    /// The node's container runtime (`shoal volume ...`), likewise.
+    pub fn containers(&self) -> Option<Arc<crate::executor::ContainerRuntime>> {
+        self.plane().ok().and_then(|p| p.containers())
+    }
+
     fn plane(&self) -> Result<Arc<Plane>, AgentError> {
         match &*self.standing.borrow() {
             Standing::Outside | Standing::Locked => Err(AgentError::NotInSwarm),

@@ -45,7 +45,7 @@ pub use config::{ContainerConfig, HealthConfig, Mount};
 pub use health::{Health, HealthStatus};
 pub use process::HealthCheck;
 pub use runc::Runc;
-pub use volumes::Volumes;
+pub use volumes::{VolumeError, VolumeUse, Volumes};
 
 use self::health::{HealthMonitor, ProbeResult};
 use self::record::ContainerRecord;
@@ -110,8 +110,9 @@ struct Inner {
     handle: tokio::runtime::Handle,
     target: seccomp::Target,
     tasks: Mutex<HashMap<String, Container>>,
-    /// Tasks being started, so two starts of one never race.
-    starting: Mutex<HashSet<String>>,
+    /// Tasks being started, so two starts of one never race, with the
+    /// named volumes they will mount.
+    starting: Mutex<HashMap<String, Vec<String>>>,
 }
 
 struct Container {
@@ -145,7 +146,7 @@ impl ContainerRuntime {
             handle,
             target: seccomp::Target::current(),
             tasks: Mutex::new(HashMap::new()),
-            starting: Mutex::new(HashSet::new()),
+            starting: Mutex::new(HashMap::new()),
         });
         inner.adopt_all();
         let weak = Arc::downgrade(&inner);
@@ -163,11 +164,47 @@ impl ContainerRuntime {
     pub fn volumes(&self) -> &Volumes {
         &self.inner.volumes
     }
+
+    /// `volume ls`: every volume and the tasks whose containers (running
+    /// or ended but not yet removed) mount it.
+    pub fn volume_list(&self) -> Vec<VolumeUse> {
+        let tasks = self.inner.lock();
+        let starting = self.inner.starting_lock();
+        self.inner.volumes.usage(volume_users(&tasks, &starting))
+    }
+
+    /// `volume rm`: never a volume a container of this node mounts. The
+    /// check and the removal hold the containers' lock, so no container
+    /// is recorded meanwhile.
+    pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), VolumeError> {
+        let tasks = self.inner.lock();
+        let starting = self.inner.starting_lock();
+        self.inner
+            .volumes
+            .remove_unused(name, force, volume_users(&tasks, &starting))
+    }
+}
+
+/// Each recorded or starting container's task and the named volumes it
+/// mounts.
+fn volume_users<'a>(
+    tasks: &'a HashMap<String, Container>,
+    starting: &'a HashMap<String, Vec<String>>,
+) -> impl Iterator<Item = (&'a str, &'a [String])> {
+    tasks
+        .iter()
+        .map(|(id, c)| (id.as_str(), c.record.named_volumes.as_slice()))
+        .chain(starting.iter().map(|(id, v)| (id.as_str(), v.as_slice())))
 }
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Taken after [`Inner::lock`] when both are held, never before.
+    fn starting_lock(&self) -> MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.starting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn task_dir(&self, id: &str) -> PathBuf {

@@ -36,6 +36,9 @@ pub struct ContainerRecord {
     pub health: Option<HealthCheck>,
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    /// The named volumes it mounts (`volume rm` refuses them).
+    #[serde(default)]
+    pub named_volumes: Vec<String>,
     #[serde(default)]
     pub exit: Option<StoredExit>,
 }

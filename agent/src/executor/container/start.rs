@@ -67,16 +67,16 @@ pub(super) fn start(inner: &Arc<Inner>, launch: &Launch) -> Result<u32, Executor
             message: "a container task needs an image".into(),
         });
     };
-    if !inner
-        .starting
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id.clone())
+    let named_volumes = named_volumes(&container.mounts);
     {
-        return Err(ExecutorError::Container {
-            task: id.clone(),
-            message: "it is already being started".into(),
-        });
+        let mut starting = inner.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if starting.contains_key(id) {
+            return Err(ExecutorError::Container {
+                task: id.clone(),
+                message: "it is already being started".into(),
+            });
+        }
+        starting.insert(id.clone(), named_volumes);
     }
     let _starting = Starting {
         inner,
@@ -364,6 +364,7 @@ fn launch_in(
         cgroups_path,
         health: plan.health.clone(),
         anonymous_volumes,
+        named_volumes: named_volumes(&container.mounts),
         exit: None,
     };
     if let Err(source) = record::save(dir, &record) {
@@ -387,6 +388,17 @@ fn launch_in(
         },
     );
     Ok(pid)
+}
+
+/// The names of the named volumes among `mounts`.
+fn named_volumes(mounts: &[Mount]) -> Vec<String> {
+    mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Volume { name, .. } if !name.is_empty() => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Binds, volumes (created on first use) and tmpfs, refusing sources in

@@ -16,6 +16,32 @@ use nix::fcntl::{openat, openat2, readlinkat, AtFlags, OFlag, OpenHow, ResolveFl
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fchown, fchownat, symlinkat, Gid, Uid};
 
+/// Why `volume rm` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("No such volume: {0}")]
+    NotFound(String),
+    #[error("remove {name}: volume is in use - [{}]", tasks.join(", "))]
+    InUse { name: String, tasks: Vec<String> },
+    #[error("remove {name}")]
+    Io {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A volume and the tasks of this node whose containers mount it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeUse {
+    pub name: String,
+    /// Docker's driver name: always `local`.
+    pub driver: String,
+    /// Its data directory on the node.
+    pub mountpoint: PathBuf,
+    pub tasks: Vec<String>,
+}
+
 /// How deep a copy-up descends.
 const MAX_DEPTH: u32 = 128;
 
@@ -92,6 +118,59 @@ impl Volumes {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Every volume with the tasks that use it; `users` maps each task to
+    /// the volumes its container mounts.
+    pub fn usage<'a>(
+        &self,
+        users: impl Iterator<Item = (&'a str, &'a [String])>,
+    ) -> Vec<VolumeUse> {
+        let users: Vec<(&str, &[String])> = users.collect();
+        self.list()
+            .into_iter()
+            .map(|name| VolumeUse {
+                driver: "local".into(),
+                tasks: users
+                    .iter()
+                    .filter(|(_, volumes)| volumes.contains(&name))
+                    .map(|(task, _)| task.to_string())
+                    .collect(),
+                mountpoint: self.root.join(&name).join("_data"),
+                name,
+            })
+            .collect()
+    }
+
+    /// `volume rm`: refuses a volume `users` (task, its volumes) mount;
+    /// `force` only forgives a missing one, as Docker's.
+    pub fn remove_unused<'a>(
+        &self,
+        name: &str,
+        force: bool,
+        users: impl Iterator<Item = (&'a str, &'a [String])>,
+    ) -> Result<(), VolumeError> {
+        if !valid_name(name) || !self.root.join(name).join("_data").is_dir() {
+            return if force {
+                Ok(())
+            } else {
+                Err(VolumeError::NotFound(name.to_string()))
+            };
+        }
+        let tasks: Vec<String> = users
+            .filter(|(_, volumes)| volumes.iter().any(|v| v == name))
+            .map(|(task, _)| task.to_string())
+            .collect();
+        if !tasks.is_empty() {
+            return Err(VolumeError::InUse {
+                name: name.to_string(),
+                tasks,
+            });
+        }
+        self.remove(name).map_err(|source| VolumeError::Io {
+            name: name.to_string(),
+            source,
+        })
     }
 }
 
@@ -231,6 +310,32 @@ mod tests {
         volumes.remove("db").unwrap();
         assert_eq!(volumes.list(), vec!["cache"]);
         assert!(volumes.ensure("../escape").is_err());
+    }
+
+    #[test]
+    fn a_volume_in_use_is_not_removed() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let volumes = Volumes::new(dir.path().join("volumes"));
+        volumes.ensure("db").unwrap();
+        volumes.ensure("cache").unwrap();
+        let uses = [("task1".to_string(), vec!["db".to_string()])];
+        let users = || uses.iter().map(|(t, v)| (t.as_str(), v.as_slice()));
+        let usage = volumes.usage(users());
+        assert_eq!(usage.len(), 2);
+        assert_eq!(usage[1].name, "db");
+        assert_eq!(usage[1].tasks, ["task1"]);
+        assert!(usage[0].tasks.is_empty());
+        let err = volumes.remove_unused("db", true, users()).unwrap_err();
+        assert_eq!(err.to_string(), "remove db: volume is in use - [task1]");
+        assert_eq!(volumes.list(), ["cache", "db"]);
+        volumes.remove_unused("cache", false, users()).unwrap();
+        assert_eq!(volumes.list(), ["db"]);
+        assert!(matches!(
+            volumes.remove_unused("cache", false, users()),
+            Err(VolumeError::NotFound(_))
+        ));
+        volumes.remove_unused("cache", true, users()).unwrap();
+        assert!(volumes.remove_unused("../x", false, users()).is_err());
     }
 
     #[test]
