@@ -33,6 +33,8 @@ use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
 pub use tasks::{human_duration, TaskListOptions};
 pub use values::parse_memory;
+/// `service ls`'s table, for `stack services`.
+pub(super) use rows::list as services_table;
 use values::parse_scale;
 
 /// How many characters of an id lists show, as Docker does.
@@ -354,7 +356,7 @@ async fn inspect(socket: &Path, service: &str) -> anyhow::Result<ServiceView> {
 }
 
 /// `service ps` of one service.
-async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>> {
+pub(super) async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>> {
     let request = ApiRequest::ServicePs {
         service: service.to_string(),
     };
@@ -379,7 +381,7 @@ pub async fn node_ps(
 /// Prints tasks after resolving what Docker's task filters name: nodes and
 /// services by name to their ids, services' labels and versions for
 /// `label` and `_up-to-date`.
-async fn print_tasks(
+pub(super) async fn print_tasks(
     socket: &Path,
     tasks: &[TaskView],
     mut options: TaskListOptions<'_>,
