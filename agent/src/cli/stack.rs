@@ -92,7 +92,12 @@ pub enum StackCommand {
 pub struct DeployArgs {
     /// Path to a Compose file, or "-" to read from stdin; repeatable, later
     /// files merged over earlier ones.
-    #[arg(short = 'c', long = "compose-file", required = true, value_name = "FILE")]
+    #[arg(
+        short = 'c',
+        long = "compose-file",
+        required = true,
+        value_name = "FILE"
+    )]
     compose_files: Vec<PathBuf>,
     /// Prune services that are no longer referenced.
     #[arg(long)]
@@ -254,7 +259,10 @@ fn read_compose_files(paths: &[PathBuf]) -> anyhow::Result<(Vec<ComposeFile>, Pa
             text
         } else {
             DiskFiles.read(path)?.with_context(|| {
-                format!("cannot read compose file `{}`: no such file", path.display())
+                format!(
+                    "cannot read compose file `{}`: no such file",
+                    path.display()
+                )
             })?
         };
         files.push(ComposeFile {
@@ -282,10 +290,7 @@ fn object_data(object: &StackObject) -> anyhow::Result<Option<PayloadData>> {
         ObjectSource::File(path) => {
             let mut data = Vec::new();
             std::fs::File::open(path)
-                .and_then(|f| {
-                    f.take(MAX_PAYLOAD_BYTES as u64 + 1)
-                        .read_to_end(&mut data)
-                })
+                .and_then(|f| f.take(MAX_PAYLOAD_BYTES as u64 + 1).read_to_end(&mut data))
                 .with_context(|| format!("reading {} for {}", path.display(), object.name))?;
             data
         }
@@ -420,10 +425,10 @@ async fn run_step(socket: &Path, step: &Step, with_registry_auth: bool) -> anyho
         }
         Step::KeepService { .. } => String::new(),
     };
-    client::call(socket, &shoal_control::api::LocalRequest::Api(request))
+    let answer = client::call(socket, &shoal_control::api::LocalRequest::Api(request))
         .await
-        .and_then(|answer| Ok(answer.into_cluster()?))
-        .context(failed)?;
+        .context(failed.clone())?;
+    answer.into_cluster().context(failed)?;
     Ok(())
 }
 

@@ -547,10 +547,14 @@ pub fn network_request(network: &StackNetwork) -> Result<ApiRequest, StackError>
     let mut mtu = None;
     for (key, value) in &network.driver_opts {
         if key == MTU_OPTION {
-            mtu = Some(value.parse::<u32>().map_err(|_| StackError::NetworkOption {
-                network: network.key.clone(),
-                key: format!("driver_opts.{key} `{value}` (not a number)"),
-            })?);
+            mtu = Some(
+                value
+                    .parse::<u32>()
+                    .map_err(|_| StackError::NetworkOption {
+                        network: network.key.clone(),
+                        key: format!("driver_opts.{key} `{value}` (not a number)"),
+                    })?,
+            );
         } else {
             return refuse(&format!("driver_opts.{key}"));
         }

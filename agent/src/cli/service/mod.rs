@@ -31,10 +31,10 @@ use super::client;
 use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
-pub use tasks::{human_duration, TaskListOptions};
-pub use values::parse_memory;
 /// `service ls`'s table, for `stack services`.
 pub(super) use rows::list as services_table;
+pub use tasks::{human_duration, TaskListOptions};
+pub use values::parse_memory;
 use values::parse_scale;
 
 /// How many characters of an id lists show, as Docker does.
