@@ -10,6 +10,8 @@
 //! - [`compose`]: Compose files read into a typed model (for stacks).
 //! - [`engine`]: the Docker Engine API's objects and filters, in Docker's
 //!   JSON shape.
+//! - [`stack`]: `stack deploy`'s conversion of a compose stack to Docker's
+//!   service specs, and its plan against what the cluster has.
 //! - [`store`] and [`raft`]: the replicated store (openraft on redb) and its
 //!   gRPC transport; [`ca`]: certificates, tokens, mTLS, sealing;
 //!   [`proto`]: the gRPC services and the error mapping to statuses.
@@ -32,4 +34,5 @@ pub mod orchestrator;
 pub mod proto;
 pub mod raft;
 pub mod scheduler;
+pub mod stack;
 pub mod store;

@@ -13,6 +13,7 @@ mod nodes;
 mod overlay;
 mod payload;
 mod service;
+mod stack;
 mod swarm;
 mod template;
 mod usage;
@@ -66,6 +67,10 @@ pub enum Command {
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Manage stacks: services, networks, secrets and configs from compose
+    /// files.
+    #[command(subcommand)]
+    Stack(stack::StackCommand),
     /// Manage this node's images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -286,6 +291,7 @@ impl Cli {
                 Command::Node(cmd) => cmd.run(&socket).await,
                 Command::Network(cmd) => cmd.run(&socket).await,
                 Command::Service(cmd) => cmd.run(&socket).await,
+                Command::Stack(cmd) => cmd.run(&socket).await,
                 Command::Image(cmd) => cmd.run(&socket).await,
                 Command::Volume(cmd) => cmd.run(&socket).await,
                 Command::Secret(cmd) => cmd.run(payload::PayloadClass::Secret, &socket).await,

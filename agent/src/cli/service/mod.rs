@@ -32,6 +32,8 @@ use super::each::Each;
 use super::format;
 use flags::{CreateArgs, UpdateArgs, WatchFlags};
 use progress::Watch;
+/// `service ls`'s table, for `stack services`.
+pub(super) use rows::list as services_table;
 pub use tasks::{human_duration, TaskListOptions};
 pub use values::parse_memory;
 use values::parse_scale;
@@ -335,7 +337,7 @@ async fn inspect(socket: &Path, service: &str) -> anyhow::Result<ServiceView> {
 }
 
 /// `service ps` of one service.
-async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>> {
+pub(super) async fn tasks_of(socket: &Path, service: &str) -> anyhow::Result<Vec<TaskView>> {
     let request = ApiRequest::ServicePs {
         service: service.to_string(),
     };
@@ -360,7 +362,7 @@ pub async fn node_ps(
 /// Prints tasks after resolving what Docker's task filters name: nodes and
 /// services by name to their ids, services' labels and versions for
 /// `label` and `_up-to-date`.
-async fn print_tasks(
+pub(super) async fn print_tasks(
     socket: &Path,
     tasks: &[TaskView],
     mut options: TaskListOptions<'_>,
