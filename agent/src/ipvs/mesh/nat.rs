@@ -138,7 +138,7 @@ mod tests {
             let chain = script
                 .split(&format!("chain {hook} {{"))
                 .nth(1)
-                .and_then(|rest| rest.split('}').next())
+                .and_then(|rest| rest.split("\n  }").next())
                 .unwrap_or_else(|| panic!("no {hook} chain in:\n{script}"));
             assert!(chain.contains(&format!("type filter hook {hook} priority filter")));
             assert!(
