@@ -41,7 +41,10 @@ pub fn ensure_daemons() -> Result<()> {
         }
         // Warnings and errors to a file in the VM cache: with no service
         // manager there is no journal to read them from.
-        let log = super::cache_dir().join(format!("{name}.log"));
+        let cache = super::cache_dir();
+        std::fs::create_dir_all(&cache)
+            .with_context(|| format!("cannot create the VM cache {}", cache.display()))?;
+        let log = cache.join(format!("{name}.log"));
         run::run(
             Command::new(name)
                 .arg("--daemon")

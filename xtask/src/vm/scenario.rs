@@ -130,6 +130,10 @@ fn swarm_checks(ssh: &Ssh, checks: &mut Checks) -> Result<()> {
             "ipvsadm -Ln shows the services",
             ipvsadm_shows_services(ssh),
         );
+        checks.record(
+            "a task cannot reach the nodes' own ports",
+            task_cannot_reach_nodes(ssh),
+        );
     }
     checks.record(
         "agent restart under a live stream",
@@ -556,6 +560,72 @@ fn ipvsadm_shows_services(ssh: &Ssh) -> Result<String> {
         "every node: TCP :8080 and UDP :9053 on its address, mh (mh-fallback,mh-port), 3 Masq \
          real servers each; {}",
         timeouts.trim()
+    ))
+}
+
+/// The nodes' own ports a task must not reach: ssh, gossip's TCP and the
+/// manager's port.
+const NODE_PORTS: &[u16] = &[22, 7946, 2377];
+
+/// A task on the ingress network (it publishes a port) tries to open TCP
+/// connections to every node's own ports: none opens or is refused (the
+/// node's stack never answers). Its control, `web` through the VIP, must
+/// answer, so a task whose network does not work cannot pass.
+fn task_cannot_reach_nodes(ssh: &Ssh) -> Result<String> {
+    let targets: Vec<String> = NODES
+        .iter()
+        .flat_map(|(_, addr)| NODE_PORTS.iter().map(move |p| format!("{addr}:{p}")))
+        .collect();
+    ssh.ok(
+        MANAGER,
+        &format!(
+            "shoal service create --detach --runtime process --name prober --network app \
+             --publish 8099:80 -- python3 /opt/shoal-lab/prober.py web {}",
+            targets.join(" ")
+        ),
+    )?;
+    let mut logs = String::new();
+    let finished = wait_until(Duration::from_secs(240), || {
+        logs = ssh
+            .ok(MANAGER, "shoal service logs prober")
+            .unwrap_or_default();
+        logs.lines().any(|l| l.trim_end().ends_with("done"))
+    });
+    let placed = ssh
+        .ok(MANAGER, "shoal service ps prober --format '{{.Node}}'")
+        .unwrap_or_default();
+    let _ = ssh.ok(MANAGER, "shoal service rm prober");
+    finished.with_context(|| format!("the prober did not finish:\n{logs}"))?;
+    let control = logs
+        .lines()
+        .find(|l| l.contains("control web:80"))
+        .unwrap_or_default();
+    if !control.contains("reached (open)") {
+        bail!("the prober's control failed (its network does not work): {control}");
+    }
+    let mut blocked = 0;
+    for target in &targets {
+        let Some(line) = logs
+            .lines()
+            .find(|l| l.contains(&format!("probe {target} ")))
+        else {
+            bail!("no probe of {target} in the prober's logs:\n{logs}");
+        };
+        if !line.contains(" blocked (") {
+            bail!("a task on {}: {}", placed.trim(), line.trim());
+        }
+        blocked += 1;
+    }
+    Ok(format!(
+        "a task on {} reached web through its VIP; {blocked} of {} node ports \
+         ({} on every node) blocked",
+        placed.trim(),
+        targets.len(),
+        NODE_PORTS
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 

@@ -3,7 +3,11 @@
 //! then the table as wanted), so a re-apply never leaves a gap:
 //! - the node's: what IPVS sends into the ingress network leaves from the
 //!   node's underlay address (SNAT), so the backend's answer comes back
-//!   through this node, where IPVS translates it back;
+//!   through this node, where IPVS translates it back; and what comes up
+//!   the link from the ingress network is only ever an answer: a packet
+//!   that would open a flow (to the node itself, or forwarded on) is
+//!   dropped, so a task cannot reach its node's ports (2377, 7946, the
+//!   metrics, ssh) or, through it, the underlay;
 //! - a task sandbox's: packets to a virtual IP carry the VIP's address as
 //!   their firewall mark, the key of the VIP's IPVS service.
 
@@ -27,14 +31,24 @@ fn replace(name: &str) -> String {
     format!("add table ip {name}\ndelete table ip {name}\n")
 }
 
-/// The node's rules: SNAT to `source` of what leaves over `link`.
+/// The node's rules: SNAT to `source` of what leaves over `link`, and
+/// nothing but answers (conntrack `established` or `related`) taken in or
+/// forwarded from `link`.
 pub fn node_rules(link: &str, source: Ipv4Addr) -> String {
     let mut script = replace(NODE_TABLE);
     let _ = writeln!(
         script,
         "table ip {NODE_TABLE} {{\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; \
-         policy accept;\n    oifname \"{link}\" snat to {source}\n  }}\n}}"
+         policy accept;\n    oifname \"{link}\" snat to {source}\n  }}"
     );
+    for hook in ["input", "forward"] {
+        let _ = writeln!(
+            script,
+            "  chain {hook} {{\n    type filter hook {hook} priority filter; policy accept;\n    \
+             iifname \"{link}\" ct state != {{ established, related }} drop\n  }}"
+        );
+    }
+    script.push_str("}\n");
     script
 }
 
@@ -118,6 +132,23 @@ mod tests {
         );
         assert!(script.contains("type nat hook postrouting priority srcnat"));
         assert!(script.contains("oifname \"sh-ingress\" snat to 198.18.0.1"));
+    }
+
+    #[test]
+    fn only_answers_come_up_the_link_to_the_node_or_through_it() {
+        let script = node_rules("sh-ingress", Ipv4Addr::new(198, 18, 0, 1));
+        for hook in ["input", "forward"] {
+            let chain = script
+                .split(&format!("chain {hook} {{"))
+                .nth(1)
+                .and_then(|rest| rest.split("\n  }").next())
+                .unwrap_or_else(|| panic!("no {hook} chain in:\n{script}"));
+            assert!(chain.contains(&format!("type filter hook {hook} priority filter")));
+            assert!(
+                chain.contains("iifname \"sh-ingress\" ct state != { established, related } drop"),
+                "{hook}: {chain}"
+            );
+        }
     }
 
     #[test]
