@@ -71,7 +71,7 @@ impl ServiceSpec {
     /// The shoal spec this Docker spec asks for. Network targets stay as
     /// given (names or ids: the manager resolves them).
     pub fn to_shoal(&self) -> Result<Converted, SpecError> {
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         let mode = match (
             &self.mode.replicated,
             &self.mode.global,

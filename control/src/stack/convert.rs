@@ -585,6 +585,8 @@ pub fn network_request(network: &StackNetwork) -> Result<ApiRequest, StackError>
         gateway,
         mtu,
         labels: network.labels.clone(),
+        ingress: false,
+        attachable: network.attachable,
     })
 }
 
@@ -883,6 +885,8 @@ configs:
                     ("tier".to_string(), "back".to_string())
                 ]
                 .into(),
+                ingress: false,
+                attachable: false,
             }
         );
         let m = stack.networks.iter().find(|n| n.key == "m").unwrap();

@@ -844,7 +844,7 @@ mod tests {
                 PortConfig {
                     protocol: Protocol::Udp,
                     target: 53,
-                    published: 0
+                    published: 0,
                     mode: Default::default(),
                 },
                 tcp(9090, 90)

@@ -33,7 +33,7 @@ mod user;
 mod volumes;
 
 use shoal_control::error_chain::ErrorChain;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;

@@ -209,6 +209,7 @@ async fn the_ingress_network_is_removed_as_in_swarm_and_made_again_with_create_i
         protocol: Protocol::Tcp,
         target: 80,
         published: 8080,
+        mode: Default::default(),
     }];
     create_service(&m, published.clone()).await.unwrap();
     let rm = rm_ingress().await;
