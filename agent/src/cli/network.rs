@@ -85,8 +85,8 @@ pub struct CreateArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
     /// Create swarm routing-mesh network: the one network published ports
-    /// go through (a swarm has at most one; make a new one after `network
-    /// rm` of the old).
+    /// go through (a swarm has at most one; make a new one after removing
+    /// the old).
     #[arg(long)]
     ingress: bool,
     /// Enable manual container attachment (any service may join any shoal

@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn host_mode_ports_may_repeat_across_services_but_never_meet_an_ingress_one() {
-        let networks = vec![network("net", "10.0.1.0/24")];
+        let networks = vec![network("net", "10.0.1.0/24"), ingress()];
         let host = |p| PortConfig {
             mode: PublishMode::Host,
             ..port(p, Protocol::Tcp)

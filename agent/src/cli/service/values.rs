@@ -402,7 +402,7 @@ mod tests {
         assert!(parse_network("alias=db").is_err());
         assert!(parse_network("name=app,colour=red").is_err());
         assert!(matches!(
-            parse_publish("target=80,mode=host"),
+            parse_publish("target=80,mode=bridge"),
             Err(FlagError::PublishMode(_))
         ));
     }

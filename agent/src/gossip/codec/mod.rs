@@ -39,7 +39,7 @@ pub use message::Message;
 pub use replay::WINDOW as REPLAY_WINDOW;
 
 pub const MAGIC: [u8; 3] = *b"SHG";
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 pub const HEADER_LEN: usize = 41;
 pub const TAG_LEN: usize = 16;
 /// Bytes an envelope adds to its payload.
