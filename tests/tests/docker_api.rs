@@ -133,7 +133,6 @@ fn every_node_answers(client: &Host, nodes: &[&Host], port: u16, body: &str) {
 }
 
 #[test]
-#[ignore = "rewritten for image services (registry images, /distribution, update --image, rollback, Rejected, volumes) and not run yet: run it before merging"]
 fn the_docker_cli_drives_a_swarm() {
     require_root();
     let ul = Underlay::builder().hosts(4).build().expect("underlay");
@@ -520,7 +519,6 @@ fn the_docker_cli_drives_a_swarm() {
 /// changed file is not checked yet: the changed service's rolling update
 /// did not finish within 60 s in the one run made.)
 #[test]
-#[ignore = "rewritten for image services (registry images, /distribution, update --image, rollback, Rejected, volumes) and not run yet: run it before merging"]
 fn docker_stack_deploy_through_the_api() {
     require_root();
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
@@ -656,7 +654,6 @@ fn docker_stdin(host: &Host, args: &[&str], input: &str) -> Output {
 }
 
 #[test]
-#[ignore = "rewritten for image services (registry images, /distribution, update --image, rollback, Rejected, volumes) and not run yet: run it before merging"]
 fn docker_secrets_and_configs_through_the_api() {
     require_root();
     let ul = Underlay::builder().hosts(1).build().expect("underlay");

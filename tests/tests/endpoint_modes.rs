@@ -50,7 +50,6 @@ fn inspect(host: &Host, service: &str) -> Value {
 }
 
 #[test]
-#[ignore = "written but not yet run: the branch's binary was not built in time on the shared machine"]
 fn dnsrr_names_and_aliases_answer_the_tasks_and_follow_a_scale() {
     require_root();
     let ul = Underlay::builder().hosts(2).build().expect("underlay");
@@ -192,7 +191,6 @@ fn dnsrr_names_and_aliases_answer_the_tasks_and_follow_a_scale() {
 }
 
 #[test]
-#[ignore = "written but not yet run: the branch's binary was not built in time on the shared machine"]
 fn host_mode_ports_are_served_only_where_a_task_runs() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");

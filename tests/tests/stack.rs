@@ -109,7 +109,6 @@ fn names(host: &Host, kind: &str) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs to_shoal to map ContainerSpec.Image (branch apiimages): until it is merged a stack service runs no image"]
 fn a_compose_stack_deploys_updates_only_what_changed_prunes_and_is_removed() {
     require_root();
     let ul = Underlay::builder().hosts(3).build().expect("underlay");

@@ -143,20 +143,22 @@ impl NetworkCommand {
                 print!("{}", format::inspect(&found, format.as_deref())?);
                 each.finish()
             }
-            NetworkCommand::Rm { networks, force } => Each::run(networks, |name_or_id| async move {
-                if !force && !confirm_ingress_removal(socket, &name_or_id).await? {
-                    return Ok(());
-                }
-                let request = ApiRequest::NetworkRemove { name_or_id };
-                match client::api::<Done>(socket, request).await {
-                    Ok(Done { message }) => println!("{message}"),
-                    Err(e) if force && client::is_not_found(&e) => {}
-                    Err(e) => return Err(e),
-                }
-                Ok(())
-            })
-            .await
-            .finish(),
+            NetworkCommand::Rm { networks, force } => {
+                Each::run(networks, |name_or_id| async move {
+                    if !force && !confirm_ingress_removal(socket, &name_or_id).await? {
+                        return Ok(());
+                    }
+                    let request = ApiRequest::NetworkRemove { name_or_id };
+                    match client::api::<Done>(socket, request).await {
+                        Ok(Done { message }) => println!("{message}"),
+                        Err(e) if force && client::is_not_found(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                    Ok(())
+                })
+                .await
+                .finish()
+            }
         }
     }
 }

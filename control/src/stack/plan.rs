@@ -756,7 +756,6 @@ configs:
     }
 
     #[test]
-    #[ignore = "needs to_shoal to map ContainerSpec.Image (branch apiimages, `engine: ContainerSpec` commit): until then a stack service has no container spec"]
     fn only_the_changed_service_is_updated_with_the_version_read() {
         let cluster = deployed();
         let changed = FILE.replace("MODE=fast", "MODE=slow");
@@ -784,7 +783,6 @@ configs:
     }
 
     #[test]
-    #[ignore = "needs to_shoal to map ContainerSpec.Image (branch apiimages, `engine: ContainerSpec` commit): until then a stack service has no container spec"]
     fn a_new_image_or_resolve_always_asks_the_registry_again() {
         let cluster = deployed();
         let plan_new = plan(
