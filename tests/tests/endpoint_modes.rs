@@ -211,21 +211,9 @@ fn host_mode_ports_are_served_only_where_a_task_runs() {
     assert_eq!(task["Ports"], "*:8080->80/tcp", "{task}");
     let task_id = task["ID"].as_str().expect("id").to_string();
     let on = task["Node"].as_str().expect("node").to_string();
-    let hostnames: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            cli_ok(
-                n,
-                &[
-                    "node",
-                    "inspect",
-                    "self",
-                    "--format",
-                    "{{.Description.Hostname}}",
-                ],
-            )
-        })
-        .collect();
+    // The harness starts each agent with its host's name as `--hostname`
+    // (a worker cannot `node inspect self`).
+    let hostnames: Vec<String> = nodes.iter().map(|n| n.name().to_string()).collect();
     let with = hostnames
         .iter()
         .position(|n| *n == on)

@@ -35,7 +35,8 @@ fn compose(image: &str, services: &[&str]) -> String {
     let worker = format!(
         "  worker:
     image: {image}
-    environment: [MODE=${{WORKER_MODE:-unset}}]
+    environment:
+      - MODE=${{WORKER_MODE:-unset}}
     networks: [front]
     logging: {{driver: syslog}}
 "

@@ -360,11 +360,21 @@ fn as_stored(
     }
     // `stack deploy` has no `--force`: keep the counter.
     spec.task.force_update = current.spec.task.force_update;
+    let network_id = |name: &str| {
+        cluster
+            .networks
+            .iter()
+            .find(|n| n.name == name)
+            .map_or_else(|| name.to_string(), |n| n.id.clone())
+    };
     for network in &mut spec.networks {
-        if let Some(found) = cluster.networks.iter().find(|n| n.name == *network) {
-            network.clone_from(&found.id);
-        }
+        *network = network_id(network);
     }
+    // The managers key a network's aliases by its id too.
+    spec.network_aliases = std::mem::take(&mut spec.network_aliases)
+        .into_iter()
+        .map(|(network, aliases)| (network_id(&network), aliases))
+        .collect();
     resolve_ids(&mut spec.task.secrets, &cluster.secrets);
     resolve_ids(&mut spec.task.configs, &cluster.configs);
     for port in spec.ports.iter_mut().filter(|p| p.published == 0) {
@@ -576,15 +586,22 @@ configs:
     /// pinned, auto ports allocated.
     fn stored(id: &str, spec: &ServiceSpec, cluster: &Cluster) -> ServiceView {
         let mut spec = spec.clone();
-        for n in &mut spec.networks {
-            *n = cluster
+        let network_id = |name: &str| {
+            cluster
                 .networks
                 .iter()
-                .find(|x| x.name == *n)
+                .find(|x| x.name == name)
                 .unwrap()
                 .id
-                .clone();
+                .clone()
+        };
+        for n in &mut spec.networks {
+            *n = network_id(n);
         }
+        spec.network_aliases = std::mem::take(&mut spec.network_aliases)
+            .into_iter()
+            .map(|(n, aliases)| (network_id(&n), aliases))
+            .collect();
         for (refs, all) in [
             (&mut spec.task.secrets, &cluster.secrets),
             (&mut spec.task.configs, &cluster.configs),
