@@ -418,8 +418,9 @@ fn stop_kills_a_task_that_ignores_sigterm_after_the_grace() {
         fx.rt.state("stubborn"),
         Some(ProcessState::Exited(Exit::Signal(libc::SIGKILL)))
     );
+    // The finished task's cgroup is empty, or already released.
     let procs = fx.cgroup_root.join("stubborn").join("cgroup.procs");
-    assert_eq!(fs::read_to_string(procs).expect("cgroup.procs"), "");
+    assert_eq!(fs::read_to_string(procs).unwrap_or_default(), "");
 }
 
 #[test]
@@ -570,7 +571,8 @@ fn bad_commands_and_ids_are_refused_and_leave_nothing() {
     let err = ProcessRuntime::new(fx.state.clone(), tmp.path().join("cg"))
         .err()
         .expect("a cgroup root off cgroup2 is refused");
-    assert!(err.to_string().contains("cgroup2"), "{err}");
+    let chain = shoal_control::error_chain::ErrorChain::chain(&err).to_string();
+    assert!(chain.contains("cgroup2"), "{chain}");
 }
 
 /// A secret as an assignment carries it.

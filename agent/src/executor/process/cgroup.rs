@@ -245,7 +245,13 @@ impl TaskCgroup {
         let path = self.unified.join("cgroup.events");
         match read(&path) {
             Ok(events) => Ok(events.lines().any(|l| l == "populated 1")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            // Gone, or removed while open (ENODEV): a released cgroup.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(self.error(&path, e)),
         }
     }
@@ -255,7 +261,12 @@ impl TaskCgroup {
         let path = self.unified.join("cgroup.procs");
         let procs = match read(&path) {
             Ok(procs) => procs,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                return Ok(())
+            }
             Err(e) => return Err(self.error(&path, e)),
         };
         for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
