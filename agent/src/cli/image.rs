@@ -103,40 +103,55 @@ impl ImageCommand {
                 names: images.clone(),
             },
         };
-        let channel = client::connect(socket).await?;
-        let json = serde_json::to_string(&request)?;
-        let mut events = ImagesClient::new(channel)
-            .run(ImageJson { json })
-            .await
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))?
-            .into_inner();
-        let mut stdout = std::io::stdout();
-        while let Some(item) = events.next().await {
-            let item = item.map_err(|status| anyhow::anyhow!("{}", status.message()))?;
-            let event: ImageEvent = serde_json::from_str(&item.json)
-                .context("the agent sent an unreadable image answer")?;
-            let text = match event {
+        image_events(socket, &request, |event| {
+            Ok(match event {
                 ImageEvent::Line(text) => match &self {
-                    ImageCommand::Load { quiet: true, .. } => continue,
-                    _ => text + "\n",
+                    ImageCommand::Load { quiet: true, .. } => None,
+                    _ => Some(text + "\n"),
                 },
                 ImageEvent::Images(records) => match &self {
-                    ImageCommand::Ls(args) => list(&records, args, now_unix()),
-                    _ => continue,
+                    ImageCommand::Ls(args) => Some(list(&records, args, now_unix())),
+                    _ => None,
                 },
                 ImageEvent::Inspected(objects) => match &self {
                     ImageCommand::Inspect { format: f, .. } => {
-                        format::inspect(&objects, f.as_deref())?
+                        Some(format::inspect(&objects, f.as_deref())?)
                     }
-                    _ => continue,
+                    _ => None,
                 },
-                ImageEvent::Volumes(_) => continue,
-            };
+                ImageEvent::Volumes(_) => None,
+            })
+        })
+        .await
+    }
+}
+
+/// Sends `request` to the local agent's `Images` service and writes to
+/// stdout, as it arrives, the text `print` makes of each answer (`None`:
+/// nothing for this command).
+pub(super) async fn image_events(
+    socket: &Path,
+    request: &ImageRequest,
+    mut print: impl FnMut(ImageEvent) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<()> {
+    let channel = client::connect(socket).await?;
+    let json = serde_json::to_string(request)?;
+    let mut events = ImagesClient::new(channel)
+        .run(ImageJson { json })
+        .await
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .into_inner();
+    let mut stdout = std::io::stdout();
+    while let Some(item) = events.next().await {
+        let item = item.map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+        let event: ImageEvent =
+            serde_json::from_str(&item.json).context("the agent sent an unreadable answer")?;
+        if let Some(text) = print(event)? {
             stdout.write_all(text.as_bytes())?;
             stdout.flush()?;
         }
-        Ok(())
     }
+    Ok(())
 }
 
 fn now_unix() -> u64 {

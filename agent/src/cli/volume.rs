@@ -2,16 +2,11 @@
 //! type=volume` creates), through the local agent's `Images` service,
 //! printed as Docker prints them.
 
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
 use clap::Subcommand;
-use futures::StreamExt;
-use shoal_control::proto::images::images_client::ImagesClient;
-use shoal_control::proto::images::ImageJson;
 
-use super::{client, format};
+use super::format;
 use crate::daemon::{ImageEvent, ImageRequest};
 use crate::executor::VolumeUse;
 
@@ -45,29 +40,16 @@ impl VolumeCommand {
                 force: *force,
             },
         };
-        let channel = client::connect(socket).await?;
-        let json = serde_json::to_string(&request)?;
-        let mut events = ImagesClient::new(channel)
-            .run(ImageJson { json })
-            .await
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))?
-            .into_inner();
-        let mut stdout = std::io::stdout();
-        while let Some(item) = events.next().await {
-            let item = item.map_err(|status| anyhow::anyhow!("{}", status.message()))?;
-            let event: ImageEvent = serde_json::from_str(&item.json)
-                .context("the agent sent an unreadable volume answer")?;
-            let text = match (event, &self) {
-                (ImageEvent::Line(text), _) => text + "\n",
+        super::image::image_events(socket, &request, |event| {
+            Ok(match (event, &self) {
+                (ImageEvent::Line(text), _) => Some(text + "\n"),
                 (ImageEvent::Volumes(volumes), VolumeCommand::Ls { quiet }) => {
-                    list(&volumes, *quiet)
+                    Some(list(&volumes, *quiet))
                 }
-                _ => continue,
-            };
-            stdout.write_all(text.as_bytes())?;
-            stdout.flush()?;
-        }
-        Ok(())
+                _ => None,
+            })
+        })
+        .await
     }
 }
 
