@@ -341,6 +341,7 @@ async fn run(
             inputs.underlay_mtu,
             networks.clone(),
             &live,
+            &lingering,
             &inputs.local.list(),
         );
         spec.gateways = mesh_plane::gateways(&networks, &vteps);
@@ -621,11 +622,18 @@ fn persist_networks(path: &std::path::Path, networks: &[NetworkSpec]) -> bool {
 /// (unknown network, address outside the subnet, the gateway, an address
 /// already taken) are skipped one by one, so a bad entry never blocks the
 /// rest.
+///
+/// The entries of members that are down (`lingering`: an agent restarting,
+/// a node that stopped answering) stay reachable as the mesh keeps their
+/// flows: without them the flows the mesh still forwards to those tasks
+/// would be dropped at the missing neighbour. A live entry wins an address
+/// over a lingering one.
 pub fn desired(
     vtep: Ipv4Addr,
     underlay_mtu: u32,
     networks: Vec<NetworkSpec>,
     live: &BTreeMap<String, Vec<EndpointRecord>>,
+    lingering: &BTreeMap<String, Vec<EndpointRecord>>,
     local: &[LocalEndpoint],
 ) -> OverlaySpec {
     let networks = valid_networks(networks, underlay_mtu);
@@ -651,20 +659,24 @@ pub fn desired(
         }
     }
     let mut endpoints = Vec::new();
-    for (network, records) in live {
-        for record in records {
-            let own = record.vtep == vtep;
-            if own || !usable(network, record.ip) {
-                continue;
-            }
-            if taken.insert((network.clone(), record.ip)) {
-                endpoints.push(Endpoint {
-                    network: network.clone(),
-                    ip: record.ip,
-                    mac: record.mac,
-                    vtep: record.vtep,
-                });
-            }
+    let remote = live
+        .iter()
+        .flat_map(|(network, records)| records.iter().map(move |r| (network, r)));
+    let down = lingering
+        .iter()
+        .flat_map(|(network, records)| records.iter().map(move |r| (network, r)));
+    for (network, record) in remote.chain(down) {
+        let own = record.vtep == vtep;
+        if own || !usable(network, record.ip) {
+            continue;
+        }
+        if taken.insert((network.clone(), record.ip)) {
+            endpoints.push(Endpoint {
+                network: network.clone(),
+                ip: record.ip,
+                mac: record.mac,
+                vtep: record.vtep,
+            });
         }
     }
     OverlaySpec {
@@ -768,7 +780,7 @@ mod tests {
             network: "red".into(),
             record: mine,
         }];
-        let spec = desired(me, 1500, networks, &live, &local);
+        let spec = desired(me, 1500, networks, &live, &BTreeMap::new(), &local);
         spec.validate().unwrap();
         assert_eq!(spec.sandboxes.len(), 1);
         assert_eq!(spec.sandboxes[0].id, "t1");
@@ -796,10 +808,47 @@ mod tests {
             1500,
             vec![net("red", 4096, "10.0.1.0/24")],
             &live,
+            &BTreeMap::new(),
             &local,
         );
         spec.validate().unwrap();
         assert!(spec.endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_down_members_tasks_stay_reachable_and_a_live_claim_wins() {
+        let me = Ipv4Addr::new(198, 18, 0, 1);
+        let live = BTreeMap::from([(
+            "red".to_string(),
+            vec![rec("new", [10, 0, 1, 4], [198, 18, 0, 3])],
+        )]);
+        // A member whose agent is restarting: its task still serves the
+        // flows the mesh keeps; an older claim on 10.0.1.4 loses to the live one.
+        let lingering = BTreeMap::from([(
+            "red".to_string(),
+            vec![
+                rec("kept", [10, 0, 1, 3], [198, 18, 0, 2]),
+                rec("old", [10, 0, 1, 4], [198, 18, 0, 2]),
+            ],
+        )]);
+        let spec = desired(
+            me,
+            1500,
+            vec![net("red", 4096, "10.0.1.0/24")],
+            &live,
+            &lingering,
+            &[],
+        );
+        spec.validate().unwrap();
+        let remote: Vec<(Ipv4Addr, Ipv4Addr)> =
+            spec.endpoints.iter().map(|e| (e.ip, e.vtep)).collect();
+        assert_eq!(
+            remote,
+            vec![
+                (Ipv4Addr::new(10, 0, 1, 4), Ipv4Addr::new(198, 18, 0, 3)),
+                (Ipv4Addr::new(10, 0, 1, 3), Ipv4Addr::new(198, 18, 0, 2)),
+            ]
+        );
     }
 
     #[test]
