@@ -267,6 +267,11 @@ fn severed_mesh_links_are_replaced_without_restarting_the_agent() {
     assert!(out.status.success(), "{}", text(&out));
     let took = wait_answering(client, nodes, "after sh-ingress was deleted");
     eprintln!("answering through every node again {took:?} after sh-ingress was deleted");
+    // The agent sees the deletion (a link watch), not its 30 s periodic pass.
+    assert!(
+        took < Duration::from_secs(10),
+        "sh-ingress was made again only after {took:?}"
+    );
     let reported = log_lines(victim, pids[1], severed);
     assert!(reported >= 1, "the agent did not report the severed links");
 

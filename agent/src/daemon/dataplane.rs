@@ -228,6 +228,16 @@ impl DataPlane {
             inputs.cgroup_root.clone(),
             crate::executor::cgroup2_mount(),
         )));
+        // A link of ours deleted from outside is made again at once.
+        let (watch_kick, watch_stop) = (kick.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = overlay::link_watch::watch(watch_kick, watch_stop).await {
+                tracing::warn!(
+                    "cannot watch the host's links (a deleted link is rebuilt at the next \
+                     periodic pass): {e}"
+                );
+            }
+        });
         let task = tokio::spawn(run(
             inputs,
             mesh.clone(),

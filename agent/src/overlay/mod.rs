@@ -17,6 +17,7 @@ pub mod backoff;
 mod each;
 mod ipvs_link;
 mod kernel;
+pub mod link_watch;
 mod mesh_link;
 pub mod names;
 mod plan;
