@@ -127,6 +127,25 @@ pub struct EbpfBalancer {
     pub(super) node: Option<NetnsDir>,
     /// The attachment made last, to tell when to make it again.
     pub(super) wired: Option<node::Wiring>,
+    /// With netlink TC filters (no pins to find severed), the interface
+    /// index each program was attached to, by place: an interface made
+    /// again has another index and lost its filter.
+    tc_devices: BTreeMap<String, TcDevice>,
+}
+
+/// Where a TC filter was attached: the namespace, the interface, its index.
+struct TcDevice {
+    netns: Option<PathBuf>,
+    iface: String,
+    index: u32,
+}
+
+/// The index of `iface` in namespace `netns` (this one with none), if it
+/// exists.
+fn ifindex_in(netns: Option<&Path>, iface: &str) -> Option<u32> {
+    netns::run_in(netns, || nix::net::if_::if_nametoindex(iface).ok())
+        .ok()
+        .flatten()
 }
 
 impl EbpfBalancer {
@@ -174,6 +193,7 @@ impl EbpfBalancer {
             big_ports: BTreeSet::new(),
             node: None,
             wired: None,
+            tc_devices: BTreeMap::new(),
         })
     }
 
@@ -202,7 +222,7 @@ impl EbpfBalancer {
             Some(ns) => format!("{}@{}@{iface}", program.name(), ns.to_string_lossy()),
             None => format!("{}@host@{iface}", program.name()),
         };
-        let pin = self.links_dir()?.join(place);
+        let pin = self.links_dir()?.join(&place);
         let (ebpf, origin, hook) = (&mut self.ebpf, &self.origin, self.hook);
         let attached = netns::run_in(netns, || -> Result<(), EbpfError> {
             let prog = classifier(ebpf, origin, program.name())?;
@@ -211,7 +231,29 @@ impl EbpfBalancer {
         attached.map_err(|e| EbpfError::PinDir {
             path: self.pin_dir.clone(),
             source: std::io::Error::other(e.chain().to_string()),
-        })?
+        })??;
+        if self.hook == TcHook::Netlink {
+            if let Some(index) = ifindex_in(netns, iface) {
+                let device = TcDevice {
+                    netns: netns.map(Path::to_path_buf),
+                    iface: iface.to_string(),
+                    index,
+                };
+                self.tc_devices.insert(place, device);
+            }
+        }
+        Ok(())
+    }
+
+    /// With netlink TC filters: the places whose interface was deleted or
+    /// made again since its program was attached there (its filter went with
+    /// it). A place stays listed until a program is attached there again.
+    pub fn replaced_tc_devices(&self) -> Vec<String> {
+        self.tc_devices
+            .iter()
+            .filter(|(_, d)| ifindex_in(d.netns.as_deref(), &d.iface) != Some(d.index))
+            .map(|(place, _)| place.clone())
+            .collect()
     }
 
     /// Attaches the cgroup hooks `names` to the cgroup at `cgroup`, as

@@ -66,7 +66,7 @@ pub fn attach(lb: &mut EbpfBalancer, node: &NodeAttachment) -> Result<Attached, 
     // A link the kernel severed (its interface deleted and maybe made
     // again: the ingress network's namespace rebuilt) serves nothing:
     // dropped here, and the whole attachment made again.
-    let severed = lb.drop_severed_links();
+    let mut severed = lb.drop_severed_links();
     if !severed.is_empty() {
         tracing::warn!(
             "mesh: pinned link(s) {} were severed (their interfaces were deleted); attaching the \
@@ -74,6 +74,15 @@ pub fn attach(lb: &mut EbpfBalancer, node: &NodeAttachment) -> Result<Attached, 
             severed.join(", ")
         );
     }
+    let replaced = lb.replaced_tc_devices();
+    if !replaced.is_empty() {
+        tracing::warn!(
+            "mesh: the interfaces of TC filter(s) {} were deleted or made again; attaching the \
+             mesh again",
+            replaced.join(", ")
+        );
+    }
+    severed.extend(replaced);
     let changed = created || lb.wired.as_ref() != Some(&wiring) || !severed.is_empty();
     if changed {
         kernel
