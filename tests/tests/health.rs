@@ -173,17 +173,64 @@ fn is_unhealthy_failure(task: &Value) -> bool {
 const INTERVAL: Duration = Duration::from_secs(1);
 const RETRIES: u32 = 2;
 
+/// The image of item 1: serves its hostname from `/www`; drops its page
+/// once the test names it in `/ctl` (it breaks); stops at once on SIGTERM
+/// (so a task stopped while still in the mesh of some node refuses
+/// connections there).
+fn sickable_image(dir: &Path) -> OciImage {
+    let script = "mkdir -p /www; hostname > /www/index.html; \
+        (while sleep 0.2; do if [ -e /ctl/$(hostname) ]; then rm -f /www/index.html; fi; done) & \
+        httpd -f -p 80 -h /www & h=$!; trap \"kill $h; exit 0\" TERM; wait $h";
+    busybox_image(
+        dir,
+        "sickable",
+        &ImageSpec {
+            entrypoint: vec!["sh".into(), "-c".into(), script.into()],
+            ..ImageSpec::default()
+        },
+    )
+}
+
+/// Waits until the task `sick` of `web` failed as unhealthy and three
+/// others run; returns the one that is new against `known`.
+fn wait_replaced(node: &Host, sick: &str, known: &[String]) -> String {
+    let replaced = wait_for(Duration::from_secs(120), || {
+        let ps = tasks(node, &["service", "ps", "web"]);
+        let failed = ps
+            .iter()
+            .any(|t| t["ID"] == sick && is_unhealthy_failure(t));
+        let now_running = running_ids(node, "web");
+        failed && now_running.len() == 3 && !now_running.iter().any(|id| id == sick)
+    });
+    let ps = tasks(node, &["service", "ps", "web"]);
+    assert!(
+        replaced,
+        "{sick}: no unhealthy failure and replacement: {ps:#?}"
+    );
+    let sick_row = ps.iter().find(|t| t["ID"] == sick).expect("sick");
+    assert_eq!(sick_row["DesiredState"], "Shutdown", "{sick_row:#?}");
+    let new: Vec<String> = running_ids(node, "web")
+        .into_iter()
+        .filter(|id| !known.contains(id))
+        .collect();
+    assert_eq!(new.len(), 1, "one replacement: {ps:#?}");
+    new[0].clone()
+}
+
 /// Item 1: three replicas behind the routing mesh, each serving its
-/// hostname while `/www/index.html` exists, with a health check testing
-/// that file. The test makes one task remove its page (through a
-/// read-only bind mount it controls): that task answers 404 until its
-/// health check fails RETRIES times; then it must leave the mesh on every
-/// node BEFORE it is stopped, and a replacement joins once healthy. A
-/// client sending requests through all three nodes the whole time sees
-/// no failure once (RETRIES + 1) intervals (the first failing probe comes
-/// up to one interval after the break) plus 1 s (the agent's health poll
-/// and the mesh update on every node) have passed, and none at all before
-/// the break or during the replacement.
+/// hostname, with a health check on its page and on a file the test
+/// controls, while a client sends requests through all three nodes the
+/// whole time.
+/// - Broken: the test makes one task drop its page. It answers 404 until
+///   its check has failed RETRIES times; then it must leave the mesh on
+///   every node and be replaced. No request fails once (RETRIES + 1)
+///   intervals (the first failing probe comes up to one interval after
+///   the break) plus 1 s (the agent's health poll, the mesh update on
+///   every node) have passed; none fails before the break.
+/// - Unhealthy but still serving (its check fails on the test's file):
+///   it must leave the mesh on every node BEFORE it is stopped (it stops
+///   at once on SIGTERM), so not one request fails, and a replacement
+///   joins once healthy.
 #[test]
 fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
     require_root();
@@ -193,14 +240,7 @@ fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
     let registry = serve_on(nodes[0], None);
     let dir = TempDir::new().expect("temp dir");
     let ctl = TempDir::new().expect("control dir");
-    // The task drops its page once the test names it in /ctl.
-    let image = hostname_web_image(
-        dir.path(),
-        "sickable",
-        "(while sleep 0.2; do if [ -e /ctl/$(hostname) ]; then rm -f /www/index.html; fi; done) &",
-        false,
-    );
-    let image = registry.push(&image, "sickable:1", false);
+    let image = registry.push(&sickable_image(dir.path()), "sickable:1", false);
     start_agents_pulling_from(nodes, &registry.addr);
     form(nodes[0], &[], &[nodes[1], nodes[2]]);
     let mount = format!(
@@ -224,7 +264,7 @@ fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
             "--mount",
             &mount,
             "--health-cmd",
-            "test -e /www/index.html",
+            "test -e /www/index.html && test ! -e /ctl/ill-$(hostname)",
             "--health-interval",
             &interval,
             "--health-retries",
@@ -235,8 +275,8 @@ fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
         ],
     );
     wait_running(nodes[0], "web", 3, Duration::from_secs(120));
-    let before = running_ids(nodes[0], "web");
-    let names: BTreeSet<String> = before.iter().map(|id| hostname_of(id)).collect();
+    let mut known = running_ids(nodes[0], "web");
+    let names: BTreeSet<String> = known.iter().map(|id| hostname_of(id)).collect();
 
     let c = Client::start(client, nodes);
     let started = now();
@@ -249,33 +289,32 @@ fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
         c.answered_since(started)
     );
 
-    let sick = before[0].clone();
+    // Broken.
+    let sick = known[0].clone();
     let broke_at = now();
-    std::fs::write(ctl.path().join(hostname_of(&sick)), b"").expect("mark the task sick");
-    let replaced = wait_for(Duration::from_secs(120), || {
-        let ps = tasks(nodes[0], &["service", "ps", "web"]);
-        let failed = ps
-            .iter()
-            .any(|t| t["ID"] == sick.as_str() && is_unhealthy_failure(t));
-        let now_running = running_ids(nodes[0], "web");
-        failed && now_running.len() == 3 && !now_running.contains(&sick)
-    });
-    let ps = tasks(nodes[0], &["service", "ps", "web"]);
-    assert!(replaced, "no unhealthy failure and replacement: {ps:#?}");
+    std::fs::write(ctl.path().join(hostname_of(&sick)), b"").expect("break the task");
+    let fresh = wait_replaced(nodes[0], &sick, &known);
     let replaced_at = now();
-    let new: Vec<String> = running_ids(nodes[0], "web")
-        .into_iter()
-        .filter(|id| !before.contains(id))
-        .collect();
-    assert_eq!(new.len(), 1, "one replacement: {ps:#?}");
-    let sick_row = ps.iter().find(|t| t["ID"] == sick.as_str()).expect("sick");
-    assert_eq!(sick_row["DesiredState"], "Shutdown", "{sick_row:#?}");
-    // The replacement serves through the mesh.
-    let fresh = hostname_of(&new[0]);
+    known.push(fresh.clone());
     let answers = wait_for(Duration::from_secs(30), || {
-        c.answered_since(replaced_at).contains(&fresh)
+        c.answered_since(replaced_at).contains(&hostname_of(&fresh))
     });
     assert!(answers, "the replacement {fresh} never answered");
+
+    // Unhealthy, still serving.
+    let ill = running_ids(nodes[0], "web")
+        .into_iter()
+        .find(|id| *id != fresh)
+        .expect("an old task");
+    let ill_at = now();
+    std::fs::write(ctl.path().join(format!("ill-{}", hostname_of(&ill))), b"")
+        .expect("make the task unhealthy");
+    let second = wait_replaced(nodes[0], &ill, &known);
+    let second_at = now();
+    let answers = wait_for(Duration::from_secs(30), || {
+        c.answered_since(second_at).contains(&hostname_of(&second))
+    });
+    assert!(answers, "the replacement {second} never answered");
     std::thread::sleep(Duration::from_secs(3));
     let requests = c.finish();
 
@@ -286,20 +325,30 @@ fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
         .iter()
         .filter(|r| r.at >= broke_at && r.at <= broke_at + budget)
         .collect();
-    let late: Vec<&&Request> = failed.iter().filter(|r| r.at > broke_at + budget).collect();
-    let last = failed.last().map_or(0.0, |r| r.at - broke_at);
+    let late: Vec<&&Request> = failed
+        .iter()
+        .filter(|r| r.at > broke_at + budget && r.at < ill_at)
+        .collect();
+    let while_ill: Vec<&&Request> = failed.iter().filter(|r| r.at >= ill_at).collect();
+    let last = failed
+        .iter()
+        .filter(|r| r.at < ill_at)
+        .last()
+        .map_or(0.0, |r| r.at - broke_at);
     let sick_answers_after = requests
         .iter()
         .filter(|r| r.ok && r.at > broke_at + budget && r.what == hostname_of(&sick))
         .count();
     eprintln!(
-        "health leave: {} requests, {} failed ({} while the task was sick and in the mesh, \
-         the last {last:.2} s after the break; budget {budget:.1} s), replaced {:.1} s after \
-         the break; per node: {:?}",
+        "health leave: {} requests; broken task: {} failed while it was in the mesh, the last \
+         {last:.2} s after the break (budget {budget:.1} s), {} later, replaced {:.1} s after the \
+         break; unhealthy serving task: {} failed, replaced {:.1} s after; per node: {:?}",
         requests.len(),
-        failed.len(),
         within.len(),
+        late.len(),
         replaced_at - broke_at,
+        while_ill.len(),
+        second_at - ill_at,
         requests
             .iter()
             .fold(BTreeMap::<&str, usize>::new(), |mut m, r| {
@@ -309,18 +358,22 @@ fn a_task_whose_health_check_starts_failing_leaves_the_mesh_and_is_replaced() {
     );
     assert!(requests.len() > 100, "too few requests: {}", requests.len());
     assert!(early.is_empty(), "failed before the break: {early:#?}");
-    // The break is real: the sick task was asked while it was still in
+    // The break is real: the broken task was asked while it was still in
     // the mesh and answered 404 (else this test could not see a task left
     // in the mesh).
     assert!(
         !within.is_empty(),
-        "no request reached the sick task after its break"
+        "no request reached the broken task after its break"
     );
     assert!(
         late.is_empty(),
-        "requests failed after the task should have left the mesh: {late:#?}"
+        "requests failed after the broken task should have left the mesh: {late:#?}"
     );
-    assert_eq!(sick_answers_after, 0, "the sick task still answered");
+    assert_eq!(sick_answers_after, 0, "the broken task still answered");
+    assert!(
+        while_ill.is_empty(),
+        "requests failed while an unhealthy task that still served left the mesh: {while_ill:#?}"
+    );
     drop(registry);
 }
 
