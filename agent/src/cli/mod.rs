@@ -43,8 +43,9 @@ pub struct Cli {
     pub run_dir: PathBuf,
 
     /// The agent to talk to: unix:///path/to/shoal.sock (default:
-    /// RUN_DIR/shoal.sock).
-    #[arg(short = 'H', long = "host", global = true, env = "SHOAL_HOST")]
+    /// RUN_DIR/shoal.sock). Given before the command, as Docker's -H
+    /// (service create --host is a host-to-IP mapping).
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST")]
     pub host: Option<String>,
 
     #[command(subcommand)]

@@ -585,6 +585,7 @@ impl Runner {
         })
         .await
         .unwrap_or_default();
+        let mut unhealthy = Vec::new();
         for (id, status) in health {
             let Some(local) = self.tasks.get_mut(&id) else {
                 continue;
@@ -619,13 +620,21 @@ impl Runner {
                 }
                 HealthStatus::Unhealthy => {
                     local.awaiting_health = false;
-                    let mut r = report(&id, TaskState::Failed, "unhealthy");
-                    r.err = Some("task: unhealthy container".into());
-                    local.report = r;
-                    local.stop_requested = true;
-                    self.request_stop(&id);
+                    unhealthy.push(id);
                 }
                 _ => {}
+            }
+        }
+        for id in unhealthy {
+            // The stop is asked while the report still says Running, so a
+            // task serving published ports leaves them (and is given the
+            // drain time) before it is stopped.
+            self.request_stop(&id);
+            if let Some(local) = self.tasks.get_mut(&id) {
+                let mut r = report(&id, TaskState::Failed, "unhealthy");
+                r.err = Some("task: unhealthy container".into());
+                local.report = r;
+                local.stop_requested = true;
             }
         }
     }

@@ -57,6 +57,17 @@ pub struct ContainerFlags {
     /// Signal to stop the container (default: the image's, else SIGTERM).
     #[arg(long, value_name = "SIGNAL")]
     stop_signal: Option<String>,
+    /// Time to wait before force killing a container after its stop signal
+    /// (e.g. 30s; default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    stop_grace_period: Option<Duration>,
+    /// Set a custom host-to-IP mapping (host:ip) in the containers'
+    /// /etc/hosts; repeatable; on update it adds one.
+    #[arg(long = "host", visible_alias = "host-add", value_name = "HOST:IP", value_parser = parse_host)]
+    host: Vec<String>,
+    /// Remove a custom host-to-IP mapping (host or host:ip) (update).
+    #[arg(long = "host-rm", value_name = "HOST[:IP]")]
+    host_rm: Vec<String>,
     /// Limit the number of processes a task may have (0: no limit).
     #[arg(long, value_name = "N")]
     limit_pids: Option<u64>,
@@ -101,6 +112,9 @@ impl ContainerFlags {
             || !self.cap_drop.is_empty()
             || self.stop_signal.is_some()
             || self.limit_pids.is_some()
+            || self.stop_grace_period.is_some()
+            || !self.host.is_empty()
+            || !self.host_rm.is_empty()
             || !self.mount.is_empty()
             || !self.mount_rm.is_empty()
             || self.health_given()
@@ -199,6 +213,10 @@ impl ContainerFlags {
         if let Some(pids) = self.limit_pids {
             c.pids_limit = pids;
         }
+        if let Some(grace) = self.stop_grace_period {
+            c.stop_grace_period_ms = Some(millis(grace));
+        }
+        update_hosts(&mut c.hosts, &self.host, &self.host_rm);
         c.mounts.retain(|m| !self.mount_rm.contains(&m.target));
         for mount in &self.mount {
             match c.mounts.iter_mut().find(|m| m.target == mount.target) {
@@ -251,5 +269,122 @@ impl ContainerFlags {
             }
         }
         Ok(())
+    }
+}
+
+/// `--host HOST:IP` (or Docker's newer `HOST=IP`; an IPv6 address may be
+/// in brackets) as the `/etc/hosts` line the spec keeps, `IP HOST`.
+fn parse_host(text: &str) -> Result<String, String> {
+    let (name, ip) = match text.split_once('=') {
+        Some(split) => split,
+        None => text
+            .split_once(':')
+            .ok_or_else(|| format!("bad format for add-host: \"{text}\""))?,
+    };
+    let bare = ip.trim_start_matches('[').trim_end_matches(']');
+    let line = format!("{bare} {name}");
+    match shoal_control::objects::host_entry(&line) {
+        Some((_, names)) if names.len() == 1 => Ok(line),
+        _ if bare.parse::<std::net::IpAddr>().is_err() => {
+            Err(format!("invalid IP address in add-host: \"{ip}\""))
+        }
+        _ => Err(format!("bad format for add-host: \"{text}\"")),
+    }
+}
+
+/// Docker's `--host-rm` then `--host-add` over the spec's `/etc/hosts`
+/// lines (`IP NAME [ALIAS...]`): a `HOST` removal takes that name from
+/// every line, `HOST:IP` only from lines of that address; a line left
+/// without names goes; the added lines follow, without duplicates.
+fn update_hosts(hosts: &mut Vec<String>, add: &[String], remove: &[String]) {
+    let removals: Vec<(&str, Option<std::net::IpAddr>)> = remove
+        .iter()
+        .map(|r| match r.split_once(':') {
+            Some((name, ip)) => (
+                name,
+                ip.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .ok(),
+            ),
+            None => (r.as_str(), None),
+        })
+        .collect();
+    let mut kept: Vec<String> = Vec::new();
+    for line in hosts.iter() {
+        let Some((ip, names)) = shoal_control::objects::host_entry(line) else {
+            kept.push(line.clone());
+            continue;
+        };
+        let left: Vec<&str> = names
+            .into_iter()
+            .filter(|n| {
+                !removals
+                    .iter()
+                    .any(|(name, at)| name == n && at.is_none_or(|at| at == ip))
+            })
+            .collect();
+        if !left.is_empty() {
+            kept.push(format!("{ip} {}", left.join(" ")));
+        }
+    }
+    for line in add {
+        if !kept.contains(line) {
+            kept.push(line.clone());
+        }
+    }
+    *hosts = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_mappings_parse_as_docker_writes_them() {
+        assert_eq!(parse_host("db:10.0.0.9").unwrap(), "10.0.0.9 db");
+        assert_eq!(parse_host("db=10.0.0.9").unwrap(), "10.0.0.9 db");
+        assert_eq!(parse_host("v6:::1").unwrap(), "::1 v6");
+        assert_eq!(parse_host("v6=[2001:db8::1]").unwrap(), "2001:db8::1 v6");
+        assert_eq!(
+            parse_host("db").unwrap_err(),
+            "bad format for add-host: \"db\""
+        );
+        assert_eq!(
+            parse_host("db:10.0.0.999").unwrap_err(),
+            "invalid IP address in add-host: \"10.0.0.999\""
+        );
+        assert_eq!(
+            parse_host(":10.0.0.9").unwrap_err(),
+            "bad format for add-host: \":10.0.0.9\""
+        );
+        assert_eq!(
+            parse_host("a b:10.0.0.9").unwrap_err(),
+            "bad format for add-host: \"a b:10.0.0.9\""
+        );
+    }
+
+    #[test]
+    fn host_rm_takes_names_then_host_add_appends() {
+        let mut hosts = vec![
+            "10.0.0.9 db db.local".to_string(),
+            "10.0.0.7 cache".to_string(),
+            "10.0.0.8 cache".to_string(),
+        ];
+        update_hosts(
+            &mut hosts,
+            &["10.0.0.5 api".to_string(), "10.0.0.7 cache".to_string()],
+            &["db".to_string(), "cache:10.0.0.8".to_string()],
+        );
+        assert_eq!(
+            hosts,
+            ["10.0.0.9 db.local", "10.0.0.7 cache", "10.0.0.5 api"]
+        );
+        update_hosts(
+            &mut hosts,
+            &[],
+            &["db.local".to_string(), "cache".to_string()],
+        );
+        assert_eq!(hosts, ["10.0.0.5 api"]);
     }
 }

@@ -337,3 +337,47 @@ async fn a_task_with_a_health_check_joins_the_mesh_only_once_healthy() {
     }
     assert_eq!(served(&r), vec![("t1".to_string(), true)]);
 }
+
+#[tokio::test]
+async fn an_unhealthy_task_leaves_its_published_ports_before_it_is_stopped() {
+    use shoal_control::objects::{PortConfig, Protocol};
+    let runtime = Arc::new(FakeRuntime::new());
+    runtime.set_health("t1", HealthStatus::Healthy);
+    let mut r = rig_on(runtime.clone()).await;
+    let mut a = assignment("t1", TaskState::Running, "net");
+    a.ports = vec![PortConfig {
+        protocol: Protocol::Tcp,
+        target: 80,
+        published: 8080,
+        mode: Default::default(),
+    }];
+    r.assign.send(Some(vec![a])).unwrap();
+    r.until(|rs| state_of(rs, "t1") == Some(TaskState::Running))
+        .await;
+    for _ in 0..200 {
+        if !served(&r).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(served(&r), vec![("t1".to_string(), true)]);
+    runtime.set_health("t1", HealthStatus::Unhealthy);
+    let reports = r
+        .until(|rs| state_of(rs, "t1") == Some(TaskState::Failed))
+        .await;
+    let failed = reports.iter().find(|t| t.task_id == "t1").unwrap();
+    assert_eq!(failed.err.as_deref(), Some("task: unhealthy container"));
+    // Out of the load balancers first (the drain), stopped after.
+    for _ in 0..300 {
+        if !runtime.stops().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        served(&r),
+        vec![("t1".to_string(), true), ("t1".to_string(), false)]
+    );
+    assert_eq!(runtime.stops().len(), 1, "stopped once");
+    assert!(r.sandboxes.detached.lock().unwrap().contains(&"t1".into()));
+}

@@ -362,6 +362,12 @@ fn oom_killed(cgroups_path: &str) -> bool {
     let Ok(mounts) = super::process::mounts::mounts() else {
         return false;
     };
+    oom_killed_under(&mounts, cgroups_path)
+}
+
+/// [`oom_killed`] over the cgroup filesystems `mounts`: cgroup2 (pure, or
+/// the unified one of a hybrid host) and the v1 `memory` hierarchy.
+fn oom_killed_under(mounts: &[super::process::mounts::CgroupMount], cgroups_path: &str) -> bool {
     let relative = cgroups_path.trim_start_matches('/');
     let files = mounts.iter().filter_map(|m| match &m.v1_options {
         None => Some(m.point.join(relative).join("memory.events")),
@@ -372,11 +378,17 @@ fn oom_killed(cgroups_path: &str) -> bool {
     });
     files
         .filter_map(|f| fs::read_to_string(f).ok())
-        .any(|text| {
-            text.lines()
-                .filter_map(|l| l.strip_prefix("oom_kill "))
-                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
-        })
+        .any(|text| oom_kills(&text) > 0)
+}
+
+/// The `oom_kill N` count of a `memory.events` (v2) or
+/// `memory.oom_control` (v1) text; 0 when it has none.
+fn oom_kills(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("oom_kill "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The sampler of the containers' outputs; ends with the runtime.
@@ -519,5 +531,91 @@ impl ContainerRuntime {
             return Err(ExecutorError::Unknown(task_id.to_string()));
         }
         Ok(self.inner.task_dir(task_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::process::mounts::{parse_mountinfo, CgroupMount};
+    use super::*;
+
+    fn write(dir: &std::path::Path, file: &str, text: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(file), text).unwrap();
+    }
+
+    #[test]
+    fn oom_kill_counts_read_from_memory_events_and_oom_control() {
+        assert_eq!(
+            oom_kills("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n"),
+            1
+        );
+        assert_eq!(
+            oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"),
+            3
+        );
+        assert_eq!(oom_kills("low 0\nmax 4\noom 1\noom_kill 0\n"), 0);
+        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 0\n"), 0);
+        assert_eq!(oom_kills(""), 0);
+    }
+
+    #[test]
+    fn an_oom_kill_is_found_on_pure_cgroup2() {
+        let root = tempfile::tempdir().unwrap();
+        let mountinfo = format!(
+            "35 24 0:30 / {} rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n",
+            root.path().display()
+        );
+        let mounts = parse_mountinfo(&mountinfo);
+        assert_eq!(mounts.len(), 1);
+        let cgroup = root.path().join("shoal/t1");
+        write(
+            &cgroup,
+            "memory.events",
+            "low 0\nhigh 0\nmax 7\noom 1\noom_kill 0\n",
+        );
+        assert!(!oom_killed_under(&mounts, "/shoal/t1"), "no kill yet");
+        write(
+            &cgroup,
+            "memory.events",
+            "low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n",
+        );
+        assert!(oom_killed_under(&mounts, "/shoal/t1"));
+        assert!(!oom_killed_under(&mounts, "/shoal/other"), "another cgroup");
+    }
+
+    #[test]
+    fn an_oom_kill_is_found_in_the_v1_memory_hierarchy_of_a_hybrid_host() {
+        let root = tempfile::tempdir().unwrap();
+        let (unified, memory, cpu) = (
+            root.path().join("unified"),
+            root.path().join("memory"),
+            root.path().join("cpu"),
+        );
+        let mounts = vec![
+            CgroupMount {
+                point: unified.clone(),
+                v1_options: None,
+            },
+            CgroupMount {
+                point: cpu.clone(),
+                v1_options: Some(vec!["rw".into(), "cpu".into(), "cpuacct".into()]),
+            },
+            CgroupMount {
+                point: memory.clone(),
+                v1_options: Some(vec!["rw".into(), "memory".into()]),
+            },
+        ];
+        // A file named like the v1 one in a hierarchy without the memory
+        // controller is not read.
+        write(&cpu.join("shoal/t1"), "memory.oom_control", "oom_kill 5\n");
+        write(&unified.join("shoal/t1"), "cgroup.procs", "");
+        assert!(!oom_killed_under(&mounts, "/shoal/t1"));
+        write(
+            &memory.join("shoal/t1"),
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
+        assert!(oom_killed_under(&mounts, "/shoal/t1"));
     }
 }
