@@ -197,7 +197,11 @@ mod tests {
             .record(&BTreeMap::new(), &BTreeSet::from([bad]), t0)
             .is_empty());
         assert_eq!(retry.failing().len(), 1);
-        let events = retry.record(&BTreeMap::new(), &BTreeSet::new(), t0 + Duration::from_secs(1));
+        let events = retry.record(
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(events, [PortEvent::Recovered { port: bad }]);
         assert!(retry.failing().is_empty());
         assert_eq!(retry.next_due(), None);

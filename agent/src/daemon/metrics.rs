@@ -188,7 +188,10 @@ mod tests {
         let mut out = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out));
         let _ = read.await.expect("the server did not close the connection");
-        (String::from_utf8_lossy(&out).into_owned(), started.elapsed())
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            started.elapsed(),
+        )
     }
 
     #[tokio::test]
@@ -201,8 +204,14 @@ mod tests {
             .unwrap();
         let (text, _) = read_to_close(&mut stream).await;
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains("content-type: text/plain; version=0.0.4"), "{text}");
-        assert!(text.ends_with("shoal_tasks{state=\"running\"} 2\n"), "{text}");
+        assert!(
+            text.contains("content-type: text/plain; version=0.0.4"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("shoal_tasks{state=\"running\"} 2\n"),
+            "{text}"
+        );
         stop.cancel();
     }
 

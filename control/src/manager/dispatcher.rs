@@ -22,8 +22,8 @@ use crate::api::{
     HEARTBEAT_PERIOD_MS, MAX_RESTART_WINDOW_MS,
 };
 use crate::objects::{
-    render_hostname, BuildFailures, Node, NodeResources, NodeState, SandboxFailure, Service,
-    Task, TaskNames, TaskState,
+    render_hostname, BuildFailures, Node, NodeResources, NodeState, SandboxFailure, Service, Task,
+    TaskNames, TaskState,
 };
 use crate::store::Objects;
 

@@ -365,8 +365,7 @@ fn a_host_mode_port_is_served_only_by_the_node_of_its_task() -> Result<(), Balan
 }
 
 #[test]
-fn a_refused_port_backs_off_on_its_own_while_the_others_are_served() -> Result<(), BalancerError>
-{
+fn a_refused_port_backs_off_on_its_own_while_the_others_are_served() -> Result<(), BalancerError> {
     let other = PortKey {
         protocol: Protocol::Tcp,
         port: 9090,
