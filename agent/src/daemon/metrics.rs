@@ -3,8 +3,9 @@
 //! Read-only; bind it to a private address. Connections are admitted within
 //! [`LIMITS`]; a client has [`REQUEST_TIMEOUT`] to send its request head
 //! (at most [`MAX_REQUEST_BYTES`]) and [`CONNECTION_TIMEOUT`] for the whole
-//! exchange, one request per connection, so slow or idle clients cannot
-//! hold the agent's file descriptors.
+//! exchange (hyper answers a late head 408 and closes), one request per
+//! connection, so slow or idle clients cannot hold the agent's file
+//! descriptors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
