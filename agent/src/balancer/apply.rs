@@ -6,6 +6,7 @@
 //! the balancer holds is cut to its limit (the lowest addresses serve, the
 //! others linger) and reported, never dropped silently.
 
+use shoal_control::error_chain::ErrorChain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -26,6 +27,10 @@ pub struct Changes {
     pub locals_changed: usize,
     /// Entries cut to the balancer's limits.
     pub over_limit: Vec<Overflow>,
+    /// Published ports the balancer failed to write or remove, with the
+    /// error; every other port was still brought to the spec.
+    #[serde(skip)]
+    pub failed_ports: BTreeMap<PortKey, String>,
 }
 
 impl Changes {
@@ -107,6 +112,18 @@ impl<L: LoadBalancer> Balancer<L> {
 
     /// Brings the balancer to `spec`.
     pub fn apply(&mut self, spec: &BalancerSpec) -> Result<Changes, BalancerError> {
+        self.apply_holding(spec, &BTreeSet::new())
+    }
+
+    /// Brings the balancer to `spec`, leaving the ports in `held` as they
+    /// are (they wait out a retry delay). A port that fails is reported in
+    /// [`Changes::failed_ports`] and does not stop the others; local
+    /// addresses and virtual IPs still fail the whole call.
+    pub fn apply_holding(
+        &mut self,
+        spec: &BalancerSpec,
+        held: &BTreeSet<PortKey>,
+    ) -> Result<Changes, BalancerError> {
         let limits = self.kernel.limits();
         let mut changes = Changes::default();
         let mut want = BTreeMap::new();
@@ -141,24 +158,36 @@ impl<L: LoadBalancer> Balancer<L> {
                 changes.vips_written += 1;
             }
         }
-        for (port, backends) in &want {
+        for (port, backends) in want.iter().filter(|(p, _)| !held.contains(p)) {
             if self.state.ports.get(port) != Some(backends) {
-                self.kernel.put_port(*port, backends)?;
-                self.state.ports.insert(*port, backends.clone());
-                changes.ports_written += 1;
+                match self.kernel.put_port(*port, backends) {
+                    Ok(()) => {
+                        self.state.ports.insert(*port, backends.clone());
+                        changes.ports_written += 1;
+                    }
+                    Err(e) => {
+                        changes.failed_ports.insert(*port, e.chain().to_string());
+                    }
+                }
             }
         }
         let gone: Vec<PortKey> = self
             .state
             .ports
             .keys()
-            .filter(|k| !want.contains_key(k))
+            .filter(|k| !want.contains_key(k) && !held.contains(k))
             .copied()
             .collect();
         for port in gone {
-            self.kernel.delete_port(port)?;
-            self.state.ports.remove(&port);
-            changes.ports_deleted += 1;
+            match self.kernel.delete_port(port) {
+                Ok(()) => {
+                    self.state.ports.remove(&port);
+                    changes.ports_deleted += 1;
+                }
+                Err(e) => {
+                    changes.failed_ports.insert(port, e.chain().to_string());
+                }
+            }
         }
         let gone: Vec<Ipv4Addr> = self
             .state

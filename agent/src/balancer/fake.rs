@@ -27,6 +27,10 @@ pub struct FakeBalancer {
     /// Writes of ports, VIPs and local addresses.
     pub writes: usize,
     pub limits: Limits,
+    /// Ports whose writes and removals fail (as a full map would).
+    pub refused_ports: BTreeSet<PortKey>,
+    /// Writes and removals refused so far.
+    pub refusals: usize,
 }
 
 impl Default for FakeBalancer {
@@ -41,6 +45,8 @@ impl Default for FakeBalancer {
             },
             detached: false,
             writes: 0,
+            refused_ports: BTreeSet::new(),
+            refusals: 0,
             limits: Limits {
                 backends_per_port: MAX_BIG_BACKENDS,
                 tasks_per_vip: MAX_VIP_BACKENDS,
@@ -50,6 +56,18 @@ impl Default for FakeBalancer {
 }
 
 impl FakeBalancer {
+    /// Fails if `port` is refused.
+    fn refuse(&mut self, port: PortKey) -> Result<(), BalancerError> {
+        if self.refused_ports.contains(&port) {
+            self.refusals += 1;
+            return Err(BalancerError::PortRefused {
+                port,
+                reason: "the fake refuses it".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The backend a new flow from `client:client_port` to `node`'s
     /// published `port` gets, if the port has any.
     pub fn pick(
@@ -111,11 +129,13 @@ impl LoadBalancer for FakeBalancer {
         Ok(())
     }
     fn put_port(&mut self, port: PortKey, backends: &PortBackends) -> Result<(), BalancerError> {
+        self.refuse(port)?;
         self.writes += 1;
         self.held.ports.insert(port, backends.clone());
         Ok(())
     }
     fn delete_port(&mut self, port: PortKey) -> Result<(), BalancerError> {
+        self.refuse(port)?;
         self.writes += 1;
         self.held.ports.remove(&port);
         Ok(())

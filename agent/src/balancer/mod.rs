@@ -18,6 +18,7 @@ mod apply;
 mod fake;
 pub mod host;
 pub mod maglev;
+mod retry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -29,6 +30,7 @@ pub use shoal_control::objects::Protocol;
 
 pub use apply::{desired_ports, Balancer, Changes};
 pub use fake::FakeBalancer;
+pub use retry::{FailingPort, PortEvent, PortRetry};
 
 #[cfg(test)]
 mod tests;
@@ -286,4 +288,6 @@ pub enum BalancerError {
     Attach(String),
     #[error("the routing mesh holds less than asked: {}", .0.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("; "))]
     OverLimit(Vec<Overflow>),
+    #[error("published port {port} refused: {reason}")]
+    PortRefused { port: PortKey, reason: String },
 }

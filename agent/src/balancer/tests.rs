@@ -286,3 +286,45 @@ fn virtual_ips_are_written_when_they_change_and_cut_to_the_limit() -> Result<(),
     assert!(lb.kernel().held.vips.is_empty());
     Ok(())
 }
+
+#[test]
+fn a_refused_port_is_reported_and_never_blocks_the_others() -> Result<(), BalancerError> {
+    let mut lb = Balancer::new(FakeBalancer::default())?;
+    lb.kernel().refused_ports.insert(tcp(8080));
+    let s = spec(&[(8080, &[2]), (8081, &[3]), (9090, &[4])]);
+    let changes = lb.apply(&s)?;
+    assert_eq!(changes.ports_written, 2);
+    assert_eq!(
+        changes.failed_ports.keys().copied().collect::<Vec<_>>(),
+        [tcp(8080)]
+    );
+    assert!(changes.failed_ports[&tcp(8080)].contains("8080/tcp refused"));
+    let held = &lb.kernel().held.ports;
+    assert!(held.contains_key(&tcp(8081)) && held.contains_key(&tcp(9090)));
+    assert!(!held.contains_key(&tcp(8080)));
+    // Removing a refused port fails alone too; the others go.
+    lb.kernel().refused_ports = BTreeSet::from([tcp(8081)]);
+    let changes = lb.apply(&spec(&[(8080, &[2])]))?;
+    assert_eq!((changes.ports_written, changes.ports_deleted), (1, 1));
+    assert_eq!(
+        changes.failed_ports.keys().copied().collect::<Vec<_>>(),
+        [tcp(8081)]
+    );
+    assert!(lb.kernel().held.ports.contains_key(&tcp(8081)));
+    assert!(!lb.kernel().held.ports.contains_key(&tcp(9090)));
+    Ok(())
+}
+
+#[test]
+fn held_ports_are_neither_written_nor_removed() -> Result<(), BalancerError> {
+    let mut lb = Balancer::new(FakeBalancer::default())?;
+    lb.apply(&spec(&[(8080, &[2]), (9090, &[3])]))?;
+    let held = BTreeSet::from([tcp(8080), tcp(9090)]);
+    // 8080 changes and 9090 goes, but both wait out a retry: untouched.
+    let changes = lb.apply_holding(&spec(&[(8080, &[2, 5]), (7070, &[6])]), &held)?;
+    assert_eq!((changes.ports_written, changes.ports_deleted), (1, 0));
+    let ports = &lb.kernel().held.ports;
+    assert_eq!(ports[&tcp(8080)].active.len(), 1);
+    assert!(ports.contains_key(&tcp(9090)) && ports.contains_key(&tcp(7070)));
+    Ok(())
+}

@@ -18,8 +18,8 @@ use shoal_control::objects::{MacAddr, NetworkSpec, Protocol};
 use shoal_ebpf_common::mesh::GATEWAY_MAC_PREFIX;
 
 use crate::balancer::{
-    Balancer, BalancerError, BalancerSpec, Changes, Counters, LoadBalancer, MeshBackend,
-    NodeAttachment, Programmed, PublishedService,
+    Balancer, BalancerError, BalancerSpec, Changes, Counters, FailingPort, LoadBalancer,
+    MeshBackend, NodeAttachment, PortEvent, PortRetry, Programmed, PublishedService,
 };
 use crate::ebpf;
 use crate::gossip::table::EndpointRecord;
@@ -223,6 +223,11 @@ pub struct BalancerPlane<L: LoadBalancer> {
     departed_linger: Duration,
     /// The other nodes' underlay addresses.
     peers: BTreeSet<Ipv4Addr>,
+    /// Published ports the balancer refused, each retried on its own
+    /// backoff.
+    retry: PortRetry,
+    /// Failed attempts to write or remove a published port so far.
+    port_failures: u64,
 }
 
 impl<L: LoadBalancer> BalancerPlane<L> {
@@ -246,6 +251,8 @@ impl<L: LoadBalancer> BalancerPlane<L> {
             departed: BTreeMap::new(),
             departed_linger: DEPARTED_LINGER,
             peers: BTreeSet::new(),
+            retry: PortRetry::default(),
+            port_failures: 0,
         }
     }
 
@@ -335,13 +342,35 @@ impl<L: LoadBalancer> BalancerPlane<L> {
         if self.started.elapsed() < self.warm_up {
             want = keep_known(want, &self.inherited);
         }
-        let changes = balancer.apply(&want)?;
+        let now = Instant::now();
+        let held = self.retry.held(now);
+        let changes = balancer.apply_holding(&want, &held)?;
+        self.port_failures += changes.failed_ports.len() as u64;
+        for event in self.retry.record(&changes.failed_ports, &held, now) {
+            log_port(&event);
+        }
         if !changes.over_limit.is_empty() && changes.over_limit != self.over_limit {
             self.over_limit = changes.over_limit.clone();
             return Err(BalancerError::OverLimit(changes.over_limit));
         }
         self.over_limit = changes.over_limit.clone();
         Ok(changes)
+    }
+
+    /// Published ports the balancer fails to program now, each retried on
+    /// its own backoff.
+    pub fn failing_ports(&self) -> Vec<FailingPort> {
+        self.retry.failing()
+    }
+
+    /// Failed attempts to write or remove a published port so far.
+    pub fn port_failures(&self) -> u64 {
+        self.port_failures
+    }
+
+    /// When the next refused port is due for a retry, if any.
+    pub fn next_port_retry(&self) -> Option<Instant> {
+        self.retry.next_due()
     }
 
     /// Entries over the balancer's limits right now.
@@ -352,6 +381,24 @@ impl<L: LoadBalancer> BalancerPlane<L> {
     /// The data path's counters, once loaded.
     pub fn counters(&mut self) -> Option<Counters> {
         self.balancer.as_mut()?.kernel().counters().ok()
+    }
+}
+
+/// Logs a change in the failing ports: once per new error, not per pass.
+fn log_port(event: &PortEvent) {
+    match event {
+        PortEvent::Failed {
+            port,
+            error,
+            retry_in,
+        } => tracing::warn!(
+            "mesh: cannot program published port {port}: {error}; the other ports go on, this \
+             one is retried in {} s and backing off",
+            retry_in.as_secs()
+        ),
+        PortEvent::Recovered { port } => {
+            tracing::info!("mesh: published port {port} is programmed again")
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shoal_control::objects::{Endpoint, NetworkSpec};
+use shoal_control::objects::{BuildFailures, Endpoint, NetworkSpec, SandboxFailure};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +78,13 @@ pub struct MeshStatus {
     pub over_limit: Vec<String>,
     /// The last error of the balancer, if its last sync failed.
     pub last_error: Option<String>,
+    /// Published ports the balancer refuses, each retried on its own
+    /// backoff while the others are served.
+    #[serde(default)]
+    pub failing_ports: Vec<crate::balancer::FailingPort>,
+    /// Failed attempts to program a published port since the agent started.
+    #[serde(default)]
+    pub port_failures_total: u64,
 }
 
 /// The endpoints this node owns, persisted so that a restarted agent
@@ -212,9 +219,48 @@ pub struct Inputs {
     pub cgroup_root: PathBuf,
     pub mesh: MeshConfig,
     pub gossip_view: shoal_control::manager::GossipView,
-    /// The networks this node fails to build (id to error), for the
-    /// managers (`network inspect`).
-    pub network_failures: watch::Sender<BTreeMap<String, String>>,
+    /// What this node fails to build, for the managers (`network inspect`).
+    pub network_failures: watch::Sender<NodeFailures>,
+}
+
+/// What this node fails to build, as its heartbeat reports it: networks
+/// (id to error), and task sandboxes and published ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeFailures {
+    pub networks: BTreeMap<String, String>,
+    pub build: BuildFailures,
+}
+
+/// The failing sandboxes of `failing`, once per network their task
+/// attaches to in `spec`, and the failing published ports.
+fn build_failures(
+    failing: &[FailingObject],
+    spec: &OverlaySpec,
+    ports: &[crate::balancer::FailingPort],
+) -> BuildFailures {
+    let mut sandboxes = Vec::new();
+    for f in failing {
+        let overlay::Object::Sandbox(task) = &f.object else {
+            continue;
+        };
+        let Some(sandbox) = spec.sandboxes.iter().find(|s| &s.id == task) else {
+            continue;
+        };
+        for attachment in &sandbox.attachments {
+            sandboxes.push(SandboxFailure {
+                network: attachment.network.clone(),
+                task_id: task.clone(),
+                error: f.error.clone(),
+            });
+        }
+    }
+    BuildFailures {
+        sandboxes,
+        ports: ports
+            .iter()
+            .map(|p| (p.port.to_string(), p.error.clone()))
+            .collect(),
+    }
 }
 
 impl DataPlane {
@@ -393,6 +439,7 @@ async fn run(
             // The mesh needs the overlay's namespaces; a mesh failure is
             // reported but does not undo the overlay.
             let mut mesh_status = MeshStatus::default();
+            let mut port_retry = None;
             if mesh_mode.mode != MeshMode::Off {
                 if let Ok(mut mesh) = mesh.lock() {
                     mesh.set_peers(&vteps);
@@ -406,6 +453,9 @@ async fn run(
                     }
                     mesh_status.over_limit =
                         mesh.over_limit().iter().map(|o| o.to_string()).collect();
+                    mesh_status.failing_ports = mesh.failing_ports();
+                    mesh_status.port_failures_total = mesh.port_failures();
+                    port_retry = mesh.next_port_retry();
                     mesh_status.counters = mesh
                         .counters()
                         .unwrap_or_default()
@@ -414,7 +464,7 @@ async fn run(
                         .collect();
                 }
             }
-            Ok::<_, overlay::OverlayError>((changes, spec, mesh_status))
+            Ok::<_, overlay::OverlayError>((changes, spec, (mesh_status, port_retry)))
         })
         .await;
         names.sync(&named, &records).await;
@@ -425,9 +475,18 @@ async fn run(
         status.reconciles += 1;
         wait = RESYNC;
         match result {
-            Ok(Ok((outcome, spec, mesh_status))) => {
+            Ok(Ok((outcome, spec, (mesh_status, port_retry)))) => {
                 if mesh_status.last_error.is_some() {
                     *status.failures_total.entry("mesh".into()).or_default() += 1;
+                }
+                if mesh_status.port_failures_total > 0 {
+                    status
+                        .failures_total
+                        .insert("port".into(), mesh_status.port_failures_total);
+                }
+                if let Some(due) = port_retry {
+                    let now = Instant::now();
+                    wait = wait.min(due.saturating_duration_since(now).max(SOONEST_RETRY));
                 }
                 status.mesh = mesh_status;
                 if !outcome.applied.is_empty() {
@@ -481,10 +540,14 @@ async fn run(
                         overlay::Object::Sandbox(_) => None,
                     })
                     .collect();
+                let failures = NodeFailures {
+                    networks: by_network,
+                    build: build_failures(&status.failing, &spec, &status.mesh.failing_ports),
+                };
                 inputs.network_failures.send_if_modified(|current| {
-                    let changed = *current != by_network;
+                    let changed = *current != failures;
                     if changed {
-                        *current = by_network;
+                        *current = failures;
                     }
                     changed
                 });
@@ -900,6 +963,63 @@ mod tests {
         assert_eq!(store.remove("t1").unwrap().len(), 1);
         assert!(LocalEndpoints::load(path).unwrap().list().is_empty());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_failing_sandbox_is_reported_on_each_network_of_its_task() {
+        let me = Ipv4Addr::new(198, 18, 0, 1);
+        let networks = vec![
+            net("red", 4096, "10.0.1.0/24"),
+            net("blue", 4097, "10.0.2.0/24"),
+        ];
+        let local: Vec<LocalEndpoint> = [("red", [10, 0, 1, 2]), ("blue", [10, 0, 2, 2])]
+            .into_iter()
+            .map(|(network, ip)| LocalEndpoint {
+                network: network.into(),
+                record: rec("t1", ip, [198, 18, 0, 1]),
+            })
+            .chain([LocalEndpoint {
+                network: "red".into(),
+                record: rec("t2", [10, 0, 1, 3], [198, 18, 0, 1]),
+            }])
+            .collect();
+        let spec = desired(me, 1500, networks, &BTreeMap::new(), &local);
+        let failing = |object| FailingObject {
+            object,
+            error: "File exists".into(),
+            attempts: 2,
+        };
+        let ports = vec![crate::balancer::FailingPort {
+            port: crate::balancer::PortKey {
+                protocol: shoal_control::objects::Protocol::Udp,
+                port: 53,
+            },
+            error: "map full".into(),
+            attempts: 1,
+        }];
+        let out = build_failures(
+            &[
+                failing(overlay::Object::Sandbox("t1".into())),
+                // A network's failure is reported apart; a sandbox no
+                // longer wanted is not reported.
+                failing(overlay::Object::Network("red".into())),
+                failing(overlay::Object::Sandbox("gone".into())),
+            ],
+            &spec,
+            &ports,
+        );
+        let mut seen: Vec<(&str, &str)> = out
+            .sandboxes
+            .iter()
+            .map(|f| (f.network.as_str(), f.task_id.as_str()))
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [("blue", "t1"), ("red", "t1")]);
+        assert!(out.sandboxes.iter().all(|f| f.error == "File exists"));
+        assert_eq!(
+            out.ports,
+            BTreeMap::from([("53/udp".to_string(), "map full".to_string())])
+        );
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub struct TaskInputs {
     /// Bytes of each task output kept on disk.
     pub log_limit: u64,
     /// The networks this node fails to build, for the heartbeat.
-    pub network_failures: watch::Sender<std::collections::BTreeMap<String, String>>,
+    pub network_failures: watch::Sender<super::dataplane::NodeFailures>,
 }
 
 pub struct Plane {
@@ -518,9 +518,10 @@ impl MembersReport {
         metric(
             "shoal_reconcile_failures_total",
             "Failed attempts to build an object on this node, by part (network, sandbox, \
-             mesh; overlay for a whole pass); each failing object is retried with backoff.",
+             mesh, a published port; overlay for a whole pass); each failing object is retried \
+             with backoff.",
             "counter",
-            ["network", "sandbox", "mesh", "overlay"]
+            ["network", "sandbox", "mesh", "port", "overlay"]
                 .iter()
                 .map(|part| {
                     let n = self.overlay.failures_total.get(*part).copied().unwrap_or(0);
@@ -532,15 +533,18 @@ impl MembersReport {
             "shoal_reconcile_failing",
             "Objects this node fails to build now, by part.",
             "gauge",
-            ["network", "sandbox"]
+            ["network", "sandbox", "port"]
                 .iter()
                 .map(|part| {
-                    let n = self
-                        .overlay
-                        .failing
-                        .iter()
-                        .filter(|f| f.object.part() == *part)
-                        .count();
+                    let n = match *part {
+                        "port" => self.overlay.mesh.failing_ports.len(),
+                        _ => self
+                            .overlay
+                            .failing
+                            .iter()
+                            .filter(|f| f.object.part() == *part)
+                            .count(),
+                    };
                     (format!("{{part=\"{part}\"}}"), n.to_string())
                 })
                 .collect(),

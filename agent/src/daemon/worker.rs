@@ -66,7 +66,7 @@ pub struct Reports {
     /// Kept current by the task runner.
     pub tasks: watch::Receiver<Vec<TaskReport>>,
     /// The networks the data plane fails to build (id to error).
-    pub network_failures: watch::Receiver<std::collections::BTreeMap<String, String>>,
+    pub network_failures: watch::Receiver<super::dataplane::NodeFailures>,
     /// Where each heartbeat's round trip is recorded.
     pub latency: Arc<HeartbeatLatency>,
 }
@@ -183,6 +183,7 @@ impl Farewell {
             logs: Vec::new(),
             restart_window_ms: Some(window_ms),
             network_failures: None,
+            build_failures: None,
         }) else {
             return;
         };
@@ -240,7 +241,8 @@ async fn run(
             resources: Some(reports.resources),
             tasks: reports.tasks.borrow().clone(),
             logs: chunks,
-            network_failures: Some(reports.network_failures.borrow().clone()),
+            network_failures: Some(reports.network_failures.borrow().networks.clone()),
+            build_failures: Some(reports.network_failures.borrow().build.clone()),
             restart_window_ms: None,
         }) else {
             return;

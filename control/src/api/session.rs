@@ -86,6 +86,10 @@ pub struct Heartbeat {
     /// an empty map says all are built). `None` from older agents.
     #[serde(default)]
     pub network_failures: Option<BTreeMap<String, String>>,
+    /// The sandboxes and published ports the node fails to build (level).
+    /// `None` from older agents.
+    #[serde(default)]
+    pub build_failures: Option<crate::objects::BuildFailures>,
     /// Set in the last heartbeat of an agent stopping for a restart (its
     /// tasks keep running): how long, in ms, the managers should wait for
     /// it before marking the node Down (at most [`MAX_RESTART_WINDOW_MS`]).

@@ -142,19 +142,28 @@ pub struct NetworkView {
     /// held for a gossip tombstone's lifetime, free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<AddressUsage>,
-    /// Nodes that cannot build the network (`network inspect` only), each
-    /// with its agent's error; it is retried there with backoff.
+    /// What nodes cannot build on the network (`network inspect` only),
+    /// each with its agent's error, retried there with backoff: the network
+    /// itself, a task's sandbox on it (`TaskID`), or, on the ingress
+    /// network, a published port of the routing mesh (`Port`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<NetworkFailureView>,
 }
 
-/// One node's failure to build a network.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One node's failure to build a network, a task's sandbox on it, or a
+/// published port of the routing mesh.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkFailureView {
     pub node: String,
     #[serde(rename = "NodeID")]
     pub node_id: String,
+    /// The task whose sandbox fails on the network.
+    #[serde(default, rename = "TaskID", skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The published port (`8080/tcp`) the node's load balancer refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
     pub error: String,
 }
 

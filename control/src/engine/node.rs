@@ -224,6 +224,7 @@ mod tests {
             created_at: 1_471_517_064,
             updated_at: 1_471_517_065,
             network_errors: Default::default(),
+            build_failures: Default::default(),
             restarting_until_ms: None,
         }
     }

@@ -22,7 +22,8 @@ use crate::api::{
     HEARTBEAT_PERIOD_MS, MAX_RESTART_WINDOW_MS,
 };
 use crate::objects::{
-    render_hostname, Node, NodeResources, NodeState, Service, Task, TaskNames, TaskState,
+    render_hostname, BuildFailures, Node, NodeResources, NodeState, SandboxFailure, Service, Task,
+    TaskNames, TaskState,
 };
 use crate::store::Objects;
 
@@ -30,6 +31,16 @@ use crate::store::Objects;
 const DETECT_EVERY: Duration = Duration::from_millis(250);
 /// The longest network error a node's report keeps (characters).
 pub const MAX_NETWORK_ERROR_CHARS: usize = 512;
+
+/// The most sandbox failures, and port failures, a node's report keeps.
+pub const MAX_BUILD_FAILURES: usize = 64;
+
+/// `8080/tcp` or `53/udp`: a published port as reports name it.
+fn is_port_key(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(port, protocol)| {
+        port.parse::<u16>().is_ok_and(|p| p > 0) && matches!(protocol, "tcp" | "udp")
+    })
+}
 
 /// What this node's gossip says of each member, by node id: `true` while
 /// alive or suspect. Kept by the data plane, read by the down detector,
@@ -326,10 +337,16 @@ impl<S: Store, L: Link> Manager<S, L> {
                 _ => None,
             }
             .filter(|errors| *errors != node.network_errors);
+            let given: HashSet<String> = assignments.iter().map(|a| a.task_id.clone()).collect();
+            let build_failures = heartbeat
+                .build_failures
+                .map(|reported| self.bounded_build_failures(reported, &given))
+                .filter(|failures| *failures != node.build_failures);
             if node.state != NodeState::Ready
                 || node.resources != resources
                 || node.restarting_until_ms != restarting_until
                 || network_errors.is_some()
+                || build_failures.is_some()
             {
                 let back = node.restarting_until_ms.is_some() && restarting_until.is_none();
                 self.modify_node(&node.id, |n| {
@@ -342,6 +359,10 @@ impl<S: Store, L: Link> Manager<S, L> {
                     if let Some(errors) = &network_errors {
                         changed |= n.network_errors != *errors;
                         n.network_errors.clone_from(errors);
+                    }
+                    if let Some(failures) = &build_failures {
+                        changed |= n.build_failures != *failures;
+                        n.build_failures.clone_from(failures);
                     }
                     Ok(changed)
                 })
@@ -385,6 +406,39 @@ impl<S: Store, L: Link> Manager<S, L> {
         };
         check_answer_size(&node.id, tasks, &answer, MAX_HEARTBEAT_ANSWER_BYTES)?;
         Ok(answer)
+    }
+
+    /// A node's reported sandbox and port failures as kept: sandboxes of
+    /// tasks given to the node (`given`) on networks of the swarm, ports
+    /// written as `N/tcp|udp`, at most [`MAX_BUILD_FAILURES`] of each, each
+    /// error cut to [`MAX_NETWORK_ERROR_CHARS`].
+    fn bounded_build_failures(
+        &self,
+        reported: BuildFailures,
+        given: &HashSet<String>,
+    ) -> BuildFailures {
+        let known = self.network_specs().unwrap_or_default();
+        let cut = |error: String| error.chars().take(MAX_NETWORK_ERROR_CHARS).collect();
+        let mut sandboxes: Vec<SandboxFailure> = reported
+            .sandboxes
+            .into_iter()
+            .filter(|f| given.contains(&f.task_id) && known.iter().any(|n| n.id == f.network))
+            .take(MAX_BUILD_FAILURES)
+            .map(|f| SandboxFailure {
+                error: cut(f.error),
+                ..f
+            })
+            .collect();
+        sandboxes.sort();
+        sandboxes.dedup_by(|a, b| a.network == b.network && a.task_id == b.task_id);
+        let ports = reported
+            .ports
+            .into_iter()
+            .filter(|(port, _)| is_port_key(port))
+            .take(MAX_BUILD_FAILURES)
+            .map(|(port, error)| (port, cut(error)))
+            .collect();
+        BuildFailures { sandboxes, ports }
     }
 
     /// A node's reported network failures as kept: only networks of the

@@ -156,6 +156,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             network_errors: Default::default(),
+            build_failures: Default::default(),
             restarting_until_ms: None,
         }
     }

@@ -45,6 +45,7 @@ impl<S: Store, L: Link> Manager<S, L> {
             created_at: now,
             updated_at: now,
             network_errors: Default::default(),
+            build_failures: Default::default(),
             restarting_until_ms: None,
         };
         let put = Command::put(&node, Some(0)).map_err(ManagerError::store)?;

@@ -77,18 +77,7 @@ impl<S: Store, L: Link> Manager<S, L> {
         let mut view = NetworkView::new(network);
         view.addresses = Some(book.usage(network));
         let nodes: Vec<Node> = self.all(&objects);
-        view.failures = nodes
-            .iter()
-            .filter_map(|n| {
-                n.network_errors
-                    .get(&network.id)
-                    .map(|error| NetworkFailureView {
-                        node: n.hostname.clone(),
-                        node_id: n.id.clone(),
-                        error: error.clone(),
-                    })
-            })
-            .collect();
+        view.failures = network_failures(network, &nodes);
         Ok(ApiResponse::Network {
             network: Box::new(view),
         })
@@ -214,4 +203,42 @@ fn network_names(networks: &[Network]) -> HashMap<String, String> {
         .iter()
         .map(|n| (n.id.clone(), n.name.clone()))
         .collect()
+}
+
+/// What `nodes` report they cannot build on `network`: the network itself,
+/// then tasks' sandboxes on it, then (for the ingress network) the routing
+/// mesh's published ports, node by node.
+fn network_failures(network: &Network, nodes: &[Node]) -> Vec<NetworkFailureView> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let at = |error: &str| NetworkFailureView {
+            node: n.hostname.clone(),
+            node_id: n.id.clone(),
+            error: error.to_string(),
+            ..NetworkFailureView::default()
+        };
+        if let Some(error) = n.network_errors.get(&network.id) {
+            out.push(at(error));
+        }
+        for f in n
+            .build_failures
+            .sandboxes
+            .iter()
+            .filter(|f| f.network == network.id)
+        {
+            out.push(NetworkFailureView {
+                task_id: Some(f.task_id.clone()),
+                ..at(&f.error)
+            });
+        }
+        if network.spec.ingress {
+            for (port, error) in &n.build_failures.ports {
+                out.push(NetworkFailureView {
+                    port: Some(port.clone()),
+                    ..at(error)
+                });
+            }
+        }
+    }
+    out
 }

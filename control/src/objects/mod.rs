@@ -42,7 +42,7 @@ pub use mac::{MacAddr, MacParseError};
 pub use network::{
     Endpoint, Network, NetworkError, NetworkSpec, OVERLAY_DRIVER, VNI_MAX, VNI_MIN, VXLAN_OVERHEAD,
 };
-pub use node::{Availability, Node, NodeResources, NodeState, Role};
+pub use node::{Availability, BuildFailures, Node, NodeResources, NodeState, Role, SandboxFailure};
 pub use payload::{
     check_name, Config, ConfigKind, Payload, PayloadData, PayloadError, PayloadFile, PayloadKind,
     PayloadReference, Secret, SecretKind, CONFIGS_BASE, MAX_PAYLOAD_BYTES, SECRETS_BASE,

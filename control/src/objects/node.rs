@@ -71,11 +71,41 @@ pub struct Node {
     /// error), as it last reported; bounded by the leader.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub network_errors: BTreeMap<String, String>,
+    /// The task sandboxes and published ports this node's agent fails to
+    /// build, as it last reported; bounded by the leader.
+    #[serde(default, skip_serializing_if = "BuildFailures::is_empty")]
+    pub build_failures: BuildFailures,
     /// Unix ms until which the node's agent is restarting (it said so in its
     /// last heartbeat): the down detector leaves the node and its tasks
     /// alone until then. Cleared by its next heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarting_until_ms: Option<u64>,
+}
+
+/// What a node's agent fails to build besides networks, each retried there
+/// with backoff (level: an empty value says all is built).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildFailures {
+    /// Task sandboxes (their interface on a network), by network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sandboxes: Vec<SandboxFailure>,
+    /// Published ports its load balancer refuses (`8080/tcp` to the error).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, String>,
+}
+
+impl BuildFailures {
+    pub fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty() && self.ports.is_empty()
+    }
+}
+
+/// A task's sandbox a node fails to build on a network.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SandboxFailure {
+    pub network: String,
+    pub task_id: String,
+    pub error: String,
 }
 
 /// A node's capacity for reservations (Docker's NanoCPUs and MemoryBytes).

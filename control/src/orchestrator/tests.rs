@@ -46,6 +46,7 @@ pub(crate) fn node(i: usize) -> Node {
         created_at: 0,
         updated_at: 0,
         network_errors: Default::default(),
+        build_failures: Default::default(),
         restarting_until_ms: None,
     }
 }

@@ -32,6 +32,7 @@ pub(super) fn node(id: &str) -> Node {
         created_at: 0,
         updated_at: 0,
         network_errors: Default::default(),
+        build_failures: Default::default(),
         restarting_until_ms: None,
     }
 }

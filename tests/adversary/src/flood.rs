@@ -18,12 +18,18 @@ pub async fn flood(target: SocketAddr, count: usize, hold_secs: u64) -> anyhow::
             let Ok(Ok(mut stream)) = connect.await else {
                 return (false, false);
             };
-            let mut byte = [0u8; 1];
-            // Closed by the server (EOF or reset) within the hold, or not.
-            let closed = matches!(
-                tokio::time::timeout(hold, stream.read(&mut byte)).await,
-                Ok(Ok(0) | Err(_))
-            );
+            // Closed by the server (EOF or reset) within the hold, or not;
+            // what it says before closing (an HTTP server's 408) is read
+            // and skipped.
+            let deadline = tokio::time::Instant::now() + hold;
+            let mut buf = [0u8; 512];
+            let closed = loop {
+                match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => break true,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => break false,
+                }
+            };
             (true, closed)
         }));
     }

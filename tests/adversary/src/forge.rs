@@ -166,6 +166,7 @@ async fn gossip_key(tls: &Tls, target: &Target) -> anyhow::Result<(u32, String)>
         tasks: Vec::new(),
         logs: Vec::new(),
         network_failures: None,
+        build_failures: None,
         restart_window_ms: None,
     };
     let reply = DispatcherClient::new(channel(tls).await?)

@@ -168,7 +168,20 @@ mod tests {
         );
         let mut host = port("tcp", 7000, 70);
         host.publish_mode = "host".into();
-        assert_eq!(ports_column(&[host]), "", "host ports are not the mesh's");
+        assert_eq!(
+            ports_column(&[host.clone()]),
+            "",
+            "host ports are not the mesh's"
+        );
+        // docker/cli's serviceContext.Ports() prints ingress ports only: a
+        // host-mode port is left out even beside ingress ones, and never
+        // joins their range.
+        let mut next = port("tcp", 8081, 81);
+        next.publish_mode = "host".into();
+        assert_eq!(
+            ports_column(&[port("tcp", 8080, 80), next, host, port("tcp", 8082, 82)]),
+            "*:8080->80/tcp, *:8082->82/tcp"
+        );
     }
 
     #[test]

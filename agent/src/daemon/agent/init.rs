@@ -93,6 +93,7 @@ impl Membership {
             created_at: now,
             updated_at: now,
             network_errors: Default::default(),
+            build_failures: Default::default(),
             restarting_until_ms: None,
         };
         let token = JoinToken {

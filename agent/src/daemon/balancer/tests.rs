@@ -363,3 +363,68 @@ fn a_host_mode_port_is_served_only_by_the_node_of_its_task() -> Result<(), Balan
     assert!(held(&mut other).ports.is_empty());
     Ok(())
 }
+
+#[test]
+fn a_refused_port_backs_off_on_its_own_while_the_others_are_served() -> Result<(), BalancerError> {
+    let other = PortKey {
+        protocol: Protocol::Tcp,
+        port: 9090,
+    };
+    let mut fake = FakeBalancer::default();
+    fake.refused_ports.insert(HTTP);
+    let (mut plane, _) = plane(fake);
+    let both = |task: &str, ip: [u8; 4]| {
+        let mut ports = vec![http()];
+        ports.push(PublishedPort {
+            protocol: Protocol::Tcp,
+            published: 9090,
+            target: 90,
+        });
+        record(task, ip, ports, None)
+    };
+    let live = tables(vec![("ing", vec![both("a", [10, 255, 0, 2])])]);
+    plane.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
+    assert!(held(&mut plane).ports.contains_key(&other));
+    assert!(!held(&mut plane).ports.contains_key(&HTTP));
+    let failing = plane.failing_ports();
+    assert_eq!(failing.len(), 1);
+    assert_eq!((failing[0].port, failing[0].attempts), (HTTP, 1));
+    assert!(failing[0].error.contains("8080/tcp refused"), "{failing:?}");
+    assert_eq!(plane.port_failures(), 1);
+    let due = plane.next_port_retry().expect("a retry is due");
+    assert!(due > Instant::now() + Duration::from_millis(500));
+
+    // Passes before the retry is due leave 8080 alone and still serve the
+    // others (a new backend on 9090 is written).
+    let live = tables(vec![(
+        "ing",
+        vec![both("a", [10, 255, 0, 2]), both("b", [10, 255, 0, 3])],
+    )]);
+    plane.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
+    let refusals = |plane: &mut BalancerPlane<FakeBalancer>| {
+        plane.balancer().map(|b| b.kernel().refusals).unwrap_or(0)
+    };
+    assert_eq!(refusals(&mut plane), 1, "8080 was retried before its delay");
+    assert_eq!(held(&mut plane).ports[&other].active.len(), 2);
+    assert_eq!(plane.failing_ports()[0].attempts, 1);
+
+    // Once due it is tried again: refused again, it waits twice as long.
+    std::thread::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
+    plane.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
+    assert_eq!(refusals(&mut plane), 2);
+    assert_eq!(plane.failing_ports()[0].attempts, 2);
+    let next = plane.next_port_retry().expect("a retry is due");
+    assert!(next > Instant::now() + Duration::from_millis(1500));
+
+    // The balancer takes it at last: served, and no longer failing.
+    if let Some(b) = plane.balancer() {
+        b.kernel().refused_ports.clear();
+    }
+    std::thread::sleep(next.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
+    plane.sync(&networks(), &live, &BTreeMap::new(), 1500)?;
+    assert_eq!(held(&mut plane).ports[&HTTP].active.len(), 2);
+    assert!(plane.failing_ports().is_empty());
+    assert_eq!(plane.next_port_retry(), None);
+    assert_eq!(plane.port_failures(), 2);
+    Ok(())
+}

@@ -23,6 +23,7 @@ fn beat(node: &str, tasks: Vec<TaskReport>) -> Heartbeat {
         tasks,
         logs: vec![],
         network_failures: None,
+        build_failures: None,
         restart_window_ms: None,
     }
 }
@@ -430,4 +431,94 @@ fn reports_move_tasks_forward_only_and_only_from_their_node() {
     assert!(!apply_report(&mut t, "n2", &failed, 12));
     let mut orphaned = task_on("n1", TaskState::Orphaned);
     assert!(!apply_report(&mut orphaned, "n1", &running, 13));
+}
+
+#[tokio::test]
+async fn sandbox_and_port_failures_are_kept_bounded_and_shown_by_network_inspect() {
+    use crate::objects::{BuildFailures, SandboxFailure};
+    let swarm = Swarm::new(1, 2);
+    let m = swarm.manager(1);
+    let app = create_network(&m, "app").await;
+    create_service(&m, spec_on("web", "app", 4)).await.unwrap();
+    m.orchestrate_once().await.unwrap();
+    m.orchestrate_once().await.unwrap();
+    let tasks: Vec<Task> = m.store().read().all().unwrap();
+    let node = tasks
+        .iter()
+        .filter_map(|t| t.node_id.clone())
+        .find(|n| n.starts_with("node"))
+        .unwrap();
+    let mine = tasks
+        .iter()
+        .find(|t| t.node_id.as_deref() == Some(node.as_str()))
+        .unwrap();
+    let other = tasks
+        .iter()
+        .find(|t| t.node_id.as_deref() != Some(node.as_str()))
+        .unwrap();
+    let sandbox = |network: &str, task: &str| SandboxFailure {
+        network: network.into(),
+        task_id: task.into(),
+        error: "x".repeat(2000),
+    };
+    let mut hb = beat(&node, vec![]);
+    hb.build_failures = Some(BuildFailures {
+        sandboxes: vec![
+            sandbox(&app.id, &mine.id),
+            // Not this node's task, not a network of the swarm: dropped.
+            sandbox(&app.id, &other.id),
+            sandbox("nonesuch", &mine.id),
+        ],
+        ports: [
+            ("8080/tcp", "map full"),
+            ("8080/sctp", "bad"),
+            ("0/udp", "bad"),
+            ("junk", "bad"),
+        ]
+        .into_iter()
+        .map(|(p, e)| (p.to_string(), e.to_string()))
+        .collect(),
+    });
+    m.heartbeat(&as_node(&node), hb.clone()).await.unwrap();
+    let kept = swarm.node(&node).unwrap().build_failures;
+    assert_eq!(kept.sandboxes.len(), 1);
+    assert_eq!(kept.sandboxes[0].task_id, mine.id);
+    assert_eq!(
+        kept.sandboxes[0].error.chars().count(),
+        super::super::dispatcher::MAX_NETWORK_ERROR_CHARS
+    );
+    assert_eq!(kept.ports.keys().collect::<Vec<_>>(), ["8080/tcp"]);
+
+    let inspect = |name: &str| ApiRequest::NetworkInspect {
+        name_or_id: name.into(),
+    };
+    let ApiResponse::Network { network } = local(&m, inspect("app")).await.unwrap() else {
+        panic!("not a network")
+    };
+    assert_eq!(network.failures.len(), 1, "{:?}", network.failures);
+    let failure = &network.failures[0];
+    assert_eq!(failure.node_id, node);
+    assert_eq!(failure.task_id.as_deref(), Some(mine.id.as_str()));
+    assert_eq!(failure.port, None);
+    let json = serde_json::to_value(&*network).unwrap();
+    assert_eq!(json["Failures"][0]["TaskID"], mine.id.as_str());
+    // The mesh's ports show on the ingress network.
+    let ApiResponse::Network { network } = local(&m, inspect("ingress")).await.unwrap() else {
+        panic!("not a network")
+    };
+    let ports: Vec<(Option<&str>, &str)> = network
+        .failures
+        .iter()
+        .map(|f| (f.port.as_deref(), f.error.as_str()))
+        .collect();
+    assert_eq!(ports, [(Some("8080/tcp"), "map full")]);
+
+    // Level: an empty report clears them.
+    hb.build_failures = Some(BuildFailures::default());
+    m.heartbeat(&as_node(&node), hb).await.unwrap();
+    assert!(swarm.node(&node).unwrap().build_failures.is_empty());
+    let ApiResponse::Network { network } = local(&m, inspect("app")).await.unwrap() else {
+        panic!("not a network")
+    };
+    assert!(network.failures.is_empty());
 }

@@ -175,6 +175,7 @@ async fn reported_resources_are_bounded_and_reports_count_only_for_the_nodes_tas
         tasks: vec![],
         logs: vec![],
         network_failures: None,
+        build_failures: None,
         restart_window_ms: None,
     };
     let worker1 = Caller::Node {
@@ -244,6 +245,7 @@ async fn a_heartbeat_answer_over_the_limit_is_refused_naming_the_node() {
         tasks: vec![],
         logs: vec![],
         network_failures: None,
+        build_failures: None,
         restart_window_ms: None,
     };
     let answer = m.heartbeat(&worker1, beat).await.unwrap();

@@ -482,6 +482,7 @@ async fn callers_are_authorized_from_the_store() {
         tasks: vec![],
         logs: vec![],
         network_failures: None,
+        build_failures: None,
         restart_window_ms: None,
     };
     assert_eq!(code(m.heartbeat(&removed, hb).await), ErrorCode::Removed);
@@ -500,6 +501,7 @@ async fn callers_are_authorized_from_the_store() {
         tasks: vec![],
         logs: vec![],
         network_failures: None,
+        build_failures: None,
         restart_window_ms: None,
     };
     assert_eq!(
