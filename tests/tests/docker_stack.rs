@@ -335,6 +335,20 @@ fn docker_stack_deploy_updates_only_the_changed_service_and_rm_leaves_nothing() 
         "re-deploy: the changed service rolled over in {:.1?}",
         started.elapsed()
     );
+    // Where the time went: each web task's creation and last state change.
+    let all_web: Vec<String> = sorted_lines(&docker_ok(
+        h[0],
+        &["service", "ps", "app_web", "-q", "--no-trunc"],
+    ));
+    let mut args = vec![
+        "inspect",
+        "--type",
+        "task",
+        "--format",
+        "{{.Slot}} {{.CreatedAt}} {{.Status.Timestamp}} {{.Status.State}} {{.DesiredState}}",
+    ];
+    args.extend(all_web.iter().map(String::as_str));
+    eprintln!("web's tasks:\n{}", text(&docker(h[0], &args)));
     assert_eq!(
         docker_ok(
             h[0],
