@@ -17,6 +17,7 @@
 
 mod cleanup;
 mod command;
+pub mod docker;
 mod error;
 mod host;
 mod impairment;

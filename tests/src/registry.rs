@@ -40,6 +40,29 @@ pub fn shell_image(dir: &Path, name: &str, script: &str) -> OciImage {
     busybox_image(dir, name, &shell_spec(script))
 }
 
+/// A busybox image whose index page says `body`: its entrypoint prints
+/// `serving <hostname>` and the page (to the task's log), then serves
+/// `/www` over HTTP with the image's Cmd as httpd's arguments (`-p 80`),
+/// as Docker composes them.
+pub fn web_image(dir: &Path, name: &str, body: &str) -> OciImage {
+    busybox_image(
+        dir,
+        name,
+        &ImageSpec {
+            entrypoint: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo serving $(hostname); cat /www/index.html; exec httpd -f -h /www \"$@\""
+                    .into(),
+                "sh".into(),
+            ],
+            cmd: vec!["-p".into(), "80".into()],
+            files: vec![("www/index.html".into(), format!("{body}\n"))],
+            ..ImageSpec::default()
+        },
+    )
+}
+
 /// Starts an agent on each of `nodes` that may pull from the plain-HTTP
 /// registry at `registry` (`host:port`).
 pub fn start_agents_pulling_from(nodes: &[&Host], registry: &str) {

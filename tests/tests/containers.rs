@@ -12,33 +12,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use shoal_tests::registry::{
-    busybox_image, registry_digest, serve_on, shell_image, single_node_swarm_pulling_from,
-    start_agents_pulling_from, ImageSpec, OciImage,
+    registry_digest, serve_on, shell_image, single_node_swarm_pulling_from,
+    start_agents_pulling_from, web_image,
 };
 use shoal_tests::swarm::{cli, cli_ok, form, running, tasks, text, wait_for, wait_running};
 use shoal_tests::{require_root, Host, Underlay};
 use tempfile::TempDir;
-
-/// A busybox image whose index page says `body`: its entrypoint prints
-/// the page (to the task's log), then serves `/www` over HTTP with the
-/// image's Cmd as httpd's arguments (`-p 80`), as Docker composes them.
-fn web_image(dir: &std::path::Path, name: &str, body: &str) -> OciImage {
-    busybox_image(
-        dir,
-        name,
-        &ImageSpec {
-            entrypoint: vec![
-                "sh".into(),
-                "-c".into(),
-                "cat /www/index.html; exec httpd -f -h /www \"$@\"".into(),
-                "sh".into(),
-            ],
-            cmd: vec!["-p".into(), "80".into()],
-            files: vec![("www/index.html".into(), format!("{body}\n"))],
-            ..ImageSpec::default()
-        },
-    )
-}
 
 /// The page `client` gets from `node:8080`, if any.
 fn page(client: &Host, node: &Host) -> Option<String> {

@@ -8,102 +8,17 @@
 //! by the containers, an image the registry lacks `Rejected` with its
 //! error, named volumes, and Docker's errors and status codes.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use shoal_tests::docker::{
+    docker, docker_err, docker_ok, docker_swarm, docker_with_input, sorted_lines as lines,
+};
 use shoal_tests::registry::{
-    busybox_image, registry_digest, serve_on, start_agents_pulling_from, ImageSpec, OciImage,
+    busybox_image, registry_digest, serve_on, start_agents_pulling_from, web_image, ImageSpec,
 };
 use shoal_tests::swarm::{cli, cli_ok, text, wait_for};
 use shoal_tests::{require_root, Host, Underlay};
 use tempfile::TempDir;
-
-/// A busybox image that says `serving <hostname>` on stdout, then serves
-/// `body` over HTTP on port 80 (its files under /www).
-fn web_image(dir: &std::path::Path, name: &str, body: &str) -> OciImage {
-    busybox_image(
-        dir,
-        name,
-        &ImageSpec {
-            entrypoint: vec![
-                "sh".into(),
-                "-c".into(),
-                "echo serving $(hostname); exec httpd -f -p 80 -h /www".into(),
-            ],
-            files: vec![("www/index.html".into(), format!("{body}\n"))],
-            ..ImageSpec::default()
-        },
-    )
-}
-
-/// The docker client: `SHOAL_DOCKER_CLI`, else the one `cargo xtask
-/// install-deps` unpacks, else `docker` on PATH.
-fn docker_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("SHOAL_DOCKER_CLI") {
-        return PathBuf::from(path);
-    }
-    let unpacked = PathBuf::from("/opt/docker-cli/docker");
-    if unpacked.exists() {
-        return unpacked;
-    }
-    PathBuf::from("docker")
-}
-
-/// `docker ARGS` against `host`'s agent, killed after `limit_secs`.
-fn docker_command(host: &Host, limit_secs: &str, args: &[&str]) -> Command {
-    let config = host.run_dir().join("docker-config");
-    let _ = std::fs::create_dir_all(&config);
-    let mut command = Command::new("timeout");
-    command
-        .arg(limit_secs)
-        .arg(docker_bin())
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", host.run_dir().join("docker.sock").display()),
-        )
-        .env("DOCKER_CONFIG", &config)
-        .env_remove("DOCKER_CONTEXT")
-        .args(args);
-    command
-}
-
-/// `docker ARGS` against `host`'s agent.
-fn docker(host: &Host, args: &[&str]) -> Output {
-    // Bounded: a progress display that never converges fails the test.
-    docker_command(host, "120", args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", docker_bin().display()))
-}
-
-fn docker_ok(host: &Host, args: &[&str]) -> String {
-    let out = docker(host, args);
-    assert!(
-        out.status.success(),
-        "`docker {}` on {} failed: {}",
-        args.join(" "),
-        host.name(),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn docker_err(host: &Host, args: &[&str]) -> String {
-    let out = docker(host, args);
-    assert!(
-        !out.status.success(),
-        "`docker {}` succeeded: {}",
-        args.join(" "),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
-fn lines(text: &str) -> Vec<String> {
-    let mut l: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
-    l.sort();
-    l
-}
 
 /// The rows of `docker service ps NAME [--no-trunc]` through `format`,
 /// sorted (truncated, images show without their digest).
@@ -153,24 +68,7 @@ fn the_docker_cli_drives_a_swarm() {
     assert!(err.contains("not a swarm manager"), "{err}");
 
     // swarm init, join-token, join: as with dockerd.
-    let addr = h[0].addr().to_string();
-    let out = docker_ok(h[0], &["swarm", "init", "--advertise-addr", &addr]);
-    assert!(out.contains("Swarm initialized: current node ("), "{out}");
-    let token = docker_ok(h[0], &["swarm", "join-token", "-q", "worker"]);
-    assert!(token.starts_with("SWMTKN-1-"), "{token}");
-    assert_eq!(
-        token,
-        cli_ok(h[0], &["swarm", "join-token", "-q", "worker"]),
-        "docker and shoal show the same token"
-    );
-    let manager = format!("{addr}:2377");
-    for host in &h[1..] {
-        let out = docker_ok(host, &["swarm", "join", "--token", &token, &manager]);
-        assert!(
-            out.contains("This node joined a swarm as a worker"),
-            "{out}"
-        );
-    }
+    docker_swarm(h[0], &h[1..]);
     let info = docker_ok(
         h[0],
         &[
@@ -513,146 +411,6 @@ fn the_docker_cli_drives_a_swarm() {
     docker_ok(h[1], &["swarm", "leave"]);
 }
 
-/// `docker stack deploy` through the Engine API: the stack's network and
-/// services, namespaced and labelled as Docker names them; `stack ls`,
-/// `services`, `ps`; `stack rm` leaves nothing behind. (A re-deploy of a
-/// changed file is not checked yet: the changed service's rolling update
-/// did not finish within 60 s in the one run made.)
-#[test]
-fn docker_stack_deploy_through_the_api() {
-    require_root();
-    let ul = Underlay::builder().hosts(2).build().expect("underlay");
-    let h: Vec<&Host> = ul.hosts().iter().collect();
-    let registry = serve_on(h[1], None);
-    let dir = TempDir::new().expect("temp dir");
-    let plain = busybox_image(
-        dir.path(),
-        "plain",
-        &ImageSpec {
-            files: vec![("www/index.html".into(), "stack\n".into())],
-            ..ImageSpec::default()
-        },
-    );
-    let image = registry.push(&plain, "busybox:1", false);
-    start_agents_pulling_from(&h, &registry.addr);
-    let addr = h[0].addr().to_string();
-    docker_ok(h[0], &["swarm", "init", "--advertise-addr", &addr]);
-    let token = docker_ok(h[0], &["swarm", "join-token", "-q", "worker"]);
-    docker_ok(
-        h[1],
-        &["swarm", "join", "--token", &token, &format!("{addr}:2377")],
-    );
-
-    let stack = |web_env: &str| {
-        format!(
-            r#"version: "3.8"
-services:
-  web:
-    image: {image}
-    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
-    environment:
-      COLOUR: {web_env}
-    ports:
-      - "8080:80"
-    deploy:
-      replicas: 2
-  worker:
-    image: {image}
-    command: ["sleep", "100000"]
-"#
-        )
-    };
-    let file = h[0].run_dir().join("stack.yml");
-    std::fs::write(&file, stack("blue")).expect("write the stack file");
-    let file = file.to_string_lossy().to_string();
-    let out = docker_ok(h[0], &["stack", "deploy", "-c", &file, "app"]);
-    assert!(out.contains("Creating network app_default"), "{out}");
-    assert!(out.contains("Creating service app_web"), "{out}");
-
-    let services = || {
-        lines(&docker_ok(
-            h[0],
-            &[
-                "stack",
-                "services",
-                "app",
-                "--format",
-                "{{.Name}} {{.Replicas}}",
-            ],
-        ))
-    };
-    let up = wait_for(Duration::from_secs(40), || {
-        services() == ["app_web 2/2", "app_worker 1/1"]
-    });
-    assert!(up, "{:?}", services());
-    assert_eq!(
-        docker_ok(
-            h[0],
-            &["stack", "ls", "--format", "{{.Name}} {{.Services}}"]
-        ),
-        "app 2"
-    );
-    assert_eq!(
-        docker_ok(
-            h[0],
-            &[
-                "service",
-                "inspect",
-                "app_web",
-                "--format",
-                "{{index .Spec.Labels \"com.docker.stack.namespace\"}}"
-            ]
-        ),
-        "app"
-    );
-    let ps = lines(&docker_ok(
-        h[0],
-        &[
-            "stack",
-            "ps",
-            "app",
-            "--format",
-            "{{.Name}} {{.CurrentState}}",
-        ],
-    ));
-    assert_eq!(ps.len(), 3, "{ps:?}");
-    assert!(ps.iter().all(|r| r.contains("Running")), "{ps:?}");
-    // Docker's own race: the network may still hold stopping tasks when
-    // `stack rm` removes it; then only its removal may fail, and it goes
-    // once they stop.
-    let rm = docker(h[0], &["stack", "rm", "app"]);
-    assert!(
-        rm.status.success() || text(&rm).contains("app_default"),
-        "{}",
-        text(&rm)
-    );
-    assert_eq!(cli_ok(h[0], &["service", "ls", "-q"]), "");
-    let gone = wait_for(Duration::from_secs(20), || {
-        docker(h[0], &["network", "rm", "app_default"]);
-        docker_ok(
-            h[0],
-            &["network", "ls", "--filter", "name=app_default", "-q"],
-        )
-        .is_empty()
-    });
-    assert!(gone, "app_default is still there");
-}
-
-/// `docker ARGS` against `host`'s agent with `input` on stdin.
-fn docker_stdin(host: &Host, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = docker_command(host, "60", args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", docker_bin().display()));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("docker ends")
-}
-
 #[test]
 fn docker_secrets_and_configs_through_the_api() {
     require_root();
@@ -663,15 +421,12 @@ fn docker_secrets_and_configs_through_the_api() {
     let plain = busybox_image(dir.path(), "plain", &ImageSpec::default());
     let image = registry.push(&plain, "busybox:1", false);
     start_agents_pulling_from(&[h], &registry.addr);
-    docker_ok(
-        h,
-        &["swarm", "init", "--advertise-addr", &h.addr().to_string()],
-    );
+    docker_swarm(h, &[]);
 
-    let out = docker_stdin(
+    let out = docker_with_input(
         h,
         &["secret", "create", "--label", "a=b", "s", "-"],
-        "api-pw-42",
+        Some("api-pw-42"),
     );
     assert!(out.status.success(), "{}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -690,7 +445,7 @@ fn docker_secrets_and_configs_through_the_api() {
         inspect.contains("\"a\": \"b\"") && !inspect.contains("Data"),
         "{inspect}"
     );
-    let out = docker_stdin(h, &["config", "create", "c", "-"], "port=8080");
+    let out = docker_with_input(h, &["config", "create", "c", "-"], Some("port=8080"));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         docker_ok(

@@ -8,10 +8,11 @@ use shoal_control::engine::{filter, Node};
 
 use super::format::{self, natural_cmp, pretty_word, Listing, Row};
 
-/// `node ls`. Docker's default table ends with `ENGINE VERSION`; shoal's
-/// agents do not report one, so the column is left out (the field exists).
+/// `node ls`: Docker's default table, `ENGINE VERSION` last (empty, as
+/// the docker CLI shows it through the Engine API: shoal's agents do not
+/// report a version to the managers).
 pub const NODES: Listing = Listing {
-    default_table: "table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}",
+    default_table: "table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}",
     headers: &[
         ("ID", "ID"),
         ("Self", ""),
@@ -248,10 +249,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             out,
-            "ID                            HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS\n\
-             e216jshn25ckzbvmwlnh5jr3g     h1         Ready     Active         Leader\n\
-             1bcef6utixb0l0ca7gxuivsj0 *   h2         Ready     Active         Unreachable\n\
-             38ciaotwjuritcdtn9npbnkuz     h10        Ready     Active         \n"
+            "ID                            HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION\n\
+             e216jshn25ckzbvmwlnh5jr3g     h1         Ready     Active         Leader           \n\
+             1bcef6utixb0l0ca7gxuivsj0 *   h2         Ready     Active         Unreachable      \n\
+             38ciaotwjuritcdtn9npbnkuz     h10        Ready     Active                          \n"
         );
         let out = list(
             nodes(),

@@ -140,8 +140,7 @@ impl StackCommand {
         match self {
             StackCommand::Deploy(args) => deploy(socket, &args).await,
             StackCommand::Ls { format } => {
-                let services: Vec<ServiceView> =
-                    client::api(socket, ApiRequest::ServiceList).await?;
+                let services = service::list(socket).await?;
                 print!("{}", stack_list(&services, format.as_deref())?);
                 Ok(())
             }
@@ -225,8 +224,8 @@ fn stack_list(services: &[ServiceView], format: Option<&str>) -> anyhow::Result<
 }
 
 async fn stack_services(socket: &Path, stack: &str) -> anyhow::Result<Vec<ServiceView>> {
-    let services: Vec<ServiceView> = client::api(socket, ApiRequest::ServiceList).await?;
-    Ok(services
+    Ok(service::list(socket)
+        .await?
         .into_iter()
         .filter(|s| s.spec.labels.get(NAMESPACE_LABEL).map(String::as_str) == Some(stack))
         .collect())
@@ -235,7 +234,7 @@ async fn stack_services(socket: &Path, stack: &str) -> anyhow::Result<Vec<Servic
 /// What the managers have now.
 async fn cluster(socket: &Path) -> anyhow::Result<Cluster> {
     Ok(Cluster {
-        services: client::api(socket, ApiRequest::ServiceList).await?,
+        services: service::list(socket).await?,
         networks: client::api::<Vec<NetworkView>>(socket, ApiRequest::NetworkList).await?,
         secrets: client::api::<Vec<PayloadView>>(socket, ApiRequest::SecretList).await?,
         configs: client::api::<Vec<PayloadView>>(socket, ApiRequest::ConfigList).await?,
@@ -425,10 +424,9 @@ async fn run_step(socket: &Path, step: &Step, with_registry_auth: bool) -> anyho
         }
         Step::KeepService { .. } => String::new(),
     };
-    let answer = client::call(socket, &shoal_control::api::LocalRequest::Api(request))
-        .await
-        .context(failed.clone())?;
-    answer.into_cluster().context(failed)?;
+    let request = shoal_control::api::LocalRequest::Api(request);
+    let answer = async { anyhow::Ok(client::call(socket, &request).await?.into_cluster()?) };
+    answer.await.context(failed)?;
     Ok(())
 }
 
@@ -475,11 +473,7 @@ async fn wait_for_tasks(socket: &Path, plan: &stack::RemovePlan) -> anyhow::Resu
     let start = Instant::now();
     loop {
         let nodes: Vec<NodeView> = client::api(socket, ApiRequest::NodeList).await?;
-        let mut tasks = Vec::new();
-        for node in nodes {
-            let request = ApiRequest::NodePs { node: node.id };
-            tasks.extend(client::api::<Vec<shoal_control::api::TaskView>>(socket, request).await?);
-        }
+        let tasks = service::tasks_on(socket, nodes.into_iter().map(|n| n.id)).await?;
         let draining = plan.draining(&tasks);
         if draining == 0 || start.elapsed() > DRAIN_LIMIT {
             return Ok(());

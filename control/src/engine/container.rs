@@ -200,6 +200,10 @@ impl Mount {
             source: m.source.clone(),
             target: m.target.clone(),
             read_only: m.read_only,
+            volume_options: (!m.volume_labels.is_empty()).then(|| VolumeOptions {
+                labels: Some(m.volume_labels.clone()),
+                ..VolumeOptions::default()
+            }),
             tmpfs_options: tmpfs,
             ..Mount::default()
         }

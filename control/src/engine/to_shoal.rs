@@ -533,10 +533,6 @@ fn mount(m: &Mount) -> Result<objects::MountSpec, SpecError> {
             "TaskTemplate.ContainerSpec.Mounts.VolumeOptions.NoCopy",
         )?;
         refuse_if(
-            volume.labels.as_ref().is_some_and(|l| !l.is_empty()),
-            "TaskTemplate.ContainerSpec.Mounts.VolumeOptions.Labels",
-        )?;
-        refuse_if(
             volume.driver_config.as_ref().is_some_and(|d| {
                 !matches!(d.name.as_str(), "" | "local")
                     || d.options.as_ref().is_some_and(|o| !o.is_empty())
@@ -563,6 +559,11 @@ fn mount(m: &Mount) -> Result<objects::MountSpec, SpecError> {
         read_only: m.read_only,
         tmpfs_size,
         tmpfs_mode,
+        volume_labels: m
+            .volume_options
+            .as_ref()
+            .and_then(|v| v.labels.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -864,6 +865,22 @@ mod tests {
         let converted = back.to_shoal().unwrap();
         assert_eq!(converted.spec, spec);
         assert!(converted.warnings.is_empty(), "{:?}", converted.warnings);
+    }
+
+    /// `docker stack deploy` labels each stack volume with the stack's
+    /// namespace: kept, and shown back as Docker shows it.
+    #[test]
+    fn a_stack_volumes_labels_are_kept_and_shown_back() {
+        let mount = serde_json::json!({"Type": "volume", "Source": "vote_db-data",
+            "Target": "/var/lib/postgresql/data",
+            "VolumeOptions": {"Labels": {"com.docker.stack.namespace": "vote"}}});
+        let mut body = cli_create();
+        body["TaskTemplate"]["ContainerSpec"]["Mounts"] = serde_json::json!([mount.clone()]);
+        let spec = parse(body).to_shoal().unwrap().spec;
+        let stored = &spec.task.container.as_ref().unwrap().mounts[0];
+        assert_eq!(stored.volume_labels["com.docker.stack.namespace"], "vote");
+        let shown = serde_json::to_value(super::super::Mount::from_shoal(stored)).unwrap();
+        assert_eq!(shown, mount);
     }
 
     /// What docker 20.10 posts for `service create --mount ... --health-cmd

@@ -97,6 +97,11 @@ pub struct MountSpec {
     /// tmpfs permission bits; `None`: 1777.
     #[serde(default)]
     pub tmpfs_mode: Option<u32>,
+    /// A volume's `VolumeOptions.Labels` (`docker stack deploy` puts the
+    /// stack's namespace there), kept in the spec as Docker shows it;
+    /// shoal's local volumes themselves carry no labels.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub volume_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl MountSpec {

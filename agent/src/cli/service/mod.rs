@@ -134,8 +134,7 @@ impl ServiceCommand {
                 filters,
             } => {
                 let filters = Filters::parse(&filters)?;
-                let services: Vec<ServiceView> =
-                    client::api(socket, ApiRequest::ServiceList).await?;
+                let services = list(socket).await?;
                 print!(
                     "{}",
                     rows::list(&services, &filters, format.as_deref(), quiet)?
@@ -351,12 +350,26 @@ pub async fn node_ps(
     nodes: Vec<String>,
     options: TaskListOptions<'_>,
 ) -> anyhow::Result<()> {
+    let all = tasks_on(socket, nodes).await?;
+    print_tasks(socket, &all, options).await
+}
+
+/// Every service the managers have (`service ls`).
+pub(super) async fn list(socket: &Path) -> anyhow::Result<Vec<ServiceView>> {
+    client::api(socket, ApiRequest::ServiceList).await
+}
+
+/// The tasks the managers placed on each of `nodes` (`node ps`).
+pub(super) async fn tasks_on(
+    socket: &Path,
+    nodes: impl IntoIterator<Item = String>,
+) -> anyhow::Result<Vec<TaskView>> {
     let mut all = Vec::new();
     for node in nodes {
         let tasks: Vec<TaskView> = client::api(socket, ApiRequest::NodePs { node }).await?;
         all.extend(tasks);
     }
-    print_tasks(socket, &all, options).await
+    Ok(all)
 }
 
 /// Prints tasks after resolving what Docker's task filters name: nodes and
@@ -390,8 +403,7 @@ pub(super) async fn print_tasks(
     }
     let mut services = BTreeMap::new();
     if filters.contains("label") || filters.contains("_up-to-date") {
-        let views: Vec<ServiceView> = client::api(socket, ApiRequest::ServiceList).await?;
-        for v in views {
+        for v in list(socket).await? {
             let facts = tasks::ServiceFacts {
                 labels: v.spec.labels.clone(),
                 version: v.version,

@@ -36,7 +36,7 @@ pub fn row(view: &ServiceView, service: &Service) -> Row {
         .task_template
         .container_spec
         .as_ref()
-        .map(|c| c.image.clone())
+        .map(|c| shown_image(&c.image))
         .unwrap_or_default();
     let status = service.service_status.clone().unwrap_or_default();
     Row::new(json!({
@@ -48,6 +48,25 @@ pub fn row(view: &ServiceView, service: &Service) -> Row {
         "Command": ellipsis(&view.spec.task.command.join(" "), COMMAND_WIDTH),
         "Ports": ports_column(&service.endpoint.ports),
     }))
+}
+
+/// Docker's IMAGE column of `service ls`: a tagged reference without the
+/// digest the deploy pinned, in its familiar form (`busybox:1`, not
+/// `docker.io/library/busybox:1@sha256:...`); a reference pinned by digest
+/// alone shows whole.
+fn shown_image(image: &str) -> String {
+    let Some((name, _digest)) = image.split_once('@') else {
+        return image.to_string();
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if !last.contains(':') {
+        return image.to_string();
+    }
+    let familiar = name
+        .strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name);
+    familiar.to_string()
 }
 
 /// `service ls` output: the services that pass `filters`, by name.
@@ -138,6 +157,22 @@ pub fn ellipsis(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_image_column_drops_the_pinned_digest_as_docker_does() {
+        let digest = "sha256:df0508407eae4917249b4b601cd217c6b603310f9dcbf404774cd4169093ec94";
+        assert_eq!(
+            super::shown_image(&format!("198.18.0.2:5000/stackweb:1@{digest}")),
+            "198.18.0.2:5000/stackweb:1"
+        );
+        assert_eq!(
+            super::shown_image(&format!("docker.io/library/busybox:1@{digest}")),
+            "busybox:1"
+        );
+        let by_digest = format!("198.18.0.2:5000/stackweb@{digest}");
+        assert_eq!(super::shown_image(&by_digest), by_digest);
+        assert_eq!(super::shown_image("busybox"), "busybox");
+    }
+
     use super::*;
 
     fn port(protocol: &str, published: u32, target: u32) -> PortConfig {
