@@ -983,7 +983,14 @@ mod tests {
                 record: rec("t2", [10, 0, 1, 3], [198, 18, 0, 1]),
             }])
             .collect();
-        let spec = desired(me, 1500, networks, &BTreeMap::new(), &local);
+        let spec = desired(
+            me,
+            1500,
+            networks,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &local,
+        );
         let failing = |object| FailingObject {
             object,
             error: "File exists".into(),
