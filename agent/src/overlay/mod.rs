@@ -15,7 +15,7 @@
 
 pub mod backoff;
 mod each;
-mod ipvs_link;
+pub mod ipvs_link;
 mod kernel;
 mod mesh_link;
 pub mod names;
