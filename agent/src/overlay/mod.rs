@@ -15,7 +15,7 @@
 
 pub mod backoff;
 mod each;
-mod ipvs_link;
+pub mod ipvs_link;
 mod kernel;
 pub mod link_watch;
 mod mesh_link;

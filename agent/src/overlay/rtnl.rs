@@ -208,7 +208,17 @@ impl OverlayKernel for RtnlKernel {
                         let index = match nl.index(names::BRIDGE).await? {
                             Some(i) => i,
                             None => {
-                                nl.add_link(LinkBridge::new(names::BRIDGE).build()).await?;
+                                // A MAC of its own, set: a bridge without one takes
+                                // its lowest port's, so it would change as tasks come
+                                // and go, and the kernel then drops every neighbour
+                                // of the bridge, permanent ones too (the IPVS mesh's
+                                // return path).
+                                nl.add_link(
+                                    LinkBridge::new(names::BRIDGE)
+                                        .address(bridge_mac().to_vec())
+                                        .build(),
+                                )
+                                .await?;
                                 nl.require_index(names::BRIDGE).await?
                             }
                         };
@@ -576,7 +586,10 @@ impl Nl {
             .collect())
     }
 
-    async fn neigh(&self, vxlan: u32) -> Result<BTreeMap<Ipv4Addr, MacAddr>, rtnetlink::Error> {
+    pub(super) async fn neigh(
+        &self,
+        vxlan: u32,
+    ) -> Result<BTreeMap<Ipv4Addr, MacAddr>, rtnetlink::Error> {
         let msgs: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
@@ -684,6 +697,13 @@ impl Nl {
         self.count();
         self.handle.route().add(route).replace().execute().await
     }
+}
+
+/// A random locally administered unicast MAC for a network's bridge.
+fn bridge_mac() -> [u8; 6] {
+    let mut mac: [u8; 6] = rand::random();
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
 }
 
 /// Treats "no such object" as success, for deletes.

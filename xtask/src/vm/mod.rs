@@ -53,9 +53,8 @@ pub struct Options {
     no_build: bool,
     /// Run the swarm scenario with `--mesh ipvs` too, not only the IPVS
     /// client's checks: only when `--mesh ipvs|all` asks for it by name,
-    /// because that scenario does not pass yet (through one node a task on
-    /// another node never answers; see the README's IPVS mesh paragraph),
-    /// and `cargo xtask test` runs only what is claimed to work.
+    /// because a whole run of that scenario has not passed yet (see the
+    /// README's IPVS mesh paragraph), and `cargo xtask test` runs only what is claimed to work.
     pub ipvs_swarm: bool,
 }
 

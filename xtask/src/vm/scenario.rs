@@ -76,9 +76,8 @@ pub fn run(ssh: &Ssh, mesh: Mesh, fresh: bool, ipvs_swarm: bool) -> Result<(Vec<
     }
     if mesh == Mesh::Ipvs && !ipvs_swarm {
         println!(
-            "vm-test [ipvs] NOT RUN: the swarm scenario with --mesh ipvs (it does not pass yet: \
-             through one node a task on another node never answers); run it with \
-             `cargo xtask vm-test --mesh ipvs`"
+            "vm-test [ipvs] NOT RUN: the swarm scenario with --mesh ipvs (a whole run of it has \
+             not passed yet); run it with `cargo xtask vm-test --mesh ipvs`"
         );
         return Ok((checks.failed, false));
     }

@@ -24,6 +24,7 @@ use super::{nat, IpvsNode};
 use crate::balancer::{host, Attached, BalancerError, NodeAttachment};
 use crate::ipvs::{IpvsClient, IpvsError};
 use crate::netns::{self, NetnsDir};
+use crate::overlay::ipvs_link::missing_returns;
 use crate::overlay::{names, RtnlKernel};
 
 /// The link's host end.
@@ -114,10 +115,31 @@ impl IpvsNode for HostNode {
             .map_err(attach_error)?;
         let (underlay, locals) = host::underlay_of(node.vtep).map_err(attach_error)?;
         let wiring = (node.clone(), underlay.clone());
-        let changed = created || self.wired.as_ref() != Some(&wiring);
+        let mut returns = node.peers.clone();
+        returns.insert(node.vtep, node.gateway_mac);
+        let rewire = created || self.wired.as_ref() != Some(&wiring);
+        // Checked each time: the kernel drops the bridge's neighbours when
+        // its MAC changes or it goes down, and the answers of this node's
+        // tasks to other nodes then go nowhere.
+        let lost = match kernel.ipvs_returns_held(&node.network) {
+            Ok(held) => missing_returns(&returns, &held),
+            Err(e) if rewire => {
+                tracing::debug!("mesh: {}", e.chain());
+                BTreeSet::new()
+            }
+            Err(e) => return Err(attach_error(e)),
+        };
+        if !rewire && !lost.is_empty() {
+            tracing::warn!(
+                "mesh: the ingress network lost its return path to {}; writing it again",
+                lost.iter()
+                    .map(Ipv4Addr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let changed = rewire || !lost.is_empty();
         if changed {
-            let mut returns = node.peers.clone();
-            returns.insert(node.vtep, node.gateway_mac);
             kernel
                 .wire_ipvs_link(
                     &node.network,
