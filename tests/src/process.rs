@@ -104,7 +104,7 @@ pub(crate) fn start_in_netns(
     let pid = table.spawn(command, log.clone())?;
     let deadline = Instant::now() + NETNS_ENTRY_TIMEOUT;
     loop {
-        if namespace::contains(netns, pid) && !is_nsenter(pid) {
+        if namespace::contains(netns, pid) && runs_program(pid) {
             return Ok(pid);
         }
         match table.exit_status(pid) {
@@ -132,11 +132,12 @@ pub(crate) fn start_in_netns(
     }
 }
 
-/// Whether `pid` is still running nsenter itself, before it exec'd the program it was
-/// asked to run.
-pub(crate) fn is_nsenter(pid: u32) -> bool {
+/// Whether `pid` has exec'd the program nsenter was asked to run: it runs an
+/// executable other than nsenter. A process that is exiting (nsenter failing to
+/// exec the program) has no executable left to read, and does not count.
+pub(crate) fn runs_program(pid: u32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe"))
-        .is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "nsenter"))
+        .is_ok_and(|exe| exe.file_name().is_some_and(|name| name != "nsenter"))
 }
 
 /// The last `TAIL_LINES` lines of `log`, or why it could not be read.

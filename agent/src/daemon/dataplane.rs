@@ -353,6 +353,8 @@ async fn run(
     let inherited: Arc<Mutex<Option<overlay::HostState>>> = Arc::new(Mutex::new(None));
     let mut names = NamePlane::new(inputs.netns.clone());
     let mut backoff = overlay::backoff::Backoff::default();
+    // When each entry of a member that is down was first seen so.
+    let mut down_since: BTreeMap<DownKey, Instant> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -392,12 +394,18 @@ async fn run(
                 _ => None,
             })
             .collect();
+        let (reachable, linger_ends) = still_reachable(
+            &lingering,
+            &mut down_since,
+            Instant::now(),
+            DOWN_MEMBER_LINGER,
+        );
         let mut spec = desired(
             inputs.vtep,
             inputs.underlay_mtu,
             networks.clone(),
             &live,
-            &lingering,
+            &reachable,
             &inputs.local.list(),
         );
         spec.gateways = mesh_plane::gateways(&networks, &vteps);
@@ -474,6 +482,9 @@ async fn run(
         };
         status.reconciles += 1;
         wait = RESYNC;
+        if let Some(ends) = linger_ends {
+            wait = wait.min(ends.saturating_duration_since(Instant::now()) + DEBOUNCE);
+        }
         match result {
             Ok(Ok((outcome, spec, (mesh_status, port_retry)))) => {
                 if mesh_status.last_error.is_some() {
@@ -654,6 +665,47 @@ fn lingering(entries: Vec<Entry>) -> BTreeMap<String, Vec<EndpointRecord>> {
     lingering
 }
 
+/// How long the overlay keeps reaching the tasks of a member that went
+/// down (its agent restarting: the node says it leaves, and its tasks still
+/// serve the flows the mesh keeps to them). A node that stays down longer
+/// is taken for gone.
+pub const DOWN_MEMBER_LINGER: Duration = Duration::from_secs(10);
+
+/// An entry of a member that is down: network, task, address.
+type DownKey = (String, String, Ipv4Addr);
+
+/// The entries of `lingering` that went down less than `linger` ago (when
+/// each was first seen down is kept in `down_since`, which forgets the
+/// entries no longer down), and when the first of them expires.
+fn still_reachable(
+    lingering: &BTreeMap<String, Vec<EndpointRecord>>,
+    down_since: &mut BTreeMap<DownKey, Instant>,
+    now: Instant,
+    linger: Duration,
+) -> (BTreeMap<String, Vec<EndpointRecord>>, Option<Instant>) {
+    let key = |network: &str, r: &EndpointRecord| (network.to_string(), r.task_id.clone(), r.ip);
+    let down: BTreeSet<DownKey> = lingering
+        .iter()
+        .flat_map(|(n, records)| records.iter().map(move |r| key(n, r)))
+        .collect();
+    down_since.retain(|k, _| down.contains(k));
+    let mut kept: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
+    let mut first_end: Option<Instant> = None;
+    for (network, records) in lingering {
+        for record in records {
+            let since = *down_since.entry(key(network, record)).or_insert(now);
+            let ends = since + linger;
+            if ends > now {
+                kept.entry(network.clone())
+                    .or_default()
+                    .push(record.clone());
+                first_end = Some(first_end.map_or(ends, |f| f.min(ends)));
+            }
+        }
+    }
+    (kept, first_end)
+}
+
 /// Removes every overlay namespace this agent made (leaving the swarm).
 pub fn teardown(netns: &NetnsDir) -> anyhow::Result<usize> {
     let mut kernel = RtnlKernel::new(netns.clone());
@@ -696,11 +748,11 @@ fn persist_networks(path: &std::path::Path, networks: &[NetworkSpec]) -> bool {
 /// already taken) are skipped one by one, so a bad entry never blocks the
 /// rest.
 ///
-/// The entries of members that are down (`lingering`: an agent restarting,
-/// a node that stopped answering) stay reachable as the mesh keeps their
-/// flows: without them the flows the mesh still forwards to those tasks
-/// would be dropped at the missing neighbour. A live entry wins an address
-/// over a lingering one.
+/// The entries of members that went down lately (`lingering`: an agent
+/// restarting, a node that stopped answering; see [`DOWN_MEMBER_LINGER`])
+/// stay reachable as the mesh keeps their flows: without them the flows the
+/// mesh still forwards to those tasks would be dropped at the missing
+/// neighbour. A live entry wins an address over a lingering one.
 pub fn desired(
     vtep: Ipv4Addr,
     underlay_mtu: u32,
@@ -922,6 +974,43 @@ mod tests {
                 (Ipv4Addr::new(10, 0, 1, 3), Ipv4Addr::new(198, 18, 0, 2)),
             ]
         );
+    }
+
+    #[test]
+    fn a_down_members_entries_stay_reachable_for_the_linger_only() {
+        let t0 = Instant::now();
+        let linger = Duration::from_secs(10);
+        let mut since = BTreeMap::new();
+        let down = BTreeMap::from([(
+            "red".to_string(),
+            vec![rec("a", [10, 0, 1, 3], [198, 18, 0, 2])],
+        )]);
+        let (kept, ends) = still_reachable(&down, &mut since, t0, linger);
+        assert_eq!(kept["red"].len(), 1);
+        assert_eq!(ends, Some(t0 + linger));
+        // A second entry going down later keeps its own time.
+        let later = BTreeMap::from([(
+            "red".to_string(),
+            vec![
+                rec("a", [10, 0, 1, 3], [198, 18, 0, 2]),
+                rec("b", [10, 0, 1, 4], [198, 18, 0, 2]),
+            ],
+        )]);
+        let t5 = t0 + Duration::from_secs(5);
+        let (kept, ends) = still_reachable(&later, &mut since, t5, linger);
+        assert_eq!(kept["red"].len(), 2);
+        assert_eq!(ends, Some(t0 + linger));
+        let t11 = t0 + Duration::from_secs(11);
+        let (kept, ends) = still_reachable(&later, &mut since, t11, linger);
+        let tasks: Vec<&str> = kept["red"].iter().map(|r| r.task_id.as_str()).collect();
+        assert_eq!(tasks, ["b"]);
+        assert_eq!(ends, Some(t5 + linger));
+        // Back up (no longer lingering) and down again: a fresh linger.
+        let (kept, _) = still_reachable(&BTreeMap::new(), &mut since, t11, linger);
+        assert!(kept.is_empty() && since.is_empty());
+        let (kept, ends) = still_reachable(&later, &mut since, t11, linger);
+        assert_eq!(kept["red"].len(), 2);
+        assert_eq!(ends, Some(t11 + linger));
     }
 
     #[test]
