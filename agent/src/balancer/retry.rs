@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::PortKey;
-use crate::overlay::backoff::delay;
+use crate::overlay::backoff::{Change, Schedule};
 
 /// One published port the balancer fails to program.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,27 +35,16 @@ pub enum PortEvent {
     Recovered { port: PortKey },
 }
 
-#[derive(Clone, Debug)]
-struct Failing {
-    error: String,
-    attempts: u32,
-    next: Instant,
-}
-
 /// The failing ports and when each is tried again.
 #[derive(Debug, Default)]
 pub struct PortRetry {
-    failing: BTreeMap<PortKey, Failing>,
+    schedule: Schedule<PortKey>,
 }
 
 impl PortRetry {
     /// The ports a pass starting at `now` must leave alone.
     pub fn held(&self, now: Instant) -> BTreeSet<PortKey> {
-        self.failing
-            .iter()
-            .filter(|(_, f)| f.next > now)
-            .map(|(p, _)| *p)
-            .collect()
+        self.schedule.held(now).map(|(p, _)| *p).collect()
     }
 
     /// Takes in a pass: the ports in `failed` are held for their next
@@ -67,46 +56,34 @@ impl PortRetry {
         held: &BTreeSet<PortKey>,
         now: Instant,
     ) -> Vec<PortEvent> {
-        let mut events = Vec::new();
-        for (port, error) in failed {
-            let entry = self.failing.entry(*port).or_insert(Failing {
-                error: String::new(),
-                attempts: 0,
-                next: now,
-            });
-            entry.attempts = entry.attempts.saturating_add(1);
-            let retry_in = delay(entry.attempts);
-            entry.next = now + retry_in;
-            if entry.error != *error {
-                entry.error.clone_from(error);
-                events.push(PortEvent::Failed {
-                    port: *port,
-                    error: error.clone(),
+        let failed = failed.iter().map(|(p, e)| (*p, e.clone()));
+        self.schedule
+            .record(failed, |p| held.contains(p), now)
+            .into_iter()
+            .map(|change| match change {
+                Change::Failed {
+                    key,
+                    error,
                     retry_in,
-                });
-            }
-        }
-        let well: Vec<PortKey> = self
-            .failing
-            .keys()
-            .filter(|p| !failed.contains_key(p) && !held.contains(p))
-            .copied()
-            .collect();
-        for port in well {
-            self.failing.remove(&port);
-            events.push(PortEvent::Recovered { port });
-        }
-        events
+                } => PortEvent::Failed {
+                    port: key,
+                    error,
+                    retry_in,
+                },
+                Change::Recovered { key } => PortEvent::Recovered { port: key },
+            })
+            .collect()
     }
 
     /// When the next held port is due, if any.
     pub fn next_due(&self) -> Option<Instant> {
-        self.failing.values().map(|f| f.next).min()
+        self.schedule.next_due()
     }
 
     /// The failing ports, by port.
     pub fn failing(&self) -> Vec<FailingPort> {
-        self.failing
+        self.schedule
+            .failing()
             .iter()
             .map(|(port, f)| FailingPort {
                 port: *port,

@@ -42,7 +42,7 @@ pub enum Event {
 /// The failing objects and when each is tried again.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    failing: BTreeMap<Object, Failing>,
+    schedule: Schedule<Object>,
 }
 
 /// The delay after `attempts` failures in a row: 1 s doubling, at most 60 s.
@@ -57,9 +57,8 @@ impl Backoff {
     /// The objects a pass starting at `now` must leave alone, with their
     /// last error.
     pub fn held(&self, now: Instant) -> BTreeMap<Object, String> {
-        self.failing
-            .iter()
-            .filter(|(_, f)| f.next > now)
+        self.schedule
+            .held(now)
             .map(|(o, f)| (o.clone(), f.error.clone()))
             .collect()
     }
@@ -67,10 +66,86 @@ impl Backoff {
     /// Takes in a pass's outcome: failed objects are held for their next
     /// delay, objects neither failed nor held are well again.
     pub fn record(&mut self, outcome: &Outcome, now: Instant) -> Vec<Event> {
+        let failed = outcome
+            .failed
+            .iter()
+            .map(|(object, error)| (object.clone(), error.chain().to_string()));
+        self.schedule
+            .record(failed, |o| outcome.held.contains(o), now)
+            .into_iter()
+            .map(|change| match change {
+                Change::Failed {
+                    key,
+                    error,
+                    retry_in,
+                } => Event::Failed {
+                    object: key,
+                    error,
+                    retry_in,
+                },
+                Change::Recovered { key } => Event::Recovered { object: key },
+            })
+            .collect()
+    }
+
+    /// When the next held object is due, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.schedule.next_due()
+    }
+
+    /// The failing objects with their last error.
+    pub fn failing(&self) -> &BTreeMap<Object, Failing> {
+        self.schedule.failing()
+    }
+}
+
+/// A change a pass made to a [`Schedule`]'s failing set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change<K> {
+    /// A new failure, or a known one whose error changed.
+    Failed {
+        key: K,
+        error: String,
+        retry_in: Duration,
+    },
+    /// A failing key is well again.
+    Recovered { key: K },
+}
+
+/// The backoff schedule of anything retried by key (overlay objects,
+/// published ports): each failing key with its last error, its failures in
+/// a row and when it is tried again.
+#[derive(Debug)]
+pub struct Schedule<K> {
+    failing: BTreeMap<K, Failing>,
+}
+
+impl<K> Default for Schedule<K> {
+    fn default() -> Self {
+        Schedule {
+            failing: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> Schedule<K> {
+    /// The failing keys a pass starting at `now` must leave alone.
+    pub fn held(&self, now: Instant) -> impl Iterator<Item = (&K, &Failing)> {
+        self.failing.iter().filter(move |(_, f)| f.next > now)
+    }
+
+    /// Takes in a pass: the keys in `failed` are held for their next delay;
+    /// a failing key neither failed nor `held` this pass is well again.
+    pub fn record(
+        &mut self,
+        failed: impl IntoIterator<Item = (K, String)>,
+        held: impl Fn(&K) -> bool,
+        now: Instant,
+    ) -> Vec<Change<K>> {
         let mut events = Vec::new();
-        for (object, error) in &outcome.failed {
-            let error = error.chain().to_string();
-            let entry = self.failing.entry(object.clone()).or_insert(Failing {
+        let mut failed_now = std::collections::BTreeSet::new();
+        for (key, error) in failed {
+            let entry = self.failing.entry(key.clone()).or_insert(Failing {
                 error: String::new(),
                 attempts: 0,
                 next: now,
@@ -80,33 +155,34 @@ impl Backoff {
             entry.next = now + retry_in;
             if entry.error != error {
                 entry.error.clone_from(&error);
-                events.push(Event::Failed {
-                    object: object.clone(),
+                events.push(Change::Failed {
+                    key: key.clone(),
                     error,
                     retry_in,
                 });
             }
+            failed_now.insert(key);
         }
-        let well: Vec<Object> = self
+        let well: Vec<K> = self
             .failing
             .keys()
-            .filter(|o| !outcome.failed.contains_key(*o) && !outcome.held.contains(*o))
+            .filter(|k| !failed_now.contains(*k) && !held(k))
             .cloned()
             .collect();
-        for object in well {
-            self.failing.remove(&object);
-            events.push(Event::Recovered { object });
+        for key in well {
+            self.failing.remove(&key);
+            events.push(Change::Recovered { key });
         }
         events
     }
 
-    /// When the next held object is due, if any.
+    /// When the next held key is due, if any.
     pub fn next_due(&self) -> Option<Instant> {
         self.failing.values().map(|f| f.next).min()
     }
 
-    /// The failing objects with their last error.
-    pub fn failing(&self) -> &BTreeMap<Object, Failing> {
+    /// The failing keys with their last error.
+    pub fn failing(&self) -> &BTreeMap<K, Failing> {
         &self.failing
     }
 }
